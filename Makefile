@@ -1,0 +1,106 @@
+# souk: plain GNU Make with pkg-config, no configure step.
+#   make            build the kit, every service and the souk command
+#   make run        set up, build, seed, and run the platform (souk up)
+#   make test       set up, build, run unit and black-box tests
+#   make bench      run the benchmark suite (bench/RESULTS.md)
+#   make SANITIZE=address,undefined test   the same tree with sanitizers, in build/san
+
+SANITIZE ?=
+ifeq ($(SANITIZE),)
+B := build
+else
+B := build/san
+endif
+
+CC ?= cc
+PKGS := libmicrohttpd jansson sqlite3 libcurl libsodium
+CPPFLAGS := -Ilib/include -D_GNU_SOURCE
+CFLAGS ?= -O2 -g
+CFLAGS += -std=gnu11 -Wall -Wextra -Werror -pthread -MMD -MP $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
+ifneq ($(SANITIZE),)
+CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+
+LIB_SRC := $(wildcard lib/*.c)
+LIB_OBJ := $(LIB_SRC:%.c=$(B)/obj/%.o)
+LIB := $(B)/libsouk.a
+SERVICES := $(patsubst services/%/main.c,%,$(wildcard services/*/main.c))
+BINS := $(SERVICES:%=$(B)/bin/%) $(B)/bin/souk
+
+UNIT_LIB_SRC := $(wildcard tests/unit/lib/*.c)
+UNIT_SVC_SRC := $(wildcard tests/unit/services/*/*.c)
+UNIT_BINS := $(UNIT_LIB_SRC:%.c=$(B)/%) $(UNIT_SVC_SRC:%.c=$(B)/%)
+
+PYTEST := /usr/bin/python3 -m pytest
+
+.PHONY: all setup run test unit e2e bench clean fmt
+all: $(BINS)
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(@D)
+	$(AR) rcs $@ $^
+
+# One service: its sources, its embedded migrations, the kit.
+define service_rules
+$(1)_OBJ := $$(patsubst %.c,$(B)/obj/%.o,$$(wildcard services/$(1)/*.c)) $(B)/obj/gen/$(1)/migrations.o
+$(B)/gen/$(1)/migrations.c: $$(wildcard services/$(1)/migrations/*.sql) scripts/embed-migrations
+	@mkdir -p $$(@D)
+	scripts/embed-migrations services/$(1)/migrations > $$@
+$(B)/obj/gen/$(1)/migrations.o: $(B)/gen/$(1)/migrations.c
+	@mkdir -p $$(@D)
+	$$(CC) $$(CPPFLAGS) $$(CFLAGS) -c -o $$@ $$<
+$(B)/bin/$(1): $$($(1)_OBJ) $(LIB)
+	@mkdir -p $$(@D)
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+# unit tests of the service link everything but its main()
+$(B)/tests/unit/services/$(1)/%: tests/unit/services/$(1)/%.c $$(filter-out %/main.o,$$($(1)_OBJ)) $(LIB)
+	@mkdir -p $$(@D)
+	$$(CC) $$(CPPFLAGS) -Iservices/$(1) $$(CFLAGS) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS) -lcmocka
+endef
+$(foreach s,$(SERVICES),$(eval $(call service_rules,$(s))))
+
+$(B)/bin/souk: cli/souk.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
+
+$(B)/tests/unit/lib/%: tests/unit/lib/%.c $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+setup:
+	@scripts/setup test
+
+unit: $(UNIT_BINS)
+	@fail=0; for t in $(UNIT_BINS); do echo "== $$t"; $$t || fail=1; done; exit $$fail
+
+e2e: $(BINS)
+	SOUK_BUILD_DIR=$(abspath $(B)) $(PYTEST) -q tests/e2e $(PYTEST_ARGS)
+
+test: setup
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory e2e
+
+run:
+	@scripts/setup build
+	@$(MAKE) --no-print-directory all
+	@scripts/run
+
+bench:
+	@scripts/setup bench
+	@$(MAKE) --no-print-directory all
+	@bench/run
+
+fmt:
+	clang-format -i lib/*.c lib/include/souk/*.h services/*/*.c cli/*.c
+
+clean:
+	rm -rf build
+
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

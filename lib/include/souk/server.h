@@ -1,0 +1,143 @@
+/* server.h: the HTTP server a service is made of. A service declares its routes as
+ * a table (method, pattern with {params}, handler, who may call it); souk_main()
+ * loads config, opens and migrates the database, starts the server and drains on
+ * SIGTERM. A handler returns the HTTP status and sets the body with souk_reply_*()
+ * or souk_problem(); request-scoped memory comes from souk_req_alloc(). */
+#ifndef SOUK_SERVER_H
+#define SOUK_SERVER_H
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "souk/arena.h"
+#include "souk/config.h"
+#include "souk/db.h"
+#include "souk/json.h"
+
+struct souk_req;
+
+typedef int (*souk_handler)(struct souk_req *r);
+
+/* Who may call a route. */
+enum souk_auth {
+    SOUK_PUBLIC = 0,   /* anyone */
+    SOUK_USER,         /* a valid user access token */
+    SOUK_ADMIN,        /* a user token with the admin role */
+    SOUK_SERVICE,      /* a service token carrying the route's scope */
+    SOUK_OPTIONAL_USER,/* anyone; the identity is filled in when a valid token is sent */
+};
+
+struct souk_route {
+    const char *method;      /* "GET"; NULL ends the table. GET routes answer HEAD too. */
+    const char *pattern;     /* "/api/v1/products/{id}": literal segments and {name} */
+    souk_handler handler;
+    enum souk_auth auth;
+    const char *scope;       /* for SOUK_SERVICE: the scope required, e.g. "catalog:reserve" */
+    size_t max_body;         /* 0: SOUK_MAX_BODY */
+};
+
+/* The caller, as established by auth. */
+#define SOUK_SUB_MAX 64
+struct souk_identity {
+    bool authenticated;
+    bool admin;
+    bool service;                 /* a client-credentials token */
+    char sub[SOUK_SUB_MAX];       /* usr_… or the client id */
+    char scope[256];              /* space-separated scopes */
+    char token_id[64];            /* jti */
+    long long expires;            /* exp, seconds since the epoch */
+};
+
+struct souk_service {
+    const char *name;                        /* "catalog" */
+    const char *listen;                      /* default SOUK_LISTEN, "127.0.0.1:8082" */
+    const struct souk_route *routes;
+    const struct souk_migration *migrations; /* usually service_migrations */
+    const struct souk_conf *config;          /* service variables, loaded after the kit's */
+    int (*start)(void);       /* after migrations, before serving: start workers; 0 or error */
+    void (*stop)(void);       /* after draining */
+    int (*seed)(struct souk_db *db);         /* `<binary> seed`: demo data; 0 or error */
+    bool (*ready)(void);      /* extra readiness for /readyz (NULL: always) */
+};
+
+/* Run the service: `<binary>` serves, `<binary> seed` seeds, `<binary> migrate`
+ * migrates and exits. Returns the process exit status. */
+int souk_main(int argc, char **argv, const struct souk_service *svc);
+
+/* ---- inside a handler ---- */
+
+const char *souk_req_method(struct souk_req *r);
+const char *souk_req_path(struct souk_req *r);
+/* A path parameter by name ("id"), never NULL for a name in the pattern. */
+const char *souk_req_param(struct souk_req *r, const char *name);
+/* A query parameter (decoded) or NULL; an empty value is "". */
+const char *souk_req_query(struct souk_req *r, const char *name);
+const char *souk_req_header(struct souk_req *r, const char *name);
+/* The raw body (NUL-terminated) and its length. */
+const char *souk_req_body(struct souk_req *r, size_t *len);
+/* The body parsed as a JSON object. On a missing or malformed body or a non-object
+ * it sets a 400 problem and returns NULL: the handler returns souk_req_status(r).
+ * Owned by the request. */
+json_t *souk_req_json(struct souk_req *r);
+const struct souk_identity *souk_req_identity(struct souk_req *r);
+const char *souk_req_id(struct souk_req *r);           /* X-Request-Id */
+const char *souk_req_traceparent(struct souk_req *r);  /* to pass on to peers */
+const char *souk_req_client_addr(struct souk_req *r);  /* "127.0.0.1" */
+int souk_req_status(struct souk_req *r);               /* the status set so far */
+
+void *souk_req_alloc(struct souk_req *r, size_t n);
+char *souk_req_printf(struct souk_req *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+struct souk_arena *souk_req_arena(struct souk_req *r);
+/* The calling thread's database connection (same as souk_db_thread()). */
+struct souk_db *souk_req_db(struct souk_req *r);
+
+/* Responses. reply_json takes the reference to body; the handler returns the status. */
+void souk_reply_json(struct souk_req *r, json_t *body);
+/* A pre-rendered body; copied unless the server may take it (take = true: malloc'd). */
+void souk_reply_raw(struct souk_req *r, const char *content_type, char *body, size_t len,
+                    bool take);
+void souk_reply_header(struct souk_req *r, const char *name, const char *value);
+
+/* RFC 9457 problem+json: sets the response and returns status, so a handler can
+ * `return souk_problem(r, 404, "not_found", "no product %s", id);`. code is the stable
+ * machine string. */
+int souk_problem(struct souk_req *r, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* 400 "validation_failed" with the check's errors; takes them. */
+int souk_problem_check(struct souk_req *r, struct souk_check *c);
+/* Build a problem document (the unit tests and the gateway use this directly). */
+json_t *souk_problem_json(int status, const char *code, const char *detail);
+const char *souk_status_title(int status);
+
+/* ---- waiting without holding a thread ---- */
+
+/* Return SOUK_SUSPEND from a handler after arranging for another thread to call
+ * souk_req_resume(r, status) once the answer is ready (body set with souk_reply_*
+ * before resuming). Until then the connection holds no pool thread. */
+#define SOUK_SUSPEND 0
+void souk_req_resume(struct souk_req *r, int status);
+
+/* Is the server draining (SIGTERM received)? Long waits should end early. */
+bool souk_server_draining(void);
+
+/* ---- routing, exposed for unit tests and the gateway ---- */
+
+#define SOUK_MAX_PARAMS 8
+struct souk_param { const char *name; const char *value; size_t len; };
+struct souk_router;
+
+/* Build a router over routes (kept by reference). NULL on a malformed pattern (logged). */
+struct souk_router *souk_router_new(const struct souk_route *routes);
+void souk_router_free(struct souk_router *rt);
+/* Match method and path. Returns the route index (>= 0), or -404 when no pattern
+ * matches the path, or -405 when one does but not for this method. Parameter values
+ * point into path (not NUL-terminated: see len). */
+int souk_router_match(const struct souk_router *rt, const char *method, const char *path,
+                      struct souk_param *params, size_t *nparams);
+size_t souk_router_count(const struct souk_router *rt);
+/* "GET, HEAD" style list of the methods allowed for path, into buf. */
+void souk_router_allow(const struct souk_router *rt, const char *path, char *buf, size_t cap);
+
+#endif

@@ -1,0 +1,837 @@
+/* server.c: the HTTP server on libmicrohttpd (epoll, internal thread pool).
+ * One request's life: headers → route match → body (capped) → auth → handler →
+ * response queued → completion (metrics, access log, arena freed). Also the
+ * built-in /healthz, /readyz and /metrics, problem+json, and souk_main(). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <pthread.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "souk/auth.h"
+#include "souk/id.h"
+#include "souk/json.h"
+#include "souk/log.h"
+#include "souk/metrics.h"
+#include "souk/server.h"
+#include "souk/souk.h"
+
+#define REQUEST_ID_MAX 64
+#define TRACEPARENT_LEN 55
+#define ACCESS_LINE_MAX 2048
+#define MAX_RESP_HEADERS 8
+
+enum req_state {
+    REQ_NEW,          /* headers seen, body may follow */
+    REQ_SUSPENDED,    /* handler waiting elsewhere */
+    REQ_READY,        /* response set, to be queued */
+    REQ_QUEUED,
+};
+
+struct resp_header { const char *name, *value; };
+
+struct souk_req {
+    struct MHD_Connection *conn;
+    const char *method, *path;
+    int route;                  /* index into the full table, or the "other" series */
+    struct souk_param params[SOUK_MAX_PARAMS];
+    size_t nparams;
+    struct souk_arena arena;
+    uint64_t t0;
+
+    char *body;
+    size_t body_len, body_cap, body_max;
+    bool too_large;
+    json_t *json;
+
+    struct souk_identity who;
+    char request_id[REQUEST_ID_MAX + 1];
+    char trace_id[33];
+    char traceparent[TRACEPARENT_LEN + 1];   /* ours, to pass on */
+    char client[INET6_ADDRSTRLEN];
+
+    _Atomic int state;
+    int status;
+    char *resp;
+    size_t resp_len;
+    bool resp_owned;            /* resp is malloc'd and ours to hand to MHD */
+    const char *content_type;
+    struct resp_header headers[MAX_RESP_HEADERS];
+    size_t nheaders;
+};
+
+/* ---- server state ---- */
+
+static const struct souk_service *service;
+static struct souk_route *routes;           /* the service's, then the built-ins */
+static size_t nroutes;
+static struct souk_router *router;
+static struct MHD_Daemon *daemon_;
+static atomic_bool draining;
+static atomic_bool started;
+static _Atomic long inflight;
+
+static const char *cfg_listen, *cfg_db;
+static int64_t cfg_threads, cfg_max_conns, cfg_conn_timeout, cfg_max_body, cfg_drain_seconds;
+static const char *cfg_log_level;
+static bool cfg_access_log;
+
+static const struct souk_conf kit_config[] = {
+    {"SOUK_LISTEN", SOUK_CONF_ADDR, NULL, 0, 0, &cfg_listen, "host:port to listen on"},
+    {"SOUK_DB", SOUK_CONF_STR, NULL, 1, 4096, &cfg_db, "sqlite:PATH"},
+    {"SOUK_THREADS", SOUK_CONF_INT, "2", 1, 256, &cfg_threads, "HTTP worker threads"},
+    {"SOUK_MAX_CONNECTIONS", SOUK_CONF_INT, "4096", 1, 1000000, &cfg_max_conns, "open connections"},
+    {"SOUK_CONN_TIMEOUT", SOUK_CONF_INT, "60", 1, 3600, &cfg_conn_timeout, "idle connection seconds"},
+    {"SOUK_MAX_BODY", SOUK_CONF_INT, "65536", 256, 16777216, &cfg_max_body, "request body bytes"},
+    {"SOUK_DRAIN_SECONDS", SOUK_CONF_INT, "10", 0, 300, &cfg_drain_seconds, "drain time on SIGTERM"},
+    {"SOUK_LOG_LEVEL", SOUK_CONF_STR, "info", 1, 8, &cfg_log_level, "debug|info|warn|error"},
+    {"SOUK_ACCESS_LOG", SOUK_CONF_BOOL, "true", 0, 0, &cfg_access_log, "log every request"},
+    {NULL, 0, NULL, 0, 0, NULL, NULL},
+};
+
+bool souk_server_draining(void)
+{
+    return atomic_load(&draining);
+}
+
+/* ---- handler accessors ---- */
+
+const char *souk_req_method(struct souk_req *r) { return r->method; }
+const char *souk_req_path(struct souk_req *r) { return r->path; }
+const char *souk_req_id(struct souk_req *r) { return r->request_id; }
+const char *souk_req_traceparent(struct souk_req *r) { return r->traceparent; }
+const char *souk_req_client_addr(struct souk_req *r) { return r->client; }
+int souk_req_status(struct souk_req *r) { return r->status; }
+struct souk_arena *souk_req_arena(struct souk_req *r) { return &r->arena; }
+const struct souk_identity *souk_req_identity(struct souk_req *r) { return &r->who; }
+struct souk_db *souk_req_db(struct souk_req *r) { SOUK_UNUSED(r); return souk_db_thread(); }
+void *souk_req_alloc(struct souk_req *r, size_t n) { return souk_arena_alloc(&r->arena, n); }
+
+char *souk_req_printf(struct souk_req *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = souk_arena_vprintf(&r->arena, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+const char *souk_req_param(struct souk_req *r, const char *name)
+{
+    size_t nlen = strlen(name);
+    for (size_t i = 0; i < r->nparams; i++) {
+        struct souk_param *p = &r->params[i];
+        if (strncmp(p->name, name, nlen) == 0 && p->name[nlen] == '}')
+            return p->value;
+    }
+    return NULL;
+}
+
+const char *souk_req_query(struct souk_req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *souk_req_header(struct souk_req *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const char *souk_req_body(struct souk_req *r, size_t *len)
+{
+    if (len != NULL)
+        *len = r->body_len;
+    return r->body ? r->body : "";
+}
+
+static bool is_json_type(const char *ct)
+{
+    if (ct == NULL)
+        return true;   /* lenient: curl -d without a type is common */
+    size_t n = strcspn(ct, ";");
+    while (n > 0 && ct[n - 1] == ' ')
+        n--;
+    return (n == 16 && strncasecmp(ct, "application/json", 16) == 0) ||
+           (n > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0);
+}
+
+json_t *souk_req_json(struct souk_req *r)
+{
+    if (r->json != NULL)
+        return r->json;
+    if (!is_json_type(souk_req_header(r, "Content-Type"))) {
+        souk_problem(r, 415, "unsupported_media_type", "send the body as application/json");
+        return NULL;
+    }
+    if (r->body_len == 0) {
+        souk_problem(r, 400, "malformed_json", "a JSON object body is required");
+        return NULL;
+    }
+    json_error_t err;
+    json_t *v = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &err);
+    if (v == NULL) {
+        souk_problem(r, 400, "malformed_json", "line %d, column %d: %s", err.line, err.column,
+                     err.text);
+        return NULL;
+    }
+    if (!json_is_object(v)) {
+        json_decref(v);
+        souk_problem(r, 400, "malformed_json", "the body must be a JSON object");
+        return NULL;
+    }
+    r->json = v;
+    return v;
+}
+
+/* ---- responses ---- */
+
+static void set_body(struct souk_req *r, const char *type, char *body, size_t len, bool owned)
+{
+    if (r->resp_owned)
+        free(r->resp);
+    r->content_type = type;
+    r->resp = body;
+    r->resp_len = len;
+    r->resp_owned = owned;
+}
+
+void souk_reply_json(struct souk_req *r, json_t *body)
+{
+    size_t len;
+    char *s = souk_json_dump(body, &len);
+    json_decref(body);
+    set_body(r, "application/json", s, len, true);
+}
+
+void souk_reply_raw(struct souk_req *r, const char *content_type, char *body, size_t len, bool take)
+{
+    if (!take) {
+        char *copy = souk_xmalloc(len + 1);
+        memcpy(copy, body, len);
+        copy[len] = '\0';
+        body = copy;
+    }
+    set_body(r, content_type, body, len, true);
+}
+
+void souk_reply_header(struct souk_req *r, const char *name, const char *value)
+{
+    for (size_t i = 0; i < r->nheaders; i++) {
+        if (strcasecmp(r->headers[i].name, name) == 0) {
+            r->headers[i].value = souk_arena_strdup(&r->arena, value);
+            return;
+        }
+    }
+    if (r->nheaders == MAX_RESP_HEADERS) {
+        souk_warn("too many response headers", "{s:s}", "name", name);
+        return;
+    }
+    r->headers[r->nheaders].name = name;
+    r->headers[r->nheaders].value = souk_arena_strdup(&r->arena, value);
+    r->nheaders++;
+}
+
+const char *souk_status_title(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 415: return "Unsupported Media Type";
+    case 422: return "Unprocessable Content";
+    case 428: return "Precondition Required";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    }
+    return status < 500 ? "Client Error" : "Server Error";
+}
+
+json_t *souk_problem_json(int status, const char *code, const char *detail)
+{
+    char type[128];
+    snprintf(type, sizeof(type), "urn:souk:problem:%s", code);
+    json_t *p = json_pack("{s:s,s:s,s:i,s:s}", "type", type, "title", souk_status_title(status),
+                          "status", status, "code", code);
+    if (detail != NULL && *detail != '\0') {
+        json_t *d = json_string(detail);
+        json_object_set_new(p, "detail", d ? d : json_string("(detail was not UTF-8)"));
+    }
+    return p;
+}
+
+static void reply_problem(struct souk_req *r, int status, json_t *p)
+{
+    size_t len;
+    char *s = souk_json_dump(p, &len);
+    json_decref(p);
+    set_body(r, "application/problem+json", s, len, true);
+    r->status = status;
+}
+
+int souk_problem(struct souk_req *r, int status, const char *code, const char *fmt, ...)
+{
+    char detail[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+    reply_problem(r, status, souk_problem_json(status, code, detail));
+    return status;
+}
+
+int souk_problem_check(struct souk_req *r, struct souk_check *c)
+{
+    json_t *p = souk_problem_json(400, "validation_failed", "the request has invalid fields");
+    json_object_set_new(p, "errors", c->errors ? c->errors : json_array());
+    c->errors = NULL;
+    reply_problem(r, 400, p);
+    return 400;
+}
+
+/* ---- request ids and trace context ---- */
+
+static bool valid_request_id(const char *s)
+{
+    size_t n = 0;
+    for (; s[n] != '\0'; n++) {
+        char c = s[n];
+        if (n == REQUEST_ID_MAX || !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+                                     (c >= 'A' && c <= 'Z') || c == '-' || c == '_' || c == '.'))
+            return false;
+    }
+    return n > 0;
+}
+
+static bool all_hex(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return true;
+}
+
+/* Accept a W3C traceparent "00-<32 hex trace>-<16 hex parent>-<2 hex flags>" and keep
+ * its trace id; otherwise start a trace. Either way pass on our own span id. */
+static void trace_context(struct souk_req *r)
+{
+    const char *tp = souk_req_header(r, "traceparent");
+    char flags[3] = "01";
+    unsigned char rnd[16];
+    if (tp != NULL && strlen(tp) == TRACEPARENT_LEN && strncmp(tp, "00-", 3) == 0 &&
+        all_hex(tp + 3, 32) && tp[35] == '-' && all_hex(tp + 36, 16) && tp[52] == '-' &&
+        all_hex(tp + 53, 2) && strncmp(tp + 3, "00000000000000000000000000000000", 32) != 0) {
+        memcpy(r->trace_id, tp + 3, 32);
+        memcpy(flags, tp + 53, 2);
+    } else {
+        randombytes_buf(rnd, 16);
+        sodium_bin2hex(r->trace_id, sizeof(r->trace_id), rnd, 16);
+    }
+    r->trace_id[32] = '\0';
+    char span[17];
+    randombytes_buf(rnd, 8);
+    sodium_bin2hex(span, sizeof(span), rnd, 8);
+    snprintf(r->traceparent, sizeof(r->traceparent), "00-%s-%s-%s", r->trace_id, span, flags);
+}
+
+static void client_address(struct souk_req *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    strcpy(r->client, "-");
+    if (ci == NULL || ci->client_addr == NULL)
+        return;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->client, sizeof(r->client));
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->client,
+                  sizeof(r->client));
+}
+
+/* ---- built-in routes ---- */
+
+static int healthz(struct souk_req *r)
+{
+    souk_reply_raw(r, "application/json", "{\"status\":\"ok\"}", 15, false);
+    return 200;
+}
+
+static int readyz(struct souk_req *r)
+{
+    if (!atomic_load(&started) || atomic_load(&draining))
+        return souk_problem(r, 503, "not_ready", atomic_load(&draining) ? "draining" : "starting");
+    if (service->ready != NULL && !service->ready())
+        return souk_problem(r, 503, "not_ready", "a dependency is not reachable");
+    if (souk_db_thread() == NULL)
+        return souk_problem(r, 503, "not_ready", "database unavailable");
+    souk_reply_raw(r, "application/json", "{\"status\":\"ready\"}", 18, false);
+    return 200;
+}
+
+static int metrics(struct souk_req *r)
+{
+    size_t len;
+    char *text = souk_metrics_render(&len);
+    souk_reply_raw(r, "text/plain; version=0.0.4; charset=utf-8", text, len, true);
+    return 200;
+}
+
+static const struct souk_route builtin_routes[] = {
+    {"GET", "/healthz", healthz, SOUK_PUBLIC, NULL, 0},
+    {"GET", "/readyz", readyz, SOUK_PUBLIC, NULL, 0},
+    {"GET", "/metrics", metrics, SOUK_PUBLIC, NULL, 0},
+};
+
+/* ---- the request life cycle ---- */
+
+static void dispatch(struct souk_req *r)
+{
+    if (r->route == -404) {
+        r->route = (int)nroutes;
+        souk_problem(r, 404, "not_found", "no route for %s", r->path);
+        return;
+    }
+    if (r->route == -405) {
+        char allow[128];
+        souk_router_allow(router, r->path, allow, sizeof(allow));
+        r->route = (int)nroutes;
+        souk_reply_header(r, "Allow", allow);
+        souk_problem(r, 405, "method_not_allowed", "%s is not allowed here; use %s", r->method, allow);
+        return;
+    }
+    const struct souk_route *route = &routes[r->route];
+    souk__log_set_context(r->request_id, r->trace_id);
+    int status = souk_auth_check(r, route, &r->who);
+    if (status == 0) {
+        status = route->handler(r);
+        if (status == SOUK_SUSPEND) {
+            souk__log_set_context(NULL, NULL);
+            return;
+        }
+    }
+    souk__log_set_context(NULL, NULL);
+    if (status < 100 || status > 599) {
+        souk_error("handler returned a bad status", "{s:s,s:i}", "route", route->pattern, "status", status);
+        souk_problem(r, 500, "internal", "internal error");
+        return;
+    }
+    r->status = status;
+    if (r->resp == NULL && status >= 400)
+        souk_problem(r, status, "error", "%s", souk_status_title(status));
+    atomic_store(&r->state, REQ_READY);
+}
+
+void souk_req_resume(struct souk_req *r, int status)
+{
+    if (status < 100 || status > 599) {
+        souk_problem(r, 500, "internal", "internal error");
+        status = 500;
+    }
+    r->status = status;
+    if (atomic_exchange(&r->state, REQ_READY) == REQ_SUSPENDED)
+        MHD_resume_connection(r->conn);
+}
+
+static enum MHD_Result queue(struct souk_req *r)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(
+        r->resp_len, r->resp ? r->resp : "", r->resp_owned ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (resp == NULL)
+        return MHD_NO;
+    r->resp_owned = false;   /* MHD frees it now */
+    if (r->content_type != NULL)
+        MHD_add_response_header(resp, "Content-Type", r->content_type);
+    MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+    for (size_t i = 0; i < r->nheaders; i++)
+        MHD_add_response_header(resp, r->headers[i].name, r->headers[i].value);
+    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
+    atomic_store(&r->state, REQ_QUEUED);
+    return ret;
+}
+
+static struct souk_req *req_new(struct MHD_Connection *c, const char *url, const char *method)
+{
+    struct souk_req *r = souk_xcalloc(1, sizeof(*r));
+    r->conn = c;
+    r->method = method;
+    r->t0 = souk_now_ns();
+    souk_arena_init(&r->arena);
+    r->path = souk_arena_strdup(&r->arena, url);
+    r->route = souk_router_match(router, method, r->path, r->params, &r->nparams);
+    /* parameter values point into path: terminate them in a copy of their own */
+    for (size_t i = 0; i < r->nparams; i++)
+        r->params[i].value = souk_arena_strndup(&r->arena, r->params[i].value, r->params[i].len);
+    r->body_max = (r->route >= 0 && routes[r->route].max_body) ? routes[r->route].max_body
+                                                               : (size_t)cfg_max_body;
+    const char *rid = souk_req_header(r, "X-Request-Id");
+    if (rid != NULL && valid_request_id(rid)) {
+        strcpy(r->request_id, rid);
+    } else {
+        char id[SOUK_ID_MAX];
+        strcpy(r->request_id, souk_id_new(id, "req"));
+    }
+    trace_context(r);
+    client_address(r);
+    r->status = 200;
+    atomic_fetch_add(&inflight, 1);
+    return r;
+}
+
+static void append_body(struct souk_req *r, const char *data, size_t n)
+{
+    if (r->too_large)
+        return;
+    if (r->body_len + n > r->body_max) {
+        r->too_large = true;
+        return;
+    }
+    if (r->body_len + n + 1 > r->body_cap) {
+        size_t cap = r->body_cap ? r->body_cap * 2 : 1024;
+        while (cap < r->body_len + n + 1)
+            cap *= 2;
+        if (cap > r->body_max + 1)
+            cap = r->body_max + 1;
+        r->body = souk_xrealloc(r->body, cap);
+        r->body_cap = cap;
+    }
+    memcpy(r->body + r->body_len, data, n);
+    r->body_len += n;
+    r->body[r->body_len] = '\0';
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+    SOUK_UNUSED(cls);
+    SOUK_UNUSED(version);
+    struct souk_req *r = *con_cls;
+    if (r == NULL) {
+        /* the first call carries the headers only: answer on a later one */
+        *con_cls = req_new(c, url, method);
+        return MHD_YES;
+    }
+    if (*upload_size != 0) {
+        append_body(r, upload, *upload_size);
+        *upload_size = 0;
+        if (r->too_large && atomic_load(&r->state) == REQ_NEW) {
+            souk_problem(r, 413, "body_too_large", "the request body exceeds %zu bytes", r->body_max);
+            return queue(r);
+        }
+        return MHD_YES;
+    }
+    switch (atomic_load(&r->state)) {
+    case REQ_NEW:
+        dispatch(r);
+        if (atomic_load(&r->state) == REQ_NEW) {
+            /* The handler is waiting elsewhere. Suspend first, then publish the state:
+             * a resume racing with us either finds SUSPENDED (and resumes MHD) or has
+             * already set READY (and we resume ourselves). */
+            MHD_suspend_connection(c);
+            int expect = REQ_NEW;
+            if (!atomic_compare_exchange_strong(&r->state, &expect, REQ_SUSPENDED))
+                MHD_resume_connection(c);
+            return MHD_YES;
+        }
+        return queue(r);
+    case REQ_READY:
+        return queue(r);
+    default:
+        return MHD_YES;
+    }
+}
+
+static size_t put(char *buf, size_t len, size_t cap, const char *s)
+{
+    size_t n = strlen(s);
+    if (len >= cap)
+        return len;
+    if (len + n > cap)
+        n = cap - len;
+    memcpy(buf + len, s, n);
+    return len + n;
+}
+
+static void access_log(struct souk_req *r, double secs)
+{
+    char line[ACCESS_LINE_MAX];
+    char ts[SOUK_TIME_MAX], tail[160];
+    const size_t cap = sizeof(line) - 2;
+    size_t len = 0;
+    souk_time_now(ts);
+    snprintf(tail, sizeof(tail), "\",\"status\":%d,\"ms\":%.3f,\"bytes\":%zu,\"client\":\"%s\"",
+             r->status, secs * 1e3, r->resp_len, r->client);
+    len = put(line, len, cap, "{\"ts\":\"");
+    len = put(line, len, cap, ts);
+    len = put(line, len, cap, "\",\"level\":\"info\",\"svc\":\"");
+    len = put(line, len, cap, service->name);
+    len = put(line, len, cap, "\",\"msg\":\"access\",\"request_id\":\"");
+    len = put(line, len, cap, r->request_id);
+    len = put(line, len, cap, "\",\"trace_id\":\"");
+    len = put(line, len, cap, r->trace_id);
+    len = put(line, len, cap, "\",\"method\":\"");
+    len = souk__json_escape(line, len, cap - sizeof(tail), r->method);
+    len = put(line, len, cap, "\",\"path\":\"");
+    len = souk__json_escape(line, len, cap - sizeof(tail), r->path);
+    len = put(line, len, cap, tail);
+    line[len++] = '}';
+    line[len++] = '\n';
+    ssize_t w = write(STDERR_FILENO, line, len);
+    (void)w;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    SOUK_UNUSED(cls);
+    SOUK_UNUSED(c);
+    struct souk_req *r = *con_cls;
+    if (r == NULL)
+        return;
+    *con_cls = NULL;
+    double secs = (double)(souk_now_ns() - r->t0) / 1e9;
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && atomic_load(&r->state) != REQ_QUEUED)
+        r->status = 499;   /* the client went away first */
+    size_t series = r->route >= 0 ? (size_t)r->route : nroutes;
+    souk__metrics_http_observe(series, r->method, r->status, secs);
+    if (cfg_access_log)
+        access_log(r, secs);
+    if (r->resp_owned)
+        free(r->resp);
+    json_decref(r->json);
+    free(r->body);
+    souk_arena_free(&r->arena);
+    free(r);
+    atomic_fetch_sub(&inflight, 1);
+}
+
+/* ---- start and stop ---- */
+
+static int listen_address(const char *addr, struct sockaddr_in *sa)
+{
+    char host[256];
+    uint16_t port;
+    if (souk_config_split_addr(addr, host, sizeof(host), &port) != 0)
+        return SOUK_EINVAL;
+    memset(sa, 0, sizeof(*sa));
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons(port);
+    if (strcmp(host, "localhost") == 0 || host[0] == '\0')
+        strcpy(host, "127.0.0.1");
+    return inet_pton(AF_INET, host, &sa->sin_addr) == 1 ? 0 : SOUK_EINVAL;
+}
+
+static int build_routes(const struct souk_service *svc)
+{
+    size_t n = 0;
+    while (svc->routes != NULL && svc->routes[n].method != NULL)
+        n++;
+    nroutes = n + SOUK_ARRAY_LEN(builtin_routes);
+    routes = souk_xcalloc(nroutes + 1, sizeof(*routes));
+    if (n > 0)
+        memcpy(routes, svc->routes, n * sizeof(*routes));
+    memcpy(routes + n, builtin_routes, sizeof(builtin_routes));
+    router = souk_router_new(routes);
+    if (router == NULL)
+        return SOUK_EINVAL;
+    const char **names = souk_xcalloc(nroutes + 1, sizeof(*names));
+    for (size_t i = 0; i < nroutes; i++)
+        names[i] = routes[i].pattern;
+    names[nroutes] = "other";   /* unmatched paths and methods */
+    souk__metrics_http_init(names, nroutes + 1);
+    free(names);
+    return 0;
+}
+
+static int load_config(const struct souk_service *svc)
+{
+    char err[512];
+    char db_default[4096];
+    const char *var = getenv("SOUK_VAR");
+    snprintf(db_default, sizeof(db_default), "sqlite:%s/db/%s.db", var ? var : "var", svc->name);
+    struct souk_conf table[SOUK_ARRAY_LEN(kit_config)];
+    memcpy(table, kit_config, sizeof(kit_config));
+    for (size_t i = 0; table[i].name != NULL; i++) {
+        if (strcmp(table[i].name, "SOUK_LISTEN") == 0)
+            table[i].def = svc->listen;
+        else if (strcmp(table[i].name, "SOUK_DB") == 0)
+            table[i].def = db_default;
+    }
+    if (souk_config_load(table, err, sizeof(err)) != 0 ||
+        (svc->config != NULL && souk_config_load(svc->config, err, sizeof(err)) != 0)) {
+        fprintf(stderr, "%s: configuration error: %s\n", svc->name, err);
+        return SOUK_EINVAL;
+    }
+    if (cfg_db == db_default)   /* the default lives on our stack: keep a copy */
+        cfg_db = souk_xstrdup(db_default);
+    enum souk_log_level level;
+    if (souk_log_level_parse(cfg_log_level, &level) != 0) {
+        fprintf(stderr, "%s: configuration error: SOUK_LOG_LEVEL=\"%s\": expected debug, info, "
+                        "warn or error\n", svc->name, cfg_log_level);
+        return SOUK_EINVAL;
+    }
+    souk_log_init(svc->name, level);
+    return 0;
+}
+
+/* mkdir -p of the directory holding a sqlite file */
+static void make_parent_dirs(const char *url)
+{
+    const char *path = strncmp(url, "sqlite:", 7) == 0 ? url + 7 : url;
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL || strcmp(path, ":memory:") == 0)
+        return;
+    *slash = '\0';
+    for (char *p = dir + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(dir, 0755);
+            *p = '/';
+        }
+    }
+    mkdir(dir, 0755);
+}
+
+static int open_database(const struct souk_service *svc)
+{
+    make_parent_dirs(cfg_db);
+    souk_db_set_default(cfg_db);
+    struct souk_db *db = souk_db_thread();
+    if (db == NULL)
+        return SOUK_EDB;
+    return souk_db_migrate(db, svc->migrations);
+}
+
+static void usage(const char *name)
+{
+    fprintf(stderr, "usage: %s [serve|migrate|seed]\n"
+                    "  serve    run the service (default)\n"
+                    "  migrate  apply database migrations and exit\n"
+                    "  seed     apply migrations, load demo data and exit\n", name);
+}
+
+static void drain(void)
+{
+    atomic_store(&draining, true);
+    souk_info("draining", "{s:I}", "inflight", (json_int_t)atomic_load(&inflight));
+    MHD_quiesce_daemon(daemon_);
+    uint64_t deadline = souk_now_ns() + (uint64_t)cfg_drain_seconds * 1000000000u;
+    while (atomic_load(&inflight) > 0 && souk_now_ns() < deadline)
+        usleep(10000);
+    long left = atomic_load(&inflight);
+    if (left > 0) {
+        /* a handler still holds a suspended connection: MHD cannot stop cleanly */
+        souk_warn("drain deadline passed", "{s:I}", "inflight", (json_int_t)left);
+        if (service->stop != NULL)
+            service->stop();
+        return;
+    }
+    MHD_stop_daemon(daemon_);
+    daemon_ = NULL;
+    if (service->stop != NULL)
+        service->stop();
+}
+
+int souk_main(int argc, char **argv, const struct souk_service *svc)
+{
+    service = svc;
+    const char *cmd = argc > 1 ? argv[1] : "serve";
+    if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "migrate") != 0 && strcmp(cmd, "seed") != 0) {
+        usage(argv[0]);
+        return strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 ? 0 : 2;
+    }
+    if (sodium_init() < 0) {
+        fprintf(stderr, "%s: libsodium failed to initialise\n", svc->name);
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    if (load_config(svc) != 0)
+        return 2;
+    if (build_routes(svc) != 0)
+        return 1;
+    if (open_database(svc) != 0) {
+        souk_error("database not ready", NULL);
+        return 1;
+    }
+    if (strcmp(cmd, "migrate") == 0)
+        return 0;
+    if (strcmp(cmd, "seed") == 0) {
+        int rc = svc->seed != NULL ? svc->seed(souk_db_thread()) : 0;
+        if (rc != 0)
+            souk_error("seed failed", "{s:s}", "error", souk_strerror(rc));
+        return rc == 0 ? 0 : 1;
+    }
+
+    struct sockaddr_in sa;
+    if (listen_address(cfg_listen, &sa) != 0) {
+        fprintf(stderr, "%s: SOUK_LISTEN=\"%s\": expected an IPv4 host:port\n", svc->name, cfg_listen);
+        return 2;
+    }
+    /* SIGTERM and SIGINT are taken by sigwait() below, in this thread only. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+    if (souk_auth_init(svc->name) != 0)
+        return 1;
+    if (svc->start != NULL && svc->start() != 0) {
+        souk_error("start failed", NULL);
+        return 1;
+    }
+    daemon_ = MHD_start_daemon(
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
+            MHD_USE_ERROR_LOG,
+        0, NULL, NULL, on_request, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg_threads,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg_max_conns,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg_conn_timeout,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        MHD_OPTION_END);
+    if (daemon_ == NULL) {
+        souk_error("cannot listen", "{s:s,s:s}", "addr", cfg_listen, "error", strerror(errno));
+        return 1;
+    }
+    atomic_store(&started, true);
+    souk_info("listening", "{s:s,s:I,s:s}", "addr", cfg_listen, "threads", (json_int_t)cfg_threads,
+              "db", cfg_db);
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    souk_info("signal received", "{s:i}", "signal", sig);
+    drain();
+    souk_info("stopped", NULL);
+    return 0;
+}

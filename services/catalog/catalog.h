@@ -1,0 +1,20 @@
+/* catalog.h: what the catalog's files share: the handlers main.c routes to, and
+ * rendering a product row the same way everywhere. */
+#ifndef CATALOG_H
+#define CATALOG_H
+
+#include "souk/server.h"
+
+/* The column list every product query selects, in the order product_json() reads. */
+#define PRODUCT_COLUMNS                                                                       \
+    "p.id, p.sku, p.name, p.description, p.price_cents, p.currency, p.category, p.image_url," \
+    " p.attributes AS attributes_json, p.on_hand - p.reserved AS stock_available,"            \
+    " p.created_at, p.updated_at"
+
+int products_list(struct souk_req *r);
+int products_get(struct souk_req *r);
+int categories_list(struct souk_req *r);
+
+int catalog_seed(struct souk_db *db);
+
+#endif
