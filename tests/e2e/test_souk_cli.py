@@ -1,0 +1,317 @@
+"""Black-box tests of the `souk` supervisor (cli/souk.c) against fake services.
+
+The fake services are small Python HTTP servers written into a temporary bin
+directory (SOUK_BIN_DIR); ports come from a free range found by binding.
+Run: /usr/bin/python3 -m pytest tests/e2e/test_souk_cli.py
+"""
+import json
+import os
+import random
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("SOUK_BUILD_DIR", REPO / "build"))
+SOUK = BUILD / "bin" / "souk"
+SERVICES = ["users", "catalog", "cart", "orders", "payments", "notify", "gateway"]
+PORT_OFFSET = {name: (i + 1) % len(SERVICES) for i, name in enumerate(SERVICES)}
+FAKES = ["users", "catalog", "gateway"]          # the others stay "not built"
+START_TIMEOUT = 20
+
+FAKE_SERVICE = """#!{python}
+import http.server, json, os, sys
+name = os.environ["SOUK_SERVICE"]
+if sys.argv[1:] == ["seed"]:
+    with open(os.path.join(os.environ["SOUK_VAR"], "seeded-" + name), "w") as f:
+        f.write(os.environ["SOUK_DB"])
+    sys.exit(int(os.environ.get("FAKE_SEED_FAIL_" + name, "0")))
+host, port = os.environ["SOUK_LISTEN"].rsplit(":", 1)
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/readyz":
+            body = b"ok"
+        elif self.path == "/env":
+            body = json.dumps({{k: v for k, v in os.environ.items()
+                               if k.startswith("SOUK_")}}).encode()
+        else:
+            self.send_response(404)
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+http.server.HTTPServer((host, int(port)), Handler).serve_forever()
+"""
+
+
+def replica_port(base, name, k):
+    if k == 0:
+        return base + PORT_OFFSET[name]
+    return base + 100 + 10 * PORT_OFFSET[name] + k
+
+
+def free_port_base():
+    """A base whose main and replica ports (first two replicas) are all free."""
+    for _ in range(200):
+        base = random.randrange(20000, 60000, 10)
+        ports = [replica_port(base, n, k) for n in SERVICES for k in range(3)]
+        socks = []
+        try:
+            for p in ports:
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port range")
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def wait_for(cond, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = cond()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Souk:
+    """One isolated platform: its own bin dir, var dir and port range."""
+
+    def __init__(self, tmp):
+        if not SOUK.exists():
+            pytest.fail(f"{SOUK} not built (set SOUK_BUILD_DIR or run make)")
+        self.bin = tmp / "bin"
+        self.var = tmp / "var"
+        self.bin.mkdir()
+        for name in FAKES:
+            path = self.bin / name
+            path.write_text(FAKE_SERVICE.format(python=sys.executable))
+            path.chmod(0o755)
+        self.base = free_port_base()
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SOUK_")}
+        self.env.update(SOUK_BIN_DIR=str(self.bin), SOUK_VAR=str(self.var),
+                        SOUK_PORT_BASE=str(self.base), SOUK_HOST="127.0.0.1")
+        self.seen_pids = set()
+        self.foreground = None
+
+    def run(self, *args, env=None, timeout=45):
+        return subprocess.run([str(SOUK), *args], env={**self.env, **(env or {})},
+                              capture_output=True, text=True, timeout=timeout)
+
+    def up_foreground(self, *args):
+        self.log = open(self.var.parent / "up.out", "w+")
+        self.foreground = subprocess.Popen([str(SOUK), "up", *args], env=self.env,
+                                           stdout=self.log, stderr=subprocess.STDOUT)
+        self.seen_pids.add(self.foreground.pid)
+        wait_for(lambda: "ready in" in self.output(), START_TIMEOUT, "ready line")
+
+    def output(self):
+        return (self.var.parent / "up.out").read_text()
+
+    def state(self):
+        rows = {}
+        for line in (self.var / "run" / "souk.state").read_text().splitlines():
+            name, replica, port, pid, started, restarts = line.split()
+            rows[(name, int(replica))] = dict(port=int(port), pid=int(pid),
+                                              restarts=int(restarts))
+            if int(pid) > 0:
+                self.seen_pids.add(int(pid))
+        return rows
+
+    def supervisor_pid(self):
+        try:
+            pid = int((self.var / "run" / "souk.pid").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        self.seen_pids.add(pid)
+        return pid
+
+    def cleanup(self):
+        try:
+            self.run("down", timeout=20)
+        except Exception:
+            pass
+        for pid in self.seen_pids:
+            if alive(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if self.foreground:
+            self.foreground.wait(timeout=5)
+            self.log.close()
+
+
+@pytest.fixture
+def souk(tmp_path):
+    s = Souk(tmp_path)
+    try:
+        yield s
+    finally:
+        s.cleanup()
+
+
+def get(port, path="/readyz"):
+    return requests.get(f"http://127.0.0.1:{port}{path}", timeout=2)
+
+
+def ready(port):
+    try:
+        return get(port).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+def test_help_and_unknown_command(souk):
+    r = souk.run("help")
+    assert r.returncode == 0 and "usage: souk" in r.stdout
+    r = souk.run("frobnicate")
+    assert r.returncode == 2 and "usage: souk" in r.stderr
+    r = souk.run("status")
+    assert r.returncode == 1 and "not running" in r.stdout
+    r = souk.run("down")
+    assert r.returncode == 0 and "not running" in r.stdout
+
+
+def test_up_environment_restart_and_down(souk):
+    souk.up_foreground("--replicas", "catalog=2")
+    assert "all 4 instances ready" in souk.output()
+    rows = souk.state()
+    assert set(rows) == {("users", 0), ("catalog", 0), ("catalog", 1), ("gateway", 0)}
+    for (name, k), row in rows.items():
+        assert row["port"] == replica_port(souk.base, name, k)
+        assert get(row["port"]).status_code == 200
+
+    env = get(rows[("catalog", 1)]["port"], "/env").json()
+    var = str(souk.var.resolve())
+    assert env["SOUK_SERVICE"] == "catalog" and env["SOUK_REPLICA"] == "1"
+    assert env["SOUK_LISTEN"] == f"127.0.0.1:{rows[('catalog', 1)]['port']}"
+    assert env["SOUK_DB"] == f"sqlite:{var}/db/catalog.db"
+    assert env["SOUK_VAR"] == var
+    assert env["SOUK_CATALOG_URL"] == ",".join(
+        f"http://127.0.0.1:{replica_port(souk.base, 'catalog', k)}" for k in range(2))
+    assert env["SOUK_ORDERS_URL"] == f"http://127.0.0.1:{souk.base + 4}"
+    clients = Path(env["SOUK_CLIENTS_FILE"])
+    assert clients.is_absolute() and stat.S_IMODE(clients.stat().st_mode) == 0o600
+    secrets = json.loads(clients.read_text())
+    assert set(secrets) == set(SERVICES)
+    assert env["SOUK_CLIENT_ID"] == "catalog"
+    assert env["SOUK_CLIENT_SECRET"] == secrets["catalog"] and len(secrets["catalog"]) == 64
+    for d in ("log", "db", "run", "mail"):
+        assert (souk.var / d).is_dir()
+    assert stat.S_IMODE((souk.var / "secrets").stat().st_mode) == 0o700
+    assert (souk.var / "log" / "catalog-1.log").exists()
+
+    r = souk.run("status")
+    assert r.returncode == 0, r.stderr
+    assert "SERVICE" in r.stdout and "catalog-1" in r.stdout
+    assert r.stdout.count(" yes") == 4
+
+    # A second supervisor for the same var refuses to start.
+    r = souk.run("up", "-d")
+    assert r.returncode != 0 and "running" in r.stderr
+
+    # kill -9 a child: restarted within a second, counted in the state.
+    old = rows[("users", 0)]["pid"]
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: souk.state()[("users", 0)]["pid"] not in (0, old), 1.5, "restart")
+    new = souk.state()[("users", 0)]["pid"]
+    assert souk.state()[("users", 0)]["restarts"] == 1
+    wait_for(lambda: ready(rows[("users", 0)]["port"]), 5, "restarted users ready")
+    assert "users killed by signal 9" in souk.output()
+    status = souk.run("status").stdout
+    users_line = next(line for line in status.splitlines() if line.startswith("users "))
+    assert users_line.split()[2] == str(new) and users_line.split()[4] == "1"
+
+    children = [row["pid"] for row in souk.state().values()]
+    r = souk.run("down")
+    assert r.returncode == 0 and "stopped" in r.stdout
+    assert souk.foreground.wait(timeout=5) == 0
+    wait_for(lambda: not any(alive(p) for p in children), 5, "children to exit")
+    assert not (souk.var / "run" / "souk.pid").exists()
+    assert souk.run("status").returncode == 1
+
+
+def test_sigterm_to_foreground_supervisor_stops_children(souk):
+    souk.up_foreground()
+    children = [row["pid"] for row in souk.state().values()]
+    souk.foreground.send_signal(signal.SIGINT)
+    assert souk.foreground.wait(timeout=12) == 0
+    assert not any(alive(p) for p in children)
+
+
+def test_daemon_mode_and_supervisor_death(souk):
+    t0 = time.monotonic()
+    r = souk.run("up", "-d")
+    assert r.returncode == 0, r.stderr
+    assert "all 3 instances ready" in r.stdout
+    assert time.monotonic() - t0 < START_TIMEOUT
+    sup = souk.supervisor_pid()
+    children = [row["pid"] for row in souk.state().values()]
+    assert all(get(row["port"]).ok for row in souk.state().values())
+    assert souk.run("status").returncode == 0
+
+    # The supervisor dies hard: its children must not outlive it.
+    os.kill(sup, signal.SIGKILL)
+    wait_for(lambda: not any(alive(p) for p in children), 5, "orphans to die")
+    assert souk.run("status").returncode == 1
+
+    # A stale pid file does not block the next start.
+    r = souk.run("up", "-d")
+    assert r.returncode == 0, r.stderr
+    souk.state()
+    assert souk.run("down").returncode == 0
+
+
+def test_daemon_fails_when_a_service_never_gets_ready(souk):
+    crash = souk.bin / "cart"
+    crash.write_text("#!/bin/sh\nexit 3\n")
+    crash.chmod(0o755)
+    r = souk.run("up", "-d", timeout=60)
+    assert r.returncode != 0
+    assert "failed" in r.stderr
+    log = (souk.var / "log" / "souk.log").read_text()
+    assert "cart exited with status 3" in log and "not ready" in log
+    assert souk.run("status").returncode == 1
+
+
+def test_seed_runs_each_service_and_reuses_secrets(souk):
+    r = souk.run("seed")
+    assert r.returncode == 0, r.stderr
+    var = souk.var.resolve()
+    for name in FAKES:
+        assert (var / f"seeded-{name}").read_text() == f"sqlite:{var}/db/{name}.db"
+    secrets = (var / "secrets" / "clients.json").read_text()
+
+    r = souk.run("seed", env={"FAKE_SEED_FAIL_catalog": "4"})
+    assert r.returncode != 0
+    assert "catalog" in r.stderr
+    assert (var / "secrets" / "clients.json").read_text() == secrets
