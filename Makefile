@@ -65,9 +65,9 @@ $(B)/tests/unit/services/$(1)/%: tests/unit/services/$(1)/%.c $$(filter-out %/ma
 endef
 $(foreach s,$(SERVICES),$(eval $(call service_rules,$(s))))
 
-$(B)/bin/souk: cli/souk.c
+$(B)/bin/souk: $(B)/obj/cli/souk.o
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(LDLIBS)
 
 $(B)/tests/unit/lib/%: tests/unit/lib/%.c $(LIB)
 	@mkdir -p $(@D)

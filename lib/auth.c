@@ -23,3 +23,10 @@ int souk_auth_check(struct souk_req *r, const struct souk_route *route, struct s
     souk_reply_header(r, "WWW-Authenticate", "Bearer realm=\"souk\"");
     return souk_problem(r, 401, "unauthorized", "a bearer token is required");
 }
+
+int souk_auth_service_token(char *out, size_t cap)
+{
+    SOUK_UNUSED(out);
+    SOUK_UNUSED(cap);
+    return SOUK_EUNAVAIL;
+}

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "souk/auth.h"
+#include "souk/events.h"
 #include "souk/id.h"
 #include "souk/json.h"
 #include "souk/log.h"
@@ -649,14 +650,19 @@ static int listen_address(const char *addr, struct sockaddr_in *sa)
 
 static int build_routes(const struct souk_service *svc)
 {
-    size_t n = 0;
+    size_t n = 0, ne = 0;
+    const struct souk_route *ev = souk__events_routes();
     while (svc->routes != NULL && svc->routes[n].method != NULL)
         n++;
-    nroutes = n + SOUK_ARRAY_LEN(builtin_routes);
+    while (ev != NULL && ev[ne].method != NULL)
+        ne++;
+    nroutes = n + ne + SOUK_ARRAY_LEN(builtin_routes);
     routes = souk_xcalloc(nroutes + 1, sizeof(*routes));
     if (n > 0)
         memcpy(routes, svc->routes, n * sizeof(*routes));
-    memcpy(routes + n, builtin_routes, sizeof(builtin_routes));
+    if (ne > 0)
+        memcpy(routes + n, ev, ne * sizeof(*routes));
+    memcpy(routes + n + ne, builtin_routes, sizeof(builtin_routes));
     router = souk_router_new(routes);
     if (router == NULL)
         return SOUK_EINVAL;
@@ -727,7 +733,8 @@ static int open_database(const struct souk_service *svc)
     struct souk_db *db = souk_db_thread();
     if (db == NULL)
         return SOUK_EDB;
-    return souk_db_migrate(db, svc->migrations);
+    int rc = souk_db_migrate(db, svc->migrations);
+    return rc != 0 ? rc : souk__events_init(svc, db);
 }
 
 static void usage(const char *name)
@@ -750,12 +757,14 @@ static void drain(void)
     if (left > 0) {
         /* a handler still holds a suspended connection: MHD cannot stop cleanly */
         souk_warn("drain deadline passed", "{s:I}", "inflight", (json_int_t)left);
+        souk__events_stop();
         if (service->stop != NULL)
             service->stop();
         return;
     }
     MHD_stop_daemon(daemon_);
     daemon_ = NULL;
+    souk__events_stop();
     if (service->stop != NULL)
         service->stop();
 }
@@ -775,12 +784,12 @@ int souk_main(int argc, char **argv, const struct souk_service *svc)
     signal(SIGPIPE, SIG_IGN);
     if (load_config(svc) != 0)
         return 2;
-    if (build_routes(svc) != 0)
-        return 1;
     if (open_database(svc) != 0) {
         souk_error("database not ready", NULL);
         return 1;
     }
+    if (build_routes(svc) != 0)
+        return 1;
     if (strcmp(cmd, "migrate") == 0)
         return 0;
     if (strcmp(cmd, "seed") == 0) {
@@ -804,7 +813,7 @@ int souk_main(int argc, char **argv, const struct souk_service *svc)
 
     if (souk_auth_init(svc->name) != 0)
         return 1;
-    if (svc->start != NULL && svc->start() != 0) {
+    if ((svc->start != NULL && svc->start() != 0) || souk__events_start() != 0) {
         souk_error("start failed", NULL);
         return 1;
     }

@@ -15,4 +15,10 @@ void souk_auth_shutdown(void);
 int souk_auth_check(struct souk_req *r, const struct souk_route *route,
                     struct souk_identity *who);
 
+
+/* This service's client-credentials access token (obtained from the users
+ * service with SOUK_CLIENT_ID/SOUK_CLIENT_SECRET, cached and renewed before it
+ * expires) copied into out. Returns 0 or a negative code. */
+int souk_auth_service_token(char *out, size_t cap);
+
 #endif

@@ -17,6 +17,7 @@
 #include "souk/json.h"
 
 struct souk_req;
+struct souk_subscription;
 
 typedef int (*souk_handler)(struct souk_req *r);
 
@@ -60,6 +61,8 @@ struct souk_service {
     void (*stop)(void);       /* after draining */
     int (*seed)(struct souk_db *db);         /* `<binary> seed`: demo data; 0 or error */
     bool (*ready)(void);      /* extra readiness for /readyz (NULL: always) */
+    bool publishes;           /* has an outbox: serves /internal/v1/events, runs the relay */
+    const struct souk_subscription *subscriptions;   /* events consumed; NULL-ended */
 };
 
 /* Run the service: `<binary>` serves, `<binary> seed` seeds, `<binary> migrate`
