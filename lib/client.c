@@ -1,0 +1,299 @@
+/* client.c: blocking outbound HTTP on libcurl. Each thread keeps one easy handle,
+ * so its connections stay alive between calls; a circuit breaker per origin
+ * fails fast while a peer is down; idempotent calls are retried with jittered
+ * exponential backoff. */
+#include <curl/curl.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "souk/auth.h"
+#include "souk/client.h"
+#include "souk/log.h"
+#include "souk/server.h"
+#include "souk/souk.h"
+
+#define DEFAULT_TIMEOUT_MS 3000
+#define CONNECT_TIMEOUT_MS 1000
+#define DEFAULT_RETRIES 2
+#define BACKOFF_BASE_MS 50
+#define RESPONSE_MAX (8u << 20)
+#define BREAKER_ORIGINS 32
+#define BREAKER_THRESHOLD 5        /* consecutive failures that open the circuit */
+#define BREAKER_OPEN_MS 2000       /* then one trial call is let through */
+#define TOKEN_MAX 4096
+
+/* ---- circuit breakers, one per origin ---- */
+
+struct breaker {
+    char origin[128];
+    int failures;
+    int64_t open_until;   /* wall ms; 0 when closed */
+    bool trial;           /* a half-open trial call is under way */
+};
+
+static struct breaker breakers[BREAKER_ORIGINS];
+static size_t nbreakers;
+static pthread_mutex_t breaker_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void origin_of(const char *url, char *out, size_t cap)
+{
+    const char *p = strstr(url, "://");
+    p = p ? p + 3 : url;
+    size_t n = strcspn(p, "/?#");
+    snprintf(out, cap, "%.*s", (int)((size_t)(p - url) + n), url);
+}
+
+static struct breaker *breaker_get(const char *origin)
+{
+    for (size_t i = 0; i < nbreakers; i++)
+        if (strcmp(breakers[i].origin, origin) == 0)
+            return &breakers[i];
+    if (nbreakers == BREAKER_ORIGINS)
+        return NULL;   /* more origins than expected: no breaker for the rest */
+    struct breaker *b = &breakers[nbreakers++];
+    snprintf(b->origin, sizeof(b->origin), "%s", origin);
+    return b;
+}
+
+/* May a call to origin go ahead? */
+static bool breaker_allow(const char *origin)
+{
+    pthread_mutex_lock(&breaker_lock);
+    struct breaker *b = breaker_get(origin);
+    bool ok = true;
+    if (b != NULL && b->open_until != 0) {
+        if (souk_wall_ms() < b->open_until || b->trial)
+            ok = false;
+        else
+            b->trial = true;   /* half-open: this call is the trial */
+    }
+    pthread_mutex_unlock(&breaker_lock);
+    return ok;
+}
+
+static void breaker_report(const char *origin, bool success)
+{
+    pthread_mutex_lock(&breaker_lock);
+    struct breaker *b = breaker_get(origin);
+    if (b != NULL) {
+        b->trial = false;
+        if (success) {
+            b->failures = 0;
+            b->open_until = 0;
+        } else if (++b->failures >= BREAKER_THRESHOLD) {
+            if (b->open_until == 0)
+                souk_warn("circuit open", "{s:s}", "origin", origin);
+            b->open_until = souk_wall_ms() + BREAKER_OPEN_MS;
+        }
+    }
+    pthread_mutex_unlock(&breaker_lock);
+}
+
+/* ---- one easy handle per thread ---- */
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static pthread_key_t handle_key;
+
+static void handle_free(void *h)
+{
+    curl_easy_cleanup(h);
+}
+
+static void global_init(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    pthread_key_create(&handle_key, handle_free);
+}
+
+static CURL *thread_handle(void)
+{
+    pthread_once(&global_once, global_init);
+    CURL *h = pthread_getspecific(handle_key);
+    if (h == NULL) {
+        h = curl_easy_init();
+        if (h == NULL)
+            souk_oom();
+        pthread_setspecific(handle_key, h);
+    }
+    return h;
+}
+
+struct sink {
+    struct souk_response *res;
+    bool overflow;
+};
+
+static size_t on_body(char *data, size_t size, size_t n, void *arg)
+{
+    struct sink *s = arg;
+    struct souk_response *res = s->res;
+    size_t len = size * n;
+    if (res->len + len > RESPONSE_MAX) {
+        s->overflow = true;
+        return 0;   /* abort the transfer */
+    }
+    res->body = souk_xrealloc(res->body, res->len + len + 1);
+    memcpy(res->body + res->len, data, len);
+    res->len += len;
+    res->body[res->len] = '\0';
+    return len;
+}
+
+static bool idempotent(const struct souk_call *c)
+{
+    const char *m = c->method ? c->method : "GET";
+    return strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0 || strcmp(m, "PUT") == 0 ||
+           strcmp(m, "DELETE") == 0 || c->idempotency_key != NULL;
+}
+
+static int attempt(const struct souk_call *c, const char *body, size_t body_len,
+                   struct curl_slist *headers, struct souk_response *res)
+{
+    CURL *h = thread_handle();
+    struct sink sink = {res, false};
+    long timeout = c->timeout_ms > 0 ? c->timeout_ms : DEFAULT_TIMEOUT_MS;
+    curl_easy_reset(h);
+    curl_easy_setopt(h, CURLOPT_URL, c->url);
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method ? c->method : "GET");
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, timeout < CONNECT_TIMEOUT_MS ? timeout : CONNECT_TIMEOUT_MS);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
+    if (strcmp(c->method ? c->method : "GET", "HEAD") == 0)
+        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    if (body != NULL) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)body_len);
+    }
+    CURLcode rc = curl_easy_perform(h);
+    if (rc != CURLE_OK) {
+        souk_log(SOUK_LOG_DEBUG, "call failed", "{s:s,s:s}", "url", c->url, "error", curl_easy_strerror(rc));
+        free(res->body);
+        res->body = NULL;
+        res->len = 0;
+        if (sink.overflow)
+            return SOUK_ETOOBIG;
+        return rc == CURLE_OPERATION_TIMEDOUT ? SOUK_ETIMEDOUT : SOUK_EIO;
+    }
+    long status = 0;
+    char *type = NULL;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &type);
+    res->status = (int)status;
+    snprintf(res->content_type, sizeof(res->content_type), "%s", type ? type : "");
+    return 0;
+}
+
+static struct curl_slist *build_headers(const struct souk_call *c, const char *content_type)
+{
+    struct curl_slist *hs = NULL;
+    char line[TOKEN_MAX + 64];
+    hs = curl_slist_append(hs, "Accept: application/json");
+    hs = curl_slist_append(hs, "Expect:");   /* no 100-continue round trip */
+    if (content_type != NULL) {
+        snprintf(line, sizeof(line), "Content-Type: %s", content_type);
+        hs = curl_slist_append(hs, line);
+    }
+    if (c->idempotency_key != NULL) {
+        snprintf(line, sizeof(line), "Idempotency-Key: %s", c->idempotency_key);
+        hs = curl_slist_append(hs, line);
+    }
+    if (c->parent != NULL) {
+        snprintf(line, sizeof(line), "traceparent: %s", souk_req_traceparent(c->parent));
+        hs = curl_slist_append(hs, line);
+        snprintf(line, sizeof(line), "X-Request-Id: %s", souk_req_id(c->parent));
+        hs = curl_slist_append(hs, line);
+    }
+    return hs;
+}
+
+int souk_client_do(const struct souk_call *c, struct souk_response *res)
+{
+    memset(res, 0, sizeof(*res));
+    char origin[128];
+    origin_of(c->url, origin, sizeof(origin));
+
+    char *owned = NULL;
+    const char *body = NULL, *type = NULL;
+    size_t body_len = 0;
+    if (c->body != NULL) {
+        owned = souk_json_dump(c->body, &body_len);
+        body = owned;
+        type = "application/json";
+    } else if (c->raw_body != NULL) {
+        body = c->raw_body;
+        body_len = strlen(body);
+        type = c->raw_type ? c->raw_type : "application/octet-stream";
+    }
+    struct curl_slist *headers = build_headers(c, type);
+    char token[TOKEN_MAX], auth[TOKEN_MAX + 32];
+    int rc = 0;
+    if (c->bearer != NULL || c->service_token) {
+        if (c->bearer == NULL && (rc = souk_auth_service_token(token, sizeof(token))) != 0)
+            goto out;
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", c->bearer ? c->bearer : token);
+        headers = curl_slist_append(headers, auth);
+    }
+
+    int tries = 1 + (idempotent(c) ? (c->retries >= 0 ? c->retries : DEFAULT_RETRIES) : 0);
+    for (int i = 0; i < tries; i++) {
+        if (i > 0) {
+            /* full jitter: sleep a random time up to base * 2^i */
+            uint32_t cap_ms = BACKOFF_BASE_MS << i;
+            usleep((useconds_t)randombytes_uniform(cap_ms) * 1000u + 1000u);
+        }
+        if (!breaker_allow(origin)) {
+            rc = SOUK_EUNAVAIL;
+            continue;
+        }
+        free(res->body);
+        memset(res, 0, sizeof(*res));
+        rc = attempt(c, body, body_len, headers, res);
+        bool upstream_failed = rc != 0 || res->status >= 500;
+        breaker_report(origin, !upstream_failed);
+        if (rc == 0 && !(res->status == 502 || res->status == 503 || res->status == 504))
+            break;
+    }
+    if (rc == 0 && res->body != NULL && strstr(res->content_type, "json") != NULL)
+        res->json = json_loadb(res->body, res->len, 0, NULL);
+out:
+    curl_slist_free_all(headers);
+    free(owned);
+    return rc;
+}
+
+void souk_response_free(struct souk_response *res)
+{
+    free(res->body);
+    json_decref(res->json);
+    memset(res, 0, sizeof(*res));
+}
+
+const char *souk_client_pick(const char *list, char *buf, size_t cap)
+{
+    static _Atomic unsigned next;
+    if (list == NULL)
+        return NULL;
+    size_t n = 1;
+    for (const char *p = list; *p; p++)
+        n += *p == ',';
+    unsigned k = atomic_fetch_add(&next, 1) % (unsigned)n;
+    const char *p = list;
+    for (unsigned i = 0; i < k; i++)
+        p = strchr(p, ',') + 1;
+    size_t len = strcspn(p, ",");
+    while (len > 0 && p[len - 1] == '/')
+        len--;   /* "http://h:1/" → "http://h:1": callers append paths */
+    snprintf(buf, cap, "%.*s", (int)len, p);
+    return buf;
+}
