@@ -415,6 +415,7 @@ static void dispatch(struct souk_req *r)
     if (r->route == -404) {
         r->route = (int)nroutes;
         souk_problem(r, 404, "not_found", "no route for %s", r->path);
+        atomic_store(&r->state, REQ_READY);
         return;
     }
     if (r->route == -405) {
@@ -423,6 +424,7 @@ static void dispatch(struct souk_req *r)
         r->route = (int)nroutes;
         souk_reply_header(r, "Allow", allow);
         souk_problem(r, 405, "method_not_allowed", "%s is not allowed here; use %s", r->method, allow);
+        atomic_store(&r->state, REQ_READY);
         return;
     }
     const struct souk_route *route = &routes[r->route];
@@ -439,6 +441,7 @@ static void dispatch(struct souk_req *r)
     if (status < 100 || status > 599) {
         souk_error("handler returned a bad status", "{s:s,s:i}", "route", route->pattern, "status", status);
         souk_problem(r, 500, "internal", "internal error");
+        atomic_store(&r->state, REQ_READY);
         return;
     }
     r->status = status;
