@@ -3,7 +3,9 @@
  * port, restarts crashed ones with backoff and stops them all on Ctrl-C;
  * `down`, `status` and `seed` act on a running platform. Contract: cli/README.md.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -700,10 +702,8 @@ static void check_ready(struct supervisor *s)
 			if (!s->inst[i].ready)
 				printf(" %s", label(&s->inst[i], name, sizeof name));
 		printf("\n");
-		if (s->notify_fd >= 0) {   /* `up -d` reports failure: leave nothing behind */
-			notify_parent(s, NULL);
+		if (s->notify_fd >= 0)   /* `up -d` fails: stop, then tell the parent */
 			s->stopping = true;
-		}
 	}
 }
 
@@ -822,7 +822,6 @@ static int supervise(struct config *c, int notify_fd)
 	printf("souk: stopped\n");
 	rc = 0;
 out:
-	notify_parent(&s, NULL);
 	if (s.sigfd >= 0)
 		close(s.sigfd);
 	if (lock_fd >= 0) {
@@ -832,6 +831,7 @@ out:
 			unlink(path);
 		close(lock_fd);
 	}
+	notify_parent(&s, NULL);   /* last: a failed `up -d` returns to a clean slate */
 	return rc;
 }
 
