@@ -1,6 +1,8 @@
 /* router.c: matches a method and path against the route table. Patterns are
  * split into segments once; matching walks the path segment by segment with no
- * allocation. A path that matches a pattern for another method gives 405. */
+ * allocation. A path that matches a pattern for another method gives 405. A final
+ * "{*name}" segment takes the rest of the path (the gateway's prefix routes); such
+ * wildcard routes are fallbacks: any exact pattern that matches wins over them. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +16,7 @@ struct segment {
     const char *text;    /* literal, or the parameter name */
     size_t len;
     bool param;
+    bool rest;           /* {*name}: the rest of the path, slashes included */
 };
 
 struct compiled {
@@ -43,7 +46,15 @@ static int compile(struct compiled *c, const struct souk_route *route)
         if (c->nseg == MAX_SEGMENTS || len == 0)
             return SOUK_EINVAL;
         struct segment *s = &c->seg[c->nseg++];
-        if (p[0] == '{') {
+        s->rest = false;
+        if (p[0] == '{' && p[1] == '*') {
+            if (len < 4 || p[len - 1] != '}' || end != NULL)
+                return SOUK_EINVAL;   /* the wildcard must be the last segment */
+            s->text = p + 2;
+            s->len = len - 3;
+            s->param = true;
+            s->rest = true;
+        } else if (p[0] == '{') {
             if (len < 3 || p[len - 1] != '}')
                 return SOUK_EINVAL;
             s->text = p + 1;
@@ -103,10 +114,20 @@ static bool match_path(const struct compiled *c, const char *path, struct souk_p
         if (*p != '/')
             return false;
         p++;
-        const char *end = strchr(p, '/');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
         const struct segment *s = &c->seg[i];
-        if (s->param) {
+        const char *end = s->rest ? NULL : strchr(p, '/');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (s->rest) {
+            /* the rest of the path, possibly empty ("/api/v1/cart/") */
+            if (np == SOUK_MAX_PARAMS)
+                return false;
+            if (params != NULL) {
+                params[np].name = s->text;
+                params[np].value = p;
+                params[np].len = len;
+            }
+            np++;
+        } else if (s->param) {
             if (len == 0 || np == SOUK_MAX_PARAMS)
                 return false;
             if (params != NULL) {
@@ -129,9 +150,15 @@ static bool match_path(const struct compiled *c, const char *path, struct souk_p
     return true;
 }
 
+static bool is_wildcard(const struct compiled *c)
+{
+    return c->nseg > 0 && c->seg[c->nseg - 1].rest;
+}
+
+/* "*" matches every method; a GET route answers HEAD too. */
 static bool method_matches(const char *route_method, const char *method)
 {
-    return strcmp(route_method, method) == 0 ||
+    return strcmp(route_method, method) == 0 || strcmp(route_method, "*") == 0 ||
            (strcmp(method, "HEAD") == 0 && strcmp(route_method, "GET") == 0);
 }
 
@@ -139,15 +166,26 @@ int souk_router_match(const struct souk_router *rt, const char *method, const ch
                       struct souk_param *params, size_t *nparams)
 {
     bool path_seen = false;
+    int fallback = -1;   /* the first wildcard route that matches, if no exact one does */
     for (size_t i = 0; i < rt->n; i++) {
         const struct compiled *c = &rt->r[i];
-        if (!match_path(c, path, NULL, NULL))
+        bool wild = is_wildcard(c);
+        if ((wild && fallback >= 0) || !match_path(c, path, NULL, NULL))
             continue;
-        path_seen = true;
-        if (method_matches(c->route->method, method)) {
-            match_path(c, path, params, nparams);
-            return (int)i;
+        if (!method_matches(c->route->method, method)) {
+            path_seen = path_seen || !wild;
+            continue;
         }
+        if (wild) {
+            fallback = (int)i;
+            continue;
+        }
+        match_path(c, path, params, nparams);
+        return (int)i;
+    }
+    if (fallback >= 0) {
+        match_path(&rt->r[fallback], path, params, nparams);
+        return fallback;
     }
     return path_seen ? -405 : -404;
 }

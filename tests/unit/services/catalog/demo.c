@@ -1,7 +1,9 @@
 /* Unit tests for services/catalog/demo.c: the demo catalog must be deterministic, well-formed
    (ids, timestamps, JSON attributes, clean text) and varied enough that search and stock tests
    built on top of it are meaningful. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* timegm */
+#endif
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>

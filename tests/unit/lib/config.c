@@ -1,0 +1,121 @@
+/* config.c: tests lib/config.c: each type's parsing and bounds, defaults, the
+ * required case, and that the message names the variable. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "souk/config.h"
+#include "test.h"
+
+struct parse_case {
+    enum souk_conf_type type;
+    int64_t min, max;
+    const char *text;
+    bool ok;
+};
+
+static void test_parse_table(void **state)
+{
+    (void)state;
+    static const struct parse_case cases[] = {
+        {SOUK_CONF_INT, 1, 256, "2", true},
+        {SOUK_CONF_INT, 1, 256, "256", true},
+        {SOUK_CONF_INT, 1, 256, "0", false},
+        {SOUK_CONF_INT, 1, 256, "257", false},
+        {SOUK_CONF_INT, 1, 256, "two", false},
+        {SOUK_CONF_INT, 1, 256, "2x", false},
+        {SOUK_CONF_INT, 1, 256, "", false},
+        {SOUK_CONF_INT, 1, 256, " 2", false},
+        {SOUK_CONF_BOOL, 0, 0, "true", true},
+        {SOUK_CONF_BOOL, 0, 0, "OFF", true},
+        {SOUK_CONF_BOOL, 0, 0, "2", false},
+        {SOUK_CONF_STR, 1, 8, "info", true},
+        {SOUK_CONF_STR, 1, 8, "", false},
+        {SOUK_CONF_STR, 1, 8, "verbose-debug", false},
+        {SOUK_CONF_ADDR, 1, 0, "127.0.0.1:8082", true},
+        {SOUK_CONF_ADDR, 1, 0, "localhost:1", true},
+        {SOUK_CONF_ADDR, 1, 0, "127.0.0.1", false},
+        {SOUK_CONF_ADDR, 1, 0, "127.0.0.1:65536", false},
+        {SOUK_CONF_ADDR, 1, 0, "127.0.0.1:0", false},
+        {SOUK_CONF_ADDR, 0, 0, "127.0.0.1:0", true},
+        {SOUK_CONF_ADDR, 1, 0, ":80", false},
+        {SOUK_CONF_ADDR, 1, 0, "h:8o", false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const struct parse_case *pc = &cases[i];
+        struct souk_conf c = {"SOUK_X", pc->type, NULL, pc->min, pc->max, NULL, "x"};
+        char err[256] = "";
+        int rc = souk_config_parse(&c, pc->text, err, sizeof(err));
+        if ((rc == 0) != pc->ok)
+            fail_msg("case %zu \"%s\": rc %d (%s)", i, pc->text, rc, err);
+        if (rc != 0)
+            assert_non_null(strstr(err, "SOUK_X"));
+    }
+}
+
+static void test_load_defaults_and_env(void **state)
+{
+    (void)state;
+    int64_t threads = 0, limit = 0;
+    bool log = false;
+    const char *addr = NULL;
+    const struct souk_conf table[] = {
+        {"SOUK_T_THREADS", SOUK_CONF_INT, "2", 1, 64, &threads, "threads"},
+        {"SOUK_T_LIMIT", SOUK_CONF_INT, "10", 1, 100, &limit, "limit"},
+        {"SOUK_T_LOG", SOUK_CONF_BOOL, "false", 0, 0, &log, "log"},
+        {"SOUK_T_ADDR", SOUK_CONF_ADDR, "127.0.0.1:1", 1, 0, &addr, "addr"},
+        {NULL, 0, NULL, 0, 0, NULL, NULL},
+    };
+    char err[256];
+    unsetenv("SOUK_T_THREADS");
+    setenv("SOUK_T_LIMIT", "42", 1);
+    setenv("SOUK_T_LOG", "yes", 1);
+    unsetenv("SOUK_T_ADDR");
+    assert_int_equal(souk_config_load(table, err, sizeof(err)), 0);
+    assert_int_equal(threads, 2);
+    assert_int_equal(limit, 42);
+    assert_true(log);
+    assert_string_equal(addr, "127.0.0.1:1");
+
+    setenv("SOUK_T_LIMIT", "101", 1);
+    assert_int_not_equal(souk_config_load(table, err, sizeof(err)), 0);
+    assert_non_null(strstr(err, "SOUK_T_LIMIT=101"));
+    assert_non_null(strstr(err, "1 to 100"));
+    unsetenv("SOUK_T_LIMIT");
+}
+
+static void test_required(void **state)
+{
+    (void)state;
+    const char *v = NULL;
+    const struct souk_conf table[] = {
+        {"SOUK_T_SECRET", SOUK_CONF_STR, NULL, 1, 64, &v, "the secret"},
+        {NULL, 0, NULL, 0, 0, NULL, NULL},
+    };
+    char err[256];
+    unsetenv("SOUK_T_SECRET");
+    assert_int_not_equal(souk_config_load(table, err, sizeof(err)), 0);
+    assert_non_null(strstr(err, "SOUK_T_SECRET is required"));
+    setenv("SOUK_T_SECRET", "s3", 1);
+    assert_int_equal(souk_config_load(table, err, sizeof(err)), 0);
+    assert_string_equal(v, "s3");
+}
+
+static void test_split_addr(void **state)
+{
+    (void)state;
+    char host[16];
+    uint16_t port;
+    assert_int_equal(souk_config_split_addr("10.0.0.1:8080", host, sizeof(host), &port), 0);
+    assert_string_equal(host, "10.0.0.1");
+    assert_int_equal(port, 8080);
+    assert_int_not_equal(souk_config_split_addr("a-very-long-host-name:1", host, sizeof(host), &port), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_table), cmocka_unit_test(test_load_defaults_and_env),
+        cmocka_unit_test(test_required), cmocka_unit_test(test_split_addr),
+    };
+    return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}
