@@ -31,7 +31,7 @@
 #define REQUEST_ID_MAX 64
 #define TRACEPARENT_LEN 55
 #define ACCESS_LINE_MAX 2048
-#define MAX_RESP_HEADERS 8
+#define MAX_RESP_HEADERS 24   /* the gateway passes on upstream headers and adds CORS, RateLimit */
 
 enum req_state {
     REQ_NEW,          /* headers seen, body may follow */
@@ -142,6 +142,69 @@ const char *souk_req_param(struct souk_req *r, const char *name)
 const char *souk_req_query(struct souk_req *r, const char *name)
 {
     return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+struct query_enc { struct souk_arena *a; char *buf; size_t len, cap; };
+
+static void query_room(struct query_enc *q, size_t n)
+{
+    if (q->len + n <= q->cap)
+        return;
+    size_t cap = q->cap * 2 + n + 64;
+    char *nb = souk_arena_alloc(q->a, cap);
+    if (q->len > 0)
+        memcpy(nb, q->buf, q->len);
+    q->buf = nb;
+    q->cap = cap;
+}
+
+/* Append s percent-encoded: every byte but RFC 3986 unreserved characters. */
+static void query_put(struct query_enc *q, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (; *s; s++) {
+        query_room(q, 3);
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '.' || c == '_' || c == '~') {
+            q->buf[q->len++] = (char)c;
+        } else {
+            q->buf[q->len++] = '%';
+            q->buf[q->len++] = hex[c >> 4];
+            q->buf[q->len++] = hex[c & 15];
+        }
+    }
+}
+
+static void query_char(struct query_enc *q, char c)
+{
+    query_room(q, 1);
+    q->buf[q->len++] = c;
+}
+
+static enum MHD_Result query_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 const char *value)
+{
+    SOUK_UNUSED(kind);
+    struct query_enc *q = cls;
+    if (q->len > 0)
+        query_char(q, '&');
+    query_put(q, key);
+    if (value != NULL) {
+        query_char(q, '=');
+        query_put(q, value);
+    }
+    return MHD_YES;
+}
+
+const char *souk_req_query_string(struct souk_req *r)
+{
+    struct query_enc q = {&r->arena, NULL, 0, 0};
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, query_arg, &q);
+    if (q.len == 0)
+        return "";
+    query_char(&q, '\0');
+    return q.buf;
 }
 
 const char *souk_req_header(struct souk_req *r, const char *name)

@@ -77,6 +77,10 @@ const char *souk_req_path(struct souk_req *r);
 const char *souk_req_param(struct souk_req *r, const char *name);
 /* A query parameter (decoded) or NULL; an empty value is "". */
 const char *souk_req_query(struct souk_req *r, const char *name);
+/* The query string rebuilt from the decoded parameters, percent-encoded again
+ * ("q=red%20shoes&page_size=5"), or "" when there is none. Owned by the request.
+ * The gateway forwards this: what it routed on is exactly what the upstream sees. */
+const char *souk_req_query_string(struct souk_req *r);
 const char *souk_req_header(struct souk_req *r, const char *name);
 /* The raw body (NUL-terminated) and its length. */
 const char *souk_req_body(struct souk_req *r, size_t *len);
