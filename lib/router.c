@@ -166,6 +166,8 @@ int souk_router_match(const struct souk_router *rt, const char *method, const ch
                       struct souk_param *params, size_t *nparams)
 {
     bool path_seen = false;
+    if (path[0] != '/')
+        return -404;
     int fallback = -1;   /* the first wildcard route that matches, if no exact one does */
     for (size_t i = 0; i < rt->n; i++) {
         const struct compiled *c = &rt->r[i];
