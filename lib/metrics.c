@@ -148,12 +148,13 @@ static void render_http(struct buf *b)
 
 /* ---- domain metrics ---- */
 
-enum kind { COUNTER, GAUGE, GAUGE_FN };
+enum kind { COUNTER, GAUGE, GAUGE_FN, HISTOGRAM };
 
 struct child {
     struct child *next;
     char *values[SOUK_METRIC_MAX_LABELS];
-    double v;
+    double v;                  /* the value; for a histogram, the sum */
+    uint64_t *hist;            /* histogram: NBUCKETS + 1 counts, not cumulative */
 };
 
 struct souk_metric {
@@ -226,6 +227,11 @@ void souk_metric_gauge_fn(const char *name, const char *help, double (*fn)(void 
     m->arg = arg;
 }
 
+struct souk_metric *souk_metric_histogram(const char *name, const char *help, const char *labels)
+{
+    return family(HISTOGRAM, name, help, labels);
+}
+
 /* The child for the label values in ap; created on first use. Called locked. */
 static struct child *child_of(struct souk_metric *m, va_list ap)
 {
@@ -245,6 +251,8 @@ static struct child *child_of(struct souk_metric *m, va_list ap)
     struct child *c = souk_xcalloc(1, sizeof(*c));
     for (size_t i = 0; i < m->nlabels; i++)
         c->values[i] = souk_xstrdup(vals[i]);
+    if (m->kind == HISTOGRAM)
+        c->hist = souk_xcalloc(NBUCKETS + 1, sizeof(*c->hist));
     c->next = m->children;
     m->children = c;
     return c;
@@ -270,6 +278,21 @@ void souk_metric_set(struct souk_metric *m, double v, ...)
     va_end(ap);
 }
 
+void souk_metric_observe(struct souk_metric *m, double v, ...)
+{
+    size_t b = 0;
+    while (b < NBUCKETS && v > buckets[b])
+        b++;
+    va_list ap;
+    va_start(ap, v);
+    pthread_mutex_lock(&lock);
+    struct child *c = child_of(m, ap);
+    c->v += v;
+    c->hist[b]++;
+    pthread_mutex_unlock(&lock);
+    va_end(ap);
+}
+
 /* Label values are ours or come from a fixed set; escape them anyway. */
 static void put_label_value(struct buf *b, const char *s)
 {
@@ -283,12 +306,49 @@ static void put_label_value(struct buf *b, const char *s)
     }
 }
 
+static void put_labels(struct buf *b, const struct souk_metric *m, const struct child *c)
+{
+    for (size_t i = 0; i < m->nlabels; i++) {
+        bprintf(b, "%s%s=\"", i ? "," : "{", m->labels[i]);
+        put_label_value(b, c->values[i]);
+        bprintf(b, "\"");
+    }
+}
+
+static void render_histogram(struct buf *b, const struct souk_metric *m)
+{
+    for (struct child *c = m->children; c; c = c->next) {
+        uint64_t run = 0;
+        for (size_t i = 0; i <= NBUCKETS; i++) {
+            run += c->hist[i];
+            bprintf(b, "%s_bucket", m->name);
+            put_labels(b, m, c);
+            if (i < NBUCKETS)
+                bprintf(b, "%sle=\"%g\"} %llu\n", m->nlabels ? "," : "{", buckets[i],
+                        (unsigned long long)run);
+            else
+                bprintf(b, "%sle=\"+Inf\"} %llu\n", m->nlabels ? "," : "{",
+                        (unsigned long long)run);
+        }
+        bprintf(b, "%s_sum", m->name);
+        put_labels(b, m, c);
+        bprintf(b, "%s %.9f\n", m->nlabels ? "}" : "", c->v);
+        bprintf(b, "%s_count", m->name);
+        put_labels(b, m, c);
+        bprintf(b, "%s %llu\n", m->nlabels ? "}" : "", (unsigned long long)run);
+    }
+}
+
 static void render_domain(struct buf *b)
 {
+    static const char *const types[] = {"counter", "gauge", "gauge", "histogram"};
     pthread_mutex_lock(&lock);
     for (struct souk_metric *m = families; m; m = m->next) {
-        bprintf(b, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name,
-                m->kind == COUNTER ? "counter" : "gauge");
+        bprintf(b, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name, types[m->kind]);
+        if (m->kind == HISTOGRAM) {
+            render_histogram(b, m);
+            continue;
+        }
         if (m->kind == GAUGE_FN) {
             bprintf(b, "%s %.17g\n", m->name, m->fn(m->arg));
             continue;
@@ -297,11 +357,7 @@ static void render_domain(struct buf *b)
             bprintf(b, "%s 0\n", m->name);
         for (struct child *c = m->children; c; c = c->next) {
             bprintf(b, "%s", m->name);
-            for (size_t i = 0; i < m->nlabels; i++) {
-                bprintf(b, "%s%s=\"", i ? "," : "{", m->labels[i]);
-                put_label_value(b, c->values[i]);
-                bprintf(b, "\"");
-            }
+            put_labels(b, m, c);
             bprintf(b, "%s %.17g\n", m->nlabels ? "}" : "", c->v);
         }
     }

@@ -16,6 +16,10 @@ struct souk_metric;
  * name aborts, since it is a programming error. */
 struct souk_metric *souk_metric_counter(const char *name, const char *help, const char *labels);
 struct souk_metric *souk_metric_gauge(const char *name, const char *help, const char *labels);
+/* A histogram over the kit's latency buckets (0.5 ms … 10 s), for durations in
+ * seconds; fed with souk_metric_observe(m, seconds, label values…). */
+struct souk_metric *souk_metric_histogram(const char *name, const char *help, const char *labels);
+void souk_metric_observe(struct souk_metric *m, double v, ...);
 /* A gauge read at scrape time. */
 void souk_metric_gauge_fn(const char *name, const char *help, double (*fn)(void *arg), void *arg);
 
