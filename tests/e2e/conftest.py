@@ -2,6 +2,7 @@
 loopback ports, each in its own temporary SOUK_VAR, and stop them by PID."""
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -20,6 +21,37 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# The supervisor's service order and port layout (cli/README.md).
+SERVICES = ["users", "catalog", "cart", "orders", "payments", "notify", "gateway"]
+PORT_OFFSET = {name: (i + 1) % len(SERVICES) for i, name in enumerate(SERVICES)}
+
+
+def replica_port(base, name, k):
+    if k == 0:
+        return base + PORT_OFFSET[name]
+    return base + 100 + 10 * PORT_OFFSET[name] + k
+
+
+def free_port_base():
+    """A base whose main and replica ports (first two replicas) are all free."""
+    for _ in range(200):
+        base = random.randrange(20000, 60000, 10)
+        ports = [replica_port(base, n, k) for n in SERVICES for k in range(3)]
+        socks = []
+        try:
+            for p in ports:
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port range")
 
 
 def assert_problem(resp, status, code=None):
@@ -130,3 +162,59 @@ def catalog(tmp_path_factory):
     svc.start()
     yield svc
     svc.kill()
+
+
+class Platform:
+    """The whole platform under the real supervisor (souk up -d) in a temporary
+    SOUK_VAR on a free port range; stopped with souk down, then by PID."""
+
+    def __init__(self, var_dir, env=None):
+        self.var = str(var_dir)
+        self.base = free_port_base()
+        self.env = dict(os.environ)
+        self.env.update({"SOUK_VAR": self.var, "SOUK_PORT_BASE": str(self.base),
+                         "SOUK_BIN_DIR": BIN})
+        self.env.update(env or {})
+
+    def souk(self, *args, timeout=60, check=True):
+        return subprocess.run([os.path.join(BIN, "souk"), *args], env=self.env, check=check,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def url(self, name, k=0):
+        return f"http://127.0.0.1:{replica_port(self.base, name, k)}"
+
+    def state(self):
+        """{(name, replica): {"port", "pid", "restarts"}} from the supervisor's state file."""
+        out = {}
+        with open(os.path.join(self.var, "run", "souk.state")) as f:
+            for line in f:
+                name, rep, port, pid, _started, restarts = line.split()[:6]
+                out[(name, int(rep))] = {"port": int(port), "pid": int(pid), "restarts": int(restarts)}
+        return out
+
+    def up(self):
+        self.souk("seed")
+        self.souk("up", "-d")
+        return self
+
+    def down(self):
+        pids = []
+        try:
+            pids = [v["pid"] for v in self.state().values()]
+            with open(os.path.join(self.var, "run", "souk.pid")) as f:
+                pids.append(int(f.read().split()[0]))
+        except (OSError, ValueError):
+            pass
+        self.souk("down", check=False)
+        for pid in pids:   # belt and braces: nothing may outlive the test
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture
+def platform(tmp_path):
+    p = Platform(tmp_path)
+    yield p
+    p.down()

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 import requests
 
+from conftest import SERVICES, free_port_base, replica_port
+
 REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("SOUK_BUILD_DIR", REPO / "build"))
 SOUK = BUILD / "bin" / "souk"
-SERVICES = ["users", "catalog", "cart", "orders", "payments", "notify", "gateway"]
-PORT_OFFSET = {name: (i + 1) % len(SERVICES) for i, name in enumerate(SERVICES)}
 FAKES = ["users", "catalog", "gateway"]          # the others stay "not built"
 START_TIMEOUT = 20
 
@@ -56,32 +56,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 http.server.HTTPServer((host, int(port)), Handler).serve_forever()
 """
-
-
-def replica_port(base, name, k):
-    if k == 0:
-        return base + PORT_OFFSET[name]
-    return base + 100 + 10 * PORT_OFFSET[name] + k
-
-
-def free_port_base():
-    """A base whose main and replica ports (first two replicas) are all free."""
-    for _ in range(200):
-        base = random.randrange(20000, 60000, 10)
-        ports = [replica_port(base, n, k) for n in SERVICES for k in range(3)]
-        socks = []
-        try:
-            for p in ports:
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port range")
 
 
 def alive(pid):

@@ -1,0 +1,61 @@
+"""The platform under the supervisor: souk up starts every built service, and a
+service killed with SIGKILL comes back by itself with its data intact."""
+import os
+import signal
+import time
+
+import requests
+
+from conftest import BIN
+
+
+def wait_until(cond, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if cond():
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def product_ids(base_url):
+    ids, token = [], None
+    while True:
+        params = {"page_size": 100, **({"page_token": token} if token else {})}
+        body = requests.get(base_url + "/api/v1/products", params=params, timeout=5).json()
+        ids += [i["id"] for i in body["items"]]
+        token = body["next_page_token"]
+        if not token:
+            return ids
+
+
+def test_sigkill_catalog_comes_back_with_data(platform):
+    platform.up()
+    catalog = platform.url("catalog")
+    before = product_ids(catalog)
+    assert len(before) >= 1000
+    old = platform.state()[("catalog", 0)]
+    os.kill(old["pid"], signal.SIGKILL)
+    t0 = time.monotonic()
+    wait_until(lambda: platform.state()[("catalog", 0)]["pid"] != old["pid"]
+               and requests.get(catalog + "/readyz", timeout=0.5).status_code == 200,
+               10, "catalog to come back")
+    back_in = time.monotonic() - t0
+    assert back_in < 5, back_in
+    assert platform.state()[("catalog", 0)]["restarts"] == old["restarts"] + 1
+    assert product_ids(catalog) == before
+    status = platform.souk("status")
+    assert "catalog" in status.stdout
+
+
+def test_every_built_service_is_up_and_ready(platform):
+    platform.up()
+    built = [n for n in os.listdir(BIN) if n != "souk" and os.access(os.path.join(BIN, n), os.X_OK)]
+    state = platform.state()
+    for name in built:
+        assert (name, 0) in state, name
+        r = requests.get(platform.url(name) + "/readyz", timeout=2)
+        assert r.status_code == 200, (name, r.text)
