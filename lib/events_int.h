@@ -1,0 +1,79 @@
+/* events_int.h: what the events modules share (events.c: envelope, outbox,
+ * inbox and delivery; events_feed.c: the HTTP feed and its consumers;
+ * events_amqp.c: the RabbitMQ relay and consumers). Not a public contract. */
+#ifndef SOUK_EVENTS_INT_H
+#define SOUK_EVENTS_INT_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "souk/events.h"
+#include "souk/server.h"
+
+#define SOUK__EV_TYPE_MAX 64       /* "order.confirmed" */
+#define SOUK__EV_ID_MAX 64
+#define SOUK__EV_PREFIX "souk."     /* envelope types are "souk.<type>" */
+#define SOUK__EV_SOURCE "urn:souk:" /* envelope sources are "urn:souk:<service>" */
+
+struct souk__ev_conf {
+    const char *transport;   /* "feed" or an amqp:// URL */
+    bool amqp;
+    int64_t retention_s;     /* outbox (and inbox) rows kept this long */
+    int64_t wait_s;          /* long-poll wait a feed consumer asks for */
+    int64_t max_attempts;    /* permanent failures before dead-lettering */
+    int64_t retry_ms;        /* first retry delay; doubles up to retry_max_ms */
+    int64_t retry_max_ms;
+    int64_t batch;           /* events per feed page / relay round */
+};
+
+extern struct souk__ev_conf souk__ev;
+extern const struct souk_service *souk__ev_svc;
+
+/* What became of one delivered event. */
+enum souk__outcome {
+    SOUK__EV_DONE,      /* effect committed, or a duplicate / unwanted: advance or ack */
+    SOUK__EV_RETRY,     /* transient: try the same event again later */
+    SOUK__EV_FAILED,    /* the handler failed; retried until max_attempts */
+    SOUK__EV_DEAD,      /* failed max_attempts times (or malformed): dead-letter it */
+};
+
+/* Deliver one envelope (JSON text) to the matching subscription, exactly once: the
+ * inbox row, the handler's effect and (feed: seq >= 0) the cursor for producer
+ * commit together. In feed mode a dead event is recorded in souk_dead_letters and
+ * the cursor moves past it (the outcome is then DEAD, the caller just goes on). */
+enum souk__outcome souk__ev_deliver(struct souk_db *db, const char *producer, int64_t seq,
+                                    const char *text, size_t len);
+
+/* Sleep up to ms, waking early when the events machinery stops. Returns false
+ * when stopping. */
+bool souk__ev_sleep(int64_t ms);
+bool souk__ev_stopping(void);
+int64_t souk__ev_backoff(int attempt);   /* jittered delay for the n-th retry (1-based) */
+
+/* Wake whoever waits for new outbox rows (feed long polls, the amqp relay). */
+void souk__ev_nudge(void);
+/* Wait until nudged or ms passed. */
+void souk__ev_wait_nudge(int64_t ms);
+
+/* The feed: route, long-poll waiter and pruner, consumers. */
+extern const struct souk_route souk__feed_routes[];
+int souk__feed_start(void);
+void souk__feed_stop(void);
+void souk__ev_prune(struct souk_db *db);
+
+/* RabbitMQ. */
+int souk__amqp_start(void);
+void souk__amqp_stop(void);
+
+/* Thread bookkeeping shared by both transports. */
+int souk__ev_spawn(void *(*fn)(void *), void *arg);
+void souk__ev_join_all(int64_t ms);
+
+/* Metrics. */
+void souk__ev_count_consumed(const char *type, const char *outcome);
+void souk__ev_count_expired(const char *producer);
+void souk__ev_count_published(const char *type);
+
+#endif
