@@ -78,13 +78,10 @@ static void count(const char *operation, const char *outcome)
         souk_metric_inc(payments_total, operation, outcome);
 }
 
-/* The outbox, in the caller's transaction. TODO(events): while lib/events.c is the
- * placeholder it answers SOUK_EUNAVAIL; that alone is tolerated so payments work
- * before the outbox lands. Remove the tolerance once it has. */
+/* The outbox, in the caller's transaction: the event commits with the change. */
 static int emit(struct souk_db *db, const char *type, const char *subject, json_t *data)
 {
-    int rc = souk_event_emit(db, type, subject, data);
-    return rc == SOUK_EUNAVAIL ? 0 : rc;
+    return souk_event_emit(db, type, subject, data);
 }
 
 static json_t *payment_json(struct souk_db *db, const char *id)
