@@ -34,6 +34,9 @@ UNIT_SVC_SRC := $(wildcard tests/unit/services/*/*.c)
 UNIT_BINS := $(UNIT_LIB_SRC:%.c=$(B)/%) $(UNIT_SVC_SRC:%.c=$(B)/%)
 
 PYTEST := /usr/bin/python3 -m pytest
+# sanitizer reports fail the run instead of scrolling by
+export ASAN_OPTIONS ?= abort_on_error=1:detect_leaks=1
+export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1
 
 .PHONY: all setup run test unit e2e bench clean fmt
 all: $(BINS)

@@ -156,9 +156,10 @@ int64_t souk_check_int_text(struct souk_check *c, const char *field, const char 
         neg = true;
         p++;
     }
+    /* at most 18 digits: 10^18 - 1 fits in int64 with room, and bounds are far below */
     int64_t v = 0;
     size_t digits = 0;
-    for (; *p >= '0' && *p <= '9' && digits < 19; p++, digits++)
+    for (; *p >= '0' && *p <= '9' && digits < 18; p++, digits++)
         v = v * 10 + (*p - '0');
     if (digits == 0 || *p != '\0' || (neg ? -v : v) < min || (neg ? -v : v) > max) {
         souk_check_fail(c, field, "must be an integer from %lld to %lld", (long long)min,
