@@ -1,32 +1,467 @@
-/* auth.c: route access checks. Until token verification lands (issue 3), only
- * public routes are served: any other route answers 401 with a Bearer challenge. */
+/* auth.c: route access checks. Verifies the RS256 access JWTs of the users
+ * service against its JWKS (fetched and cached; refetched on an unknown kid at
+ * most once per few seconds), checks every claim, caches verified tokens by hash,
+ * and obtains this service's own client-credentials token for calls to peers. */
+#include <pthread.h>
+#include <rhonabwy.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "souk/auth.h"
+#include "souk/client.h"
+#include "souk/log.h"
 #include "souk/souk.h"
 
-int souk_auth_init(const char *service)
+#define LEEWAY 30                 /* seconds of clock skew tolerated on exp/nbf/iat */
+#define JWKS_MAX_AGE_MS 300000    /* refetch a JWKS this old on next use */
+#define JWKS_REFETCH_MS 5000      /* at most one refetch per this, for unknown kids */
+#define JWKS_LOCAL_REFETCH_MS 1000
+#define JWKS_TIMEOUT_MS 2000
+#define CACHE_SLOTS 4096          /* verified-token cache, direct-mapped by token hash */
+#define RENEW_BEFORE 60           /* renew our service token this long before it expires */
+#define URL_MAX 1024
+
+static const char *issuer = "souk-users", *audience = "souk";
+static const char *users_url, *client_id, *client_secret;
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+static void load_settings(void)
 {
-    SOUK_UNUSED(service);
-    return 0;
+    const char *v;
+    if ((v = getenv("SOUK_TOKEN_ISSUER")) != NULL && v[0] != '\0')
+        issuer = v;
+    if ((v = getenv("SOUK_TOKEN_AUDIENCE")) != NULL && v[0] != '\0')
+        audience = v;
+    users_url = getenv("SOUK_USERS_URL");
+    client_id = getenv("SOUK_CLIENT_ID");
+    client_secret = getenv("SOUK_CLIENT_SECRET");
+    r_global_init();
 }
 
-void souk_auth_shutdown(void)
+const char *souk_auth_issuer(void)
 {
+    pthread_once(&once, load_settings);
+    return issuer;
+}
+
+const char *souk_auth_audience(void)
+{
+    pthread_once(&once, load_settings);
+    return audience;
+}
+
+/* ---- the JWKS ---- */
+
+static json_t *(*local_jwks)(void);
+static pthread_mutex_t keys_lock = PTHREAD_MUTEX_INITIALIZER;    /* guards jwks */
+static pthread_mutex_t fetch_lock = PTHREAD_MUTEX_INITIALIZER;   /* one fetch at a time */
+static jwks_t *jwks;
+static int64_t fetched_ms, tried_ms;
+
+void souk_auth_set_local_jwks(json_t *(*get)(void))
+{
+    local_jwks = get;
+}
+
+static json_t *fetch_remote(void)
+{
+    char base[URL_MAX], url[URL_MAX + 32];
+    if (users_url == NULL || souk_client_pick(users_url, base, sizeof(base)) == NULL)
+        return NULL;
+    snprintf(url, sizeof(url), "%s/.well-known/jwks.json", base);
+    struct souk_call call = {.method = "GET", .url = url, .timeout_ms = JWKS_TIMEOUT_MS, .retries = 1};
+    struct souk_response res;
+    json_t *out = NULL;
+    if (souk_client_do(&call, &res) == 0 && res.status == 200 && json_is_object(res.json))
+        out = json_incref(res.json);
+    else
+        souk_warn("cannot fetch the JWKS", "{s:s,s:i}", "url", url, "status", res.status);
+    souk_response_free(&res);
+    return out;
+}
+
+/* Fetch the JWKS again unless one was tried too recently (when limited). */
+static void refresh_jwks(bool limited)
+{
+    pthread_mutex_lock(&fetch_lock);
+    int64_t now = souk_wall_ms();
+    int64_t gap = local_jwks != NULL ? JWKS_LOCAL_REFETCH_MS : JWKS_REFETCH_MS;
+    if (limited && tried_ms != 0 && now - tried_ms < gap)
+        goto out;
+    tried_ms = now;
+    json_t *j = local_jwks != NULL ? local_jwks() : fetch_remote();
+    jwks_t *fresh = NULL;
+    if (j == NULL || r_jwks_init(&fresh) != RHN_OK || r_jwks_import_from_json_t(fresh, j) != RHN_OK) {
+        r_jwks_free(fresh);   /* keep what we had: a blip at users must not lock everyone out */
+        json_decref(j);
+        goto out;
+    }
+    json_decref(j);
+    pthread_mutex_lock(&keys_lock);
+    r_jwks_free(jwks);
+    jwks = fresh;
+    fetched_ms = now;
+    pthread_mutex_unlock(&keys_lock);
+out:
+    pthread_mutex_unlock(&fetch_lock);
+}
+
+/* A copy of the key named kid (caller frees), or NULL; *have_keys tells whether
+ * any JWKS is loaded at all. */
+static jwk_t *lookup(const char *kid, bool *have_keys)
+{
+    pthread_mutex_lock(&keys_lock);
+    jwk_t *k = jwks != NULL ? r_jwks_get_by_kid(jwks, kid) : NULL;
+    jwk_t *copy = k != NULL ? r_jwk_copy(k) : NULL;
+    r_jwk_free(k);
+    *have_keys = jwks != NULL;
+    int64_t age = souk_wall_ms() - fetched_ms;
+    pthread_mutex_unlock(&keys_lock);
+    if (copy == NULL || age <= JWKS_MAX_AGE_MS)
+        return copy;
+    r_jwk_free(copy);
+    return NULL;   /* too old to trust as the current set: the caller refetches */
+}
+
+static jwk_t *find_key(const char *kid, bool *have_keys)
+{
+    jwk_t *k = lookup(kid, have_keys);
+    if (k != NULL)
+        return k;
+    refresh_jwks(*have_keys);
+    return lookup(kid, have_keys);
+}
+
+/* ---- the verified-token cache ---- */
+
+struct cached {
+    unsigned char hash[crypto_generichash_BYTES];
+    bool used;
+    struct souk_identity who;
+};
+static struct cached *cache;
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static size_t slot_of(const unsigned char *h)
+{
+    return ((size_t)h[0] | (size_t)h[1] << 8 | (size_t)h[2] << 16) % CACHE_SLOTS;
+}
+
+static bool cache_get(const unsigned char *h, struct souk_identity *who, int64_t now)
+{
+    bool hit = false;
+    pthread_mutex_lock(&cache_lock);
+    struct cached *c = cache != NULL ? &cache[slot_of(h)] : NULL;
+    if (c != NULL && c->used && memcmp(c->hash, h, sizeof(c->hash)) == 0) {
+        if (c->who.expires + LEEWAY > now) {
+            *who = c->who;
+            hit = true;
+        } else {
+            c->used = false;
+        }
+    }
+    pthread_mutex_unlock(&cache_lock);
+    return hit;
+}
+
+static void cache_put(const unsigned char *h, const struct souk_identity *who)
+{
+    pthread_mutex_lock(&cache_lock);
+    if (cache == NULL)
+        cache = souk_xcalloc(CACHE_SLOTS, sizeof(*cache));
+    struct cached *c = &cache[slot_of(h)];
+    memcpy(c->hash, h, sizeof(c->hash));
+    c->who = *who;
+    c->used = true;
+    pthread_mutex_unlock(&cache_lock);
+}
+
+/* ---- verification ---- */
+
+static bool aud_ok(json_t *aud)
+{
+    if (json_is_string(aud))
+        return strcmp(json_string_value(aud), audience) == 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach(aud, i, v)
+        if (json_is_string(v) && strcmp(json_string_value(v), audience) == 0)
+            return true;
+    return false;
+}
+
+static bool copy_str(char *dst, size_t cap, json_t *v, bool required)
+{
+    if (v == NULL && !required) {
+        dst[0] = '\0';
+        return true;
+    }
+    if (!json_is_string(v) || json_string_length(v) >= cap || json_string_length(v) == 0)
+        return false;
+    memcpy(dst, json_string_value(v), json_string_length(v) + 1);
+    return true;
+}
+
+/* Check the claims; fill who. NULL when fine, else why not. */
+static const char *check_claims(json_t *c, struct souk_identity *who, int64_t now)
+{
+    json_t *exp = json_object_get(c, "exp"), *nbf = json_object_get(c, "nbf"), *iat = json_object_get(c, "iat");
+    if (!json_is_string(json_object_get(c, "iss")) ||
+        strcmp(json_string_value(json_object_get(c, "iss")), issuer) != 0)
+        return "wrong issuer";
+    if (!aud_ok(json_object_get(c, "aud")))
+        return "wrong audience";
+    if (!json_is_integer(exp) || !json_is_integer(iat) || (nbf != NULL && !json_is_integer(nbf)))
+        return "exp and iat are required integers";
+    if (json_integer_value(exp) + LEEWAY <= now)
+        return "token expired";
+    if ((nbf != NULL && json_integer_value(nbf) > now + LEEWAY) || json_integer_value(iat) > now + LEEWAY)
+        return "token not yet valid";
+    if (!copy_str(who->sub, sizeof(who->sub), json_object_get(c, "sub"), true) ||
+        !copy_str(who->token_id, sizeof(who->token_id), json_object_get(c, "jti"), true) ||
+        !copy_str(who->scope, sizeof(who->scope), json_object_get(c, "scope"), false))
+        return "sub, jti or scope malformed";
+    if (json_object_get(c, "scope") == NULL || json_string_length(json_object_get(c, "scope")) == 0)
+        who->scope[0] = '\0';
+    json_t *roles = json_object_get(c, "roles");
+    if (roles != NULL && !json_is_array(roles))
+        return "roles must be an array";
+    size_t i;
+    json_t *v;
+    json_array_foreach(roles, i, v)
+        if (json_is_string(v) && strcmp(json_string_value(v), "admin") == 0)
+            who->admin = true;
+    /* RFC 9068: a client-credentials token's subject is the client itself */
+    const char *cid = json_string_value(json_object_get(c, "client_id"));
+    who->service = roles == NULL && cid != NULL && strcmp(cid, who->sub) == 0;
+    who->expires = json_integer_value(exp);
+    who->authenticated = true;
+    return NULL;
+}
+
+int souk_auth_verify(const char *token, struct souk_identity *who, char *why, size_t whycap)
+{
+    pthread_once(&once, load_settings);
+    memset(who, 0, sizeof(*who));
+    const char *fail = "malformed token";
+    int rc = SOUK_EAUTH;
+    jwt_t *jwt = NULL;
+    jwk_t *key = NULL;
+    json_t *claims = NULL;
+    size_t len = strlen(token);
+    int64_t now = souk_wall_ms() / 1000;
+    unsigned char h[crypto_generichash_BYTES];
+    if (len == 0 || len > SOUK_AUTH_TOKEN_MAX)
+        goto out;
+    crypto_generichash(h, sizeof(h), (const unsigned char *)token, len, NULL, 0);
+    if (cache_get(h, who, now)) {
+        rc = 0;
+        goto out;
+    }
+    /* R_PARSE_NONE: no unsigned tokens, no keys or key URLs taken from the header */
+    if (r_jwt_init(&jwt) != RHN_OK || r_jwt_advanced_parsen(jwt, token, len, R_PARSE_NONE, R_FLAG_IGNORE_REMOTE) != RHN_OK ||
+        r_jwt_get_type(jwt) != R_JWT_TYPE_SIGN)
+        goto out;
+    fail = "algorithm not allowed";
+    if (r_jwt_get_sign_alg(jwt) != R_JWA_ALG_RS256)
+        goto out;
+    const char *typ = r_jwt_get_header_str_value(jwt, "typ");
+    fail = "typ must be at+jwt";
+    if (typ == NULL || (strcasecmp(typ, SOUK_AUTH_TYP) != 0 && strcasecmp(typ, "application/at+jwt") != 0))
+        goto out;
+    const char *kid = r_jwt_get_header_str_value(jwt, "kid");
+    fail = "kid missing";
+    if (kid == NULL || kid[0] == '\0' || strlen(kid) > 128)
+        goto out;
+    bool have_keys = false;
+    key = find_key(kid, &have_keys);
+    if (key == NULL) {
+        fail = have_keys ? "unknown signing key" : "signing keys unavailable";
+        rc = have_keys ? SOUK_EAUTH : SOUK_EUNAVAIL;
+        goto out;
+    }
+    const char *kalg = r_jwk_get_property_str(key, "alg");
+    fail = "signing key is not an RS256 RSA key";
+    if ((r_jwk_key_type(key, NULL, 0) & R_KEY_TYPE_RSA) == 0 || (kalg != NULL && strcmp(kalg, SOUK_AUTH_ALG) != 0))
+        goto out;
+    fail = "bad signature";
+    if (r_jwt_verify_signature(jwt, key, R_FLAG_IGNORE_REMOTE) != RHN_OK)
+        goto out;
+    claims = r_jwt_get_full_claims_json_t(jwt);
+    fail = claims != NULL ? check_claims(claims, who, now) : "no claims";
+    if (fail != NULL)
+        goto out;
+    cache_put(h, who);
+    rc = 0;
+out:
+    if (rc != 0) {
+        memset(who, 0, sizeof(*who));
+        if (why != NULL)
+            snprintf(why, whycap, "%s", fail);
+    }
+    json_decref(claims);
+    r_jwk_free(key);
+    r_jwt_free(jwt);
+    return rc;
+}
+
+/* ---- the route check ---- */
+
+static int challenge(struct souk_req *r, int status, const char *error, const char *detail)
+{
+    char h[384];
+    if (error == NULL)
+        snprintf(h, sizeof(h), "Bearer realm=\"souk\"");
+    else
+        snprintf(h, sizeof(h), "Bearer realm=\"souk\", error=\"%s\", error_description=\"%s\"", error, detail);
+    souk_reply_header(r, "WWW-Authenticate", h);
+    return souk_problem(r, status, error != NULL ? error : "unauthorized", "%s", detail);
+}
+
+/* Does the space-separated list have contain scope? */
+static bool has_scope(const char *list, const char *scope)
+{
+    size_t n = strlen(scope);
+    for (const char *p = list; *p != '\0';) {
+        while (*p == ' ')
+            p++;
+        size_t m = strcspn(p, " ");
+        if (m == n && strncmp(p, scope, n) == 0)
+            return true;
+        p += m;
+    }
+    return false;
 }
 
 int souk_auth_check(struct souk_req *r, const struct souk_route *route, struct souk_identity *who)
 {
     memset(who, 0, sizeof(*who));
-    if (route->auth == SOUK_PUBLIC || route->auth == SOUK_OPTIONAL_USER)
+    if (route->auth == SOUK_PUBLIC)
         return 0;
-    souk_reply_header(r, "WWW-Authenticate", "Bearer realm=\"souk\"");
-    return souk_problem(r, 401, "unauthorized", "a bearer token is required");
+    const char *h = souk_req_header(r, "Authorization");
+    if (h == NULL)
+        return route->auth == SOUK_OPTIONAL_USER ? 0 : challenge(r, 401, NULL, "a bearer token is required");
+    if (strncasecmp(h, "Bearer ", 7) != 0)
+        return challenge(r, 401, "invalid_token", "use the Bearer scheme");
+    const char *token = h + 7;
+    while (*token == ' ')
+        token++;
+    char why[96];
+    int rc = souk_auth_verify(token, who, why, sizeof(why));
+    if (rc == SOUK_EUNAVAIL) {
+        souk_reply_header(r, "Retry-After", "5");
+        return souk_problem(r, 503, "auth_unavailable", "cannot check tokens now");
+    }
+    if (rc != 0)
+        return challenge(r, 401, "invalid_token", why);
+    switch (route->auth) {
+    case SOUK_USER:
+    case SOUK_OPTIONAL_USER:
+        if (who->service)
+            return challenge(r, 403, "insufficient_scope", "a user token is required");
+        return 0;
+    case SOUK_ADMIN:
+        if (who->service || !who->admin)
+            return challenge(r, 403, "insufficient_scope", "an admin is required");
+        return 0;
+    case SOUK_SERVICE:
+        if (!who->service || route->scope == NULL || !has_scope(who->scope, route->scope))
+            return challenge(r, 403, "insufficient_scope", "a service token with the route's scope is required");
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* ---- our own service token ---- */
+
+static pthread_mutex_t token_lock = PTHREAD_MUTEX_INITIALIZER;
+static char service_token[SOUK_AUTH_TOKEN_MAX + 1];
+static int64_t service_token_exp;
+
+/* application/x-www-form-urlencoded value */
+static size_t form_escape(char *out, size_t cap, size_t len, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (; *s != '\0' && len + 4 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("-._~", c)) {
+            out[len++] = (char)c;
+        } else {
+            out[len++] = '%';
+            out[len++] = hex[c >> 4];
+            out[len++] = hex[c & 15];
+        }
+    }
+    out[len] = '\0';
+    return len;
 }
 
 int souk_auth_service_token(char *out, size_t cap)
 {
-    SOUK_UNUSED(out);
-    SOUK_UNUSED(cap);
-    return SOUK_EUNAVAIL;
+    pthread_once(&once, load_settings);
+    if (client_id == NULL || client_secret == NULL || users_url == NULL)
+        return SOUK_EUNAVAIL;
+    int rc = 0;
+    pthread_mutex_lock(&token_lock);
+    int64_t now = souk_wall_ms() / 1000;
+    if (service_token[0] != '\0' && service_token_exp - RENEW_BEFORE > now)
+        goto copy;
+    char base[URL_MAX], url[URL_MAX + 16], body[1024];
+    souk_client_pick(users_url, base, sizeof(base));
+    snprintf(url, sizeof(url), "%s/oauth/token", base);
+    size_t n = (size_t)snprintf(body, sizeof(body), "grant_type=client_credentials&client_id=");
+    n = form_escape(body, sizeof(body), n, client_id);
+    n += (size_t)snprintf(body + n, sizeof(body) - n, "&client_secret=");
+    form_escape(body, sizeof(body), n, client_secret);
+    struct souk_call call = {.method = "POST", .url = url, .raw_body = body,
+                             .raw_type = "application/x-www-form-urlencoded",
+                             .timeout_ms = JWKS_TIMEOUT_MS, .retries = 1};
+    struct souk_response res;
+    rc = souk_client_do(&call, &res);
+    sodium_memzero(body, sizeof(body));
+    json_t *tok = json_object_get(res.json, "access_token"), *ttl = json_object_get(res.json, "expires_in");
+    if (rc == 0 && (res.status != 200 || !json_is_string(tok) || json_string_length(tok) > SOUK_AUTH_TOKEN_MAX ||
+                    !json_is_integer(ttl))) {
+        souk_warn("service token refused", "{s:i}", "status", res.status);
+        rc = res.status == 401 || res.status == 400 ? SOUK_EAUTH : SOUK_EUNAVAIL;
+    }
+    if (rc == 0) {
+        memcpy(service_token, json_string_value(tok), json_string_length(tok) + 1);
+        service_token_exp = now + json_integer_value(ttl);
+    }
+    souk_response_free(&res);
+copy:
+    if (rc == 0 && strlen(service_token) >= cap)
+        rc = SOUK_ETOOBIG;
+    if (rc == 0)
+        memcpy(out, service_token, strlen(service_token) + 1);
+    pthread_mutex_unlock(&token_lock);
+    return rc;
+}
+
+/* ---- life cycle ---- */
+
+int souk_auth_init(const char *service)
+{
+    SOUK_UNUSED(service);
+    pthread_once(&once, load_settings);
+    if (local_jwks == NULL && (users_url == NULL || users_url[0] == '\0'))
+        souk_warn("SOUK_USERS_URL not set: tokens cannot be verified", NULL);
+    return 0;
+}
+
+void souk_auth_shutdown(void)
+{
+    pthread_mutex_lock(&keys_lock);
+    r_jwks_free(jwks);
+    jwks = NULL;
+    pthread_mutex_unlock(&keys_lock);
+    pthread_mutex_lock(&cache_lock);
+    free(cache);
+    cache = NULL;
+    pthread_mutex_unlock(&cache_lock);
 }

@@ -1,20 +1,48 @@
 /* auth.h: who is calling. The server asks souk_auth_check() before a route's
  * handler runs; it verifies the bearer token the route needs and fills the
- * identity, or answers 401/403 itself. */
+ * identity, or answers 401/403 itself. Tokens are the users service's RS256
+ * access JWTs, verified against its JWKS (DESIGN §7). */
 #ifndef SOUK_AUTH_H
 #define SOUK_AUTH_H
 
+#include <jansson.h>
+#include <stddef.h>
+
 #include "souk/server.h"
 
-/* Load keys or JWKS settings from config; called once by souk_main(). */
+/* The one signature algorithm issued and accepted; anything else is refused. */
+#define SOUK_AUTH_ALG "RS256"
+/* The JOSE "typ" header of an access token (RFC 9068). */
+#define SOUK_AUTH_TYP "at+jwt"
+/* Longest bearer token looked at; longer ones are refused unparsed. */
+#define SOUK_AUTH_TOKEN_MAX 8192
+
+/* Load settings (SOUK_TOKEN_ISSUER, SOUK_TOKEN_AUDIENCE, SOUK_USERS_URL,
+ * SOUK_CLIENT_ID/SECRET); called once by souk_main() before serving. */
 int souk_auth_init(const char *service);
 void souk_auth_shutdown(void);
 
+/* The issuer ("iss") and audience ("aud") every token carries; the users service
+ * signs with these and every verifier requires them. Environment
+ * SOUK_TOKEN_ISSUER (default "souk-users") and SOUK_TOKEN_AUDIENCE ("souk"). */
+const char *souk_auth_issuer(void);
+const char *souk_auth_audience(void);
+
 /* Check r's credentials against what route requires. Returns 0 to go on, or an
- * HTTP status with the problem already set. */
+ * HTTP status with the problem already set (401 with WWW-Authenticate for a
+ * missing or invalid token, 403 for a valid token without the role or scope). */
 int souk_auth_check(struct souk_req *r, const struct souk_route *route,
                     struct souk_identity *who);
 
+/* Verify one access token (without "Bearer ") and fill who. Returns 0,
+ * SOUK_EAUTH when the token is invalid (why names the reason, for logs and the
+ * error_description), or SOUK_EUNAVAIL when no keys could be had to check it. */
+int souk_auth_verify(const char *token, struct souk_identity *who, char *why, size_t whycap);
+
+/* For the users service, which verifies with its own keys in-process: jwks
+ * returns a new reference to the current public JWKS ({"keys":[…]}) or NULL.
+ * Call before souk_main(); other services fetch SOUK_USERS_URL/.well-known/jwks.json. */
+void souk_auth_set_local_jwks(json_t *(*jwks)(void));
 
 /* This service's client-credentials access token (obtained from the users
  * service with SOUK_CLIENT_ID/SOUK_CLIENT_SECRET, cached and renewed before it

@@ -1,0 +1,252 @@
+/* accounts.c: registration, the caller's own profile, and the admin views of
+ * accounts. Emails are unique ignoring case; the password hash never leaves the
+ * database; role and email are not writable through /users/me. */
+#include <ctype.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "souk/events.h"
+#include "souk/id.h"
+#include "souk/json.h"
+#include "souk/log.h"
+#include "souk/souk.h"
+#include "users.h"
+
+#define LOCAL_MAX 64
+#define PAGE_DEFAULT 20
+#define PAGE_MAX 100
+#define PAGE_TOKEN_MAX 128
+
+bool users_email_norm(const char *email, char *out, size_t cap)
+{
+    size_t n = strlen(email);
+    const char *at = strchr(email, '@');
+    if (n < 3 || n > EMAIL_MAX || n >= cap || at == NULL || strchr(at + 1, '@') != NULL)
+        return false;
+    size_t local = (size_t)(at - email);
+    const char *domain = at + 1;
+    if (local == 0 || local > LOCAL_MAX || strchr(domain, '.') == NULL || domain[0] == '.' ||
+        domain[strlen(domain) - 1] == '.' || strstr(domain, "..") != NULL || email[0] == '.' ||
+        at[-1] == '.' || strstr(email, "..") != NULL)
+        return false;
+    for (const char *p = email; p < at; p++)   /* dot-atom: printable, no specials */
+        if (*p <= ' ' || *p > '~' || strchr("\"(),:;<>[\\]", *p) != NULL)
+            return false;
+    for (const char *p = domain; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.')
+            return false;
+    for (size_t i = 0; i <= n; i++)
+        out[i] = (char)tolower((unsigned char)email[i]);
+    return true;
+}
+
+json_t *users_load(struct souk_db *db, const char *id)
+{
+    struct souk_stmt *st = souk_db_query(db, "SELECT " USER_COLUMNS " FROM users WHERE id = ?", "s", id);
+    if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
+        return NULL;
+    json_t *u = souk_stmt_row_json(st);
+    souk_stmt_done(st);
+    return u;
+}
+
+int users_register(struct souk_req *r)
+{
+    json_t *body = souk_req_json(r);
+    if (body == NULL)
+        return souk_req_status(r);
+    struct souk_check c;
+    souk_check_init(&c);
+    static const char *const allowed[] = {"email", "password", "name", NULL};
+    souk_json_only(&c, body, allowed);
+    const char *email = souk_json_str(&c, body, "email", SOUK_REQUIRED, 3, EMAIL_MAX);
+    const char *password = souk_json_str(&c, body, "password", SOUK_REQUIRED, 1, 1024);
+    const char *name = souk_json_str(&c, body, "name", SOUK_REQUIRED, 1, NAME_MAX_LEN);
+    char norm[EMAIL_MAX + 1];
+    if (email != NULL && !users_email_norm(email, norm, sizeof(norm)))
+        souk_check_fail(&c, "email", "is not a valid email address");
+    const char *weak = password != NULL ? password_weakness(password, email) : NULL;
+    if (weak != NULL)
+        souk_check_fail(&c, "password", "%s", weak);
+    if (!souk_check_ok(&c))
+        return souk_problem_check(r, &c);
+
+    struct souk_db *db = souk_req_db(r);
+    int64_t exists = 0;
+    if (souk_db_int(db, &exists, "SELECT count(*) FROM users WHERE email_norm = ?", "s", norm) < 0)
+        return souk_problem(r, 500, "internal", "query failed");
+    if (exists > 0)
+        return souk_problem(r, 409, "email_taken", "an account with this email exists");
+    char hash[crypto_pwhash_STRBYTES];
+    int rc = password_hash(password, hash);
+    if (rc != 0) {
+        souk_reply_header(r, "Retry-After", "1");
+        return souk_problem(r, 503, "busy", "too many sign-ups at once; retry shortly");
+    }
+    char id[SOUK_ID_MAX], now[SOUK_TIME_MAX];
+    souk_id_new(id, "usr");
+    souk_time_now(now);
+    if (souk_db_begin(db) != 0)
+        return souk_problem(r, 503, "busy", "database busy");
+    rc = souk_db_run(db,
+                     "INSERT INTO users (id, email, email_norm, name, password_hash, role, created_at,"
+                     " updated_at) VALUES (?, ?, ?, ?, ?, 'customer', ?, ?)",
+                     "sssssss", id, email, norm, name, hash, now, now);
+    if (rc == SOUK_ECONFLICT) {
+        souk_db_rollback(db);
+        return souk_problem(r, 409, "email_taken", "an account with this email exists");
+    }
+    if (rc >= 0) {
+        rc = souk_event_emit(db, "user.registered", id,
+                             json_pack("{s:s,s:s,s:s}", "user_id", id, "email", email, "name", name));
+        if (rc == SOUK_EUNAVAIL)   /* no events module yet */
+            rc = 0;
+    }
+    if (rc < 0 || souk_db_commit(db) != 0) {
+        souk_db_rollback(db);
+        return souk_problem(r, 500, "internal", "cannot create the account");
+    }
+    souk_info("user registered", "{s:s}", "user_id", id);
+    souk_reply_header(r, "Location", "/api/v1/users/me");
+    souk_reply_json(r, users_load(db, id));
+    return 201;
+}
+
+/* The caller's addresses, oldest first. */
+static json_t *load_addresses(struct souk_db *db, const char *user_id)
+{
+    json_t *items = json_array();
+    struct souk_stmt *st = souk_db_query(db,
+        "SELECT id, name, line1, line2, city, region, postal_code, country, phone, created_at"
+        " FROM addresses WHERE user_id = ? ORDER BY id", "s", user_id);
+    while (st != NULL && souk_stmt_step(st) == SOUK_ROW)
+        json_array_append_new(items, souk_stmt_row_json(st));
+    return items;
+}
+
+int users_me_get(struct souk_req *r)
+{
+    const struct souk_identity *who = souk_req_identity(r);
+    json_t *u = users_load(souk_req_db(r), who->sub);
+    if (u == NULL)
+        return souk_problem(r, 404, "user_not_found", "the account no longer exists");
+    json_object_set_new(u, "addresses", load_addresses(souk_req_db(r), who->sub));
+    souk_reply_json(r, u);
+    return 200;
+}
+
+int users_me_patch(struct souk_req *r)
+{
+    json_t *body = souk_req_json(r);
+    if (body == NULL)
+        return souk_req_status(r);
+    struct souk_check c;
+    souk_check_init(&c);
+    static const char *const allowed[] = {"name", NULL};
+    souk_json_only(&c, body, allowed);   /* role, email, password: not here */
+    const char *name = souk_json_str(&c, body, "name", SOUK_REQUIRED, 1, NAME_MAX_LEN);
+    if (!souk_check_ok(&c))
+        return souk_problem_check(r, &c);
+    const struct souk_identity *who = souk_req_identity(r);
+    char now[SOUK_TIME_MAX];
+    souk_time_now(now);
+    int rc = souk_db_run(souk_req_db(r), "UPDATE users SET name = ?, updated_at = ? WHERE id = ?",
+                         "sss", name, now, who->sub);
+    if (rc < 0)
+        return souk_problem(r, 500, "internal", "cannot update the account");
+    if (rc == 0)
+        return souk_problem(r, 404, "user_not_found", "the account no longer exists");
+    souk_reply_json(r, users_load(souk_req_db(r), who->sub));
+    return 200;
+}
+
+int users_admin_list(struct souk_req *r)
+{
+    struct souk_check c;
+    souk_check_init(&c);
+    int64_t size = souk_check_int_text(&c, "page_size", souk_req_query(r, "page_size"), 1, PAGE_MAX,
+                                       PAGE_DEFAULT);
+    const char *token = souk_req_query(r, "page_token");
+    char after[PAGE_TOKEN_MAX] = "";
+    if (token != NULL) {
+        long n = strlen(token) < PAGE_TOKEN_MAX ? souk_b64url_dec(token, after, sizeof(after) - 1) : -1;
+        if (n > 0)
+            after[n] = '\0';
+        if (n <= 0 || !souk_id_valid(after, "usr"))
+            souk_check_fail(&c, "page_token", "is malformed");
+    }
+    if (!souk_check_ok(&c))
+        return souk_problem_check(r, &c);
+    struct souk_stmt *st = souk_db_query(souk_req_db(r),
+        "SELECT " USER_COLUMNS " FROM users WHERE id > ? ORDER BY id LIMIT ?", "si", after, size + 1);
+    if (st == NULL)
+        return souk_problem(r, 500, "internal", "query failed");
+    json_t *items = json_array(), *next = json_null();
+    int rc;
+    while ((rc = souk_stmt_step(st)) == SOUK_ROW) {
+        if ((int64_t)json_array_size(items) == size) {
+            const char *last = json_string_value(json_object_get(json_array_get(items, size - 1), "id"));
+            char tok[PAGE_TOKEN_MAX];
+            souk_b64url_enc(last, strlen(last), tok, sizeof(tok));
+            json_decref(next);
+            next = json_string(tok);
+            souk_stmt_done(st);
+            break;
+        }
+        json_array_append_new(items, souk_stmt_row_json(st));
+    }
+    souk_reply_json(r, json_pack("{s:o,s:o}", "items", items, "next_page_token", next));
+    return 200;
+}
+
+int users_admin_patch(struct souk_req *r)
+{
+    const char *id = souk_req_param(r, "id");
+    if (!souk_id_valid(id, "usr"))
+        return souk_problem(r, 404, "user_not_found", "no user %s", id);
+    json_t *body = souk_req_json(r);
+    if (body == NULL)
+        return souk_req_status(r);
+    struct souk_check c;
+    souk_check_init(&c);
+    static const char *const allowed[] = {"role", NULL};
+    souk_json_only(&c, body, allowed);
+    const char *role = souk_json_str(&c, body, "role", SOUK_REQUIRED, 1, 16);
+    if (role != NULL && strcmp(role, "customer") != 0 && strcmp(role, "admin") != 0)
+        souk_check_fail(&c, "role", "must be customer or admin");
+    if (!souk_check_ok(&c))
+        return souk_problem_check(r, &c);
+    struct souk_db *db = souk_req_db(r);
+    char now[SOUK_TIME_MAX];
+    souk_time_now(now);
+    if (souk_db_begin(db) != 0)
+        return souk_problem(r, 503, "busy", "database busy");
+    int rc = souk_db_run(db, "UPDATE users SET role = ?, updated_at = ? WHERE id = ? AND role <> ?",
+                         "ssss", role, now, id, role);
+    /* a changed role ends the account's sessions: new tokens carry the new role */
+    if (rc > 0)
+        rc = souk_db_run(db, "UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+                         "is", souk_wall_ms() / 1000, id);
+    if (rc < 0 || souk_db_commit(db) != 0) {
+        souk_db_rollback(db);
+        return souk_problem(r, 500, "internal", "cannot update the account");
+    }
+    json_t *u = users_load(db, id);
+    if (u == NULL)
+        return souk_problem(r, 404, "user_not_found", "no user %s", id);
+    souk_info("role set", "{s:s,s:s,s:s}", "user_id", id, "role", role, "by", souk_req_identity(r)->sub);
+    souk_reply_json(r, u);
+    return 200;
+}
+
+/* For services holding users:read (notify's mail, orders' receipts). */
+int users_internal_get(struct souk_req *r)
+{
+    const char *id = souk_req_param(r, "id");
+    json_t *u = souk_id_valid(id, "usr") ? users_load(souk_req_db(r), id) : NULL;
+    if (u == NULL)
+        return souk_problem(r, 404, "user_not_found", "no user %s", id);
+    souk_reply_json(r, u);
+    return 200;
+}

@@ -1,0 +1,92 @@
+/* clients.c: the OAuth clients. souk-web is the public storefront client (no
+ * secret; password and refresh grants). Service clients authenticate with the
+ * secrets in SOUK_CLIENTS_FILE ({"catalog":"<hex>",…}, written by `souk up`); the
+ * scopes each may be granted come from the table below, not from the file. */
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "souk/log.h"
+#include "souk/souk.h"
+#include "users.h"
+
+#define CLIENTS_FILE_MAX 65536
+#define CLIENTS_MAX 32
+#define SECRET_MIN 16
+#define SECRET_MAX 256
+
+/* Who may be granted what (README "Service clients and scopes"). Scopes read
+ * "<service>:<action>" and are checked by the route that needs them. */
+static const struct oauth_client table[] = {
+    {"souk-web", "", false},
+    {"gateway", "events:read", true},
+    {"users", "events:read", true},
+    {"catalog", "events:read", true},
+    {"cart", "catalog:read events:read", true},
+    {"orders", "catalog:read catalog:reserve payments:charge users:read events:read", true},
+    {"payments", "events:read", true},
+    {"notify", "users:read events:read", true},
+};
+
+/* The secret of each confidential client, as a hash: only compared, never shown. */
+static unsigned char secret_hash[SOUK_ARRAY_LEN(table)][crypto_generichash_BYTES];
+static bool has_secret[SOUK_ARRAY_LEN(table)];
+
+int clients_load(void)
+{
+    if (cfg_clients_file == NULL || cfg_clients_file[0] == '\0') {
+        souk_warn("SOUK_CLIENTS_FILE not set: no service client can authenticate", NULL);
+        return 0;
+    }
+    json_error_t err;
+    json_t *j = json_load_file(cfg_clients_file, JSON_REJECT_DUPLICATES, &err);
+    if (!json_is_object(j)) {
+        souk_error("cannot read SOUK_CLIENTS_FILE", "{s:s,s:s}", "file", cfg_clients_file,
+                   "error", err.text);
+        json_decref(j);
+        return SOUK_EINVAL;
+    }
+    const char *name;
+    json_t *v;
+    int n = 0;
+    json_object_foreach(j, name, v) {
+        const char *secret = json_string_value(v);
+        size_t i;
+        for (i = 0; i < SOUK_ARRAY_LEN(table); i++)
+            if (table[i].confidential && strcmp(table[i].id, name) == 0)
+                break;
+        if (i == SOUK_ARRAY_LEN(table)) {
+            souk_warn("client in SOUK_CLIENTS_FILE has no scopes here; ignored", "{s:s}", "client", name);
+            continue;
+        }
+        if (secret == NULL || strlen(secret) < SECRET_MIN || strlen(secret) > SECRET_MAX) {
+            souk_error("client secret must be 16 to 256 characters", "{s:s}", "client", name);
+            continue;
+        }
+        crypto_generichash(secret_hash[i], sizeof(secret_hash[i]), (const unsigned char *)secret,
+                           strlen(secret), NULL, 0);
+        has_secret[i] = true;
+        n++;
+    }
+    json_decref(j);
+    souk_info("service clients loaded", "{s:i}", "clients", n);
+    return 0;
+}
+
+const struct oauth_client *clients_find(const char *id)
+{
+    for (size_t i = 0; id != NULL && i < SOUK_ARRAY_LEN(table); i++)
+        if (strcmp(table[i].id, id) == 0)
+            return &table[i];
+    return NULL;
+}
+
+bool clients_check_secret(const struct oauth_client *c, const char *secret)
+{
+    size_t i = (size_t)(c - table);
+    if (i >= SOUK_ARRAY_LEN(table) || !has_secret[i] || secret == NULL || strlen(secret) > SECRET_MAX)
+        return false;
+    unsigned char h[crypto_generichash_BYTES];
+    crypto_generichash(h, sizeof(h), (const unsigned char *)secret, strlen(secret), NULL, 0);
+    return sodium_memcmp(h, secret_hash[i], sizeof(h)) == 0;
+}

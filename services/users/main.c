@@ -1,0 +1,75 @@
+/* main.c: the users service: accounts, credentials, the OAuth 2.0 token endpoint,
+ * signing keys and their JWKS (DESIGN §4 Identity, §7). */
+#include "souk/auth.h"
+#include "users.h"
+
+int64_t cfg_access_ttl, cfg_refresh_ttl, cfg_key_rotate, cfg_hash_concurrency;
+int64_t cfg_login_window, cfg_login_max_account, cfg_login_max_addr;
+const char *cfg_clients_file, *cfg_public_url;
+
+#define DAY 86400
+#define TOKEN_BODY_MAX 8192   /* the OAuth endpoints take small forms only */
+
+static const struct souk_conf config[] = {
+    {"SOUK_ACCESS_TTL", SOUK_CONF_INT, "900", 5, DAY, &cfg_access_ttl, "access token seconds"},
+    {"SOUK_REFRESH_TTL", SOUK_CONF_INT, "2592000", 60, 365 * DAY, &cfg_refresh_ttl, "refresh token seconds"},
+    {"SOUK_KEY_ROTATE_SECONDS", SOUK_CONF_INT, "2592000", 60, 365 * DAY, &cfg_key_rotate,
+     "age at which the signing key is replaced"},
+    {"SOUK_HASH_CONCURRENCY", SOUK_CONF_INT, "2", 1, 64, &cfg_hash_concurrency, "argon2id hashes at once"},
+    {"SOUK_LOGIN_WINDOW", SOUK_CONF_INT, "900", 1, DAY, &cfg_login_window, "throttling window seconds"},
+    {"SOUK_LOGIN_MAX_FAILURES", SOUK_CONF_INT, "5", 1, 1000, &cfg_login_max_account,
+     "failed logins per account per window"},
+    {"SOUK_LOGIN_MAX_FAILURES_ADDR", SOUK_CONF_INT, "50", 1, 1000000, &cfg_login_max_addr,
+     "failed logins per client address per window"},
+    {"SOUK_CLIENTS_FILE", SOUK_CONF_STR, "", 0, 4096, &cfg_clients_file, "service client secrets (JSON)"},
+    {"SOUK_PUBLIC_URL", SOUK_CONF_STR, "http://127.0.0.1:8080", 1, 1024, &cfg_public_url,
+     "base URL in the discovery document"},
+    {NULL, 0, NULL, 0, 0, NULL, NULL},
+};
+
+static const struct souk_route routes[] = {
+    {"POST", "/api/v1/users", users_register, SOUK_PUBLIC, NULL, 0},
+    {"GET", "/api/v1/users", users_admin_list, SOUK_ADMIN, NULL, 0},
+    {"GET", "/api/v1/users/me", users_me_get, SOUK_USER, NULL, 0},
+    {"PATCH", "/api/v1/users/me", users_me_patch, SOUK_USER, NULL, 0},
+    {"GET", "/api/v1/users/me/addresses", addresses_list, SOUK_USER, NULL, 0},
+    {"POST", "/api/v1/users/me/addresses", addresses_create, SOUK_USER, NULL, 0},
+    {"DELETE", "/api/v1/users/me/addresses/{id}", addresses_delete, SOUK_USER, NULL, 0},
+    {"PATCH", "/api/v1/users/{id}", users_admin_patch, SOUK_ADMIN, NULL, 0},
+    {"POST", "/oauth/token", oauth_token, SOUK_PUBLIC, NULL, TOKEN_BODY_MAX},
+    {"POST", "/oauth/revoke", oauth_revoke, SOUK_PUBLIC, NULL, TOKEN_BODY_MAX},
+    {"GET", "/.well-known/jwks.json", oauth_jwks, SOUK_PUBLIC, NULL, 0},
+    {"GET", "/.well-known/openid-configuration", oauth_discovery, SOUK_PUBLIC, NULL, 0},
+    {"GET", "/internal/v1/users/{id}", users_internal_get, SOUK_SERVICE, "users:read", 0},
+    {"GET", "/internal/v1/users/{id}/addresses/{address_id}", addresses_internal_get, SOUK_SERVICE,
+     "users:read", 0},
+    {NULL, NULL, NULL, 0, NULL, 0},
+};
+
+static int start(void)
+{
+    int rc = password_init();
+    if (rc == 0)
+        rc = clients_load();
+    if (rc == 0)
+        rc = keys_init();
+    return rc;
+}
+
+static const struct souk_service users = {
+    .name = "users",
+    .listen = "127.0.0.1:8081",
+    .routes = routes,
+    .migrations = service_migrations,
+    .config = config,
+    .start = start,
+    .stop = keys_free,
+    .seed = users_seed,
+    .publishes = true,
+};
+
+int main(int argc, char **argv)
+{
+    souk_auth_set_local_jwks(keys_jwks);   /* verify our own tokens without HTTP */
+    return souk_main(argc, argv, &users);
+}

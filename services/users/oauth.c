@@ -1,0 +1,533 @@
+/* oauth.c: the OAuth 2.0 endpoints (RFC 6749, 7009): the token endpoint with the
+ * password, refresh_token and client_credentials grants (form-encoded or JSON),
+ * revocation, the JWKS and the discovery document. Refresh tokens are opaque,
+ * stored as a hash, rotated on every use; presenting a rotated one revokes its
+ * whole family. Failed logins are throttled per account and per client address. */
+#include <sodium.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "souk/auth.h"
+#include "souk/id.h"
+#include "souk/log.h"
+#include "souk/souk.h"
+#include "users.h"
+
+#define FORM_PARAMS_MAX 16
+#define PARAM_MAX 4096
+#define REFRESH_BYTES 32                      /* 256 random bits */
+#define HASH_HEX (crypto_generichash_BYTES * 2 + 1)
+#define ADDR_MAX 64
+#define WEB_CLIENT "souk-web"
+#define PURGE_ODDS 64                         /* purge stale throttle rows on 1 failure in N */
+
+/* ---- errors ---- */
+
+/* RFC 6749 §5.2 error body, carried inside our problem document. */
+static int oauth_error(struct souk_req *r, int status, const char *error, const char *detail)
+{
+    json_t *p = souk_problem_json(status, error, detail);
+    json_object_set_new(p, "error", json_string(error));
+    json_object_set_new(p, "error_description", json_string(detail));
+    souk_reply_header(r, "Cache-Control", "no-store");
+    souk_reply_json(r, p);
+    return status;
+}
+
+/* ---- request parameters: form-encoded or JSON, both into a JSON object ---- */
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10 : -1;
+}
+
+/* Percent-decode s[0..n) into a NUL-terminated arena string; NULL when malformed. */
+static char *form_decode(struct souk_req *r, const char *s, size_t n)
+{
+    char *out = souk_req_alloc(r, n + 1);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '+') {
+            out[k++] = ' ';
+        } else if (s[i] == '%') {
+            int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
+            int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+                return NULL;
+            out[k++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            out[k++] = s[i];
+        }
+    }
+    out[k] = '\0';
+    return out;
+}
+
+static bool is_form(const char *ct)
+{
+    static const char form[] = "application/x-www-form-urlencoded";
+    return ct != NULL && strncasecmp(ct, form, sizeof(form) - 1) == 0 &&
+           (ct[sizeof(form) - 1] == '\0' || ct[sizeof(form) - 1] == ';' || ct[sizeof(form) - 1] == ' ');
+}
+
+/* The parameters as an object of strings owned by the request (borrowed), or
+ * NULL with the error response set. A parameter sent twice is refused (§3.2). */
+static json_t *params(struct souk_req *r, json_t **owned)
+{
+    *owned = NULL;
+    if (!is_form(souk_req_header(r, "Content-Type"))) {
+        json_t *j = souk_req_json(r);
+        if (j == NULL)
+            return NULL;
+        const char *k;
+        json_t *v;
+        json_object_foreach(j, k, v) {
+            if (!json_is_string(v) || json_string_length(v) > PARAM_MAX) {
+                oauth_error(r, 400, "invalid_request", "every parameter must be a string of at most 4096 bytes");
+                return NULL;
+            }
+        }
+        return j;
+    }
+    size_t len;
+    const char *body = souk_req_body(r, &len);
+    json_t *obj = json_object();
+    *owned = obj;
+    const char *p = body, *end = body + len;
+    int n = 0;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *stop = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(stop - p));
+        if (stop == p) {
+            p = stop + 1;
+            continue;
+        }
+        char *key = form_decode(r, p, (size_t)((eq ? eq : stop) - p));
+        char *val = eq ? form_decode(r, eq + 1, (size_t)(stop - eq - 1)) : "";
+        if (key == NULL || val == NULL || ++n > FORM_PARAMS_MAX || strlen(val) > PARAM_MAX) {
+            oauth_error(r, 400, "invalid_request", "malformed form body");
+            return NULL;
+        }
+        json_t *s = json_string(val);
+        if (s == NULL || json_object_get(obj, key) != NULL) {
+            json_decref(s);
+            oauth_error(r, 400, "invalid_request", "a parameter is repeated or not UTF-8");
+            return NULL;
+        }
+        json_object_set_new(obj, key, s);
+        p = stop + 1;
+    }
+    return obj;
+}
+
+static const char *param(json_t *p, const char *name)
+{
+    const char *v = json_string_value(json_object_get(p, name));
+    return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+/* ---- client authentication (§2.3): HTTP Basic, client_secret_post, or public ---- */
+
+static const struct oauth_client *authenticate_client(struct souk_req *r, json_t *p, int *status)
+{
+    const char *auth = souk_req_header(r, "Authorization");
+    const char *id = param(p, "client_id"), *secret = param(p, "client_secret");
+    char *basic_id = NULL;
+    if (auth != NULL && strncasecmp(auth, "Basic ", 6) == 0) {
+        unsigned char raw[600];
+        size_t n = 0;
+        const char *b64 = auth + 6;
+        if (strlen(b64) > 800 ||
+            sodium_base642bin(raw, sizeof(raw) - 1, b64, strlen(b64), NULL, &n, NULL,
+                              sodium_base64_VARIANT_ORIGINAL) != 0)
+            goto bad;
+        raw[n] = '\0';
+        char *colon = memchr(raw, ':', n);
+        if (colon == NULL || secret != NULL)
+            goto bad;
+        basic_id = form_decode(r, (const char *)raw, (size_t)(colon - (char *)raw));
+        secret = form_decode(r, colon + 1, n - (size_t)(colon + 1 - (char *)raw));
+        if (basic_id == NULL || secret == NULL || (id != NULL && strcmp(id, basic_id) != 0))
+            goto bad;
+        id = basic_id;
+    }
+    if (id == NULL)
+        id = WEB_CLIENT;
+    const struct oauth_client *c = clients_find(id);
+    if (c == NULL)
+        goto bad;
+    if (c->confidential ? !clients_check_secret(c, secret) : secret != NULL)
+        goto bad;
+    return c;
+bad:
+    if (auth != NULL && strncasecmp(auth, "Basic ", 6) == 0)
+        souk_reply_header(r, "WWW-Authenticate", "Basic realm=\"souk\"");
+    *status = oauth_error(r, 401, "invalid_client", "client authentication failed");
+    return NULL;
+}
+
+/* ---- tokens ---- */
+
+static void token_hash(const char *token, char out[HASH_HEX])
+{
+    unsigned char h[crypto_generichash_BYTES];
+    crypto_generichash(h, sizeof(h), (const unsigned char *)token, strlen(token), NULL, 0);
+    sodium_bin2hex(out, HASH_HEX, h, sizeof(h));
+}
+
+/* A signed access token for sub; roles NULL for a service. malloc'd or NULL. */
+static char *access_token(const char *sub, const char *client_id, const char *scope, const char *role)
+{
+    int64_t now = souk_wall_ms() / 1000;
+    unsigned char rnd[16];
+    char jti[40];
+    randombytes_buf(rnd, sizeof(rnd));
+    souk_b64url_enc(rnd, sizeof(rnd), jti, sizeof(jti));
+    json_t *claims = json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:s,s:s,s:s}", "iss", souk_auth_issuer(),
+                               "aud", souk_auth_audience(), "sub", sub, "iat", (json_int_t)now,
+                               "nbf", (json_int_t)now, "exp", (json_int_t)(now + cfg_access_ttl),
+                               "jti", jti, "client_id", client_id, "scope", scope);
+    if (role != NULL)
+        json_object_set_new(claims, "roles", json_pack("[s]", role));
+    char *tok = keys_sign(claims);
+    json_decref(claims);
+    return tok;
+}
+
+/* Store a new refresh token of family for user; its opaque text into out. */
+static int new_refresh(struct souk_db *db, const char *family, const char *user_id,
+                       const char *client_id, const char *scope, char *out, size_t cap)
+{
+    unsigned char rnd[REFRESH_BYTES];
+    char hash[HASH_HEX];
+    randombytes_buf(rnd, sizeof(rnd));
+    souk_b64url_enc(rnd, sizeof(rnd), out, cap);
+    token_hash(out, hash);
+    int64_t now = souk_wall_ms() / 1000;
+    int rc = souk_db_run(db,
+                         "INSERT INTO refresh_tokens (token_hash, family_id, user_id, client_id, scope,"
+                         " created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         "sssssii", hash, family, user_id, client_id, scope, now, now + cfg_refresh_ttl);
+    return rc < 0 ? rc : 0;
+}
+
+static const char *user_scope(const char *role)
+{
+    return strcmp(role, "admin") == 0 ? "user admin" : "user";
+}
+
+/* Answer with an access token (and refresh token when given). */
+static int token_reply(struct souk_req *r, char *access, const char *refresh, const char *scope)
+{
+    if (access == NULL)
+        return souk_problem(r, 500, "internal", "cannot sign a token");
+    json_t *body = json_pack("{s:s,s:s,s:I,s:s}", "access_token", access, "token_type", "Bearer",
+                             "expires_in", (json_int_t)cfg_access_ttl, "scope", scope);
+    free(access);
+    if (refresh != NULL)
+        json_object_set_new(body, "refresh_token", json_string(refresh));
+    souk_reply_header(r, "Cache-Control", "no-store");
+    souk_reply_header(r, "Pragma", "no-cache");
+    souk_reply_json(r, body);
+    return 200;
+}
+
+/* ---- login throttling ---- */
+
+static bool throttled(struct souk_db *db, const char *key, int64_t max, int64_t now, int64_t *retry)
+{
+    struct souk_stmt *st = souk_db_query(db, "SELECT window_start, failures FROM login_failures WHERE key = ?",
+                                         "s", key);
+    if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
+        return false;
+    int64_t start = souk_stmt_int(st, 0), failures = souk_stmt_int(st, 1);
+    souk_stmt_done(st);
+    if (start + cfg_login_window <= now || failures < max)
+        return false;
+    int64_t left = start + cfg_login_window - now;
+    if (left > *retry)
+        *retry = left;
+    return true;
+}
+
+static void record_failure(struct souk_db *db, const char *key, int64_t now)
+{
+    souk_db_run(db,
+                "INSERT INTO login_failures (key, window_start, failures) VALUES (?1, ?2, 1)"
+                " ON CONFLICT (key) DO UPDATE SET"
+                " failures = CASE WHEN window_start + ?3 <= ?2 THEN 1 ELSE failures + 1 END,"
+                " window_start = CASE WHEN window_start + ?3 <= ?2 THEN ?2 ELSE window_start END",
+                "sii", key, now, cfg_login_window);
+    if (randombytes_uniform(PURGE_ODDS) == 0)
+        souk_db_run(db, "DELETE FROM login_failures WHERE window_start + ? <= ?", "ii",
+                    cfg_login_window, now);
+}
+
+/* The address to throttle by: the peer. (Behind the gateway this is the gateway;
+ * see README "Login throttling".) */
+static const char *client_key(struct souk_req *r, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "addr:%s", souk_req_client_addr(r));
+    return buf;
+}
+
+/* ---- grants ---- */
+
+static int grant_password(struct souk_req *r, json_t *p, const struct oauth_client *c)
+{
+    if (c->confidential)
+        return oauth_error(r, 400, "unauthorized_client", "this client may not use the password grant");
+    const char *username = param(p, "username"), *password = param(p, "password");
+    if (username == NULL || password == NULL)
+        return oauth_error(r, 400, "invalid_request", "username and password are required");
+    if (strlen(password) > PASSWORD_MAX)
+        return oauth_error(r, 400, "invalid_grant", "wrong email or password");
+    char norm[EMAIL_MAX + 1], acct[EMAIL_MAX + 8], addr[ADDR_MAX + 8];
+    bool valid = users_email_norm(username, norm, sizeof(norm));
+    snprintf(acct, sizeof(acct), "acct:%s", valid ? norm : "-");
+    client_key(r, addr, sizeof(addr));
+    struct souk_db *db = souk_req_db(r);
+    int64_t now = souk_wall_ms() / 1000, retry = 0;
+    bool limited = throttled(db, addr, cfg_login_max_addr, now, &retry);
+    limited = (valid && throttled(db, acct, cfg_login_max_account, now, &retry)) || limited;
+    if (limited) {
+        char ra[24];
+        snprintf(ra, sizeof(ra), "%lld", (long long)retry);
+        souk_reply_header(r, "Retry-After", ra);
+        souk_warn("login throttled", "{s:s}", "addr", souk_req_client_addr(r));
+        return souk_problem(r, 429, "too_many_attempts", "too many failed logins; retry in %s seconds", ra);
+    }
+    char id[SOUK_ID_MAX] = "", role[16] = "", hash[crypto_pwhash_STRBYTES] = "";
+    struct souk_stmt *st = valid ? souk_db_query(db, "SELECT id, role, password_hash FROM users WHERE email_norm = ?",
+                                                 "s", norm) : NULL;
+    if (st != NULL && souk_stmt_step(st) == SOUK_ROW) {
+        snprintf(id, sizeof(id), "%s", souk_stmt_text(st, 0));
+        snprintf(role, sizeof(role), "%s", souk_stmt_text(st, 1));
+        snprintf(hash, sizeof(hash), "%s", souk_stmt_text(st, 2));
+        souk_stmt_done(st);
+    }
+    int rc;
+    if (id[0] != '\0') {
+        rc = password_verify(hash, password);
+    } else {
+        password_dummy_verify(password);   /* as slow as a real check: no account probing */
+        rc = SOUK_EAUTH;
+    }
+    if (rc == SOUK_EBUSY) {
+        souk_reply_header(r, "Retry-After", "1");
+        return souk_problem(r, 503, "busy", "too many logins at once; retry shortly");
+    }
+    if (rc != 0) {
+        record_failure(db, addr, now);
+        if (valid)
+            record_failure(db, acct, now);
+        return oauth_error(r, 400, "invalid_grant", "wrong email or password");
+    }
+    souk_db_run(db, "DELETE FROM login_failures WHERE key = ?", "s", acct);
+    char family[SOUK_ID_MAX], refresh[64];
+    const char *scope = user_scope(role);
+    souk_id_new(family, "rtf");
+    if (new_refresh(db, family, id, c->id, scope, refresh, sizeof(refresh)) != 0)
+        return souk_problem(r, 500, "internal", "cannot store the refresh token");
+    souk_info("login", "{s:s}", "user_id", id);
+    return token_reply(r, access_token(id, c->id, scope, role), refresh, scope);
+}
+
+static int grant_refresh(struct souk_req *r, json_t *p, const struct oauth_client *c)
+{
+    const char *token = param(p, "refresh_token");
+    if (token == NULL || strlen(token) > 128)
+        return oauth_error(r, 400, "invalid_request", "refresh_token is required");
+    char hash[HASH_HEX], family[SOUK_ID_MAX] = "", user_id[SOUK_ID_MAX] = "", refresh[64];
+    char role[16] = "", client[64] = "";
+    token_hash(token, hash);
+    struct souk_db *db = souk_req_db(r);
+    int64_t now = souk_wall_ms() / 1000;
+    const char *fail = NULL;
+    bool reused = false;
+    if (souk_db_begin(db) != 0)
+        return souk_problem(r, 503, "busy", "database busy");
+    struct souk_stmt *st = souk_db_query(db,
+        "SELECT t.family_id, t.user_id, t.client_id, t.expires_at, t.used_at IS NOT NULL,"
+        " t.revoked_at IS NOT NULL, u.role FROM refresh_tokens t JOIN users u ON u.id = t.user_id"
+        " WHERE t.token_hash = ?", "s", hash);
+    if (st == NULL || souk_stmt_step(st) != SOUK_ROW) {
+        fail = "unknown refresh token";
+        goto out;
+    }
+    snprintf(family, sizeof(family), "%s", souk_stmt_text(st, 0));
+    snprintf(user_id, sizeof(user_id), "%s", souk_stmt_text(st, 1));
+    snprintf(client, sizeof(client), "%s", souk_stmt_text(st, 2));
+    int64_t expires = souk_stmt_int(st, 3);
+    bool used = souk_stmt_int(st, 4), revoked = souk_stmt_int(st, 5);
+    snprintf(role, sizeof(role), "%s", souk_stmt_text(st, 6));
+    souk_stmt_done(st);
+    if (revoked) {
+        fail = "refresh token revoked";
+    } else if (used) {
+        /* a rotated token came back: someone holds a copy. End the whole session. */
+        souk_db_run(db, "UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL",
+                    "is", now, family);
+        reused = true;
+        fail = "refresh token reused; the session is revoked";
+    } else if (expires <= now) {
+        fail = "refresh token expired";
+    } else if (strcmp(client, c->id) != 0) {
+        fail = "refresh token was issued to another client";
+    } else if (souk_db_run(db, "UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL",
+                           "is", now, hash) != 1 ||
+               new_refresh(db, family, user_id, c->id, user_scope(role), refresh, sizeof(refresh)) != 0) {
+        souk_db_rollback(db);
+        return souk_problem(r, 500, "internal", "cannot rotate the refresh token");
+    }
+out:
+    if ((fail == NULL || reused) && souk_db_commit(db) != 0) {
+        souk_db_rollback(db);
+        return souk_problem(r, 503, "busy", "database busy");
+    }
+    if (fail != NULL && !reused)
+        souk_db_rollback(db);
+    if (reused)
+        souk_warn("refresh token reuse: family revoked", "{s:s,s:s}", "user_id", user_id, "family", family);
+    if (fail != NULL)
+        return oauth_error(r, 400, "invalid_grant", fail);
+    const char *scope = user_scope(role);
+    return token_reply(r, access_token(user_id, c->id, scope, role), refresh, scope);
+}
+
+/* Is every scope in want among have? */
+static bool scope_subset(const char *want, const char *have)
+{
+    const char *p = want;
+    while (*p != '\0') {
+        while (*p == ' ')
+            p++;
+        size_t n = strcspn(p, " ");
+        if (n == 0)
+            break;
+        bool found = false;
+        for (const char *h = have; *h != '\0' && !found;) {
+            while (*h == ' ')
+                h++;
+            size_t m = strcspn(h, " ");
+            found = m == n && strncmp(h, p, n) == 0;
+            h += m;
+        }
+        if (!found)
+            return false;
+        p += n;
+    }
+    return true;
+}
+
+static int grant_client_credentials(struct souk_req *r, json_t *p, const struct oauth_client *c)
+{
+    if (!c->confidential)
+        return oauth_error(r, 400, "unauthorized_client", "a public client has no credentials of its own");
+    const char *scope = param(p, "scope");
+    if (scope == NULL)
+        scope = c->scope;
+    else if (strlen(scope) > 255 || !scope_subset(scope, c->scope))
+        return oauth_error(r, 400, "invalid_scope", "scope not allowed for this client");
+    return token_reply(r, access_token(c->id, c->id, scope, NULL), NULL, scope);
+}
+
+int oauth_token(struct souk_req *r)
+{
+    json_t *owned;
+    json_t *p = params(r, &owned);
+    int status = 0;
+    if (p == NULL) {
+        status = souk_req_status(r);
+        goto out;
+    }
+    const struct oauth_client *c = authenticate_client(r, p, &status);
+    if (c == NULL)
+        goto out;
+    const char *grant = param(p, "grant_type");
+    if (grant == NULL)
+        status = oauth_error(r, 400, "invalid_request", "grant_type is required");
+    else if (strcmp(grant, "password") == 0)
+        status = grant_password(r, p, c);
+    else if (strcmp(grant, "refresh_token") == 0)
+        status = grant_refresh(r, p, c);
+    else if (strcmp(grant, "client_credentials") == 0)
+        status = grant_client_credentials(r, p, c);
+    else
+        status = oauth_error(r, 400, "unsupported_grant_type", "grant_type must be password, refresh_token or client_credentials");
+out:
+    json_decref(owned);
+    return status;
+}
+
+/* RFC 7009: revoke a refresh token (and its family). Unknown tokens succeed too;
+ * access tokens are short-lived JWTs and simply expire. */
+int oauth_revoke(struct souk_req *r)
+{
+    json_t *owned;
+    json_t *p = params(r, &owned);
+    int status = 0;
+    if (p == NULL) {
+        status = souk_req_status(r);
+        goto out;
+    }
+    const struct oauth_client *c = authenticate_client(r, p, &status);
+    if (c == NULL)
+        goto out;
+    const char *token = param(p, "token");
+    if (token == NULL) {
+        status = oauth_error(r, 400, "invalid_request", "token is required");
+        goto out;
+    }
+    if (strlen(token) <= 128) {
+        char hash[HASH_HEX];
+        token_hash(token, hash);
+        int n = souk_db_run(souk_req_db(r),
+                            "UPDATE refresh_tokens SET revoked_at = ? WHERE revoked_at IS NULL AND family_id ="
+                            " (SELECT family_id FROM refresh_tokens WHERE token_hash = ? AND client_id = ?)",
+                            "iss", souk_wall_ms() / 1000, hash, c->id);
+        if (n < 0) {
+            status = souk_problem(r, 503, "busy", "database busy");
+            goto out;
+        }
+    }
+    souk_reply_header(r, "Cache-Control", "no-store");
+    souk_reply_json(r, json_object());
+    status = 200;
+out:
+    json_decref(owned);
+    return status;
+}
+
+int oauth_jwks(struct souk_req *r)
+{
+    json_t *j = keys_jwks();
+    if (j == NULL)
+        return souk_problem(r, 503, "no_keys", "no signing key is loaded");
+    souk_reply_header(r, "Cache-Control", "public, max-age=60");
+    souk_reply_json(r, j);
+    return 200;
+}
+
+int oauth_discovery(struct souk_req *r)
+{
+    const char *base = cfg_public_url;
+    json_t *d = json_pack(
+        "{s:s,s:s,s:s,s:s,s:[sss],s:[ss],s:[s],s:[s],s:[s],s:[s]}", "issuer", souk_auth_issuer(),
+        "jwks_uri", souk_req_printf(r, "%s/.well-known/jwks.json", base), "token_endpoint",
+        souk_req_printf(r, "%s/oauth/token", base), "revocation_endpoint",
+        souk_req_printf(r, "%s/oauth/revoke", base), "grant_types_supported", "password",
+        "refresh_token", "client_credentials", "token_endpoint_auth_methods_supported",
+        "client_secret_basic", "client_secret_post", "id_token_signing_alg_values_supported",
+        SOUK_AUTH_ALG, "response_types_supported", "token", "subject_types_supported", "public",
+        "token_endpoint_auth_signing_alg_values_supported", SOUK_AUTH_ALG);
+    json_object_set_new(d, "userinfo_endpoint", json_string(souk_req_printf(r, "%s/api/v1/users/me", base)));
+    souk_reply_header(r, "Cache-Control", "public, max-age=300");
+    souk_reply_json(r, d);
+    return 200;
+}
