@@ -1,0 +1,165 @@
+/* main.c: the API gateway (DESIGN §1, §4, §7, §8): one front door. Public API
+ * prefixes are forwarded to their service through the asynchronous proxy (kit
+ * lib/proxy.c), after auth and rate limits at the edge; the storefront's files
+ * are served at "/". /internal/... and the services' /metrics are never reachable. */
+#include <string.h>
+
+#include "gateway.h"
+#include "souk/log.h"
+#include "souk/proxy.h"
+#include "souk/souk.h"
+
+enum upstream_id { UP_USERS, UP_CATALOG, UP_CART, UP_ORDERS, UP_PAYMENTS, UP_NOTIFY, UP_COUNT };
+
+static const char *urls[UP_COUNT];
+static struct souk_upstream *up[UP_COUNT];
+static const char *const up_names[UP_COUNT] = {"users", "catalog", "cart", "orders", "payments", "notify"};
+
+static const char *cfg_web_dir, *cfg_cors;
+static int64_t cfg_timeout, cfg_connect_timeout, cfg_retries, cfg_breaker_failures, cfg_breaker_ms,
+    cfg_health_ms, cfg_max_response, cfg_max_conns;
+static struct edge_conf edge;
+
+static const struct souk_conf config[] = {
+    {"SOUK_USERS_URL", SOUK_CONF_STR, "http://127.0.0.1:8081", 1, 4096, &urls[UP_USERS], "users instances, comma-separated"},
+    {"SOUK_CATALOG_URL", SOUK_CONF_STR, "http://127.0.0.1:8082", 1, 4096, &urls[UP_CATALOG], "catalog instances"},
+    {"SOUK_CART_URL", SOUK_CONF_STR, "http://127.0.0.1:8083", 1, 4096, &urls[UP_CART], "cart instances"},
+    {"SOUK_ORDERS_URL", SOUK_CONF_STR, "http://127.0.0.1:8084", 1, 4096, &urls[UP_ORDERS], "orders instances"},
+    {"SOUK_PAYMENTS_URL", SOUK_CONF_STR, "http://127.0.0.1:8085", 1, 4096, &urls[UP_PAYMENTS], "payments instances"},
+    {"SOUK_NOTIFY_URL", SOUK_CONF_STR, "http://127.0.0.1:8086", 1, 4096, &urls[UP_NOTIFY], "notify instances"},
+    {"SOUK_WEB_DIR", SOUK_CONF_STR, "web", 1, 4096, &cfg_web_dir, "storefront files served at /"},
+    {"SOUK_CORS_ORIGINS", SOUK_CONF_STR, "", 0, 4096, &cfg_cors, "allowed origins, comma-separated, or *"},
+    {"SOUK_UPSTREAM_TIMEOUT_MS", SOUK_CONF_INT, "15000", 100, 300000, &cfg_timeout, "one upstream attempt"},
+    {"SOUK_UPSTREAM_CONNECT_TIMEOUT_MS", SOUK_CONF_INT, "1000", 10, 60000, &cfg_connect_timeout, "upstream connect"},
+    {"SOUK_UPSTREAM_RETRIES", SOUK_CONF_INT, "2", 0, 5, &cfg_retries, "extra attempts on other instances"},
+    {"SOUK_BREAKER_FAILURES", SOUK_CONF_INT, "5", 1, 1000, &cfg_breaker_failures, "consecutive failures that open a breaker"},
+    {"SOUK_BREAKER_OPEN_MS", SOUK_CONF_INT, "5000", 100, 600000, &cfg_breaker_ms, "open time before a trial"},
+    {"SOUK_HEALTH_INTERVAL_MS", SOUK_CONF_INT, "1000", 0, 60000, &cfg_health_ms, "active /readyz probes; 0 off"},
+    {"SOUK_UPSTREAM_MAX_RESPONSE", SOUK_CONF_INT, "16777216", 1024, 1073741824, &cfg_max_response, "upstream body cap"},
+    {"SOUK_UPSTREAM_MAX_CONNECTIONS", SOUK_CONF_INT, "512", 1, 100000, &cfg_max_conns, "keep-alive pool size"},
+    {"SOUK_RATE_IP_RPS", SOUK_CONF_INT, "200", 0, 1000000, &edge.rate[LIMIT_IP], "per client address; 0 off"},
+    {"SOUK_RATE_IP_BURST", SOUK_CONF_INT, "400", 1, 10000000, &edge.burst[LIMIT_IP], "bucket size"},
+    {"SOUK_RATE_USER_RPS", SOUK_CONF_INT, "100", 0, 1000000, &edge.rate[LIMIT_USER], "per user; 0 off"},
+    {"SOUK_RATE_USER_BURST", SOUK_CONF_INT, "200", 1, 10000000, &edge.burst[LIMIT_USER], "bucket size"},
+    {"SOUK_RATE_TOKEN_RPS", SOUK_CONF_INT, "2", 0, 1000000, &edge.rate[LIMIT_TOKEN], "/oauth/token per address; 0 off"},
+    {"SOUK_RATE_TOKEN_BURST", SOUK_CONF_INT, "20", 1, 10000000, &edge.burst[LIMIT_TOKEN], "bucket size"},
+    {"SOUK_RATE_SLOTS", SOUK_CONF_INT, "65536", 64, 16777216, &edge.slots, "buckets kept per limiter"},
+    {NULL, 0, NULL, 0, 0, NULL, NULL},
+};
+
+/* Edge checks, then the upstream. */
+static int forward(struct souk_req *r, enum upstream_id id, bool strict)
+{
+    int status = edge_rate_limit(r, strict);
+    if (status != 0)
+        return status;
+    edge_cors(r);
+    return souk_proxy_forward(r, up[id]);
+}
+
+static int to_users(struct souk_req *r)
+{
+    return forward(r, UP_USERS, strcmp(souk_req_path(r), "/oauth/token") == 0);
+}
+static int to_catalog(struct souk_req *r) { return forward(r, UP_CATALOG, false); }
+static int to_cart(struct souk_req *r) { return forward(r, UP_CART, false); }
+static int to_orders(struct souk_req *r) { return forward(r, UP_ORDERS, false); }
+static int to_payments(struct souk_req *r) { return forward(r, UP_PAYMENTS, false); }
+static int to_notify(struct souk_req *r) { return forward(r, UP_NOTIFY, false); }
+
+static int preflight(struct souk_req *r) { return edge_preflight(r); }
+
+static int storefront(struct souk_req *r)
+{
+    int status = edge_rate_limit(r, false);
+    return status != 0 ? status : static_serve(r);
+}
+
+/* Bare prefixes list their methods; "{*rest}" routes take everything under a prefix.
+ * Exact patterns win over wildcards, and among wildcards the first listed wins, so
+ * OPTIONS (preflights carry no token) comes first and the storefront last. Reads of
+ * the catalog are public; every other method there needs a user (the service checks
+ * the admin role). The token is verified here and again by the service. */
+#define ANY "*"
+static const struct souk_route routes[] = {
+    {"OPTIONS", "/{*path}", preflight, SOUK_PUBLIC, NULL, 0},
+
+    {"POST", "/api/v1/users", to_users, SOUK_PUBLIC, NULL, 0},
+    {"GET", "/api/v1/users", to_users, SOUK_USER, NULL, 0},
+    {ANY, "/api/v1/users/{*rest}", to_users, SOUK_USER, NULL, 0},
+    {ANY, "/oauth/{*rest}", to_users, SOUK_PUBLIC, NULL, 0},
+    {ANY, "/.well-known/{*rest}", to_users, SOUK_PUBLIC, NULL, 0},
+
+    {"GET", "/api/v1/products", to_catalog, SOUK_OPTIONAL_USER, NULL, 0},
+    {"POST", "/api/v1/products", to_catalog, SOUK_USER, NULL, 0},
+    {"GET", "/api/v1/products/{*rest}", to_catalog, SOUK_OPTIONAL_USER, NULL, 0},
+    {ANY, "/api/v1/products/{*rest}", to_catalog, SOUK_USER, NULL, 0},
+    {"GET", "/api/v1/categories", to_catalog, SOUK_OPTIONAL_USER, NULL, 0},
+    {"POST", "/api/v1/categories", to_catalog, SOUK_USER, NULL, 0},
+    {"GET", "/api/v1/categories/{*rest}", to_catalog, SOUK_OPTIONAL_USER, NULL, 0},
+    {ANY, "/api/v1/categories/{*rest}", to_catalog, SOUK_USER, NULL, 0},
+
+    {"GET", "/api/v1/cart", to_cart, SOUK_USER, NULL, 0},
+    {"DELETE", "/api/v1/cart", to_cart, SOUK_USER, NULL, 0},
+    {ANY, "/api/v1/cart/{*rest}", to_cart, SOUK_USER, NULL, 0},
+
+    {"GET", "/api/v1/orders", to_orders, SOUK_USER, NULL, 0},
+    {"POST", "/api/v1/orders", to_orders, SOUK_USER, NULL, 0},
+    {ANY, "/api/v1/orders/{*rest}", to_orders, SOUK_USER, NULL, 0},
+
+    {"GET", "/api/v1/payment-methods", to_payments, SOUK_USER, NULL, 0},
+    {"POST", "/api/v1/payment-methods", to_payments, SOUK_USER, NULL, 0},
+    {ANY, "/api/v1/payment-methods/{*rest}", to_payments, SOUK_USER, NULL, 0},
+    {"GET", "/api/v1/payments", to_payments, SOUK_USER, NULL, 0},
+    {ANY, "/api/v1/payments/{*rest}", to_payments, SOUK_USER, NULL, 0},
+
+    {"GET", "/api/v1/notifications", to_notify, SOUK_USER, NULL, 0},
+    {ANY, "/api/v1/notifications/{*rest}", to_notify, SOUK_USER, NULL, 0},
+
+    {ANY, "/{*path}", storefront, SOUK_PUBLIC, NULL, 0},
+    {NULL, NULL, NULL, 0, NULL, 0},
+};
+
+static int start(void)
+{
+    for (int i = 0; i < UP_COUNT; i++) {
+        up[i] = souk_upstream_new(up_names[i], urls[i]);
+        if (up[i] == NULL)
+            return SOUK_EINVAL;
+    }
+    edge.cors_origins = cfg_cors;
+    if (edge_init(&edge) != 0)
+        return SOUK_EINVAL;
+    static_init(cfg_web_dir);   /* a missing web root only means no storefront */
+    struct souk_proxy_conf pc = {
+        .timeout_ms = cfg_timeout,
+        .connect_timeout_ms = cfg_connect_timeout,
+        .retries = (int)cfg_retries,
+        .breaker_failures = (int)cfg_breaker_failures,
+        .breaker_open_ms = cfg_breaker_ms,
+        .health_interval_ms = cfg_health_ms,
+        .max_response = (size_t)cfg_max_response,
+        .max_connections = (size_t)cfg_max_conns,
+    };
+    return souk_proxy_start(&pc);
+}
+
+static void stop(void)
+{
+    souk_proxy_stop();
+}
+
+static const struct souk_service gateway = {
+    .name = "gateway",
+    .listen = "127.0.0.1:8080",
+    .routes = routes,
+    .migrations = service_migrations,
+    .config = config,
+    .start = start,
+    .stop = stop,
+};
+
+int main(int argc, char **argv)
+{
+    return souk_main(argc, argv, &gateway);
+}

@@ -1,0 +1,174 @@
+/* static.c: the storefront's files from SOUK_WEB_DIR at "/": content types, ETag,
+ * Last-Modified and Cache-Control, index.html for client-side routes, and no way
+ * out of the web root (the path arrives percent-decoded: every candidate file is
+ * resolved with realpath() and must still lie under the root). */
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "gateway.h"
+#include "souk/log.h"
+#include "souk/souk.h"
+
+#define STATIC_PATH_MAX 1024
+#define STATIC_FILE_MAX (16 * 1024 * 1024)
+
+static char root[PATH_MAX];
+static size_t root_len;
+
+int static_init(const char *web_dir)
+{
+    if (realpath(web_dir, root) == NULL) {
+        souk_warn("web directory not found: no storefront", "{s:s}", "dir", web_dir);
+        root[0] = '\0';
+        return SOUK_ENOTFOUND;
+    }
+    root_len = strlen(root);
+    return 0;
+}
+
+static const struct { const char *ext, *type; } types[] = {
+    {"html", "text/html; charset=utf-8"},   {"css", "text/css; charset=utf-8"},
+    {"js", "text/javascript; charset=utf-8"}, {"mjs", "text/javascript; charset=utf-8"},
+    {"json", "application/json"},           {"map", "application/json"},
+    {"webmanifest", "application/manifest+json"}, {"txt", "text/plain; charset=utf-8"},
+    {"svg", "image/svg+xml"},               {"png", "image/png"},
+    {"jpg", "image/jpeg"},                  {"jpeg", "image/jpeg"},
+    {"gif", "image/gif"},                   {"webp", "image/webp"},
+    {"ico", "image/x-icon"},                {"woff", "font/woff"},
+    {"woff2", "font/woff2"},
+};
+
+static const char *extension(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *dot = strrchr(slash ? slash : path, '.');
+    return dot ? dot + 1 : NULL;
+}
+
+static const char *content_type(const char *path)
+{
+    const char *ext = extension(path);
+    for (size_t i = 0; ext != NULL && i < SOUK_ARRAY_LEN(types); i++)
+        if (strcasecmp(ext, types[i].ext) == 0)
+            return types[i].type;
+    return "application/octet-stream";
+}
+
+/* Paths that belong to the API: never a file, never the index.html fallback. */
+static bool api_path(const char *p)
+{
+    static const char *const prefixes[] = {"/api/", "/api", "/internal", "/oauth", "/.well-known"};
+    for (size_t i = 0; i < SOUK_ARRAY_LEN(prefixes); i++) {
+        size_t n = strlen(prefixes[i]);
+        if (strncmp(p, prefixes[i], n) == 0 && (p[n] == '\0' || p[n] == '/' || prefixes[i][n - 1] == '/'))
+            return true;
+    }
+    return false;
+}
+
+/* Resolve rel (starting with '/') under the root; the result must be a regular file
+ * inside it. Returns 0, or SOUK_ENOTFOUND. */
+static int resolve(const char *rel, char out[PATH_MAX], struct stat *st)
+{
+    char want[PATH_MAX];
+    if (snprintf(want, sizeof(want), "%s%s", root, rel) >= (int)sizeof(want))
+        return SOUK_ENOTFOUND;
+    if (realpath(want, out) == NULL)
+        return SOUK_ENOTFOUND;
+    if (strncmp(out, root, root_len) != 0 || out[root_len] != '/')
+        return SOUK_ENOTFOUND;
+    if (stat(out, st) != 0 || !S_ISREG(st->st_mode))
+        return SOUK_ENOTFOUND;
+    return 0;
+}
+
+static bool has_dot_segment(const char *p)
+{
+    for (; *p; p++)
+        if (p[0] == '/' && p[1] == '.' &&
+            (p[2] == '/' || p[2] == '\0' || (p[2] == '.' && (p[3] == '/' || p[3] == '\0'))))
+            return true;
+    return false;
+}
+
+static int read_file(struct souk_req *r, const char *file, const struct stat *st)
+{
+    int rc = 500;
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    char *buf = NULL;
+    if (fd < 0)
+        goto out;
+    buf = souk_xmalloc((size_t)st->st_size + 1);
+    size_t got = 0;
+    while (got < (size_t)st->st_size) {
+        ssize_t n = read(fd, buf + got, (size_t)st->st_size - got);
+        if (n <= 0)
+            goto out;
+        got += (size_t)n;
+    }
+    buf[got] = '\0';
+    souk_reply_raw(r, content_type(file), buf, got, true);
+    buf = NULL;
+    rc = 200;
+out:
+    free(buf);
+    if (fd >= 0)
+        close(fd);
+    if (rc != 200)
+        return souk_problem(r, 500, "internal", "cannot read a static file");
+    return rc;
+}
+
+int static_serve(struct souk_req *r)
+{
+    const char *path = souk_req_path(r);
+    const char *method = souk_req_method(r);
+    if ((strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) || root[0] == '\0' ||
+        api_path(path) || strlen(path) > STATIC_PATH_MAX || has_dot_segment(path) ||
+        strchr(path, '\\') != NULL)
+        return souk_problem(r, 404, "not_found", "no route for %.200s", path);
+
+    char file[PATH_MAX];
+    struct stat st;
+    const char *rel = path[strlen(path) - 1] == '/' ? souk_req_printf(r, "%sindex.html", path) : path;
+    if (resolve(rel, file, &st) != 0) {
+        /* client-side routes ("/products/prd_1") get the app; missing assets a 404 */
+        if (extension(path) != NULL || resolve("/index.html", file, &st) != 0)
+            return souk_problem(r, 404, "not_found", "no file %.200s", path);
+    }
+    if (st.st_size > STATIC_FILE_MAX)
+        return souk_problem(r, 404, "not_found", "no file %.200s", path);
+
+    char etag[64], lm[64];
+    snprintf(etag, sizeof(etag), "\"%llx-%llx\"", (unsigned long long)st.st_size,
+             (unsigned long long)st.st_mtim.tv_sec * 1000000000ull + (unsigned long long)st.st_mtim.tv_nsec);
+    struct tm tm;
+    gmtime_r(&st.st_mtim.tv_sec, &tm);
+    strftime(lm, sizeof(lm), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    bool html = strcmp(content_type(file), types[0].type) == 0;
+    souk_reply_header(r, "ETag", etag);
+    souk_reply_header(r, "Last-Modified", lm);
+    souk_reply_header(r, "Cache-Control", html ? "no-cache" : "public, max-age=3600");
+    souk_reply_header(r, "X-Content-Type-Options", "nosniff");
+
+    const char *inm = souk_req_header(r, "If-None-Match");
+    const char *ims = souk_req_header(r, "If-Modified-Since");
+    if (inm != NULL) {
+        if (strstr(inm, etag) != NULL || strcmp(inm, "*") == 0)
+            return 304;
+    } else if (ims != NULL) {
+        time_t since = curl_getdate(ims, NULL);
+        if (since != -1 && st.st_mtim.tv_sec <= since)
+            return 304;
+    }
+    return read_file(r, file, &st);
+}
