@@ -1,0 +1,293 @@
+/* mailer.c: the mail worker. It sends each pending delivery over SMTP (libcurl,
+ * SOUK_SMTP_URL) or writes it as a file under the mail directory, records every
+ * attempt, and retries failures with exponential backoff up to a limit. */
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "notify.h"
+#include "souk/log.h"
+#include "souk/souk.h"
+
+#define BATCH 20
+#define POLL_MS 200
+#define SMTP_TIMEOUT_MS 10000
+#define RETRY_MAX_MS 600000
+#define PATH_MAX_LEN 4096
+#define ERR_MAX 256
+
+struct mail {
+    int64_t id, attempts;
+    char *ntf, *to, *subject, *body;
+};
+
+static pthread_t thread;
+static bool running, stopping;
+static uint64_t nudges;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+static char mail_dir[PATH_MAX_LEN];
+
+void notify_mailer_nudge(void)
+{
+    pthread_mutex_lock(&lock);
+    nudges++;
+    pthread_cond_signal(&cond);
+    pthread_mutex_unlock(&lock);
+}
+
+/* ---- the message ---- */
+
+static bool ascii(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s >= 0x80)
+            return false;
+    return true;
+}
+
+/* RFC 5322 text with CRLF line ends; a non-ASCII subject is RFC 2047 encoded. */
+static char *message(const struct mail *m, size_t *len)
+{
+    char *out = NULL, date[64];
+    FILE *f = open_memstream(&out, len);
+    if (f == NULL)
+        souk_oom();
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+    fprintf(f, "From: %s\r\nTo: <%s>\r\nSubject: ", notify_mail_from, m->to);
+    if (ascii(m->subject)) {
+        fputs(m->subject, f);
+    } else {
+        size_t n = strlen(m->subject);
+        char *b64 = souk_xmalloc(sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL));
+        sodium_bin2base64(b64, sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL),
+                          (const unsigned char *)m->subject, n, sodium_base64_VARIANT_ORIGINAL);
+        fprintf(f, "=?UTF-8?B?%s?=", b64);
+        free(b64);
+    }
+    fprintf(f, "\r\nDate: %s\r\nMessage-ID: <%s@souk.local>\r\n"
+               "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+               "Content-Transfer-Encoding: 8bit\r\nX-Souk-Notification: %s\r\n\r\n",
+            date, m->ntf, m->ntf);
+    for (const char *p = m->body; *p; p++) {
+        if (*p == '\n')
+            fputc('\r', f);
+        fputc(*p, f);
+    }
+    fclose(f);
+    return out;
+}
+
+/* ---- the two ways out ---- */
+
+static void mkdirs(const char *dir)
+{
+    char tmp[PATH_MAX_LEN];
+    snprintf(tmp, sizeof(tmp), "%s", dir);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(tmp, 0755);
+            *p = '/';
+        }
+    }
+    mkdir(tmp, 0755);
+}
+
+/* Written under a temporary name and renamed, so a reader never sees half a mail
+ * and a retry after a crash replaces the same file instead of adding one. */
+static int write_file(const struct mail *m, const char *msg, size_t len, char *err)
+{
+    char tmp[PATH_MAX_LEN + 64], final[PATH_MAX_LEN + 64];
+    snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", mail_dir, m->ntf);
+    snprintf(final, sizeof(final), "%s/%s.eml", mail_dir, m->ntf);
+    FILE *f = fopen(tmp, "wb");
+    if (f == NULL) {
+        snprintf(err, ERR_MAX, "open mail file: %s", strerror(errno));
+        return SOUK_EIO;
+    }
+    bool ok = fwrite(msg, 1, len, f) == len;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, final) != 0) {
+        snprintf(err, ERR_MAX, "write mail file: %s", strerror(errno));
+        unlink(tmp);
+        return SOUK_EIO;
+    }
+    return 0;
+}
+
+struct upload {
+    const char *data;
+    size_t len, off;
+};
+
+static size_t read_cb(char *buf, size_t size, size_t n, void *arg)
+{
+    struct upload *u = arg;
+    size_t want = size * n, left = u->len - u->off;
+    if (want > left)
+        want = left;
+    memcpy(buf, u->data + u->off, want);
+    u->off += want;
+    return want;
+}
+
+static int send_smtp(const struct mail *m, const char *msg, size_t len, char *err)
+{
+    char from[256], rcpt_addr[300];
+    const char *lt = strchr(notify_mail_from, '<'), *gt = lt ? strchr(lt, '>') : NULL;
+    if (lt != NULL && gt != NULL)
+        snprintf(from, sizeof(from), "%.*s", (int)(gt - lt + 1), lt);
+    else
+        snprintf(from, sizeof(from), "<%s>", notify_mail_from);
+    snprintf(rcpt_addr, sizeof(rcpt_addr), "<%s>", m->to);
+    struct upload u = {msg, len, 0};
+    struct curl_slist *rcpt = curl_slist_append(NULL, rcpt_addr);
+    CURL *c = curl_easy_init();
+    if (c == NULL || rcpt == NULL)
+        souk_oom();
+    curl_easy_setopt(c, CURLOPT_URL, notify_smtp_url);
+    curl_easy_setopt(c, CURLOPT_MAIL_FROM, from);
+    curl_easy_setopt(c, CURLOPT_MAIL_RCPT, rcpt);
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, read_cb);
+    curl_easy_setopt(c, CURLOPT_READDATA, &u);
+    curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)SMTP_TIMEOUT_MS);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    CURLcode rc = curl_easy_perform(c);
+    if (rc != CURLE_OK)
+        snprintf(err, ERR_MAX, "smtp: %s", curl_easy_strerror(rc));
+    curl_easy_cleanup(c);
+    curl_slist_free_all(rcpt);
+    return rc == CURLE_OK ? 0 : SOUK_EIO;
+}
+
+/* ---- the worker ---- */
+
+static void record(struct souk_db *db, const struct mail *m, int rc, const char *err)
+{
+    char now[SOUK_TIME_MAX];
+    souk_time_now(now);
+    int64_t attempts = m->attempts + 1;
+    int64_t delay = notify_mail_retry_ms;
+    for (int64_t i = 1; i < attempts && delay < RETRY_MAX_MS; i++)
+        delay *= 2;
+    if (delay > RETRY_MAX_MS)
+        delay = RETRY_MAX_MS;
+    const char *status = rc == 0 ? "sent" : attempts >= notify_mail_attempts ? "failed" : "pending";
+    if (souk_db_begin(db) != 0)
+        return;
+    if (souk_db_run(db, "INSERT INTO delivery_attempts (delivery_id, at, ok, error) VALUES (?, ?, ?, ?)",
+                    "isbS", m->id, now, rc == 0, rc == 0 ? NULL : err) < 0 ||
+        souk_db_run(db, "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_ms = ?,"
+                        " last_error = ?, sent_at = ? WHERE id = ?", "siiSSi", status, attempts,
+                    souk_wall_ms() + delay, rc == 0 ? NULL : err, rc == 0 ? now : NULL, m->id) < 0) {
+        souk_db_rollback(db);
+        return;
+    }
+    souk_db_commit(db);
+    if (rc != 0)
+        souk_warn("mail delivery failed", "{s:s,s:I,s:s,s:s}", "notification", m->ntf, "attempts",
+                  (json_int_t)attempts, "status", status, "error", err);
+}
+
+static size_t due(struct souk_db *db, struct mail *out)
+{
+    size_t n = 0;
+    struct souk_stmt *st = souk_db_query(
+        db, "SELECT d.id, d.attempts, d.notification_id, d.recipient, n.subject, n.body"
+            " FROM deliveries d JOIN notifications n ON n.id = d.notification_id"
+            " WHERE d.status = 'pending' AND d.next_attempt_ms <= ? ORDER BY d.next_attempt_ms LIMIT ?",
+        "ii", souk_wall_ms(), (int64_t)BATCH);
+    while (st != NULL && n < BATCH && souk_stmt_step(st) == SOUK_ROW) {
+        out[n] = (struct mail){souk_stmt_int(st, 0), souk_stmt_int(st, 1),
+                               souk_xstrdup(souk_stmt_text(st, 2)), souk_xstrdup(souk_stmt_text(st, 3)),
+                               souk_xstrdup(souk_stmt_text(st, 4)), souk_xstrdup(souk_stmt_text(st, 5))};
+        n++;
+    }
+    souk_stmt_done(st);
+    return n;
+}
+
+static void *mailer_main(void *arg)
+{
+    SOUK_UNUSED(arg);
+    struct souk_db *db = souk_db_thread();
+    struct mail batch[BATCH];
+    for (;;) {
+        pthread_mutex_lock(&lock);
+        uint64_t seen = nudges;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += POLL_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        while (!stopping && nudges == seen && pthread_cond_timedwait(&cond, &lock, &ts) == 0)
+            ;
+        bool stop = stopping;
+        pthread_mutex_unlock(&lock);
+        if (stop || db == NULL)
+            break;
+        size_t n = due(db, batch);
+        for (size_t i = 0; i < n; i++) {
+            char err[ERR_MAX] = "";
+            size_t len;
+            char *msg = message(&batch[i], &len);
+            int rc = notify_smtp_url[0] ? send_smtp(&batch[i], msg, len, err)
+                                        : write_file(&batch[i], msg, len, err);
+            record(db, &batch[i], rc, err);
+            free(msg);
+            free(batch[i].ntf);
+            free(batch[i].to);
+            free(batch[i].subject);
+            free(batch[i].body);
+        }
+    }
+    return NULL;
+}
+
+int notify_mailer_start(void)
+{
+    if (notify_mail_dir[0] != '\0') {
+        snprintf(mail_dir, sizeof(mail_dir), "%s", notify_mail_dir);
+    } else {
+        const char *var = getenv("SOUK_VAR");
+        snprintf(mail_dir, sizeof(mail_dir), "%s/mail", var ? var : "var");
+    }
+    if (notify_smtp_url[0] == '\0')
+        mkdirs(mail_dir);
+    else if (strncmp(notify_smtp_url, "smtp://", 7) != 0 && strncmp(notify_smtp_url, "smtps://", 8) != 0) {
+        souk_error("SOUK_SMTP_URL must be smtp://host:port or smtps://…", NULL);
+        return SOUK_EINVAL;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (pthread_create(&thread, NULL, mailer_main, NULL) != 0)
+        return SOUK_ENOMEM;
+    running = true;
+    souk_info("mailer started", "{s:s}", "to", notify_smtp_url[0] ? notify_smtp_url : mail_dir);
+    return 0;
+}
+
+void notify_mailer_stop(void)
+{
+    if (!running)
+        return;
+    pthread_mutex_lock(&lock);
+    stopping = true;
+    pthread_cond_signal(&cond);
+    pthread_mutex_unlock(&lock);
+    pthread_join(thread, NULL);
+    running = false;
+}
