@@ -601,20 +601,27 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     struct souk_req *r = *con_cls;
     if (r == NULL) {
         /* the first call carries the headers only: answer on a later one */
-        *con_cls = req_new(c, url, method);
-        return MHD_YES;
-    }
-    if (*upload_size != 0) {
-        append_body(r, upload, *upload_size);
-        *upload_size = 0;
-        if (r->too_large && atomic_load(&r->state) == REQ_NEW) {
+        r = *con_cls = req_new(c, url, method);
+        /* A declared body over the cap is refused at once (MHD accepts a response
+         * only before the upload starts or after it ends; it closes afterwards). */
+        const char *cl = souk_req_header(r, "Content-Length");
+        if (cl != NULL && strtoull(cl, NULL, 10) > r->body_max) {
             souk_problem(r, 413, "body_too_large", "the request body exceeds %zu bytes", r->body_max);
             return queue(r);
         }
         return MHD_YES;
     }
+    if (*upload_size != 0) {
+        append_body(r, upload, *upload_size);   /* past the cap: read and dropped */
+        *upload_size = 0;
+        return MHD_YES;
+    }
     switch (atomic_load(&r->state)) {
     case REQ_NEW:
+        if (r->too_large) {
+            souk_problem(r, 413, "body_too_large", "the request body exceeds %zu bytes", r->body_max);
+            return queue(r);
+        }
         dispatch(r);
         if (atomic_load(&r->state) == REQ_NEW) {
             /* The handler is waiting elsewhere. Suspend first, then publish the state:
