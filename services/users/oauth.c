@@ -76,13 +76,16 @@ static bool is_form(const char *ct)
 
 /* The parameters as an object of strings owned by the request (borrowed), or
  * NULL with the error response set. A parameter sent twice is refused (§3.2). */
-static json_t *params(struct souk_req *r, json_t **owned)
+static json_t *params(struct souk_req *r, json_t **owned, int *status)
 {
     *owned = NULL;
+    *status = 400;
     if (!is_form(souk_req_header(r, "Content-Type"))) {
         json_t *j = souk_req_json(r);
-        if (j == NULL)
+        if (j == NULL) {
+            *status = souk_req_status(r);
             return NULL;
+        }
         const char *k;
         json_t *v;
         json_object_foreach(j, k, v) {
@@ -440,12 +443,10 @@ static int grant_client_credentials(struct souk_req *r, json_t *p, const struct 
 int oauth_token(struct souk_req *r)
 {
     json_t *owned;
-    json_t *p = params(r, &owned);
     int status = 0;
-    if (p == NULL) {
-        status = souk_req_status(r);
+    json_t *p = params(r, &owned, &status);
+    if (p == NULL)
         goto out;
-    }
     const struct oauth_client *c = authenticate_client(r, p, &status);
     if (c == NULL)
         goto out;
@@ -470,12 +471,10 @@ out:
 int oauth_revoke(struct souk_req *r)
 {
     json_t *owned;
-    json_t *p = params(r, &owned);
     int status = 0;
-    if (p == NULL) {
-        status = souk_req_status(r);
+    json_t *p = params(r, &owned, &status);
+    if (p == NULL)
         goto out;
-    }
     const struct oauth_client *c = authenticate_client(r, p, &status);
     if (c == NULL)
         goto out;
