@@ -19,6 +19,11 @@
 #define PAGE_DEFAULT 20
 #define PAGE_MAX 100
 #define RETRY_AFTER_SECONDS "1"
+/* How long a request holds its key. Everything between begin and complete is local
+ * and fast here (the processor is simulated), so a short lease lets a retry after a
+ * crash run within seconds; a request that outlives it loses the key at complete()
+ * and rolls back, so it can never commit twice. */
+#define IDEM_LEASE_MS 5000
 
 struct souk_metric *payments_total;
 
@@ -121,7 +126,7 @@ static int idem_start(struct souk_req *r, struct souk_db *db, struct souk_idem *
     /* the canonical form, so key order and spacing do not make a different request */
     char *canon = body ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     int rc = souk_idem_begin(db, k, scope, key, souk_req_method(r), souk_req_path(r), canon,
-                             canon ? strlen(canon) : 0, 0);
+                             canon ? strlen(canon) : 0, IDEM_LEASE_MS);
     free(canon);
     switch (rc) {
     case SOUK_IDEM_PROCEED:
