@@ -368,6 +368,22 @@ int souk_problem(struct souk_req *r, int status, const char *code, const char *f
     return status;
 }
 
+int souk_problem_with(struct souk_req *r, int status, const char *code, json_t *extra,
+                      const char *fmt, ...)
+{
+    char detail[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    va_end(ap);
+    json_t *p = souk_problem_json(status, code, detail);
+    if (json_is_object(extra))
+        json_object_update_missing(p, extra);
+    json_decref(extra);
+    reply_problem(r, status, p);
+    return status;
+}
+
 int souk_problem_check(struct souk_req *r, struct souk_check *c)
 {
     json_t *p = souk_problem_json(400, "validation_failed", "the request has invalid fields");

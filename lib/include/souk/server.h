@@ -112,6 +112,10 @@ void souk_reply_header(struct souk_req *r, const char *name, const char *value);
  * machine string. */
 int souk_problem(struct souk_req *r, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* The same with extension members (RFC 9457 §3.2) from the object extra, which is
+ * taken: souk_problem_with(r, 409, "out_of_stock", json_pack("{s:o}", "items", list), …). */
+int souk_problem_with(struct souk_req *r, int status, const char *code, json_t *extra,
+                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* 400 "validation_failed" with the check's errors; takes them. */
 int souk_problem_check(struct souk_req *r, struct souk_check *c);
 /* Build a problem document (the unit tests and the gateway use this directly). */
