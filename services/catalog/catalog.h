@@ -17,4 +17,12 @@ int categories_list(struct souk_req *r);
 
 int catalog_seed(struct souk_db *db);
 
+struct souk_event;
+int reservations_create(struct souk_req *r);
+int reservations_commit(struct souk_req *r);
+int reservations_release(struct souk_req *r);
+int reservations_on_order_cancelled(struct souk_db *db, const struct souk_event *ev);
+int reservations_start(void);    /* the expiry sweeper */
+void reservations_stop(void);
+
 #endif

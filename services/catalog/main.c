@@ -1,11 +1,20 @@
 /* main.c: the catalog service: products, categories and stock (DESIGN §4). */
 #include "catalog.h"
+#include "souk/events.h"
 
 static const struct souk_route routes[] = {
     {"GET", "/api/v1/products", products_list, SOUK_PUBLIC, NULL, 0},
     {"GET", "/api/v1/products/{id}", products_get, SOUK_PUBLIC, NULL, 0},
     {"GET", "/api/v1/categories", categories_list, SOUK_PUBLIC, NULL, 0},
+    {"POST", "/internal/v1/reservations", reservations_create, SOUK_SERVICE, "catalog:reserve", 0},
+    {"POST", "/internal/v1/reservations/{id}/commit", reservations_commit, SOUK_SERVICE, "catalog:reserve", 0},
+    {"DELETE", "/internal/v1/reservations/{id}", reservations_release, SOUK_SERVICE, "catalog:reserve", 0},
     {NULL, NULL, NULL, 0, NULL, 0},
+};
+
+static const struct souk_subscription subscriptions[] = {
+    {"orders", "order.cancelled", reservations_on_order_cancelled},
+    {NULL, NULL, NULL},
 };
 
 static const struct souk_service catalog = {
@@ -14,6 +23,10 @@ static const struct souk_service catalog = {
     .routes = routes,
     .migrations = service_migrations,
     .seed = catalog_seed,
+    .start = reservations_start,
+    .stop = reservations_stop,
+    .publishes = true,
+    .subscriptions = subscriptions,
 };
 
 int main(int argc, char **argv)
