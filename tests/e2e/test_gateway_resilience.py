@@ -8,17 +8,19 @@ import time
 import pytest
 import requests
 
-from conftest import Service, assert_problem
+from conftest import Service, assert_problem, free_port
 from gateway_helpers import Echo, gateway
 
 
 @pytest.fixture
 def replicas(tmp_path):
     """Two catalog processes on one seeded database (as `souk up` runs replicas)."""
-    db = f"sqlite:{tmp_path}/db/catalog.db"
-    first = Service("catalog", tmp_path, {"SOUK_DB": db})
+    # the catalog consumes orders' events: a producer that is down is only retried
+    env = {"SOUK_DB": f"sqlite:{tmp_path}/db/catalog.db",
+           "SOUK_ORDERS_URL": f"http://127.0.0.1:{free_port()}"}
+    first = Service("catalog", tmp_path, env)
     first.run("seed")
-    reps = [first.start(), Service("catalog", tmp_path, {"SOUK_DB": db}).start()]
+    reps = [first.start(), Service("catalog", tmp_path, env).start()]
     yield reps
     for r in reps:
         r.kill()
