@@ -1,0 +1,182 @@
+/* cart.c: the cart's handlers. A line keeps the catalog's name and unit price as
+ * of when it was written (refreshed by events.c); a PUT asks the catalog for the
+ * product first, so an unknown or archived product is a 404 and the price is
+ * current. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cart.h"
+#include "souk/client.h"
+#include "souk/id.h"
+#include "souk/json.h"
+#include "souk/log.h"
+#include "souk/souk.h"
+
+#define CATALOG_TIMEOUT_MS 2000
+#define URL_MAX 512
+
+/* The cart of user as {items, subtotal_cents, currency}; NULL on a database error. */
+static json_t *cart_json(struct souk_db *db, const char *user)
+{
+    struct souk_stmt *st = souk_db_query(db,
+        "SELECT product_id, name, unit_price_cents, quantity, unit_price_cents * quantity"
+        " AS line_total_cents, currency FROM cart_items WHERE user_id = ?"
+        " ORDER BY added_at, product_id", "s", user);
+    if (st == NULL)
+        return NULL;
+    json_t *items = json_array();
+    int64_t subtotal = 0;
+    char currency[8] = "USD";
+    int rc;
+    while ((rc = souk_stmt_step(st)) == SOUK_ROW) {
+        json_t *line = souk_stmt_row_json(st);
+        subtotal += souk_stmt_int(st, 4);
+        snprintf(currency, sizeof(currency), "%s", souk_stmt_text(st, 5));
+        json_object_del(line, "currency");
+        json_array_append_new(items, line);
+    }
+    if (rc < 0) {
+        json_decref(items);
+        return NULL;
+    }
+    return json_pack("{s:o,s:I,s:s}", "items", items, "subtotal_cents", (json_int_t)subtotal,
+                     "currency", currency);
+}
+
+static int reply_cart(struct souk_req *r, const char *user, int status)
+{
+    json_t *cart = cart_json(souk_req_db(r), user);
+    if (cart == NULL)
+        return souk_problem(r, 503, "unavailable", "cannot read the cart");
+    souk_reply_json(r, cart);
+    return status;
+}
+
+int cart_get(struct souk_req *r)
+{
+    return reply_cart(r, souk_req_identity(r)->sub, 200);
+}
+
+int cart_internal_get(struct souk_req *r)
+{
+    const char *user = souk_req_param(r, "user_id");
+    if (strlen(user) >= SOUK_SUB_MAX)
+        return souk_problem(r, 404, "not_found", "no such user");
+    return reply_cart(r, user, 200);
+}
+
+/* Ask the catalog for product id. Returns 200 with *out (owned by the caller), 404
+ * when the catalog does not know it, or 503 when the catalog could not answer. */
+static int fetch_product(struct souk_req *r, const char *id, json_t **out)
+{
+    char base[URL_MAX], url[URL_MAX + 128];
+    struct souk_response res;
+    snprintf(url, sizeof(url), "%s/api/v1/products/%s",
+             souk_client_pick(cart_catalog_url, base, sizeof(base)), id);
+    struct souk_call call = {.method = "GET", .url = url, .service_token = true, .parent = r,
+                             .timeout_ms = CATALOG_TIMEOUT_MS, .retries = -1};
+    int rc = souk_client_do(&call, &res), status = 503;
+    *out = NULL;
+    if (rc == 0 && res.status == 200 && json_is_object(res.json)) {
+        *out = json_incref(res.json);
+        status = 200;
+    } else if (rc == 0 && res.status == 404) {
+        status = 404;
+    } else {
+        souk_warn("catalog lookup failed", "{s:s,s:i,s:s}", "product_id", id, "status", res.status,
+                  "error", souk_strerror(rc));
+    }
+    souk_response_free(&res);
+    return status;
+}
+
+static int remove_line(struct souk_req *r, const char *user, const char *product)
+{
+    if (souk_db_run(souk_req_db(r), "DELETE FROM cart_items WHERE user_id = ? AND product_id = ?",
+                    "ss", user, product) < 0)
+        return souk_problem(r, 503, "unavailable", "cannot write the cart");
+    return reply_cart(r, user, 200);
+}
+
+/* Insert or update one line; 0, or a problem status. */
+static int write_line(struct souk_req *r, const char *user, const char *product, json_t *p,
+                      int64_t qty)
+{
+    struct souk_db *db = souk_req_db(r);
+    const char *name = json_string_value(json_object_get(p, "name"));
+    const char *currency = json_string_value(json_object_get(p, "currency"));
+    json_t *price = json_object_get(p, "price_cents");
+    if (name == NULL || currency == NULL || !json_is_integer(price) || json_integer_value(price) < 0)
+        return souk_problem(r, 502, "bad_gateway", "the catalog sent a malformed product");
+    char now[SOUK_TIME_MAX];
+    souk_time_now(now);
+    if (souk_db_begin(db) != 0)
+        return souk_problem(r, 503, "busy", "database busy");
+    int64_t lines = 0, exists = 0;
+    int rc = souk_db_int(db, &lines, "SELECT count(*) FROM cart_items WHERE user_id = ?", "s", user);
+    if (rc >= 0)
+        rc = souk_db_int(db, &exists, "SELECT count(*) FROM cart_items WHERE user_id = ? AND product_id = ?",
+                         "ss", user, product);
+    if (rc >= 0 && exists == 0 && lines >= CART_LINES_MAX) {
+        souk_db_rollback(db);
+        return souk_problem(r, 409, "cart_full", "a cart holds at most %d different products", CART_LINES_MAX);
+    }
+    if (rc >= 0)
+        rc = souk_db_run(db,
+            "INSERT INTO cart_items (user_id, product_id, name, unit_price_cents, currency, quantity,"
+            " added_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (user_id, product_id) DO UPDATE SET name = excluded.name,"
+            " unit_price_cents = excluded.unit_price_cents, currency = excluded.currency,"
+            " quantity = excluded.quantity, updated_at = excluded.updated_at",
+            "sssisiss", user, product, name, (int64_t)json_integer_value(price), currency, qty, now, now);
+    if (rc < 0 || souk_db_commit(db) != 0) {
+        souk_db_rollback(db);
+        return souk_problem(r, 503, "unavailable", "cannot write the cart");
+    }
+    return 0;
+}
+
+int cart_put_item(struct souk_req *r)
+{
+    const char *user = souk_req_identity(r)->sub;
+    const char *product = souk_req_param(r, "product_id");
+    json_t *body = souk_req_json(r);
+    if (body == NULL)
+        return souk_req_status(r);
+    struct souk_check c;
+    souk_check_init(&c);
+    static const char *const allowed[] = {"quantity", NULL};
+    souk_json_only(&c, body, allowed);
+    int64_t qty = souk_json_int(&c, body, "quantity", SOUK_REQUIRED, 0, CART_QTY_MAX, 0);
+    if (!souk_check_ok(&c))
+        return souk_problem_check(r, &c);
+    if (!souk_id_valid(product, "prd"))
+        return souk_problem(r, 404, "product_not_found", "no product %.64s", product);
+    if (qty == 0)
+        return remove_line(r, user, product);
+    json_t *p = NULL;
+    int status = fetch_product(r, product, &p);
+    if (status == 404)
+        return souk_problem(r, 404, "product_not_found", "no product %s", product);
+    if (status != 200)
+        return souk_problem(r, 503, "catalog_unavailable", "the catalog cannot be reached; retry");
+    status = write_line(r, user, product, p, qty);
+    json_decref(p);
+    return status != 0 ? status : reply_cart(r, user, 200);
+}
+
+int cart_delete_item(struct souk_req *r)
+{
+    const char *product = souk_req_param(r, "product_id");
+    if (!souk_id_valid(product, "prd"))
+        return souk_problem(r, 404, "product_not_found", "no product %.64s", product);
+    return remove_line(r, souk_req_identity(r)->sub, product);
+}
+
+int cart_clear(struct souk_req *r)
+{
+    const char *user = souk_req_identity(r)->sub;
+    if (souk_db_run(souk_req_db(r), "DELETE FROM cart_items WHERE user_id = ?", "s", user) < 0)
+        return souk_problem(r, 503, "unavailable", "cannot write the cart");
+    return reply_cart(r, user, 200);
+}

@@ -1,0 +1,22 @@
+/* cart.h: what the cart's files share: configuration, handlers and event handlers. */
+#ifndef CART_H
+#define CART_H
+
+#include "souk/events.h"
+#include "souk/server.h"
+
+#define CART_QTY_MAX 99      /* DESIGN §4: quantity 1–99 */
+#define CART_LINES_MAX 50    /* distinct products in one cart */
+
+extern const char *cart_catalog_url;
+
+int cart_get(struct souk_req *r);
+int cart_put_item(struct souk_req *r);
+int cart_delete_item(struct souk_req *r);
+int cart_clear(struct souk_req *r);
+int cart_internal_get(struct souk_req *r);
+
+int cart_on_product_updated(struct souk_db *db, const struct souk_event *ev);
+int cart_on_order_confirmed(struct souk_db *db, const struct souk_event *ev);
+
+#endif

@@ -1,0 +1,57 @@
+/* events.c: what the cart hears: product.updated (catalog) refreshes the name and
+ * price on every line of that product, or drops the lines of an archived one;
+ * order.confirmed (orders) takes the ordered products out of the buyer's cart. */
+#include <string.h>
+
+#include "cart.h"
+#include "souk/id.h"
+#include "souk/log.h"
+#include "souk/souk.h"
+
+int cart_on_product_updated(struct souk_db *db, const struct souk_event *ev)
+{
+    /* docs/events.md names it product_id; the catalog also sends id */
+    json_t *d = ev->data;
+    const char *id = json_string_value(json_object_get(d, "product_id"));
+    if (id == NULL)
+        id = json_string_value(json_object_get(d, "id"));
+    if (id == NULL || !souk_id_valid(id, "prd"))
+        return SOUK_EINVAL;
+    if (json_is_true(json_object_get(d, "archived")))
+        return souk_db_run(db, "DELETE FROM cart_items WHERE product_id = ?", "s", id) < 0 ? SOUK_EDB : 0;
+    const char *name = json_string_value(json_object_get(d, "name"));
+    const char *currency = json_string_value(json_object_get(d, "currency"));
+    json_t *price = json_object_get(d, "price_cents");
+    int64_t cents = json_is_integer(price) ? json_integer_value(price) : -1;
+    char now[SOUK_TIME_MAX];
+    souk_time_now(now);
+    int rc = souk_db_run(db,
+        "UPDATE cart_items SET name = COALESCE(?, name),"
+        " unit_price_cents = CASE WHEN ? < 0 THEN unit_price_cents ELSE ? END,"
+        " currency = COALESCE(?, currency), updated_at = ? WHERE product_id = ?",
+        "SiiSss", name, cents, cents, currency, now, id);
+    return rc < 0 ? SOUK_EDB : 0;
+}
+
+int cart_on_order_confirmed(struct souk_db *db, const struct souk_event *ev)
+{
+    const char *user = json_string_value(json_object_get(ev->data, "user_id"));
+    json_t *items = json_object_get(ev->data, "items");
+    if (user == NULL || strlen(user) >= SOUK_SUB_MAX)
+        return SOUK_EINVAL;
+    if (!json_is_array(items))   /* no lines named: the whole cart went into the order */
+        return souk_db_run(db, "DELETE FROM cart_items WHERE user_id = ?", "s", user) < 0 ? SOUK_EDB : 0;
+    size_t i;
+    json_t *it;
+    json_array_foreach(items, i, it) {
+        const char *product = json_string_value(json_object_get(it, "product_id"));
+        if (product == NULL)
+            continue;
+        if (souk_db_run(db, "DELETE FROM cart_items WHERE user_id = ? AND product_id = ?", "ss",
+                        user, product) < 0)
+            return SOUK_EDB;
+    }
+    souk_info("cart emptied by order", "{s:s,s:s}", "user_id", user, "order_id",
+              ev->subject ? ev->subject : "");
+    return 0;
+}

@@ -1,0 +1,41 @@
+/* main.c: the cart service (DESIGN §4): a per-user cart priced from the catalog,
+ * read by orders at checkout and emptied when the order is confirmed. */
+#include "cart.h"
+#include "souk/souk.h"
+
+const char *cart_catalog_url;
+
+static const struct souk_conf config[] = {
+    {"SOUK_CATALOG_URL", SOUK_CONF_STR, "http://127.0.0.1:8082", 1, 4096, &cart_catalog_url,
+     "the catalog (prices and names)"},
+    {NULL, 0, NULL, 0, 0, NULL, NULL},
+};
+
+static const struct souk_route routes[] = {
+    {"GET", "/api/v1/cart", cart_get, SOUK_USER, NULL, 0},
+    {"PUT", "/api/v1/cart/items/{product_id}", cart_put_item, SOUK_USER, NULL, 1024},
+    {"DELETE", "/api/v1/cart/items/{product_id}", cart_delete_item, SOUK_USER, NULL, 0},
+    {"DELETE", "/api/v1/cart", cart_clear, SOUK_USER, NULL, 0},
+    {"GET", "/internal/v1/carts/{user_id}", cart_internal_get, SOUK_SERVICE, "cart:read", 0},
+    {NULL, NULL, NULL, 0, NULL, 0},
+};
+
+static const struct souk_subscription subscriptions[] = {
+    {"catalog", "product.updated", cart_on_product_updated},
+    {"orders", "order.confirmed", cart_on_order_confirmed},
+    {NULL, NULL, NULL},
+};
+
+static const struct souk_service cart = {
+    .name = "cart",
+    .listen = "127.0.0.1:8083",
+    .routes = routes,
+    .migrations = service_migrations,
+    .config = config,
+    .subscriptions = subscriptions,
+};
+
+int main(int argc, char **argv)
+{
+    return souk_main(argc, argv, &cart);
+}
