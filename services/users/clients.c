@@ -23,7 +23,7 @@ static const struct oauth_client table[] = {
     {"users", "events:read", true},
     {"catalog", "events:read", true},
     {"cart", "catalog:read events:read", true},
-    {"orders", "catalog:read catalog:reserve payments:charge users:read events:read", true},
+    {"orders", "catalog:read catalog:reserve payments:charge cart:read users:read events:read", true},
     {"payments", "events:read", true},
     {"notify", "users:read events:read", true},
 };
