@@ -15,6 +15,12 @@ int products_list(struct souk_req *r);
 int products_get(struct souk_req *r);
 int categories_list(struct souk_req *r);
 
+/* admin.c: admin writes */
+int products_create(struct souk_req *r);
+int products_update(struct souk_req *r);
+int products_archive(struct souk_req *r);
+int products_set_stock(struct souk_req *r);
+
 int catalog_seed(struct souk_db *db);
 
 struct souk_event;

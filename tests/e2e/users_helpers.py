@@ -10,7 +10,7 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from conftest import Service
+from conftest import Service, free_port
 
 ADMIN_EMAIL = "root@souk.test"
 ADMIN_PASSWORD = "admin-password-for-tests"
@@ -41,7 +41,9 @@ def start_users(services, var, env=None, seed_admin=True):
 def start_catalog(services, var, users, seed=True):
     os.makedirs(var, exist_ok=True)
     env = {"SOUK_USERS_URL": users.url, "SOUK_CLIENT_ID": "catalog",
-           "SOUK_CLIENT_SECRET": CLIENT_SECRETS["catalog"]}
+           "SOUK_CLIENT_SECRET": CLIENT_SECRETS["catalog"],
+           # catalog consumes orders' events; no orders runs in these tests
+           "SOUK_ORDERS_URL": f"http://127.0.0.1:{free_port()}"}
     return services("catalog", env=env, seed=seed, var_dir=var)
 
 
