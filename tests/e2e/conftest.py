@@ -28,6 +28,9 @@ SERVICES = ["users", "catalog", "cart", "orders", "payments", "notify", "gateway
 PORT_OFFSET = {name: (i + 1) % len(SERVICES) for i, name in enumerate(SERVICES)}
 
 
+DEAD_PORT = 9   # "discard": nothing listens on it here, connections are refused at once
+
+
 def replica_port(base, name, k):
     if k == 0:
         return base + PORT_OFFSET[name]
@@ -75,6 +78,10 @@ class Service:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = dict(os.environ)
+        # Peers a test does not start point at a port nothing listens on: a service
+        # must run (and fail its calls clearly) without them.
+        for peer in SERVICES:
+            self.env.setdefault(f"SOUK_{peer.upper()}_URL", f"http://127.0.0.1:{DEAD_PORT}")
         self.env.update({
             "SOUK_LISTEN": f"127.0.0.1:{self.port}",
             "SOUK_VAR": self.var,
