@@ -38,6 +38,8 @@ def notify_service(tmp_path, producers, smtp_url, **extra):
         "SOUK_EVENTS_RETRY_MS": "50",
         "SOUK_MAIL_RETRY_MS": "100",
         "SOUK_ACCESS_LOG": "false",
+        "SOUK_CLIENT_ID": "notify",
+        "SOUK_CLIENT_SECRET": "fake-secret",
     }
     env.update(extra)
     return Service("notify", tmp_path / "notify", env)
