@@ -72,6 +72,29 @@ size_t souk__json_escape(char *buf, size_t len, size_t cap, const char *s)
     return len;
 }
 
+void souk__redact_digits(char *s)
+{
+    /* A run of digits, possibly split by '-' or ' ' as people write card numbers,
+     * counts; 13 or more digits in one run is masked whole. */
+    while (*s != '\0') {
+        if (*s < '0' || *s > '9') {
+            s++;
+            continue;
+        }
+        char *start = s, *last = s;
+        size_t digits = 0;
+        for (; (*s >= '0' && *s <= '9') || ((*s == '-' || *s == ' ') && s[1] >= '0' && s[1] <= '9'); s++) {
+            if (*s >= '0' && *s <= '9') {
+                digits++;
+                last = s;
+            }
+        }
+        if (digits >= SOUK_REDACT_DIGITS)
+            for (char *p = start; p <= last; p++)
+                *p = 'X';
+    }
+}
+
 static size_t put(char *buf, size_t len, size_t cap, const char *s)
 {
     size_t n = strlen(s);

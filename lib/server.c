@@ -688,7 +688,10 @@ static void access_log(struct souk_req *r, double secs)
     len = put(line, len, cap, "\",\"method\":\"");
     len = souk__json_escape(line, len, cap - sizeof(tail), r->method);
     len = put(line, len, cap, "\",\"path\":\"");
-    len = souk__json_escape(line, len, cap - sizeof(tail), r->path);
+    char path[ACCESS_LINE_MAX / 2];
+    snprintf(path, sizeof(path), "%s", r->path);
+    souk__redact_digits(path);   /* a path can carry what a client should not have sent */
+    len = souk__json_escape(line, len, cap - sizeof(tail), path);
     len = put(line, len, cap, tail);
     line[len++] = '}';
     line[len++] = '\n';
@@ -871,6 +874,7 @@ int souk_main(int argc, char **argv, const struct souk_service *svc)
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
+    umask(077);   /* databases, keys and logs we create are ours alone */
     if (load_config(svc) != 0)
         return 2;
     if (open_database(svc) != 0) {

@@ -23,6 +23,11 @@ void souk_log(enum souk_log_level level, const char *msg, const char *fields, ..
 /* The request context that lines logged from this thread carry (NULL to clear). */
 void souk__log_set_context(const char *request_id, const char *trace_id);
 
+/* Mask in place every run of SOUK_REDACT_DIGITS or more digits (card numbers),
+ * even when split by '-' or ' ': what could be a card number is never logged. */
+#define SOUK_REDACT_DIGITS 13
+void souk__redact_digits(char *s);
+
 /* Append s to buf as the inside of a JSON string, escaped; never writes past cap.
  * Returns the new length (truncating, never splitting an escape). */
 size_t souk__json_escape(char *buf, size_t len, size_t cap, const char *s);
