@@ -84,6 +84,7 @@ static size_t nupstreams;
 static CURLM *multi;
 static pthread_t loop_thread;
 static atomic_bool stopping;
+static atomic_bool asleep;        /* the loop is (about to be) in curl_multi_poll */
 static atomic_bool running;
 static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct job *queue_head, **queue_tail = &queue_head;
@@ -303,7 +304,10 @@ int souk_proxy_forward(struct souk_req *r, struct souk_upstream *u)
     *queue_tail = j;
     queue_tail = &j->next;
     pthread_mutex_unlock(&queue_lock);
-    curl_multi_wakeup(multi);
+    /* a busy loop takes the queue on its next turn: wake it only when it sleeps
+     * (a wakeup is three system calls on curl's socketpair) */
+    if (atomic_exchange(&asleep, false))
+        curl_multi_wakeup(multi);
     return SOUK_SUSPEND;
 }
 
@@ -646,7 +650,15 @@ static void *loop(void *arg)
             if (to_probe < wait)
                 wait = to_probe;
         }
-        curl_multi_poll(multi, NULL, 0, (int)wait, NULL);
+        /* Announce the sleep, then look at the queue once more: a job queued before
+         * the announcement is seen here, one queued after it wakes us. */
+        atomic_store(&asleep, true);
+        pthread_mutex_lock(&queue_lock);
+        bool queued = queue_head != NULL;
+        pthread_mutex_unlock(&queue_lock);
+        if (!queued)
+            curl_multi_poll(multi, NULL, 0, (int)wait, NULL);
+        atomic_store(&asleep, false);
     }
     return NULL;
 }
@@ -683,7 +695,7 @@ void souk_proxy_stop(void)
     if (!running)
         return;
     atomic_store(&stopping, true);
-    curl_multi_wakeup(multi);
+    curl_multi_wakeup(multi);   /* unconditionally: the loop may be between checks */
     pthread_join(loop_thread, NULL);
     running = false;
     take_queue(souk_now_ns());   /* answers 503 to anything queued meanwhile */
