@@ -38,7 +38,10 @@ PYTEST := /usr/bin/python3 -m pytest
 export ASAN_OPTIONS ?= abort_on_error=1:detect_leaks=1
 export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1
 
-.PHONY: all setup run test unit e2e bench clean fmt
+FUZZ_SECONDS ?= 20
+FUZZ_DRIVERS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/*.c))
+
+.PHONY: all setup run test unit e2e bench clean fmt fuzz
 all: $(BINS)
 
 $(B)/obj/%.o: %.c
@@ -99,6 +102,21 @@ bench:
 	@scripts/setup bench
 	@$(MAKE) --no-print-directory all
 	@bench/run
+
+# libFuzzer drivers for every parser of untrusted input, built with clang into
+# build/fuzz; each runs FUZZ_SECONDS from its committed seed corpus.
+build/fuzz/lib/%.o: lib/%.c
+	@mkdir -p $(@D)
+	clang $(CPPFLAGS) -O1 -g -std=gnu11 -fsanitize=fuzzer-no-link,address,undefined $(shell pkg-config --cflags $(PKGS)) -c -o $@ $<
+build/fuzz/%: tests/fuzz/%.c $(patsubst lib/%.c,build/fuzz/lib/%.o,$(LIB_SRC))
+	clang $(CPPFLAGS) -O1 -g -std=gnu11 -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
+fuzz:
+	@scripts/setup fuzz
+	@$(MAKE) --no-print-directory $(FUZZ_DRIVERS:%=build/fuzz/%)
+	@for d in $(FUZZ_DRIVERS); do echo "== fuzz $$d ($(FUZZ_SECONDS) s)"; mkdir -p build/fuzz/corpus/$$d; \
+	  build/fuzz/$$d -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus/$$d tests/fuzz/corpus/$$d \
+	    > build/fuzz/$$d.log 2>&1 || { tail -40 build/fuzz/$$d.log; exit 1; }; tail -1 build/fuzz/$$d.log; done
+.SECONDARY: $(patsubst lib/%.c,build/fuzz/lib/%.o,$(LIB_SRC))
 
 fmt:
 	clang-format -i lib/*.c lib/include/souk/*.h services/*/*.c cli/*.c
