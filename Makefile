@@ -13,7 +13,7 @@ B := build/san
 endif
 
 CC ?= cc
-PKGS := libmicrohttpd jansson sqlite3 libcurl libsodium librhonabwy
+PKGS := libmicrohttpd jansson sqlite3 libcurl libsodium librhonabwy librabbitmq
 CPPFLAGS := -Ilib/include -D_GNU_SOURCE
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -Wall -Wextra -Werror -pthread -MMD -MP $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
