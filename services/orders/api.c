@@ -1,0 +1,491 @@
+/* api.c: the orders API (DESIGN §4): place the cart as an order (Idempotency-Key,
+ * then the saga with a bounded wait), list and read with ownership, cancel, and
+ * the admin's ship. The saga itself is saga.c. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "orders.h"
+#include "souk/client.h"
+#include "souk/id.h"
+#include "souk/idempotency.h"
+#include "souk/json.h"
+#include "souk/log.h"
+#include "souk/souk.h"
+
+#define REF_MAX 64
+#define LINES_MAX 50
+#define PAGE_DEFAULT 20
+#define PAGE_MAX 100
+#define URL_MAX 512
+
+#define ORDER_COLUMNS                                                                        \
+    "id, user_id, status, reason, items_json, subtotal_cents, shipping_cents, total_cents," \
+    " currency, shipping_address_json, payment_method_id, refunded_cents, created_at,"      \
+    " updated_at, shipped_at, cancelled_at, step"
+
+/* Render the row of an ORDER_COLUMNS query. */
+static json_t *row_json(struct souk_stmt *st, bool *settled)
+{
+    json_t *o = souk_stmt_row_json(st);
+    const char *step = souk_stmt_text(st, 16);
+    const char *status = souk_stmt_text(st, 2);
+    if (settled != NULL)
+        *settled = strcmp(step, "done") == 0 && strcmp(status, "pending") != 0;
+    if (strcmp(step, "refund") == 0)   /* a cancellation is under way */
+        json_object_set_new(o, "cancellation_pending", json_true());
+    json_object_del(o, "step");
+    static const char *const optional[] = {"reason", "shipped_at", "cancelled_at"};
+    for (size_t i = 0; i < SOUK_ARRAY_LEN(optional); i++)
+        if (json_is_null(json_object_get(o, optional[i])))
+            json_object_del(o, optional[i]);
+    return o;
+}
+
+json_t *order_json(struct souk_db *db, const char *id, bool *settled)
+{
+    struct souk_stmt *st = db ? souk_db_query(db, "SELECT " ORDER_COLUMNS " FROM orders WHERE id = ?", "s", id)
+                              : NULL;
+    if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
+        return NULL;
+    json_t *o = row_json(st, settled);
+    souk_stmt_done(st);
+    return o;
+}
+
+/* The order id if it exists and the caller may see it (own, or an admin). */
+static bool visible(struct souk_req *r, const char *id)
+{
+    const struct souk_identity *who = souk_req_identity(r);
+    int64_t n = 0;
+    if (!souk_id_valid(id, "ord"))
+        return false;
+    return souk_db_int(souk_req_db(r), &n, "SELECT count(*) FROM orders WHERE id = ? AND (? OR user_id = ?)",
+                       "sis", id, (int64_t)who->admin, who->sub) == 1 && n == 1;
+}
+
+/* ---- GET ---- */
+
+int orders_get(struct souk_req *r)
+{
+    const char *id = souk_req_param(r, "id");
+    if (!visible(r, id))
+        return souk_problem(r, 404, "order_not_found", "no order %.64s", id);
+    json_t *o = order_json(souk_req_db(r), id, NULL);
+    if (o == NULL)
+        return souk_problem(r, 503, "unavailable", "cannot read the order");
+    souk_reply_json(r, o);
+    return 200;
+}
+
+int orders_list(struct souk_req *r)
+{
+    const struct souk_identity *who = souk_req_identity(r);
+    struct souk_check c;
+    souk_check_init(&c);
+    int64_t size = souk_check_int_text(&c, "page_size", souk_req_query(r, "page_size"), 1, PAGE_MAX,
+                                       PAGE_DEFAULT);
+    const char *after = souk_req_query(r, "page_token");
+    if (after != NULL && !souk_id_valid(after, "ord"))
+        souk_check_fail(&c, "page_token", "is malformed");
+    const char *user = who->admin ? souk_req_query(r, "user_id") : who->sub;
+    if (user != NULL && (user[0] == '\0' || strlen(user) >= SOUK_SUB_MAX))
+        souk_check_fail(&c, "user_id", "must be a user id");
+    if (!souk_check_ok(&c))
+        return souk_problem_check(r, &c);
+    struct souk_stmt *st = souk_db_query(souk_req_db(r),
+        "SELECT " ORDER_COLUMNS " FROM orders WHERE (?1 IS NULL OR user_id = ?1)"
+        " AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3", "SSi", user, after, size + 1);
+    if (st == NULL)
+        return souk_problem(r, 503, "unavailable", "cannot read the orders");
+    json_t *items = json_array(), *next = json_null();
+    int rc;
+    while ((rc = souk_stmt_step(st)) == SOUK_ROW) {
+        if ((int64_t)json_array_size(items) == size) {
+            next = json_copy(json_object_get(json_array_get(items, size - 1), "id"));
+            souk_stmt_done(st);
+            break;
+        }
+        json_array_append_new(items, row_json(st, NULL));
+    }
+    if (rc < 0) {
+        json_decref(items);
+        return souk_problem(r, 503, "unavailable", "cannot read the orders");
+    }
+    souk_reply_json(r, json_pack("{s:o,s:o}", "items", items, "next_page_token", next));
+    return 200;
+}
+
+/* ---- POST: validating the request ---- */
+
+struct place_in {
+    const char *payment_method_id, *address_id;
+    json_t *address;    /* inline shipping_address, validated; borrowed */
+};
+
+/* Validate an address object into a clean copy (only known fields), recording
+ * errors under prefix. Same rules as the users service's addresses. */
+static json_t *check_address(struct souk_check *c, json_t *a, const char *prefix)
+{
+    struct souk_check sub;
+    souk_check_init(&sub);
+    static const char *const allowed[] = {"name", "line1", "line2", "city", "region",
+                                          "postal_code", "country", "phone", NULL};
+    souk_json_only(&sub, a, allowed);
+    const char *f[] = {
+        souk_json_str(&sub, a, "name", SOUK_REQUIRED, 1, 100),
+        souk_json_str(&sub, a, "line1", SOUK_REQUIRED, 1, 200),
+        souk_json_str(&sub, a, "line2", SOUK_OPTIONAL, 0, 200),
+        souk_json_str(&sub, a, "city", SOUK_REQUIRED, 1, 100),
+        souk_json_str(&sub, a, "region", SOUK_OPTIONAL, 0, 100),
+        souk_json_str(&sub, a, "postal_code", SOUK_REQUIRED, 1, 20),
+        souk_json_str(&sub, a, "country", SOUK_REQUIRED, 2, 2),
+        souk_json_str(&sub, a, "phone", SOUK_OPTIONAL, 0, 32),
+    };
+    const char *country = f[6];
+    if (country != NULL && !(isupper((unsigned char)country[0]) && isupper((unsigned char)country[1])))
+        souk_check_fail(&sub, "country", "must be an ISO 3166-1 alpha-2 code such as \"US\"");
+    json_t *out = NULL;
+    if (souk_check_ok(&sub)) {
+        out = json_object();
+        for (size_t i = 0; i < SOUK_ARRAY_LEN(f); i++)
+            if (f[i] != NULL)
+                json_object_set_new(out, allowed[i], json_string(f[i]));
+    } else {
+        size_t i;
+        json_t *e;
+        json_array_foreach(sub.errors, i, e) {
+            char field[96];
+            snprintf(field, sizeof(field), "%s.%s", prefix,
+                     json_string_value(json_object_get(e, "field")));
+            souk_check_fail(c, field, "%s", json_string_value(json_object_get(e, "message")));
+        }
+    }
+    souk_check_free(&sub);
+    return out;
+}
+
+static bool check_place(struct souk_check *c, json_t *body, struct place_in *in)
+{
+    static const char *const allowed[] = {"payment_method_id", "address_id", "shipping_address", NULL};
+    souk_json_only(c, body, allowed);
+    in->payment_method_id = souk_json_str(c, body, "payment_method_id", SOUK_REQUIRED, 1, REF_MAX);
+    in->address_id = souk_json_str(c, body, "address_id", SOUK_OPTIONAL, 1, REF_MAX);
+    json_t *a = souk_json_object(c, body, "shipping_address", SOUK_OPTIONAL);
+    in->address = NULL;
+    if (in->payment_method_id != NULL && !souk_id_valid(in->payment_method_id, "pm"))
+        souk_check_fail(c, "payment_method_id", "must be a payment method id (pm_…)");
+    json_t *sent = json_object_get(body, "shipping_address");
+    bool has_inline = sent != NULL && !json_is_null(sent);
+    if (in->address_id == NULL && !has_inline && json_object_get(body, "address_id") == NULL)
+        souk_check_fail(c, "address_id", "send address_id or shipping_address");
+    else if (in->address_id != NULL && has_inline)
+        souk_check_fail(c, "address_id", "send address_id or shipping_address, not both");
+    if (a != NULL)
+        in->address = check_address(c, a, "shipping_address");
+    return souk_check_ok(c);
+}
+
+/* GET a peer's internal resource with our service token. Returns the HTTP status
+ * (0 when no answer came) and *out on 200. */
+static int peer_get(struct souk_req *r, const char *peers, const char *path, json_t **out)
+{
+    char base[URL_MAX], url[URL_MAX * 2];
+    struct souk_response res;
+    snprintf(url, sizeof(url), "%s%s", souk_client_pick(peers, base, sizeof(base)), path);
+    struct souk_call call = {.method = "GET", .url = url, .service_token = true, .parent = r,
+                             .timeout_ms = orders_call_timeout_ms, .retries = -1};
+    int rc = souk_client_do(&call, &res);
+    int status = rc == 0 ? res.status : 0;
+    *out = status == 200 && json_is_object(res.json) ? json_incref(res.json) : NULL;
+    if (status == 200 && *out == NULL)
+        status = 502;
+    if (status != 200 && status != 404)
+        souk_warn("peer call failed", "{s:s,s:i,s:s}", "url", url, "status", status, "error",
+                  souk_strerror(rc));
+    souk_response_free(&res);
+    return status;
+}
+
+/* The cart's lines as order lines, checked; NULL (with *empty) when there are none
+ * or they are malformed. */
+static json_t *cart_lines(json_t *cart, bool *empty)
+{
+    json_t *items = json_object_get(cart, "items"), *lines = json_array(), *it;
+    size_t i;
+    *empty = !json_is_array(items) || json_array_size(items) == 0;
+    if (*empty || json_array_size(items) > LINES_MAX)
+        goto bad;
+    json_array_foreach(items, i, it) {
+        const char *pid = json_string_value(json_object_get(it, "product_id"));
+        const char *name = json_string_value(json_object_get(it, "name"));
+        json_t *q = json_object_get(it, "quantity"), *p = json_object_get(it, "unit_price_cents");
+        if (pid == NULL || !souk_id_valid(pid, "prd") || !json_is_integer(q) || json_integer_value(q) < 1 ||
+            json_integer_value(q) > 99 || !json_is_integer(p) || json_integer_value(p) < 0)
+            goto bad;
+        json_array_append_new(lines, json_pack("{s:s,s:s,s:I,s:I,s:I}", "product_id", pid, "name",
+                                               name ? name : "", "unit_price_cents", json_integer_value(p),
+                                               "quantity", json_integer_value(q), "line_total_cents",
+                                               json_integer_value(p) * json_integer_value(q)));
+    }
+    return lines;
+bad:
+    json_decref(lines);
+    return NULL;
+}
+
+/* Step 1 of the saga: the order, pending, with the idempotency record, in one
+ * transaction. Returns 0 with id filled, or a problem status. */
+static int insert_order(struct souk_req *r, struct souk_idem *k, const struct place_in *in,
+                        json_t *lines, const char *currency, json_t *address, char id[SOUK_ID_MAX])
+{
+    struct souk_db *db = souk_req_db(r);
+    int64_t subtotal = 0;
+    size_t i;
+    json_t *it;
+    json_array_foreach(lines, i, it)
+        subtotal += json_integer_value(json_object_get(it, "line_total_cents"));
+    int64_t shipping = orders_shipping_cents(subtotal);
+    char now[SOUK_TIME_MAX], response[SOUK_ID_MAX + 32];
+    souk_id_new(id, "ord");
+    souk_time_now(now);
+    char *items_text = souk_json_dump(lines, NULL), *addr_text = souk_json_dump(address, NULL);
+    snprintf(response, sizeof(response), "{\"order_id\":\"%s\"}", id);
+    int rc = souk_db_begin(db);
+    if (rc == 0)
+        rc = souk_db_run(db,
+            "INSERT INTO orders (id, user_id, status, step, items_json, subtotal_cents, shipping_cents,"
+            " total_cents, currency, shipping_address_json, payment_method_id, created_at, updated_at)"
+            " VALUES (?, ?, 'pending', 'reserve', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "sssiiisssss", id, souk_req_identity(r)->sub, items_text, subtotal, shipping,
+            subtotal + shipping, currency, addr_text, in->payment_method_id, now, now);
+    if (rc >= 0)
+        rc = souk_idem_complete(db, k, 201, response);
+    if (rc >= 0)
+        rc = souk_db_commit(db);
+    free(items_text);
+    free(addr_text);
+    if (rc < 0) {
+        souk_db_rollback(db);
+        if (rc == SOUK_ECONFLICT)   /* our key's lease ran out and a retry took it */
+            return souk_problem(r, 409, "idempotency_key_in_use", "a request with this Idempotency-Key is running");
+        souk_idem_release(db, k, false);
+        return souk_problem(r, 503, "unavailable", "cannot save the order; retry with the same Idempotency-Key");
+    }
+    souk_metric_inc(orders_transitions, "pending");
+    souk_info("order placed", "{s:s,s:s,s:I}", "order_id", id, "user_id", souk_req_identity(r)->sub,
+              "subtotal_cents", (json_int_t)subtotal);
+    return 0;
+}
+
+/* With the key taken: read the cart and the address, then create the order. */
+static int place(struct souk_req *r, struct souk_idem *k, const struct place_in *in, char id[SOUK_ID_MAX])
+{
+    const char *user = souk_req_identity(r)->sub;
+    json_t *cart = NULL, *address = in->address ? json_incref(in->address) : NULL, *lines = NULL;
+    int status = peer_get(r, orders_cart_url, souk_req_printf(r, "/internal/v1/carts/%s", user), &cart);
+    if (status != 200) {
+        status = souk_problem(r, 503, "cart_unavailable", "the cart cannot be read; retry");
+        goto release;
+    }
+    bool empty;
+    if ((lines = cart_lines(cart, &empty)) == NULL) {
+        status = empty ? souk_problem(r, 409, "cart_empty", "the cart is empty")
+                       : souk_problem(r, 502, "bad_gateway", "the cart sent malformed lines");
+        goto release;
+    }
+    if (address == NULL) {
+        status = peer_get(r, orders_users_url,
+                          souk_req_printf(r, "/internal/v1/users/%s/addresses/%s", user, in->address_id),
+                          &address);
+        if (status == 404) {
+            struct souk_check c;
+            souk_check_init(&c);
+            souk_check_fail(&c, "address_id", "is not one of your addresses");
+            status = souk_problem_check(r, &c);
+            goto release;
+        }
+        if (status != 200) {
+            status = souk_problem(r, 503, "users_unavailable", "the address cannot be read; retry");
+            goto release;
+        }
+        json_object_del(address, "created_at");
+    }
+    const char *currency = json_string_value(json_object_get(cart, "currency"));
+    status = insert_order(r, k, in, lines, currency && strlen(currency) == 3 ? currency : "USD", address, id);
+    goto out;
+release:
+    /* nothing was decided: the key stays usable for a retry once the cause is fixed */
+    souk_idem_release(souk_req_db(r), k, false);
+out:
+    json_decref(cart);
+    json_decref(lines);
+    json_decref(address);
+    return status;
+}
+
+int orders_create(struct souk_req *r)
+{
+    struct souk_db *db = souk_req_db(r);
+    const char *key = souk_req_header(r, "Idempotency-Key");
+    json_t *body = souk_req_json(r);
+    struct place_in in;
+    struct souk_check c;
+    struct souk_idem k;
+    if (body == NULL)
+        return souk_req_status(r);
+    souk_check_init(&c);
+    bool ok = check_place(&c, body, &in);
+    json_t *clean_address = in.address;
+    if (!ok) {
+        json_decref(clean_address);
+        return souk_problem_check(r, &c);
+    }
+    if (key == NULL || !souk_idem_key_valid(key)) {
+        json_decref(clean_address);
+        return key == NULL ? souk_problem(r, 400, "idempotency_key_required", "send an Idempotency-Key header")
+                           : souk_problem(r, 400, "invalid_idempotency_key",
+                                          "Idempotency-Key must be 1 to %d printable characters", SOUK_IDEM_KEY_MAX);
+    }
+    char *canon = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+    int rc = souk_idem_begin(db, &k, souk_req_identity(r)->sub, key, "POST", "/api/v1/orders", canon,
+                             canon ? strlen(canon) : 0, 0);
+    free(canon);
+    char id[SOUK_ID_MAX] = "";
+    int status;
+    switch (rc) {
+    case SOUK_IDEM_PROCEED:
+        status = place(r, &k, &in, id);
+        break;
+    case SOUK_IDEM_REPLAY: {
+        json_t *first = json_loads(k.response ? k.response : "", 0, NULL);
+        snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(first, "order_id")) ?: "");
+        json_decref(first);
+        souk_idem_free(&k);
+        souk_reply_header(r, "Idempotent-Replayed", "true");
+        status = id[0] ? 0 : souk_problem(r, 500, "internal", "the first response was lost");
+        break;
+    }
+    case SOUK_IDEM_MISMATCH:
+        status = souk_problem(r, 409, "idempotency_key_reused", "this Idempotency-Key was used with a different request");
+        break;
+    case SOUK_IDEM_IN_USE:
+        souk_reply_header(r, "Retry-After", "1");
+        status = souk_problem(r, 409, "idempotency_key_in_use", "a request with this Idempotency-Key is still running");
+        break;
+    default:
+        status = souk_problem(r, 503, "unavailable", "cannot check the Idempotency-Key; retry");
+    }
+    json_decref(clean_address);
+    if (status != 0)
+        return status;
+    int waited = wait_for_order(r, id, 201);
+    saga_kick(id);
+    return waited;
+}
+
+/* ---- cancel and ship ---- */
+
+static int reply_order(struct souk_req *r, const char *id, int status)
+{
+    json_t *o = order_json(souk_req_db(r), id, NULL);
+    if (o == NULL)
+        return souk_problem(r, 503, "unavailable", "cannot read the order");
+    souk_reply_json(r, o);
+    return status;
+}
+
+/* Read status and step inside the open transaction. */
+static int order_state(struct souk_db *db, const char *id, char status[16], char step[16])
+{
+    struct souk_stmt *st = souk_db_query(db, "SELECT status, step FROM orders WHERE id = ?", "s", id);
+    if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
+        return SOUK_EDB;
+    snprintf(status, 16, "%s", souk_stmt_text(st, 0));
+    snprintf(step, 16, "%s", souk_stmt_text(st, 1));
+    souk_stmt_done(st);
+    return 0;
+}
+
+int orders_cancel(struct souk_req *r)
+{
+    const char *id = souk_req_param(r, "id");
+    struct souk_db *db = souk_req_db(r);
+    char status[16], step[16], now[SOUK_TIME_MAX];
+    if (!visible(r, id))
+        return souk_problem(r, 404, "order_not_found", "no order %.64s", id);
+    if (souk_db_begin(db) != 0)
+        return souk_problem(r, 503, "busy", "database busy");
+    if (order_state(db, id, status, step) != 0) {
+        souk_db_rollback(db);
+        return souk_problem(r, 503, "unavailable", "cannot read the order");
+    }
+    if (strcmp(status, "cancelled") == 0 || (strcmp(status, "confirmed") == 0 && strcmp(step, "refund") == 0)) {
+        souk_db_rollback(db);   /* already cancelled or being cancelled: the same answer */
+        return wait_for_order(r, id, 200);
+    }
+    if (strcmp(status, "pending") == 0 || strcmp(step, "done") != 0) {
+        souk_db_rollback(db);
+        souk_reply_header(r, "Retry-After", "1");
+        return souk_problem(r, 409, "order_pending", "the order is still being placed; retry when it is settled");
+    }
+    if (strcmp(status, "confirmed") != 0) {
+        souk_db_rollback(db);
+        return souk_problem(r, 409, "not_cancellable", "a %s order cannot be cancelled", status);
+    }
+    souk_time_now(now);
+    const char *reason = souk_req_identity(r)->admin ? "cancelled_by_admin" : "cancelled_by_customer";
+    if (souk_db_run(db, "UPDATE orders SET step = 'refund', reason = ?, attempts = 0, next_attempt_ms = 0,"
+                        " updated_at = ? WHERE id = ?", "sss", reason, now, id) != 1 ||
+        souk_db_commit(db) != 0) {
+        souk_db_rollback(db);
+        return souk_problem(r, 503, "unavailable", "cannot cancel the order; retry");
+    }
+    souk_info("order cancellation started", "{s:s,s:s}", "order_id", id, "by", souk_req_identity(r)->sub);
+    int waited = wait_for_order(r, id, 200);
+    saga_kick(id);
+    return waited;
+}
+
+int orders_ship(struct souk_req *r)
+{
+    const char *id = souk_req_param(r, "id");
+    struct souk_db *db = souk_req_db(r);
+    char status[16], step[16], now[SOUK_TIME_MAX];
+    if (!visible(r, id))
+        return souk_problem(r, 404, "order_not_found", "no order %.64s", id);
+    if (souk_db_begin(db) != 0)
+        return souk_problem(r, 503, "busy", "database busy");
+    if (order_state(db, id, status, step) != 0) {
+        souk_db_rollback(db);
+        return souk_problem(r, 503, "unavailable", "cannot read the order");
+    }
+    if (strcmp(status, "shipped") == 0) {
+        souk_db_rollback(db);
+        return reply_order(r, id, 200);
+    }
+    if (strcmp(status, "confirmed") != 0 || strcmp(step, "done") != 0) {
+        souk_db_rollback(db);
+        return souk_problem(r, 409, "not_shippable", "only a confirmed order can ship (this one is %s%s)",
+                            status, strcmp(step, "refund") == 0 ? ", being cancelled" : "");
+    }
+    souk_time_now(now);
+    int64_t changed = souk_db_run(db, "UPDATE orders SET status = 'shipped', shipped_at = ?, updated_at = ?"
+                                      " WHERE id = ?", "sss", now, now, id);
+    const char *user = NULL;
+    json_t *o = changed == 1 ? order_json(db, id, NULL) : NULL;
+    user = json_string_value(json_object_get(o, "user_id"));
+    if (user == NULL ||
+        souk_event_emit(db, "order.shipped", id,
+                        json_pack("{s:s,s:s,s:s}", "order_id", id, "user_id", user, "shipped_at", now)) != 0 ||
+        souk_db_commit(db) != 0) {
+        souk_db_rollback(db);
+        json_decref(o);
+        return souk_problem(r, 503, "unavailable", "cannot ship the order; retry");
+    }
+    json_decref(o);
+    souk_metric_inc(orders_transitions, "shipped");
+    souk_info("order shipped", "{s:s}", "order_id", id);
+    return reply_order(r, id, 200);
+}

@@ -1,0 +1,533 @@
+/* saga.c: the checkout saga's engine (DESIGN §5). Worker threads run one order at a
+ * time under a lease in the database (so two workers, or two replicas, never run
+ * the same saga); each step is one idempotent call to a peer, and its outcome is
+ * persisted with the next step in one transaction before the next call. A scanner
+ * resumes every unsettled order whose backoff has passed: at start, after a crash
+ * (when the dead worker's lease runs out) and after transient failures. */
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "orders.h"
+#include "souk/client.h"
+#include "souk/id.h"
+#include "souk/log.h"
+#include "souk/souk.h"
+
+#define LEASE_MS 10000          /* longer than one step's call; renewed every step */
+#define SCAN_MS 200             /* how often due sagas are looked for */
+#define STATS_EVERY_SCANS 10    /* orders_by_status refreshed every 2 s */
+#define SCAN_BATCH 64
+#define QUEUE_MAX 1024
+#define STEPS_PER_RUN 16        /* a run ends after this many steps (there are at most 6) */
+#define URL_MAX 512
+#define KEY_MAX 96
+
+struct souk_metric *orders_transitions, *orders_step_seconds, *orders_by_status;
+
+/* ---- the run queue: order ids, each at most once ---- */
+
+static char queue[QUEUE_MAX][SOUK_ID_MAX];
+static size_t q_head, q_len;
+static pthread_mutex_t q_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t q_cond = PTHREAD_COND_INITIALIZER;
+static bool stopping;
+static pthread_t *workers, scanner;
+static size_t nworkers;
+static bool scanner_started;
+
+void saga_kick(const char *order_id)
+{
+    pthread_mutex_lock(&q_lock);
+    bool dup = false;
+    for (size_t i = 0; i < q_len && !dup; i++)
+        dup = strcmp(queue[(q_head + i) % QUEUE_MAX], order_id) == 0;
+    if (!dup && q_len < QUEUE_MAX) {   /* full: the scanner finds it again later */
+        snprintf(queue[(q_head + q_len) % QUEUE_MAX], SOUK_ID_MAX, "%s", order_id);
+        q_len++;
+        pthread_cond_signal(&q_cond);
+    }
+    pthread_mutex_unlock(&q_lock);
+}
+
+static bool dequeue(char out[SOUK_ID_MAX])
+{
+    pthread_mutex_lock(&q_lock);
+    while (q_len == 0 && !stopping)
+        pthread_cond_wait(&q_cond, &q_lock);
+    bool got = q_len > 0 && !stopping;
+    if (got) {
+        memcpy(out, queue[q_head], SOUK_ID_MAX);
+        q_head = (q_head + 1) % QUEUE_MAX;
+        q_len--;
+    }
+    pthread_mutex_unlock(&q_lock);
+    return got;
+}
+
+/* ---- one order's saga state ---- */
+
+struct saga {
+    char id[SOUK_ID_MAX], user_id[SOUK_SUB_MAX], payment_method_id[SOUK_ID_MAX];
+    char payment_id[SOUK_ID_MAX], currency[8], reason[64], status[16];
+    enum saga_step step;
+    int64_t subtotal, shipping, total, attempts, refunded;
+    bool stock_committed;
+    json_t *items;              /* [{product_id,name,unit_price_cents,quantity,line_total_cents}] */
+    char lease[SOUK_ID_MAX];
+};
+
+static void copy(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src ? src : "");
+}
+
+/* Load the saga of id; 1 when found, 0 when not, negative on error. */
+static int load(struct souk_db *db, const char *id, struct saga *s)
+{
+    struct souk_stmt *st = souk_db_query(db,
+        "SELECT user_id, payment_method_id, payment_id, currency, reason, status, step,"
+        " subtotal_cents, shipping_cents, total_cents, attempts, refunded_cents, stock_committed,"
+        " items_json FROM orders WHERE id = ?", "s", id);
+    if (st == NULL)
+        return SOUK_EDB;
+    int rc = souk_stmt_step(st);
+    if (rc != SOUK_ROW)
+        return rc == SOUK_DONE ? 0 : rc;
+    copy(s->id, sizeof(s->id), id);
+    copy(s->user_id, sizeof(s->user_id), souk_stmt_text(st, 0));
+    copy(s->payment_method_id, sizeof(s->payment_method_id), souk_stmt_text(st, 1));
+    copy(s->payment_id, sizeof(s->payment_id), souk_stmt_text(st, 2));
+    copy(s->currency, sizeof(s->currency), souk_stmt_text(st, 3));
+    copy(s->reason, sizeof(s->reason), souk_stmt_text(st, 4));
+    copy(s->status, sizeof(s->status), souk_stmt_text(st, 5));
+    int step = saga_step_parse(souk_stmt_text(st, 6));
+    s->step = step < 0 ? STEP_DONE : (enum saga_step)step;
+    s->subtotal = souk_stmt_int(st, 7);
+    s->shipping = souk_stmt_int(st, 8);
+    s->total = souk_stmt_int(st, 9);
+    s->attempts = souk_stmt_int(st, 10);
+    s->refunded = souk_stmt_int(st, 11);
+    s->stock_committed = souk_stmt_int(st, 12) != 0;
+    json_decref(s->items);
+    s->items = json_loads(souk_stmt_text(st, 13), 0, NULL);
+    souk_stmt_done(st);
+    return s->items != NULL ? 1 : SOUK_EDB;
+}
+
+/* ---- the calls, one per step ---- */
+
+struct call_out {
+    struct saga_answer a;
+    json_t *body;    /* the answer's JSON (owned) */
+};
+
+static void call(const char *method, const char *peers, const char *path, json_t *body,
+                 const char *key, struct call_out *out)
+{
+    char base[URL_MAX], url[URL_MAX * 2];
+    struct souk_response res;
+    snprintf(url, sizeof(url), "%s%s", souk_client_pick(peers, base, sizeof(base)), path);
+    struct souk_call c = {.method = method, .url = url, .body = body, .idempotency_key = key,
+                          .service_token = true, .timeout_ms = orders_call_timeout_ms,
+                          .retries = 0 /* the saga retries with its own backoff */};
+    memset(out, 0, sizeof(*out));
+    out->a.rc = souk_client_do(&c, &res);
+    out->a.http = res.status;
+    if (json_is_object(res.json)) {
+        out->body = json_incref(res.json);
+        out->a.code = json_string_value(json_object_get(out->body, "code"));
+        out->a.pay_status = json_string_value(json_object_get(out->body, "status"));
+    }
+    souk_response_free(&res);
+}
+
+/* [{product_id, quantity}] for the catalog. */
+static json_t *reservation_items(const json_t *items)
+{
+    json_t *out = json_array(), *it;
+    size_t i;
+    json_array_foreach(items, i, it)
+        json_array_append_new(out, json_pack("{s:O,s:O}", "product_id", json_object_get(it, "product_id"),
+                                             "quantity", json_object_get(it, "quantity")));
+    return out;
+}
+
+static void run_step(const struct saga *s, struct call_out *out)
+{
+    char path[URL_MAX], key[KEY_MAX];
+    json_t *body = NULL;
+    snprintf(key, sizeof(key), "%s:%s", s->id, saga_step_name(s->step));
+    switch (s->step) {
+    case STEP_RESERVE:
+        body = json_pack("{s:s,s:o,s:I}", "reservation_id", s->id, "items", reservation_items(s->items),
+                         "ttl_seconds", (json_int_t)orders_reservation_ttl);
+        call("POST", orders_catalog_url, "/internal/v1/reservations", body, NULL, out);
+        break;
+    case STEP_AUTHORIZE:
+        body = json_pack("{s:s,s:s,s:s,s:I,s:s}", "order_id", s->id, "user_id", s->user_id,
+                         "payment_method_id", s->payment_method_id, "amount_cents",
+                         (json_int_t)s->total, "currency", s->currency);
+        call("POST", orders_payments_url, "/internal/v1/payments", body, key, out);
+        break;
+    case STEP_COMMIT:
+        snprintf(path, sizeof(path), "/internal/v1/reservations/%s/commit", s->id);
+        call("POST", orders_catalog_url, path, NULL, NULL, out);
+        break;
+    case STEP_RELEASE:
+        snprintf(path, sizeof(path), "/internal/v1/reservations/%s", s->id);
+        call("DELETE", orders_catalog_url, path, NULL, NULL, out);
+        break;
+    case STEP_CAPTURE:
+    case STEP_VOID:
+    case STEP_REFUND:
+        if (s->payment_id[0] == '\0') {
+            /* never authorized: nothing to void or refund, and nothing to capture */
+            memset(out, 0, sizeof(*out));
+            out->a.http = s->step == STEP_CAPTURE ? 409 : 200;
+            out->a.code = s->step == STEP_CAPTURE ? "no_payment" : NULL;
+            break;
+        }
+        snprintf(path, sizeof(path), "/internal/v1/payments/%s/%s", s->payment_id,
+                 s->step == STEP_CAPTURE ? "capture" : s->step == STEP_VOID ? "void" : "refunds");
+        if (s->step == STEP_REFUND)
+            body = json_pack("{s:I}", "amount_cents", (json_int_t)(s->total - s->refunded));
+        call("POST", orders_payments_url, path, body, key, out);
+        break;
+    case STEP_DONE:
+    case STEP_COUNT:
+        memset(out, 0, sizeof(*out));
+        out->a.http = 200;
+        break;
+    }
+    json_decref(body);
+}
+
+/* The reservation's prices into the order's lines and totals. False when the
+ * answer is not a usable reservation of exactly our products. */
+static bool apply_prices(struct saga *s, const json_t *resv, json_t **lines_out)
+{
+    json_t *items = json_object_get(resv, "items"), *lines = json_array(), *mine;
+    int64_t subtotal = 0;
+    size_t i;
+    bool ok = json_is_array(items) && json_array_size(items) == json_array_size(s->items);
+    json_array_foreach(s->items, i, mine) {
+        const char *pid = json_string_value(json_object_get(mine, "product_id"));
+        json_t *hit = NULL, *it;
+        size_t j;
+        json_array_foreach(items, j, it)
+            if (pid && json_string_value(json_object_get(it, "product_id")) &&
+                strcmp(pid, json_string_value(json_object_get(it, "product_id"))) == 0)
+                hit = it;
+        json_t *price = json_object_get(hit, "unit_price_cents");
+        const char *cur = json_string_value(json_object_get(hit, "currency"));
+        const char *name = json_string_value(json_object_get(hit, "name"));
+        int64_t qty = json_integer_value(json_object_get(mine, "quantity"));
+        if (!ok || hit == NULL || !json_is_integer(price) || json_integer_value(price) < 0 ||
+            (cur != NULL && strcmp(cur, s->currency) != 0)) {
+            ok = false;
+            break;
+        }
+        int64_t unit = json_integer_value(price);
+        subtotal += unit * qty;
+        if (name == NULL)
+            name = json_string_value(json_object_get(mine, "name"));
+        json_array_append_new(lines, json_pack("{s:s,s:s,s:I,s:I,s:I}", "product_id", pid, "name",
+                                               name ? name : "",
+                                               "unit_price_cents", (json_int_t)unit, "quantity",
+                                               (json_int_t)qty, "line_total_cents", (json_int_t)(unit * qty)));
+    }
+    if (!ok) {
+        json_decref(lines);
+        return false;
+    }
+    s->subtotal = subtotal;
+    s->shipping = orders_shipping_cents(subtotal);
+    s->total = subtotal + s->shipping;
+    *lines_out = lines;
+    return true;
+}
+
+/* ---- settling: the event of the final status ---- */
+
+static json_t *event_items(const json_t *items)
+{
+    json_t *out = json_array(), *it;
+    size_t i;
+    json_array_foreach(items, i, it)
+        json_array_append_new(out, json_pack("{s:O,s:O,s:O,s:O}", "product_id", json_object_get(it, "product_id"),
+                                             "name", json_object_get(it, "name"), "quantity",
+                                             json_object_get(it, "quantity"), "unit_price_cents",
+                                             json_object_get(it, "unit_price_cents")));
+    return out;
+}
+
+static int emit_final(struct souk_db *db, const struct saga *s, const char *status, const char *reason)
+{
+    json_t *d;
+    const char *type;
+    if (strcmp(status, "confirmed") == 0) {
+        type = "order.confirmed";
+        d = json_pack("{s:s,s:s,s:I,s:I,s:I,s:s,s:o}", "order_id", s->id, "user_id", s->user_id,
+                      "subtotal_cents", (json_int_t)s->subtotal, "shipping_cents", (json_int_t)s->shipping,
+                      "total_cents", (json_int_t)s->total, "currency", s->currency, "items",
+                      event_items(s->items));
+    } else if (strcmp(status, "rejected") == 0) {
+        type = "order.rejected";
+        d = json_pack("{s:s,s:s,s:s}", "order_id", s->id, "user_id", s->user_id, "reason",
+                      reason ? reason : "rejected");
+    } else {
+        type = "order.cancelled";
+        d = json_pack("{s:s,s:s,s:s,s:I,s:s,s:o,s:b}", "order_id", s->id, "user_id", s->user_id,
+                      "reason", reason ? reason : "cancelled", "refunded_cents", (json_int_t)s->refunded,
+                      "currency", s->currency, "items", event_items(s->items), "stock_committed",
+                      s->stock_committed);
+    }
+    return souk_event_emit(db, type, s->id, d);
+}
+
+/* ---- persisting a step's outcome ---- */
+
+static void log_step(struct souk_db *db, const struct saga *s, const char *outcome,
+                     const struct saga_answer *a, const char *now)
+{
+    souk_db_run(db, "INSERT INTO saga_log (order_id, step, outcome, http, code, at) VALUES (?, ?, ?, ?, ?, ?)",
+                "sssiSs", s->id, saga_step_name(s->step), outcome, (int64_t)a->http,
+                a->code ? a->code : (a->rc ? souk_strerror(a->rc) : a->pay_status), now);
+}
+
+/* Write the move in one transaction, provided we still hold the lease. Returns 0,
+ * 1 when the lease was lost (stop), or a negative code (retry later). */
+static int persist(struct souk_db *db, struct saga *s, const struct saga_move *m,
+                   const struct call_out *out)
+{
+    char now[SOUK_TIME_MAX];
+    souk_time_now(now);
+    json_t *lines = NULL;
+    struct saga_move mv = *m;
+    if (!mv.retry && s->step == STEP_RESERVE && mv.next == STEP_AUTHORIZE &&
+        !apply_prices(s, out->body, &lines)) {
+        souk_error("reservation answer does not match the order", "{s:s}", "order_id", s->id);
+        mv.next = STEP_RELEASE;
+        mv.reason = "reservation_failed";
+    }
+    if (souk_db_begin(db) != 0) {
+        json_decref(lines);
+        return SOUK_EBUSY;
+    }
+    int64_t mine = 0;
+    int rc = souk_db_int(db, &mine, "SELECT count(*) FROM orders WHERE id = ? AND lease_owner = ?", "ss",
+                         s->id, s->lease);
+    if (rc < 0 || mine == 0) {
+        souk_db_rollback(db);
+        json_decref(lines);
+        return rc < 0 ? rc : 1;
+    }
+    if (mv.retry) {
+        int64_t delay = saga_backoff_ms(s->attempts + 1);
+        delay += (int64_t)randombytes_uniform((uint32_t)(delay / 2 + 1));   /* jitter */
+        rc = souk_db_run(db, "UPDATE orders SET attempts = attempts + 1, next_attempt_ms = ?,"
+                             " lease_until = 0, lease_owner = '' WHERE id = ?", "is",
+                         souk_wall_ms() + delay, s->id);
+        log_step(db, s, "retry", &out->a, now);
+        goto commit;
+    }
+    if (lines != NULL) {
+        char *text = souk_json_dump(lines, NULL);
+        rc = souk_db_run(db, "UPDATE orders SET items_json = ?, subtotal_cents = ?, shipping_cents = ?,"
+                             " total_cents = ? WHERE id = ?", "siiis", text, s->subtotal, s->shipping,
+                         s->total, s->id);
+        free(text);
+        json_decref(s->items);
+        s->items = lines;
+        lines = NULL;
+        if (rc < 0)
+            goto fail;
+    }
+    if (s->step == STEP_AUTHORIZE && mv.next == STEP_COMMIT) {
+        const char *pid = json_string_value(json_object_get(out->body, "id"));
+        if (pid == NULL || strlen(pid) >= sizeof(s->payment_id)) {   /* a 2xx without an id */
+            mv.next = STEP_RELEASE;
+            mv.reason = "payment_failed";
+        } else {
+            copy(s->payment_id, sizeof(s->payment_id), pid);
+        }
+    }
+    if (mv.stock_committed)
+        s->stock_committed = true;
+    if (s->step == STEP_REFUND && out->a.http >= 200 && out->a.http < 300 && s->payment_id[0])
+        s->refunded = s->total;
+    if (mv.reason != NULL)
+        copy(s->reason, sizeof(s->reason), mv.reason);
+    rc = souk_db_run(db,
+        "UPDATE orders SET step = ?, status = COALESCE(?, status), reason = ?, payment_id = ?,"
+        " stock_committed = ?, refunded_cents = ?, attempts = 0, next_attempt_ms = 0, updated_at = ?,"
+        " cancelled_at = CASE WHEN ? = 'cancelled' THEN ? ELSE cancelled_at END WHERE id = ?",
+        "sSSSiissss", saga_step_name(mv.next), mv.status, s->reason[0] ? s->reason : NULL,
+        s->payment_id[0] ? s->payment_id : NULL, (int64_t)s->stock_committed, s->refunded, now,
+        mv.status ? mv.status : "", now, s->id);
+    if (rc < 0)
+        goto fail;
+    if (mv.status != NULL && (rc = emit_final(db, s, mv.status, s->reason[0] ? s->reason : NULL)) < 0)
+        goto fail;
+    log_step(db, s, "ok", &out->a, now);
+commit:
+    if (rc < 0 || souk_db_commit(db) != 0)
+        goto fail;
+    if (!mv.retry) {
+        if (mv.status != NULL) {
+            souk_metric_inc(orders_transitions, mv.status);
+            souk_info("order settled", "{s:s,s:s,s:s}", "order_id", s->id, "status", mv.status,
+                      "reason", s->reason);
+        }
+        s->step = mv.next;
+        s->attempts = 0;
+    }
+    return mv.retry ? 1 : 0;
+fail:
+    souk_db_rollback(db);
+    json_decref(lines);
+    return rc < 0 ? rc : SOUK_EDB;
+}
+
+/* ---- a run: claim, step until settled or a transient failure, let go ---- */
+
+static bool claim(struct souk_db *db, const char *id, char lease[SOUK_ID_MAX])
+{
+    souk_id_new(lease, "lse");
+    int64_t now = souk_wall_ms();
+    int rc = souk_db_run(db, "UPDATE orders SET lease_until = ?, lease_owner = ? WHERE id = ?"
+                             " AND step <> 'done' AND lease_until <= ? AND next_attempt_ms <= ?",
+                         "issii", now + LEASE_MS, lease, id, now, now);
+    return rc == 1;
+}
+
+static void run(const char *id)
+{
+    struct souk_db *db = souk_db_thread();
+    struct saga s = {0};
+    if (db == NULL || !claim(db, id, s.lease))
+        return;
+    for (int n = 0; n < STEPS_PER_RUN; n++) {
+        if (load(db, id, &s) != 1 || s.step == STEP_DONE)
+            break;
+        if (souk_db_run(db, "UPDATE orders SET lease_until = ? WHERE id = ? AND lease_owner = ?", "iss",
+                        souk_wall_ms() + LEASE_MS, id, s.lease) != 1)
+            goto out;   /* lost the lease: another worker has it */
+        struct call_out out;
+        uint64_t t0 = souk_now_ns();
+        run_step(&s, &out);
+        souk_metric_observe(orders_step_seconds, (double)(souk_now_ns() - t0) / 1e9,
+                            saga_step_name(s.step));
+        struct saga_move m;
+        saga_decide(s.step, &out.a, s.reason[0] ? s.reason : NULL, &m);
+        if (m.retry)
+            souk_warn("saga step failed transiently", "{s:s,s:s,s:i,s:s,s:s}", "order_id", id, "step",
+                      saga_step_name(s.step), "http", out.a.http, "code", out.a.code ? out.a.code : "",
+                      "error", souk_strerror(out.a.rc));
+        int rc = persist(db, &s, &m, &out);
+        json_decref(out.body);
+        if (rc != 0)
+            goto out;   /* retry scheduled (lease given back), lease lost, or db error */
+        wait_notify(id);
+    }
+    souk_db_run(db, "UPDATE orders SET lease_until = 0, lease_owner = '' WHERE id = ? AND lease_owner = ?",
+                "ss", id, s.lease);
+out:
+    json_decref(s.items);
+    wait_notify(id);
+}
+
+static void *worker_main(void *arg)
+{
+    SOUK_UNUSED(arg);
+    char id[SOUK_ID_MAX];
+    while (dequeue(id))
+        run(id);
+    return NULL;
+}
+
+/* ---- the scanner: due sagas, and the orders_by_status gauge ---- */
+
+static void refresh_stats(struct souk_db *db)
+{
+    static const char *const statuses[] = {"pending", "confirmed", "shipped", "rejected", "cancelled"};
+    for (size_t i = 0; i < SOUK_ARRAY_LEN(statuses); i++) {
+        int64_t n = 0;
+        if (souk_db_int(db, &n, "SELECT count(*) FROM orders WHERE status = ?", "s", statuses[i]) >= 0)
+            souk_metric_set(orders_by_status, (double)n, statuses[i]);
+    }
+}
+
+static void scan(struct souk_db *db)
+{
+    int64_t now = souk_wall_ms();
+    struct souk_stmt *st = souk_db_query(db,
+        "SELECT id FROM orders WHERE step <> 'done' AND next_attempt_ms <= ? AND lease_until <= ?"
+        " ORDER BY next_attempt_ms LIMIT ?", "iii", now, now, (int64_t)SCAN_BATCH);
+    if (st == NULL)
+        return;
+    char ids[SCAN_BATCH][SOUK_ID_MAX];
+    int n = 0;
+    while (n < SCAN_BATCH && souk_stmt_step(st) == SOUK_ROW)
+        copy(ids[n++], SOUK_ID_MAX, souk_stmt_text(st, 0));
+    souk_stmt_done(st);
+    for (int i = 0; i < n; i++)
+        saga_kick(ids[i]);
+}
+
+static void *scanner_main(void *arg)
+{
+    SOUK_UNUSED(arg);
+    struct souk_db *db = souk_db_thread();
+    for (unsigned tick = 0;; tick++) {
+        pthread_mutex_lock(&q_lock);
+        bool stop = stopping;
+        pthread_mutex_unlock(&q_lock);
+        if (stop)
+            break;
+        if (db != NULL) {
+            scan(db);
+            if (tick % STATS_EVERY_SCANS == 0)
+                refresh_stats(db);
+        }
+        usleep(SCAN_MS * 1000);
+    }
+    return NULL;
+}
+
+int saga_start(void)
+{
+    orders_transitions = souk_metric_counter("orders_transitions_total",
+                                             "orders reaching a status", "status");
+    orders_step_seconds = souk_metric_histogram("orders_saga_step_duration_seconds",
+                                                "time of one saga step (one call to a peer)", "step");
+    orders_by_status = souk_metric_gauge("orders_by_status", "orders by current status", "status");
+    nworkers = (size_t)orders_workers;
+    workers = souk_xcalloc(nworkers, sizeof(*workers));
+    for (size_t i = 0; i < nworkers; i++)
+        if (pthread_create(&workers[i], NULL, worker_main, NULL) != 0)
+            return SOUK_ENOMEM;
+    if (pthread_create(&scanner, NULL, scanner_main, NULL) != 0)
+        return SOUK_ENOMEM;
+    scanner_started = true;
+    return 0;
+}
+
+void saga_stop(void)
+{
+    pthread_mutex_lock(&q_lock);
+    stopping = true;
+    pthread_cond_broadcast(&q_cond);
+    pthread_mutex_unlock(&q_lock);
+    for (size_t i = 0; i < nworkers; i++)
+        pthread_join(workers[i], NULL);
+    if (scanner_started)
+        pthread_join(scanner, NULL);
+    free(workers);
+    workers = NULL;
+    nworkers = 0;
+}
