@@ -39,7 +39,7 @@ char *souk_id_make(char out[SOUK_ID_MAX], const char *prefix, int64_t ms, const 
 char *souk_id_new(char out[SOUK_ID_MAX], const char *prefix)
 {
     uint8_t rnd[10];
-    randombytes_buf(rnd, sizeof(rnd));
+    souk_random(rnd, sizeof(rnd));
     return souk_id_make(out, prefix, souk_wall_ms(), rnd);
 }
 

@@ -428,12 +428,12 @@ static void trace_context(struct souk_req *r)
         memcpy(r->trace_id, tp + 3, 32);
         memcpy(flags, tp + 53, 2);
     } else {
-        randombytes_buf(rnd, 16);
+        souk_random(rnd, 16);
         sodium_bin2hex(r->trace_id, sizeof(r->trace_id), rnd, 16);
     }
     r->trace_id[32] = '\0';
     char span[17];
-    randombytes_buf(rnd, 8);
+    souk_random(rnd, 8);
     sodium_bin2hex(span, sizeof(span), rnd, 8);
     snprintf(r->traceparent, sizeof(r->traceparent), "00-%s-%s-%s", r->trace_id, span, flags);
 }

@@ -35,6 +35,9 @@ void *souk_xrealloc(void *p, size_t n);
 char *souk_xstrdup(const char *s);
 void souk_oom(void) __attribute__((noreturn));
 
+/* n unpredictable bytes (kernel randomness, pooled per thread). */
+void souk_random(void *out, size_t n);
+
 /* Monotonic and wall clocks. */
 uint64_t souk_now_ns(void);    /* CLOCK_MONOTONIC */
 int64_t souk_wall_ms(void);    /* milliseconds since the epoch */
