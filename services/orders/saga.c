@@ -82,6 +82,8 @@ struct saga {
 
 static void copy(char *dst, size_t cap, const char *src)
 {
+    if (src == dst)   /* a move keeping the reason it was given points at it */
+        return;
     snprintf(dst, cap, "%s", src ? src : "");
 }
 

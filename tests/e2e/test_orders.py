@@ -1,0 +1,205 @@
+"""Checkout end to end on the whole platform (souk up -d): a customer's journey
+through the gateway, an admin shipping, declined cards, idempotent retries,
+oversell under concurrency, and kill -9 of orders, payments and catalog while
+checkouts stream in, with the money and stock invariants checked after."""
+import concurrent.futures as cf
+import os
+import signal
+import threading
+import time
+import uuid
+
+import pytest
+import requests
+
+from conftest import assert_problem
+from orders_helpers import (ADDRESS, CARD_DECLINED, CARD_FLAKY, FINAL, Shop, bearer, wait_until)
+
+
+@pytest.fixture
+def shop(tmp_path):
+    s = Shop(tmp_path)
+    try:
+        yield s.up()
+    finally:
+        s.down()
+
+
+def test_customer_journey_through_the_gateway(shop):
+    gw = shop.url("gateway")
+    pid = shop.product(price_cents=2000, stock=5)
+    c = shop.customer(base=gw)
+    # browse
+    r = requests.get(gw + f"/api/v1/products/{pid}", timeout=5)
+    assert r.status_code == 200 and r.json()["price_cents"] == 2000
+    # cart
+    cart = shop.add_to_cart(c["token"], pid, 3, base=gw)
+    assert cart["items"][0]["quantity"] == 3 and cart["subtotal_cents"] == 6000
+    assert cart["items"][0]["line_total_cents"] == 6000
+    # a saved address
+    r = requests.post(gw + "/api/v1/users/me/addresses", headers=bearer(c["token"]), json=ADDRESS, timeout=5)
+    assert r.status_code == 201, r.text
+    address_id = r.json()["id"]
+    # check out
+    r = shop.checkout(c, base=gw, body={"payment_method_id": c["pm"], "address_id": address_id})
+    assert r.status_code == 201, r.text
+    order = r.json()
+    assert order["status"] == "confirmed", order
+    assert order["subtotal_cents"] == 6000 and order["shipping_cents"] == 0 and order["total_cents"] == 6000
+    assert order["items"] == [{"product_id": pid, "name": order["items"][0]["name"], "unit_price_cents": 2000,
+                               "quantity": 3, "line_total_cents": 6000}]
+    assert order["shipping_address"]["line1"] == ADDRESS["line1"]
+    assert shop.stock(pid) == 2
+    pays = shop.payments(c["token"], order["id"])
+    assert [(p["status"], p["captured_cents"]) for p in pays] == [("captured", 6000)]
+    # the cart empties, the mail arrives, the order is listed
+    wait_until(lambda: requests.get(gw + "/api/v1/cart", headers=bearer(c["token"]), timeout=5)
+               .json()["items"] == [], 15, "cart emptied")
+    wait_until(lambda: any(order["id"] in m and c["email"] in m and "confirmed" in m for m in shop.mails()),
+               20, "confirmation mail")
+    r = requests.get(gw + "/api/v1/orders", headers=bearer(c["token"]), timeout=5)
+    assert [o["id"] for o in r.json()["items"]] == [order["id"]]
+    # another customer cannot see it
+    other = shop.customer()
+    assert_problem(requests.get(gw + f"/api/v1/orders/{order['id']}", headers=bearer(other["token"]), timeout=5),
+                   404, "order_not_found")
+    # cancel: refunded, stock back
+    r = requests.post(gw + f"/api/v1/orders/{order['id']}/cancel", headers=bearer(c["token"]), timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "cancelled" and r.json().get("reason") == "cancelled_by_customer", r.json()
+    pays = shop.payments(c["token"], order["id"])
+    assert [(p["status"], p["refunded_cents"]) for p in pays] == [("refunded", 6000)]
+    wait_until(lambda: shop.stock(pid) == 5, 15, "stock restored by order.cancelled")
+    wait_until(lambda: any(order["id"] in m and "cancelled" in m for m in shop.mails()), 20, "cancellation mail")
+    # a cancelled order cannot ship
+    assert_problem(requests.post(gw + f"/api/v1/orders/{order['id']}/ship", headers=bearer(shop.admin),
+                                 timeout=5), 409, "not_shippable")
+
+
+def test_admin_ships_an_order(shop):
+    pid = shop.product(price_cents=1000, stock=3)
+    c = shop.customer()
+    shop.add_to_cart(c["token"], pid, 1)
+    r = shop.checkout(c)
+    assert r.status_code == 201 and r.json()["status"] == "confirmed", r.text
+    order = r.json()
+    assert order["shipping_cents"] == 499 and order["total_cents"] == 1499
+    oid = order["id"]
+    # customers cannot ship
+    r = requests.post(shop.url("orders") + f"/api/v1/orders/{oid}/ship", headers=bearer(c["token"]), timeout=5)
+    assert r.status_code == 403
+    r = requests.post(shop.url("orders") + f"/api/v1/orders/{oid}/ship", headers=bearer(shop.admin), timeout=5)
+    assert r.status_code == 200 and r.json()["status"] == "shipped" and r.json()["shipped_at"], r.text
+    # admins see every order
+    r = requests.get(shop.url("orders") + "/api/v1/orders", headers=bearer(shop.admin), timeout=5)
+    assert oid in [o["id"] for o in r.json()["items"]]
+    # a shipped order cannot be cancelled
+    assert_problem(requests.post(shop.url("orders") + f"/api/v1/orders/{oid}/cancel",
+                                 headers=bearer(c["token"]), timeout=5), 409, "not_cancellable")
+    wait_until(lambda: any(oid in m and "shipped" in m for m in shop.mails()), 20, "shipping mail")
+
+
+def test_declined_card_rejects_and_releases_stock(shop):
+    pid = shop.product(price_cents=700, stock=4)
+    c = shop.customer(card=CARD_DECLINED)
+    shop.add_to_cart(c["token"], pid, 2)
+    r = shop.checkout(c)
+    assert r.status_code == 201, r.text
+    assert r.json()["status"] == "rejected" and r.json()["reason"] == "payment_declined"
+    assert shop.stock(pid) == 4
+    assert [p["status"] for p in shop.payments(c["token"], r.json()["id"])] == ["declined"]
+    # the cart is kept for another try
+    r = requests.get(shop.url("cart") + "/api/v1/cart", headers=bearer(c["token"]), timeout=5)
+    assert len(r.json()["items"]) == 1
+
+
+def test_flaky_processor_is_retried(shop):
+    pid = shop.product(price_cents=700, stock=4)
+    c = shop.customer(card=CARD_FLAKY)
+    shop.add_to_cart(c["token"], pid, 1)
+    r = shop.checkout(c)
+    assert r.status_code == 201 and r.json()["status"] == "confirmed", r.text
+    pays = shop.payments(c["token"], r.json()["id"])
+    assert [(p["status"], p["captured_cents"]) for p in pays] == [("captured", 1199)]
+
+
+def test_idempotency_key_gives_one_order_and_one_charge(shop):
+    pid = shop.product(price_cents=6000, stock=5)
+    c = shop.customer()
+    shop.add_to_cart(c["token"], pid, 1)
+    key = str(uuid.uuid4())
+    first = shop.checkout(c, key=key)
+    assert first.status_code == 201, first.text
+    second = shop.checkout(c, key=key)
+    assert second.status_code == 201, second.text
+    assert second.json()["id"] == first.json()["id"]
+    assert second.headers.get("Idempotent-Replayed") == "true"
+    assert len(shop.payments(c["token"], first.json()["id"])) == 1
+    assert shop.stock(pid) == 4
+    r = requests.get(shop.url("orders") + "/api/v1/orders", headers=bearer(c["token"]), timeout=5)
+    assert len(r.json()["items"]) == 1
+    # the same key with another body
+    other = shop.checkout(c, key=key, body={"payment_method_id": c["pm"], "shipping_address": {**ADDRESS, "city": "X"}})
+    assert_problem(other, 409, "idempotency_key_reused")
+
+
+def test_bad_requests(shop):
+    c = shop.customer()
+    base = shop.url("orders")
+    h = bearer(c["token"])
+    assert_problem(requests.post(base + "/api/v1/orders", headers=h, json={"payment_method_id": c["pm"],
+                                 "shipping_address": ADDRESS}, timeout=5), 400, "idempotency_key_required")
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    for body, field in [({}, "payment_method_id"),
+                        ({"payment_method_id": c["pm"]}, "address_id"),
+                        ({"payment_method_id": "nope", "shipping_address": ADDRESS}, "payment_method_id"),
+                        ({"payment_method_id": c["pm"], "shipping_address": {**ADDRESS, "country": "usa"}},
+                         "shipping_address.country"),
+                        ({"payment_method_id": c["pm"], "shipping_address": {**ADDRESS, "line1": "x" * 500}},
+                         "shipping_address.line1"),
+                        ({"payment_method_id": c["pm"], "shipping_address": ADDRESS, "extra": 1}, "extra")]:
+        p = assert_problem(requests.post(base + "/api/v1/orders", headers={**h, **key}, json=body, timeout=5), 400)
+        assert field in [e["field"] for e in p["errors"]], (body, p)
+    assert_problem(shop.checkout(c), 409, "cart_empty")
+    assert_problem(requests.get(base + "/api/v1/orders/ord_nope", headers=h, timeout=5), 404)
+    assert requests.get(base + "/api/v1/orders", timeout=5).status_code == 401
+    cart = shop.url("cart")
+    pid = shop.product(stock=1)
+    for qty in (-1, 100, "3", None):
+        assert_problem(requests.put(cart + f"/api/v1/cart/items/{pid}", headers=h, json={"quantity": qty},
+                                    timeout=5), 400)
+    assert_problem(requests.put(cart + "/api/v1/cart/items/prd_01J00000000000000000000000", headers=h,
+                                json={"quantity": 1}, timeout=5), 404, "product_not_found")
+    shop.add_to_cart(c["token"], pid, 2)
+    p = assert_problem(shop.checkout(c, body={"payment_method_id": c["pm"], "address_id": "adr_nope"}), 400)
+    assert p["errors"][0]["field"] == "address_id"
+    r = requests.put(cart + f"/api/v1/cart/items/{pid}", headers=h, json={"quantity": 0}, timeout=5)
+    assert r.status_code == 200 and r.json()["items"] == []
+
+
+def test_oversell_fifty_customers_ten_units(shop):
+    pid = shop.product(price_cents=1000, stock=10)
+    with cf.ThreadPoolExecutor(8) as ex:
+        customers = list(ex.map(lambda _: shop.customer(), range(50)))
+    for c in customers:
+        shop.add_to_cart(c["token"], pid, 1)
+    barrier = threading.Barrier(50)
+
+    def go(c):
+        barrier.wait()
+        r = shop.checkout(c, timeout=60)
+        assert r.status_code in (201, 202), r.text
+        return c, r.json()["id"]
+
+    with cf.ThreadPoolExecutor(50) as ex:
+        placed = list(ex.map(go, customers))
+    orders = [shop.wait_final(c["token"], oid) for c, oid in placed]
+    confirmed = [o for o in orders if o["status"] == "confirmed"]
+    rejected = [o for o in orders if o["status"] == "rejected"]
+    assert len(confirmed) == 10, [o["status"] for o in orders]
+    assert len(rejected) == 40 and all(o["reason"] == "out_of_stock" for o in rejected)
+    assert shop.stock(pid) == 0
+    for c, oid in placed:
+        pays = shop.payments(c["token"], oid)
+        status = next(o["status"] for o in orders if o["id"] == oid)
+        assert [p["status"] for p in pays] == (["captured"] if status == "confirmed" else [])
