@@ -97,6 +97,10 @@ def test_admin_ships_an_order(shop):
     assert_problem(requests.post(shop.url("orders") + f"/api/v1/orders/{oid}/cancel",
                                  headers=bearer(c["token"]), timeout=5), 409, "not_cancellable")
     wait_until(lambda: any(oid in m and "shipped" in m for m in shop.mails()), 20, "shipping mail")
+    # domain metrics: orders by status, saga step durations
+    metrics = lambda: requests.get(shop.url("orders") + "/metrics", timeout=5).text
+    assert 'orders_saga_step_duration_seconds_count{step="capture"} 1' in metrics()
+    wait_until(lambda: 'orders_by_status{status="shipped"} 1' in metrics(), 10, "orders_by_status")
 
 
 def test_declined_card_rejects_and_releases_stock(shop):
@@ -203,3 +207,133 @@ def test_oversell_fifty_customers_ten_units(shop):
         pays = shop.payments(c["token"], oid)
         status = next(o["status"] for o in orders if o["id"] == oid)
         assert [p["status"] for p in pays] == (["captured"] if status == "confirmed" else [])
+
+
+def _restart_after_kill(shop, name, old_pid, timeout=20):
+    wait_until(lambda: shop.platform.state()[(name, 0)]["pid"] != old_pid
+               and requests.get(shop.url(name) + "/readyz", timeout=0.5).status_code == 200,
+               timeout, f"{name} back after SIGKILL")
+
+
+def test_sigkill_orders_payments_catalog_while_checking_out(shop):
+    start_stock = 600   # enough that most checkouts reach payments while peers die
+    products = [shop.product(price_cents=1200, stock=start_stock), shop.product(price_cents=3100, stock=start_stock)]
+    cards = ["4242424242424242"] * 6 + [CARD_DECLINED, CARD_FLAKY]
+    with cf.ThreadPoolExecutor(8) as ex:
+        customers = list(ex.map(lambda i: shop.customer(card=cards[i % len(cards)]), range(16)))
+    stop = threading.Event()
+    errors = []
+
+    def stream(i, c):
+        """Keep checking out: fill the cart, place it, retry the same key until answered."""
+        n = 0
+        while not stop.is_set():
+            n += 1
+            try:
+                shop.add_to_cart(c["token"], products[(i + n) % 2], 1 + n % 3)
+            except (AssertionError, requests.RequestException):
+                time.sleep(0.3)   # cart or catalog restarting
+                continue
+            key = str(uuid.uuid4())
+            for _ in range(200):
+                try:
+                    r = shop.checkout(c, key=key, timeout=10)
+                    if r.status_code in (201, 202):
+                        break
+                    if r.status_code not in (409, 503):   # in use / a peer restarting
+                        errors.append(r.text)
+                        break
+                except requests.RequestException:
+                    pass
+                time.sleep(0.2)
+            time.sleep(0.25)
+
+    threads = [threading.Thread(target=stream, args=(i, c)) for i, c in enumerate(customers)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(2)
+        for name in ("orders", "payments", "catalog"):
+            old = shop.platform.state()[(name, 0)]["pid"]
+            os.kill(old, signal.SIGKILL)
+            _restart_after_kill(shop, name, old)
+            time.sleep(1.5)
+        time.sleep(1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert errors == []
+
+    # within 30 s every order is final
+    def all_orders():
+        out = []
+        for c in customers:
+            r = requests.get(shop.url("orders") + "/api/v1/orders", params={"page_size": 100},
+                             headers=bearer(c["token"]), timeout=5)
+            assert r.status_code == 200 and r.json()["next_page_token"] is None, r.text
+            out += [(c, o) for o in r.json()["items"]]
+        return out
+
+    settled = wait_until(lambda: (o := all_orders()) and all(x["status"] in FINAL for _, x in o) and o,
+                         30, "every order final", every=0.5)
+    statuses = [o["status"] for _, o in settled]
+    assert statuses.count("confirmed") >= 5, statuses
+    assert statuses.count("rejected") >= 1, statuses
+
+    # money: one capture of the total per confirmed order, no net charge otherwise
+    sold = {p: 0 for p in products}
+    for c, o in settled:
+        pays = shop.payments(c["token"], o["id"])
+        if o["status"] == "confirmed":
+            assert [(p["status"], p["captured_cents"], p["refunded_cents"]) for p in pays] == \
+                [("captured", o["total_cents"], 0)], (o, pays)
+            for it in o["items"]:
+                sold[it["product_id"]] += it["quantity"]
+        else:
+            assert sum(p["captured_cents"] - p["refunded_cents"] for p in pays) == 0, (o, pays)
+            assert all(p["status"] in ("declined", "voided", "refunded") for p in pays), (o, pays)
+        if o["status"] == "rejected" and c["pm"] and o["reason"] == "payment_declined":
+            assert [p["status"] for p in pays] == ["declined"]
+
+    # stock: on hand plus sold is what we started with, nothing left held
+    wait_until(lambda: all(shop.stock(p) + sold[p] == start_stock for p in products), 15,
+               f"stock to balance (sold {sold})")
+    ledger = shop.ledger()
+    assert ledger["balanced"] is True and ledger["consistent"] is True, ledger
+    # the kills did interrupt sagas in flight (else this test proved nothing)
+    with open(os.path.join(shop.var, "log", "orders.log"), errors="replace") as f:
+        assert any("saga step failed transiently" in l and '"http":0' in l for l in f)
+
+
+def test_cart_follows_catalog_changes(shop):
+    pid = shop.product(price_cents=1000, stock=5)
+    c = shop.customer()
+    shop.add_to_cart(c["token"], pid, 2)
+    cat = shop.url("catalog") + f"/api/v1/products/{pid}"
+    etag = requests.get(cat, timeout=5).headers["ETag"]
+    r = requests.patch(cat, headers={**bearer(shop.admin), "If-Match": etag},
+                       json={"price_cents": 1250, "name": "Renamed thing"}, timeout=5)
+    assert r.status_code == 200, r.text
+
+    def cart():
+        return requests.get(shop.url("cart") + "/api/v1/cart", headers=bearer(c["token"]), timeout=5).json()
+    wait_until(lambda: cart()["items"][0]["unit_price_cents"] == 1250, 15, "price refreshed")
+    got = cart()
+    assert got["items"][0]["name"] == "Renamed thing" and got["subtotal_cents"] == 2500
+    # an order is priced by the catalog's reservation, not by the cart
+    r = shop.checkout(c)
+    assert r.status_code == 201 and r.json()["subtotal_cents"] == 2500, r.text
+    # archived products leave every cart
+    pid2 = shop.product(price_cents=100, stock=5)
+    shop.add_to_cart(c["token"], pid2, 1)
+    assert requests.delete(shop.url("catalog") + f"/api/v1/products/{pid2}", headers=bearer(shop.admin),
+                           timeout=5).status_code == 204
+    wait_until(lambda: all(i["product_id"] != pid2 for i in cart()["items"]), 15, "archived product removed")
+    # other carts are private; clearing empties
+    other = shop.customer()
+    assert requests.get(shop.url("cart") + "/api/v1/cart", headers=bearer(other["token"]), timeout=5).json()["items"] == []
+    assert requests.get(shop.url("cart") + f"/internal/v1/carts/{c['id']}", headers=bearer(other["token"]),
+                        timeout=5).status_code in (401, 403)
+    r = requests.delete(shop.url("cart") + "/api/v1/cart", headers=bearer(c["token"]), timeout=5)
+    assert r.status_code == 200 and r.json()["items"] == []
