@@ -6,11 +6,55 @@
 
 #include "notify.h"
 #include "souk/id.h"
+#include "souk/json.h"
 #include "souk/log.h"
 #include "souk/souk.h"
 
 #define EMAIL_MAX 254
 #define NAME_MAX_LEN 200
+
+static json_t *user_row(struct souk_db *db, const char *user_id)
+{
+    struct souk_stmt *st = souk_db_query(db, "SELECT email, name FROM users WHERE user_id = ?", "s", user_id);
+    if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
+        return json_object();
+    json_t *u = souk_stmt_row_json(st);
+    souk_stmt_done(st);
+    return u;
+}
+
+/* Notifications made while the user was unknown were rendered without a name:
+ * render them again from their event data now that the user is known. */
+static int rerender_parked(struct souk_db *db, const char *user_id)
+{
+    json_t *user = user_row(db, user_id);
+    struct souk_stmt *st = souk_db_query(db, "SELECT n.id, n.type, n.data FROM notifications n"
+                                             " JOIN deliveries d ON d.notification_id = n.id"
+                                             " WHERE n.user_id = ? AND d.status = 'no_address'", "s", user_id);
+    json_t *parked = json_array();
+    while (st != NULL && souk_stmt_step(st) == SOUK_ROW)
+        json_array_append_new(parked, json_pack("{s:s,s:s,s:s}", "id", souk_stmt_text(st, 0), "type",
+                                                souk_stmt_text(st, 1), "data", souk_stmt_text(st, 2)));
+    int rc = 0;
+    size_t i;
+    json_t *p;
+    json_array_foreach(parked, i, p) {
+        json_t *data = json_loads(json_string_value(json_object_get(p, "data")), 0, NULL);
+        char *subject = NULL, *body = NULL;
+        if (data != NULL &&
+            notify_render(json_string_value(json_object_get(p, "type")), data, user, &subject, &body) == 0)
+            rc = souk_db_run(db, "UPDATE notifications SET subject = ?, body = ? WHERE id = ?", "sss",
+                             subject, body, json_string_value(json_object_get(p, "id")));
+        free(subject);
+        free(body);
+        json_decref(data);
+        if (rc < 0)
+            break;
+    }
+    json_decref(parked);
+    json_decref(user);
+    return rc < 0 ? rc : 0;
+}
 
 /* user.registered carries the address; later events find it in our users table. */
 static int remember_user(struct souk_db *db, const char *user_id, json_t *data, const char *now)
@@ -26,21 +70,14 @@ static int remember_user(struct souk_db *db, const char *user_id, json_t *data, 
                          "ssss", user_id, email, name ? name : "", now);
     if (rc < 0)
         return rc;
+    rc = rerender_parked(db, user_id);
+    if (rc < 0)
+        return rc;
     /* mails that waited for this address can go now */
     rc = souk_db_run(db, "UPDATE deliveries SET recipient = ?, status = 'pending', next_attempt_ms = ?"
                          " WHERE user_id = ? AND status = 'no_address'", "sis", email, souk_wall_ms(),
                      user_id);
     return rc < 0 ? rc : 0;
-}
-
-static json_t *user_row(struct souk_db *db, const char *user_id)
-{
-    struct souk_stmt *st = souk_db_query(db, "SELECT email, name FROM users WHERE user_id = ?", "s", user_id);
-    if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
-        return json_object();
-    json_t *u = souk_stmt_row_json(st);
-    souk_stmt_done(st);
-    return u;
 }
 
 int notify_on_event(struct souk_db *db, const struct souk_event *ev)
@@ -59,9 +96,11 @@ int notify_on_event(struct souk_db *db, const struct souk_event *ev)
     if ((rc = notify_render(ev->type, ev->data, user, &subject, &body)) != 0)
         goto out;
     souk_id_new(id, "ntf");
-    rc = souk_db_run(db, "INSERT INTO notifications (id, user_id, event_id, type, subject, body, created_at)"
-                         " VALUES (?, ?, ?, ?, ?, ?, ?)", "sssssss", id, user_id, ev->id, ev->type,
-                     subject, body, now);
+    char *data = souk_json_dump(ev->data, NULL);
+    rc = souk_db_run(db, "INSERT INTO notifications (id, user_id, event_id, type, subject, body, data, created_at)"
+                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", "ssssssss", id, user_id, ev->id, ev->type,
+                     subject, body, data, now);
+    free(data);
     if (rc < 0)
         goto out;
     const char *email = json_string_value(json_object_get(user, "email"));
