@@ -31,6 +31,7 @@
 #define REQUEST_ID_MAX 64
 #define TRACEPARENT_LEN 55
 #define ACCESS_LINE_MAX 2048
+#define DROP_MAX_FACTOR 4   /* an oversized streamed body is drained up to 4x the cap */
 #define MAX_RESP_HEADERS 24   /* the gateway passes on upstream headers and adds CORS, RateLimit */
 
 enum req_state {
@@ -54,6 +55,7 @@ struct souk_req {
     char *body;
     size_t body_len, body_cap, body_max;
     bool too_large;
+    size_t dropped;             /* body bytes read past the cap */
     json_t *json;
 
     struct souk_identity who;
@@ -588,10 +590,9 @@ static struct souk_req *req_new(struct MHD_Connection *c, const char *url, const
 
 static void append_body(struct souk_req *r, const char *data, size_t n)
 {
-    if (r->too_large)
-        return;
-    if (r->body_len + n > r->body_max) {
+    if (r->too_large || r->body_len + n > r->body_max) {
         r->too_large = true;
+        r->dropped += n;
         return;
     }
     if (r->body_len + n + 1 > r->body_cap) {
@@ -630,7 +631,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (*upload_size != 0) {
         append_body(r, upload, *upload_size);   /* past the cap: read and dropped */
         *upload_size = 0;
-        return MHD_YES;
+        /* ...but not forever: a stream far past the cap loses its connection */
+        return r->dropped > DROP_MAX_FACTOR * r->body_max ? MHD_NO : MHD_YES;
     }
     switch (atomic_load(&r->state)) {
     case REQ_NEW:
