@@ -69,6 +69,20 @@ def assert_problem(resp, status, code=None):
     return body
 
 
+_started = []   # every process a Service started, for the end-of-session sweep
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_process_outlives_the_session():
+    """Belt and braces: a fixture that failed half-way must not leave a service
+    running after the session; kill whatever is still alive, by PID."""
+    yield
+    for proc in _started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 class Service:
     """One running service binary. env adds to (and overrides) the defaults."""
 
@@ -103,6 +117,7 @@ class Service:
         self.proc = subprocess.Popen([os.path.join(BIN, self.name)], env=self.env,
                                      stdout=log, stderr=subprocess.STDOUT)
         log.close()
+        _started.append(self.proc)
         if wait:
             self.wait_ready()
         return self
