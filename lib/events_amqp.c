@@ -36,6 +36,7 @@
 #define URL_MAX 1024
 #define NAME_LEN 160
 #define PERSISTENT 2                    /* AMQP delivery mode: written to disk */
+#define BODY_MAX (1024 * 1024)          /* a bigger message is no souk event */
 
 static char url_buf[URL_MAX];
 static struct amqp_connection_info broker;
@@ -423,7 +424,19 @@ static bool handle(amqp_connection_state_t c, struct souk_db *db, const amqp_env
     snprintf(type, sizeof(type), "%.*s", (int)m->routing_key.len, (const char *)m->routing_key.bytes);
     if (m->redelivered)
         souk_metric_inc(m_redelivered, type);
-    enum souk__outcome o = souk__ev_deliver(db, NULL, -1, m->message.body.bytes, m->message.body.len);
+    enum souk__outcome o = SOUK__EV_DEAD;
+    size_t len = m->message.body.len;
+    if (len > BODY_MAX) {
+        souk_error("amqp: message over the size cap, dead-lettered", "{s:s,s:I}", "type", type, "bytes",
+                   (json_int_t)len);
+    } else {
+        /* the body is not NUL-terminated; the delivery keeps it as text */
+        char *text = souk_xmalloc(len + 1);
+        memcpy(text, m->message.body.bytes, len);
+        text[len] = '\0';
+        o = souk__ev_deliver(db, NULL, -1, text, len);
+        free(text);
+    }
     int rc;
     switch (o) {
     case SOUK__EV_DONE:   /* committed (or a duplicate): only now may the broker forget it */

@@ -319,6 +319,10 @@ def test_failing_event_is_dead_lettered_and_the_others_flow(env):
     assert metric(env.notify, "souk_events_amqp_dead_lettered_total", type="user.registered") == 2
     assert metric(env.notify, "souk_events_amqp_redelivered_total", type="user.registered") >= 1
     assert env.broker.queue(QUEUE) == (0, 1)
+    # a message over the consumer's size cap is dead-lettered unread
+    publish_raw(env.broker, "user.registered", b"{" + b" " * (1024 * 1024) + b"}", "huge")
+    wait_for(lambda: (env.broker.queue(DLQ) or (0, 0))[0] == 3, what="the huge message dead-lettered")
+    assert metric(env.notify, "souk_events_amqp_dead_lettered_total", type="user.registered") == 3
 
 
 def test_sigkill_between_commit_and_publish_loses_nothing(env):
