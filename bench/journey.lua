@@ -18,6 +18,8 @@ local data, nonce
 local n_users, step, round_len, seq = 0, 0, 0, 0
 -- globals, not locals: done() reads them from each thread with thread:get()
 checkouts, rejected, other = 0, 0, 0
+bad = ""            -- "status count" pairs of non-2xx answers, e.g. "409=2 404=1"
+local bad_counts, bad_first = {}, {}
 
 function init(args)
   data = dofile(args[1])
@@ -65,6 +67,17 @@ end
 
 -- Orders answer {"id":"ord_...","status":"confirmed"|"rejected"|"pending",...}.
 function response(status, headers, body)
+  if status >= 300 then
+    bad_counts[status] = (bad_counts[status] or 0) + 1
+    if bad_first[status] == nil and body ~= nil then
+      bad_first[status] = body:sub(1, 160):gsub("[\r\n|]", " ")
+    end
+    local parts = {}
+    for st, n in pairs(bad_counts) do
+      table.insert(parts, string.format("%d x%d (%s)", st, n, bad_first[st] or ""))
+    end
+    bad = table.concat(parts, "; ")
+  end
   if body ~= nil and body:find('"ord_', 1, true) then
     if body:find('"status":%s*"confirmed"') then
       checkouts = checkouts + 1
@@ -91,4 +104,10 @@ function done(summary, latency, requests)
   end
   io.write(string.format("JOURNEY checkouts=%d rejected=%d other=%d duration_us=%d\n",
                          c, r, o, summary.duration))
+  local b = {}
+  for _, t in ipairs(threads) do
+    local s = t:get("bad")
+    if s ~= nil and s ~= "" then table.insert(b, s) end
+  end
+  io.write("JOURNEY-BAD " .. table.concat(b, "; ") .. "\n")
 end
