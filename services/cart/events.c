@@ -1,6 +1,7 @@
 /* events.c: what the cart hears: product.updated (catalog) refreshes the name and
  * price on every line of that product, or drops the lines of an archived one;
- * order.confirmed (orders) takes the ordered products out of the buyer's cart. */
+ * order.confirmed (orders) takes the ordered products out of the buyer's cart
+ * (unless the buyer changed that line after placing the order). */
 #include <string.h>
 
 #include "cart.h"
@@ -37,6 +38,10 @@ int cart_on_order_confirmed(struct souk_db *db, const struct souk_event *ev)
 {
     const char *user = json_string_value(json_object_get(ev->data, "user_id"));
     json_t *items = json_object_get(ev->data, "items");
+    /* a line written after the order was placed is a new wish: it stays */
+    const char *placed = json_string_value(json_object_get(ev->data, "placed_at"));
+    if (placed != NULL && strlen(placed) >= SOUK_TIME_MAX)
+        placed = NULL;
     if (user == NULL || strlen(user) >= SOUK_SUB_MAX)
         return SOUK_EINVAL;
     if (!json_is_array(items))   /* no lines named: the whole cart went into the order */
@@ -47,8 +52,8 @@ int cart_on_order_confirmed(struct souk_db *db, const struct souk_event *ev)
         const char *product = json_string_value(json_object_get(it, "product_id"));
         if (product == NULL)
             continue;
-        if (souk_db_run(db, "DELETE FROM cart_items WHERE user_id = ? AND product_id = ?", "ss",
-                        user, product) < 0)
+        if (souk_db_run(db, "DELETE FROM cart_items WHERE user_id = ? AND product_id = ?"
+                            " AND (?3 IS NULL OR updated_at <= ?3)", "ssS", user, product, placed) < 0)
             return SOUK_EDB;
     }
     souk_info("cart emptied by order", "{s:s,s:s}", "user_id", user, "order_id",

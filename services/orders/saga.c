@@ -72,7 +72,7 @@ static bool dequeue(char out[SOUK_ID_MAX])
 
 struct saga {
     char id[SOUK_ID_MAX], user_id[SOUK_SUB_MAX], payment_method_id[SOUK_ID_MAX];
-    char payment_id[SOUK_ID_MAX], currency[8], reason[64], status[16];
+    char payment_id[SOUK_ID_MAX], currency[8], reason[64], status[16], created_at[SOUK_TIME_MAX];
     enum saga_step step;
     int64_t subtotal, shipping, total, attempts, refunded;
     bool stock_committed;
@@ -93,7 +93,7 @@ static int load(struct souk_db *db, const char *id, struct saga *s)
     struct souk_stmt *st = souk_db_query(db,
         "SELECT user_id, payment_method_id, payment_id, currency, reason, status, step,"
         " subtotal_cents, shipping_cents, total_cents, attempts, refunded_cents, stock_committed,"
-        " items_json FROM orders WHERE id = ?", "s", id);
+        " items_json, created_at FROM orders WHERE id = ?", "s", id);
     if (st == NULL)
         return SOUK_EDB;
     int rc = souk_stmt_step(st);
@@ -116,6 +116,7 @@ static int load(struct souk_db *db, const char *id, struct saga *s)
     s->stock_committed = souk_stmt_int(st, 12) != 0;
     json_decref(s->items);
     s->items = json_loads(souk_stmt_text(st, 13), 0, NULL);
+    copy(s->created_at, sizeof(s->created_at), souk_stmt_text(st, 14));
     souk_stmt_done(st);
     return s->items != NULL ? 1 : SOUK_EDB;
 }
@@ -273,10 +274,11 @@ static int emit_final(struct souk_db *db, const struct saga *s, const char *stat
     const char *type;
     if (strcmp(status, "confirmed") == 0) {
         type = "order.confirmed";
-        d = json_pack("{s:s,s:s,s:I,s:I,s:I,s:s,s:o}", "order_id", s->id, "user_id", s->user_id,
+        /* placed_at lets the cart keep lines the buyer changed after placing it */
+        d = json_pack("{s:s,s:s,s:I,s:I,s:I,s:s,s:o,s:s}", "order_id", s->id, "user_id", s->user_id,
                       "subtotal_cents", (json_int_t)s->subtotal, "shipping_cents", (json_int_t)s->shipping,
                       "total_cents", (json_int_t)s->total, "currency", s->currency, "items",
-                      event_items(s->items));
+                      event_items(s->items), "placed_at", s->created_at);
     } else if (strcmp(status, "rejected") == 0) {
         type = "order.rejected";
         d = json_pack("{s:s,s:s,s:s}", "order_id", s->id, "user_id", s->user_id, "reason",

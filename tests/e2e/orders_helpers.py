@@ -58,7 +58,7 @@ class Shop:
         for path in ("/api/v1/users/me", "/api/v1/cart", "/api/v1/orders", "/api/v1/payment-methods",
                      "/api/v1/categories"):
             wait_until(lambda: requests.get(gw + path, headers=bearer(self.admin), timeout=2).status_code == 200,
-                       20, f"gateway route {path}")
+                       30, f"gateway route {path}")
         return self
 
     def down(self):
