@@ -107,8 +107,9 @@ void saga_decide(enum saga_step step, const struct saga_answer *a, const char *r
     case STEP_CAPTURE:
         if (ok)
             go(m, STEP_DONE, "confirmed", NULL);
-        else   /* the authorization cannot be captured: give the committed stock back */
-            go(m, STEP_DONE, "cancelled", "capture_failed");
+        else   /* cannot be captured: void the hold, then the release finds the stock
+                * committed and the cancellation puts it back on hand */
+            go(m, STEP_VOID, NULL, "capture_failed");
         break;
     case STEP_VOID:
         /* voided, or not voidable because never captured: either way no money moved */

@@ -52,7 +52,8 @@ static const struct {
     /* capture */
     {STEP_CAPTURE, {0, 200, NULL, "captured"}, NULL, false, STEP_DONE, "confirmed", NULL},
     {STEP_CAPTURE, {0, 500, "internal", NULL}, NULL, true, STEP_CAPTURE, NULL, NULL},
-    {STEP_CAPTURE, {0, 409, "illegal_transition", NULL}, NULL, false, STEP_DONE, "cancelled", "capture_failed"},
+    {STEP_CAPTURE, {0, 409, "illegal_transition", NULL}, NULL, false, STEP_VOID, NULL, "capture_failed"},
+    {STEP_RELEASE, {0, 409, "already_committed", NULL}, "capture_failed", false, STEP_DONE, "cancelled", "capture_failed"},
     /* compensations keep the reason they were started with */
     {STEP_VOID, {0, 200, NULL, "voided"}, "reservation_expired", false, STEP_RELEASE, NULL, "reservation_expired"},
     {STEP_VOID, {SOUK_ETIMEDOUT, 0, NULL, NULL}, "reservation_expired", true, STEP_VOID, NULL, NULL},
