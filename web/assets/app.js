@@ -33,8 +33,8 @@ function link(href, text, extra) {
   return h('li', {}, h('a', { href, 'aria-current': here ? 'page' : null }, text, extra));
 }
 
-function count(n, label) {
-  return n ? h('span', { class: 'count', 'aria-label': `${n} ${label}` }, String(n)) : null;
+function count(n, one, many) {
+  return n ? h('span', { class: 'count', 'aria-label': `${n} ${n === 1 ? one : many}` }, String(n)) : null;
 }
 
 let counts = { cart: 0, unread: 0 };
@@ -43,8 +43,8 @@ function drawNav() {
   const s = session();
   nav.replaceChildren(h('ul', {},
     link('/', 'Shop'),
-    s ? [link('/cart', 'Cart', count(counts.cart, 'items')), link('/orders', 'Orders'),
-      link('/notifications', 'Inbox', count(counts.unread, 'unread')), s.admin ? link('/admin', 'Admin') : null,
+    s ? [link('/cart', 'Cart', count(counts.cart, 'item', 'items')), link('/orders', 'Orders'),
+      link('/notifications', 'Inbox', count(counts.unread, 'unread', 'unread')), s.admin ? link('/admin', 'Admin') : null,
       link('/account', 'Account')]
       : [link('/login', 'Sign in'), link('/register', 'Register')]));
 }
@@ -67,6 +67,7 @@ document.getElementById('search').addEventListener('submit', (e) => {
 
 document.addEventListener('routed', () => {
   drawNav();
+  refreshCounts();   // the cart empties and notifications arrive through events, between page views
   const q = new URL(location.href).searchParams.get('q');
   document.getElementById('search-q').value = location.pathname === '/' ? q || '' : '';
 });
@@ -78,6 +79,5 @@ onSession(() => refreshCounts());
   await resume();
   drawNav();
   await start();
-  refreshCounts();
   document.documentElement.dataset.ready = '1';
 })();

@@ -1,0 +1,98 @@
+// platform.js: the whole souk platform for browser tests: `souk seed` and `souk up -d`
+// in a temporary SOUK_VAR on a free port range (gateway = base + 0, as in
+// tests/e2e/conftest.py), serving this checkout's web/; stopped with `souk down`
+// and then by PID. Also launches Debian's chromium through playwright-core.
+
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const BIN = path.join(process.env.SOUK_BUILD_DIR || path.join(REPO, 'build'), 'bin');
+const SERVICES = 7;   // gateway, users, catalog, cart, orders, payments, notify: base + 0 … base + 6
+
+function portFree(port) {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+/** A base whose seven ports are free, away from the default 8080-8086. */
+async function freePortBase() {
+  for (let i = 0; i < 200; i++) {
+    const base = 20000 + 10 * Math.floor(Math.random() * 4000);
+    let ok = true;
+    for (let k = 0; k < SERVICES && ok; k++) ok = await portFree(base + k);
+    if (ok) return base;
+  }
+  throw new Error('no free port range');
+}
+
+export class Platform {
+  constructor(env = {}) {
+    this.extraEnv = env;
+  }
+
+  souk(...args) {
+    const r = spawnSync(path.join(BIN, 'souk'), args, { env: this.env, encoding: 'utf8', timeout: 60000 });
+    if (r.status !== 0) throw new Error(`souk ${args.join(' ')} exited ${r.status}: ${r.stderr}${r.stdout}`);
+    return r.stdout;
+  }
+
+  async up() {
+    if (!existsSync(path.join(BIN, 'souk'))) throw new Error(`${BIN}/souk is missing: run make first`);
+    this.var = mkdtempSync(path.join(os.tmpdir(), 'souk-browser-'));
+    this.base = await freePortBase();
+    this.url = `http://127.0.0.1:${this.base}`;
+    this.env = { ...process.env, SOUK_VAR: this.var, SOUK_PORT_BASE: String(this.base), SOUK_BIN_DIR: BIN,
+      SOUK_WEB_DIR: path.join(REPO, 'web'), ...this.extraEnv };
+    this.souk('seed');
+    this.souk('up', '-d');   // returns once every instance answers /readyz
+    return this;
+  }
+
+  pids() {
+    const pids = [];
+    try {
+      for (const line of readFileSync(path.join(this.var, 'run', 'souk.state'), 'utf8').split('\n')) {
+        const pid = Number(line.split(/\s+/)[3]);
+        if (pid > 0) pids.push(pid);
+      }
+      pids.push(Number(readFileSync(path.join(this.var, 'run', 'souk.pid'), 'utf8').split(/\s+/)[0]));
+    } catch { /* not started, or already stopped cleanly */ }
+    return pids.filter((p) => p > 0);
+  }
+
+  down({ keep = false } = {}) {
+    if (!this.var) return;
+    const pids = this.pids();
+    spawnSync(path.join(BIN, 'souk'), ['down'], { env: this.env, timeout: 30000 });
+    for (const pid of pids) {   // belt and braces: nothing may outlive the test
+      try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+    }
+    if (!keep) rmSync(this.var, { recursive: true, force: true });
+  }
+}
+
+/** Debian's chromium (never a downloaded browser) with a fresh profile. */
+export async function launchBrowser() {
+  const profile = mkdtempSync(path.join(os.tmpdir(), 'souk-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1280, height: 900 },
+  });
+  const close = async () => {
+    await context.close().catch(() => {});
+    rmSync(profile, { recursive: true, force: true });
+  };
+  return { context, close };
+}
