@@ -1,7 +1,8 @@
 # souk: plain GNU Make with pkg-config, no configure step.
 #   make            build the kit, every service and the souk command
 #   make run        set up, build, seed, and run the platform (souk up)
-#   make test       set up, build, run unit and black-box tests
+#   make test       set up, build, run unit, black-box and browser tests
+#   make browser-test  the storefront in Debian's chromium (playwright-core) on the real platform
 #   make bench      run the benchmark suite (bench/RESULTS.md)
 #   make SANITIZE=address,undefined test   the same tree with sanitizers, in build/san
 
@@ -41,7 +42,7 @@ export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1
 FUZZ_SECONDS ?= 20
 FUZZ_DRIVERS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/*.c))
 
-.PHONY: all setup run test unit e2e bench clean fmt fuzz
+.PHONY: all setup run test unit e2e browser-test bench clean fmt fuzz
 all: $(BINS)
 
 $(B)/obj/%.o: %.c
@@ -92,6 +93,14 @@ test: setup
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory e2e
+	@$(MAKE) --no-print-directory browser-test
+
+# The storefront as a person uses it (tests/browser, about 30 s): chromium from Debian,
+# playwright-core from npm (tests/browser/package-lock.json); screenshots in build/screenshots.
+browser-test: $(BINS)
+	@scripts/setup browser
+	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
+	cd tests/browser && SOUK_BUILD_DIR=$(abspath $(B)) node --test
 
 run:
 	@scripts/setup build
