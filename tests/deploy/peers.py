@@ -1,0 +1,24 @@
+"""What each service needs to find, read from the code itself: the SOUK_<PEER>_URL
+variables its sources name, the producers its event subscriptions follow (the feed
+transport reads SOUK_<PRODUCER>_URL), and SOUK_USERS_URL (every verifier's JWKS)."""
+import os
+import re
+
+from conftest import REPO, SERVICES
+
+
+def required_peers(svc):
+    d = os.path.join(REPO, "services", svc)
+    src = ""
+    for f in sorted(os.listdir(d)):
+        if f.endswith(".c"):
+            with open(os.path.join(d, f)) as fh:
+                src += fh.read()
+    peers = {m.lower() for m in re.findall(r"SOUK_([A-Z]+)_URL", src)} & set(SERVICES)
+    sub = re.search(r"souk_subscription\s+\w+\[\]\s*=\s*\{(.*?)\};", src, re.S)
+    if sub:
+        peers |= set(re.findall(r'\{\s*"(\w+)",\s*"[\w.]+"', sub.group(1)))
+    peers.add("users")
+    peers.discard(svc)
+    assert peers <= set(SERVICES), (svc, peers)
+    return peers
