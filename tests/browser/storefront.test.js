@@ -42,6 +42,8 @@ async function signIn(email, password) {
   await page.getByLabel('Email').fill(email);
   await page.getByLabel('Password').fill(password);
   await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL((u) => u.pathname === '/');
+  await page.getByRole('heading', { level: 1, name: 'All products' }).waitFor();
   await nav.getByRole('link', { name: 'Account', exact: true }).waitFor();
 }
 
@@ -211,5 +213,58 @@ test('the admin changes a product price with If-Match', async () => {
   await page.getByRole('button', { name: 'Save price' }).click();
   await page.getByText(/Someone changed this product meanwhile/).waitFor();
   assert.equal(await page.getByLabel('Price ($)').inputValue(), '7.77');
+  assert.deepEqual(pageErrors, []);
+});
+
+test('an expired access token is refreshed once, and a declined card ends in a rejected order', async () => {
+  const email = `declined-${Date.now()}@browser.test`;
+  const password = 'another long passphrase';
+  const json = (method, url, token, body) => fetch(`${platform.url}${url}`, { method,
+    headers: { 'Content-Type': 'application/json', ...(token ? { Authorization: `Bearer ${token}` } : {}) },
+    body: body && JSON.stringify(body) }).then(async (r) => {
+    const text = await r.text();
+    assert.ok(r.ok, `${method} ${url}: ${r.status} ${text}`);
+    return JSON.parse(text);
+  });
+  // The customer's cart, declined card and address, set up through the API.
+  await json('POST', '/api/v1/users', null, { email, password, name: 'Declined Shopper' });
+  const tok = await (await fetch(`${platform.url}/oauth/token`, { method: 'POST',
+    body: new URLSearchParams({ grant_type: 'password', username: email, password, client_id: 'souk-web' }) })).json();
+  const { items } = await json('GET', '/api/v1/products?q=coffee&in_stock=true&page_size=1');
+  await json('PUT', `/api/v1/cart/items/${items[0].id}`, tok.access_token, { quantity: 1 });
+  await json('POST', '/api/v1/payment-methods', tok.access_token,
+    { card: { number: '4000000000000002', exp_month: 12, exp_year: new Date().getUTCFullYear() + 2, cvc: '123' } });
+  await json('POST', '/api/v1/users/me/addresses', tok.access_token,
+    { name: 'Declined Shopper', line1: '2 Test Street', city: 'Lyon', postal_code: '69001', country: 'FR' });
+
+  await signIn(email, password);
+  // The next cart read answers 401 as if the access token had expired: the page
+  // trades its refresh token once and repeats the call.
+  let refused = 0;
+  await page.route('**/api/v1/cart', (route) => {
+    if (refused++ === 0) {
+      return route.fulfill({ status: 401, contentType: 'application/problem+json',
+        body: JSON.stringify({ type: 'about:blank', title: 'Unauthorized', status: 401, code: 'invalid_token', detail: 'token expired' }) });
+    }
+    return route.continue();
+  });
+  const refreshes = [];
+  page.on('request', (r) => { if (r.url().endsWith('/oauth/token') && /grant_type=refresh_token/.test(r.postData() || '')) refreshes.push(r); });
+  await nav.getByRole('link', { name: /^Cart/ }).click();
+  await page.getByRole('heading', { level: 1, name: 'Your cart' }).waitFor();
+  await page.getByRole('link', { name: items[0].name }).waitFor();
+  await page.unroute('**/api/v1/cart');
+  assert.ok(refused >= 2, 'the refused call was not repeated');
+  assert.equal(refreshes.length, 1);
+
+  await page.getByRole('link', { name: 'Check out' }).click();
+  await page.getByRole('radio', { name: /VISA •••• 0002/ }).check();
+  await page.getByRole('radio', { name: /2 Test Street/ }).check();
+  await page.getByRole('button', { name: 'Place order' }).click();
+  await page.waitForURL(/\/orders\/ord_/);
+  await page.getByText('The order could not be placed:').waitFor();
+  await page.getByText('the card was declined').waitFor();
+  assert.equal((await page.locator('.status').first().textContent()).trim(), 'Rejected');
+  assert.equal(await page.getByRole('button', { name: 'Cancel order' }).count(), 0);
   assert.deepEqual(pageErrors, []);
 });

@@ -13,7 +13,8 @@ const listeners = new Set();
 /** An error the user can read: status, stable code, detail and field errors. */
 export class ApiError extends Error {
   constructor(status, problem) {
-    super(problem.detail || problem.error_description || problem.title || `request failed (${status})`);
+    const text = String(problem.detail || problem.error_description || problem.title || `Request failed (${status})`);
+    super(text.charAt(0).toUpperCase() + text.slice(1));
     this.status = status;
     this.code = problem.code || problem.error || null;
     this.errors = Array.isArray(problem.errors) ? problem.errors : [];

@@ -99,8 +99,11 @@ export async function listView({ query }) {
   });
   await load();
 
+  // Open beside the results on wide screens; folded above them on a phone.
+  const filters = h('details', { class: 'filter-box', open: matchMedia('(min-width: 801px)').matches || null },
+    h('summary', {}, 'Filters'), form);
   return h('div', { class: 'shop' },
-    h('aside', { class: 'sidebar' }, form,
+    h('aside', { class: 'sidebar' }, filters,
       h('nav', { 'aria-label': 'Categories', class: 'cats' }, h('h2', {}, 'Categories'),
         h('ul', {}, cats.map((c) => h('li', {}, h('a', { href: `/?category=${c.slug}`, 'aria-current': c === cat ? 'page' : null }, c.name, h('span', { class: 'muted' }, ` ${c.product_count}`))))))),
     h('section', { class: 'results' }, h('h1', {}, title), status, grid, h('div', { class: 'more' }, more)));
@@ -150,6 +153,6 @@ export async function productView({ params }) {
         h('p', {}, p.description),
         form, msg,
         attrs.length ? h('table', { class: 'attrs' }, h('caption', {}, 'Details'),
-          h('tbody', {}, attrs.map(([k, v]) => h('tr', {}, h('th', { scope: 'row' }, k.replace(/_/g, ' ')), h('td', {}, typeof v === 'boolean' ? (v ? 'yes' : 'no') : String(v)))))) : null,
+          h('tbody', {}, attrs.map(([k, v]) => h('tr', {}, h('th', { scope: 'row' }, k.replace(/_g$/, ' (g)').replace(/_/g, ' ')), h('td', {}, typeof v === 'boolean' ? (v ? 'yes' : 'no') : String(v)))))) : null,
         h('p', { class: 'muted small' }, `SKU ${p.sku}`))));
 }
