@@ -1,0 +1,144 @@
+// Validate deploy/k8s offline: render it (`kubectl kustomize`, or a small built-in
+// renderer for this kustomization's features when kubectl is absent), then check every
+// document against the Kubernetes schemas of kubernetes-models 4.x (types, required
+// fields) and against the models' declared properties (unknown fields, which the schemas
+// let through). Usage: node validate-k8s.mjs DEPLOY_K8S_DIR   (NODE_PATH: where
+// kubernetes-models and yaml are installed). Exit 0 when every document passes.
+import { execFileSync } from "node:child_process";
+import { readFileSync, existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import path from "node:path";
+import process from "node:process";
+
+const require = createRequire(path.join(process.env.NODE_PATH || process.cwd(), "x.js"));
+const YAML = require("yaml");
+const modelsRoot = path.dirname(require.resolve("kubernetes-models/package.json"));
+const nodeModules = path.dirname(modelsRoot);
+
+const dir = path.resolve(process.argv[2] || "deploy/k8s");
+const CLUSTER_SCOPED = new Set(["Namespace", "PersistentVolume", "ClusterRole", "ClusterRoleBinding", "StorageClass"]);
+
+function render() {
+  if (process.env.SOUK_NO_KUBECTL !== "1") {
+    try {
+      const out = execFileSync("kubectl", ["kustomize", dir], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+      return { how: "kubectl kustomize", docs: YAML.parseAllDocuments(out).map((d) => d.toJSON()) };
+    } catch (e) {
+      if (e.code !== "ENOENT") throw new Error(`kubectl kustomize failed: ${e.stderr || e.message}`);
+    }
+  }
+  return { how: "built-in renderer", docs: miniKustomize() };
+}
+
+// The subset of kustomize this kustomization uses: resources, namespace, labels,
+// configMapGenerator literals, secretGenerator envs, images. Unknown keys are refused.
+function miniKustomize() {
+  const k = YAML.parse(readFileSync(path.join(dir, "kustomization.yaml"), "utf8"));
+  const known = new Set(["apiVersion", "kind", "namespace", "labels", "resources", "configMapGenerator", "secretGenerator", "images"]);
+  for (const key of Object.keys(k)) if (!known.has(key)) throw new Error(`built-in renderer: unsupported kustomization field ${key}`);
+  let docs = [];
+  for (const f of k.resources) docs.push(...YAML.parseAllDocuments(readFileSync(path.join(dir, f), "utf8")).map((d) => d.toJSON()).filter(Boolean));
+  for (const g of k.configMapGenerator || []) {
+    const data = Object.fromEntries(g.literals.map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+    docs.push({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: g.name }, data });
+  }
+  for (const g of k.secretGenerator || []) {
+    const data = {};
+    for (const f of g.envs || []) {
+      for (const line of readFileSync(path.join(dir, f), "utf8").split("\n")) {
+        const t = line.trim();
+        if (!t || t.startsWith("#")) continue;
+        const i = t.indexOf("=");
+        data[t.slice(0, i)] = Buffer.from(t.slice(i + 1)).toString("base64");
+      }
+    }
+    docs.push({ apiVersion: "v1", kind: "Secret", type: "Opaque", metadata: { name: g.name }, data });
+  }
+  const images = new Map((k.images || []).map((i) => [i.name, `${i.newName || i.name}${i.newTag ? ":" + i.newTag : ""}`]));
+  for (const d of docs) {
+    if (k.namespace && !CLUSTER_SCOPED.has(d.kind)) d.metadata.namespace = k.namespace;
+    for (const l of k.labels || []) {
+      d.metadata.labels = { ...(d.metadata.labels || {}), ...l.pairs };
+      if (l.includeTemplates && d.spec?.template?.metadata) d.spec.template.metadata.labels = { ...d.spec.template.metadata.labels, ...l.pairs };
+    }
+    for (const c of [...(d.spec?.template?.spec?.containers || []), ...(d.spec?.template?.spec?.initContainers || [])])
+      if (images.has(c.image)) c.image = images.get(c.image);
+  }
+  return docs;
+}
+
+// ---- unknown fields: walk the models' .d.ts interfaces ----
+const ifaceCache = new Map();
+function dtsPath(fromFile, spec) {
+  let p = spec.startsWith(".") ? path.resolve(path.dirname(fromFile), spec) : path.join(nodeModules, spec);
+  return p.endsWith(".d.ts") ? p : p + ".d.ts";
+}
+// {props: Map(name → {type, file})} of the first interface declared in a .d.ts file
+function iface(file) {
+  if (ifaceCache.has(file)) return ifaceCache.get(file);
+  const src = readFileSync(file, "utf8");
+  const imports = new Map();
+  for (const m of src.matchAll(/import \{ ([^}]+) \} from "([^"]+)";/g))
+    for (const name of m[1].split(",").map((s) => s.trim())) imports.set(name, dtsPath(file, m[2]));
+  const body = src.match(/export interface \w+(?: extends [\w, ]+)? \{\n([\s\S]*?)\n\}/);
+  if (!body) { ifaceCache.set(file, null); return null; }   // a type alias (Time, Quantity…)
+  const props = new Map();
+  for (const m of body[1].matchAll(/^ {4}"([^"]+)"\??: ([^\n]+?);?$/gm)) props.set(m[1], { type: m[2], imports });
+  const out = { props };
+  ifaceCache.set(file, out);
+  return out;
+}
+function typeFile(type, imports) {
+  const t = type.trim();
+  const arr = t.match(/^Array<(.+)>$/);
+  if (arr) return { array: true, ...typeFile(arr[1], imports) };
+  return imports.has(t) ? { file: imports.get(t) } : {};
+}
+function unknownFields(value, file, where, errors) {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return;
+  const decl = iface(file);
+  if (decl === null) return;
+  const { props } = decl;
+  for (const [key, v] of Object.entries(value)) {
+    const p = props.get(key);
+    if (!p) { errors.push(`${where}.${key}: unknown field`); continue; }
+    const t = typeFile(p.type, p.imports);
+    if (!t.file || !existsSync(t.file)) continue;   // primitive, map, IntOrString, Quantity…
+    if (t.array && Array.isArray(v)) v.forEach((e, i) => unknownFields(e, t.file, `${where}.${key}[${i}]`, errors));
+    else if (!t.array) unknownFields(v, t.file, `${where}.${key}`, errors);
+  }
+}
+
+function modelPath(doc) {
+  const [group, version] = doc.apiVersion.includes("/") ? doc.apiVersion.split("/") : [null, doc.apiVersion];
+  return group ? `${group}/${version}/${doc.kind}` : `${version}/${doc.kind}`;
+}
+
+const { how, docs } = render();
+let failures = 0;
+const kinds = {};
+for (const doc of docs) {
+  const name = `${doc.kind}/${doc.metadata?.name}`;
+  const errors = [];
+  const mp = modelPath(doc);
+  const file = path.join(modelsRoot, mp + ".d.ts");
+  if (!existsSync(file)) {
+    errors.push(`no schema for ${doc.apiVersion} ${doc.kind}`);
+  } else {
+    const mod = await import(path.join(modelsRoot, mp + ".mjs"));
+    const Model = mod[doc.kind];
+    try {
+      new Model(doc).validate();
+    } catch (e) {
+      errors.push(e.message.split("\n").slice(0, 8).join("\n"));
+    }
+    unknownFields(doc, file, name, errors);
+  }
+  kinds[doc.kind] = (kinds[doc.kind] || 0) + 1;
+  if (errors.length) {
+    failures++;
+    console.error(`FAIL ${name}\n  ${errors.join("\n  ")}`);
+  }
+}
+console.log(`validate-k8s: ${docs.length} documents rendered by ${how} (${Object.entries(kinds).map(([k, n]) => `${n} ${k}`).join(", ")}): ${failures ? failures + " invalid" : "all valid"}`);
+process.exit(failures ? 1 : 0);
