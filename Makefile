@@ -4,6 +4,7 @@
 #   make test       set up, build, run unit, black-box and browser tests
 #   make browser-test  the storefront in Debian's chromium (playwright-core) on the real platform
 #   make bench      run the benchmark suite (bench/RESULTS.md)
+#   make deploy-check  build the container images offline and validate deploy/ (slow)
 #   make SANITIZE=address,undefined test   the same tree with sanitizers, in build/san
 
 SANITIZE ?=
@@ -93,6 +94,7 @@ test: setup
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory e2e
+	@$(MAKE) --no-print-directory deploy-test
 	@$(MAKE) --no-print-directory browser-test
 
 # The storefront as a person uses it (tests/browser, about 30 s): chromium from Debian,
@@ -101,6 +103,17 @@ browser-test: $(BINS)
 	@scripts/setup browser
 	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
 	cd tests/browser && SOUK_BUILD_DIR=$(abspath $(B)) node --test
+
+# deploy/ checked without containers (compose, k8s manifests, Prometheus, Grafana; ~15 s);
+# deploy-check adds the Kubernetes schemas and builds and runs the images (slow, root)
+deploy-test: $(BINS)
+	SOUK_BUILD_DIR=$(abspath $(B)) $(PYTEST) -q tests/deploy --ignore=tests/deploy/podman $(PYTEST_ARGS)
+
+deploy-check:
+	@scripts/setup deploy
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory deploy-test
+	@tests/deploy/deploy-check
 
 run:
 	@scripts/setup build
