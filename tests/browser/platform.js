@@ -96,3 +96,35 @@ export async function launchBrowser() {
   };
   return { context, close };
 }
+
+/** A JSON call to the platform's API (test setup); throws with the status and body when not 2xx. */
+export async function apiJson(base, method, url, token, body) {
+  const r = await fetch(`${base}${url}`, { method,
+    headers: { 'Content-Type': 'application/json', ...(token ? { Authorization: `Bearer ${token}` } : {}) },
+    body: body && JSON.stringify(body) });
+  const text = await r.text();
+  if (!r.ok) throw new Error(`${method} ${url}: ${r.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+/** Registers a customer through the API and returns {email, password, token}. */
+export async function apiCustomer(base, name) {
+  const email = `${name}-${Date.now()}-${Math.floor(Math.random() * 1e6)}@browser.test`;
+  const password = 'a long test passphrase';
+  await apiJson(base, 'POST', '/api/v1/users', null, { email, password, name });
+  const r = await fetch(`${base}/oauth/token`, { method: 'POST',
+    body: new URLSearchParams({ grant_type: 'password', username: email, password, client_id: 'souk-web' }) });
+  if (!r.ok) throw new Error(`login: ${r.status} ${await r.text()}`);
+  return { email, password, token: (await r.json()).access_token };
+}
+
+/** Signs in through the storefront's form and waits for the shop page it returns to. */
+export async function signIn(page, base, email, password) {
+  await page.goto(`${base}/login`);
+  await page.getByLabel('Email').fill(email);
+  await page.getByLabel('Password').fill(password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL((u) => u.pathname === '/');
+  await page.getByRole('heading', { level: 1, name: 'All products' }).waitFor();
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Account', exact: true }).waitFor();
+}

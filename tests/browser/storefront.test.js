@@ -9,7 +9,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { Platform, launchBrowser, REPO } from './platform.js';
+import { Platform, launchBrowser, signIn, apiJson, apiCustomer, REPO } from './platform.js';
 
 const SHOTS = path.join(REPO, 'build', 'screenshots');
 const ADMIN = { email: 'admin@browser.test', password: 'admin-password-for-browser' };
@@ -37,15 +37,7 @@ after(async () => {
   platform?.down({ keep: process.env.KEEP_VAR === '1' });
 });
 
-async function signIn(email, password) {
-  await page.goto(`${platform.url}/login`);
-  await page.getByLabel('Email').fill(email);
-  await page.getByLabel('Password').fill(password);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.waitForURL((u) => u.pathname === '/');
-  await page.getByRole('heading', { level: 1, name: 'All products' }).waitFor();
-  await nav.getByRole('link', { name: 'Account', exact: true }).waitFor();
-}
+const login = (email, password) => signIn(page, platform.url, email, password);
 
 test('a customer finds coffee, registers, checks out, and cancels', async () => {
   const email = `shopper-${Date.now()}@browser.test`;
@@ -188,7 +180,7 @@ test('a customer finds coffee, registers, checks out, and cancels', async () => 
 test('the admin changes a product price with If-Match', async () => {
   const { items } = await (await fetch(`${platform.url}/api/v1/products?q=coffee&page_size=1`)).json();
   const p = items[0];
-  await signIn(ADMIN.email, ADMIN.password);
+  await login(ADMIN.email, ADMIN.password);
   await nav.getByRole('link', { name: 'Admin' }).click();
   await page.getByRole('heading', { level: 1, name: 'Admin' }).waitFor();
   await page.getByLabel('Product id').fill(p.id);
@@ -217,27 +209,16 @@ test('the admin changes a product price with If-Match', async () => {
 });
 
 test('an expired access token is refreshed once, and a declined card ends in a rejected order', async () => {
-  const email = `declined-${Date.now()}@browser.test`;
-  const password = 'another long passphrase';
-  const json = (method, url, token, body) => fetch(`${platform.url}${url}`, { method,
-    headers: { 'Content-Type': 'application/json', ...(token ? { Authorization: `Bearer ${token}` } : {}) },
-    body: body && JSON.stringify(body) }).then(async (r) => {
-    const text = await r.text();
-    assert.ok(r.ok, `${method} ${url}: ${r.status} ${text}`);
-    return JSON.parse(text);
-  });
   // The customer's cart, declined card and address, set up through the API.
-  await json('POST', '/api/v1/users', null, { email, password, name: 'Declined Shopper' });
-  const tok = await (await fetch(`${platform.url}/oauth/token`, { method: 'POST',
-    body: new URLSearchParams({ grant_type: 'password', username: email, password, client_id: 'souk-web' }) })).json();
-  const { items } = await json('GET', '/api/v1/products?q=coffee&in_stock=true&page_size=1');
-  await json('PUT', `/api/v1/cart/items/${items[0].id}`, tok.access_token, { quantity: 1 });
-  await json('POST', '/api/v1/payment-methods', tok.access_token,
+  const c = await apiCustomer(platform.url, 'declined');
+  const { items } = await apiJson(platform.url, 'GET', '/api/v1/products?q=coffee&in_stock=true&page_size=1');
+  await apiJson(platform.url, 'PUT', `/api/v1/cart/items/${items[0].id}`, c.token, { quantity: 1 });
+  await apiJson(platform.url, 'POST', '/api/v1/payment-methods', c.token,
     { card: { number: '4000000000000002', exp_month: 12, exp_year: new Date().getUTCFullYear() + 2, cvc: '123' } });
-  await json('POST', '/api/v1/users/me/addresses', tok.access_token,
+  await apiJson(platform.url, 'POST', '/api/v1/users/me/addresses', c.token,
     { name: 'Declined Shopper', line1: '2 Test Street', city: 'Lyon', postal_code: '69001', country: 'FR' });
 
-  await signIn(email, password);
+  await login(c.email, c.password);
   // The next cart read answers 401 as if the access token had expired: the page
   // trades its refresh token once and repeats the call.
   let refused = 0;

@@ -49,6 +49,7 @@ export async function ordersView({ query }) {
 
 function banner(o, placed) {
   if (o.status === 'pending') return notice('info', h('span', { class: 'spinner', 'aria-hidden': 'true' }), ' We are confirming your order: reserving stock and authorising payment…');
+  if (o.cancellation_pending) return notice('info', h('span', { class: 'spinner', 'aria-hidden': 'true' }), ' Cancelling: the refund is being made…');
   if (o.status === 'confirmed' && placed) return notice('ok', h('strong', {}, 'Thank you! Your order is confirmed.'), ' A confirmation is on its way to your inbox.');
   if (o.status === 'rejected') return notice('error', h('strong', {}, 'The order could not be placed: '), reasonText(o.reason), '. Nothing was charged.');
   if (o.status === 'cancelled') return notice('info', `This order was cancelled (${reasonText(o.reason)}).`,
@@ -72,13 +73,14 @@ export async function orderView({ params, query, stale }) {
   const live = h('div', { 'aria-live': 'polite' });
 
   function draw() {
-    const cancel = o.status === 'confirmed' ? h('button', { type: 'button', class: 'btn btn-secondary', onclick: async () => {
+    const cancel = o.status === 'confirmed' && !o.cancellation_pending ? h('button', { type: 'button', class: 'btn btn-secondary', onclick: async () => {
       if (!confirm('Cancel this order? The payment will be refunded.')) return;
       cancel.disabled = true;
       try {
         o = await api(`${url}/cancel`, { method: 'POST' });
         draw();
-        live.replaceChildren(notice('ok', 'Order cancelled.'));
+        live.replaceChildren(notice('ok', o.cancellation_pending ? 'Cancellation requested: the refund is on its way.' : 'Order cancelled.'));
+        poll();
       } catch (err) {
         live.replaceChildren(notice('error', err.message));
         cancel.disabled = false;
@@ -107,16 +109,25 @@ export async function orderView({ params, query, stale }) {
       h('address', {}, [a.name, a.line1, a.line2, `${a.postal_code || ''} ${a.city || ''}`, a.region, a.country].filter((x) => x && x.trim()).map((l) => [l, h('br')])),
       h('p', { class: 'actions' }, h('a', { href: '/orders', class: 'btn btn-secondary' }, 'All orders'), cancel));
   }
-  draw();
-
   // 202 from checkout, or a cancel whose refund is still running: ask again until settled.
-  (async () => {
-    for (let i = 0; i < POLL_LIMIT && (o.status === 'pending' || o.cancellation_pending); i++) {
+  let polling = false;
+  async function poll() {
+    if (polling) return;
+    polling = true;
+    const unsettled = () => o.status === 'pending' || o.cancellation_pending;
+    for (let i = 0; i < POLL_LIMIT && unsettled(); i++) {
       await new Promise((r) => setTimeout(r, POLL_MS));
       if (stale() || !root.isConnected) return;
-      try { o = await api(url); draw(); } catch { /* keep the last answer; the next poll may work */ }
+      try {
+        o = await api(url);
+        if (!unsettled()) live.replaceChildren();
+        draw();
+      } catch { /* keep the last answer; the next poll may work */ }
     }
-    if (o.status === 'pending') live.replaceChildren(notice('info', 'Still processing. Reload this page in a minute to see the result.'));
-  })();
+    polling = false;
+    if (unsettled()) live.replaceChildren(notice('info', 'Still processing. Reload this page in a minute to see the result.'));
+  }
+  draw();
+  poll();
   return root;
 }
