@@ -208,7 +208,7 @@ test('the admin changes a product price with If-Match', async () => {
   assert.deepEqual(pageErrors, []);
 });
 
-test('an expired access token is refreshed once, and a declined card ends in a rejected order', async () => {
+test('an expired access token is refreshed once; a lost checkout answer is retried with its key; a declined card ends in a rejected order', async () => {
   // The customer's cart, declined card and address, set up through the API.
   const c = await apiCustomer(platform.url, 'declined');
   const { items } = await apiJson(platform.url, 'GET', '/api/v1/products?q=coffee&in_stock=true&page_size=1');
@@ -241,7 +241,22 @@ test('an expired access token is refreshed once, and a declined card ends in a r
   await page.getByRole('link', { name: 'Check out' }).click();
   await page.getByRole('radio', { name: /VISA •••• 0002/ }).check();
   await page.getByRole('radio', { name: /2 Test Street/ }).check();
+  // The first answer is lost on the way back (the order was placed): the page offers a
+  // retry, which sends the same Idempotency-Key and gets the same order back.
+  const posts = [];
+  page.on('request', (r) => { if (r.url().endsWith('/api/v1/orders') && r.method() === 'POST') posts.push(r); });
+  await page.route('**/api/v1/orders', async (route) => {
+    await route.fetch();
+    await route.abort('connectionreset');
+  }, { times: 1 });
   await page.getByRole('button', { name: 'Place order' }).click();
+  await page.getByText(/retry safely/).waitFor();
+  const replay = page.waitForResponse((r) => r.url().endsWith('/api/v1/orders') && r.request().method() === 'POST');
+  await page.getByRole('button', { name: 'Place order' }).click();
+  const res = await replay;
+  assert.equal(res.headers()['idempotent-replayed'], 'true');
+  assert.equal(posts.length, 2);
+  assert.equal(posts[0].headers()['idempotency-key'], posts[1].headers()['idempotency-key']);
   await page.waitForURL(/\/orders\/ord_/);
   await page.getByText('The order could not be placed:').waitFor();
   await page.getByText('the card was declined').waitFor();

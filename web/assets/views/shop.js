@@ -154,5 +154,6 @@ export async function productView({ params }) {
         form, msg,
         attrs.length ? h('table', { class: 'attrs' }, h('caption', {}, 'Details'),
           h('tbody', {}, attrs.map(([k, v]) => h('tr', {}, h('th', { scope: 'row' }, k.replace(/_g$/, ' (g)').replace(/_/g, ' ')), h('td', {}, typeof v === 'boolean' ? (v ? 'yes' : 'no') : String(v)))))) : null,
-        h('p', { class: 'muted small' }, `SKU ${p.sku}`))));
+        h('p', { class: 'muted small' }, `SKU ${p.sku}`,
+          session()?.admin ? [' · ', h('a', { href: `/admin/products/${encodeURIComponent(p.id)}` }, 'Edit (admin)')] : null))));
 }
