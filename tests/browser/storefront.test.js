@@ -168,11 +168,18 @@ test('a customer finds coffee, registers, checks out, and cancels', async () => 
   await nav.getByRole('link', { name: 'Account', exact: true }).waitFor();
   assert.equal((await page.locator('.status').first().textContent()).trim(), 'Cancelled');
 
-  // Sign out.
+  // Sign out: the tab forgets the refresh token and the server revokes it.
+  const refreshToken = await page.evaluate(() => sessionStorage.getItem('souk.refresh'));
+  assert.ok(refreshToken);
+  const revoked = page.waitForResponse((r) => r.url().endsWith('/oauth/revoke'));
   await nav.getByRole('link', { name: 'Account', exact: true }).click();
   await page.getByRole('link', { name: 'Sign out' }).click();
   await nav.getByRole('link', { name: 'Sign in' }).waitFor();
   assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+  assert.equal((await revoked).status(), 200);
+  const reuse = await fetch(`${platform.url}/oauth/token`, { method: 'POST',
+    body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken, client_id: 'souk-web' }) });
+  assert.equal(reuse.status, 400);
 
   assert.deepEqual(pageErrors, []);
 });
