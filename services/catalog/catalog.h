@@ -11,6 +11,15 @@
     " p.attributes AS attributes_json, p.on_hand - p.reserved AS stock_available,"            \
     " p.created_at, p.updated_at"
 
+/* The same product rendered by SQLite itself, byte for byte what jansson would
+ * write: the hot read paths answer with this text and never build a JSON tree. */
+#define PRODUCT_JSON                                                                          \
+    "json_object('id', p.id, 'sku', p.sku, 'name', p.name, 'description', p.description,"   \
+    " 'price_cents', p.price_cents, 'currency', p.currency, 'category', p.category,"        \
+    " 'image_url', p.image_url, 'attributes', json(p.attributes),"                          \
+    " 'stock_available', p.on_hand - p.reserved, 'created_at', p.created_at,"               \
+    " 'updated_at', p.updated_at)"
+
 int products_list(struct souk_req *r);
 int products_get(struct souk_req *r);
 int categories_list(struct souk_req *r);

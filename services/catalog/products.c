@@ -44,34 +44,38 @@ struct list_query {
     " AND (?3 < 0 OR p.price_cents <= ?3)"                        \
     " AND (?4 = 0 OR p.on_hand - p.reserved > 0)"
 
+/* A page query returns keys only, in order: rid (to fetch the rendered row after),
+ * id, price_cents, created_at[, score] (for the next page token). Sorting the
+ * matches of a search then carries four small columns instead of whole rows. */
+#define KEYS "p.rid, p.id, p.price_cents, p.created_at"
 #define FROM_ALL " FROM products p WHERE" FILTERS
 #define FROM_FTS " FROM products_fts f JOIN products p ON p.rid = f.rowid WHERE products_fts MATCH ?8 AND" FILTERS
 
 static const char *const list_sql[2][4] = {
     {   /* without q */
         [SORT_RELEVANCE] = NULL,
-        [SORT_PRICE_ASC] = "SELECT " PRODUCT_COLUMNS FROM_ALL
+        [SORT_PRICE_ASC] = "SELECT " KEYS FROM_ALL
             " AND (?6 IS NULL OR p.price_cents > ?5 OR (p.price_cents = ?5 AND p.id > ?6))"
             " ORDER BY p.price_cents, p.id LIMIT ?7",
-        [SORT_PRICE_DESC] = "SELECT " PRODUCT_COLUMNS FROM_ALL
+        [SORT_PRICE_DESC] = "SELECT " KEYS FROM_ALL
             " AND (?6 IS NULL OR p.price_cents < ?5 OR (p.price_cents = ?5 AND p.id > ?6))"
             " ORDER BY p.price_cents DESC, p.id LIMIT ?7",
-        [SORT_NEWEST] = "SELECT " PRODUCT_COLUMNS FROM_ALL
+        [SORT_NEWEST] = "SELECT " KEYS FROM_ALL
             " AND (?6 IS NULL OR p.created_at < ?5 OR (p.created_at = ?5 AND p.id < ?6))"
             " ORDER BY p.created_at DESC, p.id DESC LIMIT ?7",
     },
     {   /* with q: bm25 weighs a hit in the name ten times one in the description */
-        [SORT_RELEVANCE] = "SELECT * FROM (SELECT " PRODUCT_COLUMNS
+        [SORT_RELEVANCE] = "SELECT * FROM (SELECT " KEYS
             ", bm25(products_fts, 10.0, 1.0) AS score" FROM_FTS ")"
             " WHERE (?6 IS NULL OR score > ?5 OR (score = ?5 AND id > ?6))"
             " ORDER BY score, id LIMIT ?7",
-        [SORT_PRICE_ASC] = "SELECT " PRODUCT_COLUMNS FROM_FTS
+        [SORT_PRICE_ASC] = "SELECT " KEYS FROM_FTS
             " AND (?6 IS NULL OR p.price_cents > ?5 OR (p.price_cents = ?5 AND p.id > ?6))"
             " ORDER BY p.price_cents, p.id LIMIT ?7",
-        [SORT_PRICE_DESC] = "SELECT " PRODUCT_COLUMNS FROM_FTS
+        [SORT_PRICE_DESC] = "SELECT " KEYS FROM_FTS
             " AND (?6 IS NULL OR p.price_cents < ?5 OR (p.price_cents = ?5 AND p.id > ?6))"
             " ORDER BY p.price_cents DESC, p.id LIMIT ?7",
-        [SORT_NEWEST] = "SELECT " PRODUCT_COLUMNS FROM_FTS
+        [SORT_NEWEST] = "SELECT " KEYS FROM_FTS
             " AND (?6 IS NULL OR p.created_at < ?5 OR (p.created_at = ?5 AND p.id < ?6))"
             " ORDER BY p.created_at DESC, p.id DESC LIMIT ?7",
     },
@@ -159,16 +163,23 @@ out:
     json_decref(t);
 }
 
-static json_t *encode_token(const struct list_query *lq, json_t *last)
+/* The sort keys of a page's last row. */
+struct last_row {
+    char id[SOUK_ID_MAX];
+    int64_t price;
+    char created[SOUK_TIME_MAX];
+    double score;
+};
+
+static json_t *encode_token(const struct list_query *lq, const struct last_row *last)
 {
     json_t *key;
     switch (lq->sort) {
-    case SORT_RELEVANCE: key = json_incref(json_object_get(last, "score")); break;
-    case SORT_NEWEST: key = json_incref(json_object_get(last, "created_at")); break;
-    default: key = json_incref(json_object_get(last, "price_cents")); break;
+    case SORT_RELEVANCE: key = json_real(last->score); break;
+    case SORT_NEWEST: key = json_string(last->created); break;
+    default: key = json_integer(last->price); break;
     }
-    json_t *t = json_pack("{s:I,s:o,s:O}", "f", (json_int_t)lq->filter_hash, "k", key, "i",
-                          json_object_get(last, "id"));
+    json_t *t = json_pack("{s:I,s:o,s:s}", "f", (json_int_t)lq->filter_hash, "k", key, "i", last->id);
     size_t len;
     char *raw = souk_json_dump(t, &len);
     json_decref(t);
@@ -176,6 +187,28 @@ static json_t *encode_token(const struct list_query *lq, json_t *last)
     souk_b64url_enc(raw, len, out, sizeof(out));
     free(raw);
     return json_string(out);
+}
+
+/* A growing response body; its memory goes to the response. */
+struct body {
+    char *p;
+    size_t len, cap;
+};
+
+static void body_put(struct body *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        b->cap = (b->len + n + 1) * 2;
+        b->p = souk_xrealloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void body_puts(struct body *b, const char *s)
+{
+    body_put(b, s, strlen(s));
 }
 
 static int parse_list_query(struct souk_req *r, struct list_query *lq, struct souk_check *c)
@@ -210,6 +243,18 @@ static int parse_list_query(struct souk_req *r, struct list_query *lq, struct so
     return souk_check_ok(c) ? 0 : SOUK_EINVAL;
 }
 
+/* Append the rendered product with this rid to the body; false if it vanished. */
+static bool put_product(struct souk_db *db, struct body *b, int64_t rid)
+{
+    struct souk_stmt *st = souk_db_query(db, "SELECT " PRODUCT_JSON " FROM products p WHERE p.rid = ?",
+                                         "i", rid);
+    if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
+        return false;
+    body_puts(b, souk_stmt_text(st, 0));
+    souk_stmt_done(st);
+    return true;
+}
+
 int products_list(struct souk_req *r)
 {
     struct souk_check c;
@@ -218,11 +263,10 @@ int products_list(struct souk_req *r)
     if (parse_list_query(r, &lq, &c) != 0)
         return souk_problem_check(r, &c);
 
-    json_t *items = json_array();
-    json_t *body = json_pack("{s:o,s:n}", "items", items, "next_page_token");
+    static const char empty[] = "{\"items\":[],\"next_page_token\":null}";
     bool has_q = lq.q != NULL && lq.q[0] != '\0';
     if (has_q && lq.match[0] == '\0') {   /* only punctuation: nothing can match */
-        souk_reply_json(r, body);
+        souk_reply_raw(r, "application/json", (char *)empty, sizeof(empty) - 1, false);
         return 200;
     }
     const char *sql = list_sql[has_q][lq.sort];
@@ -245,32 +289,50 @@ int products_list(struct souk_req *r)
                            lq.max_price, (int64_t)lq.in_stock, lq.after_price, id, limit, match);
         break;
     }
-    if (st == NULL) {
-        json_decref(body);
+    if (st == NULL)
         return souk_problem(r, 500, "internal", "query failed");
-    }
+    /* collect the page's keys first: the rendered rows come from a second statement */
+    int64_t rids[PAGE_MAX + 1];
+    struct last_row last = {0};
+    int64_t n = 0;
     int rc;
-    json_t *last = NULL;
+    bool more = false;
     while ((rc = souk_stmt_step(st)) == SOUK_ROW) {
-        json_t *row = souk_stmt_row_json(st);
-        if ((int64_t)json_array_size(items) == lq.page_size) {
-            json_decref(row);
-            json_object_set_new(body, "next_page_token", encode_token(&lq, last));
+        if (n == lq.page_size) {
+            more = true;
             souk_stmt_done(st);
             break;
         }
-        json_array_append_new(items, row);
-        last = row;
+        rids[n++] = souk_stmt_int(st, 0);
+        snprintf(last.id, sizeof(last.id), "%s", souk_stmt_text(st, 1));
+        last.price = souk_stmt_int(st, 2);
+        snprintf(last.created, sizeof(last.created), "%s", souk_stmt_text(st, 3));
+        if (lq.sort == SORT_RELEVANCE)
+            last.score = souk_stmt_double(st, 4);
     }
-    if (rc < 0) {
-        json_decref(body);
+    if (rc < 0)
         return souk_problem(r, 500, "internal", "query failed");
+    struct body b = {NULL, 0, 0};
+    body_puts(&b, "{\"items\":[");
+    for (int64_t i = 0; i < n; i++) {
+        if (i > 0)
+            body_puts(&b, ",");
+        if (!put_product(db, &b, rids[i])) {
+            free(b.p);
+            return souk_problem(r, 500, "internal", "query failed");
+        }
     }
-    size_t i;
-    json_t *row;
-    json_array_foreach(items, i, row)
-        json_object_del(row, "score");
-    souk_reply_json(r, body);
+    body_puts(&b, "],\"next_page_token\":");
+    if (more) {
+        json_t *token = encode_token(&lq, &last);
+        body_puts(&b, "\"");
+        body_put(&b, json_string_value(token), json_string_length(token));   /* base64url: no escapes */
+        body_puts(&b, "\"}");
+        json_decref(token);
+    } else {
+        body_puts(&b, "null}");
+    }
+    souk_reply_raw(r, "application/json", b.p, b.len, true);
     return 200;
 }
 
@@ -280,7 +342,7 @@ int products_get(struct souk_req *r)
     if (!souk_id_valid(id, "prd"))
         return souk_problem(r, 404, "product_not_found", "no product %s", id);
     struct souk_stmt *st = souk_db_query(souk_req_db(r),
-                                         "SELECT " PRODUCT_COLUMNS ", p.version FROM products p"
+                                         "SELECT " PRODUCT_JSON ", p.version FROM products p"
                                          " WHERE p.id = ? AND p.archived = 0", "s", id);
     if (st == NULL)
         return souk_problem(r, 500, "internal", "query failed");
@@ -288,18 +350,17 @@ int products_get(struct souk_req *r)
     if (rc != SOUK_ROW)
         return rc < 0 ? souk_problem(r, 500, "internal", "query failed")
                       : souk_problem(r, 404, "product_not_found", "no product %s", id);
-    json_t *p = souk_stmt_row_json(st);
-    souk_stmt_done(st);
     char etag[48];
-    snprintf(etag, sizeof(etag), "\"v%lld\"", (long long)json_integer_value(json_object_get(p, "version")));
-    json_object_del(p, "version");
+    snprintf(etag, sizeof(etag), "\"v%lld\"", (long long)souk_stmt_int(st, 1));
     souk_reply_header(r, "ETag", etag);
     const char *inm = souk_req_header(r, "If-None-Match");
     if (inm != NULL && (strstr(inm, etag) != NULL || strcmp(inm, "*") == 0)) {
-        json_decref(p);
+        souk_stmt_done(st);
         return 304;
     }
-    souk_reply_json(r, p);
+    const char *doc = souk_stmt_text(st, 0);
+    souk_reply_raw(r, "application/json", (char *)doc, strlen(doc), false);
+    souk_stmt_done(st);
     return 200;
 }
 
