@@ -2,6 +2,8 @@
  * cache of prepared statements keyed by the SQL text's address (SQL is almost
  * always a string literal), falling back to comparing the text. */
 #include <pthread.h>
+#include <stdatomic.h>
+#include <unistd.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,8 @@
 
 #define STMT_CACHE 96
 #define BUSY_TIMEOUT_MS 5000
+#define CHECKPOINT_INTERVAL_MS 1000
+#define CHECKPOINT_VALVE_PAGES "10000"
 
 struct cached {
     const char *key;     /* the caller's pointer */
@@ -28,6 +32,7 @@ struct souk_db {
 };
 
 static char *default_url;
+static atomic_bool background_checkpoints;
 static pthread_key_t thread_key;
 static pthread_once_t thread_once = PTHREAD_ONCE_INIT;
 
@@ -36,8 +41,18 @@ static const char *url_path(const char *url)
     return strncmp(url, "sqlite:", 7) == 0 ? url + 7 : url;
 }
 
+static pthread_once_t config_once = PTHREAD_ONCE_INIT;
+
+/* Before the first connection: Debian's SQLite keeps memory statistics behind a
+ * global mutex that every allocation takes; we never read them. */
+static void configure_sqlite(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 int souk_db_open(struct souk_db **out, const char *url)
 {
+    pthread_once(&config_once, configure_sqlite);
     struct souk_db *db = souk_xcalloc(1, sizeof(*db));
     const char *path = url_path(url);
     int rc = sqlite3_open_v2(path, &db->h,
@@ -54,6 +69,10 @@ int souk_db_open(struct souk_db **out, const char *url)
      * process crash (kill -9), which is the failure this platform is built for. */
     rc = souk_db_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                           "PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;");
+    /* With the checkpointer running, a commit no longer pays for the checkpoint
+     * (and its fsync) inline; the high threshold stays as a safety valve. */
+    if (rc == 0 && atomic_load(&background_checkpoints))
+        rc = souk_db_exec(db, "PRAGMA wal_autocheckpoint=" CHECKPOINT_VALVE_PAGES);
     if (rc != 0) {
         souk_db_close(db);
         return rc;
@@ -390,4 +409,46 @@ fail:
     souk_error("migration failed", "{s:s}", "name", m->name);
     souk_db_rollback(db);
     return rc < 0 ? rc : SOUK_EDB;
+}
+
+/* ---- the checkpointer: moves the WAL into the database in the background ---- */
+
+static pthread_t checkpointer;
+static atomic_bool checkpointing;
+
+static void *checkpoint_loop(void *arg)
+{
+    struct souk_db *db = arg;
+    while (atomic_load(&checkpointing)) {
+        for (int slept = 0; slept < CHECKPOINT_INTERVAL_MS && atomic_load(&checkpointing); slept += 50)
+            usleep(50 * 1000);
+        int log = 0, done = 0;
+        int rc = sqlite3_wal_checkpoint_v2(db->h, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            souk_warn("checkpoint failed", "{s:s}", "error", sqlite3_errmsg(db->h));
+    }
+    souk_db_close(db);
+    return NULL;
+}
+
+int souk_db_start_checkpointer(void)
+{
+    struct souk_db *db;
+    if (default_url == NULL || souk_db_open(&db, default_url) != 0)
+        return SOUK_EDB;
+    atomic_store(&background_checkpoints, true);
+    atomic_store(&checkpointing, true);
+    if (pthread_create(&checkpointer, NULL, checkpoint_loop, db) != 0) {
+        atomic_store(&checkpointing, false);
+        souk_db_close(db);
+        return SOUK_ENOMEM;
+    }
+    return 0;
+}
+
+void souk_db_stop_checkpointer(void)
+{
+    if (!atomic_exchange(&checkpointing, false))
+        return;
+    pthread_join(checkpointer, NULL);
 }

@@ -861,6 +861,7 @@ static void drain(void)
     souk__events_stop();
     if (service->stop != NULL)
         service->stop();
+    souk_db_stop_checkpointer();
 }
 
 int souk_main(int argc, char **argv, const struct souk_service *svc)
@@ -906,7 +907,7 @@ int souk_main(int argc, char **argv, const struct souk_service *svc)
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
-    if (souk_auth_init(svc->name) != 0)
+    if (souk_auth_init(svc->name) != 0 || souk_db_start_checkpointer() != 0)
         return 1;
     if ((svc->start != NULL && svc->start() != 0) || souk__events_start() != 0) {
         souk_error("start failed", NULL);

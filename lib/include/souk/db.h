@@ -33,6 +33,12 @@ void souk_db_close(struct souk_db *db);
 struct souk_db *souk_db_thread(void);
 void souk_db_set_default(const char *url);
 
+/* Run WAL checkpoints on a background thread of this process, so that commits on
+ * connections opened afterwards do not checkpoint inline. souk_main() starts it
+ * for a serving process and stops it at the end of the drain. */
+int souk_db_start_checkpointer(void);
+void souk_db_stop_checkpointer(void);
+
 /* Apply, in one transaction each and in order, every migration not yet recorded in
  * schema_migrations. Safe to run concurrently from several processes. */
 int souk_db_migrate(struct souk_db *db, const struct souk_migration *m);
