@@ -23,10 +23,12 @@ function portFree(port) {
   });
 }
 
-/** A base whose seven ports are free, away from the default 8080-8086. */
+/** A base whose seven ports are free, away from the default 8080-8086 and below the
+ *  kernel's ephemeral range (32768+), where outgoing connections could take a port
+ *  between this check and the services' bind. */
 async function freePortBase() {
   for (let i = 0; i < 200; i++) {
-    const base = 20000 + 10 * Math.floor(Math.random() * 4000);
+    const base = 20000 + 10 * Math.floor(Math.random() * 1270);
     let ok = true;
     for (let k = 0; k < SERVICES && ok; k++) ok = await portFree(base + k);
     if (ok) return base;
