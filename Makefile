@@ -97,12 +97,12 @@ test: setup
 	@$(MAKE) --no-print-directory deploy-test
 	@$(MAKE) --no-print-directory browser-test
 
-# The storefront as a person uses it (tests/browser, about 30 s): chromium from Debian,
+# The storefront as a person uses it (tests/browser, two platforms side by side, 25-40 s): chromium from Debian,
 # playwright-core from npm (tests/browser/package-lock.json); screenshots in build/screenshots.
 browser-test: $(BINS)
 	@scripts/setup browser
 	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
-	cd tests/browser && SOUK_BUILD_DIR=$(abspath $(B)) node --test
+	cd tests/browser && SOUK_BUILD_DIR=$(abspath $(B)) node --test --test-concurrency=2
 
 # deploy/ checked without containers (compose, k8s manifests, Prometheus, Grafana; ~15 s);
 # deploy-check adds the Kubernetes schemas and builds and runs the images (slow, root)
