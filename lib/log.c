@@ -1,6 +1,8 @@
 /* log.c: JSON-lines logs. Each line is built in a stack buffer and written with
  * one write(2); extra fields come from a jansson pack format. */
 #include <jansson.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -159,4 +161,96 @@ void souk_log(enum souk_log_level level, const char *msg, const char *fields, ..
     line[len++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, len);
     (void)w;
+}
+
+/* ---- buffered lines (the access log): one write(2) per 16 KiB or 100 ms ---- */
+
+#define BUFFER_BYTES 16384
+#define BUFFER_AGE_MS 100
+
+struct line_buffer {
+    pthread_mutex_t lock;   /* the owner thread and the flusher */
+    struct line_buffer *next;
+    int64_t oldest_ms;      /* when the first line still held was added; 0 if empty */
+    size_t len;
+    char data[BUFFER_BYTES];
+};
+
+static struct line_buffer *buffers;   /* every thread's, for the flusher */
+static pthread_mutex_t buffers_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t flusher_once = PTHREAD_ONCE_INIT;
+static _Thread_local struct line_buffer *mine;
+
+/* Called locked. */
+static void flush_locked(struct line_buffer *b)
+{
+    size_t off = 0;
+    while (off < b->len) {
+        ssize_t w = write(STDERR_FILENO, b->data + off, b->len - off);
+        if (w <= 0)
+            break;   /* nowhere to log to: drop rather than spin */
+        off += (size_t)w;
+    }
+    b->len = 0;
+    b->oldest_ms = 0;
+}
+
+static void flush_old(int64_t older_than_ms)
+{
+    pthread_mutex_lock(&buffers_lock);
+    for (struct line_buffer *b = buffers; b != NULL; b = b->next) {
+        pthread_mutex_lock(&b->lock);
+        if (b->len > 0 && b->oldest_ms <= older_than_ms)
+            flush_locked(b);
+        pthread_mutex_unlock(&b->lock);
+    }
+    pthread_mutex_unlock(&buffers_lock);
+}
+
+static void *flusher(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        usleep(BUFFER_AGE_MS * 1000 / 2);
+        flush_old(souk_wall_ms() - BUFFER_AGE_MS);
+    }
+    return NULL;
+}
+
+static void start_flusher(void)
+{
+    pthread_t t;
+    if (pthread_create(&t, NULL, flusher, NULL) == 0)
+        pthread_detach(t);
+}
+
+void souk__log_buffered(const char *line, size_t len)
+{
+    if (mine == NULL) {
+        pthread_once(&flusher_once, start_flusher);
+        mine = souk_xcalloc(1, sizeof(*mine));
+        pthread_mutex_init(&mine->lock, NULL);
+        pthread_mutex_lock(&buffers_lock);
+        mine->next = buffers;
+        buffers = mine;
+        pthread_mutex_unlock(&buffers_lock);
+    }
+    pthread_mutex_lock(&mine->lock);
+    if (mine->len + len > sizeof(mine->data))
+        flush_locked(mine);
+    if (len > sizeof(mine->data)) {
+        ssize_t w = write(STDERR_FILENO, line, len);
+        (void)w;
+    } else {
+        memcpy(mine->data + mine->len, line, len);
+        mine->len += len;
+        if (mine->oldest_ms == 0)
+            mine->oldest_ms = souk_wall_ms();
+    }
+    pthread_mutex_unlock(&mine->lock);
+}
+
+void souk__log_flush(void)
+{
+    flush_old(INT64_MAX);
 }

@@ -697,8 +697,7 @@ static void access_log(struct souk_req *r, double secs)
     len = put(line, len, cap, tail);
     line[len++] = '}';
     line[len++] = '\n';
-    ssize_t w = write(STDERR_FILENO, line, len);
-    (void)w;
+    souk__log_buffered(line, len);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -851,6 +850,7 @@ static void drain(void)
     if (left > 0) {
         /* a handler still holds a suspended connection: MHD cannot stop cleanly */
         souk_warn("drain deadline passed", "{s:I}", "inflight", (json_int_t)left);
+        souk__log_flush();
         souk__events_stop();
         if (service->stop != NULL)
             service->stop();
@@ -862,6 +862,7 @@ static void drain(void)
     if (service->stop != NULL)
         service->stop();
     souk_db_stop_checkpointer();
+    souk__log_flush();
 }
 
 int souk_main(int argc, char **argv, const struct souk_service *svc)

@@ -4,6 +4,7 @@ import json
 import signal
 import sqlite3
 import subprocess
+import time
 
 import pytest
 import requests
@@ -175,7 +176,12 @@ def test_request_id_and_traceparent(catalog):
     generated = requests.get(catalog.url + "/api/v1/categories", timeout=5,
                              headers={"X-Request-Id": "bad id with spaces"})
     assert generated.headers["X-Request-Id"].startswith("req_")
-    access = [l for l in catalog.log_lines() if l.get("request_id") == "abc-123"]
+    access = []
+    for _ in range(40):   # the access log is written in batches, within 100 ms
+        access = [l for l in catalog.log_lines() if l.get("request_id") == "abc-123"]
+        if access:
+            break
+        time.sleep(0.05)
     assert access and access[-1]["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert access[-1]["status"] == 200 and access[-1]["path"] == "/api/v1/categories"
 

@@ -23,6 +23,13 @@ void souk_log(enum souk_log_level level, const char *msg, const char *fields, ..
 /* The request context that lines logged from this thread carry (NULL to clear). */
 void souk__log_set_context(const char *request_id, const char *trace_id);
 
+/* Lines that may wait a little (the access log): kept per thread and written
+ * when 16 KiB have gathered or the oldest is 100 ms old, so a busy server makes
+ * one write(2) per many requests. A kill -9 loses at most the last 100 ms.
+ * souk__log_flush() writes everything held (the drain calls it). */
+void souk__log_buffered(const char *line, size_t len);
+void souk__log_flush(void);
+
 /* Mask in place every run of SOUK_REDACT_DIGITS or more digits (card numbers),
  * even when split by '-' or ' ': what could be a card number is never logged. */
 #define SOUK_REDACT_DIGITS 13
