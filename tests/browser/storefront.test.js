@@ -58,6 +58,12 @@ test('a customer finds coffee, registers, checks out, and cancels', async () => 
   await page.waitForFunction(() => [...document.querySelectorAll('.grid img')].slice(0, 4).every((i) => i.complete && i.naturalWidth > 0));
   assert.match(await page.locator('.grid img').first().getAttribute('src'), /^\/img\/products\/\w+\/\d+\.svg$/);
   await page.screenshot({ path: path.join(SHOTS, 'products.png') });
+  // "Load more" follows next_page_token: the next page is appended, nothing repeats.
+  const first = await cards.count();
+  await page.getByRole('button', { name: 'Load more' }).click();
+  await page.waitForFunction((n) => document.querySelectorAll('.grid .card').length > n, first);
+  const hrefs = await page.locator('.grid .card-link').evaluateAll((as) => as.map((a) => a.getAttribute('href')));
+  assert.equal(new Set(hrefs).size, hrefs.length, 'a product was listed twice');
 
   // Filters: a price cap in dollars narrows the list (the URL holds cents).
   await page.getByLabel('Max price ($)').fill('20');
@@ -160,6 +166,7 @@ test('a customer finds coffee, registers, checks out, and cancels', async () => 
   }
   const unread = await page.locator('.note.unread').count();
   assert.ok(unread > 0, 'no notification arrived');
+  assert.ok(await page.getByRole('button', { name: 'Load more' }).isHidden(), 'load more shown on the only page');
   await page.locator('.note.unread').first().getByRole('button', { name: 'Mark as read' }).click();
   await page.waitForFunction((n) => document.querySelectorAll('.note.unread').length === n - 1, unread);
 
