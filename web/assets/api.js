@@ -133,7 +133,11 @@ export async function api(path, opts = {}) {
     }
   };
   let res = await attempt();
+  const hadSession = accessToken !== null;
   if (res.status === 401 && sessionStorage.getItem(REFRESH_KEY) && (await refresh())) res = await attempt();
+  if (res.status === 401 && hadSession && !session()) {
+    throw new ApiError(401, { code: 'session_ended', detail: 'Your session has ended. Please sign in again.' });
+  }
   const body = await readBody(res);
   return opts.raw ? { status: res.status, headers: res.headers, body } : body;
 }

@@ -38,7 +38,15 @@ export async function render() {
   main.setAttribute('aria-busy', 'true');
   const stale = () => nav !== current;
   try {
-    const node = await view({ params, query: searchParams, stale });
+    let node;
+    try {
+      node = await view({ params, query: searchParams, stale });
+    } catch (err) {   // a bug or an unexpected answer: say so instead of leaving the old page
+      console.error(err);
+      node = document.createElement('section');
+      node.innerHTML = '<h1>Something went wrong</h1><p role="alert"></p><p><a href="/">Back to the shop</a></p>';
+      node.querySelector('p').textContent = err && err.message ? err.message : String(err);
+    }
     if (stale()) return;
     main.replaceChildren(node);
   } finally {
