@@ -1,14 +1,22 @@
-/* proxy.c: the gateway's reverse proxy on one curl-multi event loop. Pool threads
- * only prepare a job (in the request's arena) and queue it; the loop thread owns
- * every upstream's state (health, breakers, outstanding counts), so none of it needs
- * a lock. Bodies pass through as bytes: nothing is parsed or re-encoded. */
+/* proxy.c: the gateway's reverse proxy on N curl-multi event loops (one per core by
+ * default). Pool threads only prepare a job (in the request's arena) and queue it on a
+ * loop, round robin. Each loop drives its own curl multi with the multi_socket API on
+ * its own epoll instance, so one ready socket costs one transfer's work (not a pass
+ * over every transfer in flight). Upstream state (health, breakers, outstanding
+ * counts) is shared by the loops under one short lock. Bodies pass through as bytes:
+ * nothing is parsed or re-encoded. */
 #include <curl/curl.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "souk/log.h"
 #include "souk/metrics.h"
@@ -24,6 +32,10 @@
 #define BODY_INITIAL 4096
 #define HEALTH_TIMEOUT_MS 1000
 #define POLL_MAX_MS 1000
+#define LOOPS_MAX 64
+#define EVENTS_MAX 64             /* epoll events taken per wakeup */
+#define EASY_FREE_MAX 256         /* idle easy handles kept per loop */
+#define REGISTERED 0x40000000     /* in a socket's curl_multi_assign value: in our epoll set */
 
 enum breaker { CLOSED, OPEN, HALF_OPEN };
 enum kind { JOB, HEALTH };
@@ -32,6 +44,7 @@ struct instance {
     enum kind kind;               /* first: CURLOPT_PRIVATE points here for health checks */
     struct souk_upstream *up;
     char base[BASE_MAX];          /* "http://127.0.0.1:8082" */
+    size_t base_len;
     const char *label;            /* "127.0.0.1:8082", for metrics and logs */
     CURL *health;
     bool health_busy;
@@ -53,9 +66,12 @@ struct souk_upstream {
 
 struct pass_header { char *name, *value; };
 
+struct loop;
+
 struct job {
     enum kind kind;
     struct job *next;
+    struct loop *lp;              /* the loop that runs this job's transfers */
     struct souk_req *r;
     struct souk_upstream *up;
     struct instance *inst;
@@ -78,18 +94,34 @@ struct job {
     size_t npass;
 };
 
+/* One event loop: a thread, its curl multi (and so its own keep-alive pool), its
+ * epoll set, its queue of jobs from the pool threads and its idle easy handles. */
+struct loop {
+    CURLM *multi;
+    int epfd;
+    int wakefd;                   /* eventfd: a job was queued while the loop slept */
+    pthread_t thread;
+    bool started;
+    atomic_bool asleep;           /* the loop is (about to be) in epoll_wait */
+    pthread_mutex_t queue_lock;
+    struct job *queue_head, **queue_tail;
+    bool timer_set;               /* curl asked for a timeout call at timer_at */
+    uint64_t timer_at;
+    CURL *easy_free[EASY_FREE_MAX];   /* idle handles with only the constant options set */
+    size_t neasy_free;
+};
+
 static struct souk_proxy_conf conf;
 static struct souk_upstream *upstreams[MAX_UPSTREAMS];
 static size_t nupstreams;
-static CURLM *multi;
-static pthread_t loop_thread;
+static struct loop loops[LOOPS_MAX];
+static size_t nloops;
+static atomic_size_t next_loop;   /* round robin over the loops */
 static atomic_bool stopping;
-static atomic_bool asleep;        /* the loop is (about to be) in curl_multi_poll */
 static atomic_bool running;
-static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct job *queue_head, **queue_tail = &queue_head;
-static CURL *easy_free[256];      /* idle easy handles, reused (loop thread only) */
-static size_t neasy_free;
+/* Every upstream's instance state (healthy, breaker, outstanding): held only for a
+ * pick or a bookkeeping step, never across a curl call or a resume. */
+static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static struct souk_metric *m_requests, *m_duration, *m_retries, *m_up;
 
@@ -122,6 +154,7 @@ struct souk_upstream *souk_upstream_new(const char *name, const char *urls)
         in->up = u;
         memcpy(in->base, p, len);
         in->base[len] = '\0';
+        in->base_len = len;
         in->label = in->base + (http ? 7 : 8);
         in->healthy = true;   /* until a probe or a request says otherwise */
         in->available = true;
@@ -141,7 +174,7 @@ const char *souk_upstream_name(const struct souk_upstream *u) { return u->name; 
 size_t souk_upstream_instances(const struct souk_upstream *u) { return u->n; }
 size_t souk_upstream_available(const struct souk_upstream *u) { return atomic_load(&u->available); }
 
-/* ---- instance state (loop thread) ---- */
+/* ---- instance state (loop threads, under state_lock) ---- */
 
 static void publish(struct souk_upstream *u, uint64_t now)
 {
@@ -259,6 +292,13 @@ static char *encode_path(struct souk_req *r, const char *path, const char *query
     return out;
 }
 
+static void wake(struct loop *lp)
+{
+    uint64_t one = 1;
+    if (write(lp->wakefd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        souk_warn("proxy wakeup failed", "{s:s}", "error", strerror(errno));
+}
+
 static bool idempotent(const char *method, bool has_key)
 {
     return has_key || strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ||
@@ -300,38 +340,59 @@ int souk_proxy_forward(struct souk_req *r, struct souk_upstream *u)
     j->retryable = idempotent(j->method, souk_req_header(r, "Idempotency-Key") != NULL);
     j->t0 = souk_now_ns();
 
-    pthread_mutex_lock(&queue_lock);
-    *queue_tail = j;
-    queue_tail = &j->next;
-    pthread_mutex_unlock(&queue_lock);
-    /* a busy loop takes the queue on its next turn: wake it only when it sleeps
-     * (a wakeup is three system calls on curl's socketpair) */
-    if (atomic_exchange(&asleep, false))
-        curl_multi_wakeup(multi);
+    struct loop *lp = j->lp = &loops[atomic_fetch_add(&next_loop, 1) % nloops];
+    pthread_mutex_lock(&lp->queue_lock);
+    *lp->queue_tail = j;
+    lp->queue_tail = &j->next;
+    pthread_mutex_unlock(&lp->queue_lock);
+    /* a busy loop takes the queue on its next turn: wake it only when it sleeps */
+    if (atomic_exchange(&lp->asleep, false))
+        wake(lp);
     return SOUK_SUSPEND;
 }
 
-/* ---- the loop thread's side ---- */
+/* ---- the loop threads' side ---- */
 
-static CURL *easy_get(void)
+static size_t on_body(char *data, size_t size, size_t n, void *arg);
+static size_t on_header(char *data, size_t size, size_t n, void *arg);
+
+/* Options every proxied transfer shares, set once per handle (not after each
+ * request: curl_easy_reset and setting them again showed in the profile). */
+static void easy_constants(CURL *e)
 {
-    if (neasy_free > 0) {
-        CURL *e = easy_free[--neasy_free];
-        curl_easy_reset(e);
-        return e;
-    }
+    curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, conf.timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, conf.connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+}
+
+static CURL *easy_get(struct loop *lp)
+{
+    if (lp->neasy_free > 0)
+        return lp->easy_free[--lp->neasy_free];
     CURL *e = curl_easy_init();
     if (e == NULL)
         souk_oom();
+    easy_constants(e);
     return e;
 }
 
-static void easy_put(CURL *e)
+/* Back to the loop's free list. A handle that carried anything but a plain GET is
+ * reset first, so a handle taken from the list needs only the per-request options. */
+static void easy_put(struct loop *lp, CURL *e, bool plain)
 {
-    if (neasy_free < SOUK_ARRAY_LEN(easy_free))
-        easy_free[neasy_free++] = e;
-    else
+    if (lp->neasy_free == EASY_FREE_MAX) {
         curl_easy_cleanup(e);
+        return;
+    }
+    if (!plain) {
+        curl_easy_reset(e);
+        easy_constants(e);
+    }
+    lp->easy_free[lp->neasy_free++] = e;
 }
 
 static size_t on_body(char *data, size_t size, size_t n, void *arg)
@@ -420,57 +481,67 @@ static void fail(struct job *j, int status, const char *code, const char *detail
     answer(j, status);
 }
 
-static void start_attempt(struct job *j, uint64_t now);
+static void launch(struct job *j, struct instance *in);
+
+/* The instance for the next attempt, counted as outstanding; NULL when none. */
+static struct instance *take_instance(struct job *j, uint64_t now)
+{
+    pthread_mutex_lock(&state_lock);
+    struct instance *in = pick(j->up, j->tried, now);
+    if (in != NULL)
+        in->outstanding++;
+    pthread_mutex_unlock(&state_lock);
+    return in;
+}
+
+static void start_attempt(struct job *j, uint64_t now)
+{
+    struct instance *in = take_instance(j, now);
+    if (in == NULL)
+        fail(j, 503, "no_upstream", "no healthy instance");
+    else
+        launch(j, in);
+}
 
 /* Another attempt on another instance, if the rules allow one. */
 static bool retry(struct job *j, uint64_t now)
 {
     if (j->attempts > conf.retries)
         return false;
-    for (size_t i = 0; i < j->up->n; i++) {
-        if (!(j->tried & (1u << i)) && eligible(&j->up->inst[i], now)) {
-            souk_metric_inc(m_retries, j->up->name);
-            start_attempt(j, now);
-            return true;
-        }
-    }
-    return false;
+    struct instance *in = take_instance(j, now);
+    if (in == NULL)
+        return false;
+    souk_metric_inc(m_retries, j->up->name);
+    launch(j, in);
+    return true;
 }
 
-static void start_attempt(struct job *j, uint64_t now)
+static bool plain_get(const struct job *j) { return strcmp(j->method, "GET") == 0; }
+
+static void launch(struct job *j, struct instance *in)
 {
-    struct instance *in = pick(j->up, j->tried, now);
-    if (in == NULL) {
-        fail(j, 503, "no_upstream", "no healthy instance");
-        return;
-    }
     j->inst = in;
     j->tried |= 1u << (in - j->up->inst);
     j->attempts++;
-    in->outstanding++;
     j->status = 0;
     j->len = 0;
     j->npass = 0;
     j->content_type = NULL;
     j->too_big = false;
 
-    CURL *e = j->easy = easy_get();
-    char *url = souk_arena_printf(souk_req_arena(j->r), "%s%s", in->base, j->pathq);
+    CURL *e = j->easy = easy_get(j->lp);
+    size_t plen = strlen(j->pathq);
+    char *url = souk_req_alloc(j->r, in->base_len + plen + 1);
+    memcpy(url, in->base, in->base_len);
+    memcpy(url + in->base_len, j->pathq, plen + 1);
     curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(e, CURLOPT_PRIVATE, j);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, conf.timeout_ms);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, conf.connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, j->headers);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, j);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, j);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     if (strcmp(j->method, "HEAD") == 0) {
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-    } else if (strcmp(j->method, "GET") != 0) {
+    } else if (!plain_get(j)) {
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, j->method);
         if (j->body_len > 0 || strcmp(j->method, "POST") == 0 || strcmp(j->method, "PUT") == 0 ||
             strcmp(j->method, "PATCH") == 0) {
@@ -478,9 +549,11 @@ static void start_attempt(struct job *j, uint64_t now)
             curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)j->body_len);
         }
     }
-    if (curl_multi_add_handle(multi, e) != CURLM_OK) {
+    if (curl_multi_add_handle(j->lp->multi, e) != CURLM_OK) {
+        pthread_mutex_lock(&state_lock);
         in->outstanding--;
-        easy_put(e);
+        pthread_mutex_unlock(&state_lock);
+        easy_put(j->lp, e, plain_get(j));
         j->easy = NULL;
         fail(j, 502, "bad_gateway", "cannot start the upstream call");
     }
@@ -492,14 +565,13 @@ static const char *status_label(long status)
     return status >= 100 && status < 600 ? codes[status / 100 - 1] : "error";
 }
 
-static void finish_job(struct job *j, CURLcode rc, uint64_t now)
+static void finish_job(struct loop *lp, struct job *j, CURLcode rc, uint64_t now)
 {
     struct instance *in = j->inst;
     curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &j->status);
-    curl_multi_remove_handle(multi, j->easy);
-    easy_put(j->easy);
+    curl_multi_remove_handle(lp->multi, j->easy);
+    easy_put(lp, j->easy, plain_get(j));
     j->easy = NULL;
-    in->outstanding--;
     double secs = (double)(now - j->t0) / 1e9;
     souk_metric_observe(m_duration, secs, j->up->name, in->label);
     j->t0 = now;
@@ -507,10 +579,18 @@ static void finish_job(struct job *j, CURLcode rc, uint64_t now)
     if (rc == CURLE_OK) {
         souk_metric_inc(m_requests, j->up->name, in->label, status_label(j->status));
         bool gateway_error = j->status == 502 || j->status == 503 || j->status == 504;
-        if (j->status >= 500)
+        pthread_mutex_lock(&state_lock);
+        in->outstanding--;
+        if (j->status >= 500) {
             breaker_failure(in, now);
-        else
+            publish(j->up, now);
+        } else if (in->state != CLOSED) {
             breaker_success(in);
+            publish(j->up, now);
+        } else {
+            in->failures = 0;
+        }
+        pthread_mutex_unlock(&state_lock);
         if (gateway_error && j->retryable && retry(j, now))
             return;
         struct souk_req *r = j->r;
@@ -533,14 +613,19 @@ static void finish_job(struct job *j, CURLcode rc, uint64_t now)
     souk_metric_inc(m_requests, j->up->name, in->label, "error");
     bool never_sent = rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST;
     bool conn_lost = rc == CURLE_GOT_NOTHING || rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR;
+    pthread_mutex_lock(&state_lock);
+    in->outstanding--;
+    if (!j->too_big) {
+        if (never_sent || conn_lost)
+            set_healthy(in, false, curl_easy_strerror(rc));   /* passive ejection */
+        breaker_failure(in, now);
+        publish(j->up, now);
+    }
+    pthread_mutex_unlock(&state_lock);
     if (j->too_big) {
         fail(j, 502, "bad_gateway", "the upstream response is too large");
         return;
     }
-    if (never_sent || conn_lost)
-        set_healthy(in, false, curl_easy_strerror(rc));   /* passive ejection */
-    breaker_failure(in, now);
-    publish(j->up, now);
     if ((never_sent || j->retryable) && retry(j, now))
         return;
     if (rc == CURLE_OPERATION_TIMEDOUT)
@@ -551,14 +636,17 @@ static void finish_job(struct job *j, CURLcode rc, uint64_t now)
         fail(j, 502, "bad_gateway", curl_easy_strerror(rc));
 }
 
-static void finish_health(struct instance *in, CURLcode rc)
+static void finish_health(struct loop *lp, struct instance *in, CURLcode rc)
 {
     long status = 0;
     curl_easy_getinfo(in->health, CURLINFO_RESPONSE_CODE, &status);
-    curl_multi_remove_handle(multi, in->health);
+    curl_multi_remove_handle(lp->multi, in->health);
     in->health_busy = false;
+    pthread_mutex_lock(&state_lock);
     set_healthy(in, rc == CURLE_OK && status == 200,
                 rc != CURLE_OK ? curl_easy_strerror(rc) : "readyz not 200");
+    publish(in->up, souk_now_ns());
+    pthread_mutex_unlock(&state_lock);
 }
 
 static size_t discard(char *data, size_t size, size_t n, void *arg)
@@ -568,7 +656,8 @@ static size_t discard(char *data, size_t size, size_t n, void *arg)
     return size * n;
 }
 
-static void probe_all(void)
+/* Health probes run on the first loop only. */
+static void probe_all(struct loop *lp)
 {
     for (size_t u = 0; u < nupstreams; u++) {
         for (size_t i = 0; i < upstreams[u]->n; i++) {
@@ -587,19 +676,19 @@ static void probe_all(void)
                 curl_easy_setopt(in->health, CURLOPT_TIMEOUT_MS, (long)HEALTH_TIMEOUT_MS);
                 curl_easy_setopt(in->health, CURLOPT_WRITEFUNCTION, discard);
             }
-            if (curl_multi_add_handle(multi, in->health) == CURLM_OK)
+            if (curl_multi_add_handle(lp->multi, in->health) == CURLM_OK)
                 in->health_busy = true;
         }
     }
 }
 
-static void take_queue(uint64_t now)
+static void take_queue(struct loop *lp, uint64_t now)
 {
-    pthread_mutex_lock(&queue_lock);
-    struct job *j = queue_head;
-    queue_head = NULL;
-    queue_tail = &queue_head;
-    pthread_mutex_unlock(&queue_lock);
+    pthread_mutex_lock(&lp->queue_lock);
+    struct job *j = lp->queue_head;
+    lp->queue_head = NULL;
+    lp->queue_tail = &lp->queue_head;
+    pthread_mutex_unlock(&lp->queue_lock);
     while (j != NULL) {
         struct job *next = j->next;
         if (atomic_load(&stopping))
@@ -610,57 +699,147 @@ static void take_queue(uint64_t now)
     }
 }
 
+/* curl's CURLMOPT_SOCKETFUNCTION: keep the loop's epoll set in step with what each
+ * socket waits for. The assigned value remembers what is registered, so an unchanged
+ * interest costs no system call. */
+static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    SOUK_UNUSED(e);
+    struct loop *lp = userp;
+    uint32_t have = (uint32_t)(uintptr_t)socketp;
+    if (what == CURL_POLL_REMOVE) {
+        if (have & REGISTERED)
+            epoll_ctl(lp->epfd, EPOLL_CTL_DEL, s, NULL);
+        return 0;   /* curl forgets the assigned value itself */
+    }
+    uint32_t want = ((what & CURL_POLL_IN) ? EPOLLIN : 0) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
+    if (have == (want | REGISTERED))
+        return 0;
+    struct epoll_event ev = {.events = want, .data.fd = s};
+    int op = (have & REGISTERED) ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+    if (epoll_ctl(lp->epfd, op, s, &ev) != 0) {
+        /* our record was stale (a socket number reused): the other operation fits */
+        int again = op == EPOLL_CTL_ADD ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+        if (epoll_ctl(lp->epfd, again, s, &ev) != 0) {
+            souk_error("epoll_ctl failed", "{s:s}", "error", strerror(errno));
+            return -1;
+        }
+    }
+    curl_multi_assign(lp->multi, s, (void *)(uintptr_t)(want | REGISTERED));
+    return 0;
+}
+
+/* curl's CURLMOPT_TIMERFUNCTION: when to call it with CURL_SOCKET_TIMEOUT. */
+static int on_timer(CURLM *m, long ms, void *userp)
+{
+    SOUK_UNUSED(m);
+    struct loop *lp = userp;
+    lp->timer_set = ms >= 0;
+    lp->timer_at = ms > 0 ? souk_now_ns() + (uint64_t)ms * 1000000u : 0;   /* 0: due now */
+    return 0;
+}
+
+static void reap(struct loop *lp)
+{
+    CURLMsg *msg;
+    int left;
+    uint64_t now = souk_now_ns();
+    while ((msg = curl_multi_info_read(lp->multi, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        void *priv = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&priv);
+        CURLcode rc = msg->data.result;
+        if (*(enum kind *)priv == HEALTH)
+            finish_health(lp, priv, rc);
+        else
+            finish_job(lp, priv, rc, now);
+    }
+}
+
+static long ms_until(uint64_t at, uint64_t now)
+{
+    return at <= now ? 0 : (long)((at - now + 999999u) / 1000000u);
+}
+
 static void *loop(void *arg)
 {
-    SOUK_UNUSED(arg);
-    uint64_t next_probe = 0;
+    struct loop *lp = arg;
+    bool first = lp == &loops[0];
+    long tick_ms = conf.health_interval_ms > 0 ? conf.health_interval_ms : POLL_MAX_MS;
+    uint64_t next_tick = 0;
+    struct epoll_event evs[EVENTS_MAX];
+    int still;
     while (!atomic_load(&stopping)) {
         uint64_t now = souk_now_ns();
-        take_queue(now);
-        if (conf.health_interval_ms > 0 && now >= next_probe) {
-            probe_all();
-            next_probe = now + (uint64_t)conf.health_interval_ms * 1000000u;
+        take_queue(lp, now);
+        if (first && now >= next_tick) {
+            if (conf.health_interval_ms > 0)
+                probe_all(lp);
+            pthread_mutex_lock(&state_lock);   /* breakers reopen with time */
+            for (size_t u = 0; u < nupstreams; u++)
+                publish(upstreams[u], now);
+            pthread_mutex_unlock(&state_lock);
+            next_tick = now + (uint64_t)tick_ms * 1000000u;
         }
-        int still;
-        curl_multi_perform(multi, &still);
-        CURLMsg *msg;
-        int left;
-        now = souk_now_ns();
-        while ((msg = curl_multi_info_read(multi, &left)) != NULL) {
-            if (msg->msg != CURLMSG_DONE)
-                continue;
-            void *priv = NULL;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&priv);
-            CURLcode rc = msg->data.result;
-            if (*(enum kind *)priv == HEALTH)
-                finish_health(priv, rc);
-            else
-                finish_job(priv, rc, now);
+        if (lp->timer_set && now >= lp->timer_at) {
+            lp->timer_set = false;
+            curl_multi_socket_action(lp->multi, CURL_SOCKET_TIMEOUT, 0, &still);
+            reap(lp);
+            now = souk_now_ns();
         }
-        for (size_t u = 0; u < nupstreams; u++)
-            publish(upstreams[u], now);
         long wait = POLL_MAX_MS;
-        curl_multi_timeout(multi, &wait);
-        if (wait < 0 || wait > POLL_MAX_MS)
-            wait = POLL_MAX_MS;
-        if (conf.health_interval_ms > 0) {
-            long to_probe = (long)((next_probe - now) / 1000000u);
-            if (next_probe <= now)
-                to_probe = 0;
-            if (to_probe < wait)
-                wait = to_probe;
-        }
+        if (lp->timer_set && ms_until(lp->timer_at, now) < wait)
+            wait = ms_until(lp->timer_at, now);
+        if (first && ms_until(next_tick, now) < wait)
+            wait = ms_until(next_tick, now);
         /* Announce the sleep, then look at the queue once more: a job queued before
          * the announcement is seen here, one queued after it wakes us. */
-        atomic_store(&asleep, true);
-        pthread_mutex_lock(&queue_lock);
-        bool queued = queue_head != NULL;
-        pthread_mutex_unlock(&queue_lock);
-        if (!queued)
-            curl_multi_poll(multi, NULL, 0, (int)wait, NULL);
-        atomic_store(&asleep, false);
+        atomic_store(&lp->asleep, true);
+        pthread_mutex_lock(&lp->queue_lock);
+        if (lp->queue_head != NULL)
+            wait = 0;
+        pthread_mutex_unlock(&lp->queue_lock);
+        int n = epoll_wait(lp->epfd, evs, EVENTS_MAX, (int)wait);
+        atomic_store(&lp->asleep, false);
+        for (int i = 0; i < n; i++) {
+            int fd = evs[i].data.fd;
+            if (fd == lp->wakefd)
+                continue;   /* the queue is taken at the top of the loop */
+            uint32_t e = evs[i].events;
+            int flags = ((e & EPOLLIN) ? CURL_CSELECT_IN : 0) | ((e & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
+                        ((e & (EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_ERR : 0);
+            curl_multi_socket_action(lp->multi, fd, flags, &still);
+        }
+        reap(lp);
     }
     return NULL;
+}
+
+static int loop_init(struct loop *lp)
+{
+    pthread_mutex_init(&lp->queue_lock, NULL);
+    lp->queue_tail = &lp->queue_head;
+    lp->multi = curl_multi_init();
+    if (lp->multi == NULL)
+        return SOUK_ENOMEM;
+    lp->epfd = epoll_create1(EPOLL_CLOEXEC);
+    lp->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (lp->epfd < 0 || lp->wakefd < 0)
+        return SOUK_EIO;
+    /* edge-triggered: every write is an event, so the counter is never read back
+     * (one system call less per wakeup; 2^64 writes would be needed to fill it) */
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.fd = lp->wakefd};
+    if (epoll_ctl(lp->epfd, EPOLL_CTL_ADD, lp->wakefd, &ev) != 0)
+        return SOUK_EIO;
+    /* the keep-alive pool is split between the loops */
+    long conns = (long)(conf.max_connections / nloops);
+    curl_multi_setopt(lp->multi, CURLMOPT_MAXCONNECTS, conns > 0 ? conns : 1L);
+    curl_multi_setopt(lp->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(lp->multi, CURLMOPT_SOCKETDATA, lp);
+    curl_multi_setopt(lp->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(lp->multi, CURLMOPT_TIMERDATA, lp);
+    return 0;
 }
 
 int souk_proxy_start(const struct souk_proxy_conf *c)
@@ -668,10 +847,9 @@ int souk_proxy_start(const struct souk_proxy_conf *c)
     conf = *c;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return SOUK_EIO;
-    multi = curl_multi_init();
-    if (multi == NULL)
-        return SOUK_ENOMEM;
-    curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long)conf.max_connections);
+    nloops = conf.threads > 0 ? conf.threads : 1;
+    if (nloops > LOOPS_MAX)
+        nloops = LOOPS_MAX;
     m_requests = souk_metric_counter("souk_gateway_upstream_requests_total",
                                      "Upstream attempts by upstream, instance and status class.",
                                      "upstream,instance,code");
@@ -684,9 +862,20 @@ int souk_proxy_start(const struct souk_proxy_conf *c)
     for (size_t u = 0; u < nupstreams; u++)
         for (size_t i = 0; i < upstreams[u]->n; i++)
             souk_metric_set(m_up, 1, upstreams[u]->name, upstreams[u]->inst[i].label);
-    if (pthread_create(&loop_thread, NULL, loop, NULL) != 0)
-        return SOUK_EIO;
+    for (size_t i = 0; i < nloops; i++) {
+        int rc = loop_init(&loops[i]);
+        if (rc != 0)
+            return rc;
+    }
     running = true;
+    for (size_t i = 0; i < nloops; i++) {
+        if (pthread_create(&loops[i].thread, NULL, loop, &loops[i]) != 0) {
+            souk_proxy_stop();
+            return SOUK_EIO;
+        }
+        loops[i].started = true;
+    }
+    souk_info("proxy started", "{s:i}", "loops", (int)nloops);
     return 0;
 }
 
@@ -695,21 +884,27 @@ void souk_proxy_stop(void)
     if (!running)
         return;
     atomic_store(&stopping, true);
-    curl_multi_wakeup(multi);   /* unconditionally: the loop may be between checks */
-    pthread_join(loop_thread, NULL);
+    for (size_t i = 0; i < nloops; i++) {
+        if (loops[i].started) {
+            wake(&loops[i]);   /* unconditionally: the loop may be between checks */
+            pthread_join(loops[i].thread, NULL);
+        }
+    }
     running = false;
-    take_queue(souk_now_ns());   /* answers 503 to anything queued meanwhile */
+    for (size_t i = 0; i < nloops; i++)
+        take_queue(&loops[i], souk_now_ns());   /* answers 503 to anything queued meanwhile */
     /* transfers still in flight belong to requests the drain gave up on */
     for (size_t u = 0; u < nupstreams; u++) {
         for (size_t i = 0; i < upstreams[u]->n; i++) {
             struct instance *in = &upstreams[u]->inst[i];
             if (in->health != NULL) {
-                curl_multi_remove_handle(multi, in->health);
+                curl_multi_remove_handle(loops[0].multi, in->health);
                 curl_easy_cleanup(in->health);
                 in->health = NULL;
             }
         }
     }
-    while (neasy_free > 0)
-        curl_easy_cleanup(easy_free[--neasy_free]);
+    for (size_t i = 0; i < nloops; i++)
+        while (loops[i].neasy_free > 0)
+            curl_easy_cleanup(loops[i].easy_free[--loops[i].neasy_free]);
 }

@@ -17,7 +17,7 @@ static const char *const up_names[UP_COUNT] = {"users", "catalog", "cart", "orde
 
 static const char *cfg_web_dir, *cfg_cors;
 static int64_t cfg_timeout, cfg_connect_timeout, cfg_retries, cfg_breaker_failures, cfg_breaker_ms,
-    cfg_health_ms, cfg_max_response, cfg_max_conns;
+    cfg_health_ms, cfg_max_response, cfg_max_conns, cfg_proxy_threads;
 static struct edge_conf edge;
 
 static const struct souk_conf config[] = {
@@ -37,6 +37,7 @@ static const struct souk_conf config[] = {
     {"SOUK_HEALTH_INTERVAL_MS", SOUK_CONF_INT, "1000", 0, 60000, &cfg_health_ms, "active /readyz probes; 0 off"},
     {"SOUK_UPSTREAM_MAX_RESPONSE", SOUK_CONF_INT, "16777216", 1024, 1073741824, &cfg_max_response, "upstream body cap"},
     {"SOUK_UPSTREAM_MAX_CONNECTIONS", SOUK_CONF_INT, "512", 1, 100000, &cfg_max_conns, "keep-alive pool size"},
+    {"SOUK_PROXY_THREADS", SOUK_CONF_INT, "1", 1, 64, &cfg_proxy_threads, "proxy event loops (curl multis)"},
     {"SOUK_RATE_IP_RPS", SOUK_CONF_INT, "200", 0, 1000000, &edge.rate[LIMIT_IP], "per client address; 0 off"},
     {"SOUK_RATE_IP_BURST", SOUK_CONF_INT, "400", 1, 10000000, &edge.burst[LIMIT_IP], "bucket size"},
     {"SOUK_RATE_USER_RPS", SOUK_CONF_INT, "100", 0, 1000000, &edge.rate[LIMIT_USER], "per user; 0 off"},
@@ -140,6 +141,7 @@ static int start(void)
         .health_interval_ms = cfg_health_ms,
         .max_response = (size_t)cfg_max_response,
         .max_connections = (size_t)cfg_max_conns,
+        .threads = (size_t)cfg_proxy_threads,
     };
     return souk_proxy_start(&pc);
 }

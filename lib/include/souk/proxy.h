@@ -1,5 +1,5 @@
 /* proxy.h: the asynchronous reverse proxy the gateway is made of. An upstream is a
- * service with one or more instances; one event-loop thread runs every upstream
+ * service with one or more instances; a few event-loop threads run every upstream
  * exchange on curl-multi with keep-alive pools, so a waiting client holds no pool
  * thread: souk_proxy_forward() suspends the request and resumes it with the answer.
  * Instances are chosen by least outstanding requests (ties round robin), probed on
@@ -22,6 +22,7 @@ struct souk_proxy_conf {
     long health_interval_ms;  /* GET /readyz on every instance this often; 0: never */
     size_t max_response;      /* cap on an upstream response body, bytes */
     size_t max_connections;   /* keep-alive connections kept open across all upstreams */
+    size_t threads;           /* event loops, each its own curl multi and pool; 0: 1 */
 };
 
 /* Declare an upstream before souk_proxy_start(): name is for logs and metrics
@@ -33,7 +34,7 @@ size_t souk_upstream_instances(const struct souk_upstream *u);
 /* Instances that would take a request now (healthy, breaker not open). */
 size_t souk_upstream_available(const struct souk_upstream *u);
 
-/* Start and stop the event-loop thread. Start returns 0 or a SOUK_E* code. Stop
+/* Start and stop the event-loop threads. Start returns 0 or a SOUK_E* code. Stop
  * after the server has drained: requests still in flight are answered 503. */
 int souk_proxy_start(const struct souk_proxy_conf *conf);
 void souk_proxy_stop(void);
