@@ -102,7 +102,8 @@ test: setup
 browser-test: $(BINS)
 	@scripts/setup browser
 	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
-	cd tests/browser && SOUK_BUILD_DIR=$(abspath $(B)) node --test --test-concurrency=2
+	cd tests/browser && SOUK_BUILD_DIR=$(abspath $(B)) node --test \
+	  $$(node --help | grep -q -- --test-concurrency && echo --test-concurrency=2)
 
 # deploy/ checked without containers (compose, k8s manifests, Prometheus, Grafana; ~15 s);
 # deploy-check adds the Kubernetes schemas and builds and runs the images (slow, root)
