@@ -1,5 +1,5 @@
-/* proxy.c: the gateway's reverse proxy on N curl-multi event loops (one per core by
- * default). Pool threads only prepare a job (in the request's arena) and queue it on a
+/* proxy.c: the gateway's reverse proxy on N curl-multi event loops (SOUK_PROXY_THREADS,
+ * default 1). Pool threads only prepare a job (in the request's arena) and queue it on a
  * loop, round robin. Each loop drives its own curl multi with the multi_socket API on
  * its own epoll instance, so one ready socket costs one transfer's work (not a pass
  * over every transfer in flight). Upstream state (health, breakers, outstanding
