@@ -1,8 +1,11 @@
 """The images themselves (make deploy-check only: slow, needs root, podman and
 debootstrap): deploy/docker/build-offline builds them with no network inside the
 build, then catalog runs seeded and serving on a free port with a read-only root,
-as uid 10001, and stops cleanly on SIGTERM; every image runs its migrations.
-SOUK_DEPLOY_SERVICES picks the images (default: catalog; "all" for every service)."""
+as uid 10001, and stops cleanly on SIGTERM; every image runs its migrations; users,
+catalog and gateway containers work together (routing, client credentials from the
+SOUK_SECRET_* variables). SOUK_DEPLOY_SERVICES picks the images (default: users
+catalog gateway; "all" for every service)."""
+import secrets
 import os
 import re
 import shutil
@@ -20,7 +23,7 @@ BUILD_OFFLINE = os.path.join(DEPLOY, "docker", "build-offline")
 
 
 def wanted():
-    v = os.environ.get("SOUK_DEPLOY_SERVICES", "catalog").split()
+    v = os.environ.get("SOUK_DEPLOY_SERVICES", "users catalog gateway").split()
     return SERVICES if v == ["all"] else v
 
 
@@ -126,3 +129,61 @@ def test_every_image_runs_its_migrations_on_a_fresh_volume(podman):
                    "-v", f"souk-migrate-{svc}:/var/lib/souk",
                    f"localhost/souk/{svc}:latest", "migrate", check=False)
         assert r.returncode == 0, f"{svc} migrate: {r.stdout}{r.stderr}"
+
+
+def test_users_catalog_and_gateway_containers_work_together(podman):
+    """The compose/k8s wiring in miniature, on the host network with free ports:
+    users gets every SOUK_SECRET_* and writes its clients file through the entrypoint
+    wrapper; the gateway routes to catalog and to users' token endpoint."""
+    missing = {"users", "catalog", "gateway"} - set(podman.sizes)
+    if missing:
+        pytest.fail(f"this test runs users, catalog and gateway: build {sorted(missing)} too")
+    ports = {svc: free_port() for svc in ("users", "catalog", "gateway")}
+    url = {svc: f"http://127.0.0.1:{p}" for svc, p in ports.items()}
+    secret = {svc: secrets.token_hex(32) for svc in SERVICES}
+    dead = f"http://127.0.0.1:{DEAD_PORT}"
+    base = ["--network", "host", "--read-only", "--tmpfs", "/tmp"]
+
+    def env(svc, **extra):
+        e = {"SOUK_LISTEN": f"127.0.0.1:{ports[svc]}", "SOUK_CLIENT_ID": svc,
+             "SOUK_CLIENT_SECRET": secret[svc], "SOUK_USERS_URL": url["users"], **extra}
+        return [a for k, v in e.items() for a in ("-e", f"{k}={v}")]
+
+    users_env = env("users", SOUK_CLIENTS_FILE="/tmp/clients.json",
+                    **{f"SOUK_SECRET_{s.upper()}": v for s, v in secret.items()})
+    catalog_env = env("catalog", SOUK_ORDERS_URL=dead)
+    gateway_env = env("gateway", SOUK_CATALOG_URL=url["catalog"], SOUK_CART_URL=dead,
+                      SOUK_ORDERS_URL=dead, SOUK_PAYMENTS_URL=dead, SOUK_NOTIFY_URL=dead)
+    podman("volume", "create", "souk-platform-users")
+    podman("volume", "create", "souk-platform-catalog")
+    podman("run", "--rm", *base, "-v", "souk-platform-catalog:/var/lib/souk", *catalog_env,
+           "localhost/souk/catalog:latest", "seed")
+    podman("run", "-d", "--name", "souk-users", *base, "-v", "souk-platform-users:/var/lib/souk", *users_env,
+           "--entrypoint", "/usr/local/bin/souk-clients-file", "localhost/souk/users:latest",
+           "/usr/local/bin/souk-service", "serve")
+    podman("run", "-d", "--name", "souk-catalog", *base, "-v", "souk-platform-catalog:/var/lib/souk",
+           *catalog_env, "localhost/souk/catalog:latest")
+    podman("run", "-d", "--name", "souk-gateway", *base, *gateway_env,   # the image's anonymous volume
+           "localhost/souk/gateway:latest")
+    try:
+        for svc in ("users", "catalog", "gateway"):
+            try:
+                wait_until(f"{svc} container ready",
+                           lambda: requests.get(url[svc] + "/readyz", timeout=1).status_code == 200, timeout=60)
+            except AssertionError as e:
+                logs = podman("logs", f"souk-{svc}", check=False)
+                pytest.fail(f"{e}; logs: {(logs.stdout + logs.stderr)[-2000:]}")
+        r = requests.get(url["gateway"] + "/api/v1/products", timeout=5)
+        assert r.status_code == 200, r.text[:500]
+        assert r.json()["items"], "the gateway's products list is empty"
+        token = url["gateway"] + "/oauth/token"
+        r = requests.post(token, data={"grant_type": "client_credentials"}, auth=("catalog", secret["catalog"]),
+                          timeout=10)
+        assert r.status_code == 200, r.text[:500]
+        assert r.json()["token_type"] == "Bearer" and r.json()["access_token"].count(".") == 2
+        r = requests.post(token, data={"grant_type": "client_credentials"}, auth=("catalog", secret["cart"]),
+                          timeout=10)
+        assert r.status_code == 401, r.text[:500]
+    finally:
+        for name in ("souk-gateway", "souk-catalog", "souk-users"):
+            podman("stop", "-t", "15", name, check=False)
