@@ -41,6 +41,11 @@ class Broker:
         os.makedirs(os.path.join(self.base, "home"), exist_ok=True)
         with open(plugins, "w") as f:
             f.write("[].\n")
+        # Erlang must resolve the node's host without /etc/hosts (a bare debootstrap
+        # root has none): name it in the node's own resolver table.
+        inetrc = os.path.join(self.base, "inetrc")
+        with open(inetrc, "w") as f:
+            f.write('{host, {127,0,0,1}, ["localhost"]}.\n{lookup, [file, native]}.\n')
         self.env = dict(os.environ)
         self.env.update({
             "HOME": os.path.join(self.base, "home"),
@@ -53,6 +58,7 @@ class Broker:
             "ERL_EPMD_PORT": str(free_port()),
             "ERL_EPMD_ADDRESS": "127.0.0.1",
             "RABBITMQ_ENABLED_PLUGINS_FILE": plugins,
+            "ERL_INETRC": inetrc,
         })
         self.proc = None
 
