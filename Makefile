@@ -91,7 +91,7 @@ e2e: $(BINS)
 	SOUK_BUILD_DIR=$(abspath $(B)) $(PYTEST) -q tests/e2e $(PYTEST_ARGS)
 
 test: setup
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -j$(shell nproc) all
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory e2e
 	@$(MAKE) --no-print-directory deploy-test
@@ -118,7 +118,7 @@ deploy-check:
 
 run:
 	@scripts/setup build
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -j$(shell nproc) all
 	@scripts/run
 
 bench:
