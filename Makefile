@@ -101,7 +101,7 @@ test: setup
 # playwright-core from npm (tests/browser/package-lock.json); screenshots in build/screenshots.
 browser-test: $(BINS)
 	@scripts/setup browser
-	cd tests/browser && npm ci --no-audit --no-fund --loglevel=error
+	cd tests/browser && npm ci --prefer-offline --no-audit --no-fund --loglevel=error
 	cd tests/browser && SOUK_BUILD_DIR=$(abspath $(B)) node --test \
 	  $$(node --help | grep -q -- --test-concurrency && echo --test-concurrency=2)
 
