@@ -59,3 +59,54 @@ def test_every_built_service_is_up_and_ready(platform):
         assert (name, 0) in state, name
         r = requests.get(platform.url(name) + "/readyz", timeout=2)
         assert r.status_code == 200, (name, r.text)
+
+
+def test_replicas_behind_the_gateway_survive_a_sigkill(tmp_path):
+    """souk up with two catalog replicas: the gateway learns both from the supervisor,
+    and killing one during a stream of reads costs the clients nothing."""
+    import threading
+
+    from conftest import Platform
+    p = Platform(tmp_path, env={"SOUK_REPLICAS": "catalog=2", "SOUK_RATE_IP_RPS": "0"})
+    try:
+        p.up()
+        state = p.state()
+        assert ("catalog", 1) in state
+        gw = p.url("gateway")
+        ids = product_ids(gw)[:50]
+        errors, done = [], threading.Event()
+        count = [0]
+
+        def reader():
+            s = requests.Session()
+            i = 0
+            while not done.is_set():
+                try:
+                    r = s.get(f"{gw}/api/v1/products/{ids[i % len(ids)]}", timeout=5)
+                    if r.status_code != 200:
+                        errors.append(r.status_code)
+                except requests.RequestException as e:
+                    errors.append(repr(e))
+                count[0] += 1
+                i += 1
+
+        threads = [threading.Thread(target=reader) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        os.kill(state[("catalog", 0)]["pid"], signal.SIGKILL)
+        time.sleep(2.0)
+        done.set()
+        for t in threads:
+            t.join()
+        assert count[0] > 100
+        assert errors == [], errors[:5]
+        # both replicas served: the gateway knew them from the supervisor
+        metrics = requests.get(gw + "/metrics", timeout=5).text
+        served = {line.split('instance="')[1].split('"')[0] for line in metrics.splitlines()
+                  if line.startswith("souk_gateway_upstream_requests_total{")
+                  and 'upstream="catalog"' in line and 'code="2xx"' in line}
+        ports = {str(state[("catalog", k)]["port"]) for k in (0, 1)}
+        assert {i.rsplit(":", 1)[-1] for i in served} >= ports, (served, ports)
+    finally:
+        p.down()
