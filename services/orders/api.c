@@ -408,11 +408,11 @@ static int order_state(struct souk_db *db, const char *id, char status[16], char
     return 0;
 }
 
-int orders_cancel(struct souk_req *r)
+/* For cancel and ship: the caller may see the order; take the write lock and read
+ * its status and step. 0 with the transaction open, or a problem's status. */
+static int lock_order(struct souk_req *r, struct souk_db *db, const char *id, char status[16],
+                      char step[16])
 {
-    const char *id = souk_req_param(r, "id");
-    struct souk_db *db = souk_req_db(r);
-    char status[16], step[16], now[SOUK_TIME_MAX];
     if (!visible(r, id))
         return souk_problem(r, 404, "order_not_found", "no order %.64s", id);
     if (souk_db_begin(db) != 0)
@@ -421,6 +421,17 @@ int orders_cancel(struct souk_req *r)
         souk_db_rollback(db);
         return souk_problem(r, 503, "unavailable", "cannot read the order");
     }
+    return 0;
+}
+
+int orders_cancel(struct souk_req *r)
+{
+    const char *id = souk_req_param(r, "id");
+    struct souk_db *db = souk_req_db(r);
+    char status[16], step[16], now[SOUK_TIME_MAX];
+    int locked = lock_order(r, db, id, status, step);
+    if (locked != 0)
+        return locked;
     if (strcmp(status, "cancelled") == 0 || (strcmp(status, "confirmed") == 0 && strcmp(step, "refund") == 0)) {
         souk_db_rollback(db);   /* already cancelled or being cancelled: the same answer */
         return wait_for_order(r, id, 200);
@@ -453,14 +464,9 @@ int orders_ship(struct souk_req *r)
     const char *id = souk_req_param(r, "id");
     struct souk_db *db = souk_req_db(r);
     char status[16], step[16], now[SOUK_TIME_MAX];
-    if (!visible(r, id))
-        return souk_problem(r, 404, "order_not_found", "no order %.64s", id);
-    if (souk_db_begin(db) != 0)
-        return souk_problem(r, 503, "busy", "database busy");
-    if (order_state(db, id, status, step) != 0) {
-        souk_db_rollback(db);
-        return souk_problem(r, 503, "unavailable", "cannot read the order");
-    }
+    int locked = lock_order(r, db, id, status, step);
+    if (locked != 0)
+        return locked;
     if (strcmp(status, "shipped") == 0) {
         souk_db_rollback(db);
         return reply_order(r, id, 200);
