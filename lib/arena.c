@@ -7,8 +7,8 @@
 #include "souk/arena.h"
 #include "souk/souk.h"
 
-#define ARENA_ALIGN 16
-#define ARENA_FIRST 4096
+#define ARENA_ALIGN     16
+#define ARENA_FIRST     4096
 #define ARENA_MAX_CHUNK (256 * 1024)
 
 struct souk__arena_chunk {

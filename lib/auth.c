@@ -15,14 +15,14 @@
 #include "souk/log.h"
 #include "souk/souk.h"
 
-#define LEEWAY 30                 /* seconds of clock skew tolerated on exp/nbf/iat */
-#define JWKS_MAX_AGE_MS 300000    /* refetch a JWKS this old on next use */
-#define JWKS_REFETCH_MS 5000      /* at most one refetch per this, for unknown kids */
+#define LEEWAY                30     /* seconds of clock skew tolerated on exp/nbf/iat */
+#define JWKS_MAX_AGE_MS       300000 /* refetch a JWKS this old on next use */
+#define JWKS_REFETCH_MS       5000   /* at most one refetch per this, for unknown kids */
 #define JWKS_LOCAL_REFETCH_MS 1000
-#define JWKS_TIMEOUT_MS 2000
-#define CACHE_SLOTS 4096          /* verified-token cache, direct-mapped by token hash */
-#define RENEW_BEFORE 60           /* renew our service token this long before it expires */
-#define URL_MAX 1024
+#define JWKS_TIMEOUT_MS       2000
+#define CACHE_SLOTS           4096 /* verified-token cache, direct-mapped by token hash */
+#define RENEW_BEFORE          60   /* renew our service token this long before it expires */
+#define URL_MAX               1024
 
 static const char *issuer = "souk-users", *audience = "souk";
 static const char *users_url, *client_id, *client_secret;
@@ -56,15 +56,12 @@ const char *souk_auth_audience(void)
 /* ---- the JWKS ---- */
 
 static json_t *(*local_jwks)(void);
-static pthread_mutex_t keys_lock = PTHREAD_MUTEX_INITIALIZER;    /* guards jwks */
-static pthread_mutex_t fetch_lock = PTHREAD_MUTEX_INITIALIZER;   /* one fetch at a time */
+static pthread_mutex_t keys_lock = PTHREAD_MUTEX_INITIALIZER;  /* guards jwks */
+static pthread_mutex_t fetch_lock = PTHREAD_MUTEX_INITIALIZER; /* one fetch at a time */
 static jwks_t *jwks;
 static int64_t fetched_ms, tried_ms;
 
-void souk_auth_set_local_jwks(json_t *(*get)(void))
-{
-    local_jwks = get;
-}
+void souk_auth_set_local_jwks(json_t *(*get)(void)) { local_jwks = get; }
 
 static json_t *fetch_remote(void)
 {
@@ -72,7 +69,8 @@ static json_t *fetch_remote(void)
     if (users_url == NULL || souk_client_pick(users_url, base, sizeof(base)) == NULL)
         return NULL;
     snprintf(url, sizeof(url), "%s/.well-known/jwks.json", base);
-    struct souk_call call = {.method = "GET", .url = url, .timeout_ms = JWKS_TIMEOUT_MS, .retries = 1};
+    struct souk_call call = {
+        .method = "GET", .url = url, .timeout_ms = JWKS_TIMEOUT_MS, .retries = 1};
     struct souk_response res;
     json_t *out = NULL;
     if (souk_client_do(&call, &res) == 0 && res.status == 200 && json_is_object(res.json))
@@ -94,8 +92,9 @@ static void refresh_jwks(bool limited)
     tried_ms = now;
     json_t *j = local_jwks != NULL ? local_jwks() : fetch_remote();
     jwks_t *fresh = NULL;
-    if (j == NULL || r_jwks_init(&fresh) != RHN_OK || r_jwks_import_from_json_t(fresh, j) != RHN_OK) {
-        r_jwks_free(fresh);   /* keep what we had: a blip at users must not lock everyone out */
+    if (j == NULL || r_jwks_init(&fresh) != RHN_OK ||
+        r_jwks_import_from_json_t(fresh, j) != RHN_OK) {
+        r_jwks_free(fresh); /* keep what we had: a blip at users must not lock everyone out */
         json_decref(j);
         goto out;
     }
@@ -123,7 +122,7 @@ static jwk_t *lookup(const char *kid, bool *have_keys)
     if (copy == NULL || age <= JWKS_MAX_AGE_MS)
         return copy;
     r_jwk_free(copy);
-    return NULL;   /* too old to trust as the current set: the caller refetches */
+    return NULL; /* too old to trust as the current set: the caller refetches */
 }
 
 static jwk_t *find_key(const char *kid, bool *have_keys)
@@ -187,9 +186,8 @@ static bool aud_ok(json_t *aud)
         return strcmp(json_string_value(aud), audience) == 0;
     size_t i;
     json_t *v;
-    json_array_foreach(aud, i, v)
-        if (json_is_string(v) && strcmp(json_string_value(v), audience) == 0)
-            return true;
+    json_array_foreach(aud, i, v) if (json_is_string(v) &&
+                                      strcmp(json_string_value(v), audience) == 0) return true;
     return false;
 }
 
@@ -208,7 +206,8 @@ static bool copy_str(char *dst, size_t cap, json_t *v, bool required)
 /* Check the claims; fill who. NULL when fine, else why not. */
 static const char *check_claims(json_t *c, struct souk_identity *who, int64_t now)
 {
-    json_t *exp = json_object_get(c, "exp"), *nbf = json_object_get(c, "nbf"), *iat = json_object_get(c, "iat");
+    json_t *exp = json_object_get(c, "exp"), *nbf = json_object_get(c, "nbf"),
+           *iat = json_object_get(c, "iat");
     if (!json_is_string(json_object_get(c, "iss")) ||
         strcmp(json_string_value(json_object_get(c, "iss")), issuer) != 0)
         return "wrong issuer";
@@ -218,7 +217,8 @@ static const char *check_claims(json_t *c, struct souk_identity *who, int64_t no
         return "exp and iat are required integers";
     if (json_integer_value(exp) + LEEWAY <= now)
         return "token expired";
-    if ((nbf != NULL && json_integer_value(nbf) > now + LEEWAY) || json_integer_value(iat) > now + LEEWAY)
+    if ((nbf != NULL && json_integer_value(nbf) > now + LEEWAY) ||
+        json_integer_value(iat) > now + LEEWAY)
         return "token not yet valid";
     if (!copy_str(who->sub, sizeof(who->sub), json_object_get(c, "sub"), true) ||
         !copy_str(who->token_id, sizeof(who->token_id), json_object_get(c, "jti"), true) ||
@@ -231,9 +231,9 @@ static const char *check_claims(json_t *c, struct souk_identity *who, int64_t no
         return "roles must be an array";
     size_t i;
     json_t *v;
-    json_array_foreach(roles, i, v)
-        if (json_is_string(v) && strcmp(json_string_value(v), "admin") == 0)
-            who->admin = true;
+    json_array_foreach(roles, i,
+                       v) if (json_is_string(v) && strcmp(json_string_value(v), "admin") == 0)
+        who->admin = true;
     /* RFC 9068: a client-credentials token's subject is the client itself */
     const char *cid = json_string_value(json_object_get(c, "client_id"));
     who->service = roles == NULL && cid != NULL && strcmp(cid, who->sub) == 0;
@@ -262,7 +262,8 @@ int souk_auth_verify(const char *token, struct souk_identity *who, char *why, si
         goto out;
     }
     /* R_PARSE_NONE: no unsigned tokens, no keys or key URLs taken from the header */
-    if (r_jwt_init(&jwt) != RHN_OK || r_jwt_advanced_parsen(jwt, token, len, R_PARSE_NONE, R_FLAG_IGNORE_REMOTE) != RHN_OK ||
+    if (r_jwt_init(&jwt) != RHN_OK ||
+        r_jwt_advanced_parsen(jwt, token, len, R_PARSE_NONE, R_FLAG_IGNORE_REMOTE) != RHN_OK ||
         r_jwt_get_type(jwt) != R_JWT_TYPE_SIGN)
         goto out;
     fail = "algorithm not allowed";
@@ -270,7 +271,8 @@ int souk_auth_verify(const char *token, struct souk_identity *who, char *why, si
         goto out;
     const char *typ = r_jwt_get_header_str_value(jwt, "typ");
     fail = "typ must be at+jwt";
-    if (typ == NULL || (strcasecmp(typ, SOUK_AUTH_TYP) != 0 && strcasecmp(typ, "application/at+jwt") != 0))
+    if (typ == NULL ||
+        (strcasecmp(typ, SOUK_AUTH_TYP) != 0 && strcasecmp(typ, "application/at+jwt") != 0))
         goto out;
     const char *kid = r_jwt_get_header_str_value(jwt, "kid");
     fail = "kid missing";
@@ -285,7 +287,8 @@ int souk_auth_verify(const char *token, struct souk_identity *who, char *why, si
     }
     const char *kalg = r_jwk_get_property_str(key, "alg");
     fail = "signing key is not an RS256 RSA key";
-    if ((r_jwk_key_type(key, NULL, 0) & R_KEY_TYPE_RSA) == 0 || (kalg != NULL && strcmp(kalg, SOUK_AUTH_ALG) != 0))
+    if ((r_jwk_key_type(key, NULL, 0) & R_KEY_TYPE_RSA) == 0 ||
+        (kalg != NULL && strcmp(kalg, SOUK_AUTH_ALG) != 0))
         goto out;
     fail = "bad signature";
     if (r_jwt_verify_signature(jwt, key, R_FLAG_IGNORE_REMOTE) != RHN_OK)
@@ -316,7 +319,8 @@ static int challenge(struct souk_req *r, int status, const char *error, const ch
     if (error == NULL)
         snprintf(h, sizeof(h), "Bearer realm=\"souk\"");
     else
-        snprintf(h, sizeof(h), "Bearer realm=\"souk\", error=\"%s\", error_description=\"%s\"", error, detail);
+        snprintf(h, sizeof(h), "Bearer realm=\"souk\", error=\"%s\", error_description=\"%s\"",
+                 error, detail);
     souk_reply_header(r, "WWW-Authenticate", h);
     return souk_problem(r, status, error != NULL ? error : "unauthorized", "%s", detail);
 }
@@ -343,7 +347,9 @@ int souk_auth_check(struct souk_req *r, const struct souk_route *route, struct s
         return 0;
     const char *h = souk_req_header(r, "Authorization");
     if (h == NULL)
-        return route->auth == SOUK_OPTIONAL_USER ? 0 : challenge(r, 401, NULL, "a bearer token is required");
+        return route->auth == SOUK_OPTIONAL_USER
+                   ? 0
+                   : challenge(r, 401, NULL, "a bearer token is required");
     if (strncasecmp(h, "Bearer ", 7) != 0)
         return challenge(r, 401, "invalid_token", "use the Bearer scheme");
     const char *token = h + 7;
@@ -369,7 +375,8 @@ int souk_auth_check(struct souk_req *r, const struct souk_route *route, struct s
         return 0;
     case SOUK_SERVICE:
         if (!who->service || route->scope == NULL || !has_scope(who->scope, route->scope))
-            return challenge(r, 403, "insufficient_scope", "a service token with the route's scope is required");
+            return challenge(r, 403, "insufficient_scope",
+                             "a service token with the route's scope is required");
         return 0;
     default:
         return 0;
@@ -388,7 +395,8 @@ static size_t form_escape(char *out, size_t cap, size_t len, const char *s)
     static const char hex[] = "0123456789ABCDEF";
     for (; *s != '\0' && len + 4 < cap; s++) {
         unsigned char c = (unsigned char)*s;
-        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || strchr("-._~", c)) {
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            strchr("-._~", c)) {
             out[len++] = (char)c;
         } else {
             out[len++] = '%';
@@ -417,15 +425,19 @@ int souk_auth_service_token(char *out, size_t cap)
     n = form_escape(body, sizeof(body), n, client_id);
     n += (size_t)snprintf(body + n, sizeof(body) - n, "&client_secret=");
     form_escape(body, sizeof(body), n, client_secret);
-    struct souk_call call = {.method = "POST", .url = url, .raw_body = body,
+    struct souk_call call = {.method = "POST",
+                             .url = url,
+                             .raw_body = body,
                              .raw_type = "application/x-www-form-urlencoded",
-                             .timeout_ms = JWKS_TIMEOUT_MS, .retries = 1};
+                             .timeout_ms = JWKS_TIMEOUT_MS,
+                             .retries = 1};
     struct souk_response res;
     rc = souk_client_do(&call, &res);
     sodium_memzero(body, sizeof(body));
-    json_t *tok = json_object_get(res.json, "access_token"), *ttl = json_object_get(res.json, "expires_in");
-    if (rc == 0 && (res.status != 200 || !json_is_string(tok) || json_string_length(tok) > SOUK_AUTH_TOKEN_MAX ||
-                    !json_is_integer(ttl))) {
+    json_t *tok = json_object_get(res.json, "access_token"),
+           *ttl = json_object_get(res.json, "expires_in");
+    if (rc == 0 && (res.status != 200 || !json_is_string(tok) ||
+                    json_string_length(tok) > SOUK_AUTH_TOKEN_MAX || !json_is_integer(ttl))) {
         souk_warn("service token refused", "{s:i}", "status", res.status);
         rc = res.status == 401 || res.status == 400 ? SOUK_EAUTH : SOUK_EUNAVAIL;
     }

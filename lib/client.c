@@ -20,21 +20,21 @@
 
 #define DEFAULT_TIMEOUT_MS 3000
 #define CONNECT_TIMEOUT_MS 1000
-#define DEFAULT_RETRIES 2
-#define BACKOFF_BASE_MS 50
-#define RESPONSE_MAX (8u << 20)
-#define BREAKER_ORIGINS 32
-#define BREAKER_THRESHOLD 5        /* consecutive failures that open the circuit */
-#define BREAKER_OPEN_MS 2000       /* then one trial call is let through */
-#define TOKEN_MAX 4096
+#define DEFAULT_RETRIES    2
+#define BACKOFF_BASE_MS    50
+#define RESPONSE_MAX       (8u << 20)
+#define BREAKER_ORIGINS    32
+#define BREAKER_THRESHOLD  5    /* consecutive failures that open the circuit */
+#define BREAKER_OPEN_MS    2000 /* then one trial call is let through */
+#define TOKEN_MAX          4096
 
 /* ---- circuit breakers, one per origin ---- */
 
 struct breaker {
     char origin[128];
     int failures;
-    int64_t open_until;   /* wall ms; 0 when closed */
-    bool trial;           /* a half-open trial call is under way */
+    int64_t open_until; /* wall ms; 0 when closed */
+    bool trial;         /* a half-open trial call is under way */
 };
 
 static struct breaker breakers[BREAKER_ORIGINS];
@@ -55,7 +55,7 @@ static struct breaker *breaker_get(const char *origin)
         if (strcmp(breakers[i].origin, origin) == 0)
             return &breakers[i];
     if (nbreakers == BREAKER_ORIGINS)
-        return NULL;   /* more origins than expected: no breaker for the rest */
+        return NULL; /* more origins than expected: no breaker for the rest */
     struct breaker *b = &breakers[nbreakers++];
     snprintf(b->origin, sizeof(b->origin), "%s", origin);
     return b;
@@ -71,7 +71,7 @@ static bool breaker_allow(const char *origin)
         if (souk_wall_ms() < b->open_until || b->trial)
             ok = false;
         else
-            b->trial = true;   /* half-open: this call is the trial */
+            b->trial = true; /* half-open: this call is the trial */
     }
     pthread_mutex_unlock(&breaker_lock);
     return ok;
@@ -100,10 +100,7 @@ static void breaker_report(const char *origin, bool success)
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static pthread_key_t handle_key;
 
-static void handle_free(void *h)
-{
-    curl_easy_cleanup(h);
-}
+static void handle_free(void *h) { curl_easy_cleanup(h); }
 
 static void global_init(void)
 {
@@ -136,7 +133,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
     size_t len = size * n;
     if (res->len + len > RESPONSE_MAX) {
         s->overflow = true;
-        return 0;   /* abort the transfer */
+        return 0; /* abort the transfer */
     }
     res->body = souk_xrealloc(res->body, res->len + len + 1);
     memcpy(res->body + res->len, data, len);
@@ -163,7 +160,8 @@ static int attempt(const struct souk_call *c, const char *body, size_t body_len,
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method ? c->method : "GET");
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, timeout < CONNECT_TIMEOUT_MS ? timeout : CONNECT_TIMEOUT_MS);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+                     timeout < CONNECT_TIMEOUT_MS ? timeout : CONNECT_TIMEOUT_MS);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
@@ -177,7 +175,8 @@ static int attempt(const struct souk_call *c, const char *body, size_t body_len,
     }
     CURLcode rc = curl_easy_perform(h);
     if (rc != CURLE_OK) {
-        souk_log(SOUK_LOG_DEBUG, "call failed", "{s:s,s:s}", "url", c->url, "error", curl_easy_strerror(rc));
+        souk_log(SOUK_LOG_DEBUG, "call failed", "{s:s,s:s}", "url", c->url, "error",
+                 curl_easy_strerror(rc));
         free(res->body);
         res->body = NULL;
         res->len = 0;
@@ -199,7 +198,7 @@ static struct curl_slist *build_headers(const struct souk_call *c, const char *c
     struct curl_slist *hs = NULL;
     char line[TOKEN_MAX + 64];
     hs = curl_slist_append(hs, "Accept: application/json");
-    hs = curl_slist_append(hs, "Expect:");   /* no 100-continue round trip */
+    hs = curl_slist_append(hs, "Expect:"); /* no 100-continue round trip */
     if (content_type != NULL) {
         snprintf(line, sizeof(line), "Content-Type: %s", content_type);
         hs = curl_slist_append(hs, line);
@@ -293,7 +292,7 @@ const char *souk_client_pick(const char *list, char *buf, size_t cap)
         p = strchr(p, ',') + 1;
     size_t len = strcspn(p, ",");
     while (len > 0 && p[len - 1] == '/')
-        len--;   /* "http://h:1/" → "http://h:1": callers append paths */
+        len--; /* "http://h:1/" → "http://h:1": callers append paths */
     snprintf(buf, cap, "%.*s", (int)len, p);
     return buf;
 }

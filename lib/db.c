@@ -13,14 +13,14 @@
 #include "souk/log.h"
 #include "souk/souk.h"
 
-#define STMT_CACHE 96
-#define BUSY_TIMEOUT_MS 5000
+#define STMT_CACHE             96
+#define BUSY_TIMEOUT_MS        5000
 #define CHECKPOINT_INTERVAL_MS 1000
 #define CHECKPOINT_VALVE_PAGES "10000"
 
 struct cached {
-    const char *key;     /* the caller's pointer */
-    char *sql;           /* our copy, for the fallback comparison */
+    const char *key; /* the caller's pointer */
+    char *sql;       /* our copy, for the fallback comparison */
     sqlite3_stmt *st;
 };
 
@@ -45,18 +45,15 @@ static pthread_once_t config_once = PTHREAD_ONCE_INIT;
 
 /* Before the first connection: Debian's SQLite keeps memory statistics behind a
  * global mutex that every allocation takes; we never read them. */
-static void configure_sqlite(void)
-{
-    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
-}
+static void configure_sqlite(void) { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); }
 
 int souk_db_open(struct souk_db **out, const char *url)
 {
     pthread_once(&config_once, configure_sqlite);
     struct souk_db *db = souk_xcalloc(1, sizeof(*db));
     const char *path = url_path(url);
-    int rc = sqlite3_open_v2(path, &db->h,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    int rc = sqlite3_open_v2(
+        path, &db->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         souk_error("db open failed", "{s:s,s:s}", "path", path, "error",
                    db->h ? sqlite3_errmsg(db->h) : sqlite3_errstr(rc));
@@ -93,15 +90,9 @@ void souk_db_close(struct souk_db *db)
     free(db);
 }
 
-static void thread_close(void *p)
-{
-    souk_db_close(p);
-}
+static void thread_close(void *p) { souk_db_close(p); }
 
-static void thread_key_make(void)
-{
-    pthread_key_create(&thread_key, thread_close);
-}
+static void thread_key_make(void) { pthread_key_create(&thread_key, thread_close); }
 
 void souk_db_set_default(const char *url)
 {
@@ -226,9 +217,11 @@ struct souk_stmt *souk_db_query(struct souk_db *db, const char *sql, const char 
 static int map_error(sqlite3 *h, int rc)
 {
     switch (rc & 0xff) {
-    case SQLITE_CONSTRAINT: return SOUK_ECONFLICT;
+    case SQLITE_CONSTRAINT:
+        return SOUK_ECONFLICT;
     case SQLITE_BUSY:
-    case SQLITE_LOCKED: return SOUK_EBUSY;
+    case SQLITE_LOCKED:
+        return SOUK_EBUSY;
     }
     souk_error("db step failed", "{s:s}", "error", sqlite3_errmsg(h));
     return SOUK_EDB;
@@ -272,10 +265,7 @@ bool souk_stmt_null(struct souk_stmt *st, int col)
     return sqlite3_column_type((sqlite3_stmt *)st, col) == SQLITE_NULL;
 }
 
-int souk_stmt_columns(struct souk_stmt *st)
-{
-    return sqlite3_column_count((sqlite3_stmt *)st);
-}
+int souk_stmt_columns(struct souk_stmt *st) { return sqlite3_column_count((sqlite3_stmt *)st); }
 
 json_t *souk_stmt_row_json(struct souk_stmt *stmt)
 {
@@ -287,9 +277,15 @@ json_t *souk_stmt_row_json(struct souk_stmt *stmt)
         size_t nlen = strlen(name);
         json_t *v;
         switch (sqlite3_column_type(st, i)) {
-        case SQLITE_INTEGER: v = json_integer(sqlite3_column_int64(st, i)); break;
-        case SQLITE_FLOAT: v = json_real(sqlite3_column_double(st, i)); break;
-        case SQLITE_NULL: v = json_null(); break;
+        case SQLITE_INTEGER:
+            v = json_integer(sqlite3_column_int64(st, i));
+            break;
+        case SQLITE_FLOAT:
+            v = json_real(sqlite3_column_double(st, i));
+            break;
+        case SQLITE_NULL:
+            v = json_null();
+            break;
         default: {
             const char *text = (const char *)sqlite3_column_text(st, i);
             if (nlen > 5 && strcmp(name + nlen - 5, "_json") == 0) {
@@ -302,7 +298,7 @@ json_t *souk_stmt_row_json(struct souk_stmt *stmt)
                 continue;
             }
             v = json_stringn(text, (size_t)sqlite3_column_bytes(st, i));
-            if (v == NULL)   /* not UTF-8: never expected, but never crash */
+            if (v == NULL) /* not UTF-8: never expected, but never crash */
                 v = json_null();
         }
         }
@@ -342,10 +338,7 @@ int souk_db_int(struct souk_db *db, int64_t *out, const char *sql, const char *f
     return rc;
 }
 
-int souk_db_begin(struct souk_db *db)
-{
-    return souk_db_exec(db, "BEGIN IMMEDIATE");
-}
+int souk_db_begin(struct souk_db *db) { return souk_db_exec(db, "BEGIN IMMEDIATE"); }
 
 int souk_db_commit(struct souk_db *db)
 {
@@ -361,15 +354,9 @@ void souk_db_rollback(struct souk_db *db)
         sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
 }
 
-int64_t souk_db_changes(struct souk_db *db)
-{
-    return sqlite3_changes64(db->h);
-}
+int64_t souk_db_changes(struct souk_db *db) { return sqlite3_changes64(db->h); }
 
-const char *souk_db_errmsg(struct souk_db *db)
-{
-    return sqlite3_errmsg(db->h);
-}
+const char *souk_db_errmsg(struct souk_db *db) { return sqlite3_errmsg(db->h); }
 
 int souk_db_migrate(struct souk_db *db, const struct souk_migration *m)
 {
@@ -387,8 +374,8 @@ int souk_db_migrate(struct souk_db *db, const struct souk_migration *m)
         if ((rc = souk_db_begin(db)) != 0)
             return rc;
         int64_t seen = 0;
-        rc = souk_db_int(db, &seen, "SELECT count(*) FROM schema_migrations WHERE version = ?",
-                         "i", (int64_t)version);
+        rc = souk_db_int(db, &seen, "SELECT count(*) FROM schema_migrations WHERE version = ?", "i",
+                         (int64_t)version);
         if (rc < 0)
             goto fail;
         if (seen) {
@@ -420,7 +407,8 @@ static void *checkpoint_loop(void *arg)
 {
     struct souk_db *db = arg;
     while (atomic_load(&checkpointing)) {
-        for (int slept = 0; slept < CHECKPOINT_INTERVAL_MS && atomic_load(&checkpointing); slept += 50)
+        for (int slept = 0; slept < CHECKPOINT_INTERVAL_MS && atomic_load(&checkpointing);
+             slept += 50)
             usleep(50 * 1000);
         int log = 0, done = 0;
         int rc = sqlite3_wal_checkpoint_v2(db->h, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);

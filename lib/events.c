@@ -17,7 +17,7 @@
 #include "souk/metrics.h"
 #include "souk/souk.h"
 
-#define MAX_THREADS 16
+#define MAX_THREADS    16
 #define ERROR_TEXT_MAX 200
 
 struct souk__ev_conf souk__ev;
@@ -25,26 +25,33 @@ const struct souk_service *souk__ev_svc;
 static char source_name[64] = "unknown";
 
 static const struct souk_conf ev_config[] = {
-    {"SOUK_EVENTS", SOUK_CONF_STR, "feed", 4, 1024, &souk__ev.transport, "feed or amqp://user:pass@host:port/vhost"},
-    {"SOUK_EVENTS_RETENTION", SOUK_CONF_INT, "604800", 1, 31536000, &souk__ev.retention_s, "seconds events are kept in the outbox"},
-    {"SOUK_EVENTS_WAIT", SOUK_CONF_INT, "10", 0, 60, &souk__ev.wait_s, "long-poll seconds a feed consumer asks for"},
-    {"SOUK_EVENTS_MAX_ATTEMPTS", SOUK_CONF_INT, "5", 1, 100, &souk__ev.max_attempts, "handler failures before dead-lettering"},
-    {"SOUK_EVENTS_RETRY_MS", SOUK_CONF_INT, "200", 1, 60000, &souk__ev.retry_ms, "first retry delay (doubles)"},
-    {"SOUK_EVENTS_RETRY_MAX_MS", SOUK_CONF_INT, "10000", 1, 600000, &souk__ev.retry_max_ms, "longest retry delay"},
-    {"SOUK_EVENTS_BATCH", SOUK_CONF_INT, "100", 1, 1000, &souk__ev.batch, "events per feed page or relay round"},
+    {"SOUK_EVENTS", SOUK_CONF_STR, "feed", 4, 1024, &souk__ev.transport,
+     "feed or amqp://user:pass@host:port/vhost"},
+    {"SOUK_EVENTS_RETENTION", SOUK_CONF_INT, "604800", 1, 31536000, &souk__ev.retention_s,
+     "seconds events are kept in the outbox"},
+    {"SOUK_EVENTS_WAIT", SOUK_CONF_INT, "10", 0, 60, &souk__ev.wait_s,
+     "long-poll seconds a feed consumer asks for"},
+    {"SOUK_EVENTS_MAX_ATTEMPTS", SOUK_CONF_INT, "5", 1, 100, &souk__ev.max_attempts,
+     "handler failures before dead-lettering"},
+    {"SOUK_EVENTS_RETRY_MS", SOUK_CONF_INT, "200", 1, 60000, &souk__ev.retry_ms,
+     "first retry delay (doubles)"},
+    {"SOUK_EVENTS_RETRY_MAX_MS", SOUK_CONF_INT, "10000", 1, 600000, &souk__ev.retry_max_ms,
+     "longest retry delay"},
+    {"SOUK_EVENTS_BATCH", SOUK_CONF_INT, "100", 1, 1000, &souk__ev.batch,
+     "events per feed page or relay round"},
     {NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
 /* The kit's tables live beside the service's own; names start with souk_. */
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS souk_outbox ("
-    " seq INTEGER PRIMARY KEY AUTOINCREMENT,"   /* never reused: cursors stay valid */
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT," /* never reused: cursors stay valid */
     " id TEXT NOT NULL UNIQUE, type TEXT NOT NULL, subject TEXT,"
     " created_ms INTEGER NOT NULL, envelope TEXT NOT NULL,"
-    " sent_ms INTEGER);"                        /* amqp: confirmed by the broker */
+    " sent_ms INTEGER);" /* amqp: confirmed by the broker */
     "CREATE INDEX IF NOT EXISTS souk_outbox_unsent ON souk_outbox(seq) WHERE sent_ms IS NULL;"
     "CREATE TABLE IF NOT EXISTS souk_outbox_meta ("
-    " k TEXT PRIMARY KEY, v INTEGER NOT NULL);"  /* pruned_through: highest seq deleted */
+    " k TEXT PRIMARY KEY, v INTEGER NOT NULL);" /* pruned_through: highest seq deleted */
     "CREATE TABLE IF NOT EXISTS souk_inbox ("
     " event_id TEXT PRIMARY KEY, source TEXT NOT NULL, type TEXT NOT NULL,"
     " received_ms INTEGER NOT NULL);"
@@ -68,20 +75,26 @@ static double outbox_backlog(void *arg)
     SOUK_UNUSED(arg);
     struct souk_db *db = souk_db_thread();
     int64_t n = 0;
-    if (db == NULL || souk_db_int(db, &n, souk__ev.amqp
-                                      ? "SELECT count(*) FROM souk_outbox WHERE sent_ms IS NULL"
-                                      : "SELECT count(*) FROM souk_outbox", NULL) < 0)
+    if (db == NULL ||
+        souk_db_int(db, &n,
+                    souk__ev.amqp ? "SELECT count(*) FROM souk_outbox WHERE sent_ms IS NULL"
+                                  : "SELECT count(*) FROM souk_outbox",
+                    NULL) < 0)
         return 0;
     return (double)n;
 }
 
 static void metrics_register(void)
 {
-    m_emitted = souk_metric_counter("souk_events_emitted_total", "events written to the outbox", "type");
-    m_published = souk_metric_counter("souk_events_published_total", "events confirmed by the broker", "type");
-    m_consumed = souk_metric_counter("souk_events_consumed_total", "events delivered to handlers", "type,outcome");
-    m_expired = souk_metric_counter("souk_events_cursor_expired_total",
-                                    "feed cursors found behind the producer's retention", "producer");
+    m_emitted =
+        souk_metric_counter("souk_events_emitted_total", "events written to the outbox", "type");
+    m_published = souk_metric_counter("souk_events_published_total",
+                                      "events confirmed by the broker", "type");
+    m_consumed = souk_metric_counter("souk_events_consumed_total", "events delivered to handlers",
+                                     "type,outcome");
+    m_expired =
+        souk_metric_counter("souk_events_cursor_expired_total",
+                            "feed cursors found behind the producer's retention", "producer");
     souk_metric_gauge_fn("souk_events_outbox_backlog", "outbox rows not yet published (feed: kept)",
                          outbox_backlog, NULL);
 }
@@ -140,7 +153,8 @@ static bool valid_type(const char *t)
     if (n == 0 || n > SOUK__EV_TYPE_MAX || t[0] == '.' || t[n - 1] == '.')
         return false;
     for (size_t i = 0; i < n; i++)
-        if (!(islower((unsigned char)t[i]) || isdigit((unsigned char)t[i]) || t[i] == '.' || t[i] == '_'))
+        if (!(islower((unsigned char)t[i]) || isdigit((unsigned char)t[i]) || t[i] == '.' ||
+              t[i] == '_'))
             return false;
     return true;
 }
@@ -169,14 +183,16 @@ int souk_event_emit(struct souk_db *db, const char *type, const char *subject, j
         json_object_set_new(env, "subject", json_string(subject));
     size_t len;
     text = souk_json_dump(env, &len);
-    rc = souk_db_run(db, "INSERT INTO souk_outbox (id, type, subject, created_ms, envelope)"
-                         " VALUES (?, ?, ?, ?, ?)", "sSSis", id, type, subject, ms, text);
+    rc = souk_db_run(db,
+                     "INSERT INTO souk_outbox (id, type, subject, created_ms, envelope)"
+                     " VALUES (?, ?, ?, ?, ?)",
+                     "sSSis", id, type, subject, ms, text);
     if (rc < 0)
         goto out;
     rc = 0;
     if (m_emitted != NULL)
         souk_metric_inc(m_emitted, type);
-    souk__ev_nudge();   /* early: the waiters re-check after the commit anyway */
+    souk__ev_nudge(); /* early: the waiters re-check after the commit anyway */
 out:
     json_decref(data);
     json_decref(env);
@@ -187,8 +203,8 @@ out:
 /* ---- the inbox: delivery to subscriptions ---- */
 
 /* Check an envelope and point ev into it. Returns NULL (ok) or what is wrong. */
-static const char *parse_envelope(json_t *env, struct souk_event *ev, char type[SOUK__EV_TYPE_MAX + 1],
-                                  char source[64])
+static const char *parse_envelope(json_t *env, struct souk_event *ev,
+                                  char type[SOUK__EV_TYPE_MAX + 1], char source[64])
 {
     const char *spec = json_string_value(json_object_get(env, "specversion"));
     const char *id = json_string_value(json_object_get(env, "id"));
@@ -237,9 +253,11 @@ static int advance_cursor(struct souk_db *db, const char *producer, int64_t seq)
 {
     if (seq < 0 || producer == NULL)
         return 0;
-    int rc = souk_db_run(db, "INSERT INTO souk_cursors (producer, after, updated_ms) VALUES (?, ?, ?)"
-                             " ON CONFLICT(producer) DO UPDATE SET after = max(after, excluded.after),"
-                             " updated_ms = excluded.updated_ms", "sii", producer, seq, souk_wall_ms());
+    int rc = souk_db_run(db,
+                         "INSERT INTO souk_cursors (producer, after, updated_ms) VALUES (?, ?, ?)"
+                         " ON CONFLICT(producer) DO UPDATE SET after = max(after, excluded.after),"
+                         " updated_ms = excluded.updated_ms",
+                         "sii", producer, seq, souk_wall_ms());
     return rc < 0 ? rc : 0;
 }
 
@@ -259,33 +277,37 @@ static enum souk__outcome record_failure(struct souk_db *db, const char *produce
     int64_t now = souk_wall_ms();
     if (souk_db_begin(db) != 0)
         return SOUK__EV_RETRY;
-    if (souk_db_run(db, "INSERT INTO souk_event_attempts (event_id, attempts, last_error, updated_ms)"
-                        " VALUES (?, 1, ?, ?) ON CONFLICT(event_id) DO UPDATE SET"
-                        " attempts = attempts + 1, last_error = excluded.last_error,"
-                        " updated_ms = excluded.updated_ms", "ssi", id, error, now) < 0 ||
+    if (souk_db_run(db,
+                    "INSERT INTO souk_event_attempts (event_id, attempts, last_error, updated_ms)"
+                    " VALUES (?, 1, ?, ?) ON CONFLICT(event_id) DO UPDATE SET"
+                    " attempts = attempts + 1, last_error = excluded.last_error,"
+                    " updated_ms = excluded.updated_ms",
+                    "ssi", id, error, now) < 0 ||
         souk_db_int(db, &attempts, "SELECT attempts FROM souk_event_attempts WHERE event_id = ?",
                     "s", id) < 0)
         goto fail;
     bool dead = fatal || attempts >= souk__ev.max_attempts;
     if (dead) {
-        if (souk_db_run(db, "INSERT OR IGNORE INTO souk_dead_letters (event_id, source, type,"
-                            " envelope, error, attempts, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        "sssssii", id, source, type, text, error,
-                        attempts, now) < 0)
+        if (souk_db_run(db,
+                        "INSERT OR IGNORE INTO souk_dead_letters (event_id, source, type,"
+                        " envelope, error, attempts, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        "sssssii", id, source, type, text, error, attempts, now) < 0)
             goto fail;
         /* feed: nobody else will ever deliver it, so it counts as seen; amqp: the
          * broker's dead-letter queue keeps it and a redelivery must fail again */
-        if (seq >= 0 && (souk_db_run(db, "INSERT OR IGNORE INTO souk_inbox (event_id, source, type,"
-                                         " received_ms) VALUES (?, ?, ?, ?)", "sssi", id, source,
-                                     type, now) < 0 ||
+        if (seq >= 0 && (souk_db_run(db,
+                                     "INSERT OR IGNORE INTO souk_inbox (event_id, source, type,"
+                                     " received_ms) VALUES (?, ?, ?, ?)",
+                                     "sssi", id, source, type, now) < 0 ||
                          advance_cursor(db, producer, seq) != 0))
             goto fail;
     }
     if (souk_db_commit(db) != 0)
         return SOUK__EV_RETRY;
-    souk_log(dead ? SOUK_LOG_ERROR : SOUK_LOG_WARN, dead ? "event dead-lettered" : "event handler failed",
-             "{s:s,s:s,s:s,s:I,s:s}", "event_id", id, "type", type, "source", source,
-             "attempts", (json_int_t)attempts, "error", error);
+    souk_log(dead ? SOUK_LOG_ERROR : SOUK_LOG_WARN,
+             dead ? "event dead-lettered" : "event handler failed", "{s:s,s:s,s:s,s:I,s:s}",
+             "event_id", id, "type", type, "source", source, "attempts", (json_int_t)attempts,
+             "error", error);
     return dead ? SOUK__EV_DEAD : SOUK__EV_FAILED;
 fail:
     souk_db_rollback(db);
@@ -300,8 +322,9 @@ enum souk__outcome souk__ev_deliver(struct souk_db *db, const char *producer, in
     enum souk__outcome out = SOUK__EV_RETRY;
     json_error_t jerr;
     json_t *env = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-    const char *bad = env == NULL ? "not JSON" : !json_is_object(env) ? "not an object"
-                                               : parse_envelope(env, &ev, type, source);
+    const char *bad = env == NULL            ? "not JSON"
+                      : !json_is_object(env) ? "not an object"
+                                             : parse_envelope(env, &ev, type, source);
     if (bad != NULL) {
         /* a poison message: keep it for a person, never retry it */
         const char *id = json_string_value(json_object_get(env, "id"));
@@ -340,8 +363,10 @@ enum souk__outcome souk__ev_deliver(struct souk_db *db, const char *producer, in
             souk__ev_count_consumed(type, out == SOUK__EV_DEAD ? "dead" : "failed");
             goto out;
         }
-        if (souk_db_run(db, "INSERT INTO souk_inbox (event_id, source, type, received_ms)"
-                            " VALUES (?, ?, ?, ?)", "sssi", ev.id, source, type, souk_wall_ms()) < 0 ||
+        if (souk_db_run(db,
+                        "INSERT INTO souk_inbox (event_id, source, type, received_ms)"
+                        " VALUES (?, ?, ?, ?)",
+                        "sssi", ev.id, source, type, souk_wall_ms()) < 0 ||
             souk_db_run(db, "DELETE FROM souk_event_attempts WHERE event_id = ?", "s", ev.id) < 0)
             goto rollback;
     }

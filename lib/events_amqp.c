@@ -16,27 +16,27 @@
 #include "souk/metrics.h"
 #include "souk/souk.h"
 
-#define EXCHANGE "souk.events"          /* topic, routing key = event type */
-#define DLX "souk.dlx"                  /* direct, routing key = the dead queue's owner */
-#define QUEUE_PREFIX "souk."            /* souk.<service>, souk.<service>.dlq */
-#define DLQ_SUFFIX ".dlq"
-#define CONTENT_TYPE "application/cloudevents+json"
-#define CHANNEL 1
-#define FRAME_MAX 131072
-#define HEARTBEAT_S 30                  /* longer than the longest handler backoff */
+#define EXCHANGE           "souk.events" /* topic, routing key = event type */
+#define DLX                "souk.dlx"    /* direct, routing key = the dead queue's owner */
+#define QUEUE_PREFIX       "souk."       /* souk.<service>, souk.<service>.dlq */
+#define DLQ_SUFFIX         ".dlq"
+#define CONTENT_TYPE       "application/cloudevents+json"
+#define CHANNEL            1
+#define FRAME_MAX          131072
+#define HEARTBEAT_S        30 /* longer than the longest handler backoff */
 #define CONNECT_TIMEOUT_MS 5000
-#define RPC_TIMEOUT_MS 10000
+#define RPC_TIMEOUT_MS     10000
 #define CONFIRM_TIMEOUT_MS 15000
-#define IDLE_MS 100                     /* relay: look for rows at least this often */
-#define CONSUME_POLL_MS 250             /* consumer: notice a stop this fast */
-#define PREFETCH 16
-#define RECONNECT_MIN_MS 100
-#define RECONNECT_MAX_MS 5000
-#define LOG_EVERY 20                    /* say a failing reconnect loop, not every turn */
-#define URL_MAX 1024
-#define NAME_LEN 160
-#define PERSISTENT 2                    /* AMQP delivery mode: written to disk */
-#define BODY_MAX (1024 * 1024)          /* a bigger message is no souk event */
+#define IDLE_MS            100 /* relay: look for rows at least this often */
+#define CONSUME_POLL_MS    250 /* consumer: notice a stop this fast */
+#define PREFETCH           16
+#define RECONNECT_MIN_MS   100
+#define RECONNECT_MAX_MS   5000
+#define LOG_EVERY          20 /* say a failing reconnect loop, not every turn */
+#define URL_MAX            1024
+#define NAME_LEN           160
+#define PERSISTENT         2             /* AMQP delivery mode: written to disk */
+#define BODY_MAX           (1024 * 1024) /* a bigger message is no souk event */
 
 static char url_buf[URL_MAX];
 static struct amqp_connection_info broker;
@@ -49,13 +49,15 @@ static pthread_once_t metrics_once = PTHREAD_ONCE_INIT;
 
 static void metrics_register(void)
 {
-    m_sent = souk_metric_counter("souk_events_amqp_sent_total",
-                                 "events handed to the broker (confirmed: souk_events_published_total)", "type");
+    m_sent = souk_metric_counter(
+        "souk_events_amqp_sent_total",
+        "events handed to the broker (confirmed: souk_events_published_total)", "type");
     m_redelivered = souk_metric_counter("souk_events_amqp_redelivered_total",
                                         "messages the broker delivered again", "type");
     m_dead = souk_metric_counter("souk_events_amqp_dead_lettered_total",
                                  "messages rejected into the dead-letter queue", "type");
-    m_connected = souk_metric_gauge("souk_events_amqp_connected", "1 while connected to the broker", "role");
+    m_connected =
+        souk_metric_gauge("souk_events_amqp_connected", "1 while connected to the broker", "role");
     m_reconnects = souk_metric_counter("souk_events_amqp_connects_total",
                                        "connection attempts to the broker", "role,outcome");
 }
@@ -113,7 +115,8 @@ static bool rpc_ok(amqp_connection_state_t c, const char *role, const char *what
                    (size_t)m->reply_text.len);
         return false;
     }
-    souk_warn("amqp: call failed", "{s:s,s:s,s:s}", "role", role, "step", what, "error", reply_text(r));
+    souk_warn("amqp: call failed", "{s:s,s:s,s:s}", "role", role, "step", what, "error",
+              reply_text(r));
     return false;
 }
 
@@ -125,28 +128,30 @@ static amqp_connection_state_t open_link(const char *role, int failures)
         return NULL;
     struct timeval cto = tv_of(CONNECT_TIMEOUT_MS), rto = tv_of(RPC_TIMEOUT_MS);
     amqp_socket_t *s = amqp_tcp_socket_new(c);
-    int rc = s == NULL ? AMQP_STATUS_NO_MEMORY : amqp_socket_open_noblock(s, broker.host, broker.port, &cto);
+    int rc = s == NULL ? AMQP_STATUS_NO_MEMORY
+                       : amqp_socket_open_noblock(s, broker.host, broker.port, &cto);
     if (rc != AMQP_STATUS_OK) {
         if (failures % LOG_EVERY == 0)
-            souk_warn("amqp: cannot reach the broker", "{s:s,s:s,s:i,s:s,s:i}", "role", role, "host",
-                      broker.host, "port", broker.port, "error", amqp_error_string2(rc), "failures", failures);
+            souk_warn("amqp: cannot reach the broker", "{s:s,s:s,s:i,s:s,s:i}", "role", role,
+                      "host", broker.host, "port", broker.port, "error", amqp_error_string2(rc),
+                      "failures", failures);
         goto fail;
     }
     amqp_set_handshake_timeout(c, &cto);
     amqp_set_rpc_timeout(c, &rto);
-    amqp_rpc_reply_t r = amqp_login(c, broker.vhost, 0, FRAME_MAX, HEARTBEAT_S, AMQP_SASL_METHOD_PLAIN,
-                                    broker.user, broker.password);
+    amqp_rpc_reply_t r = amqp_login(c, broker.vhost, 0, FRAME_MAX, HEARTBEAT_S,
+                                    AMQP_SASL_METHOD_PLAIN, broker.user, broker.password);
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
         if (failures % LOG_EVERY == 0)
-            souk_warn("amqp: login failed", "{s:s,s:s,s:s}", "role", role, "vhost", broker.vhost, "error",
-                      reply_text(r));
+            souk_warn("amqp: login failed", "{s:s,s:s,s:s}", "role", role, "vhost", broker.vhost,
+                      "error", reply_text(r));
         goto fail;
     }
     amqp_channel_open(c, CHANNEL);
     if (!rpc_ok(c, role, "channel.open"))
         goto fail;
-    amqp_exchange_declare(c, CHANNEL, amqp_cstring_bytes(EXCHANGE), amqp_cstring_bytes("topic"), 0, 1, 0, 0,
-                          amqp_empty_table);
+    amqp_exchange_declare(c, CHANNEL, amqp_cstring_bytes(EXCHANGE), amqp_cstring_bytes("topic"), 0,
+                          1, 0, 0, amqp_empty_table);
     if (!rpc_ok(c, role, "exchange.declare"))
         goto fail;
     souk_metric_inc(m_reconnects, role, "ok");
@@ -191,11 +196,13 @@ static ssize_t load_unsent(struct souk_db *db, struct row **out)
     struct row *rows = souk_xcalloc((size_t)souk__ev.batch, sizeof(*rows));
     size_t n = 0;
     int rc;
-    struct souk_stmt *st = souk_db_query(db, "SELECT seq, type, id, envelope FROM souk_outbox"
-                                             " WHERE sent_ms IS NULL ORDER BY seq LIMIT ?", "i", souk__ev.batch);
+    struct souk_stmt *st = souk_db_query(db,
+                                         "SELECT seq, type, id, envelope FROM souk_outbox"
+                                         " WHERE sent_ms IS NULL ORDER BY seq LIMIT ?",
+                                         "i", souk__ev.batch);
     while (st != NULL && n < (size_t)souk__ev.batch && (rc = souk_stmt_step(st)) == SOUK_ROW) {
-        rows[n] = (struct row){souk_stmt_int(st, 0), strdup(souk_stmt_text(st, 1)), strdup(souk_stmt_text(st, 2)),
-                               strdup(souk_stmt_text(st, 3))};
+        rows[n] = (struct row){souk_stmt_int(st, 0), strdup(souk_stmt_text(st, 1)),
+                               strdup(souk_stmt_text(st, 2)), strdup(souk_stmt_text(st, 3))};
         if (rows[n].type == NULL || rows[n].id == NULL || rows[n].envelope == NULL)
             souk_oom();
         n++;
@@ -213,16 +220,16 @@ static ssize_t load_unsent(struct souk_db *db, struct row **out)
 static int publish(amqp_connection_state_t c, const struct row *r)
 {
     amqp_basic_properties_t p = {
-        ._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG |
-                  AMQP_BASIC_TYPE_FLAG | AMQP_BASIC_APP_ID_FLAG,
+        ._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
+                  AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_TYPE_FLAG | AMQP_BASIC_APP_ID_FLAG,
         .content_type = amqp_cstring_bytes(CONTENT_TYPE),
         .delivery_mode = PERSISTENT,
         .message_id = amqp_cstring_bytes(r->id),
         .type = amqp_cstring_bytes(r->type),
         .app_id = amqp_cstring_bytes(souk__ev_svc->name),
     };
-    return amqp_basic_publish(c, CHANNEL, amqp_cstring_bytes(EXCHANGE), amqp_cstring_bytes(r->type), 0, 0, &p,
-                              amqp_cstring_bytes(r->envelope));
+    return amqp_basic_publish(c, CHANNEL, amqp_cstring_bytes(EXCHANGE), amqp_cstring_bytes(r->type),
+                              0, 0, &p, amqp_cstring_bytes(r->envelope));
 }
 
 /* Wait for the broker's verdict on tags first..first+n-1. Returns how many rows
@@ -236,7 +243,8 @@ static size_t await_confirms(amqp_connection_state_t c, uint64_t first, size_t n
     while (prefix < n && !nacked) {
         uint64_t now = souk_now_ns();
         if (now >= deadline) {
-            souk_warn("amqp: publisher confirms timed out", "{s:I}", "waiting", (json_int_t)(n - prefix));
+            souk_warn("amqp: publisher confirms timed out", "{s:I}", "waiting",
+                      (json_int_t)(n - prefix));
             *broken = true;
             break;
         }
@@ -246,7 +254,8 @@ static size_t await_confirms(amqp_connection_state_t c, uint64_t first, size_t n
         if (rc == AMQP_STATUS_TIMEOUT)
             continue;
         if (rc != AMQP_STATUS_OK) {
-            souk_warn("amqp: link lost while waiting for confirms", "{s:s}", "error", amqp_error_string2(rc));
+            souk_warn("amqp: link lost while waiting for confirms", "{s:s}", "error",
+                      amqp_error_string2(rc));
             *broken = true;
             break;
         }
@@ -272,7 +281,7 @@ static size_t await_confirms(amqp_connection_state_t c, uint64_t first, size_t n
     while (prefix < n && acked[prefix])
         prefix++;
     if (nacked)
-        *broken = true;   /* a fresh channel resends from the first unconfirmed row, in order */
+        *broken = true; /* a fresh channel resends from the first unconfirmed row, in order */
     free(acked);
     return prefix;
 }
@@ -283,7 +292,8 @@ static void mark_sent(struct souk_db *db, const struct row *rows, size_t n)
     if (n == 0 || souk_db_begin(db) != 0)
         goto fail;
     for (size_t i = 0; i < n; i++)
-        if (souk_db_run(db, "UPDATE souk_outbox SET sent_ms = ? WHERE seq = ?", "ii", now, rows[i].seq) < 0) {
+        if (souk_db_run(db, "UPDATE souk_outbox SET sent_ms = ? WHERE seq = ?", "ii", now,
+                        rows[i].seq) < 0) {
             souk_db_rollback(db);
             goto fail;
         }
@@ -293,7 +303,7 @@ static void mark_sent(struct souk_db *db, const struct row *rows, size_t n)
         souk__ev_count_published(rows[i].type);
     return;
 fail:
-    if (n > 0)   /* they go out again: the consumers' inboxes drop the copies */
+    if (n > 0) /* they go out again: the consumers' inboxes drop the copies */
         souk_warn("amqp: cannot mark confirmed events sent", "{s:I}", "rows", (json_int_t)n);
 }
 
@@ -306,8 +316,9 @@ static bool idle_check(amqp_connection_state_t c)
     if (rc == AMQP_STATUS_TIMEOUT)
         return true;
     if (rc == AMQP_STATUS_OK && f.frame_type == AMQP_FRAME_METHOD &&
-        f.payload.method.id != AMQP_CONNECTION_CLOSE_METHOD && f.payload.method.id != AMQP_CHANNEL_CLOSE_METHOD)
-        return true;   /* a late confirm from an earlier round: harmless */
+        f.payload.method.id != AMQP_CONNECTION_CLOSE_METHOD &&
+        f.payload.method.id != AMQP_CHANNEL_CLOSE_METHOD)
+        return true; /* a late confirm from an earlier round: harmless */
     return rc == AMQP_STATUS_OK && f.frame_type != AMQP_FRAME_METHOD;
 }
 
@@ -315,7 +326,7 @@ static bool idle_check(amqp_connection_state_t c)
  * is still fine (stopping). */
 static bool relay_loop(amqp_connection_state_t c, struct souk_db *db)
 {
-    uint64_t next_tag = 1;   /* confirm mode numbers the channel's publishes from 1 */
+    uint64_t next_tag = 1; /* confirm mode numbers the channel's publishes from 1 */
     while (!souk__ev_stopping()) {
         struct row *rows = NULL;
         ssize_t n = load_unsent(db, &rows);
@@ -392,8 +403,8 @@ static bool declare_queues(amqp_connection_state_t c)
     amqp_basic_qos(c, CHANNEL, 0, PREFETCH, 0);
     if (!rpc_ok(c, "consumer", "basic.qos"))
         return false;
-    amqp_exchange_declare(c, CHANNEL, amqp_cstring_bytes(DLX), amqp_cstring_bytes("direct"), 0, 1, 0, 0,
-                          amqp_empty_table);
+    amqp_exchange_declare(c, CHANNEL, amqp_cstring_bytes(DLX), amqp_cstring_bytes("direct"), 0, 1,
+                          0, 0, amqp_empty_table);
     if (!rpc_ok(c, "consumer", "exchange.declare dlx"))
         return false;
     amqp_queue_declare(c, CHANNEL, amqp_cstring_bytes(dlq_name), 0, 1, 0, 0, amqp_empty_table);
@@ -412,23 +423,26 @@ static bool declare_queues(amqp_connection_state_t c)
         if (!rpc_ok(c, "consumer", "queue.bind"))
             return false;
     }
-    amqp_basic_consume(c, CHANNEL, amqp_cstring_bytes(queue_name), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+    amqp_basic_consume(c, CHANNEL, amqp_cstring_bytes(queue_name), amqp_empty_bytes, 0, 0, 0,
+                       amqp_empty_table);
     return rpc_ok(c, "consumer", "basic.consume");
 }
 
 /* Hand one message to its handler and settle it with the broker. Returns false
  * when the link broke or the service stops (the broker then requeues it). */
-static bool handle(amqp_connection_state_t c, struct souk_db *db, const amqp_envelope_t *m, int *attempt)
+static bool handle(amqp_connection_state_t c, struct souk_db *db, const amqp_envelope_t *m,
+                   int *attempt)
 {
     char type[SOUK__EV_TYPE_MAX + 1];
-    snprintf(type, sizeof(type), "%.*s", (int)m->routing_key.len, (const char *)m->routing_key.bytes);
+    snprintf(type, sizeof(type), "%.*s", (int)m->routing_key.len,
+             (const char *)m->routing_key.bytes);
     if (m->redelivered)
         souk_metric_inc(m_redelivered, type);
     enum souk__outcome o = SOUK__EV_DEAD;
     size_t len = m->message.body.len;
     if (len > BODY_MAX) {
-        souk_error("amqp: message over the size cap, dead-lettered", "{s:s,s:I}", "type", type, "bytes",
-                   (json_int_t)len);
+        souk_error("amqp: message over the size cap, dead-lettered", "{s:s,s:I}", "type", type,
+                   "bytes", (json_int_t)len);
     } else {
         /* the body is not NUL-terminated; the delivery keeps it as text */
         char *text = souk_xmalloc(len + 1);
@@ -439,25 +453,25 @@ static bool handle(amqp_connection_state_t c, struct souk_db *db, const amqp_env
     }
     int rc;
     switch (o) {
-    case SOUK__EV_DONE:   /* committed (or a duplicate): only now may the broker forget it */
+    case SOUK__EV_DONE: /* committed (or a duplicate): only now may the broker forget it */
         *attempt = 0;
         rc = amqp_basic_ack(c, CHANNEL, m->delivery_tag, 0);
         break;
-    case SOUK__EV_DEAD:   /* the queue's dead-letter exchange moves it to souk.<service>.dlq */
+    case SOUK__EV_DEAD: /* the queue's dead-letter exchange moves it to souk.<service>.dlq */
         *attempt = 0;
         rc = amqp_basic_reject(c, CHANNEL, m->delivery_tag, 0);
         if (rc == AMQP_STATUS_OK)
             souk_metric_inc(m_dead, type);
         break;
-    default:              /* transient, or failed fewer than max attempts: again, later */
+    default: /* transient, or failed fewer than max attempts: again, later */
         if (!souk__ev_sleep(souk__ev_backoff(++*attempt)))
             return false;
         rc = amqp_basic_reject(c, CHANNEL, m->delivery_tag, 1);
         break;
     }
     if (rc != AMQP_STATUS_OK) {
-        souk_warn("amqp: cannot settle a message; the broker will deliver it again", "{s:s}", "error",
-                  amqp_error_string2(rc));
+        souk_warn("amqp: cannot settle a message; the broker will deliver it again", "{s:s}",
+                  "error", amqp_error_string2(rc));
         return false;
     }
     return true;
@@ -471,7 +485,8 @@ static bool consume_loop(amqp_connection_state_t c, struct souk_db *db)
         struct timeval tv = tv_of(CONSUME_POLL_MS);
         amqp_maybe_release_buffers(c);
         amqp_rpc_reply_t r = amqp_consume_message(c, &m, &tv, 0);
-        if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && r.library_error == AMQP_STATUS_TIMEOUT)
+        if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+            r.library_error == AMQP_STATUS_TIMEOUT)
             continue;
         if (r.reply_type != AMQP_RESPONSE_NORMAL) {
             /* a close from the broker, a lost socket or a missed heartbeat */
@@ -495,7 +510,8 @@ static void *consume_main(void *arg)
         amqp_connection_state_t c = open_link("consumer", failures);
         if (c != NULL) {
             if (declare_queues(c)) {
-                souk_info("amqp: consuming", "{s:s,s:i}", "queue", queue_name, "after_failures", failures);
+                souk_info("amqp: consuming", "{s:s,s:i}", "queue", queue_name, "after_failures",
+                          failures);
                 failures = 0;
                 set_connected("consumer", true);
                 bool fine = consume_loop(c, db);
@@ -542,8 +558,9 @@ int souk__amqp_start(void)
         if (souk__ev_spawn(consume_main, NULL) != 0)
             return SOUK_ENOMEM;
     }
-    souk_info("amqp: events transport", "{s:s,s:i,s:s,s:b,s:b}", "host", broker.host, "port", broker.port,
-              "vhost", broker.vhost, "publishes", svc->publishes, "consumes", consumes);
+    souk_info("amqp: events transport", "{s:s,s:i,s:s,s:b,s:b}", "host", broker.host, "port",
+              broker.port, "vhost", broker.vhost, "publishes", svc->publishes, "consumes",
+              consumes);
     return 0;
 }
 

@@ -15,15 +15,15 @@
 #include "souk/log.h"
 #include "souk/souk.h"
 
-#define WAIT_MAX_S 60
-#define LIMIT_MAX 1000
-#define POLL_MS 25              /* how often parked polls look for new rows */
-#define MAX_WAITERS 4096        /* beyond this a poll is answered at once */
-#define PRODUCERS_MAX 8
-#define URL_MAX 2048
-#define CALL_SLACK_MS 5000      /* client timeout beyond the wait asked for */
-#define EMPTY_PAUSE_MS 200      /* an empty answer that came at once: do not spin */
-#define PRUNE_MAX_MS 60000
+#define WAIT_MAX_S     60
+#define LIMIT_MAX      1000
+#define POLL_MS        25   /* how often parked polls look for new rows */
+#define MAX_WAITERS    4096 /* beyond this a poll is answered at once */
+#define PRODUCERS_MAX  8
+#define URL_MAX        2048
+#define CALL_SLACK_MS  5000 /* client timeout beyond the wait asked for */
+#define EMPTY_PAUSE_MS 200  /* an empty answer that came at once: do not spin */
+#define PRUNE_MAX_MS   60000
 
 /* ---- producer: the feed route ---- */
 
@@ -50,8 +50,10 @@ static int render(struct souk_req *r, struct souk_db *db, int64_t after, int64_t
         souk_oom();
     int64_t next = after;
     fputs("{\"items\":[", f);
-    struct souk_stmt *st = souk_db_query(db, "SELECT seq, envelope FROM souk_outbox WHERE seq > ?"
-                                             " ORDER BY seq LIMIT ?", "ii", after, limit);
+    struct souk_stmt *st = souk_db_query(db,
+                                         "SELECT seq, envelope FROM souk_outbox WHERE seq > ?"
+                                         " ORDER BY seq LIMIT ?",
+                                         "ii", after, limit);
     int rc, n = 0;
     while (st != NULL && (rc = souk_stmt_step(st)) == SOUK_ROW) {
         next = souk_stmt_int(st, 0);
@@ -86,13 +88,14 @@ static int feed_get(struct souk_req *r)
     souk_check_init(&c);
     int64_t after = souk_check_int_text(&c, "after", souk_req_query(r, "after"), 0, INT64_MAX, 0);
     int64_t wait = souk_check_int_text(&c, "wait", souk_req_query(r, "wait"), 0, WAIT_MAX_S, 0);
-    int64_t limit = souk_check_int_text(&c, "limit", souk_req_query(r, "limit"), 1, LIMIT_MAX,
-                                        souk__ev.batch);
+    int64_t limit =
+        souk_check_int_text(&c, "limit", souk_req_query(r, "limit"), 1, LIMIT_MAX, souk__ev.batch);
     if (!souk_check_ok(&c))
         return souk_problem_check(r, &c);
     struct souk_db *db = souk_req_db(r);
     int64_t pruned = 0, newest = 0;
-    if (souk_db_int(db, &pruned, "SELECT v FROM souk_outbox_meta WHERE k = 'pruned_through'", NULL) < 0 ||
+    if (souk_db_int(db, &pruned, "SELECT v FROM souk_outbox_meta WHERE k = 'pruned_through'",
+                    NULL) < 0 ||
         souk_db_int(db, &newest, "SELECT coalesce(max(seq), 0) FROM souk_outbox", NULL) < 0)
         return souk_problem(r, 503, "unavailable", "the outbox cannot be read now");
     if (after < pruned)
@@ -103,7 +106,8 @@ static int feed_get(struct souk_req *r)
     bool park = waiter_running && nwaiters < MAX_WAITERS;
     if (park) {
         struct waiter *w = souk_xcalloc(1, sizeof(*w));
-        *w = (struct waiter){r, after, limit, souk_now_ns() + (uint64_t)wait * 1000000000u, waiters};
+        *w =
+            (struct waiter){r, after, limit, souk_now_ns() + (uint64_t)wait * 1000000000u, waiters};
         waiters = w;
         nwaiters++;
     }
@@ -124,12 +128,18 @@ void souk__ev_prune(struct souk_db *db)
     int64_t top = 0;
     if (souk_db_begin(db) != 0)
         return;
-    if (souk_db_int(db, &top, "SELECT coalesce(max(seq), 0) FROM souk_outbox WHERE created_ms < ?"
-                              " AND (? = 0 OR sent_ms IS NOT NULL)", "ib", cutoff, souk__ev.amqp) < 0 ||
-        souk_db_run(db, "DELETE FROM souk_outbox WHERE seq <= ? AND created_ms < ?"
-                        " AND (? = 0 OR sent_ms IS NOT NULL)", "iib", top, cutoff, souk__ev.amqp) < 0 ||
-        (top > 0 && souk_db_run(db, "INSERT INTO souk_outbox_meta (k, v) VALUES ('pruned_through', ?)"
-                                    " ON CONFLICT(k) DO UPDATE SET v = max(v, excluded.v)", "i", top) < 0) ||
+    if (souk_db_int(db, &top,
+                    "SELECT coalesce(max(seq), 0) FROM souk_outbox WHERE created_ms < ?"
+                    " AND (? = 0 OR sent_ms IS NOT NULL)",
+                    "ib", cutoff, souk__ev.amqp) < 0 ||
+        souk_db_run(db,
+                    "DELETE FROM souk_outbox WHERE seq <= ? AND created_ms < ?"
+                    " AND (? = 0 OR sent_ms IS NOT NULL)",
+                    "iib", top, cutoff, souk__ev.amqp) < 0 ||
+        (top > 0 && souk_db_run(db,
+                                "INSERT INTO souk_outbox_meta (k, v) VALUES ('pruned_through', ?)"
+                                " ON CONFLICT(k) DO UPDATE SET v = max(v, excluded.v)",
+                                "i", top) < 0) ||
         souk_db_run(db, "DELETE FROM souk_inbox WHERE received_ms < ?", "i", cutoff) < 0 ||
         souk_db_run(db, "DELETE FROM souk_event_attempts WHERE updated_ms < ?", "i", cutoff) < 0) {
         souk_db_rollback(db);
@@ -222,14 +232,15 @@ static void skip_expired(struct souk_db *db, struct follower *fl, int64_t after,
     if (!json_is_integer(o) || json_integer_value(o) <= after)
         return;
     int64_t to = json_integer_value(o);
-    souk_error("event cursor behind the producer's retention: events were lost",
-               "{s:s,s:I,s:I}", "producer", fl->producer, "after", (json_int_t)after,
-               "resume_after", (json_int_t)to);
+    souk_error("event cursor behind the producer's retention: events were lost", "{s:s,s:I,s:I}",
+               "producer", fl->producer, "after", (json_int_t)after, "resume_after",
+               (json_int_t)to);
     souk__ev_count_expired(fl->producer);
-    if (souk_db_run(db, "INSERT INTO souk_cursors (producer, after, updated_ms) VALUES (?, ?, ?)"
-                        " ON CONFLICT(producer) DO UPDATE SET after = max(after, excluded.after),"
-                        " updated_ms = excluded.updated_ms", "sii", fl->producer, to,
-                    souk_wall_ms()) < 0)
+    if (souk_db_run(db,
+                    "INSERT INTO souk_cursors (producer, after, updated_ms) VALUES (?, ?, ?)"
+                    " ON CONFLICT(producer) DO UPDATE SET after = max(after, excluded.after),"
+                    " updated_ms = excluded.updated_ms",
+                    "sii", fl->producer, to, souk_wall_ms()) < 0)
         souk_error("cannot move the event cursor", "{s:s}", "producer", fl->producer);
 }
 
@@ -238,7 +249,8 @@ static int deliver_page(struct souk_db *db, struct follower *fl, json_t *items, 
 {
     size_t i;
     json_t *it;
-    json_array_foreach(items, i, it) {
+    json_array_foreach(items, i, it)
+    {
         json_t *seq = json_object_get(it, "seq"), *ev = json_object_get(it, "event");
         if (!json_is_integer(seq) || ev == NULL) {
             souk_error("malformed feed page", "{s:s}", "producer", fl->producer);
@@ -246,10 +258,11 @@ static int deliver_page(struct souk_db *db, struct follower *fl, json_t *items, 
         }
         size_t len;
         char *text = souk_json_dump(ev, &len);
-        enum souk__outcome o = souk__ev_deliver(db, fl->producer, json_integer_value(seq), text, len);
+        enum souk__outcome o =
+            souk__ev_deliver(db, fl->producer, json_integer_value(seq), text, len);
         free(text);
         if (o == SOUK__EV_RETRY || o == SOUK__EV_FAILED)
-            return ++*attempt;   /* in order: the same event again after a pause */
+            return ++*attempt; /* in order: the same event again after a pause */
         *attempt = 0;
         if (souk__ev_stopping())
             break;
@@ -268,16 +281,20 @@ static void *follow_main(void *arg)
         snprintf(url, sizeof(url), "%s/internal/v1/events?after=%lld&wait=%lld&limit=%lld",
                  souk_client_pick(fl->urls, base, sizeof(base)), (long long)after,
                  (long long)souk__ev.wait_s, (long long)souk__ev.batch);
-        struct souk_call call = {.method = "GET", .url = url, .service_token = true,
-                                 .timeout_ms = souk__ev.wait_s * 1000 + CALL_SLACK_MS, .retries = 0};
+        struct souk_call call = {.method = "GET",
+                                 .url = url,
+                                 .service_token = true,
+                                 .timeout_ms = souk__ev.wait_s * 1000 + CALL_SLACK_MS,
+                                 .retries = 0};
         struct souk_response res = {0};
         uint64_t t0 = souk_now_ns();
         int rc = souk_client_do(&call, &res);
         int64_t pause = 0;
         if (rc == 0 && res.status == 410) {
             skip_expired(db, fl, after, res.json);
-        } else if (rc != 0 || res.status != 200 || !json_is_array(json_object_get(res.json, "items"))) {
-            if (failures++ % 20 == 0)   /* say it, but not on every retry */
+        } else if (rc != 0 || res.status != 200 ||
+                   !json_is_array(json_object_get(res.json, "items"))) {
+            if (failures++ % 20 == 0) /* say it, but not on every retry */
                 souk_warn("event feed unavailable", "{s:s,s:i,s:s,s:i}", "producer", fl->producer,
                           "status", res.status, "error", souk_strerror(rc), "failures", failures);
             pause = souk__ev_backoff(failures);
@@ -287,7 +304,8 @@ static void *follow_main(void *arg)
             int retry = deliver_page(db, fl, items, &attempt);
             if (retry > 0)
                 pause = souk__ev_backoff(retry);
-            else if (json_array_size(items) == 0 && souk_now_ns() - t0 < EMPTY_PAUSE_MS * 1000000ull)
+            else if (json_array_size(items) == 0 &&
+                     souk_now_ns() - t0 < EMPTY_PAUSE_MS * 1000000ull)
                 pause = EMPTY_PAUSE_MS;
         }
         souk_response_free(&res);
@@ -316,9 +334,10 @@ int souk__feed_start(void)
     if ((svc->publishes || svc->subscriptions != NULL) && souk__ev_spawn(waiter_main, NULL) != 0)
         return SOUK_ENOMEM;
     if (souk__ev.amqp)
-        return 0;   /* consumers read the broker instead */
+        return 0; /* consumers read the broker instead */
     nfollowers = 0;
-    for (const struct souk_subscription *s = svc->subscriptions; s != NULL && s->type != NULL; s++) {
+    for (const struct souk_subscription *s = svc->subscriptions; s != NULL && s->type != NULL;
+         s++) {
         bool known = false;
         for (size_t i = 0; i < nfollowers; i++)
             known = known || strcmp(followers[i].producer, s->producer) == 0;

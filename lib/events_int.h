@@ -12,20 +12,20 @@
 #include "souk/events.h"
 #include "souk/server.h"
 
-#define SOUK__EV_TYPE_MAX 64       /* "order.confirmed" */
-#define SOUK__EV_ID_MAX 64
-#define SOUK__EV_PREFIX "souk."     /* envelope types are "souk.<type>" */
-#define SOUK__EV_SOURCE "urn:souk:" /* envelope sources are "urn:souk:<service>" */
+#define SOUK__EV_TYPE_MAX 64 /* "order.confirmed" */
+#define SOUK__EV_ID_MAX   64
+#define SOUK__EV_PREFIX   "souk."     /* envelope types are "souk.<type>" */
+#define SOUK__EV_SOURCE   "urn:souk:" /* envelope sources are "urn:souk:<service>" */
 
 struct souk__ev_conf {
-    const char *transport;   /* "feed" or an amqp:// URL */
+    const char *transport; /* "feed" or an amqp:// URL */
     bool amqp;
-    int64_t retention_s;     /* outbox (and inbox) rows kept this long */
-    int64_t wait_s;          /* long-poll wait a feed consumer asks for */
-    int64_t max_attempts;    /* permanent failures before dead-lettering */
-    int64_t retry_ms;        /* first retry delay; doubles up to retry_max_ms */
+    int64_t retention_s;  /* outbox (and inbox) rows kept this long */
+    int64_t wait_s;       /* long-poll wait a feed consumer asks for */
+    int64_t max_attempts; /* permanent failures before dead-lettering */
+    int64_t retry_ms;     /* first retry delay; doubles up to retry_max_ms */
     int64_t retry_max_ms;
-    int64_t batch;           /* events per feed page / relay round */
+    int64_t batch; /* events per feed page / relay round */
 };
 
 extern struct souk__ev_conf souk__ev;
@@ -33,10 +33,10 @@ extern const struct souk_service *souk__ev_svc;
 
 /* What became of one delivered event. */
 enum souk__outcome {
-    SOUK__EV_DONE,      /* effect committed, or a duplicate / unwanted: advance or ack */
-    SOUK__EV_RETRY,     /* transient: try the same event again later */
-    SOUK__EV_FAILED,    /* the handler failed; retried until max_attempts */
-    SOUK__EV_DEAD,      /* failed max_attempts times (or malformed): dead-letter it */
+    SOUK__EV_DONE,   /* effect committed, or a duplicate / unwanted: advance or ack */
+    SOUK__EV_RETRY,  /* transient: try the same event again later */
+    SOUK__EV_FAILED, /* the handler failed; retried until max_attempts */
+    SOUK__EV_DEAD,   /* failed max_attempts times (or malformed): dead-letter it */
 };
 
 /* Deliver one envelope (JSON text) to the matching subscription, exactly once: the
@@ -50,7 +50,7 @@ enum souk__outcome souk__ev_deliver(struct souk_db *db, const char *producer, in
  * when stopping. */
 bool souk__ev_sleep(int64_t ms);
 bool souk__ev_stopping(void);
-int64_t souk__ev_backoff(int attempt);   /* jittered delay for the n-th retry (1-based) */
+int64_t souk__ev_backoff(int attempt); /* jittered delay for the n-th retry (1-based) */
 
 /* Wake whoever waits for new outbox rows (feed long polls, the amqp relay). */
 void souk__ev_nudge(void);

@@ -23,7 +23,7 @@ char *souk_id_make(char out[SOUK_ID_MAX], const char *prefix, int64_t ms, const 
     char *u = out + plen + 1;
     /* 128 bits as 26 characters of 5 bits: the first carries the top 3 bits. */
     for (int i = 0; i < SOUK_ULID_LEN; i++) {
-        int bit = 128 - 5 * (SOUK_ULID_LEN - i);   /* position of this char's first bit */
+        int bit = 128 - 5 * (SOUK_ULID_LEN - i); /* position of this char's first bit */
         unsigned v = 0;
         for (int k = 0; k < 5; k++, bit++) {
             v <<= 1;
@@ -55,7 +55,7 @@ bool souk_id_valid(const char *s, const char *prefix)
     if (strncmp(s, prefix, plen) != 0 || s[plen] != '_')
         return false;
     const char *u = s + plen + 1;
-    if (strlen(u) != SOUK_ULID_LEN || u[0] > '7')   /* 26 chars hold 130 bits: top 2 zero */
+    if (strlen(u) != SOUK_ULID_LEN || u[0] > '7') /* 26 chars hold 130 bits: top 2 zero */
         return false;
     for (int i = 0; i < SOUK_ULID_LEN; i++)
         if (decode_char(u[i]) < 0)
@@ -72,7 +72,7 @@ int64_t souk_id_time(const char *s)
     if (strlen(u) != SOUK_ULID_LEN)
         return -1;
     int64_t ms = 0;
-    for (int i = 0; i < 10; i++) {   /* 10 chars = 50 bits, the top 2 are zero */
+    for (int i = 0; i < 10; i++) { /* 10 chars = 50 bits, the top 2 are zero */
         int v = decode_char(u[i]);
         if (v < 0)
             return -1;

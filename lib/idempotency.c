@@ -17,19 +17,19 @@ static _Atomic int64_t last_purge_ms;
 
 int souk_idem_init(struct souk_db *db)
 {
-    return souk_db_exec(db,
-        "CREATE TABLE IF NOT EXISTS idempotency_keys ("
-        " scope TEXT NOT NULL,"
-        " key TEXT NOT NULL,"
-        " request_hash TEXT NOT NULL,"
-        " lease_token TEXT,"                 /* set while a request runs */
-        " lease_until INTEGER,"              /* ms since the epoch */
-        " attempts INTEGER NOT NULL DEFAULT 0,"
-        " status INTEGER,"                   /* NULL until the response is stored */
-        " response TEXT,"
-        " created_at INTEGER NOT NULL,"      /* ms since the epoch */
-        " PRIMARY KEY (scope, key));"
-        "CREATE INDEX IF NOT EXISTS idempotency_keys_by_age ON idempotency_keys (created_at);");
+    return souk_db_exec(
+        db, "CREATE TABLE IF NOT EXISTS idempotency_keys ("
+            " scope TEXT NOT NULL,"
+            " key TEXT NOT NULL,"
+            " request_hash TEXT NOT NULL,"
+            " lease_token TEXT,"    /* set while a request runs */
+            " lease_until INTEGER," /* ms since the epoch */
+            " attempts INTEGER NOT NULL DEFAULT 0,"
+            " status INTEGER," /* NULL until the response is stored */
+            " response TEXT,"
+            " created_at INTEGER NOT NULL," /* ms since the epoch */
+            " PRIMARY KEY (scope, key));"
+            "CREATE INDEX IF NOT EXISTS idempotency_keys_by_age ON idempotency_keys (created_at);");
 }
 
 bool souk_idem_key_valid(const char *key)
@@ -72,13 +72,15 @@ static int take_lease(struct souk_db *db, struct souk_idem *k, bool insert, int6
     unsigned char rnd[16];
     randombytes_buf(rnd, sizeof(rnd));
     sodium_bin2hex(k->lease, sizeof(k->lease), rnd, sizeof(rnd));
-    int rc = insert
-        ? souk_db_run(db, "INSERT INTO idempotency_keys (scope, key, request_hash, lease_token,"
-                          " lease_until, attempts, created_at) VALUES (?, ?, ?, ?, ?, 0, ?)",
-                      "ssssii", k->scope, k->key, k->hash, k->lease, now + lease_ms, now)
-        : souk_db_run(db, "UPDATE idempotency_keys SET lease_token = ?, lease_until = ?"
-                          " WHERE scope = ? AND key = ?",
-                      "siss", k->lease, now + lease_ms, k->scope, k->key);
+    int rc =
+        insert ? souk_db_run(db,
+                             "INSERT INTO idempotency_keys (scope, key, request_hash, lease_token,"
+                             " lease_until, attempts, created_at) VALUES (?, ?, ?, ?, ?, 0, ?)",
+                             "ssssii", k->scope, k->key, k->hash, k->lease, now + lease_ms, now)
+               : souk_db_run(db,
+                             "UPDATE idempotency_keys SET lease_token = ?, lease_until = ?"
+                             " WHERE scope = ? AND key = ?",
+                             "siss", k->lease, now + lease_ms, k->scope, k->key);
     return rc < 0 ? rc : SOUK_IDEM_PROCEED;
 }
 
@@ -100,7 +102,8 @@ int souk_idem_begin(struct souk_db *db, struct souk_idem *k, const char *scope, 
     int rc = souk_db_begin(db);
     if (rc != 0)
         return rc;
-    struct souk_stmt *st = souk_db_query(db,
+    struct souk_stmt *st = souk_db_query(
+        db,
         "SELECT request_hash, lease_token IS NOT NULL AND lease_until > ?, attempts, status,"
         " response FROM idempotency_keys WHERE scope = ? AND key = ?",
         "iss", now, k->scope, k->key);
@@ -130,7 +133,7 @@ int souk_idem_begin(struct souk_db *db, struct souk_idem *k, const char *scope, 
         rc = SOUK_IDEM_IN_USE;
     }
     souk_stmt_done(st);
-    if (same && !done && !leased)   /* released or expired: this retry runs it */
+    if (same && !done && !leased) /* released or expired: this retry runs it */
         rc = take_lease(db, k, false, now, lease_ms);
 out:
     if (rc < 0) {
@@ -147,9 +150,10 @@ out:
 
 int souk_idem_complete(struct souk_db *db, struct souk_idem *k, int status, const char *response)
 {
-    int rc = souk_db_run(db, "UPDATE idempotency_keys SET status = ?, response = ?,"
-                             " lease_token = NULL, lease_until = NULL"
-                             " WHERE scope = ? AND key = ? AND lease_token = ? AND status IS NULL",
+    int rc = souk_db_run(db,
+                         "UPDATE idempotency_keys SET status = ?, response = ?,"
+                         " lease_token = NULL, lease_until = NULL"
+                         " WHERE scope = ? AND key = ? AND lease_token = ? AND status IS NULL",
                          "issss", (int64_t)status, response, k->scope, k->key, k->lease);
     if (rc < 0)
         return rc;
@@ -161,9 +165,10 @@ int souk_idem_release(struct souk_db *db, struct souk_idem *k, bool in_tx)
     int rc = in_tx ? 0 : souk_db_begin(db);
     if (rc != 0)
         return rc;
-    rc = souk_db_run(db, "UPDATE idempotency_keys SET attempts = attempts + 1,"
-                         " lease_token = NULL, lease_until = NULL"
-                         " WHERE scope = ? AND key = ? AND lease_token = ? AND status IS NULL",
+    rc = souk_db_run(db,
+                     "UPDATE idempotency_keys SET attempts = attempts + 1,"
+                     " lease_token = NULL, lease_until = NULL"
+                     " WHERE scope = ? AND key = ? AND lease_token = ? AND status IS NULL",
                      "sss", k->scope, k->key, k->lease);
     if (in_tx)
         return rc < 0 ? rc : 0;
@@ -177,8 +182,9 @@ int souk_idem_release(struct souk_db *db, struct souk_idem *k, bool in_tx)
 int souk_idem_purge(struct souk_db *db, int64_t ttl_ms)
 {
     int64_t now = souk_wall_ms();
-    return souk_db_run(db, "DELETE FROM idempotency_keys WHERE created_at < ?"
-                           " AND (lease_until IS NULL OR lease_until < ?)",
+    return souk_db_run(db,
+                       "DELETE FROM idempotency_keys WHERE created_at < ?"
+                       " AND (lease_until IS NULL OR lease_until < ?)",
                        "ii", now - ttl_ms, now);
 }
 

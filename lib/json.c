@@ -11,10 +11,7 @@
 
 #define CHECK_MAX_ERRORS 32
 
-void souk_check_init(struct souk_check *c)
-{
-    c->errors = NULL;
-}
+void souk_check_init(struct souk_check *c) { c->errors = NULL; }
 
 void souk_check_free(struct souk_check *c)
 {
@@ -22,10 +19,7 @@ void souk_check_free(struct souk_check *c)
     c->errors = NULL;
 }
 
-bool souk_check_ok(const struct souk_check *c)
-{
-    return c->errors == NULL;
-}
+bool souk_check_ok(const struct souk_check *c) { return c->errors == NULL; }
 
 void souk_check_fail(struct souk_check *c, const char *field, const char *fmt, ...)
 {
@@ -79,8 +73,8 @@ const char *souk_json_str(struct souk_check *c, json_t *obj, const char *field, 
     return s;
 }
 
-int64_t souk_json_int(struct souk_check *c, json_t *obj, const char *field, int flags,
-                      int64_t min, int64_t max, int64_t def)
+int64_t souk_json_int(struct souk_check *c, json_t *obj, const char *field, int flags, int64_t min,
+                      int64_t max, int64_t def)
 {
     json_t *v = member(c, obj, field, flags);
     if (v == NULL)
@@ -136,7 +130,8 @@ void souk_json_only(struct souk_check *c, json_t *obj, const char *const *allowe
 {
     const char *key;
     json_t *v;
-    json_object_foreach(obj, key, v) {
+    json_object_foreach(obj, key, v)
+    {
         const char *const *a = allowed;
         while (*a != NULL && strcmp(*a, key) != 0)
             a++;
@@ -145,8 +140,8 @@ void souk_json_only(struct souk_check *c, json_t *obj, const char *const *allowe
     }
 }
 
-int64_t souk_check_int_text(struct souk_check *c, const char *field, const char *text,
-                            int64_t min, int64_t max, int64_t def)
+int64_t souk_check_int_text(struct souk_check *c, const char *field, const char *text, int64_t min,
+                            int64_t max, int64_t def)
 {
     if (text == NULL)
         return def;

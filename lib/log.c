@@ -38,10 +38,7 @@ int souk_log_level_parse(const char *s, enum souk_log_level *out)
     return SOUK_EINVAL;
 }
 
-int souk_log_enabled(enum souk_log_level level)
-{
-    return level >= min_level;
-}
+int souk_log_enabled(enum souk_log_level level) { return level >= min_level; }
 
 void souk__log_set_context(const char *request_id, const char *trace_id)
 {
@@ -85,7 +82,8 @@ void souk__redact_digits(char *s)
         }
         char *start = s, *last = s;
         size_t digits = 0;
-        for (; (*s >= '0' && *s <= '9') || ((*s == '-' || *s == ' ') && s[1] >= '0' && s[1] <= '9'); s++) {
+        for (; (*s >= '0' && *s <= '9') || ((*s == '-' || *s == ' ') && s[1] >= '0' && s[1] <= '9');
+             s++) {
             if (*s >= '0' && *s <= '9') {
                 digits++;
                 last = s;
@@ -165,18 +163,18 @@ void souk_log(enum souk_log_level level, const char *msg, const char *fields, ..
 
 /* ---- buffered lines (the access log): one write(2) per 16 KiB or 100 ms ---- */
 
-#define BUFFER_BYTES 16384
+#define BUFFER_BYTES  16384
 #define BUFFER_AGE_MS 100
 
 struct line_buffer {
-    pthread_mutex_t lock;   /* the owner thread and the flusher */
+    pthread_mutex_t lock; /* the owner thread and the flusher */
     struct line_buffer *next;
-    int64_t oldest_ms;      /* when the first line still held was added; 0 if empty */
+    int64_t oldest_ms; /* when the first line still held was added; 0 if empty */
     size_t len;
     char data[BUFFER_BYTES];
 };
 
-static struct line_buffer *buffers;   /* every thread's, for the flusher */
+static struct line_buffer *buffers; /* every thread's, for the flusher */
 static pthread_mutex_t buffers_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t flusher_once = PTHREAD_ONCE_INIT;
 static _Thread_local struct line_buffer *mine;
@@ -188,7 +186,7 @@ static void flush_locked(struct line_buffer *b)
     while (off < b->len) {
         ssize_t w = write(STDERR_FILENO, b->data + off, b->len - off);
         if (w <= 0)
-            break;   /* nowhere to log to: drop rather than spin */
+            break; /* nowhere to log to: drop rather than spin */
         off += (size_t)w;
     }
     b->len = 0;
@@ -250,7 +248,4 @@ void souk__log_buffered(const char *line, size_t len)
     pthread_mutex_unlock(&mine->lock);
 }
 
-void souk__log_flush(void)
-{
-    flush_old(INT64_MAX);
-}
+void souk__log_flush(void) { flush_old(INT64_MAX); }

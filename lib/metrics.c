@@ -42,18 +42,19 @@ static void bprintf(struct buf *b, const char *fmt, ...)
 
 /* ---- HTTP series ---- */
 
-static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                 0.05,   0.1,   0.25,   0.5,   1,     2.5, 5, 10};
-#define NBUCKETS SOUK_ARRAY_LEN(buckets)
+static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                 0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+#define NBUCKETS   SOUK_ARRAY_LEN(buckets)
 #define CODE_SLOTS 24
 
-static const char *const methods[] = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "OTHER"};
+static const char *const methods[] = {"GET",   "HEAD",   "POST",    "PUT",
+                                      "PATCH", "DELETE", "OPTIONS", "OTHER"};
 
 struct http_series {
     const char *route;
-    _Atomic uint32_t key[CODE_SLOTS];      /* method index << 16 | code; 0 = free */
+    _Atomic uint32_t key[CODE_SLOTS]; /* method index << 16 | code; 0 = free */
     _Atomic uint64_t count[CODE_SLOTS];
-    _Atomic uint64_t bucket[SOUK_ARRAY_LEN(methods)][NBUCKETS + 1];   /* cumulative at render */
+    _Atomic uint64_t bucket[SOUK_ARRAY_LEN(methods)][NBUCKETS + 1]; /* cumulative at render */
     _Atomic uint64_t sum_ns[SOUK_ARRAY_LEN(methods)];
 };
 
@@ -107,8 +108,10 @@ void souk__metrics_http_observe(size_t route, const char *method, int code, doub
 
 static void render_http(struct buf *b)
 {
-    bprintf(b, "# HELP http_requests_total HTTP requests answered, by route pattern, method and status.\n"
-               "# TYPE http_requests_total counter\n");
+    bprintf(
+        b,
+        "# HELP http_requests_total HTTP requests answered, by route pattern, method and status.\n"
+        "# TYPE http_requests_total counter\n");
     for (size_t r = 0; r < nhttp; r++) {
         for (size_t i = 0; i < CODE_SLOTS; i++) {
             uint32_t k = atomic_load(&http[r].key[i]);
@@ -133,13 +136,17 @@ static void render_http(struct buf *b)
             uint64_t run = 0;
             for (size_t i = 0; i < NBUCKETS; i++) {
                 run += counts[i];
-                bprintf(b, "http_request_duration_seconds_bucket{route=\"%s\",method=\"%s\",le=\"%g\"} %llu\n",
+                bprintf(b,
+                        "http_request_duration_seconds_bucket{route=\"%s\",method=\"%s\",le=\"%g\"}"
+                        " %llu\n",
                         route, meth, buckets[i], (unsigned long long)run);
             }
-            bprintf(b, "http_request_duration_seconds_bucket{route=\"%s\",method=\"%s\",le=\"+Inf\"} %llu\n",
+            bprintf(b,
+                    "http_request_duration_seconds_bucket{route=\"%s\",method=\"%s\",le=\"+Inf\"} "
+                    "%llu\n",
                     route, meth, (unsigned long long)cum);
-            bprintf(b, "http_request_duration_seconds_sum{route=\"%s\",method=\"%s\"} %.9f\n", route,
-                    meth, (double)atomic_load(&http[r].sum_ns[m]) / 1e9);
+            bprintf(b, "http_request_duration_seconds_sum{route=\"%s\",method=\"%s\"} %.9f\n",
+                    route, meth, (double)atomic_load(&http[r].sum_ns[m]) / 1e9);
             bprintf(b, "http_request_duration_seconds_count{route=\"%s\",method=\"%s\"} %llu\n",
                     route, meth, (unsigned long long)cum);
         }
@@ -153,8 +160,8 @@ enum kind { COUNTER, GAUGE, GAUGE_FN, HISTOGRAM };
 struct child {
     struct child *next;
     char *values[SOUK_METRIC_MAX_LABELS];
-    double v;                  /* the value; for a histogram, the sum */
-    uint64_t *hist;            /* histogram: NBUCKETS + 1 counts, not cumulative */
+    double v;       /* the value; for a histogram, the sum */
+    uint64_t *hist; /* histogram: NBUCKETS + 1 counts, not cumulative */
 };
 
 struct souk_metric {
@@ -392,8 +399,10 @@ static void render_process(struct buf *b)
     char *p = strrchr(stat, ')');
     unsigned long long utime = 0, stime = 0, start = 0, vsize = 0, rss = 0;
     if (p != NULL)
-        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d "
-                      "%*d %*d %llu %llu %llu", &utime, &stime, &start, &vsize, &rss);
+        sscanf(p + 2,
+               "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %*d %*d %*d %*d "
+               "%*d %*d %llu %llu %llu",
+               &utime, &stime, &start, &vsize, &rss);
     int fds = 0;
     DIR *d = opendir("/proc/self/fd");
     for (struct dirent *e; d && (e = readdir(d)) != NULL;)
@@ -401,28 +410,40 @@ static void render_process(struct buf *b)
             fds++;
     if (d) {
         closedir(d);
-        fds--;   /* the directory stream's own descriptor */
+        fds--; /* the directory stream's own descriptor */
     }
     struct rlimit rl;
     getrlimit(RLIMIT_NOFILE, &rl);
-    bprintf(b, "# HELP process_cpu_seconds_total User and system CPU time spent.\n"
-               "# TYPE process_cpu_seconds_total counter\n"
-               "process_cpu_seconds_total %.2f\n", (double)(utime + stime) / (double)ticks);
-    bprintf(b, "# HELP process_resident_memory_bytes Resident memory size.\n"
-               "# TYPE process_resident_memory_bytes gauge\n"
-               "process_resident_memory_bytes %llu\n", rss * (unsigned long long)page);
-    bprintf(b, "# HELP process_virtual_memory_bytes Virtual memory size.\n"
-               "# TYPE process_virtual_memory_bytes gauge\n"
-               "process_virtual_memory_bytes %llu\n", vsize);
-    bprintf(b, "# HELP process_open_fds Open file descriptors.\n"
-               "# TYPE process_open_fds gauge\n"
-               "process_open_fds %d\n", fds);
-    bprintf(b, "# HELP process_max_fds Maximum number of open file descriptors.\n"
-               "# TYPE process_max_fds gauge\n"
-               "process_max_fds %llu\n", (unsigned long long)rl.rlim_cur);
-    bprintf(b, "# HELP process_start_time_seconds Start time since the epoch.\n"
-               "# TYPE process_start_time_seconds gauge\n"
-               "process_start_time_seconds %.2f\n", start_time_seconds(ticks, start));
+    bprintf(b,
+            "# HELP process_cpu_seconds_total User and system CPU time spent.\n"
+            "# TYPE process_cpu_seconds_total counter\n"
+            "process_cpu_seconds_total %.2f\n",
+            (double)(utime + stime) / (double)ticks);
+    bprintf(b,
+            "# HELP process_resident_memory_bytes Resident memory size.\n"
+            "# TYPE process_resident_memory_bytes gauge\n"
+            "process_resident_memory_bytes %llu\n",
+            rss * (unsigned long long)page);
+    bprintf(b,
+            "# HELP process_virtual_memory_bytes Virtual memory size.\n"
+            "# TYPE process_virtual_memory_bytes gauge\n"
+            "process_virtual_memory_bytes %llu\n",
+            vsize);
+    bprintf(b,
+            "# HELP process_open_fds Open file descriptors.\n"
+            "# TYPE process_open_fds gauge\n"
+            "process_open_fds %d\n",
+            fds);
+    bprintf(b,
+            "# HELP process_max_fds Maximum number of open file descriptors.\n"
+            "# TYPE process_max_fds gauge\n"
+            "process_max_fds %llu\n",
+            (unsigned long long)rl.rlim_cur);
+    bprintf(b,
+            "# HELP process_start_time_seconds Start time since the epoch.\n"
+            "# TYPE process_start_time_seconds gauge\n"
+            "process_start_time_seconds %.2f\n",
+            start_time_seconds(ticks, start));
 }
 
 char *souk_metrics_render(size_t *len)

@@ -24,63 +24,65 @@
 #include "souk/server.h"
 #include "souk/souk.h"
 
-#define MAX_INSTANCES 32          /* one bit each in a job's tried mask */
-#define MAX_UPSTREAMS 16
-#define BASE_MAX 256
-#define HEADER_VALUE_MAX 8192     /* one forwarded header; longer ones are refused */
-#define PASS_HEADERS_MAX 12       /* upstream response headers passed on */
-#define BODY_INITIAL 4096
+#define MAX_INSTANCES     32 /* one bit each in a job's tried mask */
+#define MAX_UPSTREAMS     16
+#define BASE_MAX          256
+#define HEADER_VALUE_MAX  8192 /* one forwarded header; longer ones are refused */
+#define PASS_HEADERS_MAX  12   /* upstream response headers passed on */
+#define BODY_INITIAL      4096
 #define HEALTH_TIMEOUT_MS 1000
-#define POLL_MAX_MS 1000
-#define LOOPS_MAX 64
-#define EVENTS_MAX 64             /* epoll events taken per wakeup */
-#define EASY_FREE_MAX 256         /* idle easy handles kept per loop */
-#define REGISTERED 0x40000000     /* in a socket's curl_multi_assign value: in our epoll set */
+#define POLL_MAX_MS       1000
+#define LOOPS_MAX         64
+#define EVENTS_MAX        64         /* epoll events taken per wakeup */
+#define EASY_FREE_MAX     256        /* idle easy handles kept per loop */
+#define REGISTERED        0x40000000 /* in a socket's curl_multi_assign value: in our epoll set */
 
 enum breaker { CLOSED, OPEN, HALF_OPEN };
 enum kind { JOB, HEALTH };
 
 struct instance {
-    enum kind kind;               /* first: CURLOPT_PRIVATE points here for health checks */
+    enum kind kind; /* first: CURLOPT_PRIVATE points here for health checks */
     struct souk_upstream *up;
-    char base[BASE_MAX];          /* "http://127.0.0.1:8082" */
+    char base[BASE_MAX]; /* "http://127.0.0.1:8082" */
     size_t base_len;
-    const char *label;            /* "127.0.0.1:8082", for metrics and logs */
+    const char *label; /* "127.0.0.1:8082", for metrics and logs */
     CURL *health;
     bool health_busy;
-    bool healthy;                 /* last probe answered 200, or no connection error since */
+    bool healthy; /* last probe answered 200, or no connection error since */
     int outstanding;
-    int failures;                 /* consecutive */
+    int failures; /* consecutive */
     enum breaker state;
     uint64_t open_until;
-    bool available;               /* healthy and breaker not open: mirrored for other threads */
+    bool available; /* healthy and breaker not open: mirrored for other threads */
 };
 
 struct souk_upstream {
     char name[32];
     struct instance inst[MAX_INSTANCES];
     size_t n;
-    size_t rr;                    /* round-robin start among equals */
+    size_t rr; /* round-robin start among equals */
     _Atomic size_t available;
 };
 
-struct pass_header { char *name, *value; };
+struct pass_header {
+    char *name, *value;
+};
 
 struct loop;
 
 struct job {
     enum kind kind;
     struct job *next;
-    struct loop *lp;              /* the loop that runs this job's transfers */
+    struct loop *lp; /* the loop that runs this job's transfers */
     struct souk_req *r;
     struct souk_upstream *up;
     struct instance *inst;
     CURL *easy;
-    struct curl_slist *headers;   /* arena nodes: never freed by curl */
+    struct curl_slist *headers; /* arena nodes: never freed by curl */
     const char *method, *pathq;
     const char *body;
     size_t body_len;
-    bool retryable;               /* idempotent: may be sent twice */
+    bool retryable; /* idempotent: may be sent twice */
     int attempts;
     uint32_t tried;
     uint64_t t0;
@@ -99,15 +101,15 @@ struct job {
 struct loop {
     CURLM *multi;
     int epfd;
-    int wakefd;                   /* eventfd: a job was queued while the loop slept */
+    int wakefd; /* eventfd: a job was queued while the loop slept */
     pthread_t thread;
     bool started;
-    atomic_bool asleep;           /* the loop is (about to be) in epoll_wait */
+    atomic_bool asleep; /* the loop is (about to be) in epoll_wait */
     pthread_mutex_t queue_lock;
     struct job *queue_head, **queue_tail;
-    bool timer_set;               /* curl asked for a timeout call at timer_at */
+    bool timer_set; /* curl asked for a timeout call at timer_at */
     uint64_t timer_at;
-    CURL *easy_free[EASY_FREE_MAX];   /* idle handles with only the constant options set */
+    CURL *easy_free[EASY_FREE_MAX]; /* idle handles with only the constant options set */
     size_t neasy_free;
 };
 
@@ -116,7 +118,7 @@ static struct souk_upstream *upstreams[MAX_UPSTREAMS];
 static size_t nupstreams;
 static struct loop loops[LOOPS_MAX];
 static size_t nloops;
-static atomic_size_t next_loop;   /* round robin over the loops */
+static atomic_size_t next_loop; /* round robin over the loops */
 static atomic_bool stopping;
 static atomic_bool running;
 /* Every upstream's instance state (healthy, breaker, outstanding): held only for a
@@ -156,7 +158,7 @@ struct souk_upstream *souk_upstream_new(const char *name, const char *urls)
         in->base[len] = '\0';
         in->base_len = len;
         in->label = in->base + (http ? 7 : 8);
-        in->healthy = true;   /* until a probe or a request says otherwise */
+        in->healthy = true; /* until a probe or a request says otherwise */
         in->available = true;
         p += strcspn(p, ",");
     }
@@ -209,7 +211,7 @@ static struct instance *pick(struct souk_upstream *u, uint32_t tried, uint64_t n
             best = in;
     }
     if (best != NULL && best->state == OPEN)
-        best->state = HALF_OPEN;   /* this request is the trial */
+        best->state = HALF_OPEN; /* this request is the trial */
     return best;
 }
 
@@ -237,10 +239,11 @@ static void set_healthy(struct instance *in, bool ok, const char *why)
         return;
     in->healthy = ok;
     if (ok && in->state == OPEN)
-        in->open_until = 0;   /* back: let a trial request through at once */
+        in->open_until = 0; /* back: let a trial request through at once */
     souk_metric_set(m_up, ok ? 1 : 0, in->up->name, in->label);
     if (ok)
-        souk_info("upstream instance up", "{s:s,s:s}", "upstream", in->up->name, "instance", in->label);
+        souk_info("upstream instance up", "{s:s,s:s}", "upstream", in->up->name, "instance",
+                  in->label);
     else
         souk_warn("upstream instance down", "{s:s,s:s,s:s}", "upstream", in->up->name, "instance",
                   in->label, "why", why);
@@ -258,8 +261,9 @@ static struct curl_slist *add_header(struct souk_req *r, struct curl_slist *list
 }
 
 static const char *const forwarded[] = {
-    "Authorization", "Content-Type", "Accept", "Accept-Language", "Idempotency-Key",
-    "If-Match", "If-None-Match", "If-Modified-Since", "User-Agent",
+    "Authorization",   "Content-Type",      "Accept",
+    "Accept-Language", "Idempotency-Key",   "If-Match",
+    "If-None-Match",   "If-Modified-Since", "User-Agent",
 };
 
 /* Percent-encode the decoded path back (RFC 3986 pchar and "/" stay). Refuses "."
@@ -270,8 +274,8 @@ static char *encode_path(struct souk_req *r, const char *path, const char *query
     size_t n = strlen(path), q = strlen(query);
     char *out = souk_req_alloc(r, n * 3 + q + 2), *o = out;
     for (const char *p = path; *p; p++) {
-        if (*p == '/' && p[1] == '.' && (p[2] == '/' || p[2] == '\0' ||
-                                         (p[2] == '.' && (p[3] == '/' || p[3] == '\0'))))
+        if (*p == '/' && p[1] == '.' &&
+            (p[2] == '/' || p[2] == '\0' || (p[2] == '.' && (p[3] == '/' || p[3] == '\0'))))
             return NULL;
         unsigned char c = (unsigned char)*p;
         if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -325,7 +329,8 @@ int souk_proxy_forward(struct souk_req *r, struct souk_upstream *u)
         if (v == NULL)
             continue;
         if (strlen(v) > HEADER_VALUE_MAX)
-            return souk_problem(r, 431, "header_too_large", "the %s header is too large", forwarded[i]);
+            return souk_problem(r, 431, "header_too_large", "the %s header is too large",
+                                forwarded[i]);
         h = add_header(r, h, forwarded[i], v);
     }
     h = add_header(r, h, "X-Request-Id", souk_req_id(r));
@@ -401,7 +406,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
     size_t len = size * n;
     if (j->len + len > conf.max_response) {
         j->too_big = true;
-        return 0;   /* aborts the transfer */
+        return 0; /* aborts the transfer */
     }
     if (j->len + len + 1 > j->cap) {
         size_t cap = j->cap ? j->cap : BODY_INITIAL;
@@ -420,9 +425,21 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
 static bool hop_header(const char *name, size_t n)
 {
     static const char *const skip[] = {
-        "connection", "keep-alive", "transfer-encoding", "content-length", "date", "server",
-        "x-request-id", "upgrade", "te", "trailer", "proxy-authenticate", "content-type",
-        "ratelimit", "ratelimit-policy", "vary",
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "content-length",
+        "date",
+        "server",
+        "x-request-id",
+        "upgrade",
+        "te",
+        "trailer",
+        "proxy-authenticate",
+        "content-type",
+        "ratelimit",
+        "ratelimit-policy",
+        "vary",
     };
     for (size_t i = 0; i < SOUK_ARRAY_LEN(skip); i++)
         if (strlen(skip[i]) == n && strncasecmp(name, skip[i], n) == 0)
@@ -436,7 +453,7 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
     struct job *j = arg;
     size_t len = size * n;
     if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) {
-        j->npass = 0;   /* a new response (after a 100 Continue): start over */
+        j->npass = 0; /* a new response (after a 100 Continue): start over */
         j->content_type = NULL;
         return len;
     }
@@ -470,7 +487,7 @@ static void answer(struct job *j, int status)
 {
     struct souk_req *r = j->r;
     j->r = NULL;
-    souk_req_resume(r, status);   /* r may be gone after this */
+    souk_req_resume(r, status); /* r may be gone after this */
 }
 
 static void fail(struct job *j, int status, const char *code, const char *detail)
@@ -604,7 +621,7 @@ static void finish_job(struct loop *lp, struct job *j, CURLcode rc, uint64_t now
                            j->buf, j->len, true);
             j->buf = NULL;
         }
-        free(j->buf);   /* an empty final answer after a retried attempt */
+        free(j->buf); /* an empty final answer after a retried attempt */
         j->buf = NULL;
         answer(j, (int)j->status);
         return;
@@ -617,7 +634,7 @@ static void finish_job(struct loop *lp, struct job *j, CURLcode rc, uint64_t now
     in->outstanding--;
     if (!j->too_big) {
         if (never_sent || conn_lost)
-            set_healthy(in, false, curl_easy_strerror(rc));   /* passive ejection */
+            set_healthy(in, false, curl_easy_strerror(rc)); /* passive ejection */
         breaker_failure(in, now);
         publish(j->up, now);
     }
@@ -710,7 +727,7 @@ static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *sock
     if (what == CURL_POLL_REMOVE) {
         if (have & REGISTERED)
             epoll_ctl(lp->epfd, EPOLL_CTL_DEL, s, NULL);
-        return 0;   /* curl forgets the assigned value itself */
+        return 0; /* curl forgets the assigned value itself */
     }
     uint32_t want = ((what & CURL_POLL_IN) ? EPOLLIN : 0) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
     if (have == (want | REGISTERED))
@@ -735,7 +752,7 @@ static int on_timer(CURLM *m, long ms, void *userp)
     SOUK_UNUSED(m);
     struct loop *lp = userp;
     lp->timer_set = ms >= 0;
-    lp->timer_at = ms > 0 ? souk_now_ns() + (uint64_t)ms * 1000000u : 0;   /* 0: due now */
+    lp->timer_at = ms > 0 ? souk_now_ns() + (uint64_t)ms * 1000000u : 0; /* 0: due now */
     return 0;
 }
 
@@ -776,7 +793,7 @@ static void *loop(void *arg)
         if (first && now >= next_tick) {
             if (conf.health_interval_ms > 0)
                 probe_all(lp);
-            pthread_mutex_lock(&state_lock);   /* breakers reopen with time */
+            pthread_mutex_lock(&state_lock); /* breakers reopen with time */
             for (size_t u = 0; u < nupstreams; u++)
                 publish(upstreams[u], now);
             pthread_mutex_unlock(&state_lock);
@@ -805,9 +822,10 @@ static void *loop(void *arg)
         for (int i = 0; i < n; i++) {
             int fd = evs[i].data.fd;
             if (fd == lp->wakefd)
-                continue;   /* the queue is taken at the top of the loop */
+                continue; /* the queue is taken at the top of the loop */
             uint32_t e = evs[i].events;
-            int flags = ((e & EPOLLIN) ? CURL_CSELECT_IN : 0) | ((e & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
+            int flags = ((e & EPOLLIN) ? CURL_CSELECT_IN : 0) |
+                        ((e & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
                         ((e & (EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_ERR : 0);
             curl_multi_socket_action(lp->multi, fd, flags, &still);
         }
@@ -857,8 +875,9 @@ int souk_proxy_start(const struct souk_proxy_conf *c)
                                        "Upstream attempt durations.", "upstream,instance");
     m_retries = souk_metric_counter("souk_gateway_upstream_retries_total",
                                     "Requests retried on another instance.", "upstream");
-    m_up = souk_metric_gauge("souk_gateway_upstream_up",
-                             "1 when the instance's last health probe passed.", "upstream,instance");
+    m_up =
+        souk_metric_gauge("souk_gateway_upstream_up",
+                          "1 when the instance's last health probe passed.", "upstream,instance");
     for (size_t u = 0; u < nupstreams; u++)
         for (size_t i = 0; i < upstreams[u]->n; i++)
             souk_metric_set(m_up, 1, upstreams[u]->name, upstreams[u]->inst[i].label);
@@ -886,13 +905,13 @@ void souk_proxy_stop(void)
     atomic_store(&stopping, true);
     for (size_t i = 0; i < nloops; i++) {
         if (loops[i].started) {
-            wake(&loops[i]);   /* unconditionally: the loop may be between checks */
+            wake(&loops[i]); /* unconditionally: the loop may be between checks */
             pthread_join(loops[i].thread, NULL);
         }
     }
     running = false;
     for (size_t i = 0; i < nloops; i++)
-        take_queue(&loops[i], souk_now_ns());   /* answers 503 to anything queued meanwhile */
+        take_queue(&loops[i], souk_now_ns()); /* answers 503 to anything queued meanwhile */
     /* transfers still in flight belong to requests the drain gave up on */
     for (size_t u = 0; u < nupstreams; u++) {
         for (size_t i = 0; i < upstreams[u]->n; i++) {

@@ -13,10 +13,10 @@
 #define MAX_SEGMENTS 12
 
 struct segment {
-    const char *text;    /* literal, or the parameter name */
+    const char *text; /* literal, or the parameter name */
     size_t len;
     bool param;
-    bool rest;           /* {*name}: the rest of the path, slashes included */
+    bool rest; /* {*name}: the rest of the path, slashes included */
 };
 
 struct compiled {
@@ -42,14 +42,14 @@ static int compile(struct compiled *c, const struct souk_route *route)
         const char *end = strchr(p, '/');
         size_t len = end ? (size_t)(end - p) : strlen(p);
         if (len == 0 && end == NULL)
-            break;   /* trailing slash, or the root "/" */
+            break; /* trailing slash, or the root "/" */
         if (c->nseg == MAX_SEGMENTS || len == 0)
             return SOUK_EINVAL;
         struct segment *s = &c->seg[c->nseg++];
         s->rest = false;
         if (p[0] == '{' && p[1] == '*') {
             if (len < 4 || p[len - 1] != '}' || end != NULL)
-                return SOUK_EINVAL;   /* the wildcard must be the last segment */
+                return SOUK_EINVAL; /* the wildcard must be the last segment */
             s->text = p + 2;
             s->len = len - 3;
             s->param = true;
@@ -99,10 +99,7 @@ void souk_router_free(struct souk_router *rt)
     free(rt);
 }
 
-size_t souk_router_count(const struct souk_router *rt)
-{
-    return rt->n;
-}
+size_t souk_router_count(const struct souk_router *rt) { return rt->n; }
 
 /* Does path match c's pattern? Fills params when it does. */
 static bool match_path(const struct compiled *c, const char *path, struct souk_param *params,
@@ -168,7 +165,7 @@ int souk_router_match(const struct souk_router *rt, const char *method, const ch
     bool path_seen = false;
     if (path[0] != '/')
         return -404;
-    int fallback = -1;   /* the first wildcard route that matches, if no exact one does */
+    int fallback = -1; /* the first wildcard route that matches, if no exact one does */
     for (size_t i = 0; i < rt->n; i++) {
         const struct compiled *c = &rt->r[i];
         bool wild = is_wildcard(c);

@@ -28,25 +28,27 @@
 #include "souk/server.h"
 #include "souk/souk.h"
 
-#define REQUEST_ID_MAX 64
-#define TRACEPARENT_LEN 55
-#define ACCESS_LINE_MAX 2048
-#define DROP_MAX_FACTOR 4   /* an oversized streamed body is drained up to 4x the cap */
-#define MAX_RESP_HEADERS 24   /* the gateway passes on upstream headers and adds CORS, RateLimit */
+#define REQUEST_ID_MAX   64
+#define TRACEPARENT_LEN  55
+#define ACCESS_LINE_MAX  2048
+#define DROP_MAX_FACTOR  4  /* an oversized streamed body is drained up to 4x the cap */
+#define MAX_RESP_HEADERS 24 /* the gateway passes on upstream headers and adds CORS, RateLimit */
 
 enum req_state {
-    REQ_NEW,          /* headers seen, body may follow */
-    REQ_SUSPENDED,    /* handler waiting elsewhere */
-    REQ_READY,        /* response set, to be queued */
+    REQ_NEW,       /* headers seen, body may follow */
+    REQ_SUSPENDED, /* handler waiting elsewhere */
+    REQ_READY,     /* response set, to be queued */
     REQ_QUEUED,
 };
 
-struct resp_header { const char *name, *value; };
+struct resp_header {
+    const char *name, *value;
+};
 
 struct souk_req {
     struct MHD_Connection *conn;
     const char *method, *path;
-    int route;                  /* index into the full table, or the "other" series */
+    int route; /* index into the full table, or the "other" series */
     struct souk_param params[SOUK_MAX_PARAMS];
     size_t nparams;
     struct souk_arena arena;
@@ -55,20 +57,20 @@ struct souk_req {
     char *body;
     size_t body_len, body_cap, body_max;
     bool too_large;
-    size_t dropped;             /* body bytes read past the cap */
+    size_t dropped; /* body bytes read past the cap */
     json_t *json;
 
     struct souk_identity who;
     char request_id[REQUEST_ID_MAX + 1];
     char trace_id[33];
-    char traceparent[TRACEPARENT_LEN + 1];   /* ours, to pass on */
+    char traceparent[TRACEPARENT_LEN + 1]; /* ours, to pass on */
     char client[INET6_ADDRSTRLEN];
 
     _Atomic int state;
     int status;
     char *resp;
     size_t resp_len;
-    bool resp_owned;            /* resp is malloc'd and ours to hand to MHD */
+    bool resp_owned; /* resp is malloc'd and ours to hand to MHD */
     const char *content_type;
     struct resp_header headers[MAX_RESP_HEADERS];
     size_t nheaders;
@@ -77,7 +79,7 @@ struct souk_req {
 /* ---- server state ---- */
 
 static const struct souk_service *service;
-static struct souk_route *routes;           /* the service's, then the built-ins */
+static struct souk_route *routes; /* the service's, then the built-ins */
 static size_t nroutes;
 static struct souk_router *router;
 static struct MHD_Daemon *daemon_;
@@ -95,18 +97,17 @@ static const struct souk_conf kit_config[] = {
     {"SOUK_DB", SOUK_CONF_STR, NULL, 1, 4096, &cfg_db, "sqlite:PATH"},
     {"SOUK_THREADS", SOUK_CONF_INT, "2", 1, 256, &cfg_threads, "HTTP worker threads"},
     {"SOUK_MAX_CONNECTIONS", SOUK_CONF_INT, "4096", 1, 1000000, &cfg_max_conns, "open connections"},
-    {"SOUK_CONN_TIMEOUT", SOUK_CONF_INT, "60", 1, 3600, &cfg_conn_timeout, "idle connection seconds"},
+    {"SOUK_CONN_TIMEOUT", SOUK_CONF_INT, "60", 1, 3600, &cfg_conn_timeout,
+     "idle connection seconds"},
     {"SOUK_MAX_BODY", SOUK_CONF_INT, "65536", 256, 16777216, &cfg_max_body, "request body bytes"},
-    {"SOUK_DRAIN_SECONDS", SOUK_CONF_INT, "10", 0, 300, &cfg_drain_seconds, "drain time on SIGTERM"},
+    {"SOUK_DRAIN_SECONDS", SOUK_CONF_INT, "10", 0, 300, &cfg_drain_seconds,
+     "drain time on SIGTERM"},
     {"SOUK_LOG_LEVEL", SOUK_CONF_STR, "info", 1, 8, &cfg_log_level, "debug|info|warn|error"},
     {"SOUK_ACCESS_LOG", SOUK_CONF_BOOL, "true", 0, 0, &cfg_access_log, "log every request"},
     {NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
-bool souk_server_draining(void)
-{
-    return atomic_load(&draining);
-}
+bool souk_server_draining(void) { return atomic_load(&draining); }
 
 /* ---- handler accessors ---- */
 
@@ -118,7 +119,11 @@ const char *souk_req_client_addr(struct souk_req *r) { return r->client; }
 int souk_req_status(struct souk_req *r) { return r->status; }
 struct souk_arena *souk_req_arena(struct souk_req *r) { return &r->arena; }
 const struct souk_identity *souk_req_identity(struct souk_req *r) { return &r->who; }
-struct souk_db *souk_req_db(struct souk_req *r) { SOUK_UNUSED(r); return souk_db_thread(); }
+struct souk_db *souk_req_db(struct souk_req *r)
+{
+    SOUK_UNUSED(r);
+    return souk_db_thread();
+}
 void *souk_req_alloc(struct souk_req *r, size_t n) { return souk_arena_alloc(&r->arena, n); }
 
 char *souk_req_printf(struct souk_req *r, const char *fmt, ...)
@@ -146,7 +151,11 @@ const char *souk_req_query(struct souk_req *r, const char *name)
     return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
-struct query_enc { struct souk_arena *a; char *buf; size_t len, cap; };
+struct query_enc {
+    struct souk_arena *a;
+    char *buf;
+    size_t len, cap;
+};
 
 static void query_room(struct query_enc *q, size_t n)
 {
@@ -224,7 +233,7 @@ const char *souk_req_body(struct souk_req *r, size_t *len)
 static bool is_json_type(const char *ct)
 {
     if (ct == NULL)
-        return true;   /* lenient: curl -d without a type is common */
+        return true; /* lenient: curl -d without a type is common */
     size_t n = strcspn(ct, ";");
     while (n > 0 && ct[n - 1] == ' ')
         n--;
@@ -311,28 +320,50 @@ void souk_reply_header(struct souk_req *r, const char *name, const char *value)
 const char *souk_status_title(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 412: return "Precondition Failed";
-    case 413: return "Content Too Large";
-    case 415: return "Unsupported Media Type";
-    case 422: return "Unprocessable Content";
-    case 428: return "Precondition Required";
-    case 429: return "Too Many Requests";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 410:
+        return "Gone";
+    case 412:
+        return "Precondition Failed";
+    case 413:
+        return "Content Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Content";
+    case 428:
+        return "Precondition Required";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
     }
     return status < 500 ? "Client Error" : "Server Error";
 }
@@ -449,7 +480,8 @@ static void client_address(struct souk_req *r)
         return;
     const struct sockaddr *sa = ci->client_addr;
     if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->client, sizeof(r->client));
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->client,
+                  sizeof(r->client));
     else if (sa->sa_family == AF_INET6)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->client,
                   sizeof(r->client));
@@ -504,7 +536,8 @@ static void dispatch(struct souk_req *r)
         souk_router_allow(router, r->path, allow, sizeof(allow));
         r->route = (int)nroutes;
         souk_reply_header(r, "Allow", allow);
-        souk_problem(r, 405, "method_not_allowed", "%s is not allowed here; use %s", r->method, allow);
+        souk_problem(r, 405, "method_not_allowed", "%s is not allowed here; use %s", r->method,
+                     allow);
         atomic_store(&r->state, REQ_READY);
         return;
     }
@@ -520,7 +553,8 @@ static void dispatch(struct souk_req *r)
     }
     souk__log_set_context(NULL, NULL);
     if (status < 100 || status > 599) {
-        souk_error("handler returned a bad status", "{s:s,s:i}", "route", route->pattern, "status", status);
+        souk_error("handler returned a bad status", "{s:s,s:i}", "route", route->pattern, "status",
+                   status);
         souk_problem(r, 500, "internal", "internal error");
         atomic_store(&r->state, REQ_READY);
         return;
@@ -545,10 +579,11 @@ void souk_req_resume(struct souk_req *r, int status)
 static enum MHD_Result queue(struct souk_req *r)
 {
     struct MHD_Response *resp = MHD_create_response_from_buffer(
-        r->resp_len, r->resp ? r->resp : "", r->resp_owned ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+        r->resp_len, r->resp ? r->resp : "",
+        r->resp_owned ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (resp == NULL)
         return MHD_NO;
-    r->resp_owned = false;   /* MHD frees it now */
+    r->resp_owned = false; /* MHD frees it now */
     if (r->content_type != NULL)
         MHD_add_response_header(resp, "Content-Type", r->content_type);
     MHD_add_response_header(resp, "X-Request-Id", r->request_id);
@@ -623,13 +658,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
          * only before the upload starts or after it ends; it closes afterwards). */
         const char *cl = souk_req_header(r, "Content-Length");
         if (cl != NULL && strtoull(cl, NULL, 10) > r->body_max) {
-            souk_problem(r, 413, "body_too_large", "the request body exceeds %zu bytes", r->body_max);
+            souk_problem(r, 413, "body_too_large", "the request body exceeds %zu bytes",
+                         r->body_max);
             return queue(r);
         }
         return MHD_YES;
     }
     if (*upload_size != 0) {
-        append_body(r, upload, *upload_size);   /* past the cap: read and dropped */
+        append_body(r, upload, *upload_size); /* past the cap: read and dropped */
         *upload_size = 0;
         /* ...but not forever: a stream far past the cap loses its connection */
         return r->dropped > DROP_MAX_FACTOR * r->body_max ? MHD_NO : MHD_YES;
@@ -637,7 +673,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     switch (atomic_load(&r->state)) {
     case REQ_NEW:
         if (r->too_large) {
-            souk_problem(r, 413, "body_too_large", "the request body exceeds %zu bytes", r->body_max);
+            souk_problem(r, 413, "body_too_large", "the request body exceeds %zu bytes",
+                         r->body_max);
             return queue(r);
         }
         dispatch(r);
@@ -692,7 +729,7 @@ static void access_log(struct souk_req *r, double secs)
     len = put(line, len, cap, "\",\"path\":\"");
     char path[ACCESS_LINE_MAX / 2];
     snprintf(path, sizeof(path), "%s", r->path);
-    souk__redact_digits(path);   /* a path can carry what a client should not have sent */
+    souk__redact_digits(path); /* a path can carry what a client should not have sent */
     len = souk__json_escape(line, len, cap - sizeof(tail), path);
     len = put(line, len, cap, tail);
     line[len++] = '}';
@@ -711,7 +748,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     *con_cls = NULL;
     double secs = (double)(souk_now_ns() - r->t0) / 1e9;
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && atomic_load(&r->state) != REQ_QUEUED)
-        r->status = 499;   /* the client went away first */
+        r->status = 499; /* the client went away first */
     size_t series = r->route >= 0 ? (size_t)r->route : nroutes;
     souk__metrics_http_observe(series, r->method, r->status, secs);
     if (cfg_access_log)
@@ -762,7 +799,7 @@ static int build_routes(const struct souk_service *svc)
     const char **names = souk_xcalloc(nroutes + 1, sizeof(*names));
     for (size_t i = 0; i < nroutes; i++)
         names[i] = routes[i].pattern;
-    names[nroutes] = "other";   /* unmatched paths and methods */
+    names[nroutes] = "other"; /* unmatched paths and methods */
     souk__metrics_http_init(names, nroutes + 1);
     free(names);
     return 0;
@@ -787,12 +824,14 @@ static int load_config(const struct souk_service *svc)
         fprintf(stderr, "%s: configuration error: %s\n", svc->name, err);
         return SOUK_EINVAL;
     }
-    if (cfg_db == db_default)   /* the default lives on our stack: keep a copy */
+    if (cfg_db == db_default) /* the default lives on our stack: keep a copy */
         cfg_db = souk_xstrdup(db_default);
     enum souk_log_level level;
     if (souk_log_level_parse(cfg_log_level, &level) != 0) {
-        fprintf(stderr, "%s: configuration error: SOUK_LOG_LEVEL=\"%s\": expected debug, info, "
-                        "warn or error\n", svc->name, cfg_log_level);
+        fprintf(stderr,
+                "%s: configuration error: SOUK_LOG_LEVEL=\"%s\": expected debug, info, "
+                "warn or error\n",
+                svc->name, cfg_log_level);
         return SOUK_EINVAL;
     }
     souk_log_init(svc->name, level);
@@ -832,10 +871,12 @@ static int open_database(const struct souk_service *svc)
 
 static void usage(const char *name)
 {
-    fprintf(stderr, "usage: %s [serve|migrate|seed]\n"
-                    "  serve    run the service (default)\n"
-                    "  migrate  apply database migrations and exit\n"
-                    "  seed     apply migrations, load demo data and exit\n", name);
+    fprintf(stderr,
+            "usage: %s [serve|migrate|seed]\n"
+            "  serve    run the service (default)\n"
+            "  migrate  apply database migrations and exit\n"
+            "  seed     apply migrations, load demo data and exit\n",
+            name);
 }
 
 static void drain(void)
@@ -878,7 +919,7 @@ int souk_main(int argc, char **argv, const struct souk_service *svc)
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
-    umask(077);   /* databases, keys and logs we create are ours alone */
+    umask(077); /* databases, keys and logs we create are ours alone */
     if (load_config(svc) != 0)
         return 2;
     if (open_database(svc) != 0) {
@@ -898,7 +939,8 @@ int souk_main(int argc, char **argv, const struct souk_service *svc)
 
     struct sockaddr_in sa;
     if (listen_address(cfg_listen, &sa) != 0) {
-        fprintf(stderr, "%s: SOUK_LISTEN=\"%s\": expected an IPv4 host:port\n", svc->name, cfg_listen);
+        fprintf(stderr, "%s: SOUK_LISTEN=\"%s\": expected an IPv4 host:port\n", svc->name,
+                cfg_listen);
         return 2;
     }
     /* SIGTERM and SIGINT are taken by sigwait() below, in this thread only. */
@@ -917,15 +959,11 @@ int souk_main(int argc, char **argv, const struct souk_service *svc)
     daemon_ = MHD_start_daemon(
         MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
             MHD_USE_ERROR_LOG,
-        0, NULL, NULL, on_request, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg_threads,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg_max_conns,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg_conn_timeout,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-        MHD_OPTION_END);
+        0, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg_threads, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)cfg_max_conns, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg_conn_timeout,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
     if (daemon_ == NULL) {
         souk_error("cannot listen", "{s:s,s:s}", "addr", cfg_listen, "error", strerror(errno));
         return 1;

@@ -12,18 +12,30 @@
 const char *souk_strerror(int err)
 {
     switch (err) {
-    case SOUK_OK: return "ok";
-    case SOUK_ENOMEM: return "out of memory";
-    case SOUK_EINVAL: return "invalid argument";
-    case SOUK_ENOTFOUND: return "not found";
-    case SOUK_ECONFLICT: return "conflict";
-    case SOUK_EDB: return "database error";
-    case SOUK_EIO: return "i/o error";
-    case SOUK_ETIMEDOUT: return "timed out";
-    case SOUK_EBUSY: return "busy";
-    case SOUK_ETOOBIG: return "too big";
-    case SOUK_EAUTH: return "authentication failed";
-    case SOUK_EUNAVAIL: return "unavailable";
+    case SOUK_OK:
+        return "ok";
+    case SOUK_ENOMEM:
+        return "out of memory";
+    case SOUK_EINVAL:
+        return "invalid argument";
+    case SOUK_ENOTFOUND:
+        return "not found";
+    case SOUK_ECONFLICT:
+        return "conflict";
+    case SOUK_EDB:
+        return "database error";
+    case SOUK_EIO:
+        return "i/o error";
+    case SOUK_ETIMEDOUT:
+        return "timed out";
+    case SOUK_EBUSY:
+        return "busy";
+    case SOUK_ETOOBIG:
+        return "too big";
+    case SOUK_EAUTH:
+        return "authentication failed";
+    case SOUK_EUNAVAIL:
+        return "unavailable";
     }
     return "unknown error";
 }
@@ -89,10 +101,7 @@ void souk_time_rfc3339(int64_t ms, char out[SOUK_TIME_MAX])
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
 }
 
-void souk_time_now(char out[SOUK_TIME_MAX])
-{
-    souk_time_rfc3339(souk_wall_ms(), out);
-}
+void souk_time_now(char out[SOUK_TIME_MAX]) { souk_time_rfc3339(souk_wall_ms(), out); }
 
 /* Random bytes for ids and trace context come from a per-thread pool refilled
  * from the kernel (getrandom via libsodium) 512 bytes at a time: the same source,
@@ -113,6 +122,6 @@ void souk_random(void *out, size_t n)
         left = sizeof(pool);
     }
     memcpy(o, pool + sizeof(pool) - left, n);
-    sodium_memzero(pool + sizeof(pool) - left, n);   /* handed out once only */
+    sodium_memzero(pool + sizeof(pool) - left, n); /* handed out once only */
     left -= n;
 }

@@ -13,15 +13,17 @@
 #include "souk/souk.h"
 
 #define CATALOG_TIMEOUT_MS 2000
-#define URL_MAX 512
+#define URL_MAX            512
 
 /* The cart of user as {items, subtotal_cents, currency}; NULL on a database error. */
 static json_t *cart_json(struct souk_db *db, const char *user)
 {
-    struct souk_stmt *st = souk_db_query(db,
+    struct souk_stmt *st = souk_db_query(
+        db,
         "SELECT product_id, name, unit_price_cents, quantity, unit_price_cents * quantity"
         " AS line_total_cents, currency FROM cart_items WHERE user_id = ?"
-        " ORDER BY added_at, product_id", "s", user);
+        " ORDER BY added_at, product_id",
+        "s", user);
     if (st == NULL)
         return NULL;
     json_t *items = json_array();
@@ -52,10 +54,7 @@ static int reply_cart(struct souk_req *r, const char *user, int status)
     return status;
 }
 
-int cart_get(struct souk_req *r)
-{
-    return reply_cart(r, souk_req_identity(r)->sub, 200);
-}
+int cart_get(struct souk_req *r) { return reply_cart(r, souk_req_identity(r)->sub, 200); }
 
 int cart_internal_get(struct souk_req *r)
 {
@@ -73,8 +72,12 @@ static int fetch_product(struct souk_req *r, const char *id, json_t **out)
     struct souk_response res;
     snprintf(url, sizeof(url), "%s/api/v1/products/%s",
              souk_client_pick(cart_catalog_url, base, sizeof(base)), id);
-    struct souk_call call = {.method = "GET", .url = url, .service_token = true, .parent = r,
-                             .timeout_ms = CATALOG_TIMEOUT_MS, .retries = -1};
+    struct souk_call call = {.method = "GET",
+                             .url = url,
+                             .service_token = true,
+                             .parent = r,
+                             .timeout_ms = CATALOG_TIMEOUT_MS,
+                             .retries = -1};
     int rc = souk_client_do(&call, &res), status = 503;
     *out = NULL;
     if (rc == 0 && res.status == 200 && json_is_object(res.json)) {
@@ -106,29 +109,36 @@ static int write_line(struct souk_req *r, const char *user, const char *product,
     const char *name = json_string_value(json_object_get(p, "name"));
     const char *currency = json_string_value(json_object_get(p, "currency"));
     json_t *price = json_object_get(p, "price_cents");
-    if (name == NULL || currency == NULL || !json_is_integer(price) || json_integer_value(price) < 0)
+    if (name == NULL || currency == NULL || !json_is_integer(price) ||
+        json_integer_value(price) < 0)
         return souk_problem(r, 502, "bad_gateway", "the catalog sent a malformed product");
     char now[SOUK_TIME_MAX];
     souk_time_now(now);
     if (souk_db_begin(db) != 0)
         return souk_problem(r, 503, "busy", "database busy");
     int64_t lines = 0, exists = 0;
-    int rc = souk_db_int(db, &lines, "SELECT count(*) FROM cart_items WHERE user_id = ?", "s", user);
+    int rc =
+        souk_db_int(db, &lines, "SELECT count(*) FROM cart_items WHERE user_id = ?", "s", user);
     if (rc >= 0)
-        rc = souk_db_int(db, &exists, "SELECT count(*) FROM cart_items WHERE user_id = ? AND product_id = ?",
+        rc = souk_db_int(db, &exists,
+                         "SELECT count(*) FROM cart_items WHERE user_id = ? AND product_id = ?",
                          "ss", user, product);
     if (rc >= 0 && exists == 0 && lines >= CART_LINES_MAX) {
         souk_db_rollback(db);
-        return souk_problem(r, 409, "cart_full", "a cart holds at most %d different products", CART_LINES_MAX);
+        return souk_problem(r, 409, "cart_full", "a cart holds at most %d different products",
+                            CART_LINES_MAX);
     }
     if (rc >= 0)
-        rc = souk_db_run(db,
-            "INSERT INTO cart_items (user_id, product_id, name, unit_price_cents, currency, quantity,"
+        rc = souk_db_run(
+            db,
+            "INSERT INTO cart_items (user_id, product_id, name, unit_price_cents, currency, "
+            "quantity,"
             " added_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (user_id, product_id) DO UPDATE SET name = excluded.name,"
             " unit_price_cents = excluded.unit_price_cents, currency = excluded.currency,"
             " quantity = excluded.quantity, updated_at = excluded.updated_at",
-            "sssisiss", user, product, name, (int64_t)json_integer_value(price), currency, qty, now, now);
+            "sssisiss", user, product, name, (int64_t)json_integer_value(price), currency, qty, now,
+            now);
     if (rc < 0 || souk_db_commit(db) != 0) {
         souk_db_rollback(db);
         return souk_problem(r, 503, "unavailable", "cannot write the cart");

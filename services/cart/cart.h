@@ -5,8 +5,8 @@
 #include "souk/events.h"
 #include "souk/server.h"
 
-#define CART_QTY_MAX 99      /* DESIGN §4: quantity 1–99 */
-#define CART_LINES_MAX 50    /* distinct products in one cart */
+#define CART_QTY_MAX   99 /* DESIGN §4: quantity 1–99 */
+#define CART_LINES_MAX 50 /* distinct products in one cart */
 
 extern const char *cart_catalog_url;
 

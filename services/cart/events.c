@@ -19,7 +19,9 @@ int cart_on_product_updated(struct souk_db *db, const struct souk_event *ev)
     if (id == NULL || !souk_id_valid(id, "prd"))
         return SOUK_EINVAL;
     if (json_is_true(json_object_get(d, "archived")))
-        return souk_db_run(db, "DELETE FROM cart_items WHERE product_id = ?", "s", id) < 0 ? SOUK_EDB : 0;
+        return souk_db_run(db, "DELETE FROM cart_items WHERE product_id = ?", "s", id) < 0
+                   ? SOUK_EDB
+                   : 0;
     const char *name = json_string_value(json_object_get(d, "name"));
     const char *currency = json_string_value(json_object_get(d, "currency"));
     json_t *price = json_object_get(d, "price_cents");
@@ -27,10 +29,10 @@ int cart_on_product_updated(struct souk_db *db, const struct souk_event *ev)
     char now[SOUK_TIME_MAX];
     souk_time_now(now);
     int rc = souk_db_run(db,
-        "UPDATE cart_items SET name = COALESCE(?, name),"
-        " unit_price_cents = CASE WHEN ? < 0 THEN unit_price_cents ELSE ? END,"
-        " currency = COALESCE(?, currency), updated_at = ? WHERE product_id = ?",
-        "SiiSss", name, cents, cents, currency, now, id);
+                         "UPDATE cart_items SET name = COALESCE(?, name),"
+                         " unit_price_cents = CASE WHEN ? < 0 THEN unit_price_cents ELSE ? END,"
+                         " currency = COALESCE(?, currency), updated_at = ? WHERE product_id = ?",
+                         "SiiSss", name, cents, cents, currency, now, id);
     return rc < 0 ? SOUK_EDB : 0;
 }
 
@@ -44,16 +46,20 @@ int cart_on_order_confirmed(struct souk_db *db, const struct souk_event *ev)
         placed = NULL;
     if (user == NULL || strlen(user) >= SOUK_SUB_MAX)
         return SOUK_EINVAL;
-    if (!json_is_array(items))   /* no lines named: the whole cart went into the order */
-        return souk_db_run(db, "DELETE FROM cart_items WHERE user_id = ?", "s", user) < 0 ? SOUK_EDB : 0;
+    if (!json_is_array(items)) /* no lines named: the whole cart went into the order */
+        return souk_db_run(db, "DELETE FROM cart_items WHERE user_id = ?", "s", user) < 0 ? SOUK_EDB
+                                                                                          : 0;
     size_t i;
     json_t *it;
-    json_array_foreach(items, i, it) {
+    json_array_foreach(items, i, it)
+    {
         const char *product = json_string_value(json_object_get(it, "product_id"));
         if (product == NULL)
             continue;
-        if (souk_db_run(db, "DELETE FROM cart_items WHERE user_id = ? AND product_id = ?"
-                            " AND (?3 IS NULL OR updated_at <= ?3)", "ssS", user, product, placed) < 0)
+        if (souk_db_run(db,
+                        "DELETE FROM cart_items WHERE user_id = ? AND product_id = ?"
+                        " AND (?3 IS NULL OR updated_at <= ?3)",
+                        "ssS", user, product, placed) < 0)
             return SOUK_EDB;
     }
     souk_info("cart emptied by order", "{s:s,s:s}", "user_id", user, "order_id",

@@ -35,7 +35,4 @@ static const struct souk_service cart = {
     .subscriptions = subscriptions,
 };
 
-int main(int argc, char **argv)
-{
-    return souk_main(argc, argv, &cart);
-}
+int main(int argc, char **argv) { return souk_main(argc, argv, &cart); }

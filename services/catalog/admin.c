@@ -13,16 +13,18 @@
 #include "souk/log.h"
 #include "souk/souk.h"
 
-#define PRICE_MAX 1000000000
-#define STOCK_MAX 1000000000
+#define PRICE_MAX      1000000000
+#define STOCK_MAX      1000000000
 #define ATTRIBUTES_MAX 64
-#define ETAG_MAX 48
+#define ETAG_MAX       48
 
 /* The product (PRODUCT_COLUMNS plus version) as JSON, archived or not; NULL if none. */
 static json_t *load(struct souk_db *db, const char *id, int64_t *version, bool *archived)
 {
-    struct souk_stmt *st = souk_db_query(db, "SELECT " PRODUCT_COLUMNS ", p.version, p.archived"
-                                         " FROM products p WHERE p.id = ?", "s", id);
+    struct souk_stmt *st = souk_db_query(db,
+                                         "SELECT " PRODUCT_COLUMNS ", p.version, p.archived"
+                                         " FROM products p WHERE p.id = ?",
+                                         "s", id);
     if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
         return NULL;
     json_t *p = souk_stmt_row_json(st);
@@ -51,7 +53,8 @@ static bool etag_matches(const char *if_match, int64_t version)
     size_t n = strlen(etag);
     for (const char *p = if_match; (p = strstr(p, etag)) != NULL; p += n) {
         char after = p[n];
-        if ((p == if_match || p[-1] == ' ' || p[-1] == ',') && (after == '\0' || after == ',' || after == ' '))
+        if ((p == if_match || p[-1] == ' ' || p[-1] == ',') &&
+            (after == '\0' || after == ',' || after == ' '))
             return true;
     }
     return false;
@@ -59,7 +62,8 @@ static bool etag_matches(const char *if_match, int64_t version)
 
 /* Emit product.updated inside the open transaction. Until the events module lands
  * the emit is a placeholder answering SOUK_EUNAVAIL, which is not an error here. */
-static int emit_updated(struct souk_db *db, const char *id, json_t *product, int64_t version, bool archived)
+static int emit_updated(struct souk_db *db, const char *id, json_t *product, int64_t version,
+                        bool archived)
 {
     json_t *data = json_pack("{s:s,s:O,s:O,s:O,s:O,s:I,s:b}", "id", id, "name",
                              json_object_get(product, "name"), "price_cents",
@@ -97,14 +101,15 @@ static int finish(struct souk_req *r, struct souk_db *db, const char *id, int st
 struct fields {
     const char *sku, *name, *description, *currency, *category, *image_url;
     int64_t price_cents, on_hand;
-    char *attributes;   /* compact JSON, malloc'd; NULL when absent */
+    char *attributes; /* compact JSON, malloc'd; NULL when absent */
 };
 
 static void read_fields(struct souk_check *c, json_t *body, struct fields *f, bool create,
                         struct souk_db *db)
 {
-    static const char *const allowed_create[] = {"sku", "name", "description", "price_cents", "currency",
-                                                 "category", "image_url", "attributes", "on_hand", NULL};
+    static const char *const allowed_create[] = {
+        "sku",      "name",      "description", "price_cents", "currency",
+        "category", "image_url", "attributes",  "on_hand",     NULL};
     souk_json_only(c, body, allowed_create + 0);
     if (!create && json_object_get(body, "on_hand") != NULL)
         souk_check_fail(c, "on_hand", "is set with PUT /api/v1/products/{id}/stock");
@@ -118,8 +123,9 @@ static void read_fields(struct souk_check *c, json_t *body, struct fields *f, bo
         souk_check_fail(c, "currency", "must be USD");
     f->category = souk_json_str(c, body, "category", req, 1, 64);
     f->image_url = souk_json_str(c, body, "image_url", SOUK_OPTIONAL, 0, 1024);
-    if (f->image_url != NULL && f->image_url[0] != '\0' && strncmp(f->image_url, "https://", 8) != 0 &&
-        strncmp(f->image_url, "http://", 7) != 0 && f->image_url[0] != '/')
+    if (f->image_url != NULL && f->image_url[0] != '\0' &&
+        strncmp(f->image_url, "https://", 8) != 0 && strncmp(f->image_url, "http://", 7) != 0 &&
+        f->image_url[0] != '/')
         souk_check_fail(c, "image_url", "must be an http(s) URL or a path");
     f->on_hand = create ? souk_json_int(c, body, "on_hand", SOUK_OPTIONAL, 0, STOCK_MAX, 0) : -1;
     json_t *attrs = souk_json_object(c, body, "attributes", SOUK_OPTIONAL);
@@ -128,16 +134,21 @@ static void read_fields(struct souk_check *c, json_t *body, struct fields *f, bo
         const char *k;
         json_t *v;
         bool ok = json_object_size(attrs) <= ATTRIBUTES_MAX;
-        json_object_foreach(attrs, k, v)
-            ok = ok && strlen(k) <= 64 && (json_is_string(v) ? json_string_length(v) <= 256 : json_is_number(v) || json_is_boolean(v));
+        json_object_foreach(attrs, k, v) ok =
+            ok && strlen(k) <= 64 &&
+            (json_is_string(v) ? json_string_length(v) <= 256
+                               : json_is_number(v) || json_is_boolean(v));
         if (!ok)
-            souk_check_fail(c, "attributes", "must be at most 64 members of short strings, numbers or booleans");
+            souk_check_fail(c, "attributes",
+                            "must be at most 64 members of short strings, numbers or booleans");
         else
             f->attributes = souk_json_dump(attrs, NULL);
     }
     int64_t known = 1;
     if (f->category != NULL &&
-        (souk_db_int(db, &known, "SELECT count(*) FROM categories WHERE slug = ?", "s", f->category) < 0 || known == 0))
+        (souk_db_int(db, &known, "SELECT count(*) FROM categories WHERE slug = ?", "s",
+                     f->category) < 0 ||
+         known == 0))
         souk_check_fail(c, "category", "is not a known category");
 }
 
@@ -162,18 +173,20 @@ int products_create(struct souk_req *r)
         free(f.attributes);
         return souk_problem(r, 503, "busy", "database busy");
     }
-    int rc = souk_db_run(db,
-                         "INSERT INTO products (id, sku, name, description, price_cents, currency, category,"
-                         " image_url, attributes, on_hand, created_at, updated_at)"
-                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                         "ssssissssiss", id, f.sku, f.name, f.description ? f.description : "",
-                         f.price_cents, f.currency ? f.currency : "USD", f.category,
-                         f.image_url ? f.image_url : "", f.attributes ? f.attributes : "{}", f.on_hand, now, now);
+    int rc = souk_db_run(
+        db,
+        "INSERT INTO products (id, sku, name, description, price_cents, currency, category,"
+        " image_url, attributes, on_hand, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "ssssissssiss", id, f.sku, f.name, f.description ? f.description : "", f.price_cents,
+        f.currency ? f.currency : "USD", f.category, f.image_url ? f.image_url : "",
+        f.attributes ? f.attributes : "{}", f.on_hand, now, now);
     free(f.attributes);
     if (rc < 0) {
         souk_db_rollback(db);
-        return rc == SOUK_ECONFLICT ? souk_problem(r, 409, "sku_taken", "a product with SKU %s exists", f.sku)
-                                    : souk_problem(r, 500, "internal", "cannot create the product");
+        return rc == SOUK_ECONFLICT
+                   ? souk_problem(r, 409, "sku_taken", "a product with SKU %s exists", f.sku)
+                   : souk_problem(r, 500, "internal", "cannot create the product");
     }
     souk_reply_header(r, "Location", souk_req_printf(r, "/api/v1/products/%s", id));
     return finish(r, db, id, 201);
@@ -185,7 +198,8 @@ static int begin_checked(struct souk_req *r, struct souk_db *db, const char *id,
 {
     const char *if_match = souk_req_header(r, "If-Match");
     if (need_match && if_match == NULL)
-        return souk_problem(r, 428, "precondition_required", "send If-Match with the ETag of the product you read");
+        return souk_problem(r, 428, "precondition_required",
+                            "send If-Match with the ETag of the product you read");
     if (!souk_id_valid(id, "prd"))
         return souk_problem(r, 404, "product_not_found", "no product %s", id);
     if (souk_db_begin(db) != 0)
@@ -201,7 +215,8 @@ static int begin_checked(struct souk_req *r, struct souk_db *db, const char *id,
     if (if_match != NULL && !etag_matches(if_match, version)) {
         souk_db_rollback(db);
         set_etag(r, version);
-        return souk_problem(r, 412, "precondition_failed", "the product changed since it was read (now \"v%lld\")",
+        return souk_problem(r, 412, "precondition_failed",
+                            "the product changed since it was read (now \"v%lld\")",
                             (long long)version);
     }
     return 0;
@@ -230,20 +245,22 @@ int products_update(struct souk_req *r)
     char now[SOUK_TIME_MAX];
     souk_time_now(now);
     /* COALESCE keeps what the PATCH did not mention */
-    int rc = souk_db_run(db,
-                         "UPDATE products SET sku = COALESCE(?, sku), name = COALESCE(?, name),"
-                         " description = COALESCE(?, description),"
-                         " price_cents = CASE WHEN ? < 0 THEN price_cents ELSE ? END,"
-                         " currency = COALESCE(?, currency), category = COALESCE(?, category),"
-                         " image_url = COALESCE(?, image_url), attributes = COALESCE(?, attributes),"
-                         " version = version + 1, updated_at = ? WHERE id = ?",
-                         "SSSiiSSSSss", f.sku, f.name, f.description, f.price_cents, f.price_cents,
-                         f.currency, f.category, f.image_url, f.attributes, now, id);
+    int rc =
+        souk_db_run(db,
+                    "UPDATE products SET sku = COALESCE(?, sku), name = COALESCE(?, name),"
+                    " description = COALESCE(?, description),"
+                    " price_cents = CASE WHEN ? < 0 THEN price_cents ELSE ? END,"
+                    " currency = COALESCE(?, currency), category = COALESCE(?, category),"
+                    " image_url = COALESCE(?, image_url), attributes = COALESCE(?, attributes),"
+                    " version = version + 1, updated_at = ? WHERE id = ?",
+                    "SSSiiSSSSss", f.sku, f.name, f.description, f.price_cents, f.price_cents,
+                    f.currency, f.category, f.image_url, f.attributes, now, id);
     free(f.attributes);
     if (rc < 0) {
         souk_db_rollback(db);
-        return rc == SOUK_ECONFLICT ? souk_problem(r, 409, "sku_taken", "another product has that SKU")
-                                    : souk_problem(r, 500, "internal", "cannot update the product");
+        return rc == SOUK_ECONFLICT
+                   ? souk_problem(r, 409, "sku_taken", "another product has that SKU")
+                   : souk_problem(r, 500, "internal", "cannot update the product");
     }
     return finish(r, db, id, 200);
 }
@@ -252,13 +269,15 @@ int products_archive(struct souk_req *r)
 {
     const char *id = souk_req_param(r, "id");
     struct souk_db *db = souk_req_db(r);
-    int status = begin_checked(r, db, id, false);   /* If-Match honoured when sent */
+    int status = begin_checked(r, db, id, false); /* If-Match honoured when sent */
     if (status != 0)
         return status;
     char now[SOUK_TIME_MAX];
     souk_time_now(now);
-    if (souk_db_run(db, "UPDATE products SET archived = 1, version = version + 1, updated_at = ? WHERE id = ?",
-                    "ss", now, id) < 0) {
+    if (souk_db_run(
+            db,
+            "UPDATE products SET archived = 1, version = version + 1, updated_at = ? WHERE id = ?",
+            "ss", now, id) < 0) {
         souk_db_rollback(db);
         return souk_problem(r, 500, "internal", "cannot archive the product");
     }
@@ -289,13 +308,16 @@ int products_set_stock(struct souk_req *r)
     }
     if (on_hand < reserved) {
         souk_db_rollback(db);
-        return souk_problem(r, 409, "below_reserved", "on_hand %lld is below the %lld units reserved",
-                            (long long)on_hand, (long long)reserved);
+        return souk_problem(r, 409, "below_reserved",
+                            "on_hand %lld is below the %lld units reserved", (long long)on_hand,
+                            (long long)reserved);
     }
     char now[SOUK_TIME_MAX];
     souk_time_now(now);
-    if (souk_db_run(db, "UPDATE products SET on_hand = ?, version = version + 1, updated_at = ? WHERE id = ?",
-                    "iss", on_hand, now, id) < 0) {
+    if (souk_db_run(
+            db,
+            "UPDATE products SET on_hand = ?, version = version + 1, updated_at = ? WHERE id = ?",
+            "iss", on_hand, now, id) < 0) {
         souk_db_rollback(db);
         return souk_problem(r, 500, "internal", "cannot set the stock");
     }

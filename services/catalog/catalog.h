@@ -6,18 +6,18 @@
 #include "souk/server.h"
 
 /* The column list every product query selects, in the order product_json() reads. */
-#define PRODUCT_COLUMNS                                                                       \
-    "p.id, p.sku, p.name, p.description, p.price_cents, p.currency, p.category, p.image_url," \
-    " p.attributes AS attributes_json, p.on_hand - p.reserved AS stock_available,"            \
+#define PRODUCT_COLUMNS                                                                            \
+    "p.id, p.sku, p.name, p.description, p.price_cents, p.currency, p.category, p.image_url,"      \
+    " p.attributes AS attributes_json, p.on_hand - p.reserved AS stock_available,"                 \
     " p.created_at, p.updated_at"
 
 /* The same product rendered by SQLite itself, byte for byte what jansson would
  * write: the hot read paths answer with this text and never build a JSON tree. */
-#define PRODUCT_JSON                                                                          \
-    "json_object('id', p.id, 'sku', p.sku, 'name', p.name, 'description', p.description,"   \
-    " 'price_cents', p.price_cents, 'currency', p.currency, 'category', p.category,"        \
-    " 'image_url', p.image_url, 'attributes', json(p.attributes),"                          \
-    " 'stock_available', p.on_hand - p.reserved, 'created_at', p.created_at,"               \
+#define PRODUCT_JSON                                                                               \
+    "json_object('id', p.id, 'sku', p.sku, 'name', p.name, 'description', p.description,"          \
+    " 'price_cents', p.price_cents, 'currency', p.currency, 'category', p.category,"               \
+    " 'image_url', p.image_url, 'attributes', json(p.attributes),"                                 \
+    " 'stock_available', p.on_hand - p.reserved, 'created_at', p.created_at,"                      \
     " 'updated_at', p.updated_at)"
 
 int products_list(struct souk_req *r);
@@ -37,7 +37,7 @@ int reservations_create(struct souk_req *r);
 int reservations_commit(struct souk_req *r);
 int reservations_release(struct souk_req *r);
 int reservations_on_order_cancelled(struct souk_db *db, const struct souk_event *ev);
-int reservations_start(void);    /* the expiry sweeper */
+int reservations_start(void); /* the expiry sweeper */
 void reservations_stop(void);
 
 #endif

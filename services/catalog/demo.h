@@ -16,18 +16,18 @@ struct demo_category {
 };
 
 struct demo_product {
-    char id[32];            /* "prd_" + 26-char ULID (Crockford base32): 48-bit ms timestamp, then
-                               80 pseudo-random bits; timestamps increase with the index */
-    char sku[24];           /* "KIT-00042": category prefix + number, unique */
-    char name[96];          /* unique across all products */
-    char description[512];  /* 2-3 sentences, ASCII */
-    int64_t price_cents;    /* > 0, ends in 99, 49 or 00 */
-    const char *category;   /* slug of one of demo_categories(); static storage */
-    char image_url[128];    /* "/img/products/<category>/<n>.svg", n = 1 + product kind */
-    char attributes[256];   /* a JSON object as text, e.g. {"brand":"Kettlewood","material":"oak"} */
-    int64_t on_hand;        /* stock: mostly 6..500, ~5% exactly 0, ~4% low (1..5) */
-    char created_at[32];    /* RFC 3339 UTC with milliseconds, strictly increasing with the index,
-                               within 2026-01-01..2026-10-31, equal to the ULID timestamp */
+    char id[32];           /* "prd_" + 26-char ULID (Crockford base32): 48-bit ms timestamp, then
+                              80 pseudo-random bits; timestamps increase with the index */
+    char sku[24];          /* "KIT-00042": category prefix + number, unique */
+    char name[96];         /* unique across all products */
+    char description[512]; /* 2-3 sentences, ASCII */
+    int64_t price_cents;   /* > 0, ends in 99, 49 or 00 */
+    const char *category;  /* slug of one of demo_categories(); static storage */
+    char image_url[128];   /* "/img/products/<category>/<n>.svg", n = 1 + product kind */
+    char attributes[256];  /* a JSON object as text, e.g. {"brand":"Kettlewood","material":"oak"} */
+    int64_t on_hand;       /* stock: mostly 6..500, ~5% exactly 0, ~4% low (1..5) */
+    char created_at[32];   /* RFC 3339 UTC with milliseconds, strictly increasing with the index,
+                              within 2026-01-01..2026-10-31, equal to the ULID timestamp */
 };
 
 /* Sets *out to a static array of the demo categories and returns how many (at least 12).

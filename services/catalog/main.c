@@ -11,8 +11,10 @@ static const struct souk_route routes[] = {
     {"DELETE", "/api/v1/products/{id}", products_archive, SOUK_ADMIN, NULL, 0},
     {"PUT", "/api/v1/products/{id}/stock", products_set_stock, SOUK_ADMIN, NULL, 0},
     {"POST", "/internal/v1/reservations", reservations_create, SOUK_SERVICE, "catalog:reserve", 0},
-    {"POST", "/internal/v1/reservations/{id}/commit", reservations_commit, SOUK_SERVICE, "catalog:reserve", 0},
-    {"DELETE", "/internal/v1/reservations/{id}", reservations_release, SOUK_SERVICE, "catalog:reserve", 0},
+    {"POST", "/internal/v1/reservations/{id}/commit", reservations_commit, SOUK_SERVICE,
+     "catalog:reserve", 0},
+    {"DELETE", "/internal/v1/reservations/{id}", reservations_release, SOUK_SERVICE,
+     "catalog:reserve", 0},
     {NULL, NULL, NULL, 0, NULL, 0},
 };
 
@@ -33,7 +35,4 @@ static const struct souk_service catalog = {
     .subscriptions = subscriptions,
 };
 
-int main(int argc, char **argv)
-{
-    return souk_main(argc, argv, &catalog);
-}
+int main(int argc, char **argv) { return souk_main(argc, argv, &catalog); }

@@ -10,24 +10,24 @@
 #include "souk/log.h"
 #include "souk/souk.h"
 
-#define Q_MAX 200
-#define MATCH_MAX 1024
-#define PRICE_MAX 1000000000
+#define Q_MAX        200
+#define MATCH_MAX    1024
+#define PRICE_MAX    1000000000
 #define PAGE_DEFAULT 20
-#define PAGE_MAX 100
-#define TOKEN_MAX 512
+#define PAGE_MAX     100
+#define TOKEN_MAX    512
 
 enum sort { SORT_RELEVANCE, SORT_PRICE_ASC, SORT_PRICE_DESC, SORT_NEWEST };
 static const char *const sort_names[] = {"relevance", "price_asc", "price_desc", "newest", NULL};
 
 struct list_query {
     const char *q, *category;
-    int64_t min_price, max_price;     /* -1: no bound */
+    int64_t min_price, max_price; /* -1: no bound */
     bool in_stock;
     enum sort sort;
     int64_t page_size;
-    char match[MATCH_MAX];            /* the FTS5 expression built from q; "" when none */
-    uint32_t filter_hash;             /* binds a page token to the query that made it */
+    char match[MATCH_MAX]; /* the FTS5 expression built from q; "" when none */
+    uint32_t filter_hash;  /* binds a page token to the query that made it */
     /* keyset position after the previous page */
     bool after;
     int64_t after_price;
@@ -37,45 +37,55 @@ struct list_query {
 
 /* Filters shared by every listing. Parameters: ?1 category, ?2 min, ?3 max, ?4 in_stock,
  * ?5 key and ?6 id of the previous page's last row, ?7 limit, ?8 FTS match. */
-#define FILTERS                                                   \
-    " p.archived = 0"                                             \
-    " AND (?1 IS NULL OR p.category = ?1)"                        \
-    " AND (?2 < 0 OR p.price_cents >= ?2)"                        \
-    " AND (?3 < 0 OR p.price_cents <= ?3)"                        \
+#define FILTERS                                                                                    \
+    " p.archived = 0"                                                                              \
+    " AND (?1 IS NULL OR p.category = ?1)"                                                         \
+    " AND (?2 < 0 OR p.price_cents >= ?2)"                                                         \
+    " AND (?3 < 0 OR p.price_cents <= ?3)"                                                         \
     " AND (?4 = 0 OR p.on_hand - p.reserved > 0)"
 
 /* A page query returns keys only, in order: rid (to fetch the rendered row after),
  * id, price_cents, created_at[, score] (for the next page token). Sorting the
  * matches of a search then carries four small columns instead of whole rows. */
-#define KEYS "p.rid, p.id, p.price_cents, p.created_at"
+#define KEYS     "p.rid, p.id, p.price_cents, p.created_at"
 #define FROM_ALL " FROM products p WHERE" FILTERS
-#define FROM_FTS " FROM products_fts f JOIN products p ON p.rid = f.rowid WHERE products_fts MATCH ?8 AND" FILTERS
+#define FROM_FTS                                                                                   \
+    " FROM products_fts f JOIN products p ON p.rid = f.rowid WHERE products_fts MATCH ?8 "         \
+    "AND" FILTERS
 
 static const char *const list_sql[2][4] = {
-    {   /* without q */
+    {
+        /* without q */
         [SORT_RELEVANCE] = NULL,
-        [SORT_PRICE_ASC] = "SELECT " KEYS FROM_ALL
+        [SORT_PRICE_ASC] =
+            "SELECT " KEYS FROM_ALL
             " AND (?6 IS NULL OR p.price_cents > ?5 OR (p.price_cents = ?5 AND p.id > ?6))"
             " ORDER BY p.price_cents, p.id LIMIT ?7",
-        [SORT_PRICE_DESC] = "SELECT " KEYS FROM_ALL
+        [SORT_PRICE_DESC] =
+            "SELECT " KEYS FROM_ALL
             " AND (?6 IS NULL OR p.price_cents < ?5 OR (p.price_cents = ?5 AND p.id > ?6))"
             " ORDER BY p.price_cents DESC, p.id LIMIT ?7",
-        [SORT_NEWEST] = "SELECT " KEYS FROM_ALL
+        [SORT_NEWEST] =
+            "SELECT " KEYS FROM_ALL
             " AND (?6 IS NULL OR p.created_at < ?5 OR (p.created_at = ?5 AND p.id < ?6))"
             " ORDER BY p.created_at DESC, p.id DESC LIMIT ?7",
     },
-    {   /* with q: bm25 weighs a hit in the name ten times one in the description */
-        [SORT_RELEVANCE] = "SELECT * FROM (SELECT " KEYS
-            ", bm25(products_fts, 10.0, 1.0) AS score" FROM_FTS ")"
+    {
+        /* with q: bm25 weighs a hit in the name ten times one in the description */
+        [SORT_RELEVANCE] =
+            "SELECT * FROM (SELECT " KEYS ", bm25(products_fts, 10.0, 1.0) AS score" FROM_FTS ")"
             " WHERE (?6 IS NULL OR score > ?5 OR (score = ?5 AND id > ?6))"
             " ORDER BY score, id LIMIT ?7",
-        [SORT_PRICE_ASC] = "SELECT " KEYS FROM_FTS
+        [SORT_PRICE_ASC] =
+            "SELECT " KEYS FROM_FTS
             " AND (?6 IS NULL OR p.price_cents > ?5 OR (p.price_cents = ?5 AND p.id > ?6))"
             " ORDER BY p.price_cents, p.id LIMIT ?7",
-        [SORT_PRICE_DESC] = "SELECT " KEYS FROM_FTS
+        [SORT_PRICE_DESC] =
+            "SELECT " KEYS FROM_FTS
             " AND (?6 IS NULL OR p.price_cents < ?5 OR (p.price_cents = ?5 AND p.id > ?6))"
             " ORDER BY p.price_cents DESC, p.id LIMIT ?7",
-        [SORT_NEWEST] = "SELECT " KEYS FROM_FTS
+        [SORT_NEWEST] =
+            "SELECT " KEYS FROM_FTS
             " AND (?6 IS NULL OR p.created_at < ?5 OR (p.created_at = ?5 AND p.id < ?6))"
             " ORDER BY p.created_at DESC, p.id DESC LIMIT ?7",
     },
@@ -89,10 +99,12 @@ static void build_match(const char *q, char *out, size_t cap)
     out[0] = '\0';
     const unsigned char *p = (const unsigned char *)q;
     while (*p != '\0') {
-        while (*p != '\0' && *p < 0x80 && !((*p >= '0' && *p <= '9') || ((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z')))
+        while (*p != '\0' && *p < 0x80 &&
+               !((*p >= '0' && *p <= '9') || ((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z')))
             p++;
         const unsigned char *start = p;
-        while (*p != '\0' && (*p >= 0x80 || (*p >= '0' && *p <= '9') || ((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z')))
+        while (*p != '\0' && (*p >= 0x80 || (*p >= '0' && *p <= '9') ||
+                              ((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z')))
             p++;
         size_t n = (size_t)(p - start);
         if (n == 0)
@@ -108,7 +120,7 @@ static uint32_t fnv1a(uint32_t h, const char *s)
 {
     for (; s != NULL && *s != '\0'; s++)
         h = (h ^ (unsigned char)*s) * 16777619u;
-    return (h ^ 0xff) * 16777619u;   /* separator, so ("ab","") differs from ("a","b") */
+    return (h ^ 0xff) * 16777619u; /* separator, so ("ab","") differs from ("a","b") */
 }
 
 static uint32_t filter_hash(const struct list_query *lq)
@@ -175,11 +187,18 @@ static json_t *encode_token(const struct list_query *lq, const struct last_row *
 {
     json_t *key;
     switch (lq->sort) {
-    case SORT_RELEVANCE: key = json_real(last->score); break;
-    case SORT_NEWEST: key = json_string(last->created); break;
-    default: key = json_integer(last->price); break;
+    case SORT_RELEVANCE:
+        key = json_real(last->score);
+        break;
+    case SORT_NEWEST:
+        key = json_string(last->created);
+        break;
+    default:
+        key = json_integer(last->price);
+        break;
     }
-    json_t *t = json_pack("{s:I,s:o,s:s}", "f", (json_int_t)lq->filter_hash, "k", key, "i", last->id);
+    json_t *t =
+        json_pack("{s:I,s:o,s:s}", "f", (json_int_t)lq->filter_hash, "k", key, "i", last->id);
     size_t len;
     char *raw = souk_json_dump(t, &len);
     json_decref(t);
@@ -206,10 +225,7 @@ static void body_put(struct body *b, const char *s, size_t n)
     b->p[b->len] = '\0';
 }
 
-static void body_puts(struct body *b, const char *s)
-{
-    body_put(b, s, strlen(s));
-}
+static void body_puts(struct body *b, const char *s) { body_put(b, s, strlen(s)); }
 
 static int parse_list_query(struct souk_req *r, struct list_query *lq, struct souk_check *c)
 {
@@ -224,8 +240,10 @@ static int parse_list_query(struct souk_req *r, struct list_query *lq, struct so
         souk_check_fail(c, "category", "must be 1 to 64 characters");
         lq->category = NULL;
     }
-    lq->min_price = souk_check_int_text(c, "min_price", souk_req_query(r, "min_price"), 0, PRICE_MAX, -1);
-    lq->max_price = souk_check_int_text(c, "max_price", souk_req_query(r, "max_price"), 0, PRICE_MAX, -1);
+    lq->min_price =
+        souk_check_int_text(c, "min_price", souk_req_query(r, "min_price"), 0, PRICE_MAX, -1);
+    lq->max_price =
+        souk_check_int_text(c, "max_price", souk_req_query(r, "max_price"), 0, PRICE_MAX, -1);
     if (lq->min_price >= 0 && lq->max_price >= 0 && lq->min_price > lq->max_price)
         souk_check_fail(c, "min_price", "must not be greater than max_price");
     lq->in_stock = souk_check_bool_text(c, "in_stock", souk_req_query(r, "in_stock"), false);
@@ -234,8 +252,8 @@ static int parse_list_query(struct souk_req *r, struct list_query *lq, struct so
                                     has_q ? SORT_RELEVANCE : SORT_NEWEST);
     /* relevance needs words to rank by; without them the newest come first */
     lq->sort = (sort == SORT_RELEVANCE && !has_q) ? SORT_NEWEST : (enum sort)sort;
-    lq->page_size = souk_check_int_text(c, "page_size", souk_req_query(r, "page_size"), 1,
-                                        PAGE_MAX, PAGE_DEFAULT);
+    lq->page_size = souk_check_int_text(c, "page_size", souk_req_query(r, "page_size"), 1, PAGE_MAX,
+                                        PAGE_DEFAULT);
     lq->filter_hash = filter_hash(lq);
     const char *token = souk_req_query(r, "page_token");
     if (token != NULL && souk_check_ok(c))
@@ -246,8 +264,8 @@ static int parse_list_query(struct souk_req *r, struct list_query *lq, struct so
 /* Append the rendered product with this rid to the body; false if it vanished. */
 static bool put_product(struct souk_db *db, struct body *b, int64_t rid)
 {
-    struct souk_stmt *st = souk_db_query(db, "SELECT " PRODUCT_JSON " FROM products p WHERE p.rid = ?",
-                                         "i", rid);
+    struct souk_stmt *st =
+        souk_db_query(db, "SELECT " PRODUCT_JSON " FROM products p WHERE p.rid = ?", "i", rid);
     if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
         return false;
     body_puts(b, souk_stmt_text(st, 0));
@@ -265,7 +283,7 @@ int products_list(struct souk_req *r)
 
     static const char empty[] = "{\"items\":[],\"next_page_token\":null}";
     bool has_q = lq.q != NULL && lq.q[0] != '\0';
-    if (has_q && lq.match[0] == '\0') {   /* only punctuation: nothing can match */
+    if (has_q && lq.match[0] == '\0') { /* only punctuation: nothing can match */
         souk_reply_raw(r, "application/json", (char *)empty, sizeof(empty) - 1, false);
         return 200;
     }
@@ -273,7 +291,7 @@ int products_list(struct souk_req *r)
     struct souk_db *db = souk_req_db(r);
     struct souk_stmt *st;
     const char *id = lq.after ? lq.after_id : NULL;
-    int64_t limit = lq.page_size + 1;   /* one more tells whether a next page exists */
+    int64_t limit = lq.page_size + 1; /* one more tells whether a next page exists */
     const char *match = has_q ? lq.match : NULL;
     switch (lq.sort) {
     case SORT_RELEVANCE:
@@ -326,7 +344,8 @@ int products_list(struct souk_req *r)
     if (more) {
         json_t *token = encode_token(&lq, &last);
         body_puts(&b, "\"");
-        body_put(&b, json_string_value(token), json_string_length(token));   /* base64url: no escapes */
+        body_put(&b, json_string_value(token),
+                 json_string_length(token)); /* base64url: no escapes */
         body_puts(&b, "\"}");
         json_decref(token);
     } else {
@@ -343,7 +362,8 @@ int products_get(struct souk_req *r)
         return souk_problem(r, 404, "product_not_found", "no product %s", id);
     struct souk_stmt *st = souk_db_query(souk_req_db(r),
                                          "SELECT " PRODUCT_JSON ", p.version FROM products p"
-                                         " WHERE p.id = ? AND p.archived = 0", "s", id);
+                                         " WHERE p.id = ? AND p.archived = 0",
+                                         "s", id);
     if (st == NULL)
         return souk_problem(r, 500, "internal", "query failed");
     int rc = souk_stmt_step(st);
@@ -366,11 +386,12 @@ int products_get(struct souk_req *r)
 
 int categories_list(struct souk_req *r)
 {
-    struct souk_stmt *st = souk_db_query(
-        souk_req_db(r),
-        "SELECT c.slug, c.name, c.description,"
-        " (SELECT count(*) FROM products p WHERE p.category = c.slug AND p.archived = 0) AS product_count"
-        " FROM categories c ORDER BY c.name", NULL);
+    struct souk_stmt *st = souk_db_query(souk_req_db(r),
+                                         "SELECT c.slug, c.name, c.description,"
+                                         " (SELECT count(*) FROM products p WHERE p.category = "
+                                         "c.slug AND p.archived = 0) AS product_count"
+                                         " FROM categories c ORDER BY c.name",
+                                         NULL);
     if (st == NULL)
         return souk_problem(r, 500, "internal", "query failed");
     json_t *items = json_array();

@@ -15,14 +15,14 @@
 #include "souk/metrics.h"
 #include "souk/souk.h"
 
-#define MAX_LINES 50
-#define MAX_QUANTITY 1000
-#define TTL_DEFAULT 600
-#define TTL_MAX 3600
+#define MAX_LINES          50
+#define MAX_QUANTITY       1000
+#define TTL_DEFAULT        600
+#define TTL_MAX            3600
 #define RESERVATION_ID_MAX 64
-#define SWEEP_INTERVAL_MS 500
-#define SWEEP_BATCH 100
-#define STOCK_LOW_BELOW 5
+#define SWEEP_INTERVAL_MS  500
+#define SWEEP_BATCH        100
+#define STOCK_LOW_BELOW    5
 
 struct line {
     const char *product_id;
@@ -49,8 +49,10 @@ static int cmp_line(const void *a, const void *b)
 /* The reservation as the API shows it; NULL if there is none. */
 static json_t *reservation_json(struct souk_db *db, const char *id)
 {
-    struct souk_stmt *st = souk_db_query(db, "SELECT id AS reservation_id, status, expires_at,"
-                                             " created_at FROM reservations WHERE id = ?", "s", id);
+    struct souk_stmt *st = souk_db_query(db,
+                                         "SELECT id AS reservation_id, status, expires_at,"
+                                         " created_at FROM reservations WHERE id = ?",
+                                         "s", id);
     if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
         return NULL;
     json_t *r = souk_stmt_row_json(st);
@@ -59,8 +61,9 @@ static json_t *reservation_json(struct souk_db *db, const char *id)
     souk_time_rfc3339(json_integer_value(json_object_get(r, "expires_at")), expires);
     json_object_set_new(r, "expires_at", json_string(expires));
     json_t *items = json_array();
-    st = souk_db_query(db, "SELECT product_id, name, quantity, unit_price_cents, currency"
-                           " FROM reservation_items WHERE reservation_id = ? ORDER BY product_id",
+    st = souk_db_query(db,
+                       "SELECT product_id, name, quantity, unit_price_cents, currency"
+                       " FROM reservation_items WHERE reservation_id = ? ORDER BY product_id",
                        "s", id);
     while (st != NULL && souk_stmt_step(st) == SOUK_ROW)
         json_array_append_new(items, souk_stmt_row_json(st));
@@ -71,8 +74,10 @@ static json_t *reservation_json(struct souk_db *db, const char *id)
 /* Do the stored lines equal these (sorted) lines? */
 static bool same_lines(struct souk_db *db, const char *id, const struct line *lines, size_t n)
 {
-    struct souk_stmt *st = souk_db_query(db, "SELECT product_id, quantity FROM reservation_items"
-                                             " WHERE reservation_id = ? ORDER BY product_id", "s", id);
+    struct souk_stmt *st = souk_db_query(db,
+                                         "SELECT product_id, quantity FROM reservation_items"
+                                         " WHERE reservation_id = ? ORDER BY product_id",
+                                         "s", id);
     size_t i = 0;
     bool same = st != NULL;
     while (same && souk_stmt_step(st) == SOUK_ROW) {
@@ -87,16 +92,20 @@ static bool same_lines(struct souk_db *db, const char *id, const struct line *li
 /* Release held stock back to available (reason: requested or expired). */
 static int release_held(struct souk_db *db, const char *id, const char *reason)
 {
-    int rc = souk_db_run(db,
-                         "UPDATE products SET reserved = reserved - ri.quantity, version = version + 1"
-                         " FROM reservation_items ri"
-                         " WHERE ri.reservation_id = ? AND products.id = ri.product_id", "s", id);
+    int rc =
+        souk_db_run(db,
+                    "UPDATE products SET reserved = reserved - ri.quantity, version = version + 1"
+                    " FROM reservation_items ri"
+                    " WHERE ri.reservation_id = ? AND products.id = ri.product_id",
+                    "s", id);
     if (rc < 0)
         return rc;
     char now[SOUK_TIME_MAX];
     souk_time_now(now);
-    rc = souk_db_run(db, "UPDATE reservations SET status = 'released', release_reason = ?,"
-                         " updated_at = ? WHERE id = ?", "sss", reason, now, id);
+    rc = souk_db_run(db,
+                     "UPDATE reservations SET status = 'released', release_reason = ?,"
+                     " updated_at = ? WHERE id = ?",
+                     "sss", reason, now, id);
     return rc < 0 ? rc : 0;
 }
 
@@ -110,7 +119,8 @@ static int parse_lines(struct souk_check *c, json_t *body, struct line *lines, s
         souk_check_fail(c, "items", "must have at least one item");
     size_t i;
     json_t *it;
-    json_array_foreach(items, i, it) {
+    json_array_foreach(items, i, it)
+    {
         char field[32];
         snprintf(field, sizeof(field), "items[%zu]", i);
         const char *pid = souk_json_str(c, it, "product_id", SOUK_REQUIRED, 1, SOUK_ID_MAX);
@@ -135,8 +145,10 @@ static int take_stock(struct souk_req *r, struct souk_db *db, const char *id,
     json_t *short_items = json_array();
     int status = 0;
     for (size_t i = 0; i < n && status == 0; i++) {
-        struct souk_stmt *st = souk_db_query(db, "SELECT on_hand - reserved FROM products"
-                                                 " WHERE id = ? AND archived = 0", "s", lines[i].product_id);
+        struct souk_stmt *st = souk_db_query(db,
+                                             "SELECT on_hand - reserved FROM products"
+                                             " WHERE id = ? AND archived = 0",
+                                             "s", lines[i].product_id);
         if (st == NULL || souk_stmt_step(st) != SOUK_ROW) {
             status = souk_problem_with(r, 404, "product_not_found",
                                        json_pack("{s:s}", "product_id", lines[i].product_id),
@@ -146,9 +158,10 @@ static int take_stock(struct souk_req *r, struct souk_db *db, const char *id,
         int64_t available = souk_stmt_int(st, 0);
         souk_stmt_done(st);
         if (available < lines[i].quantity)
-            json_array_append_new(short_items, json_pack("{s:s,s:I,s:I}", "product_id", lines[i].product_id,
-                                                         "requested", (json_int_t)lines[i].quantity,
-                                                         "available", (json_int_t)(available > 0 ? available : 0)));
+            json_array_append_new(short_items,
+                                  json_pack("{s:s,s:I,s:I}", "product_id", lines[i].product_id,
+                                            "requested", (json_int_t)lines[i].quantity, "available",
+                                            (json_int_t)(available > 0 ? available : 0)));
     }
     if (status == 0 && json_array_size(short_items) > 0) {
         size_t nshort = json_array_size(short_items);
@@ -161,15 +174,21 @@ static int take_stock(struct souk_req *r, struct souk_db *db, const char *id,
 
     char now[SOUK_TIME_MAX];
     souk_time_now(now);
-    if (souk_db_run(db, "INSERT INTO reservations (id, status, expires_at, created_at, updated_at)"
-                        " VALUES (?, 'held', ?, ?, ?)", "siss", id, souk_wall_ms() + ttl * 1000, now, now) < 0)
+    if (souk_db_run(db,
+                    "INSERT INTO reservations (id, status, expires_at, created_at, updated_at)"
+                    " VALUES (?, 'held', ?, ?, ?)",
+                    "siss", id, souk_wall_ms() + ttl * 1000, now, now) < 0)
         return souk_problem(r, 500, "internal", "cannot record the reservation");
     for (size_t i = 0; i < n; i++) {
-        if (souk_db_run(db, "UPDATE products SET reserved = reserved + ?, version = version + 1"
-                            " WHERE id = ?", "is", lines[i].quantity, lines[i].product_id) != 1 ||
-            souk_db_run(db, "INSERT INTO reservation_items (reservation_id, product_id, quantity, name,"
-                            " unit_price_cents, currency) SELECT ?, id, ?, name, price_cents, currency"
-                            " FROM products WHERE id = ?", "sis", id, lines[i].quantity, lines[i].product_id) != 1)
+        if (souk_db_run(db,
+                        "UPDATE products SET reserved = reserved + ?, version = version + 1"
+                        " WHERE id = ?",
+                        "is", lines[i].quantity, lines[i].product_id) != 1 ||
+            souk_db_run(db,
+                        "INSERT INTO reservation_items (reservation_id, product_id, quantity, name,"
+                        " unit_price_cents, currency) SELECT ?, id, ?, name, price_cents, currency"
+                        " FROM products WHERE id = ?",
+                        "sis", id, lines[i].quantity, lines[i].product_id) != 1)
             return souk_problem(r, 500, "internal", "cannot hold stock");
     }
     return 201;
@@ -184,7 +203,8 @@ int reservations_create(struct souk_req *r)
     struct line lines[MAX_LINES];
     size_t n;
     souk_check_init(&c);
-    const char *id = souk_json_str(&c, body, "reservation_id", SOUK_REQUIRED, 1, RESERVATION_ID_MAX);
+    const char *id =
+        souk_json_str(&c, body, "reservation_id", SOUK_REQUIRED, 1, RESERVATION_ID_MAX);
     if (id != NULL && !valid_reservation_id(id))
         souk_check_fail(&c, "reservation_id", "may hold only letters, digits, '_' and '-'");
     int64_t ttl = souk_json_int(&c, body, "ttl_seconds", SOUK_OPTIONAL, 1, TTL_MAX, TTL_DEFAULT);
@@ -197,7 +217,8 @@ int reservations_create(struct souk_req *r)
         return souk_problem(r, 503, "busy", "try again");
     int status;
     char *existing = NULL;
-    struct souk_stmt *st = souk_db_query(db, "SELECT status FROM reservations WHERE id = ?", "s", id);
+    struct souk_stmt *st =
+        souk_db_query(db, "SELECT status FROM reservations WHERE id = ?", "s", id);
     if (st != NULL && souk_stmt_step(st) == SOUK_ROW) {
         existing = souk_req_printf(r, "%s", souk_stmt_text(st, 0));
         souk_stmt_done(st);
@@ -226,8 +247,10 @@ int reservations_create(struct souk_req *r)
  * stock is still there, so a slow payment does not lose a sale it could make. */
 static int commit_locked(struct souk_req *r, struct souk_db *db, const char *id)
 {
-    struct souk_stmt *st = souk_db_query(db, "SELECT status, release_reason FROM reservations"
-                                             " WHERE id = ?", "s", id);
+    struct souk_stmt *st = souk_db_query(db,
+                                         "SELECT status, release_reason FROM reservations"
+                                         " WHERE id = ?",
+                                         "s", id);
     if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
         return souk_problem(r, 404, "reservation_not_found", "no reservation %s", id);
     char *status = souk_req_printf(r, "%s", souk_stmt_text(st, 0));
@@ -239,12 +262,14 @@ static int commit_locked(struct souk_req *r, struct souk_db *db, const char *id)
         return souk_problem(r, 409, "reservation_released", "reservation %s was released", id);
     const char *take;
     if (strcmp(status, "held") == 0) {
-        take = "UPDATE products SET on_hand = on_hand - ri.quantity, reserved = reserved - ri.quantity,"
+        take = "UPDATE products SET on_hand = on_hand - ri.quantity, reserved = reserved - "
+               "ri.quantity,"
                " version = version + 1 FROM reservation_items ri"
                " WHERE ri.reservation_id = ? AND products.id = ri.product_id";
     } else {
         take = "UPDATE products SET on_hand = on_hand - ri.quantity, version = version + 1"
-               " FROM reservation_items ri WHERE ri.reservation_id = ? AND products.id = ri.product_id";
+               " FROM reservation_items ri WHERE ri.reservation_id = ? AND products.id = "
+               "ri.product_id";
     }
     /* the CHECK (reserved <= on_hand) refuses an expired line whose stock is gone */
     int rc = souk_db_run(db, take, "s", id);
@@ -253,16 +278,21 @@ static int commit_locked(struct souk_req *r, struct souk_db *db, const char *id)
                             "reservation %s expired and its stock has been sold", id);
     char now[SOUK_TIME_MAX];
     souk_time_now(now);
-    if (rc < 0 || souk_db_run(db, "UPDATE reservations SET status = 'committed', release_reason = NULL,"
-                                  " updated_at = ? WHERE id = ?", "ss", now, id) < 0)
+    if (rc < 0 || souk_db_run(db,
+                              "UPDATE reservations SET status = 'committed', release_reason = NULL,"
+                              " updated_at = ? WHERE id = ?",
+                              "ss", now, id) < 0)
         return souk_problem(r, 500, "internal", "cannot commit");
     /* tell whoever restocks that some lines are running low */
-    st = souk_db_query(db, "SELECT p.id, p.on_hand - p.reserved FROM products p JOIN reservation_items ri"
-                           " ON ri.product_id = p.id WHERE ri.reservation_id = ?"
-                           " AND p.on_hand - p.reserved < ?", "si", id, (int64_t)STOCK_LOW_BELOW);
+    st = souk_db_query(
+        db,
+        "SELECT p.id, p.on_hand - p.reserved FROM products p JOIN reservation_items ri"
+        " ON ri.product_id = p.id WHERE ri.reservation_id = ?"
+        " AND p.on_hand - p.reserved < ?",
+        "si", id, (int64_t)STOCK_LOW_BELOW);
     while (st != NULL && souk_stmt_step(st) == SOUK_ROW) {
-        json_t *data = json_pack("{s:s,s:I}", "product_id", souk_stmt_text(st, 0), "stock_available",
-                                 (json_int_t)souk_stmt_int(st, 1));
+        json_t *data = json_pack("{s:s,s:I}", "product_id", souk_stmt_text(st, 0),
+                                 "stock_available", (json_int_t)souk_stmt_int(st, 1));
         souk_event_emit(db, "stock.low", souk_stmt_text(st, 0), data);
     }
     return 200;
@@ -289,12 +319,14 @@ int reservations_commit(struct souk_req *r)
  * late (after its caller gave up and released) cannot hold stock forever. */
 static int release_locked(struct souk_req *r, struct souk_db *db, const char *id)
 {
-    struct souk_stmt *st = souk_db_query(db, "SELECT status FROM reservations WHERE id = ?", "s", id);
+    struct souk_stmt *st =
+        souk_db_query(db, "SELECT status FROM reservations WHERE id = ?", "s", id);
     char now[SOUK_TIME_MAX];
     souk_time_now(now);
     if (st == NULL || souk_stmt_step(st) != SOUK_ROW) {
-        if (souk_db_run(db, "INSERT INTO reservations (id, status, release_reason, expires_at,"
-                            " created_at, updated_at) VALUES (?, 'released', 'requested', 0, ?, ?)",
+        if (souk_db_run(db,
+                        "INSERT INTO reservations (id, status, release_reason, expires_at,"
+                        " created_at, updated_at) VALUES (?, 'released', 'requested', 0, ?, ?)",
                         "sss", id, now, now) < 0)
             return souk_problem(r, 500, "internal", "cannot release");
         return 200;
@@ -305,7 +337,9 @@ static int release_locked(struct souk_req *r, struct souk_db *db, const char *id
         return 200;
     if (strcmp(status, "held") != 0)
         return souk_problem(r, 409, "already_committed", "reservation %s is committed", id);
-    return release_held(db, id, "requested") == 0 ? 200 : souk_problem(r, 500, "internal", "cannot release");
+    return release_held(db, id, "requested") == 0
+               ? 200
+               : souk_problem(r, 500, "internal", "cannot release");
 }
 
 int reservations_release(struct souk_req *r)
@@ -333,9 +367,10 @@ int reservations_on_order_cancelled(struct souk_db *db, const struct souk_event 
         id = ev->subject;
     if (id == NULL)
         return SOUK_EINVAL;
-    struct souk_stmt *st = souk_db_query(db, "SELECT status FROM reservations WHERE id = ?", "s", id);
+    struct souk_stmt *st =
+        souk_db_query(db, "SELECT status FROM reservations WHERE id = ?", "s", id);
     if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
-        return 0;   /* never reserved: nothing to give back */
+        return 0; /* never reserved: nothing to give back */
     char status[16];
     snprintf(status, sizeof(status), "%s", souk_stmt_text(st, 0));
     souk_stmt_done(st);
@@ -345,12 +380,16 @@ int reservations_on_order_cancelled(struct souk_db *db, const struct souk_event 
         return 0;
     char now[SOUK_TIME_MAX];
     souk_time_now(now);
-    int rc = souk_db_run(db, "UPDATE products SET on_hand = on_hand + ri.quantity, version = version + 1"
-                             " FROM reservation_items ri WHERE ri.reservation_id = ?"
-                             " AND products.id = ri.product_id", "s", id);
+    int rc =
+        souk_db_run(db,
+                    "UPDATE products SET on_hand = on_hand + ri.quantity, version = version + 1"
+                    " FROM reservation_items ri WHERE ri.reservation_id = ?"
+                    " AND products.id = ri.product_id",
+                    "s", id);
     if (rc >= 0)
-        rc = souk_db_run(db, "UPDATE reservations SET status = 'restocked', updated_at = ? WHERE id = ?",
-                         "ss", now, id);
+        rc = souk_db_run(
+            db, "UPDATE reservations SET status = 'restocked', updated_at = ? WHERE id = ?", "ss",
+            now, id);
     return rc < 0 ? rc : 0;
 }
 
@@ -364,9 +403,10 @@ static void sweep_once(struct souk_db *db)
 {
     char ids[SWEEP_BATCH][RESERVATION_ID_MAX + 1];
     size_t n = 0;
-    struct souk_stmt *st = souk_db_query(db, "SELECT id FROM reservations WHERE status = 'held'"
-                                             " AND expires_at < ? LIMIT ?", "ii", souk_wall_ms(),
-                                         (int64_t)SWEEP_BATCH);
+    struct souk_stmt *st = souk_db_query(db,
+                                         "SELECT id FROM reservations WHERE status = 'held'"
+                                         " AND expires_at < ? LIMIT ?",
+                                         "ii", souk_wall_ms(), (int64_t)SWEEP_BATCH);
     while (st != NULL && n < SWEEP_BATCH && souk_stmt_step(st) == SOUK_ROW)
         snprintf(ids[n++], sizeof(ids[0]), "%s", souk_stmt_text(st, 0));
     souk_stmt_done(st);
@@ -375,9 +415,10 @@ static void sweep_once(struct souk_db *db)
             return;
         /* re-check under the write lock: a commit may have won the race */
         int64_t still = 0;
-        if (souk_db_int(db, &still, "SELECT count(*) FROM reservations WHERE id = ? AND status = 'held'",
-                        "s", ids[i]) < 0 || !still || release_held(db, ids[i], "expired") != 0 ||
-            souk_db_commit(db) != 0) {
+        if (souk_db_int(db, &still,
+                        "SELECT count(*) FROM reservations WHERE id = ? AND status = 'held'", "s",
+                        ids[i]) < 0 ||
+            !still || release_held(db, ids[i], "expired") != 0 || souk_db_commit(db) != 0) {
             souk_db_rollback(db);
             continue;
         }

@@ -12,8 +12,9 @@ int catalog_seed(struct souk_db *db)
     if (rc != 0)
         return rc;
     for (size_t i = 0; i < ncats; i++) {
-        rc = souk_db_run(db, "INSERT OR IGNORE INTO categories (slug, name, description) VALUES (?, ?, ?)",
-                         "sss", cats[i].slug, cats[i].name, cats[i].description);
+        rc = souk_db_run(
+            db, "INSERT OR IGNORE INTO categories (slug, name, description) VALUES (?, ?, ?)",
+            "sss", cats[i].slug, cats[i].name, cats[i].description);
         if (rc < 0)
             goto out;
     }
@@ -34,7 +35,8 @@ int catalog_seed(struct souk_db *db)
     }
     rc = souk_db_commit(db);
     if (rc == 0)
-        souk_info("demo catalog seeded", "{s:i,s:i}", "categories", (int)ncats, "products_added", added);
+        souk_info("demo catalog seeded", "{s:i,s:i}", "categories", (int)ncats, "products_added",
+                  added);
 out:
     if (rc < 0)
         souk_db_rollback(db);

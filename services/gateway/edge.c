@@ -11,19 +11,19 @@
 #include "souk/metrics.h"
 #include "souk/souk.h"
 
-#define PROBE 4            /* buckets looked at per key: an aligned group */
-#define STRIPES 64
+#define PROBE       4 /* buckets looked at per key: an aligned group */
+#define STRIPES     64
 #define ORIGINS_MAX 16
-#define ORIGIN_MAX 256
+#define ORIGIN_MAX  256
 
 struct bucket {
-    uint64_t key;          /* hash of the key; 0 = free */
+    uint64_t key; /* hash of the key; 0 = free */
     double tokens;
     uint64_t last_ns;
 };
 
 struct limiter {
-    const char *name;      /* the policy name in the headers */
+    const char *name; /* the policy name in the headers */
     double rate, burst;
     struct bucket *b;
     size_t groups;
@@ -83,11 +83,15 @@ int edge_init(const struct edge_conf *c)
 static double dmin(double a, double b) { return a < b ? a : b; }
 static double dmax(double a, double b) { return a > b ? a : b; }
 static double dfloor(double a) { return (double)(int64_t)a; }
-static double dceil(double a) { double f = dfloor(a); return f < a ? f + 1 : f; }
+static double dceil(double a)
+{
+    double f = dfloor(a);
+    return f < a ? f + 1 : f;
+}
 
 static uint64_t hash(const char *s)
 {
-    uint64_t h = 1469598103934665603ull;   /* FNV-1a */
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
     for (; *s; s++)
         h = (h ^ (unsigned char)*s) * 1099511628211ull;
     return h ? h : 1;
@@ -95,9 +99,9 @@ static uint64_t hash(const char *s)
 
 struct verdict {
     bool ok;
-    double remaining;      /* whole tokens left */
-    double reset;          /* seconds until the bucket is full again */
-    double retry_after;    /* seconds until one token, when refused */
+    double remaining;   /* whole tokens left */
+    double reset;       /* seconds until the bucket is full again */
+    double retry_after; /* seconds until one token, when refused */
 };
 
 /* Take one token from key's bucket. A key without a bucket takes the free slot of

@@ -12,10 +12,10 @@
 enum limit_kind { LIMIT_IP, LIMIT_USER, LIMIT_TOKEN, LIMIT_KINDS };
 
 struct edge_conf {
-    int64_t rate[LIMIT_KINDS];    /* tokens per second; 0 disables that limiter */
-    int64_t burst[LIMIT_KINDS];   /* bucket size */
-    int64_t slots;                /* buckets kept per limiter (memory bound) */
-    const char *cors_origins;     /* comma-separated origins, "*" for any, "" for none */
+    int64_t rate[LIMIT_KINDS];  /* tokens per second; 0 disables that limiter */
+    int64_t burst[LIMIT_KINDS]; /* bucket size */
+    int64_t slots;              /* buckets kept per limiter (memory bound) */
+    const char *cors_origins;   /* comma-separated origins, "*" for any, "" for none */
 };
 
 int edge_init(const struct edge_conf *c);

@@ -13,7 +13,8 @@ enum upstream_id { UP_USERS, UP_CATALOG, UP_CART, UP_ORDERS, UP_PAYMENTS, UP_NOT
 
 static const char *urls[UP_COUNT];
 static struct souk_upstream *up[UP_COUNT];
-static const char *const up_names[UP_COUNT] = {"users", "catalog", "cart", "orders", "payments", "notify"};
+static const char *const up_names[UP_COUNT] = {"users",  "catalog",  "cart",
+                                               "orders", "payments", "notify"};
 
 static const char *cfg_web_dir, *cfg_cors;
 static int64_t cfg_timeout, cfg_connect_timeout, cfg_retries, cfg_breaker_failures, cfg_breaker_ms,
@@ -21,30 +22,52 @@ static int64_t cfg_timeout, cfg_connect_timeout, cfg_retries, cfg_breaker_failur
 static struct edge_conf edge;
 
 static const struct souk_conf config[] = {
-    {"SOUK_USERS_URL", SOUK_CONF_STR, "http://127.0.0.1:8081", 1, 4096, &urls[UP_USERS], "users instances, comma-separated"},
-    {"SOUK_CATALOG_URL", SOUK_CONF_STR, "http://127.0.0.1:8082", 1, 4096, &urls[UP_CATALOG], "catalog instances"},
-    {"SOUK_CART_URL", SOUK_CONF_STR, "http://127.0.0.1:8083", 1, 4096, &urls[UP_CART], "cart instances"},
-    {"SOUK_ORDERS_URL", SOUK_CONF_STR, "http://127.0.0.1:8084", 1, 4096, &urls[UP_ORDERS], "orders instances"},
-    {"SOUK_PAYMENTS_URL", SOUK_CONF_STR, "http://127.0.0.1:8085", 1, 4096, &urls[UP_PAYMENTS], "payments instances"},
-    {"SOUK_NOTIFY_URL", SOUK_CONF_STR, "http://127.0.0.1:8086", 1, 4096, &urls[UP_NOTIFY], "notify instances"},
+    {"SOUK_USERS_URL", SOUK_CONF_STR, "http://127.0.0.1:8081", 1, 4096, &urls[UP_USERS],
+     "users instances, comma-separated"},
+    {"SOUK_CATALOG_URL", SOUK_CONF_STR, "http://127.0.0.1:8082", 1, 4096, &urls[UP_CATALOG],
+     "catalog instances"},
+    {"SOUK_CART_URL", SOUK_CONF_STR, "http://127.0.0.1:8083", 1, 4096, &urls[UP_CART],
+     "cart instances"},
+    {"SOUK_ORDERS_URL", SOUK_CONF_STR, "http://127.0.0.1:8084", 1, 4096, &urls[UP_ORDERS],
+     "orders instances"},
+    {"SOUK_PAYMENTS_URL", SOUK_CONF_STR, "http://127.0.0.1:8085", 1, 4096, &urls[UP_PAYMENTS],
+     "payments instances"},
+    {"SOUK_NOTIFY_URL", SOUK_CONF_STR, "http://127.0.0.1:8086", 1, 4096, &urls[UP_NOTIFY],
+     "notify instances"},
     {"SOUK_WEB_DIR", SOUK_CONF_STR, "web", 1, 4096, &cfg_web_dir, "storefront files served at /"},
-    {"SOUK_CORS_ORIGINS", SOUK_CONF_STR, "", 0, 4096, &cfg_cors, "allowed origins, comma-separated, or *"},
-    {"SOUK_UPSTREAM_TIMEOUT_MS", SOUK_CONF_INT, "15000", 100, 300000, &cfg_timeout, "one upstream attempt"},
-    {"SOUK_UPSTREAM_CONNECT_TIMEOUT_MS", SOUK_CONF_INT, "1000", 10, 60000, &cfg_connect_timeout, "upstream connect"},
-    {"SOUK_UPSTREAM_RETRIES", SOUK_CONF_INT, "2", 0, 5, &cfg_retries, "extra attempts on other instances"},
-    {"SOUK_BREAKER_FAILURES", SOUK_CONF_INT, "5", 1, 1000, &cfg_breaker_failures, "consecutive failures that open a breaker"},
-    {"SOUK_BREAKER_OPEN_MS", SOUK_CONF_INT, "5000", 100, 600000, &cfg_breaker_ms, "open time before a trial"},
-    {"SOUK_HEALTH_INTERVAL_MS", SOUK_CONF_INT, "1000", 0, 60000, &cfg_health_ms, "active /readyz probes; 0 off"},
-    {"SOUK_UPSTREAM_MAX_RESPONSE", SOUK_CONF_INT, "16777216", 1024, 1073741824, &cfg_max_response, "upstream body cap"},
-    {"SOUK_UPSTREAM_MAX_CONNECTIONS", SOUK_CONF_INT, "512", 1, 100000, &cfg_max_conns, "keep-alive pool size"},
-    {"SOUK_PROXY_THREADS", SOUK_CONF_INT, "1", 1, 64, &cfg_proxy_threads, "proxy event loops (curl multis)"},
-    {"SOUK_RATE_IP_RPS", SOUK_CONF_INT, "200", 0, 1000000, &edge.rate[LIMIT_IP], "per client address; 0 off"},
+    {"SOUK_CORS_ORIGINS", SOUK_CONF_STR, "", 0, 4096, &cfg_cors,
+     "allowed origins, comma-separated, or *"},
+    {"SOUK_UPSTREAM_TIMEOUT_MS", SOUK_CONF_INT, "15000", 100, 300000, &cfg_timeout,
+     "one upstream attempt"},
+    {"SOUK_UPSTREAM_CONNECT_TIMEOUT_MS", SOUK_CONF_INT, "1000", 10, 60000, &cfg_connect_timeout,
+     "upstream connect"},
+    {"SOUK_UPSTREAM_RETRIES", SOUK_CONF_INT, "2", 0, 5, &cfg_retries,
+     "extra attempts on other instances"},
+    {"SOUK_BREAKER_FAILURES", SOUK_CONF_INT, "5", 1, 1000, &cfg_breaker_failures,
+     "consecutive failures that open a breaker"},
+    {"SOUK_BREAKER_OPEN_MS", SOUK_CONF_INT, "5000", 100, 600000, &cfg_breaker_ms,
+     "open time before a trial"},
+    {"SOUK_HEALTH_INTERVAL_MS", SOUK_CONF_INT, "1000", 0, 60000, &cfg_health_ms,
+     "active /readyz probes; 0 off"},
+    {"SOUK_UPSTREAM_MAX_RESPONSE", SOUK_CONF_INT, "16777216", 1024, 1073741824, &cfg_max_response,
+     "upstream body cap"},
+    {"SOUK_UPSTREAM_MAX_CONNECTIONS", SOUK_CONF_INT, "512", 1, 100000, &cfg_max_conns,
+     "keep-alive pool size"},
+    {"SOUK_PROXY_THREADS", SOUK_CONF_INT, "1", 1, 64, &cfg_proxy_threads,
+     "proxy event loops (curl multis)"},
+    {"SOUK_RATE_IP_RPS", SOUK_CONF_INT, "200", 0, 1000000, &edge.rate[LIMIT_IP],
+     "per client address; 0 off"},
     {"SOUK_RATE_IP_BURST", SOUK_CONF_INT, "400", 1, 10000000, &edge.burst[LIMIT_IP], "bucket size"},
-    {"SOUK_RATE_USER_RPS", SOUK_CONF_INT, "100", 0, 1000000, &edge.rate[LIMIT_USER], "per user; 0 off"},
-    {"SOUK_RATE_USER_BURST", SOUK_CONF_INT, "200", 1, 10000000, &edge.burst[LIMIT_USER], "bucket size"},
-    {"SOUK_RATE_TOKEN_RPS", SOUK_CONF_INT, "2", 0, 1000000, &edge.rate[LIMIT_TOKEN], "/oauth/token per address; 0 off"},
-    {"SOUK_RATE_TOKEN_BURST", SOUK_CONF_INT, "20", 1, 10000000, &edge.burst[LIMIT_TOKEN], "bucket size"},
-    {"SOUK_RATE_SLOTS", SOUK_CONF_INT, "65536", 64, 16777216, &edge.slots, "buckets kept per limiter"},
+    {"SOUK_RATE_USER_RPS", SOUK_CONF_INT, "100", 0, 1000000, &edge.rate[LIMIT_USER],
+     "per user; 0 off"},
+    {"SOUK_RATE_USER_BURST", SOUK_CONF_INT, "200", 1, 10000000, &edge.burst[LIMIT_USER],
+     "bucket size"},
+    {"SOUK_RATE_TOKEN_RPS", SOUK_CONF_INT, "2", 0, 1000000, &edge.rate[LIMIT_TOKEN],
+     "/oauth/token per address; 0 off"},
+    {"SOUK_RATE_TOKEN_BURST", SOUK_CONF_INT, "20", 1, 10000000, &edge.burst[LIMIT_TOKEN],
+     "bucket size"},
+    {"SOUK_RATE_SLOTS", SOUK_CONF_INT, "65536", 64, 16777216, &edge.slots,
+     "buckets kept per limiter"},
     {NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
@@ -131,7 +154,7 @@ static int start(void)
     edge.cors_origins = cfg_cors;
     if (edge_init(&edge) != 0)
         return SOUK_EINVAL;
-    static_init(cfg_web_dir);   /* a missing web root only means no storefront */
+    static_init(cfg_web_dir); /* a missing web root only means no storefront */
     struct souk_proxy_conf pc = {
         .timeout_ms = cfg_timeout,
         .connect_timeout_ms = cfg_connect_timeout,
@@ -146,10 +169,7 @@ static int start(void)
     return souk_proxy_start(&pc);
 }
 
-static void stop(void)
-{
-    souk_proxy_stop();
-}
+static void stop(void) { souk_proxy_stop(); }
 
 static const struct souk_service gateway = {
     .name = "gateway",
@@ -161,7 +181,4 @@ static const struct souk_service gateway = {
     .stop = stop,
 };
 
-int main(int argc, char **argv)
-{
-    return souk_main(argc, argv, &gateway);
-}
+int main(int argc, char **argv) { return souk_main(argc, argv, &gateway); }

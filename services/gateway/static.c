@@ -35,15 +35,25 @@ int static_init(const char *web_dir)
     return 0;
 }
 
-static const struct { const char *ext, *type; } types[] = {
-    {"html", "text/html; charset=utf-8"},   {"css", "text/css; charset=utf-8"},
-    {"js", "text/javascript; charset=utf-8"}, {"mjs", "text/javascript; charset=utf-8"},
-    {"json", "application/json"},           {"map", "application/json"},
-    {"webmanifest", "application/manifest+json"}, {"txt", "text/plain; charset=utf-8"},
-    {"svg", "image/svg+xml"},               {"png", "image/png"},
-    {"jpg", "image/jpeg"},                  {"jpeg", "image/jpeg"},
-    {"gif", "image/gif"},                   {"webp", "image/webp"},
-    {"ico", "image/x-icon"},                {"woff", "font/woff"},
+static const struct {
+    const char *ext, *type;
+} types[] = {
+    {"html", "text/html; charset=utf-8"},
+    {"css", "text/css; charset=utf-8"},
+    {"js", "text/javascript; charset=utf-8"},
+    {"mjs", "text/javascript; charset=utf-8"},
+    {"json", "application/json"},
+    {"map", "application/json"},
+    {"webmanifest", "application/manifest+json"},
+    {"txt", "text/plain; charset=utf-8"},
+    {"svg", "image/svg+xml"},
+    {"png", "image/png"},
+    {"jpg", "image/jpeg"},
+    {"jpeg", "image/jpeg"},
+    {"gif", "image/gif"},
+    {"webp", "image/webp"},
+    {"ico", "image/x-icon"},
+    {"woff", "font/woff"},
     {"woff2", "font/woff2"},
 };
 
@@ -69,7 +79,8 @@ static bool api_path(const char *p)
     static const char *const prefixes[] = {"/api/", "/api", "/internal", "/oauth", "/.well-known"};
     for (size_t i = 0; i < SOUK_ARRAY_LEN(prefixes); i++) {
         size_t n = strlen(prefixes[i]);
-        if (strncmp(p, prefixes[i], n) == 0 && (p[n] == '\0' || p[n] == '/' || prefixes[i][n - 1] == '/'))
+        if (strncmp(p, prefixes[i], n) == 0 &&
+            (p[n] == '\0' || p[n] == '/' || prefixes[i][n - 1] == '/'))
             return true;
     }
     return false;
@@ -139,7 +150,8 @@ int static_serve(struct souk_req *r)
 
     char file[PATH_MAX];
     struct stat st;
-    const char *rel = path[strlen(path) - 1] == '/' ? souk_req_printf(r, "%sindex.html", path) : path;
+    const char *rel =
+        path[strlen(path) - 1] == '/' ? souk_req_printf(r, "%sindex.html", path) : path;
     if (resolve(rel, file, &st) != 0) {
         /* client-side routes ("/products/prd_1") get the app; missing assets a 404 */
         if (extension(path) != NULL || resolve("/index.html", file, &st) != 0)
@@ -150,7 +162,8 @@ int static_serve(struct souk_req *r)
 
     char etag[64], lm[64];
     snprintf(etag, sizeof(etag), "\"%llx-%llx\"", (unsigned long long)st.st_size,
-             (unsigned long long)st.st_mtim.tv_sec * 1000000000ull + (unsigned long long)st.st_mtim.tv_nsec);
+             (unsigned long long)st.st_mtim.tv_sec * 1000000000ull +
+                 (unsigned long long)st.st_mtim.tv_nsec);
     struct tm tm;
     gmtime_r(&st.st_mtim.tv_sec, &tm);
     strftime(lm, sizeof(lm), "%a, %d %b %Y %H:%M:%S GMT", &tm);

@@ -10,12 +10,13 @@
 #include "souk/log.h"
 #include "souk/souk.h"
 
-#define EMAIL_MAX 254
+#define EMAIL_MAX    254
 #define NAME_MAX_LEN 200
 
 static json_t *user_row(struct souk_db *db, const char *user_id)
 {
-    struct souk_stmt *st = souk_db_query(db, "SELECT email, name FROM users WHERE user_id = ?", "s", user_id);
+    struct souk_stmt *st =
+        souk_db_query(db, "SELECT email, name FROM users WHERE user_id = ?", "s", user_id);
     if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
         return json_object();
     json_t *u = souk_stmt_row_json(st);
@@ -28,23 +29,27 @@ static json_t *user_row(struct souk_db *db, const char *user_id)
 static int rerender_parked(struct souk_db *db, const char *user_id)
 {
     json_t *user = user_row(db, user_id);
-    struct souk_stmt *st = souk_db_query(db, "SELECT n.id, n.type, n.data FROM notifications n"
-                                             " JOIN deliveries d ON d.notification_id = n.id"
-                                             " WHERE n.user_id = ? AND d.status = 'no_address'", "s", user_id);
+    struct souk_stmt *st = souk_db_query(db,
+                                         "SELECT n.id, n.type, n.data FROM notifications n"
+                                         " JOIN deliveries d ON d.notification_id = n.id"
+                                         " WHERE n.user_id = ? AND d.status = 'no_address'",
+                                         "s", user_id);
     json_t *parked = json_array();
     while (st != NULL && souk_stmt_step(st) == SOUK_ROW)
-        json_array_append_new(parked, json_pack("{s:s,s:s,s:s}", "id", souk_stmt_text(st, 0), "type",
-                                                souk_stmt_text(st, 1), "data", souk_stmt_text(st, 2)));
+        json_array_append_new(parked,
+                              json_pack("{s:s,s:s,s:s}", "id", souk_stmt_text(st, 0), "type",
+                                        souk_stmt_text(st, 1), "data", souk_stmt_text(st, 2)));
     int rc = 0;
     size_t i;
     json_t *p;
-    json_array_foreach(parked, i, p) {
+    json_array_foreach(parked, i, p)
+    {
         json_t *data = json_loads(json_string_value(json_object_get(p, "data")), 0, NULL);
         char *subject = NULL, *body = NULL;
-        if (data != NULL &&
-            notify_render(json_string_value(json_object_get(p, "type")), data, user, &subject, &body) == 0)
-            rc = souk_db_run(db, "UPDATE notifications SET subject = ?, body = ? WHERE id = ?", "sss",
-                             subject, body, json_string_value(json_object_get(p, "id")));
+        if (data != NULL && notify_render(json_string_value(json_object_get(p, "type")), data, user,
+                                          &subject, &body) == 0)
+            rc = souk_db_run(db, "UPDATE notifications SET subject = ?, body = ? WHERE id = ?",
+                             "sss", subject, body, json_string_value(json_object_get(p, "id")));
         free(subject);
         free(body);
         json_decref(data);
@@ -64,9 +69,10 @@ static int remember_user(struct souk_db *db, const char *user_id, json_t *data, 
     if (email == NULL || strlen(email) > EMAIL_MAX || strchr(email, '@') == NULL ||
         strpbrk(email, "\r\n<> ,") != NULL || (name != NULL && strlen(name) > NAME_MAX_LEN))
         return SOUK_EINVAL;
-    int rc = souk_db_run(db, "INSERT INTO users (user_id, email, name, updated_at) VALUES (?, ?, ?, ?)"
-                             " ON CONFLICT(user_id) DO UPDATE SET email = excluded.email,"
-                             " name = excluded.name, updated_at = excluded.updated_at",
+    int rc = souk_db_run(db,
+                         "INSERT INTO users (user_id, email, name, updated_at) VALUES (?, ?, ?, ?)"
+                         " ON CONFLICT(user_id) DO UPDATE SET email = excluded.email,"
+                         " name = excluded.name, updated_at = excluded.updated_at",
                          "ssss", user_id, email, name ? name : "", now);
     if (rc < 0)
         return rc;
@@ -74,9 +80,10 @@ static int remember_user(struct souk_db *db, const char *user_id, json_t *data, 
     if (rc < 0)
         return rc;
     /* mails that waited for this address can go now */
-    rc = souk_db_run(db, "UPDATE deliveries SET recipient = ?, status = 'pending', next_attempt_ms = ?"
-                         " WHERE user_id = ? AND status = 'no_address'", "sis", email, souk_wall_ms(),
-                     user_id);
+    rc = souk_db_run(db,
+                     "UPDATE deliveries SET recipient = ?, status = 'pending', next_attempt_ms = ?"
+                     " WHERE user_id = ? AND status = 'no_address'",
+                     "sis", email, souk_wall_ms(), user_id);
     return rc < 0 ? rc : 0;
 }
 
@@ -88,25 +95,30 @@ int notify_on_event(struct souk_db *db, const struct souk_event *ev)
     int rc = SOUK_EINVAL;
     const char *user_id = json_string_value(json_object_get(ev->data, "user_id"));
     if (user_id == NULL || strlen(user_id) == 0 || strlen(user_id) >= SOUK_SUB_MAX)
-        goto out;   /* permanent: retried a few times, then dead-lettered */
+        goto out; /* permanent: retried a few times, then dead-lettered */
     souk_time_now(now);
-    if (strcmp(ev->type, "user.registered") == 0 && (rc = remember_user(db, user_id, ev->data, now)) != 0)
+    if (strcmp(ev->type, "user.registered") == 0 &&
+        (rc = remember_user(db, user_id, ev->data, now)) != 0)
         goto out;
     user = user_row(db, user_id);
     if ((rc = notify_render(ev->type, ev->data, user, &subject, &body)) != 0)
         goto out;
     souk_id_new(id, "ntf");
     char *data = souk_json_dump(ev->data, NULL);
-    rc = souk_db_run(db, "INSERT INTO notifications (id, user_id, event_id, type, subject, body, data, created_at)"
-                         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", "ssssssss", id, user_id, ev->id, ev->type,
-                     subject, body, data, now);
+    rc = souk_db_run(
+        db,
+        "INSERT INTO notifications (id, user_id, event_id, type, subject, body, data, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "ssssssss", id, user_id, ev->id, ev->type, subject, body, data, now);
     free(data);
     if (rc < 0)
         goto out;
     const char *email = json_string_value(json_object_get(user, "email"));
-    rc = souk_db_run(db, "INSERT INTO deliveries (notification_id, user_id, recipient, status, next_attempt_ms)"
-                         " VALUES (?, ?, ?, ?, ?)", "ssSsi", id, user_id, email,
-                     email ? "pending" : "no_address", souk_wall_ms());
+    rc = souk_db_run(
+        db,
+        "INSERT INTO deliveries (notification_id, user_id, recipient, status, next_attempt_ms)"
+        " VALUES (?, ?, ?, ?, ?)",
+        "ssSsi", id, user_id, email, email ? "pending" : "no_address", souk_wall_ms());
     if (rc < 0)
         goto out;
     rc = 0;

@@ -16,12 +16,12 @@
 #include "souk/log.h"
 #include "souk/souk.h"
 
-#define BATCH 20
-#define POLL_MS 200
+#define BATCH           20
+#define POLL_MS         200
 #define SMTP_TIMEOUT_MS 10000
-#define RETRY_MAX_MS 600000
-#define PATH_MAX_LEN 4096
-#define ERR_MAX 256
+#define RETRY_MAX_MS    600000
+#define PATH_MAX_LEN    4096
+#define ERR_MAX         256
 
 struct mail {
     int64_t id, attempts;
@@ -75,9 +75,10 @@ static char *message(const struct mail *m, size_t *len)
         fprintf(f, "=?UTF-8?B?%s?=", b64);
         free(b64);
     }
-    fprintf(f, "\r\nDate: %s\r\nMessage-ID: <%s@souk.local>\r\n"
-               "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
-               "Content-Transfer-Encoding: 8bit\r\nX-Souk-Notification: %s\r\n\r\n",
+    fprintf(f,
+            "\r\nDate: %s\r\nMessage-ID: <%s@souk.local>\r\n"
+            "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: 8bit\r\nX-Souk-Notification: %s\r\n\r\n",
             date, m->ntf, m->ntf);
     for (const char *p = m->body; *p; p++) {
         if (*p == '\n')
@@ -187,11 +188,14 @@ static void record(struct souk_db *db, const struct mail *m, int rc, const char 
     const char *status = rc == 0 ? "sent" : attempts >= notify_mail_attempts ? "failed" : "pending";
     if (souk_db_begin(db) != 0)
         return;
-    if (souk_db_run(db, "INSERT INTO delivery_attempts (delivery_id, at, ok, error) VALUES (?, ?, ?, ?)",
-                    "isbS", m->id, now, rc == 0, rc == 0 ? NULL : err) < 0 ||
-        souk_db_run(db, "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_ms = ?,"
-                        " last_error = ?, sent_at = ? WHERE id = ?", "siiSSi", status, attempts,
-                    souk_wall_ms() + delay, rc == 0 ? NULL : err, rc == 0 ? now : NULL, m->id) < 0) {
+    if (souk_db_run(
+            db, "INSERT INTO delivery_attempts (delivery_id, at, ok, error) VALUES (?, ?, ?, ?)",
+            "isbS", m->id, now, rc == 0, rc == 0 ? NULL : err) < 0 ||
+        souk_db_run(db,
+                    "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_ms = ?,"
+                    " last_error = ?, sent_at = ? WHERE id = ?",
+                    "siiSSi", status, attempts, souk_wall_ms() + delay, rc == 0 ? NULL : err,
+                    rc == 0 ? now : NULL, m->id) < 0) {
         souk_db_rollback(db);
         return;
     }
@@ -205,14 +209,18 @@ static size_t due(struct souk_db *db, struct mail *out)
 {
     size_t n = 0;
     struct souk_stmt *st = souk_db_query(
-        db, "SELECT d.id, d.attempts, d.notification_id, d.recipient, n.subject, n.body"
-            " FROM deliveries d JOIN notifications n ON n.id = d.notification_id"
-            " WHERE d.status = 'pending' AND d.next_attempt_ms <= ? ORDER BY d.next_attempt_ms LIMIT ?",
+        db,
+        "SELECT d.id, d.attempts, d.notification_id, d.recipient, n.subject, n.body"
+        " FROM deliveries d JOIN notifications n ON n.id = d.notification_id"
+        " WHERE d.status = 'pending' AND d.next_attempt_ms <= ? ORDER BY d.next_attempt_ms LIMIT ?",
         "ii", souk_wall_ms(), (int64_t)BATCH);
     while (st != NULL && n < BATCH && souk_stmt_step(st) == SOUK_ROW) {
-        out[n] = (struct mail){souk_stmt_int(st, 0), souk_stmt_int(st, 1),
-                               souk_xstrdup(souk_stmt_text(st, 2)), souk_xstrdup(souk_stmt_text(st, 3)),
-                               souk_xstrdup(souk_stmt_text(st, 4)), souk_xstrdup(souk_stmt_text(st, 5))};
+        out[n] = (struct mail){souk_stmt_int(st, 0),
+                               souk_stmt_int(st, 1),
+                               souk_xstrdup(souk_stmt_text(st, 2)),
+                               souk_xstrdup(souk_stmt_text(st, 3)),
+                               souk_xstrdup(souk_stmt_text(st, 4)),
+                               souk_xstrdup(souk_stmt_text(st, 5))};
         n++;
     }
     souk_stmt_done(st);
@@ -268,7 +276,8 @@ int notify_mailer_start(void)
     }
     if (notify_smtp_url[0] == '\0')
         mkdirs(mail_dir);
-    else if (strncmp(notify_smtp_url, "smtp://", 7) != 0 && strncmp(notify_smtp_url, "smtps://", 8) != 0) {
+    else if (strncmp(notify_smtp_url, "smtp://", 7) != 0 &&
+             strncmp(notify_smtp_url, "smtps://", 8) != 0) {
         souk_error("SOUK_SMTP_URL must be smtp://host:port or smtps://…", NULL);
         return SOUK_EINVAL;
     }

@@ -7,11 +7,16 @@ const char *notify_smtp_url, *notify_mail_dir, *notify_mail_from;
 int64_t notify_mail_attempts, notify_mail_retry_ms;
 
 static const struct souk_conf config[] = {
-    {"SOUK_SMTP_URL", SOUK_CONF_STR, "", 0, 1024, &notify_smtp_url, "smtp://host:port; empty: files under SOUK_MAIL_DIR"},
-    {"SOUK_MAIL_DIR", SOUK_CONF_STR, "", 0, 1024, &notify_mail_dir, "where mails are written (default $SOUK_VAR/mail)"},
-    {"SOUK_MAIL_FROM", SOUK_CONF_STR, "souk <no-reply@souk.local>", 3, 256, &notify_mail_from, "sender"},
-    {"SOUK_MAIL_ATTEMPTS", SOUK_CONF_INT, "8", 1, 100, &notify_mail_attempts, "delivery attempts before giving up"},
-    {"SOUK_MAIL_RETRY_MS", SOUK_CONF_INT, "1000", 10, 3600000, &notify_mail_retry_ms, "first retry delay (doubles)"},
+    {"SOUK_SMTP_URL", SOUK_CONF_STR, "", 0, 1024, &notify_smtp_url,
+     "smtp://host:port; empty: files under SOUK_MAIL_DIR"},
+    {"SOUK_MAIL_DIR", SOUK_CONF_STR, "", 0, 1024, &notify_mail_dir,
+     "where mails are written (default $SOUK_VAR/mail)"},
+    {"SOUK_MAIL_FROM", SOUK_CONF_STR, "souk <no-reply@souk.local>", 3, 256, &notify_mail_from,
+     "sender"},
+    {"SOUK_MAIL_ATTEMPTS", SOUK_CONF_INT, "8", 1, 100, &notify_mail_attempts,
+     "delivery attempts before giving up"},
+    {"SOUK_MAIL_RETRY_MS", SOUK_CONF_INT, "1000", 10, 3600000, &notify_mail_retry_ms,
+     "first retry delay (doubles)"},
     {NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
@@ -42,7 +47,4 @@ static const struct souk_service notify = {
     .subscriptions = subscriptions,
 };
 
-int main(int argc, char **argv)
-{
-    return souk_main(argc, argv, &notify);
-}
+int main(int argc, char **argv) { return souk_main(argc, argv, &notify); }

@@ -8,7 +8,7 @@
 #include "souk/souk.h"
 
 #define PAGE_DEFAULT 20
-#define PAGE_MAX 100
+#define PAGE_MAX     100
 
 #define NTF_COLUMNS "id, type, subject, body, read, created_at"
 
@@ -23,7 +23,8 @@ int notifications_list(struct souk_req *r)
 {
     struct souk_check c;
     souk_check_init(&c);
-    int64_t size = souk_check_int_text(&c, "page_size", souk_req_query(r, "page_size"), 1, PAGE_MAX, PAGE_DEFAULT);
+    int64_t size = souk_check_int_text(&c, "page_size", souk_req_query(r, "page_size"), 1, PAGE_MAX,
+                                       PAGE_DEFAULT);
     const char *token = souk_req_query(r, "page_token");
     if (token != NULL && !souk_id_valid(token, "ntf"))
         souk_check_fail(&c, "page_token", "is malformed");
@@ -31,9 +32,11 @@ int notifications_list(struct souk_req *r)
         return souk_problem_check(r, &c);
     const char *user = souk_req_identity(r)->sub;
     /* one row more than the page tells whether another page follows */
-    struct souk_stmt *st = souk_db_query(souk_req_db(r),
+    struct souk_stmt *st = souk_db_query(
+        souk_req_db(r),
         "SELECT " NTF_COLUMNS " FROM notifications WHERE user_id = ? AND (? IS NULL OR id < ?)"
-        " ORDER BY id DESC LIMIT ?", "sSSi", user, token, token, size + 1);
+        " ORDER BY id DESC LIMIT ?",
+        "sSSi", user, token, token, size + 1);
     if (st == NULL)
         return souk_problem(r, 503, "unavailable", "notifications cannot be read now");
     json_t *items = json_array();
@@ -61,11 +64,14 @@ int notifications_read(struct souk_req *r)
     if (!souk_id_valid(id, "ntf"))
         return souk_problem(r, 404, "not_found", "no notification %s", id);
     /* another user's notification is 404, like a missing one */
-    int rc = souk_db_run(db, "UPDATE notifications SET read = 1 WHERE id = ? AND user_id = ?", "ss", id, user);
+    int rc = souk_db_run(db, "UPDATE notifications SET read = 1 WHERE id = ? AND user_id = ?", "ss",
+                         id, user);
     if (rc < 0)
         return souk_problem(r, 503, "unavailable", "notifications cannot be written now");
-    struct souk_stmt *st = souk_db_query(db, "SELECT " NTF_COLUMNS " FROM notifications"
-                                             " WHERE id = ? AND user_id = ?", "ss", id, user);
+    struct souk_stmt *st = souk_db_query(db,
+                                         "SELECT " NTF_COLUMNS " FROM notifications"
+                                         " WHERE id = ? AND user_id = ?",
+                                         "ss", id, user);
     if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
         return souk_problem(r, 404, "not_found", "no notification %s", id);
     json_t *o = row(st);

@@ -9,10 +9,10 @@
 #include "souk/events.h"
 #include "souk/server.h"
 
-#define NOTIFY_TEXT_MAX 8192   /* a rendered subject or body never grows past this */
+#define NOTIFY_TEXT_MAX 8192 /* a rendered subject or body never grows past this */
 
 /* Configuration (main.c). */
-extern const char *notify_smtp_url;     /* "" : write files under notify_mail_dir */
+extern const char *notify_smtp_url; /* "" : write files under notify_mail_dir */
 extern const char *notify_mail_dir;
 extern const char *notify_mail_from;
 extern int64_t notify_mail_attempts, notify_mail_retry_ms;

@@ -24,7 +24,8 @@ static const struct tpl templates[] = {
      "Hello {{name}},\n\nwe could not place your order {{order_id}} ({{reason}}).\n"
      "Nothing was charged.\n\n-- souk\n"},
     {"order.cancelled", "Your order {{order_id}} was cancelled",
-     "Hello {{name}},\n\nyour order {{order_id}} was cancelled. Any payment is refunded.\n\n-- souk\n"},
+     "Hello {{name}},\n\nyour order {{order_id}} was cancelled. Any payment is refunded.\n\n-- "
+     "souk\n"},
     {"order.shipped", "Your order {{order_id}} has shipped",
      "Hello {{name}},\n\ngood news: your order {{order_id}} is on its way.\n\n-- souk\n"},
     {"payment.refunded", "A refund of {{amount_cents|money}} is on its way",
@@ -42,7 +43,8 @@ static void put_value(FILE *f, json_t *v, bool money, json_t *data)
     if (money && json_is_integer(v)) {
         long long c = json_integer_value(v);
         const char *cur = json_string_value(json_object_get(data, "currency"));
-        fprintf(f, "%s%lld.%02lld %s", c < 0 ? "-" : "", llabs(c) / 100, llabs(c) % 100, cur ? cur : "USD");
+        fprintf(f, "%s%lld.%02lld %s", c < 0 ? "-" : "", llabs(c) / 100, llabs(c) % 100,
+                cur ? cur : "USD");
     } else if (json_is_string(v)) {
         /* one line only: a value can never start a header or a new paragraph */
         for (const char *s = json_string_value(v); *s; s++)
@@ -77,7 +79,7 @@ char *notify_template_apply(const char *tpl, json_t *data, json_t *user)
         p = close + 2;
     }
     fclose(f);
-    if (len > NOTIFY_TEXT_MAX) {   /* cut on a UTF-8 boundary */
+    if (len > NOTIFY_TEXT_MAX) { /* cut on a UTF-8 boundary */
         len = NOTIFY_TEXT_MAX;
         while (len > 0 && ((unsigned char)out[len] & 0xC0) == 0x80)
             len--;

@@ -14,15 +14,15 @@
 #include "souk/log.h"
 #include "souk/souk.h"
 
-#define REF_MAX 64
-#define LINES_MAX 50
+#define REF_MAX      64
+#define LINES_MAX    50
 #define PAGE_DEFAULT 20
-#define PAGE_MAX 100
-#define URL_MAX 512
+#define PAGE_MAX     100
+#define URL_MAX      512
 
-#define ORDER_COLUMNS                                                                        \
-    "id, user_id, status, reason, items_json, subtotal_cents, shipping_cents, total_cents," \
-    " currency, shipping_address_json, payment_method_id, refunded_cents, created_at,"      \
+#define ORDER_COLUMNS                                                                              \
+    "id, user_id, status, reason, items_json, subtotal_cents, shipping_cents, total_cents,"        \
+    " currency, shipping_address_json, payment_method_id, refunded_cents, created_at,"             \
     " updated_at, shipped_at, cancelled_at, step"
 
 /* Render the row of an ORDER_COLUMNS query. */
@@ -33,7 +33,7 @@ static json_t *row_json(struct souk_stmt *st, bool *settled)
     const char *status = souk_stmt_text(st, 2);
     if (settled != NULL)
         *settled = strcmp(step, "done") == 0 && strcmp(status, "pending") != 0;
-    if (strcmp(step, "refund") == 0)   /* a cancellation is under way */
+    if (strcmp(step, "refund") == 0) /* a cancellation is under way */
         json_object_set_new(o, "cancellation_pending", json_true());
     json_object_del(o, "step");
     static const char *const optional[] = {"reason", "shipped_at", "cancelled_at"};
@@ -45,8 +45,8 @@ static json_t *row_json(struct souk_stmt *st, bool *settled)
 
 json_t *order_json(struct souk_db *db, const char *id, bool *settled)
 {
-    struct souk_stmt *st = db ? souk_db_query(db, "SELECT " ORDER_COLUMNS " FROM orders WHERE id = ?", "s", id)
-                              : NULL;
+    struct souk_stmt *st =
+        db ? souk_db_query(db, "SELECT " ORDER_COLUMNS " FROM orders WHERE id = ?", "s", id) : NULL;
     if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
         return NULL;
     json_t *o = row_json(st, settled);
@@ -61,8 +61,10 @@ static bool visible(struct souk_req *r, const char *id)
     int64_t n = 0;
     if (!souk_id_valid(id, "ord"))
         return false;
-    return souk_db_int(souk_req_db(r), &n, "SELECT count(*) FROM orders WHERE id = ? AND (? OR user_id = ?)",
-                       "sis", id, (int64_t)who->admin, who->sub) == 1 && n == 1;
+    return souk_db_int(souk_req_db(r), &n,
+                       "SELECT count(*) FROM orders WHERE id = ? AND (? OR user_id = ?)", "sis", id,
+                       (int64_t)who->admin, who->sub) == 1 &&
+           n == 1;
 }
 
 /* ---- GET ---- */
@@ -94,9 +96,11 @@ int orders_list(struct souk_req *r)
         souk_check_fail(&c, "user_id", "must be a user id");
     if (!souk_check_ok(&c))
         return souk_problem_check(r, &c);
-    struct souk_stmt *st = souk_db_query(souk_req_db(r),
-        "SELECT " ORDER_COLUMNS " FROM orders WHERE (?1 IS NULL OR user_id = ?1)"
-        " AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3", "SSi", user, after, size + 1);
+    struct souk_stmt *st =
+        souk_db_query(souk_req_db(r),
+                      "SELECT " ORDER_COLUMNS " FROM orders WHERE (?1 IS NULL OR user_id = ?1)"
+                      " AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",
+                      "SSi", user, after, size + 1);
     if (st == NULL)
         return souk_problem(r, 503, "unavailable", "cannot read the orders");
     json_t *items = json_array(), *next = json_null();
@@ -121,7 +125,7 @@ int orders_list(struct souk_req *r)
 
 struct place_in {
     const char *payment_method_id, *address_id;
-    json_t *address;    /* inline shipping_address, validated; borrowed */
+    json_t *address; /* inline shipping_address, validated; borrowed */
 };
 
 /* Validate an address object into a clean copy (only known fields), recording
@@ -130,7 +134,7 @@ static json_t *check_address(struct souk_check *c, json_t *a, const char *prefix
 {
     struct souk_check sub;
     souk_check_init(&sub);
-    static const char *const allowed[] = {"name", "line1", "line2", "city", "region",
+    static const char *const allowed[] = {"name",        "line1",   "line2", "city", "region",
                                           "postal_code", "country", "phone", NULL};
     souk_json_only(&sub, a, allowed);
     const char *f[] = {
@@ -144,7 +148,8 @@ static json_t *check_address(struct souk_check *c, json_t *a, const char *prefix
         souk_json_str(&sub, a, "phone", SOUK_OPTIONAL, 0, 32),
     };
     const char *country = f[6];
-    if (country != NULL && !(isupper((unsigned char)country[0]) && isupper((unsigned char)country[1])))
+    if (country != NULL &&
+        !(isupper((unsigned char)country[0]) && isupper((unsigned char)country[1])))
         souk_check_fail(&sub, "country", "must be an ISO 3166-1 alpha-2 code such as \"US\"");
     json_t *out = NULL;
     if (souk_check_ok(&sub)) {
@@ -155,7 +160,8 @@ static json_t *check_address(struct souk_check *c, json_t *a, const char *prefix
     } else {
         size_t i;
         json_t *e;
-        json_array_foreach(sub.errors, i, e) {
+        json_array_foreach(sub.errors, i, e)
+        {
             char field[96];
             snprintf(field, sizeof(field), "%s.%s", prefix,
                      json_string_value(json_object_get(e, "field")));
@@ -168,7 +174,8 @@ static json_t *check_address(struct souk_check *c, json_t *a, const char *prefix
 
 static bool check_place(struct souk_check *c, json_t *body, struct place_in *in)
 {
-    static const char *const allowed[] = {"payment_method_id", "address_id", "shipping_address", NULL};
+    static const char *const allowed[] = {"payment_method_id", "address_id", "shipping_address",
+                                          NULL};
     souk_json_only(c, body, allowed);
     in->payment_method_id = souk_json_str(c, body, "payment_method_id", SOUK_REQUIRED, 1, REF_MAX);
     in->address_id = souk_json_str(c, body, "address_id", SOUK_OPTIONAL, 1, REF_MAX);
@@ -194,8 +201,12 @@ static int peer_get(struct souk_req *r, const char *peers, const char *path, jso
     char base[URL_MAX], url[URL_MAX * 2];
     struct souk_response res;
     snprintf(url, sizeof(url), "%s%s", souk_client_pick(peers, base, sizeof(base)), path);
-    struct souk_call call = {.method = "GET", .url = url, .service_token = true, .parent = r,
-                             .timeout_ms = orders_call_timeout_ms, .retries = -1};
+    struct souk_call call = {.method = "GET",
+                             .url = url,
+                             .service_token = true,
+                             .parent = r,
+                             .timeout_ms = orders_call_timeout_ms,
+                             .retries = -1};
     int rc = souk_client_do(&call, &res);
     int status = rc == 0 ? res.status : 0;
     *out = status == 200 && json_is_object(res.json) ? json_incref(res.json) : NULL;
@@ -217,17 +228,20 @@ static json_t *cart_lines(json_t *cart, bool *empty)
     *empty = !json_is_array(items) || json_array_size(items) == 0;
     if (*empty || json_array_size(items) > LINES_MAX)
         goto bad;
-    json_array_foreach(items, i, it) {
+    json_array_foreach(items, i, it)
+    {
         const char *pid = json_string_value(json_object_get(it, "product_id"));
         const char *name = json_string_value(json_object_get(it, "name"));
         json_t *q = json_object_get(it, "quantity"), *p = json_object_get(it, "unit_price_cents");
-        if (pid == NULL || !souk_id_valid(pid, "prd") || !json_is_integer(q) || json_integer_value(q) < 1 ||
-            json_integer_value(q) > 99 || !json_is_integer(p) || json_integer_value(p) < 0)
+        if (pid == NULL || !souk_id_valid(pid, "prd") || !json_is_integer(q) ||
+            json_integer_value(q) < 1 || json_integer_value(q) > 99 || !json_is_integer(p) ||
+            json_integer_value(p) < 0)
             goto bad;
-        json_array_append_new(lines, json_pack("{s:s,s:s,s:I,s:I,s:I}", "product_id", pid, "name",
-                                               name ? name : "", "unit_price_cents", json_integer_value(p),
-                                               "quantity", json_integer_value(q), "line_total_cents",
-                                               json_integer_value(p) * json_integer_value(q)));
+        json_array_append_new(lines,
+                              json_pack("{s:s,s:s,s:I,s:I,s:I}", "product_id", pid, "name",
+                                        name ? name : "", "unit_price_cents", json_integer_value(p),
+                                        "quantity", json_integer_value(q), "line_total_cents",
+                                        json_integer_value(p) * json_integer_value(q)));
     }
     return lines;
 bad:
@@ -244,8 +258,8 @@ static int insert_order(struct souk_req *r, struct souk_idem *k, const struct pl
     int64_t subtotal = 0;
     size_t i;
     json_t *it;
-    json_array_foreach(lines, i, it)
-        subtotal += json_integer_value(json_object_get(it, "line_total_cents"));
+    json_array_foreach(lines, i, it) subtotal +=
+        json_integer_value(json_object_get(it, "line_total_cents"));
     int64_t shipping = orders_shipping_cents(subtotal);
     char now[SOUK_TIME_MAX], response[SOUK_ID_MAX + 32];
     souk_id_new(id, "ord");
@@ -255,11 +269,14 @@ static int insert_order(struct souk_req *r, struct souk_idem *k, const struct pl
     int rc = souk_db_begin(db);
     if (rc == 0)
         rc = souk_db_run(db,
-            "INSERT INTO orders (id, user_id, status, step, items_json, subtotal_cents, shipping_cents,"
-            " total_cents, currency, shipping_address_json, payment_method_id, created_at, updated_at)"
-            " VALUES (?, ?, 'pending', 'reserve', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            "sssiiisssss", id, souk_req_identity(r)->sub, items_text, subtotal, shipping,
-            subtotal + shipping, currency, addr_text, in->payment_method_id, now, now);
+                         "INSERT INTO orders (id, user_id, status, step, items_json, "
+                         "subtotal_cents, shipping_cents,"
+                         " total_cents, currency, shipping_address_json, payment_method_id, "
+                         "created_at, updated_at)"
+                         " VALUES (?, ?, 'pending', 'reserve', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         "sssiiisssss", id, souk_req_identity(r)->sub, items_text, subtotal,
+                         shipping, subtotal + shipping, currency, addr_text, in->payment_method_id,
+                         now, now);
     if (rc >= 0)
         rc = souk_idem_complete(db, k, 201, response);
     if (rc >= 0)
@@ -268,10 +285,12 @@ static int insert_order(struct souk_req *r, struct souk_idem *k, const struct pl
     free(addr_text);
     if (rc < 0) {
         souk_db_rollback(db);
-        if (rc == SOUK_ECONFLICT)   /* our key's lease ran out and a retry took it */
-            return souk_problem(r, 409, "idempotency_key_in_use", "a request with this Idempotency-Key is running");
+        if (rc == SOUK_ECONFLICT) /* our key's lease ran out and a retry took it */
+            return souk_problem(r, 409, "idempotency_key_in_use",
+                                "a request with this Idempotency-Key is running");
         souk_idem_release(db, k, false);
-        return souk_problem(r, 503, "unavailable", "cannot save the order; retry with the same Idempotency-Key");
+        return souk_problem(r, 503, "unavailable",
+                            "cannot save the order; retry with the same Idempotency-Key");
     }
     souk_metric_inc(orders_transitions, "pending");
     souk_info("order placed", "{s:s,s:s,s:I}", "order_id", id, "user_id", souk_req_identity(r)->sub,
@@ -280,11 +299,13 @@ static int insert_order(struct souk_req *r, struct souk_idem *k, const struct pl
 }
 
 /* With the key taken: read the cart and the address, then create the order. */
-static int place(struct souk_req *r, struct souk_idem *k, const struct place_in *in, char id[SOUK_ID_MAX])
+static int place(struct souk_req *r, struct souk_idem *k, const struct place_in *in,
+                 char id[SOUK_ID_MAX])
 {
     const char *user = souk_req_identity(r)->sub;
     json_t *cart = NULL, *address = in->address ? json_incref(in->address) : NULL, *lines = NULL;
-    int status = peer_get(r, orders_cart_url, souk_req_printf(r, "/internal/v1/carts/%s", user), &cart);
+    int status =
+        peer_get(r, orders_cart_url, souk_req_printf(r, "/internal/v1/carts/%s", user), &cart);
     if (status != 200) {
         status = souk_problem(r, 503, "cart_unavailable", "the cart cannot be read; retry");
         goto release;
@@ -296,9 +317,10 @@ static int place(struct souk_req *r, struct souk_idem *k, const struct place_in 
         goto release;
     }
     if (address == NULL) {
-        status = peer_get(r, orders_users_url,
-                          souk_req_printf(r, "/internal/v1/users/%s/addresses/%s", user, in->address_id),
-                          &address);
+        status =
+            peer_get(r, orders_users_url,
+                     souk_req_printf(r, "/internal/v1/users/%s/addresses/%s", user, in->address_id),
+                     &address);
         if (status == 404) {
             struct souk_check c;
             souk_check_init(&c);
@@ -313,7 +335,8 @@ static int place(struct souk_req *r, struct souk_idem *k, const struct place_in 
         json_object_del(address, "created_at");
     }
     const char *currency = json_string_value(json_object_get(cart, "currency"));
-    status = insert_order(r, k, in, lines, currency && strlen(currency) == 3 ? currency : "USD", address, id);
+    status = insert_order(r, k, in, lines, currency && strlen(currency) == 3 ? currency : "USD",
+                          address, id);
     goto out;
 release:
     /* nothing was decided: the key stays usable for a retry once the cause is fixed */
@@ -344,13 +367,15 @@ int orders_create(struct souk_req *r)
     }
     if (key == NULL || !souk_idem_key_valid(key)) {
         json_decref(clean_address);
-        return key == NULL ? souk_problem(r, 400, "idempotency_key_required", "send an Idempotency-Key header")
+        return key == NULL ? souk_problem(r, 400, "idempotency_key_required",
+                                          "send an Idempotency-Key header")
                            : souk_problem(r, 400, "invalid_idempotency_key",
-                                          "Idempotency-Key must be 1 to %d printable characters", SOUK_IDEM_KEY_MAX);
+                                          "Idempotency-Key must be 1 to %d printable characters",
+                                          SOUK_IDEM_KEY_MAX);
     }
     char *canon = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
-    int rc = souk_idem_begin(db, &k, souk_req_identity(r)->sub, key, "POST", "/api/v1/orders", canon,
-                             canon ? strlen(canon) : 0, 0);
+    int rc = souk_idem_begin(db, &k, souk_req_identity(r)->sub, key, "POST", "/api/v1/orders",
+                             canon, canon ? strlen(canon) : 0, 0);
     free(canon);
     char id[SOUK_ID_MAX] = "";
     int status;
@@ -368,11 +393,13 @@ int orders_create(struct souk_req *r)
         break;
     }
     case SOUK_IDEM_MISMATCH:
-        status = souk_problem(r, 409, "idempotency_key_reused", "this Idempotency-Key was used with a different request");
+        status = souk_problem(r, 409, "idempotency_key_reused",
+                              "this Idempotency-Key was used with a different request");
         break;
     case SOUK_IDEM_IN_USE:
         souk_reply_header(r, "Retry-After", "1");
-        status = souk_problem(r, 409, "idempotency_key_in_use", "a request with this Idempotency-Key is still running");
+        status = souk_problem(r, 409, "idempotency_key_in_use",
+                              "a request with this Idempotency-Key is still running");
         break;
     default:
         status = souk_problem(r, 503, "unavailable", "cannot check the Idempotency-Key; retry");
@@ -399,7 +426,8 @@ static int reply_order(struct souk_req *r, const char *id, int status)
 /* Read status and step inside the open transaction. */
 static int order_state(struct souk_db *db, const char *id, char status[16], char step[16])
 {
-    struct souk_stmt *st = souk_db_query(db, "SELECT status, step FROM orders WHERE id = ?", "s", id);
+    struct souk_stmt *st =
+        souk_db_query(db, "SELECT status, step FROM orders WHERE id = ?", "s", id);
     if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
         return SOUK_EDB;
     snprintf(status, 16, "%s", souk_stmt_text(st, 0));
@@ -432,28 +460,35 @@ int orders_cancel(struct souk_req *r)
     int locked = lock_order(r, db, id, status, step);
     if (locked != 0)
         return locked;
-    if (strcmp(status, "cancelled") == 0 || (strcmp(status, "confirmed") == 0 && strcmp(step, "refund") == 0)) {
-        souk_db_rollback(db);   /* already cancelled or being cancelled: the same answer */
+    if (strcmp(status, "cancelled") == 0 ||
+        (strcmp(status, "confirmed") == 0 && strcmp(step, "refund") == 0)) {
+        souk_db_rollback(db); /* already cancelled or being cancelled: the same answer */
         return wait_for_order(r, id, 200);
     }
     if (strcmp(status, "pending") == 0 || strcmp(step, "done") != 0) {
         souk_db_rollback(db);
         souk_reply_header(r, "Retry-After", "1");
-        return souk_problem(r, 409, "order_pending", "the order is still being placed; retry when it is settled");
+        return souk_problem(r, 409, "order_pending",
+                            "the order is still being placed; retry when it is settled");
     }
     if (strcmp(status, "confirmed") != 0) {
         souk_db_rollback(db);
         return souk_problem(r, 409, "not_cancellable", "a %s order cannot be cancelled", status);
     }
     souk_time_now(now);
-    const char *reason = souk_req_identity(r)->admin ? "cancelled_by_admin" : "cancelled_by_customer";
-    if (souk_db_run(db, "UPDATE orders SET step = 'refund', reason = ?, attempts = 0, next_attempt_ms = 0,"
-                        " updated_at = ? WHERE id = ?", "sss", reason, now, id) != 1 ||
+    const char *reason =
+        souk_req_identity(r)->admin ? "cancelled_by_admin" : "cancelled_by_customer";
+    if (souk_db_run(
+            db,
+            "UPDATE orders SET step = 'refund', reason = ?, attempts = 0, next_attempt_ms = 0,"
+            " updated_at = ? WHERE id = ?",
+            "sss", reason, now, id) != 1 ||
         souk_db_commit(db) != 0) {
         souk_db_rollback(db);
         return souk_problem(r, 503, "unavailable", "cannot cancel the order; retry");
     }
-    souk_info("order cancellation started", "{s:s,s:s}", "order_id", id, "by", souk_req_identity(r)->sub);
+    souk_info("order cancellation started", "{s:s,s:s}", "order_id", id, "by",
+              souk_req_identity(r)->sub);
     int waited = wait_for_order(r, id, 200);
     saga_kick(id);
     return waited;
@@ -473,18 +508,23 @@ int orders_ship(struct souk_req *r)
     }
     if (strcmp(status, "confirmed") != 0 || strcmp(step, "done") != 0) {
         souk_db_rollback(db);
-        return souk_problem(r, 409, "not_shippable", "only a confirmed order can ship (this one is %s%s)",
-                            status, strcmp(step, "refund") == 0 ? ", being cancelled" : "");
+        return souk_problem(r, 409, "not_shippable",
+                            "only a confirmed order can ship (this one is %s%s)", status,
+                            strcmp(step, "refund") == 0 ? ", being cancelled" : "");
     }
     souk_time_now(now);
-    int64_t changed = souk_db_run(db, "UPDATE orders SET status = 'shipped', shipped_at = ?, updated_at = ?"
-                                      " WHERE id = ?", "sss", now, now, id);
+    int64_t changed =
+        souk_db_run(db,
+                    "UPDATE orders SET status = 'shipped', shipped_at = ?, updated_at = ?"
+                    " WHERE id = ?",
+                    "sss", now, now, id);
     const char *user = NULL;
     json_t *o = changed == 1 ? order_json(db, id, NULL) : NULL;
     user = json_string_value(json_object_get(o, "user_id"));
     if (user == NULL ||
-        souk_event_emit(db, "order.shipped", id,
-                        json_pack("{s:s,s:s,s:s}", "order_id", id, "user_id", user, "shipped_at", now)) != 0 ||
+        souk_event_emit(
+            db, "order.shipped", id,
+            json_pack("{s:s,s:s,s:s}", "order_id", id, "user_id", user, "shipped_at", now)) != 0 ||
         souk_db_commit(db) != 0) {
         souk_db_rollback(db);
         json_decref(o);

@@ -8,7 +8,7 @@
 #include "souk/souk.h"
 
 #define BACKOFF_BASE_MS 100
-#define BACKOFF_MAX_MS 5000
+#define BACKOFF_MAX_MS  5000
 
 static const char *const step_names[STEP_COUNT] = {
     [STEP_RESERVE] = "reserve", [STEP_AUTHORIZE] = "authorize", [STEP_COMMIT] = "commit",
@@ -16,10 +16,7 @@ static const char *const step_names[STEP_COUNT] = {
     [STEP_REFUND] = "refund",   [STEP_DONE] = "done",
 };
 
-const char *saga_step_name(enum saga_step s)
-{
-    return s < STEP_COUNT ? step_names[s] : "unknown";
-}
+const char *saga_step_name(enum saga_step s) { return s < STEP_COUNT ? step_names[s] : "unknown"; }
 
 int saga_step_parse(const char *name)
 {
@@ -80,16 +77,16 @@ void saga_decide(enum saga_step step, const struct saga_answer *a, const char *r
         if (ok)
             go(m, STEP_AUTHORIZE, NULL, NULL);
         else if (code_is(a, "out_of_stock"))
-            go(m, STEP_DONE, "rejected", "out_of_stock");       /* nothing was held */
+            go(m, STEP_DONE, "rejected", "out_of_stock"); /* nothing was held */
         else if (a->http == 404)
             go(m, STEP_DONE, "rejected", "product_unavailable");
-        else   /* mismatch, released, bad request: make sure nothing stays held */
+        else /* mismatch, released, bad request: make sure nothing stays held */
             go(m, STEP_RELEASE, NULL, "reservation_failed");
         break;
     case STEP_AUTHORIZE:
         if (ok && a->pay_status != NULL && strcmp(a->pay_status, "authorized") == 0)
             go(m, STEP_COMMIT, NULL, NULL);
-        else if (ok)   /* declined (or an unknown verdict: never capture it) */
+        else if (ok) /* declined (or an unknown verdict: never capture it) */
             go(m, STEP_RELEASE, NULL, "payment_declined");
         else if (a->http == 404)
             go(m, STEP_RELEASE, NULL, "payment_method_invalid");
@@ -100,15 +97,15 @@ void saga_decide(enum saga_step step, const struct saga_answer *a, const char *r
         if (ok) {
             go(m, STEP_CAPTURE, NULL, NULL);
             m->stock_committed = true;
-        } else {   /* expired and gone, or unknown: undo the authorization */
+        } else { /* expired and gone, or unknown: undo the authorization */
             go(m, STEP_VOID, NULL, "reservation_expired");
         }
         break;
     case STEP_CAPTURE:
         if (ok)
             go(m, STEP_DONE, "confirmed", NULL);
-        else   /* cannot be captured: void the hold, then the release finds the stock
-                * committed and the cancellation puts it back on hand */
+        else /* cannot be captured: void the hold, then the release finds the stock
+              * committed and the cancellation puts it back on hand */
             go(m, STEP_VOID, NULL, "capture_failed");
         break;
     case STEP_VOID:

@@ -8,10 +8,14 @@ const char *orders_catalog_url, *orders_payments_url, *orders_cart_url, *orders_
 int64_t orders_wait_ms, orders_workers, orders_reservation_ttl, orders_call_timeout_ms;
 
 static const struct souk_conf config[] = {
-    {"SOUK_CATALOG_URL", SOUK_CONF_STR, "http://127.0.0.1:8082", 1, 4096, &orders_catalog_url, "the catalog (reservations)"},
-    {"SOUK_PAYMENTS_URL", SOUK_CONF_STR, "http://127.0.0.1:8085", 1, 4096, &orders_payments_url, "payments"},
-    {"SOUK_CART_URL", SOUK_CONF_STR, "http://127.0.0.1:8083", 1, 4096, &orders_cart_url, "the cart"},
-    {"SOUK_USERS_URL", SOUK_CONF_STR, "http://127.0.0.1:8081", 1, 4096, &orders_users_url, "users (addresses)"},
+    {"SOUK_CATALOG_URL", SOUK_CONF_STR, "http://127.0.0.1:8082", 1, 4096, &orders_catalog_url,
+     "the catalog (reservations)"},
+    {"SOUK_PAYMENTS_URL", SOUK_CONF_STR, "http://127.0.0.1:8085", 1, 4096, &orders_payments_url,
+     "payments"},
+    {"SOUK_CART_URL", SOUK_CONF_STR, "http://127.0.0.1:8083", 1, 4096, &orders_cart_url,
+     "the cart"},
+    {"SOUK_USERS_URL", SOUK_CONF_STR, "http://127.0.0.1:8081", 1, 4096, &orders_users_url,
+     "users (addresses)"},
     {"SOUK_ORDERS_WAIT_MS", SOUK_CONF_INT, "5000", 0, 30000, &orders_wait_ms,
      "how long POST /orders and cancel wait for the saga before answering 202"},
     {"SOUK_ORDERS_WORKERS", SOUK_CONF_INT, "4", 1, 64, &orders_workers, "saga worker threads"},
@@ -60,7 +64,4 @@ static const struct souk_service orders = {
     .publishes = true,
 };
 
-int main(int argc, char **argv)
-{
-    return souk_main(argc, argv, &orders);
-}
+int main(int argc, char **argv) { return souk_main(argc, argv, &orders); }

@@ -13,32 +13,32 @@
 
 /* ---- configuration (main.c) ---- */
 extern const char *orders_catalog_url, *orders_payments_url, *orders_cart_url, *orders_users_url;
-extern int64_t orders_wait_ms;          /* bounded wait of POST /orders and cancel */
-extern int64_t orders_workers;          /* saga worker threads */
-extern int64_t orders_reservation_ttl;  /* seconds a reservation holds stock */
-extern int64_t orders_call_timeout_ms;  /* one call to a peer */
+extern int64_t orders_wait_ms;         /* bounded wait of POST /orders and cancel */
+extern int64_t orders_workers;         /* saga worker threads */
+extern int64_t orders_reservation_ttl; /* seconds a reservation holds stock */
+extern int64_t orders_call_timeout_ms; /* one call to a peer */
 
 /* Shipping: a flat rule (README "Totals"): free from $50 of goods, else $4.99. */
 #define SHIPPING_FREE_FROM_CENTS 5000
-#define SHIPPING_FLAT_CENTS 499
+#define SHIPPING_FLAT_CENTS      499
 int64_t orders_shipping_cents(int64_t subtotal_cents);
 
 /* ---- the saga's state machine (machine.c) ---- */
 
 enum saga_step {
-    STEP_RESERVE,     /* catalog: hold the stock (reservation id = order id) */
-    STEP_AUTHORIZE,   /* payments: authorize the total */
-    STEP_COMMIT,      /* catalog: take the held stock */
-    STEP_CAPTURE,     /* payments: capture; then confirmed */
-    STEP_RELEASE,     /* compensation: give the held stock back; then rejected */
-    STEP_VOID,        /* compensation: void the authorization; then release */
-    STEP_REFUND,      /* cancellation of a confirmed order: refund; then cancelled */
+    STEP_RESERVE,   /* catalog: hold the stock (reservation id = order id) */
+    STEP_AUTHORIZE, /* payments: authorize the total */
+    STEP_COMMIT,    /* catalog: take the held stock */
+    STEP_CAPTURE,   /* payments: capture; then confirmed */
+    STEP_RELEASE,   /* compensation: give the held stock back; then rejected */
+    STEP_VOID,      /* compensation: void the authorization; then release */
+    STEP_REFUND,    /* cancellation of a confirmed order: refund; then cancelled */
     STEP_DONE,
     STEP_COUNT
 };
 
 const char *saga_step_name(enum saga_step s);
-int saga_step_parse(const char *name);   /* the step, or -1 */
+int saga_step_parse(const char *name); /* the step, or -1 */
 
 /* What a peer answered: rc from souk_client_do (0 when an HTTP answer came), the
  * HTTP status, the problem "code" (or NULL) and, for payments, the payment
@@ -52,11 +52,11 @@ struct saga_answer {
 
 /* The decision after a step. */
 struct saga_move {
-    bool retry;               /* transient: run the same step again after a backoff */
-    enum saga_step next;      /* the step to persist */
-    const char *status;       /* the order's new status, or NULL to keep it */
-    const char *reason;       /* the reason to record with it, or NULL */
-    bool stock_committed;     /* the commit step succeeded */
+    bool retry;           /* transient: run the same step again after a backoff */
+    enum saga_step next;  /* the step to persist */
+    const char *status;   /* the order's new status, or NULL to keep it */
+    const char *reason;   /* the reason to record with it, or NULL */
+    bool stock_committed; /* the commit step succeeded */
 };
 
 /* Decide what follows step given the answer. reason is the reason already

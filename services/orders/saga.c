@@ -17,14 +17,14 @@
 #include "souk/log.h"
 #include "souk/souk.h"
 
-#define LEASE_MS 10000          /* longer than one step's call; renewed every step */
-#define SCAN_MS 200             /* how often due sagas are looked for */
+#define LEASE_MS          10000 /* longer than one step's call; renewed every step */
+#define SCAN_MS           200   /* how often due sagas are looked for */
 #define STATS_EVERY_SCANS 10    /* orders_by_status refreshed every 2 s */
-#define SCAN_BATCH 64
-#define QUEUE_MAX 1024
-#define STEPS_PER_RUN 16        /* a run ends after this many steps (there are at most 6) */
-#define URL_MAX 512
-#define KEY_MAX 96
+#define SCAN_BATCH        64
+#define QUEUE_MAX         1024
+#define STEPS_PER_RUN     16 /* a run ends after this many steps (there are at most 6) */
+#define URL_MAX           512
+#define KEY_MAX           96
 
 struct souk_metric *orders_transitions, *orders_step_seconds, *orders_by_status;
 
@@ -45,7 +45,7 @@ void saga_kick(const char *order_id)
     bool dup = false;
     for (size_t i = 0; i < q_len && !dup; i++)
         dup = strcmp(queue[(q_head + i) % QUEUE_MAX], order_id) == 0;
-    if (!dup && q_len < QUEUE_MAX) {   /* full: the scanner finds it again later */
+    if (!dup && q_len < QUEUE_MAX) { /* full: the scanner finds it again later */
         snprintf(queue[(q_head + q_len) % QUEUE_MAX], SOUK_ID_MAX, "%s", order_id);
         q_len++;
         pthread_cond_signal(&q_cond);
@@ -76,13 +76,13 @@ struct saga {
     enum saga_step step;
     int64_t subtotal, shipping, total, attempts, refunded;
     bool stock_committed;
-    json_t *items;              /* [{product_id,name,unit_price_cents,quantity,line_total_cents}] */
+    json_t *items; /* [{product_id,name,unit_price_cents,quantity,line_total_cents}] */
     char lease[SOUK_ID_MAX];
 };
 
 static void copy(char *dst, size_t cap, const char *src)
 {
-    if (src == dst)   /* a move keeping the reason it was given points at it */
+    if (src == dst) /* a move keeping the reason it was given points at it */
         return;
     snprintf(dst, cap, "%s", src ? src : "");
 }
@@ -90,10 +90,12 @@ static void copy(char *dst, size_t cap, const char *src)
 /* Load the saga of id; 1 when found, 0 when not, negative on error. */
 static int load(struct souk_db *db, const char *id, struct saga *s)
 {
-    struct souk_stmt *st = souk_db_query(db,
+    struct souk_stmt *st = souk_db_query(
+        db,
         "SELECT user_id, payment_method_id, payment_id, currency, reason, status, step,"
         " subtotal_cents, shipping_cents, total_cents, attempts, refunded_cents, stock_committed,"
-        " items_json, created_at FROM orders WHERE id = ?", "s", id);
+        " items_json, created_at FROM orders WHERE id = ?",
+        "s", id);
     if (st == NULL)
         return SOUK_EDB;
     int rc = souk_stmt_step(st);
@@ -125,7 +127,7 @@ static int load(struct souk_db *db, const char *id, struct saga *s)
 
 struct call_out {
     struct saga_answer a;
-    json_t *body;    /* the answer's JSON (owned) */
+    json_t *body; /* the answer's JSON (owned) */
 };
 
 static void call(const char *method, const char *peers, const char *path, json_t *body,
@@ -134,8 +136,12 @@ static void call(const char *method, const char *peers, const char *path, json_t
     char base[URL_MAX], url[URL_MAX * 2];
     struct souk_response res;
     snprintf(url, sizeof(url), "%s%s", souk_client_pick(peers, base, sizeof(base)), path);
-    struct souk_call c = {.method = method, .url = url, .body = body, .idempotency_key = key,
-                          .service_token = true, .timeout_ms = orders_call_timeout_ms,
+    struct souk_call c = {.method = method,
+                          .url = url,
+                          .body = body,
+                          .idempotency_key = key,
+                          .service_token = true,
+                          .timeout_ms = orders_call_timeout_ms,
                           .retries = 0 /* the saga retries with its own backoff */};
     memset(out, 0, sizeof(*out));
     out->a.rc = souk_client_do(&c, &res);
@@ -153,9 +159,9 @@ static json_t *reservation_items(const json_t *items)
 {
     json_t *out = json_array(), *it;
     size_t i;
-    json_array_foreach(items, i, it)
-        json_array_append_new(out, json_pack("{s:O,s:O}", "product_id", json_object_get(it, "product_id"),
-                                             "quantity", json_object_get(it, "quantity")));
+    json_array_foreach(items, i, it) json_array_append_new(
+        out, json_pack("{s:O,s:O}", "product_id", json_object_get(it, "product_id"), "quantity",
+                       json_object_get(it, "quantity")));
     return out;
 }
 
@@ -166,8 +172,9 @@ static void run_step(const struct saga *s, struct call_out *out)
     snprintf(key, sizeof(key), "%s:%s", s->id, saga_step_name(s->step));
     switch (s->step) {
     case STEP_RESERVE:
-        body = json_pack("{s:s,s:o,s:I}", "reservation_id", s->id, "items", reservation_items(s->items),
-                         "ttl_seconds", (json_int_t)orders_reservation_ttl);
+        body = json_pack("{s:s,s:o,s:I}", "reservation_id", s->id, "items",
+                         reservation_items(s->items), "ttl_seconds",
+                         (json_int_t)orders_reservation_ttl);
         call("POST", orders_catalog_url, "/internal/v1/reservations", body, NULL, out);
         break;
     case STEP_AUTHORIZE:
@@ -195,7 +202,9 @@ static void run_step(const struct saga *s, struct call_out *out)
             break;
         }
         snprintf(path, sizeof(path), "/internal/v1/payments/%s/%s", s->payment_id,
-                 s->step == STEP_CAPTURE ? "capture" : s->step == STEP_VOID ? "void" : "refunds");
+                 s->step == STEP_CAPTURE ? "capture"
+                 : s->step == STEP_VOID  ? "void"
+                                         : "refunds");
         if (s->step == STEP_REFUND)
             body = json_pack("{s:I}", "amount_cents", (json_int_t)(s->total - s->refunded));
         call("POST", orders_payments_url, path, body, key, out);
@@ -217,14 +226,15 @@ static bool apply_prices(struct saga *s, const json_t *resv, json_t **lines_out)
     int64_t subtotal = 0;
     size_t i;
     bool ok = json_is_array(items) && json_array_size(items) == json_array_size(s->items);
-    json_array_foreach(s->items, i, mine) {
+    json_array_foreach(s->items, i, mine)
+    {
         const char *pid = json_string_value(json_object_get(mine, "product_id"));
         json_t *hit = NULL, *it;
         size_t j;
-        json_array_foreach(items, j, it)
-            if (pid && json_string_value(json_object_get(it, "product_id")) &&
-                strcmp(pid, json_string_value(json_object_get(it, "product_id"))) == 0)
-                hit = it;
+        json_array_foreach(
+            items, j, it) if (pid && json_string_value(json_object_get(it, "product_id")) &&
+                              strcmp(pid, json_string_value(json_object_get(it, "product_id"))) ==
+                                  0) hit = it;
         json_t *price = json_object_get(hit, "unit_price_cents");
         const char *cur = json_string_value(json_object_get(hit, "currency"));
         const char *name = json_string_value(json_object_get(hit, "name"));
@@ -239,9 +249,9 @@ static bool apply_prices(struct saga *s, const json_t *resv, json_t **lines_out)
         if (name == NULL)
             name = json_string_value(json_object_get(mine, "name"));
         json_array_append_new(lines, json_pack("{s:s,s:s,s:I,s:I,s:I}", "product_id", pid, "name",
-                                               name ? name : "",
-                                               "unit_price_cents", (json_int_t)unit, "quantity",
-                                               (json_int_t)qty, "line_total_cents", (json_int_t)(unit * qty)));
+                                               name ? name : "", "unit_price_cents",
+                                               (json_int_t)unit, "quantity", (json_int_t)qty,
+                                               "line_total_cents", (json_int_t)(unit * qty)));
     }
     if (!ok) {
         json_decref(lines);
@@ -260,15 +270,15 @@ static json_t *event_items(const json_t *items)
 {
     json_t *out = json_array(), *it;
     size_t i;
-    json_array_foreach(items, i, it)
-        json_array_append_new(out, json_pack("{s:O,s:O,s:O,s:O}", "product_id", json_object_get(it, "product_id"),
-                                             "name", json_object_get(it, "name"), "quantity",
-                                             json_object_get(it, "quantity"), "unit_price_cents",
-                                             json_object_get(it, "unit_price_cents")));
+    json_array_foreach(items, i, it) json_array_append_new(
+        out, json_pack("{s:O,s:O,s:O,s:O}", "product_id", json_object_get(it, "product_id"), "name",
+                       json_object_get(it, "name"), "quantity", json_object_get(it, "quantity"),
+                       "unit_price_cents", json_object_get(it, "unit_price_cents")));
     return out;
 }
 
-static int emit_final(struct souk_db *db, const struct saga *s, const char *status, const char *reason)
+static int emit_final(struct souk_db *db, const struct saga *s, const char *status,
+                      const char *reason)
 {
     json_t *d;
     const char *type;
@@ -276,9 +286,9 @@ static int emit_final(struct souk_db *db, const struct saga *s, const char *stat
         type = "order.confirmed";
         /* placed_at lets the cart keep lines the buyer changed after placing it */
         d = json_pack("{s:s,s:s,s:I,s:I,s:I,s:s,s:o,s:s}", "order_id", s->id, "user_id", s->user_id,
-                      "subtotal_cents", (json_int_t)s->subtotal, "shipping_cents", (json_int_t)s->shipping,
-                      "total_cents", (json_int_t)s->total, "currency", s->currency, "items",
-                      event_items(s->items), "placed_at", s->created_at);
+                      "subtotal_cents", (json_int_t)s->subtotal, "shipping_cents",
+                      (json_int_t)s->shipping, "total_cents", (json_int_t)s->total, "currency",
+                      s->currency, "items", event_items(s->items), "placed_at", s->created_at);
     } else if (strcmp(status, "rejected") == 0) {
         type = "order.rejected";
         d = json_pack("{s:s,s:s,s:s}", "order_id", s->id, "user_id", s->user_id, "reason",
@@ -286,9 +296,9 @@ static int emit_final(struct souk_db *db, const struct saga *s, const char *stat
     } else {
         type = "order.cancelled";
         d = json_pack("{s:s,s:s,s:s,s:I,s:s,s:o,s:b}", "order_id", s->id, "user_id", s->user_id,
-                      "reason", reason ? reason : "cancelled", "refunded_cents", (json_int_t)s->refunded,
-                      "currency", s->currency, "items", event_items(s->items), "stock_committed",
-                      s->stock_committed);
+                      "reason", reason ? reason : "cancelled", "refunded_cents",
+                      (json_int_t)s->refunded, "currency", s->currency, "items",
+                      event_items(s->items), "stock_committed", s->stock_committed);
     }
     return souk_event_emit(db, type, s->id, d);
 }
@@ -298,9 +308,11 @@ static int emit_final(struct souk_db *db, const struct saga *s, const char *stat
 static void log_step(struct souk_db *db, const struct saga *s, const char *outcome,
                      const struct saga_answer *a, const char *now)
 {
-    souk_db_run(db, "INSERT INTO saga_log (order_id, step, outcome, http, code, at) VALUES (?, ?, ?, ?, ?, ?)",
-                "sssiSs", s->id, saga_step_name(s->step), outcome, (int64_t)a->http,
-                a->code ? a->code : (a->rc ? souk_strerror(a->rc) : a->pay_status), now);
+    souk_db_run(
+        db,
+        "INSERT INTO saga_log (order_id, step, outcome, http, code, at) VALUES (?, ?, ?, ?, ?, ?)",
+        "sssiSs", s->id, saga_step_name(s->step), outcome, (int64_t)a->http,
+        a->code ? a->code : (a->rc ? souk_strerror(a->rc) : a->pay_status), now);
 }
 
 /* Write the move in one transaction, provided we still hold the lease. Returns 0,
@@ -323,8 +335,8 @@ static int persist(struct souk_db *db, struct saga *s, const struct saga_move *m
         return SOUK_EBUSY;
     }
     int64_t mine = 0;
-    int rc = souk_db_int(db, &mine, "SELECT count(*) FROM orders WHERE id = ? AND lease_owner = ?", "ss",
-                         s->id, s->lease);
+    int rc = souk_db_int(db, &mine, "SELECT count(*) FROM orders WHERE id = ? AND lease_owner = ?",
+                         "ss", s->id, s->lease);
     if (rc < 0 || mine == 0) {
         souk_db_rollback(db);
         json_decref(lines);
@@ -332,18 +344,20 @@ static int persist(struct souk_db *db, struct saga *s, const struct saga_move *m
     }
     if (mv.retry) {
         int64_t delay = saga_backoff_ms(s->attempts + 1);
-        delay += (int64_t)randombytes_uniform((uint32_t)(delay / 2 + 1));   /* jitter */
-        rc = souk_db_run(db, "UPDATE orders SET attempts = attempts + 1, next_attempt_ms = ?,"
-                             " lease_until = 0, lease_owner = '' WHERE id = ?", "is",
-                         souk_wall_ms() + delay, s->id);
+        delay += (int64_t)randombytes_uniform((uint32_t)(delay / 2 + 1)); /* jitter */
+        rc = souk_db_run(db,
+                         "UPDATE orders SET attempts = attempts + 1, next_attempt_ms = ?,"
+                         " lease_until = 0, lease_owner = '' WHERE id = ?",
+                         "is", souk_wall_ms() + delay, s->id);
         log_step(db, s, "retry", &out->a, now);
         goto commit;
     }
     if (lines != NULL) {
         char *text = souk_json_dump(lines, NULL);
-        rc = souk_db_run(db, "UPDATE orders SET items_json = ?, subtotal_cents = ?, shipping_cents = ?,"
-                             " total_cents = ? WHERE id = ?", "siiis", text, s->subtotal, s->shipping,
-                         s->total, s->id);
+        rc = souk_db_run(db,
+                         "UPDATE orders SET items_json = ?, subtotal_cents = ?, shipping_cents = ?,"
+                         " total_cents = ? WHERE id = ?",
+                         "siiis", text, s->subtotal, s->shipping, s->total, s->id);
         free(text);
         json_decref(s->items);
         s->items = lines;
@@ -353,7 +367,7 @@ static int persist(struct souk_db *db, struct saga *s, const struct saga_move *m
     }
     if (s->step == STEP_AUTHORIZE && mv.next == STEP_COMMIT) {
         const char *pid = json_string_value(json_object_get(out->body, "id"));
-        if (pid == NULL || strlen(pid) >= sizeof(s->payment_id)) {   /* a 2xx without an id */
+        if (pid == NULL || strlen(pid) >= sizeof(s->payment_id)) { /* a 2xx without an id */
             mv.next = STEP_RELEASE;
             mv.reason = "payment_failed";
         } else {
@@ -366,16 +380,19 @@ static int persist(struct souk_db *db, struct saga *s, const struct saga_move *m
         s->refunded = s->total;
     if (mv.reason != NULL)
         copy(s->reason, sizeof(s->reason), mv.reason);
-    rc = souk_db_run(db,
+    rc = souk_db_run(
+        db,
         "UPDATE orders SET step = ?, status = COALESCE(?, status), reason = ?, payment_id = ?,"
-        " stock_committed = ?, refunded_cents = ?, attempts = 0, next_attempt_ms = 0, updated_at = ?,"
+        " stock_committed = ?, refunded_cents = ?, attempts = 0, next_attempt_ms = 0, updated_at = "
+        "?,"
         " cancelled_at = CASE WHEN ? = 'cancelled' THEN ? ELSE cancelled_at END WHERE id = ?",
         "sSSSiissss", saga_step_name(mv.next), mv.status, s->reason[0] ? s->reason : NULL,
         s->payment_id[0] ? s->payment_id : NULL, (int64_t)s->stock_committed, s->refunded, now,
         mv.status ? mv.status : "", now, s->id);
     if (rc < 0)
         goto fail;
-    if (mv.status != NULL && (rc = emit_final(db, s, mv.status, s->reason[0] ? s->reason : NULL)) < 0)
+    if (mv.status != NULL &&
+        (rc = emit_final(db, s, mv.status, s->reason[0] ? s->reason : NULL)) < 0)
         goto fail;
     log_step(db, s, "ok", &out->a, now);
 commit:
@@ -403,8 +420,9 @@ static bool claim(struct souk_db *db, const char *id, char lease[SOUK_ID_MAX])
 {
     souk_id_new(lease, "lse");
     int64_t now = souk_wall_ms();
-    int rc = souk_db_run(db, "UPDATE orders SET lease_until = ?, lease_owner = ? WHERE id = ?"
-                             " AND step <> 'done' AND lease_until <= ? AND next_attempt_ms <= ?",
+    int rc = souk_db_run(db,
+                         "UPDATE orders SET lease_until = ?, lease_owner = ? WHERE id = ?"
+                         " AND step <> 'done' AND lease_until <= ? AND next_attempt_ms <= ?",
                          "issii", now + LEASE_MS, lease, id, now, now);
     return rc == 1;
 }
@@ -418,9 +436,9 @@ static void run(const char *id)
     for (int n = 0; n < STEPS_PER_RUN; n++) {
         if (load(db, id, &s) != 1 || s.step == STEP_DONE)
             break;
-        if (souk_db_run(db, "UPDATE orders SET lease_until = ? WHERE id = ? AND lease_owner = ?", "iss",
-                        souk_wall_ms() + LEASE_MS, id, s.lease) != 1)
-            goto out;   /* lost the lease: another worker has it */
+        if (souk_db_run(db, "UPDATE orders SET lease_until = ? WHERE id = ? AND lease_owner = ?",
+                        "iss", souk_wall_ms() + LEASE_MS, id, s.lease) != 1)
+            goto out; /* lost the lease: another worker has it */
         struct call_out out;
         uint64_t t0 = souk_now_ns();
         run_step(&s, &out);
@@ -429,17 +447,18 @@ static void run(const char *id)
         struct saga_move m;
         saga_decide(s.step, &out.a, s.reason[0] ? s.reason : NULL, &m);
         if (m.retry)
-            souk_warn("saga step failed transiently", "{s:s,s:s,s:i,s:s,s:s}", "order_id", id, "step",
-                      saga_step_name(s.step), "http", out.a.http, "code", out.a.code ? out.a.code : "",
-                      "error", souk_strerror(out.a.rc));
+            souk_warn("saga step failed transiently", "{s:s,s:s,s:i,s:s,s:s}", "order_id", id,
+                      "step", saga_step_name(s.step), "http", out.a.http, "code",
+                      out.a.code ? out.a.code : "", "error", souk_strerror(out.a.rc));
         int rc = persist(db, &s, &m, &out);
         json_decref(out.body);
         if (rc != 0)
-            goto out;   /* retry scheduled (lease given back), lease lost, or db error */
+            goto out; /* retry scheduled (lease given back), lease lost, or db error */
         wait_notify(id);
     }
-    souk_db_run(db, "UPDATE orders SET lease_until = 0, lease_owner = '' WHERE id = ? AND lease_owner = ?",
-                "ss", id, s.lease);
+    souk_db_run(
+        db, "UPDATE orders SET lease_until = 0, lease_owner = '' WHERE id = ? AND lease_owner = ?",
+        "ss", id, s.lease);
 out:
     json_decref(s.items);
     wait_notify(id);
@@ -458,10 +477,12 @@ static void *worker_main(void *arg)
 
 static void refresh_stats(struct souk_db *db)
 {
-    static const char *const statuses[] = {"pending", "confirmed", "shipped", "rejected", "cancelled"};
+    static const char *const statuses[] = {"pending", "confirmed", "shipped", "rejected",
+                                           "cancelled"};
     for (size_t i = 0; i < SOUK_ARRAY_LEN(statuses); i++) {
         int64_t n = 0;
-        if (souk_db_int(db, &n, "SELECT count(*) FROM orders WHERE status = ?", "s", statuses[i]) >= 0)
+        if (souk_db_int(db, &n, "SELECT count(*) FROM orders WHERE status = ?", "s", statuses[i]) >=
+            0)
             souk_metric_set(orders_by_status, (double)n, statuses[i]);
     }
 }
@@ -469,9 +490,11 @@ static void refresh_stats(struct souk_db *db)
 static void scan(struct souk_db *db)
 {
     int64_t now = souk_wall_ms();
-    struct souk_stmt *st = souk_db_query(db,
+    struct souk_stmt *st = souk_db_query(
+        db,
         "SELECT id FROM orders WHERE step <> 'done' AND next_attempt_ms <= ? AND lease_until <= ?"
-        " ORDER BY next_attempt_ms LIMIT ?", "iii", now, now, (int64_t)SCAN_BATCH);
+        " ORDER BY next_attempt_ms LIMIT ?",
+        "iii", now, now, (int64_t)SCAN_BATCH);
     if (st == NULL)
         return;
     char ids[SCAN_BATCH][SOUK_ID_MAX];
@@ -505,10 +528,10 @@ static void *scanner_main(void *arg)
 
 int saga_start(void)
 {
-    orders_transitions = souk_metric_counter("orders_transitions_total",
-                                             "orders reaching a status", "status");
-    orders_step_seconds = souk_metric_histogram("orders_saga_step_duration_seconds",
-                                                "time of one saga step (one call to a peer)", "step");
+    orders_transitions =
+        souk_metric_counter("orders_transitions_total", "orders reaching a status", "status");
+    orders_step_seconds = souk_metric_histogram(
+        "orders_saga_step_duration_seconds", "time of one saga step (one call to a peer)", "step");
     orders_by_status = souk_metric_gauge("orders_by_status", "orders by current status", "status");
     nworkers = (size_t)orders_workers;
     workers = souk_xcalloc(nworkers, sizeof(*workers));

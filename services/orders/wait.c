@@ -32,7 +32,8 @@ static bool timer_started, stopping;
 static void answer(struct waiter *w, json_t *order, bool settled)
 {
     if (order == NULL) {
-        souk_problem(w->r, 503, "unavailable", "cannot read the order; GET /api/v1/orders/%s", w->order_id);
+        souk_problem(w->r, 503, "unavailable", "cannot read the order; GET /api/v1/orders/%s",
+                     w->order_id);
         souk_req_resume(w->r, 503);
     } else {
         char loc[SOUK_ID_MAX + 32];

@@ -88,7 +88,8 @@ bool card_cvc_ok(const char *cvc)
 }
 
 /* DESIGN §4's test cards. Any other valid card is approved. */
-enum proc_outcome processor_authorize(const char *digits, int64_t attempt, const char **decline_code)
+enum proc_outcome processor_authorize(const char *digits, int64_t attempt,
+                                      const char **decline_code)
 {
     *decline_code = NULL;
     if (strcmp(digits, "4000000000000002") == 0) {

@@ -51,10 +51,13 @@ static int accounts(struct souk_db *db, json_t *out, int64_t *debits, int64_t *c
 {
     static const char *const names[] = {ACCT_CUSTOMER, ACCT_HOLDS, ACCT_REVENUE, ACCT_REFUNDS};
     for (size_t i = 0; i < SOUK_ARRAY_LEN(names); i++)
-        json_object_set_new(out, names[i], json_pack("{s:i,s:i,s:i}", "debit_cents", 0,
-                                                     "credit_cents", 0, "balance_cents", 0));
-    struct souk_stmt *st = souk_db_query(db,
-        "SELECT account, sum(debit_cents), sum(credit_cents) FROM ledger_entries GROUP BY account", "");
+        json_object_set_new(
+            out, names[i],
+            json_pack("{s:i,s:i,s:i}", "debit_cents", 0, "credit_cents", 0, "balance_cents", 0));
+    struct souk_stmt *st = souk_db_query(
+        db,
+        "SELECT account, sum(debit_cents), sum(credit_cents) FROM ledger_entries GROUP BY account",
+        "");
     if (st == NULL)
         return SOUK_EDB;
     int rc;
@@ -72,19 +75,21 @@ static int accounts(struct souk_db *db, json_t *out, int64_t *debits, int64_t *c
 /* Payments whose own lines do not balance, or whose postings do not add up to the
  * amounts on the payment row (holds = amount while authorized, revenue = captured −
  * refunded, refunds = refunded): either would mean money created or lost. */
-static const char unbalanced_sql[] =
-    "SELECT payment_id FROM ledger_entries GROUP BY payment_id"
-    " HAVING sum(debit_cents) <> sum(credit_cents)"
-    " UNION SELECT txn_id FROM ledger_entries GROUP BY txn_id"
-    " HAVING sum(debit_cents) <> sum(credit_cents)";
+static const char unbalanced_sql[] = "SELECT payment_id FROM ledger_entries GROUP BY payment_id"
+                                     " HAVING sum(debit_cents) <> sum(credit_cents)"
+                                     " UNION SELECT txn_id FROM ledger_entries GROUP BY txn_id"
+                                     " HAVING sum(debit_cents) <> sum(credit_cents)";
 static const char inconsistent_sql[] =
     "SELECT p.id FROM payments p LEFT JOIN ("
     "  SELECT payment_id,"
-    "   sum(CASE WHEN account = 'authorized_holds' THEN debit_cents - credit_cents ELSE 0 END) AS holds,"
-    "   sum(CASE WHEN account = 'merchant_revenue' THEN debit_cents - credit_cents ELSE 0 END) AS revenue,"
+    "   sum(CASE WHEN account = 'authorized_holds' THEN debit_cents - credit_cents ELSE 0 END) AS "
+    "holds,"
+    "   sum(CASE WHEN account = 'merchant_revenue' THEN debit_cents - credit_cents ELSE 0 END) AS "
+    "revenue,"
     "   sum(CASE WHEN account = 'refunds' THEN debit_cents - credit_cents ELSE 0 END) AS refunded"
     "  FROM ledger_entries GROUP BY payment_id) l ON l.payment_id = p.id"
-    " WHERE coalesce(l.holds, 0) <> CASE WHEN p.status = 'authorized' THEN p.amount_cents ELSE 0 END"
+    " WHERE coalesce(l.holds, 0) <> CASE WHEN p.status = 'authorized' THEN p.amount_cents ELSE 0 "
+    "END"
     "  OR coalesce(l.revenue, 0) <> p.captured_cents - p.refunded_cents"
     "  OR coalesce(l.refunded, 0) <> p.refunded_cents"
     " ORDER BY p.id LIMIT 100";
@@ -105,11 +110,11 @@ json_t *ledger_report(struct souk_db *db)
     }
     souk_db_rollback(db);
     bool balanced = debits == credits && json_array_size(unbalanced) == 0;
-    report = json_pack("{s:b,s:b,s:I,s:I,s:O,s:O,s:O,s:I}", "balanced", balanced, "consistent",
-                       json_array_size(inconsistent) == 0, "debits_cents", (json_int_t)debits,
-                       "credits_cents", (json_int_t)credits, "accounts", acc,
-                       "unbalanced", unbalanced, "inconsistent_payments", inconsistent,
-                       "payments", (json_int_t)payments);
+    report =
+        json_pack("{s:b,s:b,s:I,s:I,s:O,s:O,s:O,s:I}", "balanced", balanced, "consistent",
+                  json_array_size(inconsistent) == 0, "debits_cents", (json_int_t)debits,
+                  "credits_cents", (json_int_t)credits, "accounts", acc, "unbalanced", unbalanced,
+                  "inconsistent_payments", inconsistent, "payments", (json_int_t)payments);
 out:
     json_decref(acc);
     json_decref(unbalanced);

@@ -8,7 +8,7 @@
 #include "souk/souk.h"
 
 #define CHARGE_SCOPE "payments:charge"
-#define KEY_HEX_LEN 64
+#define KEY_HEX_LEN  64
 
 static const char *cfg_key, *cfg_var, *cfg_db;
 
@@ -26,9 +26,11 @@ static const struct souk_route routes[] = {
     {"DELETE", "/api/v1/payment-methods/{id}", pm_delete, SOUK_USER, NULL, 0},
     {"GET", "/api/v1/payments", payments_list, SOUK_USER, NULL, 0},
     {"POST", "/internal/v1/payments", payments_authorize, SOUK_SERVICE, CHARGE_SCOPE, 4096},
-    {"POST", "/internal/v1/payments/{id}/capture", payments_capture, SOUK_SERVICE, CHARGE_SCOPE, 1024},
+    {"POST", "/internal/v1/payments/{id}/capture", payments_capture, SOUK_SERVICE, CHARGE_SCOPE,
+     1024},
     {"POST", "/internal/v1/payments/{id}/void", payments_void, SOUK_SERVICE, CHARGE_SCOPE, 1024},
-    {"POST", "/internal/v1/payments/{id}/refunds", payments_refund, SOUK_SERVICE, CHARGE_SCOPE, 1024},
+    {"POST", "/internal/v1/payments/{id}/refunds", payments_refund, SOUK_SERVICE, CHARGE_SCOPE,
+     1024},
     {"GET", "/internal/v1/ledger", ledger_get, SOUK_SERVICE, CHARGE_SCOPE, 0},
     {NULL, NULL, NULL, 0, NULL, 0},
 };
@@ -48,8 +50,8 @@ static int start(void)
     } else if (vault_key_file(cfg_var) != 0) {
         return SOUK_EIO;
     }
-    payments_total = souk_metric_counter("payments_total", "payment operations by outcome",
-                                         "operation,outcome");
+    payments_total =
+        souk_metric_counter("payments_total", "payment operations by outcome", "operation,outcome");
     int n = souk_idem_purge(souk_db_thread(), SOUK_IDEM_TTL_MS);
     return n < 0 ? n : 0;
 }
@@ -64,7 +66,4 @@ static const struct souk_service payments = {
     .publishes = true,
 };
 
-int main(int argc, char **argv)
-{
-    return souk_main(argc, argv, &payments);
-}
+int main(int argc, char **argv) { return souk_main(argc, argv, &payments); }

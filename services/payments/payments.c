@@ -15,9 +15,9 @@
 #include "souk/log.h"
 #include "souk/souk.h"
 
-#define REF_MAX 64              /* order and user ids from our peers */
-#define PAGE_DEFAULT 20
-#define PAGE_MAX 100
+#define REF_MAX             64 /* order and user ids from our peers */
+#define PAGE_DEFAULT        20
+#define PAGE_MAX            100
 #define RETRY_AFTER_SECONDS "1"
 /* How long a request holds its key. Everything between begin and complete is local
  * and fast here (the processor is simulated), so a short lease lets a retry after a
@@ -28,12 +28,12 @@
 struct souk_metric *payments_total;
 
 static const char *const status_names[PAY_STATUS_COUNT] = {
-    [PAY_AUTHORIZED] = "authorized", [PAY_DECLINED] = "declined", [PAY_CAPTURED] = "captured",
-    [PAY_PARTIALLY_REFUNDED] = "partially_refunded", [PAY_REFUNDED] = "refunded",
-    [PAY_VOIDED] = "voided",
+    [PAY_AUTHORIZED] = "authorized", [PAY_DECLINED] = "declined",
+    [PAY_CAPTURED] = "captured",     [PAY_PARTIALLY_REFUNDED] = "partially_refunded",
+    [PAY_REFUNDED] = "refunded",     [PAY_VOIDED] = "voided",
 };
-static const char *const op_names[] = {[OP_CAPTURE] = "capture", [OP_VOID] = "void",
-                                       [OP_REFUND] = "refund"};
+static const char *const op_names[] = {
+    [OP_CAPTURE] = "capture", [OP_VOID] = "void", [OP_REFUND] = "refund"};
 
 const char *pay_status_name(enum pay_status s)
 {
@@ -91,10 +91,12 @@ static int emit(struct souk_db *db, const char *type, const char *subject, json_
 
 static json_t *payment_json(struct souk_db *db, const char *id)
 {
-    struct souk_stmt *st = souk_db_query(db,
+    struct souk_stmt *st = souk_db_query(
+        db,
         "SELECT id, order_id, user_id, payment_method_id, status, decline_code, amount_cents,"
         " captured_cents, refunded_cents, currency, created_at, updated_at FROM payments"
-        " WHERE id = ?", "s", id);
+        " WHERE id = ?",
+        "s", id);
     if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
         return NULL;
     json_t *p = souk_stmt_row_json(st);
@@ -122,7 +124,8 @@ static int idem_start(struct souk_req *r, struct souk_db *db, struct souk_idem *
         return souk_problem(r, 400, "idempotency_key_required", "send an Idempotency-Key header");
     if (!souk_idem_key_valid(key))
         return souk_problem(r, 400, "invalid_idempotency_key",
-                            "Idempotency-Key must be 1 to %d printable characters", SOUK_IDEM_KEY_MAX);
+                            "Idempotency-Key must be 1 to %d printable characters",
+                            SOUK_IDEM_KEY_MAX);
     /* the canonical form, so key order and spacing do not make a different request */
     char *canon = body ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     int rc = souk_idem_begin(db, k, scope, key, souk_req_method(r), souk_req_path(r), canon,
@@ -201,7 +204,7 @@ struct auth_in {
 
 static bool check_auth_in(struct souk_check *c, json_t *body, struct auth_in *in)
 {
-    static const char *const allowed[] = {"order_id", "user_id", "payment_method_id",
+    static const char *const allowed[] = {"order_id",     "user_id",  "payment_method_id",
                                           "amount_cents", "currency", NULL};
     souk_json_only(c, body, allowed);
     in->order_id = souk_json_str(c, body, "order_id", SOUK_REQUIRED, 1, REF_MAX);
@@ -221,9 +224,9 @@ static int ask_processor(struct souk_db *db, const struct auth_in *in, int64_t a
                          enum proc_outcome *out, const char **code)
 {
     char digits[CARD_DIGITS_MAX + 1];
-    struct souk_stmt *st = souk_db_query(db,
-        "SELECT number_box FROM payment_methods WHERE id = ? AND user_id = ?", "ss",
-        in->method_id, in->user_id);
+    struct souk_stmt *st =
+        souk_db_query(db, "SELECT number_box FROM payment_methods WHERE id = ? AND user_id = ?",
+                      "ss", in->method_id, in->user_id);
     if (st == NULL)
         return SOUK_EDB;
     int rc = souk_stmt_step(st);
@@ -250,11 +253,12 @@ static int record_authorization(struct souk_req *r, struct souk_db *db, struct s
     const char *status = approved ? "authorized" : "declined";
     if (souk_db_begin(db) != 0)
         return idem_abort(r, db, k);
-    if (souk_db_run(db, "INSERT INTO payments (id, order_id, user_id, payment_method_id, status,"
-                        " decline_code, amount_cents, currency, created_at, updated_at)"
-                        " VALUES (?,?,?,?,?,?,?,?,?,?)", "ssssssisss", id, in->order_id,
-                    in->user_id, in->method_id, status, code, in->amount, in->currency, now,
-                    now) != 1 ||
+    if (souk_db_run(db,
+                    "INSERT INTO payments (id, order_id, user_id, payment_method_id, status,"
+                    " decline_code, amount_cents, currency, created_at, updated_at)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    "ssssssisss", id, in->order_id, in->user_id, in->method_id, status, code,
+                    in->amount, in->currency, now, now) != 1 ||
         (approved && ledger_post(db, id, "authorize", ACCT_CUSTOMER, ACCT_HOLDS, in->amount,
                                  in->currency) != 0))
         return idem_abort(r, db, k);
@@ -282,7 +286,7 @@ int payments_authorize(struct souk_req *r)
         return souk_req_status(r);
     souk_check_init(&c);
     if (!check_auth_in(&c, body, &in))
-        return souk_problem_check(r, &c);   /* not stored: the request never ran */
+        return souk_problem_check(r, &c); /* not stored: the request never ran */
     int status = idem_start(r, db, &k, body);
     if (status != 0)
         return status;
@@ -299,8 +303,8 @@ int payments_authorize(struct souk_req *r)
     if (outcome == PROC_TRANSIENT) {
         /* not stored: the same key must stay retryable (see processor_authorize) */
         count("authorize", "processing_error");
-        souk_warn("processor failed transiently", "{s:s,s:I}", "order_id", in.order_id,
-                  "attempt", (json_int_t)k.attempts);
+        souk_warn("processor failed transiently", "{s:s,s:I}", "order_id", in.order_id, "attempt",
+                  (json_int_t)k.attempts);
         souk_idem_release(db, &k, false);
         souk_reply_header(r, "Retry-After", RETRY_AFTER_SECONDS);
         return souk_problem(r, 503, "processing_error",
@@ -319,9 +323,11 @@ struct payment_row {
 
 static int load_payment(struct souk_db *db, const char *id, struct payment_row *p)
 {
-    struct souk_stmt *st = souk_db_query(db,
+    struct souk_stmt *st = souk_db_query(
+        db,
         "SELECT status, amount_cents, captured_cents, refunded_cents, currency FROM payments"
-        " WHERE id = ?", "s", id);
+        " WHERE id = ?",
+        "s", id);
     if (st == NULL)
         return SOUK_EDB;
     int rc = souk_stmt_step(st);
@@ -349,8 +355,10 @@ static json_t *apply(struct souk_db *db, const char *id, enum pay_op op, enum pa
     souk_time_now(now);
     switch (op) {
     case OP_CAPTURE:
-        rc = souk_db_run(db, "UPDATE payments SET status = ?, captured_cents = amount_cents,"
-                             " updated_at = ? WHERE id = ?", "sss", status, now, id);
+        rc = souk_db_run(db,
+                         "UPDATE payments SET status = ?, captured_cents = amount_cents,"
+                         " updated_at = ? WHERE id = ?",
+                         "sss", status, now, id);
         if (rc == 1)
             rc = ledger_post(db, id, "capture", ACCT_HOLDS, ACCT_REVENUE, p->amount, p->currency);
         break;
@@ -362,11 +370,15 @@ static json_t *apply(struct souk_db *db, const char *id, enum pay_op op, enum pa
         break;
     case OP_REFUND:
         souk_id_new(rid, "rfd");
-        rc = souk_db_run(db, "INSERT INTO refunds (id, payment_id, amount_cents, created_at)"
-                             " VALUES (?, ?, ?, ?)", "ssis", rid, id, amount, now);
+        rc = souk_db_run(db,
+                         "INSERT INTO refunds (id, payment_id, amount_cents, created_at)"
+                         " VALUES (?, ?, ?, ?)",
+                         "ssis", rid, id, amount, now);
         if (rc == 1)
-            rc = souk_db_run(db, "UPDATE payments SET status = ?, refunded_cents = refunded_cents + ?,"
-                                 " updated_at = ? WHERE id = ?", "siss", status, amount, now, id);
+            rc = souk_db_run(db,
+                             "UPDATE payments SET status = ?, refunded_cents = refunded_cents + ?,"
+                             " updated_at = ? WHERE id = ?",
+                             "siss", status, amount, now, id);
         if (rc == 1)
             rc = ledger_post(db, id, "refund", ACCT_REVENUE, ACCT_REFUNDS, amount, p->currency);
         break;
@@ -379,12 +391,15 @@ static json_t *apply(struct souk_db *db, const char *id, enum pay_op op, enum pa
     if (op == OP_REFUND)
         out = json_pack("{s:s,s:s,s:I,s:s,s:O}", "id", rid, "payment_id", id, "amount_cents",
                         (json_int_t)amount, "created_at", now, "payment", pay);
-    const char *type = op == OP_CAPTURE ? "payment.captured" : op == OP_REFUND ? "payment.refunded" : NULL;
+    const char *type = op == OP_CAPTURE  ? "payment.captured"
+                       : op == OP_REFUND ? "payment.refunded"
+                                         : NULL;
     if (type != NULL) {
         json_t *data = json_deep_copy(pay);
         if (op == OP_REFUND)
-            json_object_set_new(data, "refund", json_pack("{s:s,s:I}", "id", rid, "amount_cents",
-                                                          (json_int_t)amount));
+            json_object_set_new(
+                data, "refund",
+                json_pack("{s:s,s:I}", "id", rid, "amount_cents", (json_int_t)amount));
         if (emit(db, type, id, data) != 0) {
             json_decref(pay);
             json_decref(out);
@@ -408,7 +423,7 @@ static int transition(struct souk_req *r, enum pay_op op)
     int64_t amount = 0;
     size_t len = 0;
     souk_req_body(r, &len);
-    if (op == OP_REFUND || len > 0) {   /* capture and void take no fields: {} or nothing */
+    if (op == OP_REFUND || len > 0) { /* capture and void take no fields: {} or nothing */
         static const char *const refund_fields[] = {"amount_cents", NULL};
         static const char *const none[] = {NULL};
         if ((body = souk_req_json(r)) == NULL)
@@ -472,15 +487,16 @@ int payments_list(struct souk_req *r)
     souk_check_init(&c);
     const char *order = souk_req_query(r, "order_id");
     const char *after = souk_req_query(r, "page_token");
-    int64_t size = souk_check_int_text(&c, "page_size", souk_req_query(r, "page_size"), 1,
-                                       PAGE_MAX, PAGE_DEFAULT);
+    int64_t size = souk_check_int_text(&c, "page_size", souk_req_query(r, "page_size"), 1, PAGE_MAX,
+                                       PAGE_DEFAULT);
     if (order != NULL && (order[0] == '\0' || strlen(order) > REF_MAX))
         souk_check_fail(&c, "order_id", "must be 1 to %d characters", REF_MAX);
     if (after != NULL && !souk_id_valid(after, "pay"))
         souk_check_fail(&c, "page_token", "is malformed");
     if (!souk_check_ok(&c))
         return souk_problem_check(r, &c);
-    struct souk_stmt *st = souk_db_query(souk_req_db(r),
+    struct souk_stmt *st = souk_db_query(
+        souk_req_db(r),
         "SELECT id, order_id, status, decline_code, amount_cents, captured_cents, refunded_cents,"
         " currency, created_at FROM payments WHERE user_id = ?1 AND (?2 IS NULL OR order_id = ?2)"
         " AND (?3 IS NULL OR id > ?3) ORDER BY id LIMIT ?4",

@@ -14,7 +14,7 @@
 #define CARD_DIGITS_MIN 12
 #define CARD_DIGITS_MAX 19
 #define CARD_NUMBER_MAX 32        /* digits plus spaces or dashes as typed */
-#define AMOUNT_MAX 100000000      /* one million in major units, per payment */
+#define AMOUNT_MAX      100000000 /* one million in major units, per payment */
 
 /* ---- card.c: pure rules, no I/O ---- */
 
@@ -33,7 +33,8 @@ enum proc_outcome { PROC_APPROVED, PROC_DECLINED, PROC_TRANSIENT };
  * with the same idempotency key that failed transiently (0 on the first). The card
  * 4000000000000119 fails transiently on attempt 0 and is approved from attempt 1.
  * *decline_code is set for PROC_DECLINED and PROC_TRANSIENT. */
-enum proc_outcome processor_authorize(const char *digits, int64_t attempt, const char **decline_code);
+enum proc_outcome processor_authorize(const char *digits, int64_t attempt,
+                                      const char **decline_code);
 
 /* ---- vault.c ---- */
 
@@ -52,17 +53,24 @@ int pm_delete(struct souk_req *r);
 
 /* ---- payments.c ---- */
 
-enum pay_status { PAY_AUTHORIZED, PAY_DECLINED, PAY_CAPTURED, PAY_PARTIALLY_REFUNDED,
-                  PAY_REFUNDED, PAY_VOIDED, PAY_STATUS_COUNT };
+enum pay_status {
+    PAY_AUTHORIZED,
+    PAY_DECLINED,
+    PAY_CAPTURED,
+    PAY_PARTIALLY_REFUNDED,
+    PAY_REFUNDED,
+    PAY_VOIDED,
+    PAY_STATUS_COUNT
+};
 enum pay_op { OP_CAPTURE, OP_VOID, OP_REFUND };
 enum pay_verdict {
-    PAY_OK,          /* apply: *next is the new status */
-    PAY_NOOP,        /* already done (capture of a captured payment): answer as it is */
-    PAY_ILLEGAL,     /* 409 illegal_transition */
-    PAY_TOO_MUCH,    /* refund above what is captured and not yet refunded: 400 */
+    PAY_OK,       /* apply: *next is the new status */
+    PAY_NOOP,     /* already done (capture of a captured payment): answer as it is */
+    PAY_ILLEGAL,  /* 409 illegal_transition */
+    PAY_TOO_MUCH, /* refund above what is captured and not yet refunded: 400 */
 };
 const char *pay_status_name(enum pay_status s);
-int pay_status_parse(const char *name);   /* enum value or -1 */
+int pay_status_parse(const char *name); /* enum value or -1 */
 /* The state machine. amount is the refund's; captured/refunded are the payment's. */
 enum pay_verdict pay_next(enum pay_status s, enum pay_op op, int64_t amount, int64_t captured,
                           int64_t refunded, enum pay_status *next);
@@ -73,14 +81,14 @@ int payments_void(struct souk_req *r);
 int payments_refund(struct souk_req *r);
 int payments_list(struct souk_req *r);
 
-extern struct souk_metric *payments_total;   /* {operation,outcome} */
+extern struct souk_metric *payments_total; /* {operation,outcome} */
 
 /* ---- ledger.c ---- */
 
 #define ACCT_CUSTOMER "customer_funds"
-#define ACCT_HOLDS "authorized_holds"
-#define ACCT_REVENUE "merchant_revenue"
-#define ACCT_REFUNDS "refunds"
+#define ACCT_HOLDS    "authorized_holds"
+#define ACCT_REVENUE  "merchant_revenue"
+#define ACCT_REFUNDS  "refunds"
 
 /* Inside the caller's transaction: move amount from the credited account to the
  * debited one as one balanced posting (two lines sharing a txn id). */

@@ -18,15 +18,15 @@
 #include "souk/log.h"
 #include "souk/souk.h"
 
-#define KEY_HEX_LEN (crypto_secretbox_KEYBYTES * 2)
-#define BOX_BYTES (crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + CARD_DIGITS_MAX)
-#define BOX_TEXT_MAX (BOX_BYTES * 4 / 3 + 4)
+#define KEY_HEX_LEN      (crypto_secretbox_KEYBYTES * 2)
+#define BOX_BYTES        (crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + CARD_DIGITS_MAX)
+#define BOX_TEXT_MAX     (BOX_BYTES * 4 / 3 + 4)
 #define METHODS_PER_USER 50
-#define PAGE_DEFAULT 20
-#define PAGE_MAX 100
-#define HOLDER_MAX 100
-#define EXP_YEAR_MIN 2000
-#define EXP_YEAR_MAX 2100
+#define PAGE_DEFAULT     20
+#define PAGE_MAX         100
+#define HOLDER_MAX       100
+#define EXP_YEAR_MIN     2000
+#define EXP_YEAR_MAX     2100
 
 static unsigned char key[crypto_secretbox_KEYBYTES];
 static bool have_key;
@@ -108,7 +108,8 @@ int vault_open(const char *box, char *out, size_t cap)
     if (!have_key || mlen < CARD_DIGITS_MIN || (size_t)mlen >= cap)
         return SOUK_EINVAL;
     if (crypto_secretbox_open_easy((unsigned char *)out, raw + crypto_secretbox_NONCEBYTES,
-                                   (unsigned long long)n - crypto_secretbox_NONCEBYTES, raw, key) != 0)
+                                   (unsigned long long)n - crypto_secretbox_NONCEBYTES, raw,
+                                   key) != 0)
         return SOUK_EAUTH;
     out[mlen] = '\0';
     return 0;
@@ -133,11 +134,12 @@ static void check_card(struct souk_check *c, json_t *card, struct card_in *in)
     in->holder = souk_json_str(c, card, "holder", SOUK_OPTIONAL, 0, HOLDER_MAX);
     const char *k;
     json_t *v;
-    json_object_foreach(card, k, v) {
+    json_object_foreach(card, k, v)
+    {
         bool known = false;
         for (size_t i = 0; allowed[i] != NULL; i++)
             known = known || strcmp(k, allowed[i]) == 0;
-        if (!known)   /* a key could itself be a card number: never echo it */
+        if (!known) /* a key could itself be a card number: never echo it */
             souk_check_fail(c, "card", "has an unknown field");
     }
     if (number != NULL) {
@@ -222,8 +224,9 @@ int pm_create(struct souk_req *r)
     const char *last4 = in.digits + strlen(in.digits) - 4;
     const char *holder = in.holder ? in.holder : "";
     box = vault_seal(in.digits);
-    if (souk_db_run(db, "INSERT INTO payment_methods (id, user_id, brand, last4, exp_month,"
-                        " exp_year, holder, number_box, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+    if (souk_db_run(db,
+                    "INSERT INTO payment_methods (id, user_id, brand, last4, exp_month,"
+                    " exp_year, holder, number_box, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
                     "ssssiisss", id, user, brand, last4, in.exp_month, in.exp_year, holder, box,
                     now) != 1) {
         status = souk_problem(r, 503, "unavailable", "the vault is unavailable");
@@ -247,14 +250,15 @@ int pm_list(struct souk_req *r)
 {
     struct souk_check c;
     souk_check_init(&c);
-    int64_t size = souk_check_int_text(&c, "page_size", souk_req_query(r, "page_size"), 1,
-                                       PAGE_MAX, PAGE_DEFAULT);
+    int64_t size = souk_check_int_text(&c, "page_size", souk_req_query(r, "page_size"), 1, PAGE_MAX,
+                                       PAGE_DEFAULT);
     const char *after = souk_req_query(r, "page_token");
     if (after != NULL && !souk_id_valid(after, "pm"))
         souk_check_fail(&c, "page_token", "is malformed");
     if (!souk_check_ok(&c))
         return souk_problem_check(r, &c);
-    struct souk_stmt *st = souk_db_query(souk_req_db(r),
+    struct souk_stmt *st = souk_db_query(
+        souk_req_db(r),
         "SELECT id, brand, last4, exp_month, exp_year, holder, created_at FROM payment_methods"
         " WHERE user_id = ?1 AND (?2 IS NULL OR id > ?2) ORDER BY id LIMIT ?3",
         "sSi", souk_req_identity(r)->sub, after, size + 1);
@@ -265,7 +269,8 @@ int pm_list(struct souk_req *r)
     int rc;
     while ((rc = souk_stmt_step(st)) == SOUK_ROW) {
         if ((int64_t)json_array_size(items) == size) {
-            next = json_string(json_string_value(json_object_get(json_array_get(items, size - 1), "id")));
+            next = json_string(
+                json_string_value(json_object_get(json_array_get(items, size - 1), "id")));
             souk_stmt_done(st);
             break;
         }

@@ -13,9 +13,9 @@
 #include "souk/souk.h"
 #include "users.h"
 
-#define LOCAL_MAX 64
-#define PAGE_DEFAULT 20
-#define PAGE_MAX 100
+#define LOCAL_MAX      64
+#define PAGE_DEFAULT   20
+#define PAGE_MAX       100
 #define PAGE_TOKEN_MAX 128
 
 bool users_email_norm(const char *email, char *out, size_t cap)
@@ -30,7 +30,7 @@ bool users_email_norm(const char *email, char *out, size_t cap)
         domain[strlen(domain) - 1] == '.' || strstr(domain, "..") != NULL || email[0] == '.' ||
         at[-1] == '.' || strstr(email, "..") != NULL)
         return false;
-    for (const char *p = email; p < at; p++)   /* dot-atom: printable, no specials */
+    for (const char *p = email; p < at; p++) /* dot-atom: printable, no specials */
         if (*p <= ' ' || *p > '~' || strchr("\"(),:;<>[\\]", *p) != NULL)
             return false;
     for (const char *p = domain; *p; p++)
@@ -43,7 +43,8 @@ bool users_email_norm(const char *email, char *out, size_t cap)
 
 json_t *users_load(struct souk_db *db, const char *id)
 {
-    struct souk_stmt *st = souk_db_query(db, "SELECT " USER_COLUMNS " FROM users WHERE id = ?", "s", id);
+    struct souk_stmt *st =
+        souk_db_query(db, "SELECT " USER_COLUMNS " FROM users WHERE id = ?", "s", id);
     if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
         return NULL;
     json_t *u = souk_stmt_row_json(st);
@@ -89,18 +90,20 @@ int users_register(struct souk_req *r)
     souk_time_now(now);
     if (souk_db_begin(db) != 0)
         return souk_problem(r, 503, "busy", "database busy");
-    rc = souk_db_run(db,
-                     "INSERT INTO users (id, email, email_norm, name, password_hash, role, created_at,"
-                     " updated_at) VALUES (?, ?, ?, ?, ?, 'customer', ?, ?)",
-                     "sssssss", id, email, norm, name, hash, now, now);
+    rc = souk_db_run(
+        db,
+        "INSERT INTO users (id, email, email_norm, name, password_hash, role, created_at,"
+        " updated_at) VALUES (?, ?, ?, ?, ?, 'customer', ?, ?)",
+        "sssssss", id, email, norm, name, hash, now, now);
     if (rc == SOUK_ECONFLICT) {
         souk_db_rollback(db);
         return souk_problem(r, 409, "email_taken", "an account with this email exists");
     }
     if (rc >= 0) {
-        rc = souk_event_emit(db, "user.registered", id,
-                             json_pack("{s:s,s:s,s:s}", "user_id", id, "email", email, "name", name));
-        if (rc == SOUK_EUNAVAIL)   /* no events module yet */
+        rc = souk_event_emit(
+            db, "user.registered", id,
+            json_pack("{s:s,s:s,s:s}", "user_id", id, "email", email, "name", name));
+        if (rc == SOUK_EUNAVAIL) /* no events module yet */
             rc = 0;
     }
     if (rc < 0 || souk_db_commit(db) != 0) {
@@ -117,9 +120,11 @@ int users_register(struct souk_req *r)
 static json_t *load_addresses(struct souk_db *db, const char *user_id)
 {
     json_t *items = json_array();
-    struct souk_stmt *st = souk_db_query(db,
+    struct souk_stmt *st = souk_db_query(
+        db,
         "SELECT id, name, line1, line2, city, region, postal_code, country, phone, created_at"
-        " FROM addresses WHERE user_id = ? ORDER BY id", "s", user_id);
+        " FROM addresses WHERE user_id = ? ORDER BY id",
+        "s", user_id);
     while (st != NULL && souk_stmt_step(st) == SOUK_ROW)
         json_array_append_new(items, souk_stmt_row_json(st));
     return items;
@@ -144,7 +149,7 @@ int users_me_patch(struct souk_req *r)
     struct souk_check c;
     souk_check_init(&c);
     static const char *const allowed[] = {"name", NULL};
-    souk_json_only(&c, body, allowed);   /* role, email, password: not here */
+    souk_json_only(&c, body, allowed); /* role, email, password: not here */
     const char *name = souk_json_str(&c, body, "name", SOUK_REQUIRED, 1, NAME_MAX_LEN);
     if (!souk_check_ok(&c))
         return souk_problem_check(r, &c);
@@ -170,7 +175,8 @@ int users_admin_list(struct souk_req *r)
     const char *token = souk_req_query(r, "page_token");
     char after[PAGE_TOKEN_MAX] = "";
     if (token != NULL) {
-        long n = strlen(token) < PAGE_TOKEN_MAX ? souk_b64url_dec(token, after, sizeof(after) - 1) : -1;
+        long n =
+            strlen(token) < PAGE_TOKEN_MAX ? souk_b64url_dec(token, after, sizeof(after) - 1) : -1;
         if (n > 0)
             after[n] = '\0';
         if (n <= 0 || !souk_id_valid(after, "usr"))
@@ -178,15 +184,17 @@ int users_admin_list(struct souk_req *r)
     }
     if (!souk_check_ok(&c))
         return souk_problem_check(r, &c);
-    struct souk_stmt *st = souk_db_query(souk_req_db(r),
-        "SELECT " USER_COLUMNS " FROM users WHERE id > ? ORDER BY id LIMIT ?", "si", after, size + 1);
+    struct souk_stmt *st = souk_db_query(
+        souk_req_db(r), "SELECT " USER_COLUMNS " FROM users WHERE id > ? ORDER BY id LIMIT ?", "si",
+        after, size + 1);
     if (st == NULL)
         return souk_problem(r, 500, "internal", "query failed");
     json_t *items = json_array(), *next = json_null();
     int rc;
     while ((rc = souk_stmt_step(st)) == SOUK_ROW) {
         if ((int64_t)json_array_size(items) == size) {
-            const char *last = json_string_value(json_object_get(json_array_get(items, size - 1), "id"));
+            const char *last =
+                json_string_value(json_object_get(json_array_get(items, size - 1), "id"));
             char tok[PAGE_TOKEN_MAX];
             souk_b64url_enc(last, strlen(last), tok, sizeof(tok));
             json_decref(next);
@@ -226,8 +234,9 @@ int users_admin_patch(struct souk_req *r)
                          "ssss", role, now, id, role);
     /* a changed role ends the account's sessions: new tokens carry the new role */
     if (rc > 0)
-        rc = souk_db_run(db, "UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
-                         "is", souk_wall_ms() / 1000, id);
+        rc = souk_db_run(
+            db, "UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
+            "is", souk_wall_ms() / 1000, id);
     if (rc < 0 || souk_db_commit(db) != 0) {
         souk_db_rollback(db);
         return souk_problem(r, 500, "internal", "cannot update the account");
@@ -235,7 +244,8 @@ int users_admin_patch(struct souk_req *r)
     json_t *u = users_load(db, id);
     if (u == NULL)
         return souk_problem(r, 404, "user_not_found", "no user %s", id);
-    souk_info("role set", "{s:s,s:s,s:s}", "user_id", id, "role", role, "by", souk_req_identity(r)->sub);
+    souk_info("role set", "{s:s,s:s,s:s}", "user_id", id, "role", role, "by",
+              souk_req_identity(r)->sub);
     souk_reply_json(r, u);
     return 200;
 }

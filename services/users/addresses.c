@@ -9,13 +9,14 @@
 #include "users.h"
 
 #define ADDRESSES_MAX 20
-#define ADDRESS_COLUMNS "id, name, line1, line2, city, region, postal_code, country, phone, created_at"
+#define ADDRESS_COLUMNS                                                                            \
+    "id, name, line1, line2, city, region, postal_code, country, phone, created_at"
 
 int addresses_list(struct souk_req *r)
 {
-    struct souk_stmt *st = souk_db_query(souk_req_db(r),
-        "SELECT " ADDRESS_COLUMNS " FROM addresses WHERE user_id = ? ORDER BY id", "s",
-        souk_req_identity(r)->sub);
+    struct souk_stmt *st = souk_db_query(
+        souk_req_db(r), "SELECT " ADDRESS_COLUMNS " FROM addresses WHERE user_id = ? ORDER BY id",
+        "s", souk_req_identity(r)->sub);
     if (st == NULL)
         return souk_problem(r, 500, "internal", "query failed");
     json_t *items = json_array();
@@ -32,7 +33,7 @@ int addresses_create(struct souk_req *r)
         return souk_req_status(r);
     struct souk_check c;
     souk_check_init(&c);
-    static const char *const allowed[] = {"name", "line1", "line2", "city", "region",
+    static const char *const allowed[] = {"name",        "line1",   "line2", "city", "region",
                                           "postal_code", "country", "phone", NULL};
     souk_json_only(&c, body, allowed);
     const char *name = souk_json_str(&c, body, "name", SOUK_REQUIRED, 1, 100);
@@ -43,7 +44,8 @@ int addresses_create(struct souk_req *r)
     const char *postal = souk_json_str(&c, body, "postal_code", SOUK_REQUIRED, 1, 20);
     const char *country = souk_json_str(&c, body, "country", SOUK_REQUIRED, 2, 2);
     const char *phone = souk_json_str(&c, body, "phone", SOUK_OPTIONAL, 0, 32);
-    if (country != NULL && !(isupper((unsigned char)country[0]) && isupper((unsigned char)country[1])))
+    if (country != NULL &&
+        !(isupper((unsigned char)country[0]) && isupper((unsigned char)country[1])))
         souk_check_fail(&c, "country", "must be an ISO 3166-1 alpha-2 code such as \"US\"");
     if (!souk_check_ok(&c))
         return souk_problem_check(r, &c);
@@ -61,16 +63,18 @@ int addresses_create(struct souk_req *r)
         return souk_problem(r, 409, "too_many_addresses", "at most %d addresses", ADDRESSES_MAX);
     }
     if (rc >= 0)
-        rc = souk_db_run(db,
-                         "INSERT INTO addresses (id, user_id, name, line1, line2, city, region, postal_code,"
-                         " country, phone, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                         "sssssssssss", id, user, name, line1, line2 ? line2 : "", city,
-                         region ? region : "", postal, country, phone ? phone : "", now);
+        rc = souk_db_run(
+            db,
+            "INSERT INTO addresses (id, user_id, name, line1, line2, city, region, postal_code,"
+            " country, phone, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "sssssssssss", id, user, name, line1, line2 ? line2 : "", city, region ? region : "",
+            postal, country, phone ? phone : "", now);
     if (rc < 0 || souk_db_commit(db) != 0) {
         souk_db_rollback(db);
         return souk_problem(r, 500, "internal", "cannot store the address");
     }
-    struct souk_stmt *st = souk_db_query(db, "SELECT " ADDRESS_COLUMNS " FROM addresses WHERE id = ?", "s", id);
+    struct souk_stmt *st =
+        souk_db_query(db, "SELECT " ADDRESS_COLUMNS " FROM addresses WHERE id = ?", "s", id);
     if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
         return souk_problem(r, 500, "internal", "query failed");
     json_t *a = souk_stmt_row_json(st);
@@ -88,7 +92,7 @@ int addresses_delete(struct souk_req *r)
                  : 0;
     if (rc < 0)
         return souk_problem(r, 500, "internal", "cannot delete the address");
-    if (rc == 0)   /* someone else's address is as unknown as a missing one */
+    if (rc == 0) /* someone else's address is as unknown as a missing one */
         return souk_problem(r, 404, "address_not_found", "no address %s", id);
     return 204;
 }
@@ -96,8 +100,9 @@ int addresses_delete(struct souk_req *r)
 int addresses_internal_get(struct souk_req *r)
 {
     const char *user = souk_req_param(r, "id"), *id = souk_req_param(r, "address_id");
-    struct souk_stmt *st = souk_db_query(souk_req_db(r),
-        "SELECT " ADDRESS_COLUMNS " FROM addresses WHERE id = ? AND user_id = ?", "ss", id, user);
+    struct souk_stmt *st = souk_db_query(
+        souk_req_db(r), "SELECT " ADDRESS_COLUMNS " FROM addresses WHERE id = ? AND user_id = ?",
+        "ss", id, user);
     if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
         return souk_problem(r, 404, "address_not_found", "no address %s for user %s", id, user);
     json_t *a = souk_stmt_row_json(st);

@@ -11,9 +11,9 @@
 #include "users.h"
 
 #define CLIENTS_FILE_MAX 65536
-#define CLIENTS_MAX 32
-#define SECRET_MIN 16
-#define SECRET_MAX 256
+#define CLIENTS_MAX      32
+#define SECRET_MIN       16
+#define SECRET_MAX       256
 
 /* Who may be granted what (README "Service clients and scopes"). Scopes read
  * "<service>:<action>" and are checked by the route that needs them. */
@@ -23,7 +23,8 @@ static const struct oauth_client table[] = {
     {"users", "events:read", true},
     {"catalog", "events:read", true},
     {"cart", "catalog:read events:read", true},
-    {"orders", "catalog:read catalog:reserve payments:charge cart:read users:read events:read", true},
+    {"orders", "catalog:read catalog:reserve payments:charge cart:read users:read events:read",
+     true},
     {"payments", "events:read", true},
     {"notify", "users:read events:read", true},
 };
@@ -41,22 +42,24 @@ int clients_load(void)
     json_error_t err;
     json_t *j = json_load_file(cfg_clients_file, JSON_REJECT_DUPLICATES, &err);
     if (!json_is_object(j)) {
-        souk_error("cannot read SOUK_CLIENTS_FILE", "{s:s,s:s}", "file", cfg_clients_file,
-                   "error", err.text);
+        souk_error("cannot read SOUK_CLIENTS_FILE", "{s:s,s:s}", "file", cfg_clients_file, "error",
+                   err.text);
         json_decref(j);
         return SOUK_EINVAL;
     }
     const char *name;
     json_t *v;
     int n = 0;
-    json_object_foreach(j, name, v) {
+    json_object_foreach(j, name, v)
+    {
         const char *secret = json_string_value(v);
         size_t i;
         for (i = 0; i < SOUK_ARRAY_LEN(table); i++)
             if (table[i].confidential && strcmp(table[i].id, name) == 0)
                 break;
         if (i == SOUK_ARRAY_LEN(table)) {
-            souk_warn("client in SOUK_CLIENTS_FILE has no scopes here; ignored", "{s:s}", "client", name);
+            souk_warn("client in SOUK_CLIENTS_FILE has no scopes here; ignored", "{s:s}", "client",
+                      name);
             continue;
         }
         if (secret == NULL || strlen(secret) < SECRET_MIN || strlen(secret) > SECRET_MAX) {
@@ -84,7 +87,8 @@ const struct oauth_client *clients_find(const char *id)
 bool clients_check_secret(const struct oauth_client *c, const char *secret)
 {
     size_t i = (size_t)(c - table);
-    if (i >= SOUK_ARRAY_LEN(table) || !has_secret[i] || secret == NULL || strlen(secret) > SECRET_MAX)
+    if (i >= SOUK_ARRAY_LEN(table) || !has_secret[i] || secret == NULL ||
+        strlen(secret) > SECRET_MAX)
         return false;
     unsigned char h[crypto_generichash_BYTES];
     crypto_generichash(h, sizeof(h), (const unsigned char *)secret, strlen(secret), NULL, 0);

@@ -22,17 +22,17 @@
 #include "souk/souk.h"
 #include "users.h"
 
-#define KEYS_MAX 16
-#define KEY_FILE_MAX 16384
-#define KEY_BITS 2048
-#define KID_MAX 64
-#define RECHECK_MS 1000         /* look at the directory at most this often */
-#define PUBLISH_GRACE 120       /* seconds a retired key outlives its last token */
-#define CREATED_MEMBER "souk_created"   /* our own member: when the key was made */
+#define KEYS_MAX       16
+#define KEY_FILE_MAX   16384
+#define KEY_BITS       2048
+#define KID_MAX        64
+#define RECHECK_MS     1000           /* look at the directory at most this often */
+#define PUBLISH_GRACE  120            /* seconds a retired key outlives its last token */
+#define CREATED_MEMBER "souk_created" /* our own member: when the key was made */
 
 struct key {
     char kid[KID_MAX];
-    int64_t created;            /* unix seconds */
+    int64_t created; /* unix seconds */
     jwk_t *priv;
     json_t *pub;
 };
@@ -41,7 +41,7 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static struct key keys[KEYS_MAX];
 static size_t nkeys;
 static int active = -1;
-static json_t *jwks;            /* the published set */
+static json_t *jwks; /* the published set */
 static char dir[PATH_MAX];
 static struct timespec dir_mtime;
 static int64_t last_check_ms;
@@ -107,9 +107,9 @@ static int load_key(const char *path, struct key *k)
         k->priv = NULL;
         goto out;
     }
-    k->pub = json_pack("{s:s,s:s,s:s,s:s,s:O,s:O}", "kty", "RSA", "kid", k->kid, "use", "sig",
-                       "alg", SOUK_AUTH_ALG, "n", json_object_get(j, "n"), "e",
-                       json_object_get(j, "e"));
+    k->pub =
+        json_pack("{s:s,s:s,s:s,s:s,s:O,s:O}", "kty", "RSA", "kid", k->kid, "use", "sig", "alg",
+                  SOUK_AUTH_ALG, "n", json_object_get(j, "n"), "e", json_object_get(j, "e"));
     rc = k->pub != NULL ? 0 : SOUK_EINVAL;
     if (rc != 0) {
         r_jwk_free(k->priv);
@@ -156,7 +156,8 @@ static void load_dir(int64_t now)
     json_t *list = json_array();
     for (size_t i = 0; i < nkeys; i++) {
         /* a key retired before the longest-lived token it signed could expire stays */
-        bool retired = (int)i < active && keys[i + 1].created + cfg_access_ttl + PUBLISH_GRACE < now;
+        bool retired =
+            (int)i < active && keys[i + 1].created + cfg_access_ttl + PUBLISH_GRACE < now;
         if (!retired) {
             json_array_append(list, keys[i].pub);
             continue;
@@ -250,7 +251,8 @@ int keys_init(void)
     snprintf(parent, sizeof(parent), "%s", var != NULL && var[0] != '\0' ? var : "var");
     mkdir(parent, 0755);
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        souk_error("cannot create the key directory", "{s:s,s:s}", "dir", dir, "error", strerror(errno));
+        souk_error("cannot create the key directory", "{s:s,s:s}", "dir", dir, "error",
+                   strerror(errno));
         return SOUK_EIO;
     }
     chmod(dir, 0700);
@@ -287,7 +289,7 @@ char *keys_sign(json_t *claims)
     pthread_mutex_lock(&lock);
     refresh_locked(false);
     if (active >= 0) {
-        key = r_jwk_copy(keys[active].priv);   /* sign outside the lock on our own copy */
+        key = r_jwk_copy(keys[active].priv); /* sign outside the lock on our own copy */
         snprintf(kid, sizeof(kid), "%s", keys[active].kid);
     }
     pthread_mutex_unlock(&lock);

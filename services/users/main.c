@@ -7,21 +7,25 @@ int64_t cfg_access_ttl, cfg_refresh_ttl, cfg_key_rotate, cfg_hash_concurrency;
 int64_t cfg_login_window, cfg_login_max_account, cfg_login_max_addr;
 const char *cfg_clients_file, *cfg_public_url;
 
-#define DAY 86400
-#define TOKEN_BODY_MAX 8192   /* the OAuth endpoints take small forms only */
+#define DAY            86400
+#define TOKEN_BODY_MAX 8192 /* the OAuth endpoints take small forms only */
 
 static const struct souk_conf config[] = {
     {"SOUK_ACCESS_TTL", SOUK_CONF_INT, "900", 5, DAY, &cfg_access_ttl, "access token seconds"},
-    {"SOUK_REFRESH_TTL", SOUK_CONF_INT, "2592000", 60, 365 * DAY, &cfg_refresh_ttl, "refresh token seconds"},
+    {"SOUK_REFRESH_TTL", SOUK_CONF_INT, "2592000", 60, 365 * DAY, &cfg_refresh_ttl,
+     "refresh token seconds"},
     {"SOUK_KEY_ROTATE_SECONDS", SOUK_CONF_INT, "2592000", 60, 365 * DAY, &cfg_key_rotate,
      "age at which the signing key is replaced"},
-    {"SOUK_HASH_CONCURRENCY", SOUK_CONF_INT, "2", 1, 64, &cfg_hash_concurrency, "argon2id hashes at once"},
-    {"SOUK_LOGIN_WINDOW", SOUK_CONF_INT, "900", 1, DAY, &cfg_login_window, "throttling window seconds"},
+    {"SOUK_HASH_CONCURRENCY", SOUK_CONF_INT, "2", 1, 64, &cfg_hash_concurrency,
+     "argon2id hashes at once"},
+    {"SOUK_LOGIN_WINDOW", SOUK_CONF_INT, "900", 1, DAY, &cfg_login_window,
+     "throttling window seconds"},
     {"SOUK_LOGIN_MAX_FAILURES", SOUK_CONF_INT, "5", 1, 1000, &cfg_login_max_account,
      "failed logins per account per window"},
     {"SOUK_LOGIN_MAX_FAILURES_ADDR", SOUK_CONF_INT, "50", 1, 1000000, &cfg_login_max_addr,
      "failed logins per client address per window"},
-    {"SOUK_CLIENTS_FILE", SOUK_CONF_STR, "", 0, 4096, &cfg_clients_file, "service client secrets (JSON)"},
+    {"SOUK_CLIENTS_FILE", SOUK_CONF_STR, "", 0, 4096, &cfg_clients_file,
+     "service client secrets (JSON)"},
     {"SOUK_PUBLIC_URL", SOUK_CONF_STR, "http://127.0.0.1:8080", 1, 1024, &cfg_public_url,
      "base URL in the discovery document"},
     {NULL, 0, NULL, 0, 0, NULL, NULL},
@@ -70,6 +74,6 @@ static const struct souk_service users = {
 
 int main(int argc, char **argv)
 {
-    souk_auth_set_local_jwks(keys_jwks);   /* verify our own tokens without HTTP */
+    souk_auth_set_local_jwks(keys_jwks); /* verify our own tokens without HTTP */
     return souk_main(argc, argv, &users);
 }

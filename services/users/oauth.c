@@ -17,12 +17,12 @@
 #include "users.h"
 
 #define FORM_PARAMS_MAX 16
-#define PARAM_MAX 4096
-#define REFRESH_BYTES 32                      /* 256 random bits */
-#define HASH_HEX (crypto_generichash_BYTES * 2 + 1)
-#define ADDR_MAX 64
-#define WEB_CLIENT "souk-web"
-#define PURGE_ODDS 64                         /* purge stale throttle rows on 1 failure in N */
+#define PARAM_MAX       4096
+#define REFRESH_BYTES   32 /* 256 random bits */
+#define HASH_HEX        (crypto_generichash_BYTES * 2 + 1)
+#define ADDR_MAX        64
+#define WEB_CLIENT      "souk-web"
+#define PURGE_ODDS      64 /* purge stale throttle rows on 1 failure in N */
 
 /* ---- errors ---- */
 
@@ -41,7 +41,9 @@ static int oauth_error(struct souk_req *r, int status, const char *error, const 
 
 static int hexval(char c)
 {
-    return c >= '0' && c <= '9' ? c - '0' : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10 : -1;
+    return c >= '0' && c <= '9'                     ? c - '0'
+           : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10
+                                                    : -1;
 }
 
 /* Percent-decode s[0..n) into a NUL-terminated arena string; NULL when malformed. */
@@ -71,7 +73,8 @@ static bool is_form(const char *ct)
 {
     static const char form[] = "application/x-www-form-urlencoded";
     return ct != NULL && strncasecmp(ct, form, sizeof(form) - 1) == 0 &&
-           (ct[sizeof(form) - 1] == '\0' || ct[sizeof(form) - 1] == ';' || ct[sizeof(form) - 1] == ' ');
+           (ct[sizeof(form) - 1] == '\0' || ct[sizeof(form) - 1] == ';' ||
+            ct[sizeof(form) - 1] == ' ');
 }
 
 /* The parameters as an object of strings owned by the request (borrowed), or
@@ -88,9 +91,11 @@ static json_t *params(struct souk_req *r, json_t **owned, int *status)
         }
         const char *k;
         json_t *v;
-        json_object_foreach(j, k, v) {
+        json_object_foreach(j, k, v)
+        {
             if (!json_is_string(v) || json_string_length(v) > PARAM_MAX) {
-                oauth_error(r, 400, "invalid_request", "every parameter must be a string of at most 4096 bytes");
+                oauth_error(r, 400, "invalid_request",
+                            "every parameter must be a string of at most 4096 bytes");
                 return NULL;
             }
         }
@@ -145,9 +150,8 @@ static const struct oauth_client *authenticate_client(struct souk_req *r, json_t
         unsigned char raw[600];
         size_t n = 0;
         const char *b64 = auth + 6;
-        if (strlen(b64) > 800 ||
-            sodium_base642bin(raw, sizeof(raw) - 1, b64, strlen(b64), NULL, &n, NULL,
-                              sodium_base64_VARIANT_ORIGINAL) != 0)
+        if (strlen(b64) > 800 || sodium_base642bin(raw, sizeof(raw) - 1, b64, strlen(b64), NULL, &n,
+                                                   NULL, sodium_base64_VARIANT_ORIGINAL) != 0)
             goto bad;
         raw[n] = '\0';
         char *colon = memchr(raw, ':', n);
@@ -184,7 +188,8 @@ static void token_hash(const char *token, char out[HASH_HEX])
 }
 
 /* A signed access token for sub; roles NULL for a service. malloc'd or NULL. */
-static char *access_token(const char *sub, const char *client_id, const char *scope, const char *role)
+static char *access_token(const char *sub, const char *client_id, const char *scope,
+                          const char *role)
 {
     int64_t now = souk_wall_ms() / 1000;
     unsigned char rnd[16];
@@ -212,10 +217,11 @@ static int new_refresh(struct souk_db *db, const char *family, const char *user_
     souk_b64url_enc(rnd, sizeof(rnd), out, cap);
     token_hash(out, hash);
     int64_t now = souk_wall_ms() / 1000;
-    int rc = souk_db_run(db,
-                         "INSERT INTO refresh_tokens (token_hash, family_id, user_id, client_id, scope,"
-                         " created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         "sssssii", hash, family, user_id, client_id, scope, now, now + cfg_refresh_ttl);
+    int rc =
+        souk_db_run(db,
+                    "INSERT INTO refresh_tokens (token_hash, family_id, user_id, client_id, scope,"
+                    " created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "sssssii", hash, family, user_id, client_id, scope, now, now + cfg_refresh_ttl);
     return rc < 0 ? rc : 0;
 }
 
@@ -244,8 +250,8 @@ static int token_reply(struct souk_req *r, char *access, const char *refresh, co
 
 static bool throttled(struct souk_db *db, const char *key, int64_t max, int64_t now, int64_t *retry)
 {
-    struct souk_stmt *st = souk_db_query(db, "SELECT window_start, failures FROM login_failures WHERE key = ?",
-                                         "s", key);
+    struct souk_stmt *st = souk_db_query(
+        db, "SELECT window_start, failures FROM login_failures WHERE key = ?", "s", key);
     if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
         return false;
     int64_t start = souk_stmt_int(st, 0), failures = souk_stmt_int(st, 1);
@@ -284,7 +290,8 @@ static const char *client_key(struct souk_req *r, char *buf, size_t cap)
 static int grant_password(struct souk_req *r, json_t *p, const struct oauth_client *c)
 {
     if (c->confidential)
-        return oauth_error(r, 400, "unauthorized_client", "this client may not use the password grant");
+        return oauth_error(r, 400, "unauthorized_client",
+                           "this client may not use the password grant");
     const char *username = param(p, "username"), *password = param(p, "password");
     if (username == NULL || password == NULL)
         return oauth_error(r, 400, "invalid_request", "username and password are required");
@@ -303,11 +310,14 @@ static int grant_password(struct souk_req *r, json_t *p, const struct oauth_clie
         snprintf(ra, sizeof(ra), "%lld", (long long)retry);
         souk_reply_header(r, "Retry-After", ra);
         souk_warn("login throttled", "{s:s}", "addr", souk_req_client_addr(r));
-        return souk_problem(r, 429, "too_many_attempts", "too many failed logins; retry in %s seconds", ra);
+        return souk_problem(r, 429, "too_many_attempts",
+                            "too many failed logins; retry in %s seconds", ra);
     }
     char id[SOUK_ID_MAX] = "", role[16] = "", hash[crypto_pwhash_STRBYTES] = "";
-    struct souk_stmt *st = valid ? souk_db_query(db, "SELECT id, role, password_hash FROM users WHERE email_norm = ?",
-                                                 "s", norm) : NULL;
+    struct souk_stmt *st =
+        valid ? souk_db_query(db, "SELECT id, role, password_hash FROM users WHERE email_norm = ?",
+                              "s", norm)
+              : NULL;
     if (st != NULL && souk_stmt_step(st) == SOUK_ROW) {
         snprintf(id, sizeof(id), "%s", souk_stmt_text(st, 0));
         snprintf(role, sizeof(role), "%s", souk_stmt_text(st, 1));
@@ -318,7 +328,7 @@ static int grant_password(struct souk_req *r, json_t *p, const struct oauth_clie
     if (id[0] != '\0') {
         rc = password_verify(hash, password);
     } else {
-        password_dummy_verify(password);   /* as slow as a real check: no account probing */
+        password_dummy_verify(password); /* as slow as a real check: no account probing */
         rc = SOUK_EAUTH;
     }
     if (rc == SOUK_EBUSY) {
@@ -355,10 +365,12 @@ static int grant_refresh(struct souk_req *r, json_t *p, const struct oauth_clien
     bool reused = false;
     if (souk_db_begin(db) != 0)
         return souk_problem(r, 503, "busy", "database busy");
-    struct souk_stmt *st = souk_db_query(db,
+    struct souk_stmt *st = souk_db_query(
+        db,
         "SELECT t.family_id, t.user_id, t.client_id, t.expires_at, t.used_at IS NOT NULL,"
         " t.revoked_at IS NOT NULL, u.role FROM refresh_tokens t JOIN users u ON u.id = t.user_id"
-        " WHERE t.token_hash = ?", "s", hash);
+        " WHERE t.token_hash = ?",
+        "s", hash);
     if (st == NULL || souk_stmt_step(st) != SOUK_ROW) {
         fail = "unknown refresh token";
         goto out;
@@ -374,17 +386,22 @@ static int grant_refresh(struct souk_req *r, json_t *p, const struct oauth_clien
         fail = "refresh token revoked";
     } else if (used) {
         /* a rotated token came back: someone holds a copy. End the whole session. */
-        souk_db_run(db, "UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL",
-                    "is", now, family);
+        souk_db_run(
+            db,
+            "UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL",
+            "is", now, family);
         reused = true;
         fail = "refresh token reused; the session is revoked";
     } else if (expires <= now) {
         fail = "refresh token expired";
     } else if (strcmp(client, c->id) != 0) {
         fail = "refresh token was issued to another client";
-    } else if (souk_db_run(db, "UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL",
-                           "is", now, hash) != 1 ||
-               new_refresh(db, family, user_id, c->id, user_scope(role), refresh, sizeof(refresh)) != 0) {
+    } else if (souk_db_run(
+                   db,
+                   "UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL",
+                   "is", now, hash) != 1 ||
+               new_refresh(db, family, user_id, c->id, user_scope(role), refresh,
+                           sizeof(refresh)) != 0) {
         souk_db_rollback(db);
         return souk_problem(r, 500, "internal", "cannot rotate the refresh token");
     }
@@ -396,7 +413,8 @@ out:
     if (fail != NULL && !reused)
         souk_db_rollback(db);
     if (reused)
-        souk_warn("refresh token reuse: family revoked", "{s:s,s:s}", "user_id", user_id, "family", family);
+        souk_warn("refresh token reuse: family revoked", "{s:s,s:s}", "user_id", user_id, "family",
+                  family);
     if (fail != NULL)
         return oauth_error(r, 400, "invalid_grant", fail);
     const char *scope = user_scope(role);
@@ -431,7 +449,8 @@ static bool scope_subset(const char *want, const char *have)
 static int grant_client_credentials(struct souk_req *r, json_t *p, const struct oauth_client *c)
 {
     if (!c->confidential)
-        return oauth_error(r, 400, "unauthorized_client", "a public client has no credentials of its own");
+        return oauth_error(r, 400, "unauthorized_client",
+                           "a public client has no credentials of its own");
     const char *scope = param(p, "scope");
     if (scope == NULL)
         scope = c->scope;
@@ -460,7 +479,8 @@ int oauth_token(struct souk_req *r)
     else if (strcmp(grant, "client_credentials") == 0)
         status = grant_client_credentials(r, p, c);
     else
-        status = oauth_error(r, 400, "unsupported_grant_type", "grant_type must be password, refresh_token or client_credentials");
+        status = oauth_error(r, 400, "unsupported_grant_type",
+                             "grant_type must be password, refresh_token or client_credentials");
 out:
     json_decref(owned);
     return status;
@@ -486,10 +506,11 @@ int oauth_revoke(struct souk_req *r)
     if (strlen(token) <= 128) {
         char hash[HASH_HEX];
         token_hash(token, hash);
-        int n = souk_db_run(souk_req_db(r),
-                            "UPDATE refresh_tokens SET revoked_at = ? WHERE revoked_at IS NULL AND family_id ="
-                            " (SELECT family_id FROM refresh_tokens WHERE token_hash = ? AND client_id = ?)",
-                            "iss", souk_wall_ms() / 1000, hash, c->id);
+        int n = souk_db_run(
+            souk_req_db(r),
+            "UPDATE refresh_tokens SET revoked_at = ? WHERE revoked_at IS NULL AND family_id ="
+            " (SELECT family_id FROM refresh_tokens WHERE token_hash = ? AND client_id = ?)",
+            "iss", souk_wall_ms() / 1000, hash, c->id);
         if (n < 0) {
             status = souk_problem(r, 503, "busy", "database busy");
             goto out;
@@ -525,7 +546,8 @@ int oauth_discovery(struct souk_req *r)
         "client_secret_basic", "client_secret_post", "id_token_signing_alg_values_supported",
         SOUK_AUTH_ALG, "response_types_supported", "token", "subject_types_supported", "public",
         "token_endpoint_auth_signing_alg_values_supported", SOUK_AUTH_ALG);
-    json_object_set_new(d, "userinfo_endpoint", json_string(souk_req_printf(r, "%s/api/v1/users/me", base)));
+    json_object_set_new(d, "userinfo_endpoint",
+                        json_string(souk_req_printf(r, "%s/api/v1/users/me", base)));
     souk_reply_header(r, "Cache-Control", "public, max-age=300");
     souk_reply_json(r, d);
     return 200;

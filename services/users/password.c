@@ -12,9 +12,9 @@
 #include "souk/souk.h"
 #include "users.h"
 
-#define HASH_OPSLIMIT 2ULL                      /* OWASP: t=2 with m=19 MiB */
-#define HASH_MEMLIMIT ((size_t)19 * 1024 * 1024)
-#define SLOT_WAIT_SECONDS 5                     /* then 503: better than queueing forever */
+#define HASH_OPSLIMIT     2ULL /* OWASP: t=2 with m=19 MiB */
+#define HASH_MEMLIMIT     ((size_t)19 * 1024 * 1024)
+#define SLOT_WAIT_SECONDS 5 /* then 503: better than queueing forever */
 
 static sem_t slots;
 static char dummy_hash[crypto_pwhash_STRBYTES];
@@ -62,17 +62,15 @@ int password_verify(const char *hash, const char *password)
     return rc == 0 ? 0 : SOUK_EAUTH;
 }
 
-void password_dummy_verify(const char *password)
-{
-    (void)password_verify(dummy_hash, password);
-}
+void password_dummy_verify(const char *password) { (void)password_verify(dummy_hash, password); }
 
 /* A few of the most common passwords of ten characters or more. */
 static const char *const common[] = {
-    "1234567890", "12345678910", "123456789012", "0123456789", "qwertyuiop", "password12",
-    "password123", "password1234", "passwordpassword", "iloveyou12", "abcdefghij",
-    "1q2w3e4r5t", "qwerty1234", "qwerty12345", "1111111111", "0000000000", "letmein123",
-    "welcome123", "admin12345", "changeme123", NULL,
+    "1234567890", "12345678910", "123456789012", "0123456789",       "qwertyuiop",
+    "password12", "password123", "password1234", "passwordpassword", "iloveyou12",
+    "abcdefghij", "1q2w3e4r5t",  "qwerty1234",   "qwerty12345",      "1111111111",
+    "0000000000", "letmein123",  "welcome123",   "admin12345",       "changeme123",
+    NULL,
 };
 
 const char *password_weakness(const char *password, const char *email)

@@ -86,16 +86,18 @@ int users_seed(struct souk_db *db)
         return rc;
     souk_id_new(id, "usr");
     souk_time_now(now);
-    rc = souk_db_run(db,
-                     "INSERT INTO users (id, email, email_norm, name, password_hash, role, created_at,"
-                     " updated_at) VALUES (?, ?, ?, 'Administrator', ?, 'admin', ?, ?)",
-                     "ssssss", id, email, norm, hash, now, now);
+    rc = souk_db_run(
+        db,
+        "INSERT INTO users (id, email, email_norm, name, password_hash, role, created_at,"
+        " updated_at) VALUES (?, ?, ?, 'Administrator', ?, 'admin', ?, ?)",
+        "ssssss", id, email, norm, hash, now, now);
     if (rc < 0)
         return rc;
     if (given != NULL && given[0] != '\0')
         printf("users: admin account %s created (password from SOUK_ADMIN_PASSWORD)\n", email);
     else
-        printf("users: admin account %s created; password %s (saved in %s)\n", email, password, path);
+        printf("users: admin account %s created; password %s (saved in %s)\n", email, password,
+               path);
     souk_info("admin seeded", "{s:s}", "user_id", id);
     return 0;
 }

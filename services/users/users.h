@@ -19,7 +19,7 @@ extern int64_t cfg_login_max_addr;    /* failed logins per client address per wi
 extern const char *cfg_clients_file;  /* SOUK_CLIENTS_FILE */
 extern const char *cfg_public_url;    /* base URL in the discovery document */
 
-#define EMAIL_MAX 254
+#define EMAIL_MAX    254
 #define NAME_MAX_LEN 100
 #define PASSWORD_MIN 10
 #define PASSWORD_MAX 128
@@ -52,8 +52,8 @@ int oauth_discovery(struct souk_req *r);
 /* clients.c: the public storefront client and the service clients. */
 struct oauth_client {
     const char *id;
-    const char *scope;      /* space-separated scopes it may be granted */
-    bool confidential;      /* authenticates with a secret */
+    const char *scope; /* space-separated scopes it may be granted */
+    bool confidential; /* authenticates with a secret */
 };
 int clients_load(void);
 /* The client named id, or NULL. */

@@ -20,12 +20,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
     json_t *items = souk_json_array(&c, v, "items", SOUK_OPTIONAL, 50);
     size_t i;
     json_t *it;
-    json_array_foreach(items, i, it) {
+    json_array_foreach(items, i, it)
+    {
         souk_json_str(&c, it, "product_id", SOUK_REQUIRED, 1, 48);
         souk_json_object(&c, it, "attributes", SOUK_OPTIONAL);
     }
     if (!souk_check_ok(&c) && json_array_size(c.errors) == 0)
-        abort();   /* a failed check always names at least one field */
+        abort(); /* a failed check always names at least one field */
     free(souk_json_dump(v, NULL));
     souk_check_free(&c);
     json_decref(v);

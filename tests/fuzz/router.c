@@ -5,7 +5,11 @@
 
 #include "souk/server.h"
 
-static int h(struct souk_req *r) { (void)r; return 200; }
+static int h(struct souk_req *r)
+{
+    (void)r;
+    return 200;
+}
 
 static const struct souk_route table[] = {
     {"GET", "/api/v1/products", h, SOUK_PUBLIC, NULL, 0},
@@ -35,13 +39,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
     size_t np = 0;
     int i = souk_router_match(rt, method, path, params, &np);
     if (i >= 0) {
-        for (size_t k = 0; k < np; k++)   /* parameters lie inside the path */
+        for (size_t k = 0; k < np; k++) /* parameters lie inside the path */
             if (params[k].value < path || params[k].value + params[k].len > path + strlen(path))
                 abort();
     }
     char allow[128];
     souk_router_allow(rt, path, allow, sizeof(allow));
-    struct souk_route one[] = {{"GET", path, h, SOUK_PUBLIC, NULL, 0}, {NULL, NULL, NULL, 0, NULL, 0}};
+    struct souk_route one[] = {{"GET", path, h, SOUK_PUBLIC, NULL, 0},
+                               {NULL, NULL, NULL, 0, NULL, 0}};
     struct souk_router *mine = souk_router_new(one);
     if (mine != NULL) {
         souk_router_match(mine, "GET", path, params, &np);

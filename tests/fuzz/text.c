@@ -33,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
 
     unsigned char raw[512];
     long len = souk_b64url_dec(s, raw, sizeof(raw));
-    if (len >= 0) {   /* what decodes re-encodes to the same text */
+    if (len >= 0) { /* what decodes re-encodes to the same text */
         char back[1024];
         souk_b64url_enc(raw, (size_t)len, back, sizeof(back));
         if (n < sizeof(back) - 1 && strcmp(back, s) != 0)

@@ -12,12 +12,12 @@ struct souk__arena_chunk;
 struct souk_arena {
     struct souk__arena_chunk *head;
     char *cur, *end;
-    size_t total;    /* bytes handed out, for caps */
+    size_t total; /* bytes handed out, for caps */
 };
 
 void souk_arena_init(struct souk_arena *a);
-void souk_arena_free(struct souk_arena *a);     /* releases all; the arena can be reused */
-void *souk_arena_alloc(struct souk_arena *a, size_t n);   /* 16-byte aligned, uninitialised */
+void souk_arena_free(struct souk_arena *a);             /* releases all; the arena can be reused */
+void *souk_arena_alloc(struct souk_arena *a, size_t n); /* 16-byte aligned, uninitialised */
 void *souk_arena_calloc(struct souk_arena *a, size_t n);
 char *souk_arena_strdup(struct souk_arena *a, const char *s);
 char *souk_arena_strndup(struct souk_arena *a, const char *s, size_t n);

@@ -31,8 +31,7 @@ const char *souk_auth_audience(void);
 /* Check r's credentials against what route requires. Returns 0 to go on, or an
  * HTTP status with the problem already set (401 with WWW-Authenticate for a
  * missing or invalid token, 403 for a valid token without the role or scope). */
-int souk_auth_check(struct souk_req *r, const struct souk_route *route,
-                    struct souk_identity *who);
+int souk_auth_check(struct souk_req *r, const struct souk_route *route, struct souk_identity *who);
 
 /* Verify one access token (without "Bearer ") and fill who. Returns 0,
  * SOUK_EAUTH when the token is invalid (why names the reason, for logs and the

@@ -12,10 +12,10 @@
 struct souk_req;
 
 struct souk_call {
-    const char *method;          /* "GET", "POST", … */
-    const char *url;             /* absolute: "http://127.0.0.1:8082/internal/v1/…" */
-    json_t *body;                /* borrowed; sent as application/json when not NULL */
-    const char *raw_body;        /* or a raw body with raw_type; ignored when body is set */
+    const char *method;   /* "GET", "POST", … */
+    const char *url;      /* absolute: "http://127.0.0.1:8082/internal/v1/…" */
+    json_t *body;         /* borrowed; sent as application/json when not NULL */
+    const char *raw_body; /* or a raw body with raw_type; ignored when body is set */
     const char *raw_type;
     const char *idempotency_key; /* sent as Idempotency-Key; makes a POST retryable */
     const char *bearer;          /* a token to send; NULL with service_token for ours */
@@ -26,10 +26,10 @@ struct souk_call {
 };
 
 struct souk_response {
-    int status;                  /* HTTP status, or 0 when no response came */
-    char *body;                  /* malloc'd, NUL-terminated; may be NULL */
+    int status; /* HTTP status, or 0 when no response came */
+    char *body; /* malloc'd, NUL-terminated; may be NULL */
     size_t len;
-    json_t *json;                /* parsed body when it was JSON, else NULL */
+    json_t *json; /* parsed body when it was JSON, else NULL */
     char content_type[128];
 };
 

@@ -9,16 +9,16 @@
 #include <stdint.h>
 
 enum souk_conf_type {
-    SOUK_CONF_STR,    /* dst: const char **; min/max bound the length */
-    SOUK_CONF_INT,    /* dst: int64_t *; min/max bound the value */
-    SOUK_CONF_BOOL,   /* dst: bool *; 1/0, true/false, yes/no, on/off */
-    SOUK_CONF_ADDR,   /* dst: const char **; "host:port" with port 1..65535 (0 if min == 0) */
+    SOUK_CONF_STR,  /* dst: const char **; min/max bound the length */
+    SOUK_CONF_INT,  /* dst: int64_t *; min/max bound the value */
+    SOUK_CONF_BOOL, /* dst: bool *; 1/0, true/false, yes/no, on/off */
+    SOUK_CONF_ADDR, /* dst: const char **; "host:port" with port 1..65535 (0 if min == 0) */
 };
 
 struct souk_conf {
-    const char *name;         /* NULL ends the table */
+    const char *name; /* NULL ends the table */
     enum souk_conf_type type;
-    const char *def;          /* default as text; NULL means required */
+    const char *def; /* default as text; NULL means required */
     int64_t min, max;
     void *dst;
     const char *help;

@@ -11,10 +11,10 @@
 #include <stdint.h>
 
 struct souk_db;
-struct souk_stmt;    /* a cached prepared statement; owned by its connection */
+struct souk_stmt; /* a cached prepared statement; owned by its connection */
 
 struct souk_migration {
-    const char *name;     /* "001_init.sql": the number orders and identifies it */
+    const char *name; /* "001_init.sql": the number orders and identifies it */
     const char *sql;
 };
 
@@ -56,7 +56,7 @@ int souk_db_run(struct souk_db *db, const char *sql, const char *fmt, ...);
  * reset; call souk_stmt_done() to release one left early. */
 int souk_stmt_step(struct souk_stmt *st);
 void souk_stmt_done(struct souk_stmt *st);
-const char *souk_stmt_text(struct souk_stmt *st, int col);   /* NULL for null */
+const char *souk_stmt_text(struct souk_stmt *st, int col); /* NULL for null */
 int64_t souk_stmt_int(struct souk_stmt *st, int col);
 double souk_stmt_double(struct souk_stmt *st, int col);
 bool souk_stmt_null(struct souk_stmt *st, int col);

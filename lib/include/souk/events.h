@@ -14,12 +14,12 @@ struct souk_service;
 struct souk_route;
 
 struct souk_event {
-    const char *id;         /* evt_… */
-    const char *type;       /* "order.confirmed" (the envelope says "souk.order.confirmed") */
-    const char *source;     /* producing service, "orders" */
-    const char *subject;    /* the entity id, "ord_…" */
-    const char *time;       /* RFC 3339 */
-    json_t *data;           /* borrowed */
+    const char *id;      /* evt_… */
+    const char *type;    /* "order.confirmed" (the envelope says "souk.order.confirmed") */
+    const char *source;  /* producing service, "orders" */
+    const char *subject; /* the entity id, "ord_…" */
+    const char *time;    /* RFC 3339 */
+    json_t *data;        /* borrowed */
 };
 
 /* Write an event into the outbox. Must be called inside the caller's open
@@ -34,15 +34,15 @@ int souk_event_emit(struct souk_db *db, const char *type, const char *subject, j
 typedef int (*souk_event_fn)(struct souk_db *db, const struct souk_event *ev);
 
 struct souk_subscription {
-    const char *producer;   /* "users": whose feed (SOUK_USERS_URL) or which source */
-    const char *type;       /* "user.registered"; NULL ends the table */
+    const char *producer; /* "users": whose feed (SOUK_USERS_URL) or which source */
+    const char *type;     /* "user.registered"; NULL ends the table */
     souk_event_fn fn;
 };
 
 /* Called by souk_main(): create the outbox/inbox tables, add the feed route when
  * the service publishes, and start/stop the relay and consumers. */
 int souk__events_init(const struct souk_service *svc, struct souk_db *db);
-const struct souk_route *souk__events_routes(void);   /* NULL-ended, may be empty */
+const struct souk_route *souk__events_routes(void); /* NULL-ended, may be empty */
 int souk__events_start(void);
 void souk__events_stop(void);
 

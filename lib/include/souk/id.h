@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 #define SOUK_ULID_LEN 26
-#define SOUK_ID_MAX 48   /* prefix (up to 15 chars, '_' included) + ULID + NUL */
+#define SOUK_ID_MAX   48 /* prefix (up to 15 chars, '_' included) + ULID + NUL */
 
 /* Write "<prefix>_<ulid>" into out; prefix like "prd" (without the underscore).
  * Returns out. */

@@ -32,27 +32,27 @@
 
 #include "souk/db.h"
 
-#define SOUK_IDEM_KEY_MAX 255          /* Stripe's limit on key length */
+#define SOUK_IDEM_KEY_MAX   255 /* Stripe's limit on key length */
 #define SOUK_IDEM_SCOPE_MAX 64
-#define SOUK_IDEM_HASH_LEN 64          /* hex SHA-256 */
-#define SOUK_IDEM_TTL_MS (24LL * 3600 * 1000)
-#define SOUK_IDEM_LEASE_MS 30000       /* default lease: longer than any request runs */
+#define SOUK_IDEM_HASH_LEN  64 /* hex SHA-256 */
+#define SOUK_IDEM_TTL_MS    (24LL * 3600 * 1000)
+#define SOUK_IDEM_LEASE_MS  30000 /* default lease: longer than any request runs */
 
 enum souk_idem_outcome {
-    SOUK_IDEM_PROCEED = 0,   /* run the request; then complete() or release() */
-    SOUK_IDEM_REPLAY,        /* a stored response: send status and response as they are */
-    SOUK_IDEM_MISMATCH,      /* same key, different request: 409 idempotency_key_reused */
-    SOUK_IDEM_IN_USE,        /* the first request is still running: 409 idempotency_key_in_use */
+    SOUK_IDEM_PROCEED = 0, /* run the request; then complete() or release() */
+    SOUK_IDEM_REPLAY,      /* a stored response: send status and response as they are */
+    SOUK_IDEM_MISMATCH,    /* same key, different request: 409 idempotency_key_reused */
+    SOUK_IDEM_IN_USE,      /* the first request is still running: 409 idempotency_key_in_use */
 };
 
 struct souk_idem {
     char scope[SOUK_IDEM_SCOPE_MAX + 1];
     char key[SOUK_IDEM_KEY_MAX + 1];
     char hash[SOUK_IDEM_HASH_LEN + 1];
-    char lease[33];          /* our lease token while PROCEED */
-    int64_t attempts;        /* earlier attempts that ended transiently (release) */
-    int status;              /* REPLAY: the stored HTTP status */
-    char *response;          /* REPLAY: the stored body (malloc'd; souk_idem_free) */
+    char lease[33];   /* our lease token while PROCEED */
+    int64_t attempts; /* earlier attempts that ended transiently (release) */
+    int status;       /* REPLAY: the stored HTTP status */
+    char *response;   /* REPLAY: the stored body (malloc'd; souk_idem_free) */
 };
 
 /* Create the table if missing (safe to call at every start and concurrently). */

@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 struct souk_check {
-    json_t *errors;          /* array of {"field","message"}; NULL while none */
+    json_t *errors; /* array of {"field","message"}; NULL while none */
 };
 
 enum {
@@ -29,8 +29,8 @@ void souk_check_fail(struct souk_check *c, const char *field, const char *fmt, .
  * minlen..maxlen bytes; the returned pointer is owned by obj. */
 const char *souk_json_str(struct souk_check *c, json_t *obj, const char *field, int flags,
                           size_t minlen, size_t maxlen);
-int64_t souk_json_int(struct souk_check *c, json_t *obj, const char *field, int flags,
-                      int64_t min, int64_t max, int64_t def);
+int64_t souk_json_int(struct souk_check *c, json_t *obj, const char *field, int flags, int64_t min,
+                      int64_t max, int64_t def);
 bool souk_json_bool(struct souk_check *c, json_t *obj, const char *field, int flags, bool def);
 /* An object or array member, type-checked; NULL when absent or wrong (recorded). */
 json_t *souk_json_object(struct souk_check *c, json_t *obj, const char *field, int flags);
@@ -41,8 +41,8 @@ void souk_json_only(struct souk_check *c, json_t *obj, const char *const *allowe
 
 /* Parse text as a number in min..max for query parameters ("page_size"): strict
  * decimal, no sign unless min < 0, no spaces. Absent (NULL) gives def. */
-int64_t souk_check_int_text(struct souk_check *c, const char *field, const char *text,
-                            int64_t min, int64_t max, int64_t def);
+int64_t souk_check_int_text(struct souk_check *c, const char *field, const char *text, int64_t min,
+                            int64_t max, int64_t def);
 /* Parse "true"/"false"/"1"/"0"; absent gives def. */
 bool souk_check_bool_text(struct souk_check *c, const char *field, const char *text, bool def);
 /* text must be one of the NULL-ended choices; returns its index, def when absent. */

@@ -16,8 +16,8 @@ int souk_log_enabled(enum souk_log_level level);
  * "threads", n); or NULL for none. A bad format logs the message alone. */
 void souk_log(enum souk_log_level level, const char *msg, const char *fields, ...);
 
-#define souk_info(msg, ...) souk_log(SOUK_LOG_INFO, msg, __VA_ARGS__)
-#define souk_warn(msg, ...) souk_log(SOUK_LOG_WARN, msg, __VA_ARGS__)
+#define souk_info(msg, ...)  souk_log(SOUK_LOG_INFO, msg, __VA_ARGS__)
+#define souk_warn(msg, ...)  souk_log(SOUK_LOG_WARN, msg, __VA_ARGS__)
 #define souk_error(msg, ...) souk_log(SOUK_LOG_ERROR, msg, __VA_ARGS__)
 
 /* The request context that lines logged from this thread carry (NULL to clear). */

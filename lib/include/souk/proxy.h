@@ -14,15 +14,15 @@ struct souk_req;
 struct souk_upstream;
 
 struct souk_proxy_conf {
-    long timeout_ms;          /* one attempt, connect to last byte */
+    long timeout_ms; /* one attempt, connect to last byte */
     long connect_timeout_ms;
-    int retries;              /* extra attempts, on another instance, for retryable requests */
-    int breaker_failures;     /* consecutive failures that open an instance's breaker */
-    long breaker_open_ms;     /* how long it stays open before one trial request */
-    long health_interval_ms;  /* GET /readyz on every instance this often; 0: never */
-    size_t max_response;      /* cap on an upstream response body, bytes */
-    size_t max_connections;   /* keep-alive connections kept open across all upstreams */
-    size_t threads;           /* event loops, each its own curl multi and pool; 0: 1 */
+    int retries;             /* extra attempts, on another instance, for retryable requests */
+    int breaker_failures;    /* consecutive failures that open an instance's breaker */
+    long breaker_open_ms;    /* how long it stays open before one trial request */
+    long health_interval_ms; /* GET /readyz on every instance this often; 0: never */
+    size_t max_response;     /* cap on an upstream response body, bytes */
+    size_t max_connections;  /* keep-alive connections kept open across all upstreams */
+    size_t threads;          /* event loops, each its own curl multi and pool; 0: 1 */
 };
 
 /* Declare an upstream before souk_proxy_start(): name is for logs and metrics

@@ -23,20 +23,20 @@ typedef int (*souk_handler)(struct souk_req *r);
 
 /* Who may call a route. */
 enum souk_auth {
-    SOUK_PUBLIC = 0,   /* anyone */
-    SOUK_USER,         /* a valid user access token */
-    SOUK_ADMIN,        /* a user token with the admin role */
-    SOUK_SERVICE,      /* a service token carrying the route's scope */
-    SOUK_OPTIONAL_USER,/* anyone; the identity is filled in when a valid token is sent */
+    SOUK_PUBLIC = 0,    /* anyone */
+    SOUK_USER,          /* a valid user access token */
+    SOUK_ADMIN,         /* a user token with the admin role */
+    SOUK_SERVICE,       /* a service token carrying the route's scope */
+    SOUK_OPTIONAL_USER, /* anyone; the identity is filled in when a valid token is sent */
 };
 
 struct souk_route {
-    const char *method;      /* "GET"; NULL ends the table. GET routes answer HEAD too. */
-    const char *pattern;     /* "/api/v1/products/{id}": literal segments and {name} */
+    const char *method;  /* "GET"; NULL ends the table. GET routes answer HEAD too. */
+    const char *pattern; /* "/api/v1/products/{id}": literal segments and {name} */
     souk_handler handler;
     enum souk_auth auth;
-    const char *scope;       /* for SOUK_SERVICE: the scope required, e.g. "catalog:reserve" */
-    size_t max_body;         /* 0: SOUK_MAX_BODY */
+    const char *scope; /* for SOUK_SERVICE: the scope required, e.g. "catalog:reserve" */
+    size_t max_body;   /* 0: SOUK_MAX_BODY */
 };
 
 /* The caller, as established by auth. */
@@ -44,25 +44,25 @@ struct souk_route {
 struct souk_identity {
     bool authenticated;
     bool admin;
-    bool service;                 /* a client-credentials token */
-    char sub[SOUK_SUB_MAX];       /* usr_… or the client id */
-    char scope[256];              /* space-separated scopes */
-    char token_id[64];            /* jti */
-    long long expires;            /* exp, seconds since the epoch */
+    bool service;           /* a client-credentials token */
+    char sub[SOUK_SUB_MAX]; /* usr_… or the client id */
+    char scope[256];        /* space-separated scopes */
+    char token_id[64];      /* jti */
+    long long expires;      /* exp, seconds since the epoch */
 };
 
 struct souk_service {
-    const char *name;                        /* "catalog" */
-    const char *listen;                      /* default SOUK_LISTEN, "127.0.0.1:8082" */
+    const char *name;   /* "catalog" */
+    const char *listen; /* default SOUK_LISTEN, "127.0.0.1:8082" */
     const struct souk_route *routes;
     const struct souk_migration *migrations; /* usually service_migrations */
     const struct souk_conf *config;          /* service variables, loaded after the kit's */
-    int (*start)(void);       /* after migrations, before serving: start workers; 0 or error */
-    void (*stop)(void);       /* after draining */
-    int (*seed)(struct souk_db *db);         /* `<binary> seed`: demo data; 0 or error */
-    bool (*ready)(void);      /* extra readiness for /readyz (NULL: always) */
-    bool publishes;           /* has an outbox: serves /internal/v1/events, runs the relay */
-    const struct souk_subscription *subscriptions;   /* events consumed; NULL-ended */
+    int (*start)(void); /* after migrations, before serving: start workers; 0 or error */
+    void (*stop)(void); /* after draining */
+    int (*seed)(struct souk_db *db); /* `<binary> seed`: demo data; 0 or error */
+    bool (*ready)(void);             /* extra readiness for /readyz (NULL: always) */
+    bool publishes;                  /* has an outbox: serves /internal/v1/events, runs the relay */
+    const struct souk_subscription *subscriptions; /* events consumed; NULL-ended */
 };
 
 /* Run the service: `<binary>` serves, `<binary> seed` seeds, `<binary> migrate`
@@ -89,13 +89,14 @@ const char *souk_req_body(struct souk_req *r, size_t *len);
  * Owned by the request. */
 json_t *souk_req_json(struct souk_req *r);
 const struct souk_identity *souk_req_identity(struct souk_req *r);
-const char *souk_req_id(struct souk_req *r);           /* X-Request-Id */
-const char *souk_req_traceparent(struct souk_req *r);  /* to pass on to peers */
-const char *souk_req_client_addr(struct souk_req *r);  /* "127.0.0.1" */
-int souk_req_status(struct souk_req *r);               /* the status set so far */
+const char *souk_req_id(struct souk_req *r);          /* X-Request-Id */
+const char *souk_req_traceparent(struct souk_req *r); /* to pass on to peers */
+const char *souk_req_client_addr(struct souk_req *r); /* "127.0.0.1" */
+int souk_req_status(struct souk_req *r);              /* the status set so far */
 
 void *souk_req_alloc(struct souk_req *r, size_t n);
-char *souk_req_printf(struct souk_req *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+char *souk_req_printf(struct souk_req *r, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 struct souk_arena *souk_req_arena(struct souk_req *r);
 /* The calling thread's database connection (same as souk_db_thread()). */
 struct souk_db *souk_req_db(struct souk_req *r);
@@ -136,7 +137,11 @@ bool souk_server_draining(void);
 /* ---- routing, exposed for unit tests and the gateway ---- */
 
 #define SOUK_MAX_PARAMS 8
-struct souk_param { const char *name; const char *value; size_t len; };
+struct souk_param {
+    const char *name;
+    const char *value;
+    size_t len;
+};
 struct souk_router;
 
 /* Build a router over routes (kept by reference). NULL on a malformed pattern (logged). */

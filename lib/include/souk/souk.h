@@ -10,23 +10,23 @@
 
 enum souk_err {
     SOUK_OK = 0,
-    SOUK_ENOMEM = -1,     /* allocation failed */
-    SOUK_EINVAL = -2,     /* bad argument or input */
-    SOUK_ENOTFOUND = -3,  /* no such thing */
-    SOUK_ECONFLICT = -4,  /* constraint or state conflict */
-    SOUK_EDB = -5,        /* database error */
-    SOUK_EIO = -6,        /* I/O or network error */
-    SOUK_ETIMEDOUT = -7,  /* deadline passed */
-    SOUK_EBUSY = -8,      /* resource busy, try again */
-    SOUK_ETOOBIG = -9,    /* input over its cap */
-    SOUK_EAUTH = -10,     /* authentication failed */
-    SOUK_EUNAVAIL = -11,  /* peer unavailable (circuit open, refused) */
+    SOUK_ENOMEM = -1,    /* allocation failed */
+    SOUK_EINVAL = -2,    /* bad argument or input */
+    SOUK_ENOTFOUND = -3, /* no such thing */
+    SOUK_ECONFLICT = -4, /* constraint or state conflict */
+    SOUK_EDB = -5,       /* database error */
+    SOUK_EIO = -6,       /* I/O or network error */
+    SOUK_ETIMEDOUT = -7, /* deadline passed */
+    SOUK_EBUSY = -8,     /* resource busy, try again */
+    SOUK_ETOOBIG = -9,   /* input over its cap */
+    SOUK_EAUTH = -10,    /* authentication failed */
+    SOUK_EUNAVAIL = -11, /* peer unavailable (circuit open, refused) */
 };
 
 const char *souk_strerror(int err);
 
 #define SOUK_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
-#define SOUK_UNUSED(x) ((void)(x))
+#define SOUK_UNUSED(x)    ((void)(x))
 
 /* Out of memory is not recoverable in a service: say so and abort. */
 void *souk_xmalloc(size_t n);
@@ -39,8 +39,8 @@ void souk_oom(void) __attribute__((noreturn));
 void souk_random(void *out, size_t n);
 
 /* Monotonic and wall clocks. */
-uint64_t souk_now_ns(void);    /* CLOCK_MONOTONIC */
-int64_t souk_wall_ms(void);    /* milliseconds since the epoch */
+uint64_t souk_now_ns(void); /* CLOCK_MONOTONIC */
+int64_t souk_wall_ms(void); /* milliseconds since the epoch */
 /* RFC 3339 UTC with milliseconds: "2026-11-25T16:27:32.123Z" (25 bytes with NUL;
  * the buffer is larger so the compiler can see any year fits). */
 #define SOUK_TIME_MAX 48

@@ -108,14 +108,17 @@ static void test_split_addr(void **state)
     assert_int_equal(souk_config_split_addr("10.0.0.1:8080", host, sizeof(host), &port), 0);
     assert_string_equal(host, "10.0.0.1");
     assert_int_equal(port, 8080);
-    assert_int_not_equal(souk_config_split_addr("a-very-long-host-name:1", host, sizeof(host), &port), 0);
+    assert_int_not_equal(
+        souk_config_split_addr("a-very-long-host-name:1", host, sizeof(host), &port), 0);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_table), cmocka_unit_test(test_load_defaults_and_env),
-        cmocka_unit_test(test_required), cmocka_unit_test(test_split_addr),
+        cmocka_unit_test(test_parse_table),
+        cmocka_unit_test(test_load_defaults_and_env),
+        cmocka_unit_test(test_required),
+        cmocka_unit_test(test_split_addr),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

@@ -17,7 +17,7 @@
 #include "souk/souk.h"
 
 static int calls;
-static int fail_with;   /* what the handler returns */
+static int fail_with; /* what the handler returns */
 
 static int on_registered(struct souk_db *db, const struct souk_event *ev)
 {
@@ -68,9 +68,11 @@ static char *emit_one(struct souk_db *db, const char *email, int64_t *seq)
 {
     assert_int_equal(souk_db_begin(db), 0);
     assert_int_equal(souk_event_emit(db, "user.registered", "usr_1",
-                                     json_pack("{s:s,s:s}", "user_id", "usr_1", "email", email)), 0);
+                                     json_pack("{s:s,s:s}", "user_id", "usr_1", "email", email)),
+                     0);
     assert_int_equal(souk_db_commit(db), 0);
-    struct souk_stmt *st = souk_db_query(db, "SELECT seq, envelope FROM souk_outbox ORDER BY seq DESC LIMIT 1", NULL);
+    struct souk_stmt *st =
+        souk_db_query(db, "SELECT seq, envelope FROM souk_outbox ORDER BY seq DESC LIMIT 1", NULL);
     assert_int_equal(souk_stmt_step(st), SOUK_ROW);
     *seq = souk_stmt_int(st, 0);
     char *text = strdup(souk_stmt_text(st, 1));
@@ -89,7 +91,8 @@ static void test_emit_envelope(void **state)
     assert_string_equal(json_string_value(json_object_get(env, "type")), "souk.user.registered");
     assert_string_equal(json_string_value(json_object_get(env, "source")), "urn:souk:users");
     assert_string_equal(json_string_value(json_object_get(env, "subject")), "usr_1");
-    assert_string_equal(json_string_value(json_object_get(env, "datacontenttype")), "application/json");
+    assert_string_equal(json_string_value(json_object_get(env, "datacontenttype")),
+                        "application/json");
     assert_true(souk_id_valid(json_string_value(json_object_get(env, "id")), "evt"));
     assert_string_equal(json_string_value(json_object_get(json_object_get(env, "data"), "email")),
                         "a@example.com");
@@ -127,7 +130,9 @@ static void test_deliver_exactly_once(void **state)
     assert_int_equal(count(db, "SELECT count(*) FROM effects"), 1);
     assert_int_equal(count(db, "SELECT count(*) FROM souk_inbox"), 1);
     int64_t after = -1;
-    assert_int_equal(souk_db_int(db, &after, "SELECT after FROM souk_cursors WHERE producer = 'users'", NULL), 1);
+    assert_int_equal(
+        souk_db_int(db, &after, "SELECT after FROM souk_cursors WHERE producer = 'users'", NULL),
+        1);
     assert_int_equal(after, seq);
     free(text);
 }
@@ -160,9 +165,9 @@ static void test_permanent_failure_dead_letters(void **state)
     assert_int_equal(count(db, "SELECT attempts FROM souk_event_attempts"), 2);
     assert_int_equal(souk__ev_deliver(db, "users", seq, text, strlen(text)), SOUK__EV_DEAD);
     assert_int_equal(calls, 3);
-    assert_int_equal(count(db, "SELECT count(*) FROM effects"), 0);   /* every try rolled back */
+    assert_int_equal(count(db, "SELECT count(*) FROM effects"), 0); /* every try rolled back */
     assert_int_equal(count(db, "SELECT count(*) FROM souk_dead_letters"), 1);
-    assert_int_equal(count(db, "SELECT after FROM souk_cursors"), seq);   /* the feed moves on */
+    assert_int_equal(count(db, "SELECT after FROM souk_cursors"), seq); /* the feed moves on */
     /* a later redelivery is a duplicate, not a fourth attempt */
     assert_int_equal(souk__ev_deliver(db, "users", seq, text, strlen(text)), SOUK__EV_DONE);
     assert_int_equal(calls, 3);
@@ -175,13 +180,18 @@ static void test_malformed_is_dead_at_once(void **state)
     static const char *const bad[] = {
         "not json",
         "[1]",
-        "{\"specversion\":\"0.3\",\"id\":\"e1\",\"type\":\"souk.a\",\"source\":\"urn:souk:users\",\"time\":\"t\",\"data\":{}}",
-        "{\"specversion\":\"1.0\",\"id\":\"e2\",\"type\":\"other.a\",\"source\":\"urn:souk:users\",\"time\":\"t\",\"data\":{}}",
-        "{\"specversion\":\"1.0\",\"id\":\"e3\",\"type\":\"souk.a\",\"source\":\"urn:souk:users\",\"time\":\"t\",\"data\":5}",
-        "{\"specversion\":\"1.0\",\"type\":\"souk.a\",\"source\":\"urn:souk:users\",\"time\":\"t\",\"data\":{}}",
+        "{\"specversion\":\"0.3\",\"id\":\"e1\",\"type\":\"souk.a\",\"source\":\"urn:souk:users\","
+        "\"time\":\"t\",\"data\":{}}",
+        "{\"specversion\":\"1.0\",\"id\":\"e2\",\"type\":\"other.a\",\"source\":\"urn:souk:users\","
+        "\"time\":\"t\",\"data\":{}}",
+        "{\"specversion\":\"1.0\",\"id\":\"e3\",\"type\":\"souk.a\",\"source\":\"urn:souk:users\","
+        "\"time\":\"t\",\"data\":5}",
+        "{\"specversion\":\"1.0\",\"type\":\"souk.a\",\"source\":\"urn:souk:users\",\"time\":\"t\","
+        "\"data\":{}}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        assert_int_equal(souk__ev_deliver(db, "users", (int64_t)i + 1, bad[i], strlen(bad[i])), SOUK__EV_DEAD);
+        assert_int_equal(souk__ev_deliver(db, "users", (int64_t)i + 1, bad[i], strlen(bad[i])),
+                         SOUK__EV_DEAD);
     assert_int_equal(calls, 0);
     assert_int_equal(count(db, "SELECT count(*) FROM souk_dead_letters"), 6);
     assert_int_equal(count(db, "SELECT after FROM souk_cursors"), 6);
@@ -211,8 +221,10 @@ static void test_prune_remembers_what_it_deleted(void **state)
     free(emit_one(db, "e@example.com", &s1));
     free(emit_one(db, "f@example.com", &s2));
     /* age the first row past the retention */
-    assert_int_equal(souk_db_run(db, "UPDATE souk_outbox SET created_ms = created_ms - 3600000 WHERE seq = ?",
-                                 "i", s1), 1);
+    assert_int_equal(
+        souk_db_run(db, "UPDATE souk_outbox SET created_ms = created_ms - 3600000 WHERE seq = ?",
+                    "i", s1),
+        1);
     souk__ev_prune(db);
     assert_int_equal(count(db, "SELECT count(*) FROM souk_outbox"), 1);
     assert_int_equal(count(db, "SELECT v FROM souk_outbox_meta WHERE k = 'pruned_through'"), s1);

@@ -14,7 +14,7 @@ static int setup(void **state)
     struct souk_db *db;
     assert_int_equal(souk_db_open(&db, ":memory:"), 0);
     assert_int_equal(souk_idem_init(db), 0);
-    assert_int_equal(souk_idem_init(db), 0);   /* idempotent itself */
+    assert_int_equal(souk_idem_init(db), 0); /* idempotent itself */
     assert_int_equal(souk_db_exec(db, "CREATE TABLE effects (n INTEGER)"), 0);
     *state = db;
     return 0;
@@ -70,8 +70,9 @@ static void test_different_body(void **state)
     run_effect(db, &k, 201, "{}");
     assert_int_equal(begin(db, &k, "k2", "{\"a\":2}"), SOUK_IDEM_MISMATCH);
     /* another path with the same key is another request too */
-    assert_int_equal(souk_idem_begin(db, &k, "orders", "k2", "POST", "/elsewhere", "{\"a\":1}", 7, 0),
-                     SOUK_IDEM_MISMATCH);
+    assert_int_equal(
+        souk_idem_begin(db, &k, "orders", "k2", "POST", "/elsewhere", "{\"a\":1}", 7, 0),
+        SOUK_IDEM_MISMATCH);
 }
 
 static void test_scopes_are_separate(void **state)
@@ -80,8 +81,9 @@ static void test_scopes_are_separate(void **state)
     struct souk_idem k;
     assert_int_equal(begin(db, &k, "k3", "{}"), SOUK_IDEM_PROCEED);
     run_effect(db, &k, 200, "{}");
-    assert_int_equal(souk_idem_begin(db, &k, "admin-cli", "k3", "POST", "/internal/v1/payments",
-                                     "{}", 2, 0), SOUK_IDEM_PROCEED);
+    assert_int_equal(
+        souk_idem_begin(db, &k, "admin-cli", "k3", "POST", "/internal/v1/payments", "{}", 2, 0),
+        SOUK_IDEM_PROCEED);
 }
 
 static void test_in_use_then_lost_lease(void **state)
@@ -126,9 +128,9 @@ static void test_rollback_leaves_no_record(void **state)
     assert_int_equal(souk_db_begin(db), 0);
     assert_int_equal(souk_db_run(db, "INSERT INTO effects VALUES (1)", ""), 1);
     assert_int_equal(souk_idem_complete(db, &k, 201, "{}"), 0);
-    souk_db_rollback(db);   /* a crash before commit: neither effect nor record */
+    souk_db_rollback(db); /* a crash before commit: neither effect nor record */
     assert_int_equal(effects(db), 0);
-    assert_int_equal(begin(db, &k, "k6", "{}"), SOUK_IDEM_IN_USE);   /* until the lease ends */
+    assert_int_equal(begin(db, &k, "k6", "{}"), SOUK_IDEM_IN_USE); /* until the lease ends */
 }
 
 static void test_purge(void **state)
@@ -141,7 +143,8 @@ static void test_purge(void **state)
     run_effect(db, &k, 201, "{}");
     int64_t day_ago = souk_wall_ms() - SOUK_IDEM_TTL_MS - 1000;
     assert_int_equal(souk_db_run(db, "UPDATE idempotency_keys SET created_at = ? WHERE key = 'old'",
-                                 "i", day_ago), 1);
+                                 "i", day_ago),
+                     1);
     assert_int_equal(souk_idem_purge(db, SOUK_IDEM_TTL_MS), 1);
     assert_int_equal(begin(db, &k, "new", "{}"), SOUK_IDEM_REPLAY);
     souk_idem_free(&k);

@@ -29,10 +29,10 @@ static void test_strings(void **state)
     assert_null(souk_json_str(&c, o, "missing", SOUK_OPTIONAL, 1, 10));
     assert_null(souk_json_str(&c, o, "nul", SOUK_OPTIONAL, 1, 10));
     assert_true(souk_check_ok(&c));
-    assert_null(souk_json_str(&c, o, "n", SOUK_REQUIRED, 1, 10));          /* wrong type */
-    assert_null(souk_json_str(&c, o, "empty", SOUK_REQUIRED, 1, 10));      /* too short */
-    assert_null(souk_json_str(&c, o, "name", SOUK_REQUIRED, 1, 2));        /* too long */
-    assert_null(souk_json_str(&c, o, "missing", SOUK_REQUIRED, 1, 10));    /* required */
+    assert_null(souk_json_str(&c, o, "n", SOUK_REQUIRED, 1, 10));       /* wrong type */
+    assert_null(souk_json_str(&c, o, "empty", SOUK_REQUIRED, 1, 10));   /* too short */
+    assert_null(souk_json_str(&c, o, "name", SOUK_REQUIRED, 1, 2));     /* too long */
+    assert_null(souk_json_str(&c, o, "missing", SOUK_REQUIRED, 1, 10)); /* required */
     assert_false(souk_check_ok(&c));
     assert_int_equal(json_array_size(c.errors), 4);
     assert_string_equal(error_field(&c, 0), "n");
@@ -58,7 +58,7 @@ static void test_ints(void **state)
         {"{\"v\":1.5}", 0, 10, -1, false},
         {"{\"v\":\"5\"}", 0, 10, -1, false},
         {"{\"v\":true}", 0, 10, -1, false},
-        {"{\"v\":9007199254740993}", 0, INT64_MAX, 9007199254740993LL, true},   /* > 2^53: exact */
+        {"{\"v\":9007199254740993}", 0, INT64_MAX, 9007199254740993LL, true}, /* > 2^53: exact */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         json_t *o = parse(cases[i].json);
@@ -103,9 +103,19 @@ static void test_query_ints(void **state)
 {
     (void)state;
     static const struct text_case cases[] = {
-        {"20", 20, true}, {"1", 1, true}, {"100", 100, true}, {"0", -1, false}, {"101", -1, false},
-        {"", -1, false}, {" 5", -1, false}, {"5 ", -1, false}, {"+5", -1, false}, {"-5", -1, false},
-        {"0x10", -1, false}, {"1e2", -1, false}, {"99999999999999999999999", -1, false},
+        {"20", 20, true},
+        {"1", 1, true},
+        {"100", 100, true},
+        {"0", -1, false},
+        {"101", -1, false},
+        {"", -1, false},
+        {" 5", -1, false},
+        {"5 ", -1, false},
+        {"+5", -1, false},
+        {"-5", -1, false},
+        {"0x10", -1, false},
+        {"1e2", -1, false},
+        {"99999999999999999999999", -1, false},
         {NULL, -1, true},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -159,19 +169,19 @@ static void test_b64url(void **state)
     souk_b64url_enc("foobar", 6, enc, sizeof(enc));
     assert_string_equal(enc, "Zm9vYmFy");
     char out[8];
-    assert_int_equal(souk_b64url_dec("Zm9v!", out, sizeof(out)), -1);     /* bad char */
-    assert_int_equal(souk_b64url_dec("Zm9=", out, sizeof(out)), -1);      /* padding */
+    assert_int_equal(souk_b64url_dec("Zm9v!", out, sizeof(out)), -1); /* bad char */
+    assert_int_equal(souk_b64url_dec("Zm9=", out, sizeof(out)), -1);  /* padding */
     assert_int_equal(souk_b64url_dec("Zg", out, sizeof(out)), 1);
-    assert_int_equal(souk_b64url_dec("Zh", out, sizeof(out)), -1);        /* non-zero spare bits */
-    assert_int_equal(souk_b64url_dec("Zm9vYmFyYmF6", out, 4), -1);        /* over the cap */
+    assert_int_equal(souk_b64url_dec("Zh", out, sizeof(out)), -1); /* non-zero spare bits */
+    assert_int_equal(souk_b64url_dec("Zm9vYmFyYmF6", out, 4), -1); /* over the cap */
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_strings),      cmocka_unit_test(test_ints),
+        cmocka_unit_test(test_strings),        cmocka_unit_test(test_ints),
         cmocka_unit_test(test_only_and_types), cmocka_unit_test(test_query_ints),
-        cmocka_unit_test(test_enum),         cmocka_unit_test(test_b64url),
+        cmocka_unit_test(test_enum),           cmocka_unit_test(test_b64url),
     };
     return cmocka_run_group_tests_name("json", tests, NULL, NULL);
 }

@@ -29,7 +29,7 @@ static void test_redact(void **state)
         {"/api/v1/payment-methods/4242424242424242", "/api/v1/payment-methods/XXXXXXXXXXXXXXXX"},
         {"/x/4242-4242-4242-4242/y", "/x/XXXXXXXXXXXXXXXXXXX/y"},
         {"/x/4242 4242 4242 4242", "/x/XXXXXXXXXXXXXXXXXXX"},
-        {"/orders/123456789012", "/orders/123456789012"},          /* 12 digits: kept */
+        {"/orders/123456789012", "/orders/123456789012"}, /* 12 digits: kept */
         {"/p/prd_01JD0Z6Y2M4W3S1V8N6QH5XK7C", "/p/prd_01JD0Z6Y2M4W3S1V8N6QH5XK7C"},
         {"/a-1-2-3", "/a-1-2-3"},
         {"4000000000000002", "XXXXXXXXXXXXXXXX"},

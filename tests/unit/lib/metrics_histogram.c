@@ -10,9 +10,9 @@ static void test_histogram_render(void **state)
 {
     (void)state;
     struct souk_metric *h = souk_metric_histogram("t_upstream_seconds", "test", "upstream");
-    souk_metric_observe(h, 0.0004, "a");    /* first bucket (0.0005) */
-    souk_metric_observe(h, 0.003, "a");     /* 0.005 */
-    souk_metric_observe(h, 42.0, "a");      /* only +Inf */
+    souk_metric_observe(h, 0.0004, "a"); /* first bucket (0.0005) */
+    souk_metric_observe(h, 0.003, "a");  /* 0.005 */
+    souk_metric_observe(h, 42.0, "a");   /* only +Inf */
     souk_metric_observe(h, 0.2, "b");
     size_t len;
     char *text = souk_metrics_render(&len);

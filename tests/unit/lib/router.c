@@ -5,7 +5,11 @@
 #include "souk/server.h"
 #include "test.h"
 
-static int h(struct souk_req *r) { (void)r; return 200; }
+static int h(struct souk_req *r)
+{
+    (void)r;
+    return 200;
+}
 
 static const struct souk_route routes[] = {
     {"GET", "/api/v1/products", h, SOUK_PUBLIC, NULL, 0},
@@ -20,8 +24,8 @@ static const struct souk_route routes[] = {
 
 struct match_case {
     const char *method, *path;
-    int want;                   /* route index, -404 or -405 */
-    const char *p1, *p2;        /* expected parameter values */
+    int want;            /* route index, -404 or -405 */
+    const char *p1, *p2; /* expected parameter values */
 };
 
 static const struct match_case cases[] = {
@@ -66,7 +70,7 @@ static void test_match_table(void **state)
         if (c->p2 != NULL) {
             assert_int_equal(n, 2);
             assert_memory_equal(params[1].value, c->p2, params[1].len);
-            assert_true(strncmp(params[0].name, "x}", 2) == 0);   /* names point into the pattern */
+            assert_true(strncmp(params[0].name, "x}", 2) == 0); /* names point into the pattern */
             assert_true(strncmp(params[1].name, "y}", 2) == 0);
         }
     }
@@ -92,12 +96,14 @@ static void test_bad_patterns(void **state)
     (void)state;
     static const char *const bad[] = {"no-slash", "/a/{}", "/a/{x", "/a//b", "/a/x}y", "/a/b{c}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        struct souk_route one[] = {{"GET", bad[i], h, SOUK_PUBLIC, NULL, 0}, {NULL, NULL, NULL, 0, NULL, 0}};
+        struct souk_route one[] = {{"GET", bad[i], h, SOUK_PUBLIC, NULL, 0},
+                                   {NULL, NULL, NULL, 0, NULL, 0}};
         struct souk_router *rt = souk_router_new(one);
         if (rt != NULL)
             fail_msg("pattern %s was accepted", bad[i]);
     }
-    struct souk_route nohandler[] = {{"GET", "/x", NULL, SOUK_PUBLIC, NULL, 0}, {NULL, NULL, NULL, 0, NULL, 0}};
+    struct souk_route nohandler[] = {{"GET", "/x", NULL, SOUK_PUBLIC, NULL, 0},
+                                     {NULL, NULL, NULL, 0, NULL, 0}};
     assert_null(souk_router_new(nohandler));
 }
 

@@ -6,19 +6,27 @@
 #include "souk/server.h"
 #include "test.h"
 
-static int h(struct souk_req *r) { (void)r; return 200; }
+static int h(struct souk_req *r)
+{
+    (void)r;
+    return 200;
+}
 
 static const struct souk_route routes[] = {
-    {"OPTIONS", "/{*path}", h, SOUK_PUBLIC, NULL, 0},              /* 0 */
-    {"GET", "/api/v1/products", h, SOUK_PUBLIC, NULL, 0},          /* 1 */
-    {"GET", "/api/v1/products/{*rest}", h, SOUK_PUBLIC, NULL, 0},  /* 2 */
-    {"*", "/api/v1/products/{*rest}", h, SOUK_USER, NULL, 0},      /* 3 */
-    {"GET", "/metrics", h, SOUK_PUBLIC, NULL, 0},                  /* 4 */
-    {"*", "/{*path}", h, SOUK_PUBLIC, NULL, 0},                    /* 5 */
+    {"OPTIONS", "/{*path}", h, SOUK_PUBLIC, NULL, 0},             /* 0 */
+    {"GET", "/api/v1/products", h, SOUK_PUBLIC, NULL, 0},         /* 1 */
+    {"GET", "/api/v1/products/{*rest}", h, SOUK_PUBLIC, NULL, 0}, /* 2 */
+    {"*", "/api/v1/products/{*rest}", h, SOUK_USER, NULL, 0},     /* 3 */
+    {"GET", "/metrics", h, SOUK_PUBLIC, NULL, 0},                 /* 4 */
+    {"*", "/{*path}", h, SOUK_PUBLIC, NULL, 0},                   /* 5 */
     {NULL, NULL, NULL, 0, NULL, 0},
 };
 
-struct wcase { const char *method, *path; int want; const char *param; };
+struct wcase {
+    const char *method, *path;
+    int want;
+    const char *param;
+};
 
 static const struct wcase cases[] = {
     {"GET", "/api/v1/products", 1, NULL},
@@ -29,7 +37,7 @@ static const struct wcase cases[] = {
     {"PUT", "/api/v1/products/prd_1/stock", 3, "prd_1/stock"},
     {"DELETE", "/api/v1/products/x", 3, "x"},
     {"OPTIONS", "/api/v1/products/x", 0, "api/v1/products/x"},
-    {"OPTIONS", "/api/v1/products", 0, "api/v1/products"},   /* 405 of an exact loses to a wildcard */
+    {"OPTIONS", "/api/v1/products", 0, "api/v1/products"}, /* 405 of an exact loses to a wildcard */
     {"POST", "/api/v1/products", 5, "api/v1/products"},
     {"GET", "/metrics", 4, NULL},
     {"POST", "/metrics", 5, "metrics"},
@@ -48,7 +56,8 @@ static void test_wildcards(void **state)
         size_t np = 0;
         int got = souk_router_match(rt, cases[i].method, cases[i].path, p, &np);
         if (got != cases[i].want)
-            fail_msg("%s %s: route %d, want %d", cases[i].method, cases[i].path, got, cases[i].want);
+            fail_msg("%s %s: route %d, want %d", cases[i].method, cases[i].path, got,
+                     cases[i].want);
         if (cases[i].param == NULL) {
             assert_int_equal(np, 0);
             continue;
@@ -80,7 +89,8 @@ static void test_bad_wildcards(void **state)
     (void)state;
     static const char *const bad[] = {"/a/{*rest}/b", "/a/{*}", "/a/{*rest"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        struct souk_route one[] = {{"GET", bad[i], h, SOUK_PUBLIC, NULL, 0}, {NULL, NULL, NULL, 0, NULL, 0}};
+        struct souk_route one[] = {{"GET", bad[i], h, SOUK_PUBLIC, NULL, 0},
+                                   {NULL, NULL, NULL, 0, NULL, 0}};
         struct souk_router *rt = souk_router_new(one);
         if (rt != NULL)
             fail_msg("pattern %s was accepted", bad[i]);

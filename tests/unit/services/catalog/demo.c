@@ -98,11 +98,12 @@ static int64_t parse_created_at(const char *s)
 {
     struct tm tm = {0};
     int ms = 0, n = 0;
-    if (strlen(s) != 24 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' ||
-        s[19] != '.' || s[23] != 'Z')
+    if (strlen(s) != 24 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
+        s[16] != ':' || s[19] != '.' || s[23] != 'Z')
         return -1;
-    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-               &tm.tm_min, &tm.tm_sec, &ms, &n) != 7 || n != 23)
+    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms, &n) != 7 ||
+        n != 23)
         return -1;
     if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
         tm.tm_min > 59 || tm.tm_sec > 59)
@@ -153,7 +154,8 @@ static void test_ids_are_ulids_matching_created_at(void **state)
         ids[i] = p->id;
     }
     /* The spread covers the whole period, not just its start. */
-    assert_true(parse_created_at(products[DEMO_PRODUCTS - 1].created_at) > parse_created_at("2026-10-20T00:00:00.000Z"));
+    assert_true(parse_created_at(products[DEMO_PRODUCTS - 1].created_at) >
+                parse_created_at("2026-10-20T00:00:00.000Z"));
     assert_all_distinct(ids, DEMO_PRODUCTS);
 }
 
@@ -167,7 +169,8 @@ static void test_names_and_skus_unique(void **state)
         /* SKU: three capitals, a dash, five digits. */
         const char *s = products[i].sku;
         assert_int_equal(strlen(s), 9);
-        assert_true(isupper((unsigned char)s[0]) && isupper((unsigned char)s[1]) && isupper((unsigned char)s[2]));
+        assert_true(isupper((unsigned char)s[0]) && isupper((unsigned char)s[1]) &&
+                    isupper((unsigned char)s[2]));
         assert_int_equal(s[3], '-');
         assert_int_equal(strspn(s + 4, "0123456789"), 5);
     }
@@ -185,7 +188,8 @@ static void test_categories(void **state)
     assert_true(n <= 64);
 
     for (size_t c = 0; c < n; c++) {
-        assert_int_equal(strspn(cats[c].slug, "abcdefghijklmnopqrstuvwxyz0123456789-"), strlen(cats[c].slug));
+        assert_int_equal(strspn(cats[c].slug, "abcdefghijklmnopqrstuvwxyz0123456789-"),
+                         strlen(cats[c].slug));
         assert_true(strlen(cats[c].name) > 0);
         size_t dlen = strlen(cats[c].description);
         assert_true(dlen > 10 && cats[c].description[dlen - 1] == '.');
@@ -260,7 +264,8 @@ static void test_attributes_are_json_objects(void **state)
         assert_true(json_is_string(json_object_get(obj, "brand")));
         const char *key;
         json_t *value;
-        json_object_foreach(obj, key, value) {
+        json_object_foreach(obj, key, value)
+        {
             assert_true(strlen(key) > 0);
             assert_true(json_is_string(value) || json_is_integer(value) || json_is_boolean(value));
         }

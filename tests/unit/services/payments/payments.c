@@ -23,11 +23,15 @@ static void test_digits(void **state)
     assert_int_equal(card_digits("4242 4242-4242 4242", d), 16);
     assert_string_equal(d, "4242424242424242");
     assert_int_equal(card_digits("4242x4242", d), -1);
-    assert_int_equal(card_digits("12345678901234567890", d), -1);   /* 20 digits */
+    assert_int_equal(card_digits("12345678901234567890", d), -1); /* 20 digits */
     assert_int_equal(card_digits("", d), 0);
 }
 
-static const struct { const char *number; bool luhn; const char *brand; } cards[] = {
+static const struct {
+    const char *number;
+    bool luhn;
+    const char *brand;
+} cards[] = {
     {"4242424242424242", true, "visa"},
     {"4000000000000002", true, "visa"},
     {"4000000000009995", true, "visa"},
@@ -41,7 +45,7 @@ static const struct { const char *number; bool luhn; const char *brand; } cards[
     {"3566002020360505", true, "jcb"},
     {"6200000000000005", true, "unionpay"},
     {"9999999999999995", true, "unknown"},
-    {"79927398713", true, "unknown"},          /* Luhn's own example; too short for a brand */
+    {"79927398713", true, "unknown"}, /* Luhn's own example; too short for a brand */
     {"79927398710", false, "unknown"},
 };
 
@@ -62,7 +66,7 @@ static void test_luhn_and_brand(void **state)
 static void test_expiry_and_cvc(void **state)
 {
     (void)state;
-    assert_false(card_expired(11, 2026, 11, 2026));   /* valid through its month */
+    assert_false(card_expired(11, 2026, 11, 2026)); /* valid through its month */
     assert_true(card_expired(10, 2026, 11, 2026));
     assert_true(card_expired(12, 2025, 1, 2026));
     assert_false(card_expired(1, 2027, 12, 2026));
@@ -94,8 +98,11 @@ static void test_state_machine(void **state)
 {
     (void)state;
     static const struct {
-        enum pay_status from; enum pay_op op; int64_t amount, captured, refunded;
-        enum pay_verdict verdict; enum pay_status to;
+        enum pay_status from;
+        enum pay_op op;
+        int64_t amount, captured, refunded;
+        enum pay_verdict verdict;
+        enum pay_status to;
     } t[] = {
         {PAY_AUTHORIZED, OP_CAPTURE, 0, 0, 0, PAY_OK, PAY_CAPTURED},
         {PAY_AUTHORIZED, OP_VOID, 0, 0, 0, PAY_OK, PAY_VOIDED},
@@ -119,8 +126,8 @@ static void test_state_machine(void **state)
     };
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
         enum pay_status next;
-        enum pay_verdict v = pay_next(t[i].from, t[i].op, t[i].amount, t[i].captured,
-                                      t[i].refunded, &next);
+        enum pay_verdict v =
+            pay_next(t[i].from, t[i].op, t[i].amount, t[i].captured, t[i].refunded, &next);
         if (v != t[i].verdict || next != t[i].to)
             fail_msg("case %zu: %s op %d gave verdict %d → %s", i, pay_status_name(t[i].from),
                      (int)t[i].op, (int)v, pay_status_name(next));
@@ -136,13 +143,14 @@ static void test_vault(void **state)
     (void)state;
     char out[CARD_DIGITS_MAX + 1];
     assert_int_equal(vault_key_hex("zz"), SOUK_EINVAL);
-    assert_int_equal(vault_key_hex("000102030405060708090a0b0c0d0e0f000102030405060708090a0b0c0d0e0f"), 0);
+    assert_int_equal(
+        vault_key_hex("000102030405060708090a0b0c0d0e0f000102030405060708090a0b0c0d0e0f"), 0);
     char *a = vault_seal("4242424242424242"), *b = vault_seal("4242424242424242");
     assert_string_not_equal(a, b);
     assert_null(strstr(a, "4242"));
     assert_int_equal(vault_open(a, out, sizeof(out)), 0);
     assert_string_equal(out, "4242424242424242");
-    a[5] = a[5] == 'A' ? 'B' : 'A';   /* tampered: refused */
+    a[5] = a[5] == 'A' ? 'B' : 'A'; /* tampered: refused */
     assert_int_not_equal(vault_open(a, out, sizeof(out)), 0);
     assert_int_not_equal(vault_open("short", out, sizeof(out)), 0);
     free(a);
@@ -167,11 +175,14 @@ static int db_teardown(void **state)
 static void add_payment(struct souk_db *db, const char *id, const char *status, int64_t amount,
                         int64_t captured, int64_t refunded)
 {
-    assert_int_equal(souk_db_run(db, "INSERT INTO payments (id, order_id, user_id,"
-                                     " payment_method_id, status, amount_cents, captured_cents,"
-                                     " refunded_cents, currency, created_at, updated_at)"
-                                     " VALUES (?, 'ord_1', 'usr_1', 'pm_1', ?, ?, ?, ?, 'USD', 't', 't')",
-                                 "ssiii", id, status, amount, captured, refunded), 1);
+    assert_int_equal(
+        souk_db_run(db,
+                    "INSERT INTO payments (id, order_id, user_id,"
+                    " payment_method_id, status, amount_cents, captured_cents,"
+                    " refunded_cents, currency, created_at, updated_at)"
+                    " VALUES (?, 'ord_1', 'usr_1', 'pm_1', ?, ?, ?, ?, 'USD', 't', 't')",
+                    "ssiii", id, status, amount, captured, refunded),
+        1);
 }
 
 static bool flag(json_t *report, const char *name)
@@ -193,13 +204,17 @@ static void test_ledger_balances(void **state)
     add_payment(db, "pay_a", "partially_refunded", 1000, 1000, 300);
     add_payment(db, "pay_b", "voided", 500, 0, 0);
     add_payment(db, "pay_c", "authorized", 200, 0, 0);
-    assert_int_equal(ledger_post(db, "pay_a", "authorize", ACCT_CUSTOMER, ACCT_HOLDS, 1000, "USD"), 0);
+    assert_int_equal(ledger_post(db, "pay_a", "authorize", ACCT_CUSTOMER, ACCT_HOLDS, 1000, "USD"),
+                     0);
     assert_int_equal(ledger_post(db, "pay_a", "capture", ACCT_HOLDS, ACCT_REVENUE, 1000, "USD"), 0);
     assert_int_equal(ledger_post(db, "pay_a", "refund", ACCT_REVENUE, ACCT_REFUNDS, 300, "USD"), 0);
-    assert_int_equal(ledger_post(db, "pay_b", "authorize", ACCT_CUSTOMER, ACCT_HOLDS, 500, "USD"), 0);
+    assert_int_equal(ledger_post(db, "pay_b", "authorize", ACCT_CUSTOMER, ACCT_HOLDS, 500, "USD"),
+                     0);
     assert_int_equal(ledger_post(db, "pay_b", "void", ACCT_HOLDS, ACCT_CUSTOMER, 500, "USD"), 0);
-    assert_int_equal(ledger_post(db, "pay_c", "authorize", ACCT_CUSTOMER, ACCT_HOLDS, 200, "USD"), 0);
-    assert_int_equal(ledger_post(db, "pay_c", "capture", ACCT_HOLDS, ACCT_REVENUE, 0, "USD"), SOUK_EINVAL);
+    assert_int_equal(ledger_post(db, "pay_c", "authorize", ACCT_CUSTOMER, ACCT_HOLDS, 200, "USD"),
+                     0);
+    assert_int_equal(ledger_post(db, "pay_c", "capture", ACCT_HOLDS, ACCT_REVENUE, 0, "USD"),
+                     SOUK_EINVAL);
     json_t *rep = ledger_report(db);
     assert_non_null(rep);
     assert_true(flag(rep, "balanced"));
@@ -213,10 +228,13 @@ static void test_ledger_balances(void **state)
     json_decref(rep);
 
     /* a lone line (money from nowhere) and a row that disagrees with its postings */
-    assert_int_equal(souk_db_run(db, "INSERT INTO ledger_entries (txn_id, payment_id, kind, account,"
-                                     " debit_cents, currency, created_at) VALUES"
-                                     " ('ltx_x', 'pay_c', 'capture', 'merchant_revenue', 50, 'USD', 't')",
-                                 ""), 1);
+    assert_int_equal(
+        souk_db_run(db,
+                    "INSERT INTO ledger_entries (txn_id, payment_id, kind, account,"
+                    " debit_cents, currency, created_at) VALUES"
+                    " ('ltx_x', 'pay_c', 'capture', 'merchant_revenue', 50, 'USD', 't')",
+                    ""),
+        1);
     rep = ledger_report(db);
     assert_false(flag(rep, "balanced"));
     assert_false(flag(rep, "consistent"));
@@ -231,13 +249,16 @@ static void test_schema_invariants(void **state)
 {
     struct souk_db *db = *state;
     add_payment(db, "pay_d", "captured", 1000, 1000, 0);
-    assert_int_equal(souk_db_run(db, "UPDATE payments SET refunded_cents = 1001 WHERE id = 'pay_d'", ""),
-                     SOUK_ECONFLICT);
+    assert_int_equal(
+        souk_db_run(db, "UPDATE payments SET refunded_cents = 1001 WHERE id = 'pay_d'", ""),
+        SOUK_ECONFLICT);
     assert_int_equal(souk_db_run(db, "UPDATE payments SET status = 'paid' WHERE id = 'pay_d'", ""),
                      SOUK_ECONFLICT);
-    assert_int_equal(souk_db_run(db, "INSERT INTO ledger_entries (txn_id, payment_id, kind, account,"
-                                     " debit_cents, credit_cents, currency, created_at) VALUES"
-                                     " ('ltx_y', 'pay_d', 'x', 'refunds', 5, 5, 'USD', 't')", ""),
+    assert_int_equal(souk_db_run(db,
+                                 "INSERT INTO ledger_entries (txn_id, payment_id, kind, account,"
+                                 " debit_cents, credit_cents, currency, created_at) VALUES"
+                                 " ('ltx_y', 'pay_d', 'x', 'refunds', 5, 5, 'USD', 't')",
+                                 ""),
                      SOUK_ECONFLICT);
 }
 
