@@ -43,7 +43,7 @@ export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1
 FUZZ_SECONDS ?= 20
 FUZZ_DRIVERS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/*.c))
 
-.PHONY: all setup run test unit e2e browser-test bench clean fmt fuzz
+.PHONY: all setup run test unit e2e browser-test bench clean fmt fmt-check fuzz
 all: $(BINS)
 
 $(B)/obj/%.o: %.c
@@ -91,6 +91,7 @@ e2e: $(BINS)
 	SOUK_BUILD_DIR=$(abspath $(B)) $(PYTEST) -q tests/e2e $(PYTEST_ARGS)
 
 test: setup
+	@$(MAKE) --no-print-directory fmt-check
 	@$(MAKE) --no-print-directory -j$(shell nproc) all
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory e2e
@@ -141,8 +142,12 @@ fuzz:
 	    > build/fuzz/$$d.log 2>&1 || { tail -40 build/fuzz/$$d.log; exit 1; }; tail -1 build/fuzz/$$d.log; done
 .SECONDARY: $(patsubst lib/%.c,build/fuzz/lib/%.o,$(LIB_SRC))
 
+# every C file of ours (not the peers'), in the house format of .clang-format
+FMT_FILES = $(shell find lib services cli tests/unit tests/fuzz -name '*.[ch]' | sort)
 fmt:
-	clang-format -i lib/*.c lib/include/souk/*.h services/*/*.c cli/*.c
+	clang-format -i $(FMT_FILES)
+fmt-check:
+	@clang-format --dry-run -Werror $(FMT_FILES) && echo "format: ok"
 
 clean:
 	rm -rf build
