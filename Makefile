@@ -73,9 +73,11 @@ $(B)/tests/unit/services/$(1)/%: tests/unit/services/$(1)/%.c $$(filter-out %/ma
 endef
 $(foreach s,$(SERVICES),$(eval $(call service_rules,$(s))))
 
-$(B)/bin/souk: $(B)/obj/cli/souk.o
+# the supervisor: its own files only (not the kit), plus libsodium
+CLI_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(wildcard cli/*.c))
+$(B)/bin/souk: $(CLI_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $< $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(B)/tests/unit/lib/%: tests/unit/lib/%.c $(LIB)
 	@mkdir -p $(@D)

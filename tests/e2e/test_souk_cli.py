@@ -1,4 +1,4 @@
-"""Black-box tests of the `souk` supervisor (cli/souk.c) against fake services.
+"""Black-box tests of the `souk` supervisor (cli/) against fake services.
 
 The fake services are small Python HTTP servers written into a temporary bin
 directory (SOUK_BIN_DIR); ports come from a free range found by binding.

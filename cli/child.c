@@ -1,0 +1,107 @@
+/* child.c: one service process: what happens between fork and exec (session,
+ * parent-death signal, log file, the per-instance environment), and the /readyz
+ * probe the supervisor and `souk status` use. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+/*
+ * In the child, between fork and exec: own session (so Ctrl-C reaches only the
+ * supervisor), die with the parent, log to file, then the per-service environment.
+ */
+void child_exec(const struct config *c, int svc, int replica, pid_t parent, const char *log_path,
+                bool own_session, const char *arg)
+{
+    const char *name = services[svc].name;
+    char path[PATH_MAX], buf[PATH_MAX + 64], key[64];
+    sigset_t none;
+    int fd;
+
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    if (own_session)
+        setsid();
+    if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
+        _exit(EXIT_EXEC_FAILED);
+    if (log_path) {
+        fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0)
+            _exit(EXIT_EXEC_FAILED);
+        close(fd);
+        fd = open("/dev/null", O_RDONLY);
+        if (fd >= 0 && fd != STDIN_FILENO) {
+            dup2(fd, STDIN_FILENO);
+            close(fd);
+        }
+    }
+    /* Per instance, always set. The client id and secret are per service too:
+     * one inherited from the shell would give every service the same identity. */
+    setenv("SOUK_SERVICE", name, 1);
+    setenv("SOUK_CLIENT_ID", name, 1);
+    setenv("SOUK_CLIENT_SECRET", c->secrets[svc], 1);
+    setenv("SOUK_VAR", c->var_dir, 1); /* the same directory, made absolute */
+    if (fmt(buf, sizeof buf, "%s:%d", c->host, config_port(c, svc, replica)) >= 0)
+        setenv("SOUK_LISTEN", buf, 1);
+    if (fmt(buf, sizeof buf, "sqlite:%s/db/%s.db", c->var_dir, name) >= 0)
+        setenv("SOUK_DB", buf, 1);
+    if (fmt(buf, sizeof buf, "%d", replica) >= 0)
+        setenv("SOUK_REPLICA", buf, 1);
+    /* Shared settings: the user's own value wins. */
+    setenv("SOUK_CLIENTS_FILE", c->clients_file, 0);
+    for (int i = 0; i < NSERVICES; i++) {
+        int n = fmt(key, sizeof key, "SOUK_%s_URL", services[i].name);
+        for (int j = 0; j < n; j++)
+            key[j] = (char)(key[j] >= 'a' && key[j] <= 'z' ? key[j] - 'a' + 'A' : key[j]);
+        setenv(key, c->urls[i], 0);
+    }
+    if (fmt(path, sizeof path, "%s/%s", c->bin_dir, name) >= 0)
+        execl(path, path, arg, (char *)NULL);
+    fprintf(stderr, "souk: cannot run %s: %s\n", path, strerror(errno));
+    _exit(EXIT_EXEC_FAILED);
+}
+
+/* GET /readyz on host:port, true on a 200 answer. */
+bool child_probe_ready(const char *host, int port, int timeout_ms)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *ai = NULL;
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    char portstr[16], req[512], resp[16];
+    size_t got = 0;
+    ssize_t n;
+    bool ok = false;
+    int fd = -1, len;
+
+    if (fmt(portstr, sizeof portstr, "%d", port) < 0 ||
+        getaddrinfo(host, portstr, &hints, &ai) != 0)
+        goto out;
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0 ||
+        connect(fd, ai->ai_addr, ai->ai_addrlen) < 0)
+        goto out;
+    len = fmt(req, sizeof req, "GET /readyz HTTP/1.0\r\nHost: %s:%d\r\n\r\n", host, port);
+    if (len < 0 || send(fd, req, (size_t)len, MSG_NOSIGNAL) != len)
+        goto out;
+    while (got < sizeof resp - 1 && (n = recv(fd, resp + got, sizeof resp - 1 - got, 0)) > 0)
+        got += (size_t)n;
+    resp[got] = '\0';
+    /* "HTTP/1.x 200 ..." */
+    ok = got >= 12 && strncmp(resp, "HTTP/1.", 7) == 0 && strncmp(resp + 8, " 200", 4) == 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (ai)
+        freeaddrinfo(ai);
+    return ok;
+}

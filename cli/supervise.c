@@ -1,0 +1,368 @@
+/* supervise.c: the supervisor loop: start every instance, restart the ones that
+ * exit with backoff, wait for readiness, keep var/run/souk.state current, and stop
+ * them all on a signal; and `up -d`, which runs it in the background. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+struct instance {
+    int svc; /* index into services[] */
+    int replica;
+    int port;
+    pid_t pid; /* 0 while waiting for a restart */
+    time_t started_at;
+    long long started_ms; /* monotonic, for uptime and backoff reset */
+    long long restart_at_ms;
+    int backoff_ms;
+    int restarts;
+    bool ready;
+};
+
+struct supervisor {
+    struct config *cfg;
+    struct instance inst[MAX_INSTANCES];
+    int ninst;
+    int sigfd;
+    int notify_fd; /* `up -d`: the waiting parent reads the ready line */
+    long long start_ms;
+    long long last_probe_ms;
+    bool ready_done; /* all ready, or gave up waiting */
+    bool stopping;
+};
+
+static const char *label(const struct instance *in, char *buf, size_t size)
+{
+    if (in->replica == 0)
+        return services[in->svc].name;
+    if (fmt(buf, size, "%s-%d", services[in->svc].name, in->replica) < 0)
+        return services[in->svc].name;
+    return buf;
+}
+
+/* var/run/souk.state: `name replica port pid started_at_unix restarts`. */
+static void write_state(const struct supervisor *s)
+{
+    char path[PATH_MAX], text[FILE_MAX];
+    size_t len = 0;
+
+    text[0] = '\0';
+    for (int i = 0; i < s->ninst && len < sizeof text; i++) {
+        const struct instance *in = &s->inst[i];
+        len += (size_t)snprintf(text + len, sizeof text - len, "%s %d %d %ld %lld %d\n",
+                                services[in->svc].name, in->replica, in->port, (long)in->pid,
+                                (long long)in->started_at, in->restarts);
+    }
+    if (fmt(path, sizeof path, "%s/run/souk.state", s->cfg->var_dir) >= 0)
+        write_atomic(path, text, 0644);
+}
+
+static void start_instance(struct supervisor *s, struct instance *in)
+{
+    char log_path[PATH_MAX], name[64];
+    const char *what = label(in, name, sizeof name);
+    pid_t parent = getpid(), pid;
+
+    if (fmt(log_path, sizeof log_path, "%s/log/%s.log", s->cfg->var_dir, what) < 0)
+        return;
+    pid = fork();
+    if (pid == 0)
+        child_exec(s->cfg, in->svc, in->replica, parent, log_path, true, NULL);
+    in->started_at = time(NULL);
+    in->started_ms = now_ms();
+    if (pid < 0) { /* treated like an instant crash: retried with backoff */
+        fprintf(stderr, "souk: fork for %s: %s\n", what, strerror(errno));
+        in->pid = 0;
+        in->restart_at_ms = in->started_ms + in->backoff_ms;
+        return;
+    }
+    in->pid = pid;
+    printf("souk: %-12s port %d pid %ld\n", what, in->port, (long)pid);
+}
+
+static void on_exit_status(struct supervisor *s, struct instance *in, int status)
+{
+    char name[64], why[128];
+    long long now = now_ms(), up = now - in->started_ms;
+
+    describe_exit(status, why, sizeof why);
+    in->pid = 0;
+    in->ready = false;
+    if (s->stopping) {
+        printf("souk: %s stopped (%s)\n", label(in, name, sizeof name), why);
+        return;
+    }
+    if (up >= BACKOFF_RESET_MS)
+        in->backoff_ms = BACKOFF_MIN_MS;
+    in->restart_at_ms = now + in->backoff_ms;
+    printf("souk: %s %s after %.1f s; restarting in %d ms\n", label(in, name, sizeof name), why,
+           up / 1000.0, in->backoff_ms);
+    in->backoff_ms = in->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : in->backoff_ms * 2;
+}
+
+static void reap_children(struct supervisor *s)
+{
+    int status;
+    pid_t pid;
+
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+        for (int i = 0; i < s->ninst; i++)
+            if (s->inst[i].pid == pid)
+                on_exit_status(s, &s->inst[i], status);
+    write_state(s);
+}
+
+/* Drain the signalfd; returns true if a stop was asked for. */
+static bool read_signals(struct supervisor *s)
+{
+    struct signalfd_siginfo si;
+    bool stop = false;
+
+    while (read(s->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+        if (si.ssi_signo == SIGCHLD)
+            reap_children(s);
+        else
+            stop = true;
+    }
+    return stop;
+}
+
+static void restart_due(struct supervisor *s)
+{
+    long long now = now_ms();
+    bool changed = false;
+
+    for (int i = 0; i < s->ninst; i++) {
+        struct instance *in = &s->inst[i];
+        if (in->pid || in->restart_at_ms > now)
+            continue;
+        in->restarts++;
+        start_instance(s, in);
+        changed = true;
+    }
+    if (changed)
+        write_state(s);
+}
+
+/* Tell a waiting `up -d` parent how it went: the ready line, or EOF for failure. */
+static void notify_parent(struct supervisor *s, const char *line)
+{
+    if (s->notify_fd < 0)
+        return;
+    if (line && write(s->notify_fd, line, strlen(line)) < 0)
+        perror("souk: notify");
+    close(s->notify_fd);
+    s->notify_fd = -1;
+}
+
+static void check_ready(struct supervisor *s)
+{
+    long long now = now_ms();
+    char line[128], name[64];
+    int waiting = 0;
+
+    if (s->ready_done || now - s->last_probe_ms < READY_POLL_MS)
+        return;
+    s->last_probe_ms = now;
+    for (int i = 0; i < s->ninst; i++) {
+        struct instance *in = &s->inst[i];
+        if (!in->ready && in->pid)
+            in->ready = child_probe_ready(s->cfg->host, in->port, LOOP_PROBE_MS);
+        waiting += !in->ready;
+    }
+    if (waiting == 0) {
+        s->ready_done = true;
+        fmt(line, sizeof line, "souk: all %d instances ready in %.2f s\n", s->ninst,
+            (now_ms() - s->start_ms) / 1000.0);
+        fputs(line, stdout);
+        notify_parent(s, line);
+    } else if (now - s->start_ms >= READY_TIMEOUT_MS) {
+        s->ready_done = true;
+        printf("souk: not ready after %d s:", READY_TIMEOUT_MS / 1000);
+        for (int i = 0; i < s->ninst; i++)
+            if (!s->inst[i].ready)
+                printf(" %s", label(&s->inst[i], name, sizeof name));
+        printf("\n");
+        if (s->notify_fd >= 0) /* `up -d` fails: stop, then tell the parent */
+            s->stopping = true;
+    }
+}
+
+static int next_timeout(const struct supervisor *s)
+{
+    long long now = now_ms(), wait = s->ready_done ? -1 : READY_POLL_MS;
+
+    for (int i = 0; i < s->ninst; i++) {
+        long long due = s->inst[i].restart_at_ms - now;
+        if (s->inst[i].pid)
+            continue;
+        due = due < 0 ? 0 : due;
+        if (wait < 0 || due < wait)
+            wait = due;
+    }
+    return (int)wait; /* -1: nothing to do until a signal */
+}
+
+static int alive_count(const struct supervisor *s)
+{
+    int n = 0;
+
+    for (int i = 0; i < s->ninst; i++)
+        n += s->inst[i].pid != 0;
+    return n;
+}
+
+/* Signal an instance's whole process group (it is a session leader). */
+static void kill_instance(const struct instance *in, int sig)
+{
+    if (in->pid > 0 && kill(-in->pid, sig) < 0)
+        kill(in->pid, sig);
+}
+
+/* SIGTERM everyone, give them STOP_GRACE_MS, then SIGKILL the rest. */
+static void stop_all(struct supervisor *s)
+{
+    long long deadline = now_ms() + STOP_GRACE_MS;
+    struct pollfd p = {.fd = s->sigfd, .events = POLLIN};
+    int status;
+
+    s->stopping = true;
+    printf("souk: stopping %d instances\n", alive_count(s));
+    for (int i = 0; i < s->ninst; i++)
+        kill_instance(&s->inst[i], SIGTERM);
+    for (long long left; alive_count(s) > 0 && (left = deadline - now_ms()) > 0;)
+        if (poll(&p, 1, (int)left) > 0 && read_signals(s))
+            break; /* asked twice: stop waiting */
+    for (int i = 0; i < s->ninst; i++) {
+        struct instance *in = &s->inst[i];
+        if (!in->pid)
+            continue;
+        kill_instance(in, SIGKILL);
+        if (waitpid(in->pid, &status, 0) == in->pid)
+            on_exit_status(s, in, status);
+    }
+}
+
+static void plan_instances(struct supervisor *s)
+{
+    const struct config *c = s->cfg;
+    char missing[256] = "";
+    size_t len = 0;
+
+    for (int i = 0; i < NSERVICES; i++) {
+        if (!config_have_binary(c, i)) {
+            len += (size_t)snprintf(missing + len, sizeof missing - len, " %s", services[i].name);
+            continue;
+        }
+        for (int k = 0; k < c->replicas[i]; k++)
+            s->inst[s->ninst++] = (struct instance){
+                .svc = i, .replica = k, .port = config_port(c, i, k), .backoff_ms = BACKOFF_MIN_MS};
+    }
+    if (len)
+        printf("souk: not built, skipped:%s (looked in %s)\n", missing, c->bin_dir);
+}
+
+int supervise(struct config *c, int notify_fd)
+{
+    struct supervisor s;
+    struct pollfd p = {.events = POLLIN};
+    char path[PATH_MAX];
+    sigset_t mask;
+    int lock_fd, rc = 1;
+
+    s = (struct supervisor){.cfg = c, .sigfd = -1, .notify_fd = notify_fd};
+    lock_fd = pidfile_take(c);
+    if (lock_fd < 0)
+        goto out;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGCHLD);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    signal(SIGPIPE, SIG_IGN);
+    if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0 ||
+        (s.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
+        perror("souk: signalfd");
+        goto out;
+    }
+    p.fd = s.sigfd;
+    plan_instances(&s);
+    s.start_ms = now_ms();
+    for (int i = 0; i < s.ninst; i++)
+        start_instance(&s, &s.inst[i]);
+    write_state(&s);
+    while (!s.stopping) {
+        if (poll(&p, 1, next_timeout(&s)) > 0 && read_signals(&s))
+            break;
+        restart_due(&s);
+        check_ready(&s);
+    }
+    stop_all(&s);
+    printf("souk: stopped\n");
+    rc = 0;
+out:
+    if (s.sigfd >= 0)
+        close(s.sigfd);
+    if (lock_fd >= 0) {
+        if (fmt(path, sizeof path, "%s/run/souk.state", c->var_dir) >= 0)
+            unlink(path);
+        if (pidfile_path(c, path) >= 0)
+            unlink(path);
+        close(lock_fd);
+    }
+    notify_parent(&s, NULL); /* last: a failed `up -d` returns to a clean slate */
+    return rc;
+}
+
+/* `up -d`: the child becomes the supervisor; we wait for its ready line. */
+int daemonize(struct config *c)
+{
+    char log_path[PATH_MAX], buf[256];
+    struct pollfd p = {.events = POLLIN};
+    long long deadline = now_ms() + DAEMON_WAIT_MS;
+    size_t got = 0;
+    ssize_t n;
+    int fds[2], fd;
+    pid_t pid;
+
+    if (fmt(log_path, sizeof log_path, "%s/log/souk.log", c->var_dir) < 0 ||
+        pipe2(fds, O_CLOEXEC) < 0 || (pid = fork()) < 0) {
+        perror("souk: up -d");
+        return 1;
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        setsid();
+        fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0)
+            _exit(1);
+        close(fd);
+        fd = open("/dev/null", O_RDONLY);
+        if (fd >= 0 && fd != STDIN_FILENO)
+            dup2(fd, STDIN_FILENO);
+        _exit(supervise(c, fds[1]));
+    }
+    close(fds[1]);
+    p.fd = fds[0];
+    while (got < sizeof buf - 1 && now_ms() < deadline &&
+           poll(&p, 1, (int)(deadline - now_ms())) > 0 &&
+           (n = read(fds[0], buf + got, sizeof buf - 1 - got)) > 0)
+        got += (size_t)n;
+    close(fds[0]);
+    buf[got] = '\0';
+    if (got == 0) {
+        fprintf(stderr, "souk: failed to start, see %s\n", log_path);
+        return 1;
+    }
+    printf("%ssouk: supervisor pid %ld, log %s\n", buf, (long)pid, log_path);
+    return 0;
+}
