@@ -1,0 +1,223 @@
+"""main: one benchmark run, step by step: snapshot the binaries, time cold starts,
+start the platform and the peers, set up the scenarios' data, run interleaved wrk
+rounds, profile where an aim was missed, write bench/RESULTS.md."""
+import datetime
+import json
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+from . import config, peers, scenarios
+from .config import (AIM_CEILING, AIM_CHECKOUTS, AIM_EXPRESS, BENCH, COLD_RUNS, RESULTS, ROOT,
+                     ROUNDS, SERVICES, WARMUP, WRK, log)
+from .measurement import (TICKS, RssSampler, cpu_ticks, group_rss_kb, loadavg, machine,
+                          mem_detail_kb, profile, rss_kb, wrk)
+from .net import http
+from .procs import CLEAN, install
+from .report import fmt_ms, write_results
+from .stack import Platform, built_services, snapshot_bins
+
+
+def cold_starts(ctx, tmp, admin):
+    """Start the whole platform COLD_RUNS times on a fresh SOUK_VAR, timed to all-ready."""
+    cold = []
+    for i in range(COLD_RUNS):
+        p = Platform(os.path.join(tmp, "cold%d" % i), admin)
+        try:
+            secs = p.up()
+            if secs is None:
+                ctx["cold_error"] = "not every service got ready: %s" % p.failed
+            else:
+                cold.append(secs)
+                ctx["cold_mode"], ctx["cold_line"] = p.mode, p.souk_line
+        except Exception as e:
+            ctx["cold_error"] = str(e)
+        finally:
+            p.down()
+            CLEAN.actions = [a for a in CLEAN.actions if a != p.down]
+        if "cold_error" in ctx:
+            break
+    ctx["cold"] = cold
+    log("cold start: %s" % ", ".join("%.2fs" % x for x in cold))
+
+
+def start_express(ctx, tmp, plat, express_err):
+    """(process or None, port or None, why not or None) of the Express peer."""
+    if express_err is not None:
+        return None, None, express_err
+    try:
+        express, port = peers.start_express(tmp, os.path.join(plat.var, "db", "catalog.db"))
+        ctx["express_ver"], ctx["bsql_ver"] = peers.express_versions()
+        return express, port, None
+    except Exception as e:
+        return None, None, str(e)
+
+
+def why_missing(ctx, plat, svc):
+    return plat.failed.get(svc) and "%s: %s" % (svc, plat.failed[svc]) or \
+        ctx["skipped"].get(svc) or "build/bin/%s does not exist yet" % svc
+
+
+def user_token(ctx, plat, tag):
+    """(a user's token through the gateway, or None; why not, or None)."""
+    if "gateway" not in plat.ports or "users" not in plat.ports:
+        return None, why_missing(ctx, plat, "gateway" if "gateway" not in plat.ports else "users")
+    return scenarios.register_and_login(plat.url("gateway"), tag, 9999)
+
+
+def journey_data(ctx, plat, tag, products, admin, path):
+    """Write the journey's data file; None, or why the journey cannot run."""
+    needed = [s for s in ("gateway", "users", "cart", "orders", "payments") if s not in plat.ports]
+    if needed:
+        return "; ".join(why_missing(ctx, plat, x) for x in needed)
+    try:
+        scenarios.write_lua(path, scenarios.prepare_journey(plat.url("gateway"), tag, products, admin))
+    except Exception as e:
+        return str(e)
+    return None
+
+
+def idle_memory(ctx, watched):
+    ctx["rss_idle"] = {name: group_rss_kb(pid) if "(" in name else rss_kb(pid)
+                       for name, pid in watched.items()}
+    ctx["mem_idle"] = {name: mem_detail_kb(pid) for name, pid in watched.items() if "(" not in name}
+    for s in SERVICES:
+        if s not in watched:
+            ctx["rss_idle"][s] = None
+    log("idle RSS (kB): %s" % ctx["rss_idle"])
+
+
+def measure_once(ctx, s, pids, plat, watched, wrk_log):
+    """One wrk run of one scenario, with the CPU of its serving processes."""
+    c0 = sum(cpu_ticks(p) for p in pids)
+    per0 = {n: cpu_ticks(p) for n, p in plat.pids.items()} if s.key == "journey" else None
+    with RssSampler({k: v for k, v in watched.items()}) as sampler:
+        r = wrk(WRK, s.url, s.script, s.args, wrk_log)
+    c1 = sum(cpu_ticks(p) for p in pids)
+    if pids and r["requests"]:
+        r["cpu_us"] = (c1 - c0) * 1e6 / TICKS / r["requests"]
+    if per0 is not None and r.get("checkouts"):
+        # where a checkout's CPU goes: each service's CPU / confirmed checkouts
+        for n, p in plat.pids.items():
+            ctx["journey_cpu"].setdefault(n, []).append(
+                (cpu_ticks(p) - per0[n]) * 1e6 / TICKS / r["checkouts"])
+    for k, v in sampler.peak.items():
+        ctx["rss_peak"][k] = max(ctx["rss_peak"].get(k, 0), v)
+    return r
+
+
+def run_rounds(ctx, live, serving, plat, watched, wrk_log):
+    for s in live:
+        if s.key != "journey":   # the journey warms up in its first round
+            subprocess.run(WARMUP + ["-s", os.path.join(BENCH, s.script), s.url, "--"] + s.args,
+                           capture_output=True, timeout=60)
+    for rnd in range(ROUNDS):
+        for s in live:
+            pids = [p for p in serving.get(s.key, []) if p]
+            r = measure_once(ctx, s, pids, plat, watched, wrk_log)
+            s.runs.append(r)
+            log("round %d %-12s %s req/s p50 %s p99 %s cpu %s µs/req%s" % (
+                rnd + 1, s.key, "{:,.0f}".format(r["rps"] or 0), fmt_ms(r["p50"]), fmt_ms(r["p99"]),
+                "%.0f" % r["cpu_us"] if r.get("cpu_us") else "–",
+                (" non-2xx %d" % r["non2xx"]) if r["non2xx"] else ""))
+
+
+def profile_missed(ctx, plat, tmp, ids_file, token, journey_file, tag):
+    """Profile the serving process of each aim this run missed."""
+    S = ctx["scenarios"]
+    catalog = plat.url("catalog")
+    gw = plat.url("gateway") if "gateway" in plat.ports else ""
+    direct, ceiling = S["catalog"].median("rps"), S["ceiling"].median("rps")
+    express_ok = (not S["express"].why_not and direct and S["express"].median("rps")
+                  and direct / S["express"].median("rps") >= AIM_EXPRESS)
+    if (direct and ceiling and direct / ceiling < AIM_CEILING) or (not S["express"].why_not and not express_ok):
+        ctx["profiles"]["catalog GET /products/{id}"] = profile(
+            plat.pids.get("catalog"), "catalog", catalog, "product.lua", [ids_file], tmp)
+    eq = S["express_q"].median("rps")
+    if not S["express_q"].why_not and eq and (S["catalog_q"].median("rps") or 0) < AIM_EXPRESS * eq:
+        ctx["profiles"]["catalog GET /products?q=coffee"] = profile(
+            plat.pids.get("catalog"), "catalog-q", catalog, "path.lua", [scenarios.Q], tmp)
+    if not S["gateway"].why_not and S["gateway"].median("rps") and S["nginx_proxy"].median("rps") \
+            and S["gateway"].median("rps") < S["nginx_proxy"].median("rps"):
+        ctx["profiles"]["gateway"] = profile(plat.pids.get("gateway"), "gateway", gw, "product.lua",
+                                             [ids_file, token], tmp)
+    j = S["journey"]
+    if not j.why_not and (j.median("cps") or 0) < AIM_CHECKOUTS and ctx["journey_cpu"]:
+        top = sorted(ctx["journey_cpu"], key=lambda n: -statistics.median(ctx["journey_cpu"][n]))
+        for name in top[:2]:
+            ctx["profiles"]["%s during the journey" % name] = profile(
+                plat.pids.get(name), name + "-journey", gw, "journey.lua", [journey_file, tag + "p"], tmp)
+
+
+def main():
+    install()
+    for tool in ("wrk", "nginx"):
+        if shutil.which(tool) is None:
+            sys.exit("bench: %s is not installed (run scripts/setup bench)" % tool)
+    if not os.access(os.path.join(config.BIN, "catalog"), os.X_OK):
+        sys.exit("bench: %s/catalog is missing (run make)" % config.BIN)
+    tmp = tempfile.mkdtemp(prefix="souk-bench-")
+    CLEAN.actions.insert(0, lambda: shutil.rmtree(tmp, ignore_errors=True))
+    # a snapshot of the binaries: a rebuild during the run cannot mix versions or
+    # confuse perf's symbols
+    config.BIN, skipped = snapshot_bins(config.BIN, os.path.join(tmp, "bin"))
+    wrk_log = os.path.join(tmp, "wrk.log")
+    tag = secrets.token_hex(4)
+    admin = ("admin-%s@bench.local" % tag, "bench-admin-" + secrets.token_hex(8))
+    ctx = {"machine": machine(), "date": datetime.datetime.now(datetime.timezone.utc)
+           .strftime("%Y-%m-%d %H:%M UTC"), "profiles": {}, "rss_peak": {}, "load_before": loadavg(),
+           "journey_cpu": {}}
+    log("temp dir %s; services built: %s" % (tmp, ", ".join(built_services())))
+    ctx["missing"] = [s for s in SERVICES if s not in built_services()]
+    ctx["skipped"] = skipped
+
+    express_err = peers.prepare_express(tmp) if shutil.which("node") else "node is not installed"
+    cold_starts(ctx, tmp, admin)
+
+    # the platform under load: seeded, then started
+    plat = Platform(os.path.join(tmp, "var"), admin)
+    plat.seed()
+    plat.up()
+    ctx["platform_mode"], ctx["port_base"] = plat.mode, plat.base
+    log("platform up (%s) on base port %d: %s" % (plat.mode, plat.base, plat.pids))
+    catalog = plat.url("catalog")
+    products = scenarios.fetch_products(catalog)
+    ids_file = os.path.join(tmp, "ids.lua")
+    scenarios.write_lua(ids_file, [p["id"] for p in products])
+    st, sample = http("GET", catalog + "/api/v1/products/" + products[0]["id"])
+    ctx["body_len"] = len(json.dumps(sample, separators=(",", ":")).encode())
+    log("%d products, a product is about %d bytes" % (len(products), ctx["body_len"]))
+
+    nginx, ceiling_port, proxy_port = peers.start_nginx(tmp, plat.ports["catalog"], ctx["body_len"])
+    express, express_port, express_err = start_express(ctx, tmp, plat, express_err)
+    ctx["failed"] = plat.failed
+    token, gw_err = user_token(ctx, plat, tag)
+    journey_file = os.path.join(tmp, "journey-data.lua")
+    journey_err = journey_data(ctx, plat, tag, products, admin, journey_file)
+
+    u = lambda port: "http://127.0.0.1:%d" % port
+    gw = plat.url("gateway") if "gateway" in plat.ports else ""
+    sc = scenarios.build(catalog, gw, u(ceiling_port), u(proxy_port),
+                         u(express_port) if express else "", ids_file, token, gw_err,
+                         express_err, journey_file, journey_err, tag)
+    ctx["scenarios"] = {s.key: s for s in sc}
+    only = [k for k in os.environ.get("BENCH_ONLY", "").split(",") if k]
+    for s in sc:   # BENCH_ONLY=catalog,journey: a subset, while working on one thing
+        if only and s.key not in only and not s.why_not:
+            s.why_not = "left out by BENCH_ONLY"
+    live = [s for s in sc if not s.why_not]
+
+    watched = dict(plat.pids)
+    watched["nginx (master + workers)"] = nginx.pid
+    if express:
+        watched["express (node)"] = express.pid
+    idle_memory(ctx, watched)
+    serving = scenarios.serving_pids(plat.pids, nginx.pid, express.pid if express else None)
+    run_rounds(ctx, live, serving, plat, watched, wrk_log)
+    profile_missed(ctx, plat, tmp, ids_file, token, journey_file, tag)
+    write_results(ctx)
+    log("wrote %s" % os.path.relpath(RESULTS, ROOT))

@@ -1,0 +1,212 @@
+"""measurement: what a run reads off the machine. wrk's output, the CPU time and
+memory of the serving processes (/proc), perf profiles, and the machine itself."""
+import os
+import platform
+import re
+import shutil
+import subprocess
+import threading
+import time
+
+from .config import BENCH, CONNECTIONS, PROFILE_SECONDS, ROOT
+from .procs import CLEAN
+
+# ---- memory and CPU of processes ----
+
+
+def rss_kb(pid, field="VmRSS"):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def mem_detail_kb(pid):
+    """VmRSS, RssAnon (private, what the process adds) and Pss (its share of everything)."""
+    out = {"rss": rss_kb(pid), "anon": rss_kb(pid, "RssAnon"), "pss": None}
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    out["pss"] = int(line.split()[1])
+    except OSError:
+        pass
+    return out
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ticks(pid):
+    """user + system CPU ticks of a process tree (all threads, workers included)."""
+    total = 0
+    for p in tree_pids(pid):
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def tree_pids(pid):
+    """pid and its descendants (nginx workers, node's helpers)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            with open("/proc/%d/task/%d/children" % (p, p)) as f:
+                todo.extend(int(c) for c in f.read().split())
+        except OSError:
+            pass
+    return out
+
+
+def group_rss_kb(pid):
+    vals = [rss_kb(p) for p in tree_pids(pid)]
+    vals = [v for v in vals if v is not None]
+    return sum(vals) if vals else None
+
+
+class RssSampler:
+    """Samples the RSS of named processes while a load runs; keeps the maximum."""
+
+    def __init__(self, procs):
+        self.procs = procs          # name -> pid
+        self.peak = {}
+        self._stop = threading.Event()
+        self._t = None
+
+    def __enter__(self):
+        self._stop.clear()
+        self._t = threading.Thread(target=self._loop, daemon=True)
+        self._t.start()
+        return self
+
+    def _loop(self):
+        while not self._stop.wait(0.25):
+            for name, pid in self.procs.items():
+                v = group_rss_kb(pid)
+                if v is not None and v > self.peak.get(name, 0):
+                    self.peak[name] = v
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+
+
+# ---- wrk ----
+
+UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def to_ms(text):
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", text)
+    return float(m.group(1)) * UNIT[m.group(2)] if m else None
+
+
+def parse_wrk(out):
+    r = {"rps": None, "p50": None, "p99": None, "non2xx": 0, "errors": 0, "requests": 0}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if m:
+        r["rps"] = float(m.group(1))
+    for pct, key in (("50", "p50"), ("99", "p99")):
+        m = re.search(r"^\s+%s(?:\.000)?%%\s+(\S+)" % pct, out, re.M)
+        if m:
+            r[key] = to_ms(m.group(1))
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    if m:
+        r["non2xx"] = int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        r["errors"] = sum(int(x) for x in m.groups())
+    m = re.search(r"(\d+) requests in", out)
+    if m:
+        r["requests"] = int(m.group(1))
+    m = re.search(r"JOURNEY checkouts=(\d+) rejected=(\d+) other=(\d+) duration_us=(\d+)", out)
+    if m:
+        c, rej, oth, us = (int(x) for x in m.groups())
+        r.update(checkouts=c, rejected=rej, pending=oth, cps=c / (us / 1e6) if us else 0.0)
+    m = re.search(r"JOURNEY-BAD (.*)", out)
+    if m and m.group(1).strip():
+        r["bad_detail"] = m.group(1).strip()
+    return r
+
+
+def wrk(base_args, url, script, args, log_to):
+    cmd = base_args + ["-s", os.path.join(BENCH, script), url, "--"] + list(args)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    with open(log_to, "a") as f:
+        f.write("$ %s\n%s%s\n" % (" ".join(cmd), r.stdout, r.stderr))
+    return parse_wrk(r.stdout)
+
+
+# ---- profiling ----
+
+def profile(pid, name, url, script, args, tmp):
+    """perf record -g on one process under a short load: the top symbols, or a reason."""
+    if shutil.which("perf") is None:
+        return None, "perf is not installed"
+    data = os.path.join(tmp, "perf-%s.data" % name)
+    rec = subprocess.Popen(["perf", "record", "-F", "999", "--call-graph", "dwarf,16384", "-o",
+                            data, "-p", str(pid), "--",
+                            "sleep", str(PROFILE_SECONDS)], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    CLEAN.procs.append(rec)
+    time.sleep(0.3)
+    cmd = ["wrk", "-t1", "-c%d" % CONNECTIONS, "-d%ds" % (PROFILE_SECONDS - 1), "-s",
+           os.path.join(BENCH, script), url, "--"] + args
+    subprocess.run(cmd, capture_output=True, timeout=60)
+    _, err = rec.communicate(timeout=60)
+    CLEAN.procs.remove(rec)
+    if rec.returncode != 0:
+        return None, "perf record failed: %s" % err.strip()[-200:]
+    rep = subprocess.run(["perf", "report", "-i", data, "--stdio", "--children", "-g", "none",
+                          "--percent-limit", "1.5", "--sort", "sym"],
+                         capture_output=True, text=True, timeout=300)
+    # user-space frames with names; the kernel's TCP path shows up under sendmsg/recv
+    lines = [l for l in rep.stdout.splitlines() if l.strip() and not l.startswith("#")
+             and "[k]" not in l and not re.search(r"\] 0x[0-9a-f]+\s*$", l)]
+    head = ["children   self  symbol"]
+    return head + lines[:40], None
+
+
+# ---- the machine ----
+
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+
+    def ver(cmd):
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+            return (r.stdout + r.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "?"
+    return {
+        "nproc": os.cpu_count(), "cpu": cpu, "kernel": platform.release(),
+        "os": ver(["sh", "-c", ". /etc/os-release && echo $PRETTY_NAME"]),
+        "wrk": ver(["wrk", "-v"]), "nginx": ver(["nginx", "-v"]), "node": ver(["node", "--version"]),
+        "commit": ver(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]),
+    }

@@ -1,0 +1,80 @@
+"""net: free loopback ports (never 8080-8086) and one-shot HTTP requests (stdlib)."""
+import json
+import random
+import socket
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from .config import DEFAULT_PORTS, READY_TIMEOUT
+
+USED_PORTS = set()
+
+
+def port_free(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def free_block(n):
+    """n consecutive free ports below the ephemeral range, never 8080-8086."""
+    for _ in range(2000):
+        base = random.randrange(20000, 32000 - n)
+        block = range(base, base + n)
+        if any(p in USED_PORTS or p in DEFAULT_PORTS for p in block):
+            continue
+        if all(port_free(p) for p in block):
+            USED_PORTS.update(block)
+            return base
+    raise RuntimeError("no free port block")
+
+
+def free_port():
+    return free_block(1)
+
+
+def http(method, url, body=None, token=None, form=False, headers=None, timeout=10):
+    """(status, parsed JSON or raw text) for one request; never raises on HTTP errors."""
+    h = dict(headers or {})
+    data = None
+    if body is not None:
+        if form:
+            data = urllib.parse.urlencode(body).encode()
+            h["Content-Type"] = "application/x-www-form-urlencoded"
+        else:
+            data = json.dumps(body).encode()
+            h["Content-Type"] = "application/json"
+    if token:
+        h["Authorization"] = "Bearer " + token
+    req = urllib.request.Request(url, data=data, method=method, headers=h)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+    except (urllib.error.URLError, OSError) as e:
+        return 0, str(e)
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode("utf-8", "replace")
+
+
+def wait_ready(urls, timeout=READY_TIMEOUT):
+    """Poll every URL until each answers 200; the seconds it took, or None."""
+    t = time.monotonic()
+    pending = set(urls)
+    while pending and time.monotonic() - t < timeout:
+        for u in list(pending):
+            if http("GET", u, timeout=1)[0] == 200:
+                pending.discard(u)
+        if pending:
+            time.sleep(0.01)
+    return None if pending else time.monotonic() - t
