@@ -68,7 +68,7 @@ static json_t *fetch_remote(void)
     char base[URL_MAX], url[URL_MAX + 32];
     if (users_url == NULL || souk_client_pick(users_url, base, sizeof(base)) == NULL)
         return NULL;
-    snprintf(url, sizeof(url), "%s/.well-known/jwks.json", base);
+    souk_client_url(url, sizeof(url), base, "/.well-known/jwks.json");
     struct souk_call call = {
         .method = "GET", .url = url, .timeout_ms = JWKS_TIMEOUT_MS, .retries = 1};
     struct souk_response res;
@@ -420,7 +420,7 @@ int souk_auth_service_token(char *out, size_t cap)
         goto copy;
     char base[URL_MAX], url[URL_MAX + 16], body[1024];
     souk_client_pick(users_url, base, sizeof(base));
-    snprintf(url, sizeof(url), "%s/oauth/token", base);
+    souk_client_url(url, sizeof(url), base, "/oauth/token");
     size_t n = (size_t)snprintf(body, sizeof(body), "grant_type=client_credentials&client_id=");
     n = form_escape(body, sizeof(body), n, client_id);
     n += (size_t)snprintf(body + n, sizeof(body) - n, "&client_secret=");

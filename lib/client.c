@@ -4,6 +4,7 @@
  * exponential backoff. */
 #include <curl/curl.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 
 #include "souk/auth.h"
 #include "souk/client.h"
+#include "souk/config.h"
 #include "souk/log.h"
 #include "souk/server.h"
 #include "souk/souk.h"
@@ -27,6 +29,130 @@
 #define BREAKER_THRESHOLD  5    /* consecutive failures that open the circuit */
 #define BREAKER_OPEN_MS    2000 /* then one trial call is let through */
 #define TOKEN_MAX          4096
+#define LOG_URL_MAX        512
+
+/* ---- building URLs: text from outside is one segment or one value, never more ---- */
+
+struct url_out {
+    char *buf;
+    size_t cap, len;
+    bool over;
+};
+
+static void put_char(struct url_out *o, char c)
+{
+    if (o->len + 1 >= o->cap) {
+        o->over = true;
+        return;
+    }
+    o->buf[o->len++] = c;
+}
+
+static void put_str(struct url_out *o, const char *s)
+{
+    for (; *s; s++)
+        put_char(o, *s);
+}
+
+static bool unreserved(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
+}
+
+static void put_encoded(struct url_out *o, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (unreserved(*p)) {
+            put_char(o, (char)*p);
+        } else {
+            put_char(o, '%');
+            put_char(o, hex[*p >> 4]);
+            put_char(o, hex[*p & 15]);
+        }
+    }
+}
+
+int souk_client_vurl(char *buf, size_t cap, const char *base, const char *fmt, va_list ap)
+{
+    struct url_out o = {buf, cap, 0, cap == 0};
+    bool query = false; /* past the template's '?': arguments are values, not segments */
+    int rc = 0;
+    put_str(&o, base);
+    for (const char *p = fmt; *p != '\0' && rc == 0; p++) {
+        if (*p != '%') {
+            query = query || *p == '?';
+            put_char(&o, *p);
+        } else if (p[1] == '%') {
+            put_char(&o, '%');
+            p++;
+        } else if (p[1] == 's') {
+            const char *arg = va_arg(ap, const char *);
+            if (arg == NULL || arg[0] == '\0' ||
+                (!query && (strcmp(arg, ".") == 0 || strcmp(arg, "..") == 0)))
+                rc = SOUK_EINVAL;
+            else
+                put_encoded(&o, arg);
+            p++;
+        } else if (strncmp(p + 1, "lld", 3) == 0) {
+            char num[24];
+            snprintf(num, sizeof(num), "%lld", va_arg(ap, long long));
+            put_str(&o, num);
+            p += 3;
+        } else {
+            rc = SOUK_EINVAL;
+        }
+    }
+    if (rc == 0 && o.over)
+        rc = SOUK_ETOOBIG;
+    if (cap > 0)
+        buf[rc == 0 ? o.len : 0] = '\0';
+    return rc;
+}
+
+int souk_client_url(char *buf, size_t cap, const char *base, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = souk_client_vurl(buf, cap, base, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* Does url hold a byte that has no place in a URL, or a "." or ".." path segment
+ * (also percent-encoded)? Such a URL is refused before anything is sent: with
+ * CURLOPT_PATH_AS_IS libcurl removes no dot segment, but a peer might, and then
+ * the path it serves is not the one the caller built. */
+static bool url_unsafe(const char *url)
+{
+    for (const char *p = url; *p != '\0'; p++)
+        if ((unsigned char)*p <= ' ' || *p == 0x7f)
+            return true;
+    const char *p = strstr(url, "://");
+    p = p ? p + 3 : url;
+    p += strcspn(p, "/?#");
+    while (*p == '/') {
+        p++;
+        size_t n = strcspn(p, "/?#"), dots = 0, other = 0;
+        for (size_t i = 0; i < n;) {
+            if (p[i] == '.') {
+                dots++;
+                i++;
+            } else if (p[i] == '%' && i + 2 < n && p[i + 1] == '2' && (p[i + 2] | 0x20) == 'e') {
+                dots++;
+                i += 3;
+            } else {
+                other++;
+                i++;
+            }
+        }
+        if (other == 0 && (dots == 1 || dots == 2))
+            return true;
+        p += n;
+    }
+    return false;
+}
 
 /* ---- circuit breakers, one per origin ---- */
 
@@ -157,6 +283,7 @@ static int attempt(const struct souk_call *c, const char *body, size_t body_len,
     long timeout = c->timeout_ms > 0 ? c->timeout_ms : DEFAULT_TIMEOUT_MS;
     curl_easy_reset(h);
     curl_easy_setopt(h, CURLOPT_URL, c->url);
+    curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L); /* the path as built: no ".." removed */
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method ? c->method : "GET");
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout);
@@ -175,7 +302,9 @@ static int attempt(const struct souk_call *c, const char *body, size_t body_len,
     }
     CURLcode rc = curl_easy_perform(h);
     if (rc != CURLE_OK) {
-        souk_log(SOUK_LOG_DEBUG, "call failed", "{s:s,s:s}", "url", c->url, "error",
+        char shown[LOG_URL_MAX];
+        souk_log(SOUK_LOG_DEBUG, "call failed", "{s:s,s:s}", "url",
+                 souk_config_redact_url(c->url, shown, sizeof(shown)), "error",
                  curl_easy_strerror(rc));
         free(res->body);
         res->body = NULL;
@@ -219,6 +348,12 @@ static struct curl_slist *build_headers(const struct souk_call *c, const char *c
 int souk_client_do(const struct souk_call *c, struct souk_response *res)
 {
     memset(res, 0, sizeof(*res));
+    if (c->url == NULL || url_unsafe(c->url)) {
+        char shown[LOG_URL_MAX];
+        souk_error("outbound URL refused: a dot segment or a raw control character", "{s:s}", "url",
+                   c->url ? souk_config_redact_url(c->url, shown, sizeof(shown)) : "");
+        return SOUK_EINVAL;
+    }
     char origin[128];
     origin_of(c->url, origin, sizeof(origin));
 

@@ -1,6 +1,7 @@
 /* config.c: environment variables checked against a table of types, defaults
  * and bounds. The first bad value produces one message naming the variable, its
- * value and what was expected. */
+ * value and what was expected (a text value only by its length: it may be a
+ * secret). Also the masking of credentials in configured URLs before they are logged. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,58 @@ int souk_config_split_addr(const char *addr, char *hostbuf, size_t hostcap, uint
     hostbuf[colon - addr] = '\0';
     *port = (uint16_t)v;
     return 0;
+}
+
+static void put(char *out, size_t cap, size_t *len, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n && *len + 1 < cap; i++)
+        out[(*len)++] = s[i];
+}
+
+/* Is the name before '=' (s[0..n)) one of a secret? */
+static bool secret_name(const char *s, size_t n)
+{
+    static const char *const words[] = {"pass", "pwd", "secret", "token", "key"};
+    for (size_t w = 0; w < SOUK_ARRAY_LEN(words); w++) {
+        size_t k = strlen(words[w]);
+        for (size_t i = 0; i + k <= n; i++)
+            if (strncasecmp(s + i, words[w], k) == 0)
+                return true;
+    }
+    return false;
+}
+
+char *souk_config_redact_url(const char *url, char *out, size_t cap)
+{
+    size_t len = 0;
+    if (cap == 0)
+        return out;
+    const char *p = url, *scheme = strstr(url, "://");
+    if (scheme != NULL) {
+        /* the last '@' anywhere: a password may hold an unencoded '@', '/' or '?';
+         * when the path holds one instead, more is masked than needed, never less */
+        const char *host = scheme + 3, *at = strrchr(host, '@');
+        put(out, cap, &len, url, (size_t)(host - url));
+        if (at != NULL) {
+            put(out, cap, &len, "***", 3);
+            host = at;
+        }
+        p = host;
+    }
+    while (*p != '\0') {
+        size_t word = strcspn(p, "=&?;# ");
+        if (p[word] == '=' && secret_name(p, word)) {
+            put(out, cap, &len, p, word + 1);
+            put(out, cap, &len, "***", 3);
+            p += word + 1;
+            p += strcspn(p, "&;# ");
+        } else {
+            put(out, cap, &len, p, word + (p[word] != '\0'));
+            p += word + (p[word] != '\0');
+        }
+    }
+    out[len] = '\0';
+    return out;
 }
 
 static int parse_bool(const char *s, bool *out)

@@ -278,9 +278,10 @@ static void *follow_main(void *arg)
     char base[URL_MAX], url[URL_MAX + 128];
     while (db != NULL && !souk__ev_stopping()) {
         int64_t after = cursor_of(db, fl->producer);
-        snprintf(url, sizeof(url), "%s/internal/v1/events?after=%lld&wait=%lld&limit=%lld",
-                 souk_client_pick(fl->urls, base, sizeof(base)), (long long)after,
-                 (long long)souk__ev.wait_s, (long long)souk__ev.batch);
+        int rc =
+            souk_client_url(url, sizeof(url), souk_client_pick(fl->urls, base, sizeof(base)),
+                            "/internal/v1/events?after=%lld&wait=%lld&limit=%lld", (long long)after,
+                            (long long)souk__ev.wait_s, (long long)souk__ev.batch);
         struct souk_call call = {.method = "GET",
                                  .url = url,
                                  .service_token = true,
@@ -288,7 +289,8 @@ static void *follow_main(void *arg)
                                  .retries = 0};
         struct souk_response res = {0};
         uint64_t t0 = souk_now_ns();
-        int rc = souk_client_do(&call, &res);
+        if (rc == 0)
+            rc = souk_client_do(&call, &res);
         int64_t pause = 0;
         if (rc == 0 && res.status == 410) {
             skip_expired(db, fl, after, res.json);

@@ -59,7 +59,7 @@ int cart_get(struct souk_req *r) { return reply_cart(r, souk_req_identity(r)->su
 int cart_internal_get(struct souk_req *r)
 {
     const char *user = souk_req_param(r, "user_id");
-    if (strlen(user) >= SOUK_SUB_MAX)
+    if (!souk_id_valid(user, "usr"))
         return souk_problem(r, 404, "not_found", "no such user");
     return reply_cart(r, user, 200);
 }
@@ -69,16 +69,20 @@ int cart_internal_get(struct souk_req *r)
 static int fetch_product(struct souk_req *r, const char *id, json_t **out)
 {
     char base[URL_MAX], url[URL_MAX + 128];
-    struct souk_response res;
-    snprintf(url, sizeof(url), "%s/api/v1/products/%s",
-             souk_client_pick(cart_catalog_url, base, sizeof(base)), id);
-    struct souk_call call = {.method = "GET",
-                             .url = url,
-                             .service_token = true,
-                             .parent = r,
-                             .timeout_ms = CATALOG_TIMEOUT_MS,
-                             .retries = -1};
-    int rc = souk_client_do(&call, &res), status = 503;
+    struct souk_response res = {0};
+    int rc = souk_client_url(url, sizeof(url),
+                             souk_client_pick(cart_catalog_url, base, sizeof(base)),
+                             "/api/v1/products/%s", id),
+        status = 503;
+    if (rc == 0) {
+        struct souk_call call = {.method = "GET",
+                                 .url = url,
+                                 .service_token = true,
+                                 .parent = r,
+                                 .timeout_ms = CATALOG_TIMEOUT_MS,
+                                 .retries = -1};
+        rc = souk_client_do(&call, &res);
+    }
     *out = NULL;
     if (rc == 0 && res.status == 200 && json_is_object(res.json)) {
         *out = json_incref(res.json);

@@ -2,12 +2,14 @@
  * then the saga with a bounded wait), list and read with ownership, cancel, and
  * the admin's ship. The saga itself is saga.c. */
 #include <ctype.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "orders.h"
 #include "souk/client.h"
+#include "souk/config.h"
 #include "souk/id.h"
 #include "souk/idempotency.h"
 #include "souk/json.h"
@@ -92,8 +94,8 @@ int orders_list(struct souk_req *r)
     if (after != NULL && !souk_id_valid(after, "ord"))
         souk_check_fail(&c, "page_token", "is malformed");
     const char *user = who->admin ? souk_req_query(r, "user_id") : who->sub;
-    if (user != NULL && (user[0] == '\0' || strlen(user) >= SOUK_SUB_MAX))
-        souk_check_fail(&c, "user_id", "must be a user id");
+    if (user != NULL && !souk_id_valid(user, "usr"))
+        souk_check_fail(&c, "user_id", "must be a user id (usr_…)");
     if (!souk_check_ok(&c))
         return souk_problem_check(r, &c);
     struct souk_stmt *st =
@@ -183,6 +185,9 @@ static bool check_place(struct souk_check *c, json_t *body, struct place_in *in)
     in->address = NULL;
     if (in->payment_method_id != NULL && !souk_id_valid(in->payment_method_id, "pm"))
         souk_check_fail(c, "payment_method_id", "must be a payment method id (pm_…)");
+    /* it becomes a path segment of the call to users: only an address id gets there */
+    if (in->address_id != NULL && !souk_id_valid(in->address_id, "adr"))
+        souk_check_fail(c, "address_id", "must be an address id (adr_…)");
     json_t *sent = json_object_get(body, "shipping_address");
     bool has_inline = sent != NULL && !json_is_null(sent);
     if (in->address_id == NULL && !has_inline && json_object_get(body, "address_id") == NULL)
@@ -194,26 +199,36 @@ static bool check_place(struct souk_check *c, json_t *body, struct place_in *in)
     return souk_check_ok(c);
 }
 
-/* GET a peer's internal resource with our service token. Returns the HTTP status
- * (0 when no answer came) and *out on 200. */
-static int peer_get(struct souk_req *r, const char *peers, const char *path, json_t **out)
+/* GET a peer's internal resource with our service token; the path is fmt with
+ * each "%s" argument percent-encoded as one segment (souk_client_url). Returns the
+ * HTTP status (0 when no answer came) and *out on 200. */
+static int peer_get(struct souk_req *r, const char *peers, json_t **out, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int peer_get(struct souk_req *r, const char *peers, json_t **out, const char *fmt, ...)
 {
-    char base[URL_MAX], url[URL_MAX * 2];
-    struct souk_response res;
-    snprintf(url, sizeof(url), "%s%s", souk_client_pick(peers, base, sizeof(base)), path);
-    struct souk_call call = {.method = "GET",
-                             .url = url,
-                             .service_token = true,
-                             .parent = r,
-                             .timeout_ms = orders_call_timeout_ms,
-                             .retries = -1};
-    int rc = souk_client_do(&call, &res);
+    char base[URL_MAX], url[URL_MAX * 2], shown[URL_MAX * 2];
+    struct souk_response res = {0};
+    va_list ap;
+    va_start(ap, fmt);
+    int rc =
+        souk_client_vurl(url, sizeof(url), souk_client_pick(peers, base, sizeof(base)), fmt, ap);
+    va_end(ap);
+    if (rc == 0) {
+        struct souk_call call = {.method = "GET",
+                                 .url = url,
+                                 .service_token = true,
+                                 .parent = r,
+                                 .timeout_ms = orders_call_timeout_ms,
+                                 .retries = -1};
+        rc = souk_client_do(&call, &res);
+    }
     int status = rc == 0 ? res.status : 0;
     *out = status == 200 && json_is_object(res.json) ? json_incref(res.json) : NULL;
     if (status == 200 && *out == NULL)
         status = 502;
     if (status != 200 && status != 404)
-        souk_warn("peer call failed", "{s:s,s:i,s:s}", "url", url, "status", status, "error",
+        souk_warn("peer call failed", "{s:s,s:i,s:s}", "url",
+                  souk_config_redact_url(url, shown, sizeof(shown)), "status", status, "error",
                   souk_strerror(rc));
     souk_response_free(&res);
     return status;
@@ -304,8 +319,7 @@ static int place(struct souk_req *r, struct souk_idem *k, const struct place_in 
 {
     const char *user = souk_req_identity(r)->sub;
     json_t *cart = NULL, *address = in->address ? json_incref(in->address) : NULL, *lines = NULL;
-    int status =
-        peer_get(r, orders_cart_url, souk_req_printf(r, "/internal/v1/carts/%s", user), &cart);
+    int status = peer_get(r, orders_cart_url, &cart, "/internal/v1/carts/%s", user);
     if (status != 200) {
         status = souk_problem(r, 503, "cart_unavailable", "the cart cannot be read; retry");
         goto release;
@@ -317,10 +331,8 @@ static int place(struct souk_req *r, struct souk_idem *k, const struct place_in 
         goto release;
     }
     if (address == NULL) {
-        status =
-            peer_get(r, orders_users_url,
-                     souk_req_printf(r, "/internal/v1/users/%s/addresses/%s", user, in->address_id),
-                     &address);
+        status = peer_get(r, orders_users_url, &address, "/internal/v1/users/%s/addresses/%s", user,
+                          in->address_id);
         if (status == 404) {
             struct souk_check c;
             souk_check_init(&c);

@@ -6,6 +6,7 @@
  * (when the dead worker's lease runs out) and after transient failures. */
 #include <pthread.h>
 #include <sodium.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,12 +131,23 @@ struct call_out {
     json_t *body; /* the answer's JSON (owned) */
 };
 
-static void call(const char *method, const char *peers, const char *path, json_t *body,
-                 const char *key, struct call_out *out)
+/* One call of a step: the path is fmt with each "%s" argument percent-encoded as
+ * one segment (souk_client_url); a path that cannot be built is a failed call. */
+static void call(const char *method, const char *peers, json_t *body, const char *key,
+                 struct call_out *out, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static void call(const char *method, const char *peers, json_t *body, const char *key,
+                 struct call_out *out, const char *fmt, ...)
 {
     char base[URL_MAX], url[URL_MAX * 2];
-    struct souk_response res;
-    snprintf(url, sizeof(url), "%s%s", souk_client_pick(peers, base, sizeof(base)), path);
+    struct souk_response res = {0};
+    va_list ap;
+    memset(out, 0, sizeof(*out));
+    va_start(ap, fmt);
+    out->a.rc =
+        souk_client_vurl(url, sizeof(url), souk_client_pick(peers, base, sizeof(base)), fmt, ap);
+    va_end(ap);
+    if (out->a.rc != 0)
+        return;
     struct souk_call c = {.method = method,
                           .url = url,
                           .body = body,
@@ -143,7 +155,6 @@ static void call(const char *method, const char *peers, const char *path, json_t
                           .service_token = true,
                           .timeout_ms = orders_call_timeout_ms,
                           .retries = 0 /* the saga retries with its own backoff */};
-    memset(out, 0, sizeof(*out));
     out->a.rc = souk_client_do(&c, &res);
     out->a.http = res.status;
     if (json_is_object(res.json)) {
@@ -167,7 +178,7 @@ static json_t *reservation_items(const json_t *items)
 
 static void run_step(const struct saga *s, struct call_out *out)
 {
-    char path[URL_MAX], key[KEY_MAX];
+    char key[KEY_MAX];
     json_t *body = NULL;
     snprintf(key, sizeof(key), "%s:%s", s->id, saga_step_name(s->step));
     switch (s->step) {
@@ -175,21 +186,20 @@ static void run_step(const struct saga *s, struct call_out *out)
         body = json_pack("{s:s,s:o,s:I}", "reservation_id", s->id, "items",
                          reservation_items(s->items), "ttl_seconds",
                          (json_int_t)orders_reservation_ttl);
-        call("POST", orders_catalog_url, "/internal/v1/reservations", body, NULL, out);
+        call("POST", orders_catalog_url, body, NULL, out, "/internal/v1/reservations");
         break;
     case STEP_AUTHORIZE:
         body = json_pack("{s:s,s:s,s:s,s:I,s:s}", "order_id", s->id, "user_id", s->user_id,
                          "payment_method_id", s->payment_method_id, "amount_cents",
                          (json_int_t)s->total, "currency", s->currency);
-        call("POST", orders_payments_url, "/internal/v1/payments", body, key, out);
+        call("POST", orders_payments_url, body, key, out, "/internal/v1/payments");
         break;
     case STEP_COMMIT:
-        snprintf(path, sizeof(path), "/internal/v1/reservations/%s/commit", s->id);
-        call("POST", orders_catalog_url, path, NULL, NULL, out);
+        call("POST", orders_catalog_url, NULL, NULL, out, "/internal/v1/reservations/%s/commit",
+             s->id);
         break;
     case STEP_RELEASE:
-        snprintf(path, sizeof(path), "/internal/v1/reservations/%s", s->id);
-        call("DELETE", orders_catalog_url, path, NULL, NULL, out);
+        call("DELETE", orders_catalog_url, NULL, NULL, out, "/internal/v1/reservations/%s", s->id);
         break;
     case STEP_CAPTURE:
     case STEP_VOID:
@@ -201,13 +211,13 @@ static void run_step(const struct saga *s, struct call_out *out)
             out->a.code = s->step == STEP_CAPTURE ? "no_payment" : NULL;
             break;
         }
-        snprintf(path, sizeof(path), "/internal/v1/payments/%s/%s", s->payment_id,
-                 s->step == STEP_CAPTURE ? "capture"
-                 : s->step == STEP_VOID  ? "void"
-                                         : "refunds");
         if (s->step == STEP_REFUND)
             body = json_pack("{s:I}", "amount_cents", (json_int_t)(s->total - s->refunded));
-        call("POST", orders_payments_url, path, body, key, out);
+        call("POST", orders_payments_url, body, key, out,
+             s->step == STEP_CAPTURE ? "/internal/v1/payments/%s/capture"
+             : s->step == STEP_VOID  ? "/internal/v1/payments/%s/void"
+                                     : "/internal/v1/payments/%s/refunds",
+             s->payment_id);
         break;
     case STEP_DONE:
     case STEP_COUNT:
@@ -367,7 +377,7 @@ static int persist(struct souk_db *db, struct saga *s, const struct saga_move *m
     }
     if (s->step == STEP_AUTHORIZE && mv.next == STEP_COMMIT) {
         const char *pid = json_string_value(json_object_get(out->body, "id"));
-        if (pid == NULL || strlen(pid) >= sizeof(s->payment_id)) { /* a 2xx without an id */
+        if (pid == NULL || !souk_id_valid(pid, "pay")) { /* a 2xx without a payment id */
             mv.next = STEP_RELEASE;
             mv.reason = "payment_failed";
         } else {

@@ -212,6 +212,13 @@ static bool check_auth_in(struct souk_check *c, json_t *body, struct auth_in *in
     in->method_id = souk_json_str(c, body, "payment_method_id", SOUK_REQUIRED, 1, REF_MAX);
     in->amount = souk_json_int(c, body, "amount_cents", SOUK_REQUIRED, 1, AMOUNT_MAX, 0);
     in->currency = souk_json_str(c, body, "currency", SOUK_REQUIRED, 3, 3);
+    /* ids of their kind only: they are stored, listed and matched on */
+    if (in->order_id != NULL && !souk_id_valid(in->order_id, "ord"))
+        souk_check_fail(c, "order_id", "must be an order id (ord_…)");
+    if (in->user_id != NULL && !souk_id_valid(in->user_id, "usr"))
+        souk_check_fail(c, "user_id", "must be a user id (usr_…)");
+    if (in->method_id != NULL && !souk_id_valid(in->method_id, "pm"))
+        souk_check_fail(c, "payment_method_id", "must be a payment method id (pm_…)");
     if (in->currency != NULL &&
         strspn(in->currency, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != strlen(in->currency))
         souk_check_fail(c, "currency", "must be an ISO 4217 code in capitals, like USD");
@@ -489,8 +496,8 @@ int payments_list(struct souk_req *r)
     const char *after = souk_req_query(r, "page_token");
     int64_t size = souk_check_int_text(&c, "page_size", souk_req_query(r, "page_size"), 1, PAGE_MAX,
                                        PAGE_DEFAULT);
-    if (order != NULL && (order[0] == '\0' || strlen(order) > REF_MAX))
-        souk_check_fail(&c, "order_id", "must be 1 to %d characters", REF_MAX);
+    if (order != NULL && !souk_id_valid(order, "ord"))
+        souk_check_fail(&c, "order_id", "must be an order id (ord_…)");
     if (after != NULL && !souk_id_valid(after, "pay"))
         souk_check_fail(&c, "page_token", "is malformed");
     if (!souk_check_ok(&c))

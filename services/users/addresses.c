@@ -100,6 +100,9 @@ int addresses_delete(struct souk_req *r)
 int addresses_internal_get(struct souk_req *r)
 {
     const char *user = souk_req_param(r, "id"), *id = souk_req_param(r, "address_id");
+    if (!souk_id_valid(user, "usr") || !souk_id_valid(id, "adr"))
+        return souk_problem(r, 404, "address_not_found", "no address %.64s for user %.64s", id,
+                            user);
     struct souk_stmt *st = souk_db_query(
         souk_req_db(r), "SELECT " ADDRESS_COLUMNS " FROM addresses WHERE id = ? AND user_id = ?",
         "ss", id, user);

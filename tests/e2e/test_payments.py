@@ -16,6 +16,14 @@ import requests
 
 from conftest import Service, assert_problem
 
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_order_id():
+    """An order id as orders makes them: "ord_" and a ULID."""
+    return "ord_0" + "".join(secrets.choice(CROCKFORD) for _ in range(25))
+
+
 APPROVE = "4242424242424242"
 DECLINE = "4000000000000002"
 NO_FUNDS = "4000000000009995"
@@ -101,7 +109,7 @@ def internal(env, path, body=None, key=None, headers=None):
 
 
 def authorize(env, who, pm, amount=1000, key=None, order=None):
-    body = {"order_id": order or "ord_" + uuid.uuid4().hex, "user_id": who[0],
+    body = {"order_id": order or new_order_id(), "user_id": who[0],
             "payment_method_id": pm, "amount_cents": amount, "currency": "USD"}
     return internal(env, "/internal/v1/payments", body, key or uuid.uuid4().hex)
 
@@ -259,7 +267,7 @@ def test_transient_failure_then_retry_succeeds(env, alice):
     """4000000000000119: the first attempt of each key is a 503 processing_error that
     is not stored; the retry with the same key is approved, and then replayed."""
     pm = method(env, alice, TRANSIENT)
-    key, order = uuid.uuid4().hex, "ord_" + uuid.uuid4().hex
+    key, order = uuid.uuid4().hex, new_order_id()
     r = authorize(env, alice, pm, 700, key, order)
     assert_problem(r, 503, "processing_error")
     assert r.headers.get("Retry-After")
@@ -275,7 +283,7 @@ def test_transient_failure_then_retry_succeeds(env, alice):
 
 def test_idempotent_retry_charges_once(env, alice):
     pm = method(env, alice)
-    key, order = uuid.uuid4().hex, "ord_" + uuid.uuid4().hex
+    key, order = uuid.uuid4().hex, new_order_id()
     first = authorize(env, alice, pm, 1234, key, order)
     assert first.status_code == 201, first.text
     before = ledger(env)
@@ -291,7 +299,7 @@ def test_idempotent_retry_charges_once(env, alice):
 
 def test_reused_key_with_another_body(env, alice):
     pm = method(env, alice)
-    key, order = uuid.uuid4().hex, "ord_" + uuid.uuid4().hex
+    key, order = uuid.uuid4().hex, new_order_id()
     assert authorize(env, alice, pm, 1000, key, order).status_code == 201
     assert_problem(authorize(env, alice, pm, 1001, key, order), 409, "idempotency_key_reused")
 
@@ -299,7 +307,7 @@ def test_reused_key_with_another_body(env, alice):
 def test_stored_errors_are_replayed(env, alice, bob):
     """Bob cannot charge Alice's card (404), and that first answer is what a retry gets."""
     pm = method(env, alice)
-    key, order = uuid.uuid4().hex, "ord_" + uuid.uuid4().hex
+    key, order = uuid.uuid4().hex, new_order_id()
     r = authorize(env, bob, pm, 1000, key, order)
     assert_problem(r, 404, "payment_method_not_found")
     again = authorize(env, bob, pm, 1000, key, order)
@@ -344,12 +352,13 @@ def test_illegal_transitions(env, alice):
 
 def test_bad_internal_requests(env, alice):
     pm = method(env, alice)
-    body = {"order_id": "ord_x", "user_id": alice[0], "payment_method_id": pm,
+    body = {"order_id": new_order_id(), "user_id": alice[0], "payment_method_id": pm,
             "amount_cents": 100, "currency": "USD"}
     assert_problem(internal(env, "/internal/v1/payments", body), 400, "idempotency_key_required")
     assert_problem(internal(env, "/internal/v1/payments", body, "a b"), 400, "invalid_idempotency_key")
     for bad in ({"amount_cents": 0}, {"amount_cents": "100"}, {"currency": "usd"},
-                {"amount_cents": 10**12}, {"extra": 1}):
+                {"amount_cents": 10**12}, {"extra": 1}, {"order_id": "ord_x"},
+                {"order_id": "../../x"}, {"user_id": "souk-web"}, {"payment_method_id": "pm_1/../x"}):
         r = internal(env, "/internal/v1/payments", {**body, **bad}, uuid.uuid4().hex)
         assert_problem(r, 400, "validation_failed")
     r = internal(env, "/internal/v1/payments/pay_x/capture", {"amount_cents": 5}, uuid.uuid4().hex)
@@ -358,7 +367,7 @@ def test_bad_internal_requests(env, alice):
 
 def test_concurrent_same_key_runs_once(env, alice):
     pm = method(env, alice)
-    key, order = uuid.uuid4().hex, "ord_" + uuid.uuid4().hex
+    key, order = uuid.uuid4().hex, new_order_id()
     with concurrent.futures.ThreadPoolExecutor(8) as ex:
         results = list(ex.map(lambda _: authorize(env, alice, pm, 4321, key, order), range(8)))
     ok = [r for r in results if r.status_code == 201]
@@ -373,7 +382,7 @@ def test_concurrent_same_key_runs_once(env, alice):
 
 
 def test_payments_are_the_owners_only(env, alice, bob):
-    order = "ord_" + uuid.uuid4().hex
+    order = new_order_id()
     assert authorize(env, alice, method(env, alice), 100, order=order).status_code == 201
     theirs = requests.get(env.pay.url + "/api/v1/payments", params={"order_id": order},
                           headers=bob[1], timeout=10)
@@ -460,7 +469,7 @@ def test_zz_kill_9_under_load(env, alice):
     pm = method(env, alice)
     n = 60
     keys = [uuid.uuid4().hex for _ in range(n)]
-    orders = ["ord_" + uuid.uuid4().hex for _ in range(n)]
+    orders = [new_order_id() for _ in range(n)]
 
     def go(i):
         try:

@@ -6,6 +6,7 @@
 #define SOUK_CLIENT_H
 
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -13,7 +14,7 @@ struct souk_req;
 
 struct souk_call {
     const char *method;   /* "GET", "POST", … */
-    const char *url;      /* absolute: "http://127.0.0.1:8082/internal/v1/…" */
+    const char *url;      /* absolute, from souk_client_url(); never pasted together */
     json_t *body;         /* borrowed; sent as application/json when not NULL */
     const char *raw_body; /* or a raw body with raw_type; ignored when body is set */
     const char *raw_type;
@@ -35,9 +36,29 @@ struct souk_response {
 
 /* Perform the call. Returns 0 when an HTTP response came (any status; see
  * res->status), or SOUK_ETIMEDOUT / SOUK_EIO / SOUK_EUNAVAIL (circuit open) with
- * res->status 0. Always call souk_response_free(res) afterwards. */
+ * res->status 0, or SOUK_EINVAL (nothing sent) when the URL holds a "." or ".."
+ * segment (plain or percent-encoded), a space or a control character. The path is
+ * sent exactly as given: libcurl never removes dot segments. Always call
+ * souk_response_free(res) afterwards. */
 int souk_client_do(const struct souk_call *call, struct souk_response *res);
 void souk_response_free(struct souk_response *res);
+
+/* Build the URL of an outbound call into buf: base (a configured peer such as
+ * "http://127.0.0.1:8081", trusted) followed by fmt, a literal path template in
+ * which each "%s" is replaced by its argument percent-encoded, so that text from a
+ * request or a peer is one path segment or one query value and nothing more: only
+ * RFC 3986 unreserved characters (A-Z a-z 0-9 - . _ ~) stay as they are, so '/',
+ * '?', '#', '&', '=' and '%' can neither add a segment nor start or extend a query.
+ * "%lld" takes a long long, "%%" is a '%'; no other conversion is allowed.
+ *   souk_client_url(url, sizeof(url), base, "/internal/v1/users/%s/addresses/%s",
+ *                   user_id, address_id);
+ * Returns 0, SOUK_EINVAL when an argument is NULL or empty, a path argument is "."
+ * or "..", or fmt holds another conversion, or SOUK_ETOOBIG when the URL does not
+ * fit cap. On error buf holds "" so it can never be used by mistake. */
+int souk_client_url(char *buf, size_t cap, const char *base, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+int souk_client_vurl(char *buf, size_t cap, const char *base, const char *fmt, va_list ap)
+    __attribute__((format(printf, 4, 0)));
 
 /* The first base URL of a comma-separated peer list (SOUK_CATALOG_URL style),
  * rotating over the entries on each call. */

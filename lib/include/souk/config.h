@@ -31,6 +31,14 @@ int souk_config_load(const struct souk_conf *table, char *err, size_t errlen);
 /* Parse one value of the given type; the unit tests drive this directly. */
 int souk_config_parse(const struct souk_conf *c, const char *text, char *err, size_t errlen);
 
+/* url as it may be logged or shown: the userinfo of "scheme://user:password@host/…"
+ * becomes "***", and so does the value of every "name=value" (query parameter or
+ * libpq-style keyword) whose name says it is a secret (pass, pwd, secret, token,
+ * key). Writes into out (truncated to cap, always terminated) and returns out.
+ * Use it for every configured URL that reaches a log line or a message:
+ * SOUK_DB, SOUK_EVENTS, SOUK_SMTP_URL, the peers' URLs. */
+char *souk_config_redact_url(const char *url, char *out, size_t cap);
+
 /* Split "host:port"; returns 0 or SOUK_EINVAL. host is NUL-terminated in hostbuf. */
 int souk_config_split_addr(const char *addr, char *hostbuf, size_t hostcap, uint16_t *port);
 

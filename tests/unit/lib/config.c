@@ -1,5 +1,6 @@
 /* config.c: tests lib/config.c: each type's parsing and bounds, defaults, the
- * required case, and that the message names the variable. */
+ * required case, that the message names the variable, and the masking of
+ * credentials in configured URLs. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -112,13 +113,42 @@ static void test_split_addr(void **state)
         souk_config_split_addr("a-very-long-host-name:1", host, sizeof(host), &port), 0);
 }
 
+static void test_redact_url(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        {"smtp://mailer:hunter2@mail.example:587", "smtp://***@mail.example:587"},
+        {"smtps://user%40x:p%40ss@mail:465/", "smtps://***@mail:465/"},
+        {"smtp://u:pa@ss/w?rd@mail:25", "smtp://***@mail:25"},
+        {"amqp://souk:s3cret@127.0.0.1:5672/souk", "amqp://***@127.0.0.1:5672/souk"},
+        {"postgres://app:pw@db/shop?sslmode=require&password=x2&application_name=souk",
+         "postgres://***@db/shop?sslmode=require&password=***&application_name=souk"},
+        {"host=db user=app password=topsecret dbname=shop",
+         "host=db user=app password=*** dbname=shop"},
+        {"http://127.0.0.1:8081/internal/v1/events?after=3&wait=20",
+         "http://127.0.0.1:8081/internal/v1/events?after=3&wait=20"},
+        {"https://h/x?access_token=abc&api_key=def&n=1",
+         "https://h/x?access_token=***&api_key=***&n=1"},
+        {"sqlite:var/db/users.db", "sqlite:var/db/users.db"},
+        {"", ""},
+    };
+    char out[256];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        assert_string_equal(souk_config_redact_url(cases[i][0], out, sizeof(out)), cases[i][1]);
+    /* truncation never shows what was masked */
+    char small[12];
+    souk_config_redact_url("smtp://u:secretpassword@host", small, sizeof(small));
+    assert_string_equal(small, "smtp://***@");
+    assert_null(
+        strstr(souk_config_redact_url("smtp://u:secretpassword@host", out, sizeof(out)), "secret"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_table),
-        cmocka_unit_test(test_load_defaults_and_env),
-        cmocka_unit_test(test_required),
-        cmocka_unit_test(test_split_addr),
+        cmocka_unit_test(test_parse_table), cmocka_unit_test(test_load_defaults_and_env),
+        cmocka_unit_test(test_required),    cmocka_unit_test(test_split_addr),
+        cmocka_unit_test(test_redact_url),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
