@@ -335,6 +335,9 @@ int souk_proxy_forward(struct souk_req *r, struct souk_upstream *u)
     }
     h = add_header(r, h, "X-Request-Id", souk_req_id(r));
     h = add_header(r, h, "traceparent", souk_req_traceparent(r));
+    /* One address, the client's as the kit resolved it: the peer, or the client a
+     * proxy the gateway trusts (SOUK_TRUSTED_PROXIES) names. What a client sent as
+     * X-Forwarded-For itself is never passed on, so it cannot pose as another. */
     h = add_header(r, h, "X-Forwarded-For", souk_req_client_addr(r));
     /* no "Expect: 100-continue" round trip; curl adds an Accept unless told not to */
     h = add_header(r, h, "Expect", "");

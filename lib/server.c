@@ -25,6 +25,7 @@
 #include "souk/json.h"
 #include "souk/log.h"
 #include "souk/metrics.h"
+#include "souk/realip.h"
 #include "souk/server.h"
 #include "souk/souk.h"
 
@@ -89,8 +90,9 @@ static _Atomic long inflight;
 
 static const char *cfg_listen, *cfg_db;
 static int64_t cfg_threads, cfg_max_conns, cfg_conn_timeout, cfg_max_body, cfg_drain_seconds;
-static const char *cfg_log_level;
+static const char *cfg_log_level, *cfg_trusted_proxies;
 static bool cfg_access_log;
+static struct souk_realip *trusted_proxies; /* whose X-Forwarded-For is believed */
 
 static const struct souk_conf kit_config[] = {
     {"SOUK_LISTEN", SOUK_CONF_ADDR, NULL, 0, 0, &cfg_listen, "host:port to listen on"},
@@ -104,6 +106,8 @@ static const struct souk_conf kit_config[] = {
      "drain time on SIGTERM"},
     {"SOUK_LOG_LEVEL", SOUK_CONF_STR, "info", 1, 8, &cfg_log_level, "debug|info|warn|error"},
     {"SOUK_ACCESS_LOG", SOUK_CONF_BOOL, "true", 0, 0, &cfg_access_log, "log every request"},
+    {"SOUK_TRUSTED_PROXIES", SOUK_CONF_STR, "", 0, 4096, &cfg_trusted_proxies,
+     "addresses/CIDRs whose X-Forwarded-For is believed"},
     {NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
@@ -471,20 +475,42 @@ static void trace_context(struct souk_req *r)
     snprintf(r->traceparent, sizeof(r->traceparent), "00-%s-%s-%s", r->trace_id, span, flags);
 }
 
+/* Append one X-Forwarded-For line to the list being gathered (lines in order). */
+struct xff_lines {
+    struct souk_req *r;
+    char *joined;
+};
+
+static enum MHD_Result gather_xff(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
+{
+    SOUK_UNUSED(kind);
+    struct xff_lines *x = cls;
+    if (key != NULL && value != NULL && strcasecmp(key, "X-Forwarded-For") == 0)
+        x->joined = x->joined ? souk_req_printf(x->r, "%s,%s", x->joined, value)
+                              : souk_arena_strdup(&x->r->arena, value);
+    return MHD_YES;
+}
+
+/* The client's address: the TCP peer, or, when the peer is a trusted proxy
+ * (SOUK_TRUSTED_PROXIES), the client it vouches for in X-Forwarded-For. */
 static void client_address(struct souk_req *r)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    char peer[INET6_ADDRSTRLEN] = "-";
     strcpy(r->client, "-");
     if (ci == NULL || ci->client_addr == NULL)
         return;
     const struct sockaddr *sa = ci->client_addr;
     if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->client,
-                  sizeof(r->client));
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, peer, sizeof(peer));
     else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->client,
-                  sizeof(r->client));
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, peer, sizeof(peer));
+    struct xff_lines x = {r, NULL};
+    if (souk_realip_trusted(trusted_proxies, peer))
+        MHD_get_connection_values(r->conn, MHD_HEADER_KIND, gather_xff, &x);
+    souk_realip_resolve(trusted_proxies, peer, x.joined, r->client, sizeof(r->client));
 }
 
 /* ---- built-in routes ---- */
@@ -821,6 +847,10 @@ static int load_config(const struct souk_service *svc)
     }
     if (souk_config_load(table, err, sizeof(err)) != 0 ||
         (svc->config != NULL && souk_config_load(svc->config, err, sizeof(err)) != 0)) {
+        fprintf(stderr, "%s: configuration error: %s\n", svc->name, err);
+        return SOUK_EINVAL;
+    }
+    if (souk_realip_parse(cfg_trusted_proxies, &trusted_proxies, err, sizeof(err)) != 0) {
         fprintf(stderr, "%s: configuration error: %s\n", svc->name, err);
         return SOUK_EINVAL;
     }
