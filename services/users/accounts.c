@@ -52,6 +52,60 @@ json_t *users_load(struct souk_db *db, const char *id)
     return u;
 }
 
+/* A sign-up waiting for its hash: what the worker needs, in the request's arena. */
+struct signup {
+    struct hash_job job;
+    struct souk_req *r;
+    const char *email, *norm, *name, *password; /* the body's, alive until the answer */
+};
+
+/* On a hashing worker: hash, store the account and its event, answer. */
+static int finish_signup(struct signup *s)
+{
+    struct souk_req *r = s->r;
+    char hash[crypto_pwhash_STRBYTES], id[SOUK_ID_MAX], now[SOUK_TIME_MAX];
+    if (password_hash_now(s->password, hash) != 0)
+        return souk_problem(r, 500, "internal", "cannot hash the password");
+    struct souk_db *db = souk_db_thread();
+    souk_id_new(id, "usr");
+    souk_time_now(now);
+    if (db == NULL || souk_db_begin(db) != 0)
+        return souk_problem(r, 503, "busy", "database busy");
+    int rc = souk_db_run(
+        db,
+        "INSERT INTO users (id, email, email_norm, name, password_hash, role, created_at,"
+        " updated_at) VALUES (?, ?, ?, ?, ?, 'customer', ?, ?)",
+        "sssssss", id, s->email, s->norm, s->name, hash, now, now);
+    if (rc == SOUK_ECONFLICT) {
+        souk_db_rollback(db);
+        return souk_problem(r, 409, "email_taken", "an account with this email exists");
+    }
+    if (rc >= 0) {
+        rc = souk_event_emit(
+            db, "user.registered", id,
+            json_pack("{s:s,s:s,s:s}", "user_id", id, "email", s->email, "name", s->name));
+        if (rc == SOUK_EUNAVAIL) /* no events module yet */
+            rc = 0;
+    }
+    if (rc < 0 || souk_db_commit(db) != 0) {
+        souk_db_rollback(db);
+        return souk_problem(r, 503, "unavailable", "cannot create the account; retry");
+    }
+    souk_info("user registered", "{s:s}", "user_id", id);
+    json_t *u = users_load(db, id);
+    if (u == NULL) /* stored, but not readable back: say so rather than send nothing */
+        return souk_problem(r, 503, "unavailable", "the account was created; sign in");
+    souk_reply_header(r, "Location", "/api/v1/users/me");
+    souk_reply_json(r, u);
+    return 201;
+}
+
+static void run_signup(struct hash_job *job)
+{
+    struct signup *s = (struct signup *)job;
+    souk_req_resume(s->r, finish_signup(s));
+}
+
 int users_register(struct souk_req *r)
 {
     json_t *body = souk_req_json(r);
@@ -73,47 +127,24 @@ int users_register(struct souk_req *r)
     if (!souk_check_ok(&c))
         return souk_problem_check(r, &c);
 
-    struct souk_db *db = souk_req_db(r);
     int64_t exists = 0;
-    if (souk_db_int(db, &exists, "SELECT count(*) FROM users WHERE email_norm = ?", "s", norm) < 0)
-        return souk_problem(r, 500, "internal", "query failed");
+    if (souk_db_int(souk_req_db(r), &exists, "SELECT count(*) FROM users WHERE email_norm = ?", "s",
+                    norm) < 0)
+        return souk_problem(r, 503, "unavailable", "cannot read the accounts; retry");
     if (exists > 0)
         return souk_problem(r, 409, "email_taken", "an account with this email exists");
-    char hash[crypto_pwhash_STRBYTES];
-    int rc = password_hash(password, hash);
-    if (rc != 0) {
+    struct signup *s = souk_req_alloc(r, sizeof(*s));
+    *s = (struct signup){.job = {.run = run_signup, .kind = HASH_SIGNUP},
+                         .r = r,
+                         .email = email,
+                         .norm = souk_arena_strdup(souk_req_arena(r), norm),
+                         .name = name,
+                         .password = password};
+    if (password_submit(&s->job) != 0) {
         souk_reply_header(r, "Retry-After", "1");
         return souk_problem(r, 503, "busy", "too many sign-ups at once; retry shortly");
     }
-    char id[SOUK_ID_MAX], now[SOUK_TIME_MAX];
-    souk_id_new(id, "usr");
-    souk_time_now(now);
-    if (souk_db_begin(db) != 0)
-        return souk_problem(r, 503, "busy", "database busy");
-    rc = souk_db_run(
-        db,
-        "INSERT INTO users (id, email, email_norm, name, password_hash, role, created_at,"
-        " updated_at) VALUES (?, ?, ?, ?, ?, 'customer', ?, ?)",
-        "sssssss", id, email, norm, name, hash, now, now);
-    if (rc == SOUK_ECONFLICT) {
-        souk_db_rollback(db);
-        return souk_problem(r, 409, "email_taken", "an account with this email exists");
-    }
-    if (rc >= 0) {
-        rc = souk_event_emit(
-            db, "user.registered", id,
-            json_pack("{s:s,s:s,s:s}", "user_id", id, "email", email, "name", name));
-        if (rc == SOUK_EUNAVAIL) /* no events module yet */
-            rc = 0;
-    }
-    if (rc < 0 || souk_db_commit(db) != 0) {
-        souk_db_rollback(db);
-        return souk_problem(r, 500, "internal", "cannot create the account");
-    }
-    souk_info("user registered", "{s:s}", "user_id", id);
-    souk_reply_header(r, "Location", "/api/v1/users/me");
-    souk_reply_json(r, users_load(db, id));
-    return 201;
+    return SOUK_SUSPEND; /* run_signup answers */
 }
 
 /* The caller's addresses, oldest first. */

@@ -3,8 +3,9 @@
 #include "souk/auth.h"
 #include "users.h"
 
-int64_t cfg_access_ttl, cfg_refresh_ttl, cfg_key_rotate, cfg_hash_concurrency;
-int64_t cfg_login_window, cfg_login_max_account, cfg_login_max_addr;
+int64_t cfg_access_ttl, cfg_refresh_ttl, cfg_key_rotate, cfg_hash_concurrency, cfg_hash_queue;
+int64_t cfg_login_window, cfg_login_max_account, cfg_login_max_addr, cfg_login_delay_after,
+    cfg_login_delay_max;
 const char *cfg_clients_file, *cfg_public_url;
 
 #define DAY            86400
@@ -17,13 +18,19 @@ static const struct souk_conf config[] = {
     {"SOUK_KEY_ROTATE_SECONDS", SOUK_CONF_INT, "2592000", 60, 365 * DAY, &cfg_key_rotate,
      "age at which the signing key is replaced"},
     {"SOUK_HASH_CONCURRENCY", SOUK_CONF_INT, "2", 1, 64, &cfg_hash_concurrency,
-     "argon2id hashes at once"},
+     "argon2id hashes at once (worker threads)"},
+    {"SOUK_HASH_QUEUE", SOUK_CONF_INT, "16", 1, 10000, &cfg_hash_queue,
+     "logins (and sign-ups) waiting for a hash before 503"},
     {"SOUK_LOGIN_WINDOW", SOUK_CONF_INT, "900", 1, DAY, &cfg_login_window,
      "throttling window seconds"},
     {"SOUK_LOGIN_MAX_FAILURES", SOUK_CONF_INT, "5", 1, 1000, &cfg_login_max_account,
-     "failed logins per account per window"},
+     "failed logins per account from one client address per window"},
     {"SOUK_LOGIN_MAX_FAILURES_ADDR", SOUK_CONF_INT, "50", 1, 1000000, &cfg_login_max_addr,
      "failed logins per client address per window"},
+    {"SOUK_LOGIN_DELAY_AFTER", SOUK_CONF_INT, "10", 1, 1000000, &cfg_login_delay_after,
+     "failed logins of an account (from anywhere) per window before each attempt is delayed"},
+    {"SOUK_LOGIN_DELAY_MAX_MS", SOUK_CONF_INT, "10000", 0, 60000, &cfg_login_delay_max,
+     "the longest such delay (1 s, doubling per failure)"},
     {"SOUK_CLIENTS_FILE", SOUK_CONF_STR, "", 0, 4096, &cfg_clients_file,
      "service client secrets (JSON)"},
     {"SOUK_PUBLIC_URL", SOUK_CONF_STR, "http://127.0.0.1:8080", 1, 1024, &cfg_public_url,
@@ -60,6 +67,12 @@ static int start(void)
     return rc;
 }
 
+static void stop(void)
+{
+    password_stop();
+    keys_free();
+}
+
 static const struct souk_service users = {
     .name = "users",
     .listen = "127.0.0.1:8081",
@@ -67,7 +80,7 @@ static const struct souk_service users = {
     .migrations = service_migrations,
     .config = config,
     .start = start,
-    .stop = keys_free,
+    .stop = stop,
     .seed = users_seed,
     .publishes = true,
 };

@@ -2,8 +2,8 @@
  * password, refresh_token and client_credentials grants (form-encoded or JSON),
  * revocation, the JWKS and the discovery document. Refresh tokens are opaque,
  * stored as a hash, rotated on every use; presenting a rotated one revokes its
- * whole family. Failed logins are throttled per account and per client address. */
-#include <sodium.h>
+ * whole family. Failed logins are throttled per client address, per account from
+ * one address, and slowed (never locked) per account. */
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -246,46 +246,143 @@ static int token_reply(struct souk_req *r, char *access, const char *refresh, co
     return 200;
 }
 
-/* ---- login throttling ---- */
+/* ---- login throttling (OWASP authentication cheat sheet) ----
+ * Attempts are counted in a fixed window (SOUK_LOGIN_WINDOW) under three keys, the
+ * address being the real client's (X-Forwarded-For from a trusted proxy, kit):
+ *   addr:<ip>          from one address: past SOUK_LOGIN_MAX_FAILURES_ADDR, 429
+ *   pair:<ip> <email>  one account from one address: past SOUK_LOGIN_MAX_FAILURES, 429
+ *   acct:<email>       one account from anywhere: never a lock; past
+ *                      SOUK_LOGIN_DELAY_AFTER each attempt first waits 1 s, doubling
+ *                      per failure up to SOUK_LOGIN_DELAY_MAX_MS
+ * so a stranger locks out only their own address and can slow an account, never
+ * lock its owner out. An attempt is counted before its password is checked and the
+ * count taken back when it succeeds: parallel guesses cannot slip past the limits,
+ * and when the count cannot be written nothing is checked (503). */
 
-static bool throttled(struct souk_db *db, const char *key, int64_t max, int64_t now, int64_t *retry)
+int64_t login_delay_ms(int64_t failures, int64_t after, int64_t max_ms)
 {
-    struct souk_stmt *st = souk_db_query(
-        db, "SELECT window_start, failures FROM login_failures WHERE key = ?", "s", key);
-    if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
-        return false;
-    int64_t start = souk_stmt_int(st, 0), failures = souk_stmt_int(st, 1);
+    if (failures < after || max_ms <= 0)
+        return 0;
+    int64_t steps = failures - after;
+    int64_t d = steps >= 20 ? max_ms : (int64_t)1000 << steps;
+    return d < max_ms ? d : max_ms;
+}
+
+/* Count one attempt under key; *count gets the attempts in the window so far
+ * (this one included) and *left the seconds until the window ends. */
+static int count_attempt(struct souk_db *db, const char *key, int64_t now, int64_t *count,
+                         int64_t *left)
+{
+    int rc = souk_db_run(
+        db,
+        "INSERT INTO login_failures (key, window_start, failures) VALUES (?1, ?2, 1)"
+        " ON CONFLICT (key) DO UPDATE SET"
+        " failures = CASE WHEN window_start + ?3 <= ?2 THEN 1 ELSE failures + 1 END,"
+        " window_start = CASE WHEN window_start + ?3 <= ?2 THEN ?2 ELSE window_start END",
+        "sii", key, now, cfg_login_window);
+    struct souk_stmt *st =
+        rc < 0
+            ? NULL
+            : souk_db_query(db, "SELECT window_start, failures FROM login_failures WHERE key = ?",
+                            "s", key);
+    if (st == NULL)
+        return rc < 0 ? rc : SOUK_EDB;
+    rc = souk_stmt_step(st);
+    if (rc != SOUK_ROW)
+        return rc < 0 ? rc : SOUK_EDB;
+    *left = souk_stmt_int(st, 0) + cfg_login_window - now;
+    *count = souk_stmt_int(st, 1);
     souk_stmt_done(st);
-    if (start + cfg_login_window <= now || failures < max)
-        return false;
-    int64_t left = start + cfg_login_window - now;
-    if (left > *retry)
-        *retry = left;
-    return true;
+    return 0;
 }
 
-static void record_failure(struct souk_db *db, const char *key, int64_t now)
+/* The attempt's keys, counted in one transaction. 0, or a negative code. */
+struct attempt {
+    char addr[ADDR_MAX + 8], pair[ADDR_MAX + EMAIL_MAX + 8], acct[EMAIL_MAX + 8];
+    int64_t n_addr, n_pair, n_acct, left_addr, left_pair, left_acct;
+};
+
+static int count_login(struct souk_db *db, struct attempt *a, bool account, int64_t now)
 {
-    souk_db_run(db,
-                "INSERT INTO login_failures (key, window_start, failures) VALUES (?1, ?2, 1)"
-                " ON CONFLICT (key) DO UPDATE SET"
-                " failures = CASE WHEN window_start + ?3 <= ?2 THEN 1 ELSE failures + 1 END,"
-                " window_start = CASE WHEN window_start + ?3 <= ?2 THEN ?2 ELSE window_start END",
-                "sii", key, now, cfg_login_window);
-    if (randombytes_uniform(PURGE_ODDS) == 0)
-        souk_db_run(db, "DELETE FROM login_failures WHERE window_start + ? <= ?", "ii",
-                    cfg_login_window, now);
+    int rc = souk_db_begin(db);
+    if (rc == 0)
+        rc = count_attempt(db, a->addr, now, &a->n_addr, &a->left_addr);
+    if (rc == 0 && account)
+        rc = count_attempt(db, a->pair, now, &a->n_pair, &a->left_pair);
+    if (rc == 0 && account)
+        rc = count_attempt(db, a->acct, now, &a->n_acct, &a->left_acct);
+    if (rc == 0 && randombytes_uniform(PURGE_ODDS) == 0)
+        rc = souk_db_run(db, "DELETE FROM login_failures WHERE window_start + ? <= ?", "ii",
+                         cfg_login_window, now) < 0
+                 ? SOUK_EDB
+                 : 0;
+    if (rc == 0)
+        rc = souk_db_commit(db);
+    if (rc != 0)
+        souk_db_rollback(db);
+    return rc;
 }
 
-/* The address to throttle by: the peer. (Behind the gateway this is the gateway;
- * see README "Login throttling".) */
-static const char *client_key(struct souk_req *r, char *buf, size_t cap)
+/* A success takes its attempt back and clears the pair: the owner's own address
+ * starts afresh. Not fatal when it fails: the attempt stays counted, no more. */
+static void uncount_login(struct souk_db *db, const struct attempt *a, bool account)
 {
-    snprintf(buf, cap, "addr:%s", souk_req_client_addr(r));
-    return buf;
+    int rc = souk_db_begin(db);
+    if (rc == 0)
+        rc = souk_db_run(db,
+                         "UPDATE login_failures SET failures = failures - 1"
+                         " WHERE key IN (?, ?) AND failures > 0",
+                         "ss", a->addr, account ? a->acct : a->addr);
+    if (rc >= 0 && account)
+        rc = souk_db_run(db, "DELETE FROM login_failures WHERE key = ?", "s", a->pair);
+    if (rc >= 0)
+        rc = souk_db_commit(db);
+    if (rc < 0) {
+        souk_db_rollback(db);
+        souk_warn("cannot take back a successful login's attempt", "{s:s}", "error",
+                  souk_strerror(rc));
+    }
 }
 
 /* ---- grants ---- */
+
+/* A login waiting for its hash check: what the worker needs, in the request's arena. */
+struct login {
+    struct hash_job job;
+    struct souk_req *r;
+    struct attempt a;
+    bool account; /* the username is a well-formed email: pair and acct were counted */
+    char id[SOUK_ID_MAX], role[16], hash[crypto_pwhash_STRBYTES];
+    char *password; /* a copy, wiped after the check */
+    const char *client_id;
+};
+
+/* On a hashing worker: check the password, then issue the tokens. */
+static int finish_login(struct login *l)
+{
+    struct souk_req *r = l->r;
+    int rc = password_verify_now(l->id[0] ? l->hash : NULL, l->password);
+    sodium_memzero(l->password, strlen(l->password));
+    if (rc != 0) /* already counted */
+        return oauth_error(r, 400, "invalid_grant", "wrong email or password");
+    struct souk_db *db = souk_db_thread();
+    if (db == NULL)
+        return souk_problem(r, 503, "unavailable", "database unavailable");
+    uncount_login(db, &l->a, l->account);
+    char family[SOUK_ID_MAX], refresh[64];
+    const char *scope = user_scope(l->role);
+    souk_id_new(family, "rtf");
+    if (new_refresh(db, family, l->id, l->client_id, scope, refresh, sizeof(refresh)) != 0)
+        return souk_problem(r, 503, "unavailable", "cannot store the refresh token; retry");
+    souk_info("login", "{s:s}", "user_id", l->id);
+    return token_reply(r, access_token(l->id, l->client_id, scope, l->role), refresh, scope);
+}
+
+static void run_login(struct hash_job *job)
+{
+    struct login *l = (struct login *)job;
+    souk_req_resume(l->r, finish_login(l));
+}
 
 static int grant_password(struct souk_req *r, json_t *p, const struct oauth_client *c)
 {
@@ -297,58 +394,60 @@ static int grant_password(struct souk_req *r, json_t *p, const struct oauth_clie
         return oauth_error(r, 400, "invalid_request", "username and password are required");
     if (strlen(password) > PASSWORD_MAX)
         return oauth_error(r, 400, "invalid_grant", "wrong email or password");
-    char norm[EMAIL_MAX + 1], acct[EMAIL_MAX + 8], addr[ADDR_MAX + 8];
-    bool valid = users_email_norm(username, norm, sizeof(norm));
-    snprintf(acct, sizeof(acct), "acct:%s", valid ? norm : "-");
-    client_key(r, addr, sizeof(addr));
+    struct login *l = souk_req_alloc(r, sizeof(*l));
+    memset(l, 0, sizeof(*l));
+    char norm[EMAIL_MAX + 1];
+    const char *ip = souk_req_client_addr(r);
+    l->account = users_email_norm(username, norm, sizeof(norm));
+    snprintf(l->a.addr, sizeof(l->a.addr), "addr:%s", ip);
+    snprintf(l->a.pair, sizeof(l->a.pair), "pair:%s %s", ip, l->account ? norm : "-");
+    snprintf(l->a.acct, sizeof(l->a.acct), "acct:%s", l->account ? norm : "-");
     struct souk_db *db = souk_req_db(r);
-    int64_t now = souk_wall_ms() / 1000, retry = 0;
-    bool limited = throttled(db, addr, cfg_login_max_addr, now, &retry);
-    limited = (valid && throttled(db, acct, cfg_login_max_account, now, &retry)) || limited;
-    if (limited) {
+    int64_t now = souk_wall_ms() / 1000;
+    if (count_login(db, &l->a, l->account, now) != 0)
+        return souk_problem(r, 503, "unavailable", "cannot check the login now; retry");
+    int64_t retry = 0;
+    if (l->a.n_addr > cfg_login_max_addr)
+        retry = l->a.left_addr;
+    if (l->account && l->a.n_pair > cfg_login_max_account && l->a.left_pair > retry)
+        retry = l->a.left_pair;
+    if (retry > 0) {
         char ra[24];
         snprintf(ra, sizeof(ra), "%lld", (long long)retry);
         souk_reply_header(r, "Retry-After", ra);
-        souk_warn("login throttled", "{s:s}", "addr", souk_req_client_addr(r));
+        souk_warn("login throttled", "{s:s,s:s}", "addr", ip, "limit",
+                  l->a.n_addr > cfg_login_max_addr ? "address" : "account from this address");
         return souk_problem(r, 429, "too_many_attempts",
                             "too many failed logins; retry in %s seconds", ra);
     }
-    char id[SOUK_ID_MAX] = "", role[16] = "", hash[crypto_pwhash_STRBYTES] = "";
     struct souk_stmt *st =
-        valid ? souk_db_query(db, "SELECT id, role, password_hash FROM users WHERE email_norm = ?",
-                              "s", norm)
-              : NULL;
-    if (st != NULL && souk_stmt_step(st) == SOUK_ROW) {
-        snprintf(id, sizeof(id), "%s", souk_stmt_text(st, 0));
-        snprintf(role, sizeof(role), "%s", souk_stmt_text(st, 1));
-        snprintf(hash, sizeof(hash), "%s", souk_stmt_text(st, 2));
+        l->account
+            ? souk_db_query(db, "SELECT id, role, password_hash FROM users WHERE email_norm = ?",
+                            "s", norm)
+            : NULL;
+    int rc = st != NULL ? souk_stmt_step(st) : l->account ? SOUK_EDB : SOUK_DONE;
+    if (rc == SOUK_ROW) {
+        snprintf(l->id, sizeof(l->id), "%s", souk_stmt_text(st, 0));
+        snprintf(l->role, sizeof(l->role), "%s", souk_stmt_text(st, 1));
+        snprintf(l->hash, sizeof(l->hash), "%s", souk_stmt_text(st, 2));
         souk_stmt_done(st);
+    } else if (rc < 0) {
+        return souk_problem(r, 503, "unavailable", "cannot read the account now; retry");
     }
-    int rc;
-    if (id[0] != '\0') {
-        rc = password_verify(hash, password);
-    } else {
-        password_dummy_verify(password); /* as slow as a real check: no account probing */
-        rc = SOUK_EAUTH;
-    }
-    if (rc == SOUK_EBUSY) {
+    l->r = r;
+    l->client_id = c->id;
+    l->password = souk_arena_strdup(souk_req_arena(r), password);
+    l->job.run = run_login;
+    l->job.kind = HASH_LOGIN;
+    /* the attempts before this one decide its delay */
+    l->job.not_before_ms = souk_wall_ms() + login_delay_ms(l->a.n_acct - 1, cfg_login_delay_after,
+                                                           cfg_login_delay_max);
+    if (password_submit(&l->job) != 0) {
+        sodium_memzero(l->password, strlen(l->password));
         souk_reply_header(r, "Retry-After", "1");
         return souk_problem(r, 503, "busy", "too many logins at once; retry shortly");
     }
-    if (rc != 0) {
-        record_failure(db, addr, now);
-        if (valid)
-            record_failure(db, acct, now);
-        return oauth_error(r, 400, "invalid_grant", "wrong email or password");
-    }
-    souk_db_run(db, "DELETE FROM login_failures WHERE key = ?", "s", acct);
-    char family[SOUK_ID_MAX], refresh[64];
-    const char *scope = user_scope(role);
-    souk_id_new(family, "rtf");
-    if (new_refresh(db, family, id, c->id, scope, refresh, sizeof(refresh)) != 0)
-        return souk_problem(r, 500, "internal", "cannot store the refresh token");
-    souk_info("login", "{s:s}", "user_id", id);
-    return token_reply(r, access_token(id, c->id, scope, role), refresh, scope);
+    return SOUK_SUSPEND; /* run_login answers */
 }
 
 static int grant_refresh(struct souk_req *r, json_t *p, const struct oauth_client *c)

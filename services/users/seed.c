@@ -1,6 +1,8 @@
 /* seed.c: `users seed` creates the admin account from SOUK_ADMIN_EMAIL and
  * SOUK_ADMIN_PASSWORD. Without a password it makes a random one, keeps it in
- * SOUK_VAR/admin-password (0600) and prints it. Running it again changes nothing. */
+ * SOUK_VAR/admin-password (0600) and prints it. It never touches an account that
+ * exists: an admin is left as it is, and an email taken by a customer is refused
+ * (whoever registered it first would otherwise become the admin). */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -46,17 +48,51 @@ static int saved_or_new(const char *path, char *out, size_t cap)
     return ok ? 0 : SOUK_EIO;
 }
 
+/* Is there an account with this email? 1 and its role, 0, or a negative code. */
+static int existing_role(struct souk_db *db, const char *norm, char role[16])
+{
+    struct souk_stmt *st =
+        souk_db_query(db, "SELECT role FROM users WHERE email_norm = ?", "s", norm);
+    if (st == NULL)
+        return SOUK_EDB;
+    int rc = souk_stmt_step(st);
+    if (rc == SOUK_ROW) {
+        snprintf(role, 16, "%s", souk_stmt_text(st, 0));
+        souk_stmt_done(st);
+        return 1;
+    }
+    return rc == SOUK_DONE ? 0 : rc;
+}
+
 int users_seed(struct souk_db *db)
 {
     const char *var = getenv("SOUK_VAR");
     const char *email = getenv("SOUK_ADMIN_EMAIL");
     const char *given = getenv("SOUK_ADMIN_PASSWORD");
-    char path[PATH_MAX], password[PASSWORD_MAX + 2], norm[EMAIL_MAX + 1];
+    char path[PATH_MAX], password[PASSWORD_MAX + 2], norm[EMAIL_MAX + 1], role[16] = "";
     if (email == NULL || email[0] == '\0')
         email = DEFAULT_ADMIN;
     if (!users_email_norm(email, norm, sizeof(norm))) {
         fprintf(stderr, "users seed: SOUK_ADMIN_EMAIL=\"%s\" is not an email address\n", email);
         return SOUK_EINVAL;
+    }
+    int found = existing_role(db, norm, role);
+    if (found < 0) {
+        fprintf(stderr, "users seed: cannot read the accounts: %s\n", souk_strerror(found));
+        return found;
+    }
+    if (found > 0 && strcmp(role, "admin") == 0) {
+        printf("users: admin account %s already exists; left unchanged\n", email);
+        return 0;
+    }
+    if (found > 0) {
+        fprintf(stderr,
+                "users seed: SOUK_ADMIN_EMAIL=%s belongs to an existing %s account, and seeding "
+                "never promotes or changes an account.\n"
+                "  Choose another SOUK_ADMIN_EMAIL, or have an admin grant the role "
+                "(PATCH /api/v1/users/{id} {\"role\":\"admin\"}) if that account is yours.\n",
+                email, role);
+        return SOUK_ECONFLICT;
     }
     snprintf(path, sizeof(path), "%s/admin-password", var != NULL && var[0] ? var : "var");
     if (given != NULL && given[0] != '\0') {
@@ -69,28 +105,20 @@ int users_seed(struct souk_db *db)
     } else if (saved_or_new(path, password, sizeof(password)) != 0) {
         return SOUK_EIO;
     }
-    int64_t exists = 0;
-    if (souk_db_int(db, &exists, "SELECT count(*) FROM users WHERE email_norm = ?", "s", norm) < 0)
-        return SOUK_EDB;
-    if (exists > 0) {
-        /* keep the account and its password; make sure it is an admin */
-        int rc = souk_db_run(db, "UPDATE users SET role = 'admin' WHERE email_norm = ?", "s", norm);
-        printf("users: admin account %s already exists\n", email);
-        return rc < 0 ? rc : 0;
-    }
     char hash[crypto_pwhash_STRBYTES], id[SOUK_ID_MAX], now[SOUK_TIME_MAX];
-    int rc = password_init();
-    if (rc == 0)
-        rc = password_hash(password, hash);
+    int rc = password_hash_now(password, hash);
     if (rc != 0)
         return rc;
     souk_id_new(id, "usr");
     souk_time_now(now);
+    /* the insert fails on a race with a registration of the same email: never an update */
     rc = souk_db_run(
         db,
         "INSERT INTO users (id, email, email_norm, name, password_hash, role, created_at,"
         " updated_at) VALUES (?, ?, ?, 'Administrator', ?, 'admin', ?, ?)",
         "ssssss", id, email, norm, hash, now, now);
+    if (rc == SOUK_ECONFLICT)
+        fprintf(stderr, "users seed: %s was registered meanwhile; nothing changed\n", email);
     if (rc < 0)
         return rc;
     if (given != NULL && given[0] != '\0')

@@ -12,10 +12,13 @@
 extern int64_t cfg_access_ttl;        /* seconds an access token lives */
 extern int64_t cfg_refresh_ttl;       /* seconds a refresh token lives */
 extern int64_t cfg_key_rotate;        /* seconds before the signing key is replaced */
-extern int64_t cfg_hash_concurrency;  /* argon2id hashes at once */
+extern int64_t cfg_hash_concurrency;  /* argon2id hashes at once (worker threads) */
+extern int64_t cfg_hash_queue;        /* jobs waiting per kind before 503 */
 extern int64_t cfg_login_window;      /* seconds of the throttling window */
-extern int64_t cfg_login_max_account; /* failed logins per account per window */
+extern int64_t cfg_login_max_account; /* failed logins per (account, address) per window */
 extern int64_t cfg_login_max_addr;    /* failed logins per client address per window */
+extern int64_t cfg_login_delay_after; /* failures of an account, from anywhere, before delays */
+extern int64_t cfg_login_delay_max;   /* the longest delay, ms */
 extern const char *cfg_clients_file;  /* SOUK_CLIENTS_FILE */
 extern const char *cfg_public_url;    /* base URL in the discovery document */
 
@@ -45,6 +48,10 @@ int addresses_internal_get(struct souk_req *r);
 
 /* oauth.c */
 int oauth_token(struct souk_req *r);
+/* How long an attempt on an account waits before its password is checked, given
+ * the account's failures (from anywhere) in the window: 0 below after, then 1 s
+ * doubling per failure, never more than max_ms. */
+int64_t login_delay_ms(int64_t failures, int64_t after, int64_t max_ms);
 int oauth_revoke(struct souk_req *r);
 int oauth_jwks(struct souk_req *r);
 int oauth_discovery(struct souk_req *r);
@@ -69,14 +76,30 @@ json_t *keys_jwks(void);
 /* Sign claims as an at+jwt with the current key; malloc'd compact JWS or NULL. */
 char *keys_sign(json_t *claims);
 
-/* password.c: argon2id at or above OWASP's minimum, at most N hashes at once. */
+/* password.c: argon2id at or above OWASP's minimum on SOUK_HASH_CONCURRENCY
+ * dedicated threads, fed by bounded queues (SOUK_HASH_QUEUE each): logins first,
+ * then sign-ups. A handler queues a job and returns SOUK_SUSPEND; the job's run()
+ * hashes on a worker, finishes the request and resumes it. */
+enum hash_kind { HASH_LOGIN, HASH_DELAYED, HASH_SIGNUP, HASH_KINDS };
+struct hash_job {
+    void (*run)(struct hash_job *job); /* on a hashing worker */
+    enum hash_kind kind;               /* HASH_LOGIN or HASH_SIGNUP */
+    int64_t not_before_ms;             /* a login waits until then (wall ms) first */
+    struct hash_job *next;             /* the queue's */
+};
+/* Start the workers (serving only) and make the dummy hash. */
 int password_init(void);
-/* Hash into out (crypto_pwhash_STRBYTES). 0, SOUK_EBUSY (no slot in time) or SOUK_ENOMEM. */
-int password_hash(const char *password, char *out);
-/* 0 when it matches, SOUK_EAUTH when not, SOUK_EBUSY when no slot came in time. */
-int password_verify(const char *hash, const char *password);
-/* Burn the same time as a verify, so an unknown account answers as slowly as a known one. */
-void password_dummy_verify(const char *password);
+/* Let the workers finish what is queued, delays cut short, and join them. */
+void password_stop(void);
+/* Queue job: 0 (the handler returns SOUK_SUSPEND and job->run resumes the request),
+ * or SOUK_EBUSY at once when its queue is full (answer 503 with Retry-After). */
+int password_submit(struct hash_job *job);
+/* On the calling thread: into out (crypto_pwhash_STRBYTES); 0 or SOUK_ENOMEM. */
+int password_hash_now(const char *password, char *out);
+/* On the calling thread: 0 when it matches, SOUK_EAUTH when not. hash NULL or ""
+ * (no such account) burns the time of a real check against a dummy hash, so an
+ * unknown account answers as slowly as a known one. */
+int password_verify_now(const char *hash, const char *password);
 /* NULL when acceptable, else why not. */
 const char *password_weakness(const char *password, const char *email);
 
