@@ -1,6 +1,7 @@
 /* edge.c: what the gateway does before forwarding: token-bucket rate limits per
- * client address, per user and (stricter) on the token endpoint, with the IETF
- * draft RateLimit headers; and CORS for the configured origins. */
+ * client address, per user and (stricter, per address) on the token endpoint and
+ * on sign-up, each of which costs users an argon2id hash; with the IETF draft
+ * RateLimit headers; and CORS for the configured origins. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,7 @@ static struct limiter limiters[LIMIT_KINDS] = {
     [LIMIT_IP] = {.name = "ip"},
     [LIMIT_USER] = {.name = "user"},
     [LIMIT_TOKEN] = {.name = "token"},
+    [LIMIT_SIGNUP] = {.name = "signup"},
 };
 static char origins[ORIGINS_MAX][ORIGIN_MAX];
 static size_t norigins;
@@ -44,7 +46,7 @@ int edge_init(const struct edge_conf *c)
 {
     for (int k = 0; k < LIMIT_KINDS; k++) {
         struct limiter *l = &limiters[k];
-        l->rate = (double)c->rate[k];
+        l->rate = (double)c->rate[k] / (double)(c->period[k] > 0 ? c->period[k] : 1);
         l->burst = (double)(c->burst[k] > 0 ? c->burst[k] : 1);
         l->groups = (size_t)c->slots / PROBE;
         if (l->groups == 0)
@@ -151,13 +153,15 @@ static void limit_headers(struct souk_req *r, const struct limiter *l, const str
     souk_reply_header(r, "RateLimit", buf);
 }
 
-int edge_rate_limit(struct souk_req *r, bool strict)
+int edge_rate_limit(struct souk_req *r, enum edge_policy policy)
 {
     const struct souk_identity *who = souk_req_identity(r);
+    const char *addr = souk_req_client_addr(r);
     const char *keys[LIMIT_KINDS] = {
-        [LIMIT_IP] = souk_req_client_addr(r),
+        [LIMIT_IP] = addr,
         [LIMIT_USER] = who->authenticated && who->sub[0] ? who->sub : NULL,
-        [LIMIT_TOKEN] = strict ? souk_req_client_addr(r) : NULL,
+        [LIMIT_TOKEN] = policy == EDGE_TOKEN ? addr : NULL,
+        [LIMIT_SIGNUP] = policy == EDGE_SIGNUP ? addr : NULL,
     };
     uint64_t now = souk_now_ns();
     const struct limiter *tightest = NULL;

@@ -66,15 +66,19 @@ static const struct souk_conf config[] = {
      "/oauth/token per address; 0 off"},
     {"SOUK_RATE_TOKEN_BURST", SOUK_CONF_INT, "20", 1, 10000000, &edge.burst[LIMIT_TOKEN],
      "bucket size"},
+    {"SOUK_RATE_SIGNUP_PER_HOUR", SOUK_CONF_INT, "30", 0, 1000000, &edge.rate[LIMIT_SIGNUP],
+     "POST /api/v1/users per address per hour; 0 off"},
+    {"SOUK_RATE_SIGNUP_BURST", SOUK_CONF_INT, "10", 1, 10000000, &edge.burst[LIMIT_SIGNUP],
+     "bucket size"},
     {"SOUK_RATE_SLOTS", SOUK_CONF_INT, "65536", 64, 16777216, &edge.slots,
      "buckets kept per limiter"},
     {NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
 /* Edge checks, then the upstream. */
-static int forward(struct souk_req *r, enum upstream_id id, bool strict)
+static int forward(struct souk_req *r, enum upstream_id id, enum edge_policy policy)
 {
-    int status = edge_rate_limit(r, strict);
+    int status = edge_rate_limit(r, policy);
     if (status != 0)
         return status;
     edge_cors(r);
@@ -83,19 +87,21 @@ static int forward(struct souk_req *r, enum upstream_id id, bool strict)
 
 static int to_users(struct souk_req *r)
 {
-    return forward(r, UP_USERS, strcmp(souk_req_path(r), "/oauth/token") == 0);
+    return forward(r, UP_USERS,
+                   strcmp(souk_req_path(r), "/oauth/token") == 0 ? EDGE_TOKEN : EDGE_PLAIN);
 }
-static int to_catalog(struct souk_req *r) { return forward(r, UP_CATALOG, false); }
-static int to_cart(struct souk_req *r) { return forward(r, UP_CART, false); }
-static int to_orders(struct souk_req *r) { return forward(r, UP_ORDERS, false); }
-static int to_payments(struct souk_req *r) { return forward(r, UP_PAYMENTS, false); }
-static int to_notify(struct souk_req *r) { return forward(r, UP_NOTIFY, false); }
+static int to_signup(struct souk_req *r) { return forward(r, UP_USERS, EDGE_SIGNUP); }
+static int to_catalog(struct souk_req *r) { return forward(r, UP_CATALOG, EDGE_PLAIN); }
+static int to_cart(struct souk_req *r) { return forward(r, UP_CART, EDGE_PLAIN); }
+static int to_orders(struct souk_req *r) { return forward(r, UP_ORDERS, EDGE_PLAIN); }
+static int to_payments(struct souk_req *r) { return forward(r, UP_PAYMENTS, EDGE_PLAIN); }
+static int to_notify(struct souk_req *r) { return forward(r, UP_NOTIFY, EDGE_PLAIN); }
 
 static int preflight(struct souk_req *r) { return edge_preflight(r); }
 
 static int storefront(struct souk_req *r)
 {
-    int status = edge_rate_limit(r, false);
+    int status = edge_rate_limit(r, EDGE_PLAIN);
     return status != 0 ? status : static_serve(r);
 }
 
@@ -108,7 +114,7 @@ static int storefront(struct souk_req *r)
 static const struct souk_route routes[] = {
     {"OPTIONS", "/{*path}", preflight, SOUK_PUBLIC, NULL, 0},
 
-    {"POST", "/api/v1/users", to_users, SOUK_PUBLIC, NULL, 0},
+    {"POST", "/api/v1/users", to_signup, SOUK_PUBLIC, NULL, 0},
     {"GET", "/api/v1/users", to_users, SOUK_USER, NULL, 0},
     {ANY, "/api/v1/users/{*rest}", to_users, SOUK_USER, NULL, 0},
     {ANY, "/oauth/{*rest}", to_users, SOUK_PUBLIC, NULL, 0},
@@ -152,6 +158,7 @@ static int start(void)
             return SOUK_EINVAL;
     }
     edge.cors_origins = cfg_cors;
+    edge.period[LIMIT_SIGNUP] = 3600; /* sign-ups are counted per hour */
     if (edge_init(&edge) != 0)
         return SOUK_EINVAL;
     static_init(cfg_web_dir); /* a missing web root only means no storefront */

@@ -99,7 +99,7 @@ def test_post_without_idempotency_key_is_not_retried(tmp_path):
     retried on the other instance."""
     failing, healthy = Echo("failing", status=503), Echo("healthy")
     gw = gateway(tmp_path, {"users": [failing.url, healthy.url]}, SOUK_RATE_IP_RPS=0,
-                 SOUK_BREAKER_FAILURES=1000)
+                 SOUK_RATE_SIGNUP_PER_HOUR=0, SOUK_BREAKER_FAILURES=1000)
     try:
         for _ in range(6):
             r = requests.get(gw.url + "/.well-known/jwks.json", timeout=5)
