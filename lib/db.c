@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "souk/config.h"
 #include "souk/db.h"
 #include "souk/log.h"
 #include "souk/souk.h"
@@ -55,7 +56,9 @@ int souk_db_open(struct souk_db **out, const char *url)
     int rc = sqlite3_open_v2(
         path, &db->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
-        souk_error("db open failed", "{s:s,s:s}", "path", path, "error",
+        char shown[512]; /* what is not a path may be a URL with a password */
+        souk_error("db open failed", "{s:s,s:s}", "path",
+                   souk_config_redact_url(path, shown, sizeof(shown)), "error",
                    db->h ? sqlite3_errmsg(db->h) : sqlite3_errstr(rc));
         sqlite3_close(db->h);
         free(db);

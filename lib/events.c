@@ -132,8 +132,9 @@ int souk__events_init(const struct souk_service *svc, struct souk_db *db)
     }
     souk__ev.amqp = strncmp(souk__ev.transport, "amqp://", 7) == 0;
     if (!souk__ev.amqp && strcmp(souk__ev.transport, "feed") != 0) {
+        char shown[512]; /* an unsupported URL may still carry a password */
         fprintf(stderr, "%s: configuration error: SOUK_EVENTS=\"%s\": expected feed or amqp://…\n",
-                svc->name, souk__ev.transport);
+                svc->name, souk_config_redact_url(souk__ev.transport, shown, sizeof(shown)));
         return SOUK_EINVAL;
     }
     pthread_once(&metrics_once, metrics_register);

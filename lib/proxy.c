@@ -147,7 +147,9 @@ struct souk_upstream *souk_upstream_new(const char *name, const char *urls)
         bool http = len > 7 && strncmp(p, "http://", 7) == 0;
         bool https = len > 8 && strncmp(p, "https://", 8) == 0;
         if (u->n == MAX_INSTANCES || len >= BASE_MAX || !(http || https)) {
-            souk_error("bad upstream url", "{s:s,s:s}", "upstream", name, "urls", urls);
+            char shown[BASE_MAX * 2];
+            souk_error("bad upstream url", "{s:s,s:s}", "upstream", name, "urls",
+                       souk_config_redact_url(urls, shown, sizeof(shown)));
             free(u);
             return NULL;
         }

@@ -999,8 +999,9 @@ int souk_main(int argc, char **argv, const struct souk_service *svc)
         return 1;
     }
     atomic_store(&started, true);
+    char db_shown[512]; /* a database URL may carry a password */
     souk_info("listening", "{s:s,s:I,s:s}", "addr", cfg_listen, "threads", (json_int_t)cfg_threads,
-              "db", cfg_db);
+              "db", souk_config_redact_url(cfg_db, db_shown, sizeof(db_shown)));
 
     int sig = 0;
     sigwait(&sigs, &sig);

@@ -1,6 +1,8 @@
 /* mailer.c: the mail worker. It sends each pending delivery over SMTP (libcurl,
- * SOUK_SMTP_URL) or writes it as a file under the mail directory, records every
- * attempt, and retries failures with exponential backoff up to a limit. */
+ * SOUK_SMTP_URL; login from SOUK_SMTP_USER and SOUK_SMTP_PASSWORD[_FILE]; TLS by
+ * smtps:// or SOUK_SMTP_STARTTLS) or writes it as a file under the mail directory,
+ * records every attempt, and retries failures with exponential backoff up to a
+ * limit. The URL is logged only with its credentials masked. */
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
@@ -13,6 +15,7 @@
 #include <unistd.h>
 
 #include "notify.h"
+#include "souk/config.h"
 #include "souk/log.h"
 #include "souk/souk.h"
 
@@ -22,6 +25,8 @@
 #define RETRY_MAX_MS    600000
 #define PATH_MAX_LEN    4096
 #define ERR_MAX         256
+#define SECRET_MAX      1024
+#define DB_RETRY_MS     1000 /* the pause after the database failed us */
 
 struct mail {
     int64_t id, attempts;
@@ -34,6 +39,8 @@ static uint64_t nudges;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
 static char mail_dir[PATH_MAX_LEN];
+static char smtp_password[SECRET_MAX + 1]; /* from the variable or the file */
+static long use_ssl = CURLUSESSL_NONE;
 
 void notify_mailer_nudge(void)
 {
@@ -158,6 +165,12 @@ static int send_smtp(const struct mail *m, const char *msg, size_t len, char *er
     if (c == NULL || rcpt == NULL)
         souk_oom();
     curl_easy_setopt(c, CURLOPT_URL, notify_smtp_url);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+    curl_easy_setopt(c, CURLOPT_USE_SSL, use_ssl);
+    if (notify_smtp_user[0] != '\0') {
+        curl_easy_setopt(c, CURLOPT_USERNAME, notify_smtp_user);
+        curl_easy_setopt(c, CURLOPT_PASSWORD, smtp_password);
+    }
     curl_easy_setopt(c, CURLOPT_MAIL_FROM, from);
     curl_easy_setopt(c, CURLOPT_MAIL_RCPT, rcpt);
     curl_easy_setopt(c, CURLOPT_READFUNCTION, read_cb);
@@ -175,7 +188,9 @@ static int send_smtp(const struct mail *m, const char *msg, size_t len, char *er
 
 /* ---- the worker ---- */
 
-static void record(struct souk_db *db, const struct mail *m, int rc, const char *err)
+/* Record the attempt (and the next one's time, or the end). 0, or a negative code
+ * when it could not be written: a mail sent then may be sent again (at least once). */
+static int record(struct souk_db *db, const struct mail *m, int rc, const char *err)
 {
     char now[SOUK_TIME_MAX];
     souk_time_now(now);
@@ -186,35 +201,45 @@ static void record(struct souk_db *db, const struct mail *m, int rc, const char 
     if (delay > RETRY_MAX_MS)
         delay = RETRY_MAX_MS;
     const char *status = rc == 0 ? "sent" : attempts >= notify_mail_attempts ? "failed" : "pending";
-    if (souk_db_begin(db) != 0)
-        return;
-    if (souk_db_run(
-            db, "INSERT INTO delivery_attempts (delivery_id, at, ok, error) VALUES (?, ?, ?, ?)",
-            "isbS", m->id, now, rc == 0, rc == 0 ? NULL : err) < 0 ||
-        souk_db_run(db,
-                    "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_ms = ?,"
-                    " last_error = ?, sent_at = ? WHERE id = ?",
-                    "siiSSi", status, attempts, souk_wall_ms() + delay, rc == 0 ? NULL : err,
-                    rc == 0 ? now : NULL, m->id) < 0) {
-        souk_db_rollback(db);
-        return;
-    }
-    souk_db_commit(db);
     if (rc != 0)
         souk_warn("mail delivery failed", "{s:s,s:I,s:s,s:s}", "notification", m->ntf, "attempts",
                   (json_int_t)attempts, "status", status, "error", err);
+    int w = souk_db_begin(db);
+    if (w == 0 &&
+        souk_db_run(
+            db, "INSERT INTO delivery_attempts (delivery_id, at, ok, error) VALUES (?, ?, ?, ?)",
+            "isbS", m->id, now, rc == 0, rc == 0 ? NULL : err) < 0)
+        w = SOUK_EDB;
+    if (w == 0 && souk_db_run(db,
+                              "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_ms = ?,"
+                              " last_error = ?, sent_at = ? WHERE id = ?",
+                              "siiSSi", status, attempts, souk_wall_ms() + delay,
+                              rc == 0 ? NULL : err, rc == 0 ? now : NULL, m->id) != 1)
+        w = SOUK_EDB;
+    if (w == 0)
+        w = souk_db_commit(db);
+    if (w != 0) {
+        souk_db_rollback(db);
+        souk_error(rc == 0 ? "mail sent but not recorded: it will be sent again"
+                           : "mail attempt not recorded",
+                   "{s:s,s:s}", "notification", m->ntf, "error", souk_strerror(w));
+    }
+    return w;
 }
 
-static size_t due(struct souk_db *db, struct mail *out)
+/* Up to BATCH due deliveries into out; their count, or a negative code. */
+static int due(struct souk_db *db, struct mail *out)
 {
-    size_t n = 0;
+    int n = 0, rc = SOUK_DONE;
     struct souk_stmt *st = souk_db_query(
         db,
         "SELECT d.id, d.attempts, d.notification_id, d.recipient, n.subject, n.body"
         " FROM deliveries d JOIN notifications n ON n.id = d.notification_id"
         " WHERE d.status = 'pending' AND d.next_attempt_ms <= ? ORDER BY d.next_attempt_ms LIMIT ?",
         "ii", souk_wall_ms(), (int64_t)BATCH);
-    while (st != NULL && n < BATCH && souk_stmt_step(st) == SOUK_ROW) {
+    if (st == NULL)
+        return SOUK_EDB;
+    while (n < BATCH && (rc = souk_stmt_step(st)) == SOUK_ROW) {
         out[n] = (struct mail){souk_stmt_int(st, 0),
                                souk_stmt_int(st, 1),
                                souk_xstrdup(souk_stmt_text(st, 2)),
@@ -224,7 +249,7 @@ static size_t due(struct souk_db *db, struct mail *out)
         n++;
     }
     souk_stmt_done(st);
-    return n;
+    return rc < 0 && n == 0 ? rc : n; /* what was read before an error still goes out */
 }
 
 static void *mailer_main(void *arg)
@@ -248,22 +273,78 @@ static void *mailer_main(void *arg)
         pthread_mutex_unlock(&lock);
         if (stop || db == NULL)
             break;
-        size_t n = due(db, batch);
-        for (size_t i = 0; i < n; i++) {
+        int n = due(db, batch);
+        if (n < 0) {
+            souk_error("cannot read the mail queue", "{s:s}", "error", souk_strerror(n));
+            usleep(DB_RETRY_MS * 1000);
+        }
+        bool unrecorded = false;
+        for (int i = 0; i < n; i++) {
             char err[ERR_MAX] = "";
             size_t len;
-            char *msg = message(&batch[i], &len);
-            int rc = notify_smtp_url[0] ? send_smtp(&batch[i], msg, len, err)
-                                        : write_file(&batch[i], msg, len, err);
-            record(db, &batch[i], rc, err);
+            char *msg = unrecorded ? NULL : message(&batch[i], &len);
+            /* after a failed write, stop sending: each further mail would go out
+             * unrecorded and be sent again */
+            if (msg != NULL) {
+                int rc = notify_smtp_url[0] ? send_smtp(&batch[i], msg, len, err)
+                                            : write_file(&batch[i], msg, len, err);
+                unrecorded = record(db, &batch[i], rc, err) != 0;
+            }
             free(msg);
             free(batch[i].ntf);
             free(batch[i].to);
             free(batch[i].subject);
             free(batch[i].body);
         }
+        if (unrecorded)
+            usleep(DB_RETRY_MS * 1000);
     }
     return NULL;
+}
+
+/* The SMTP login and TLS settings, checked: 0, or SOUK_EINVAL with the reason
+ * logged (never a secret). */
+static int smtp_settings(void)
+{
+    static const char *const modes[] = {"off", "try", "require"};
+    static const long ssl[] = {CURLUSESSL_NONE, CURLUSESSL_TRY, CURLUSESSL_ALL};
+    size_t m = 0;
+    while (m < SOUK_ARRAY_LEN(modes) && strcmp(notify_smtp_starttls, modes[m]) != 0)
+        m++;
+    if (m == SOUK_ARRAY_LEN(modes)) {
+        souk_error("SOUK_SMTP_STARTTLS must be off, try or require", NULL);
+        return SOUK_EINVAL;
+    }
+    use_ssl = ssl[m];
+    if (notify_smtp_password[0] != '\0' && notify_smtp_password_file[0] != '\0') {
+        souk_error("set SOUK_SMTP_PASSWORD or SOUK_SMTP_PASSWORD_FILE, not both", NULL);
+        return SOUK_EINVAL;
+    }
+    if (notify_smtp_password_file[0] != '\0') {
+        FILE *f = fopen(notify_smtp_password_file, "r");
+        bool ok = f != NULL && fgets(smtp_password, sizeof(smtp_password), f) != NULL;
+        if (f != NULL)
+            fclose(f);
+        smtp_password[strcspn(smtp_password, "\r\n")] = '\0';
+        if (!ok || smtp_password[0] == '\0') {
+            souk_error("cannot read the SMTP password from SOUK_SMTP_PASSWORD_FILE", "{s:s,s:s}",
+                       "file", notify_smtp_password_file, "error",
+                       f == NULL ? strerror(errno) : "empty");
+            return SOUK_EINVAL;
+        }
+    } else {
+        snprintf(smtp_password, sizeof(smtp_password), "%s", notify_smtp_password);
+    }
+    if ((notify_smtp_user[0] != '\0') != (smtp_password[0] != '\0')) {
+        souk_error("SOUK_SMTP_USER and an SMTP password go together", NULL);
+        return SOUK_EINVAL;
+    }
+    bool login = notify_smtp_user[0] != '\0' || strchr(notify_smtp_url, '@') != NULL;
+    if (login && strncmp(notify_smtp_url, "smtp://", 7) == 0 && use_ssl != CURLUSESSL_ALL)
+        souk_warn("the SMTP login may cross the network in clear: use smtps:// or "
+                  "SOUK_SMTP_STARTTLS=require",
+                  NULL);
+    return 0;
 }
 
 int notify_mailer_start(void)
@@ -281,11 +362,17 @@ int notify_mailer_start(void)
         souk_error("SOUK_SMTP_URL must be smtp://host:port or smtps://…", NULL);
         return SOUK_EINVAL;
     }
+    if (smtp_settings() != 0)
+        return SOUK_EINVAL;
     curl_global_init(CURL_GLOBAL_DEFAULT);
     if (pthread_create(&thread, NULL, mailer_main, NULL) != 0)
         return SOUK_ENOMEM;
     running = true;
-    souk_info("mailer started", "{s:s}", "to", notify_smtp_url[0] ? notify_smtp_url : mail_dir);
+    char shown[PATH_MAX_LEN];
+    souk_info("mailer started", "{s:s,s:s,s:b}", "to",
+              notify_smtp_url[0] ? souk_config_redact_url(notify_smtp_url, shown, sizeof(shown))
+                                 : mail_dir,
+              "starttls", notify_smtp_starttls, "login", notify_smtp_user[0] != '\0');
     return 0;
 }
 

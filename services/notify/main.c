@@ -4,11 +4,20 @@
 #include "souk/souk.h"
 
 const char *notify_smtp_url, *notify_mail_dir, *notify_mail_from;
+const char *notify_smtp_user, *notify_smtp_password, *notify_smtp_password_file,
+    *notify_smtp_starttls;
 int64_t notify_mail_attempts, notify_mail_retry_ms;
 
 static const struct souk_conf config[] = {
     {"SOUK_SMTP_URL", SOUK_CONF_STR, "", 0, 1024, &notify_smtp_url,
-     "smtp://host:port; empty: files under SOUK_MAIL_DIR"},
+     "smtp://host:port or smtps://…; empty: files under SOUK_MAIL_DIR"},
+    {"SOUK_SMTP_USER", SOUK_CONF_STR, "", 0, 256, &notify_smtp_user, "SMTP login (AUTH)"},
+    {"SOUK_SMTP_PASSWORD", SOUK_CONF_STR, "", 0, 1024, &notify_smtp_password,
+     "SMTP password (or SOUK_SMTP_PASSWORD_FILE)"},
+    {"SOUK_SMTP_PASSWORD_FILE", SOUK_CONF_STR, "", 0, 4096, &notify_smtp_password_file,
+     "a file holding the SMTP password"},
+    {"SOUK_SMTP_STARTTLS", SOUK_CONF_STR, "off", 2, 8, &notify_smtp_starttls,
+     "off, try or require (smtp://: upgrade to TLS before anything is sent)"},
     {"SOUK_MAIL_DIR", SOUK_CONF_STR, "", 0, 1024, &notify_mail_dir,
      "where mails are written (default $SOUK_VAR/mail)"},
     {"SOUK_MAIL_FROM", SOUK_CONF_STR, "souk <no-reply@souk.local>", 3, 256, &notify_mail_from,

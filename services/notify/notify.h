@@ -13,6 +13,8 @@
 
 /* Configuration (main.c). */
 extern const char *notify_smtp_url; /* "" : write files under notify_mail_dir */
+extern const char *notify_smtp_user, *notify_smtp_password, *notify_smtp_password_file;
+extern const char *notify_smtp_starttls; /* "off", "try" or "require" */
 extern const char *notify_mail_dir;
 extern const char *notify_mail_from;
 extern int64_t notify_mail_attempts, notify_mail_retry_ms;
