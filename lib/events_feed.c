@@ -54,7 +54,7 @@ static int render(struct souk_req *r, struct souk_db *db, int64_t after, int64_t
                                          "SELECT seq, envelope FROM souk_outbox WHERE seq > ?"
                                          " ORDER BY seq LIMIT ?",
                                          "ii", after, limit);
-    int rc, n = 0;
+    int rc = SOUK_DONE, n = 0;
     while (st != NULL && (rc = souk_stmt_step(st)) == SOUK_ROW) {
         next = souk_stmt_int(st, 0);
         fprintf(f, "%s{\"seq\":%lld,\"event\":%s}", n++ ? "," : "", (long long)next,
@@ -62,7 +62,7 @@ static int render(struct souk_req *r, struct souk_db *db, int64_t after, int64_t
     }
     fprintf(f, "],\"next_after\":%lld}", (long long)next);
     fclose(f);
-    if (st == NULL) {
+    if (st == NULL || rc < 0) { /* a page cut short by an error is not the page */
         free(buf);
         return souk_problem(r, 503, "unavailable", "the outbox cannot be read now");
     }
@@ -145,7 +145,8 @@ void souk__ev_prune(struct souk_db *db)
         souk_db_rollback(db);
         return;
     }
-    souk_db_commit(db);
+    if (souk_db_commit(db) != 0) /* nothing lost: the next round prunes again */
+        souk_db_rollback(db);
 }
 
 /* Answer every parked poll that has rows to read, has waited long enough, or
@@ -218,10 +219,14 @@ struct follower {
 static struct follower followers[PRODUCERS_MAX];
 static size_t nfollowers;
 
+/* Our cursor for producer (0 before the first event), or -1 when the database
+ * cannot say: then we wait, rather than read the whole feed again from 0. */
 static int64_t cursor_of(struct souk_db *db, const char *producer)
 {
     int64_t after = 0;
-    souk_db_int(db, &after, "SELECT after FROM souk_cursors WHERE producer = ?", "s", producer);
+    if (souk_db_int(db, &after, "SELECT after FROM souk_cursors WHERE producer = ?", "s",
+                    producer) < 0)
+        return -1;
     return after;
 }
 
@@ -278,10 +283,12 @@ static void *follow_main(void *arg)
     char base[URL_MAX], url[URL_MAX + 128];
     while (db != NULL && !souk__ev_stopping()) {
         int64_t after = cursor_of(db, fl->producer);
-        int rc =
-            souk_client_url(url, sizeof(url), souk_client_pick(fl->urls, base, sizeof(base)),
-                            "/internal/v1/events?after=%lld&wait=%lld&limit=%lld", (long long)after,
-                            (long long)souk__ev.wait_s, (long long)souk__ev.batch);
+        int rc = after < 0 ? SOUK_EDB /* backs off below, like a feed that failed */
+                           : souk_client_url(url, sizeof(url),
+                                             souk_client_pick(fl->urls, base, sizeof(base)),
+                                             "/internal/v1/events?after=%lld&wait=%lld&limit=%lld",
+                                             (long long)after, (long long)souk__ev.wait_s,
+                                             (long long)souk__ev.batch);
         struct souk_call call = {.method = "GET",
                                  .url = url,
                                  .service_token = true,

@@ -13,33 +13,49 @@
 #define EMAIL_MAX    254
 #define NAME_MAX_LEN 200
 
-static json_t *user_row(struct souk_db *db, const char *user_id)
+/* The user's email and name as an object ({} when unknown) into *out; 0, or a
+ * negative code when the database could not say (the event is then retried, not
+ * parked as if the address were unknown). */
+static int user_row(struct souk_db *db, const char *user_id, json_t **out)
 {
+    *out = NULL;
     struct souk_stmt *st =
         souk_db_query(db, "SELECT email, name FROM users WHERE user_id = ?", "s", user_id);
-    if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
-        return json_object();
-    json_t *u = souk_stmt_row_json(st);
-    souk_stmt_done(st);
-    return u;
+    int rc = st != NULL ? souk_stmt_step(st) : SOUK_EDB;
+    if (rc == SOUK_ROW) {
+        *out = souk_stmt_row_json(st);
+        souk_stmt_done(st);
+    } else if (rc == SOUK_DONE) {
+        *out = json_object();
+    }
+    return *out != NULL ? 0 : rc < 0 ? rc : SOUK_EDB;
 }
 
 /* Notifications made while the user was unknown were rendered without a name:
  * render them again from their event data now that the user is known. */
 static int rerender_parked(struct souk_db *db, const char *user_id)
 {
-    json_t *user = user_row(db, user_id);
+    json_t *user;
+    int rc = user_row(db, user_id, &user);
+    if (rc < 0)
+        return rc;
     struct souk_stmt *st = souk_db_query(db,
                                          "SELECT n.id, n.type, n.data FROM notifications n"
                                          " JOIN deliveries d ON d.notification_id = n.id"
                                          " WHERE n.user_id = ? AND d.status = 'no_address'",
                                          "s", user_id);
     json_t *parked = json_array();
-    while (st != NULL && souk_stmt_step(st) == SOUK_ROW)
+    rc = st != NULL ? SOUK_ROW : SOUK_EDB;
+    while (rc == SOUK_ROW && (rc = souk_stmt_step(st)) == SOUK_ROW)
         json_array_append_new(parked,
                               json_pack("{s:s,s:s,s:s}", "id", souk_stmt_text(st, 0), "type",
                                         souk_stmt_text(st, 1), "data", souk_stmt_text(st, 2)));
-    int rc = 0;
+    if (rc < 0) { /* a part of the list is not the list: the event is retried */
+        json_decref(parked);
+        json_decref(user);
+        return rc;
+    }
+    rc = 0;
     size_t i;
     json_t *p;
     json_array_foreach(parked, i, p)
@@ -100,8 +116,8 @@ int notify_on_event(struct souk_db *db, const struct souk_event *ev)
     if (strcmp(ev->type, "user.registered") == 0 &&
         (rc = remember_user(db, user_id, ev->data, now)) != 0)
         goto out;
-    user = user_row(db, user_id);
-    if ((rc = notify_render(ev->type, ev->data, user, &subject, &body)) != 0)
+    if ((rc = user_row(db, user_id, &user)) != 0 ||
+        (rc = notify_render(ev->type, ev->data, user, &subject, &body)) != 0)
         goto out;
     souk_id_new(id, "ntf");
     char *data = souk_json_dump(ev->data, NULL);

@@ -72,7 +72,10 @@ int notifications_read(struct souk_req *r)
                                          "SELECT " NTF_COLUMNS " FROM notifications"
                                          " WHERE id = ? AND user_id = ?",
                                          "ss", id, user);
-    if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
+    rc = st != NULL ? souk_stmt_step(st) : SOUK_EDB;
+    if (rc < 0)
+        return souk_problem(r, 503, "unavailable", "notifications cannot be read now");
+    if (rc != SOUK_ROW)
         return souk_problem(r, 404, "not_found", "no notification %s", id);
     json_t *o = row(st);
     souk_stmt_done(st);

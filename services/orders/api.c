@@ -56,17 +56,22 @@ json_t *order_json(struct souk_db *db, const char *id, bool *settled)
     return o;
 }
 
-/* The order id if it exists and the caller may see it (own, or an admin). */
-static bool visible(struct souk_req *r, const char *id)
+/* 0 when order id exists and the caller may see it (own, or an admin); else the
+ * problem's status: 404, or 503 when the database cannot say. */
+static int visible(struct souk_req *r, const char *id)
 {
     const struct souk_identity *who = souk_req_identity(r);
     int64_t n = 0;
-    if (!souk_id_valid(id, "ord"))
-        return false;
-    return souk_db_int(souk_req_db(r), &n,
-                       "SELECT count(*) FROM orders WHERE id = ? AND (? OR user_id = ?)", "sis", id,
-                       (int64_t)who->admin, who->sub) == 1 &&
-           n == 1;
+    int rc = souk_id_valid(id, "ord")
+                 ? souk_db_int(souk_req_db(r), &n,
+                               "SELECT count(*) FROM orders WHERE id = ? AND (? OR user_id = ?)",
+                               "sis", id, (int64_t)who->admin, who->sub)
+                 : 1;
+    if (rc < 0)
+        return souk_problem(r, 503, "unavailable", "cannot read the order now; retry");
+    if (n != 1)
+        return souk_problem(r, 404, "order_not_found", "no order %.64s", id);
+    return 0;
 }
 
 /* ---- GET ---- */
@@ -74,8 +79,9 @@ static bool visible(struct souk_req *r, const char *id)
 int orders_get(struct souk_req *r)
 {
     const char *id = souk_req_param(r, "id");
-    if (!visible(r, id))
-        return souk_problem(r, 404, "order_not_found", "no order %.64s", id);
+    int status = visible(r, id);
+    if (status != 0)
+        return status;
     json_t *o = order_json(souk_req_db(r), id, NULL);
     if (o == NULL)
         return souk_problem(r, 503, "unavailable", "cannot read the order");
@@ -453,8 +459,9 @@ static int order_state(struct souk_db *db, const char *id, char status[16], char
 static int lock_order(struct souk_req *r, struct souk_db *db, const char *id, char status[16],
                       char step[16])
 {
-    if (!visible(r, id))
-        return souk_problem(r, 404, "order_not_found", "no order %.64s", id);
+    int seen = visible(r, id);
+    if (seen != 0)
+        return seen;
     if (souk_db_begin(db) != 0)
         return souk_problem(r, 503, "busy", "database busy");
     if (order_state(db, id, status, step) != 0) {

@@ -315,14 +315,17 @@ static int emit_final(struct souk_db *db, const struct saga *s, const char *stat
 
 /* ---- persisting a step's outcome ---- */
 
-static void log_step(struct souk_db *db, const struct saga *s, const char *outcome,
-                     const struct saga_answer *a, const char *now)
+/* The step's line in saga_log, in the step's transaction: 0 or a negative code
+ * (then the step is not persisted either, and runs again). */
+static int log_step(struct souk_db *db, const struct saga *s, const char *outcome,
+                    const struct saga_answer *a, const char *now)
 {
-    souk_db_run(
+    int rc = souk_db_run(
         db,
         "INSERT INTO saga_log (order_id, step, outcome, http, code, at) VALUES (?, ?, ?, ?, ?, ?)",
         "sssiSs", s->id, saga_step_name(s->step), outcome, (int64_t)a->http,
         a->code ? a->code : (a->rc ? souk_strerror(a->rc) : a->pay_status), now);
+    return rc < 0 ? rc : 0;
 }
 
 /* Write the move in one transaction, provided we still hold the lease. Returns 0,
@@ -359,7 +362,8 @@ static int persist(struct souk_db *db, struct saga *s, const struct saga_move *m
                          "UPDATE orders SET attempts = attempts + 1, next_attempt_ms = ?,"
                          " lease_until = 0, lease_owner = '' WHERE id = ?",
                          "is", souk_wall_ms() + delay, s->id);
-        log_step(db, s, "retry", &out->a, now);
+        if (rc >= 0)
+            rc = log_step(db, s, "retry", &out->a, now);
         goto commit;
     }
     if (lines != NULL) {
@@ -404,7 +408,7 @@ static int persist(struct souk_db *db, struct saga *s, const struct saga_move *m
     if (mv.status != NULL &&
         (rc = emit_final(db, s, mv.status, s->reason[0] ? s->reason : NULL)) < 0)
         goto fail;
-    log_step(db, s, "ok", &out->a, now);
+    rc = log_step(db, s, "ok", &out->a, now);
 commit:
     if (rc < 0 || souk_db_commit(db) != 0)
         goto fail;
@@ -466,9 +470,11 @@ static void run(const char *id)
             goto out; /* retry scheduled (lease given back), lease lost, or db error */
         wait_notify(id);
     }
-    souk_db_run(
-        db, "UPDATE orders SET lease_until = 0, lease_owner = '' WHERE id = ? AND lease_owner = ?",
-        "ss", id, s.lease);
+    if (souk_db_run(db,
+                    "UPDATE orders SET lease_until = 0, lease_owner = '' WHERE id = ?"
+                    " AND lease_owner = ?",
+                    "ss", id, s.lease) < 0) /* not lost: the lease runs out by itself */
+        souk_warn("cannot give back a saga lease", "{s:s}", "order_id", id);
 out:
     json_decref(s.items);
     wait_notify(id);
@@ -508,10 +514,12 @@ static void scan(struct souk_db *db)
     if (st == NULL)
         return;
     char ids[SCAN_BATCH][SOUK_ID_MAX];
-    int n = 0;
-    while (n < SCAN_BATCH && souk_stmt_step(st) == SOUK_ROW)
+    int n = 0, rc = SOUK_DONE;
+    while (n < SCAN_BATCH && (rc = souk_stmt_step(st)) == SOUK_ROW)
         copy(ids[n++], SOUK_ID_MAX, souk_stmt_text(st, 0));
     souk_stmt_done(st);
+    if (rc < 0) /* those read are run; the rest are found by the next scan */
+        souk_warn("saga scan cut short", "{s:s}", "error", souk_strerror(rc));
     for (int i = 0; i < n; i++)
         saga_kick(ids[i]);
 }

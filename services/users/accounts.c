@@ -41,15 +41,25 @@ bool users_email_norm(const char *email, char *out, size_t cap)
     return true;
 }
 
-json_t *users_load(struct souk_db *db, const char *id)
+int users_load(struct souk_db *db, const char *id, json_t **out)
 {
+    *out = NULL;
     struct souk_stmt *st =
         souk_db_query(db, "SELECT " USER_COLUMNS " FROM users WHERE id = ?", "s", id);
-    if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
-        return NULL;
-    json_t *u = souk_stmt_row_json(st);
+    int rc = st != NULL ? souk_stmt_step(st) : SOUK_EDB;
+    if (rc != SOUK_ROW)
+        return rc == SOUK_DONE ? 0 : rc;
+    *out = souk_stmt_row_json(st);
     souk_stmt_done(st);
-    return u;
+    return 1;
+}
+
+/* The answer for a user that could not be read: gone (404) or a database failure (503). */
+static int unreadable(struct souk_req *r, int rc, const char *id)
+{
+    if (rc < 0)
+        return souk_problem(r, 503, "unavailable", "cannot read the account now; retry");
+    return souk_problem(r, 404, "user_not_found", "no user %.64s", id);
 }
 
 /* A sign-up waiting for its hash: what the worker needs, in the request's arena. */
@@ -92,8 +102,8 @@ static int finish_signup(struct signup *s)
         return souk_problem(r, 503, "unavailable", "cannot create the account; retry");
     }
     souk_info("user registered", "{s:s}", "user_id", id);
-    json_t *u = users_load(db, id);
-    if (u == NULL) /* stored, but not readable back: say so rather than send nothing */
+    json_t *u;
+    if (users_load(db, id, &u) != 1) /* stored, but not readable back: say so */
         return souk_problem(r, 503, "unavailable", "the account was created; sign in");
     souk_reply_header(r, "Location", "/api/v1/users/me");
     souk_reply_json(r, u);
@@ -147,27 +157,41 @@ int users_register(struct souk_req *r)
     return SOUK_SUSPEND; /* run_signup answers */
 }
 
-/* The caller's addresses, oldest first. */
+/* The caller's addresses, oldest first; NULL when the database failed (a part of
+ * the list is not the list). */
 static json_t *load_addresses(struct souk_db *db, const char *user_id)
 {
-    json_t *items = json_array();
     struct souk_stmt *st = souk_db_query(
         db,
         "SELECT id, name, line1, line2, city, region, postal_code, country, phone, created_at"
         " FROM addresses WHERE user_id = ? ORDER BY id",
         "s", user_id);
-    while (st != NULL && souk_stmt_step(st) == SOUK_ROW)
+    if (st == NULL)
+        return NULL;
+    json_t *items = json_array();
+    int rc;
+    while ((rc = souk_stmt_step(st)) == SOUK_ROW)
         json_array_append_new(items, souk_stmt_row_json(st));
+    if (rc < 0) {
+        json_decref(items);
+        return NULL;
+    }
     return items;
 }
 
 int users_me_get(struct souk_req *r)
 {
     const struct souk_identity *who = souk_req_identity(r);
-    json_t *u = users_load(souk_req_db(r), who->sub);
-    if (u == NULL)
-        return souk_problem(r, 404, "user_not_found", "the account no longer exists");
-    json_object_set_new(u, "addresses", load_addresses(souk_req_db(r), who->sub));
+    json_t *u, *addresses;
+    int rc = users_load(souk_req_db(r), who->sub, &u);
+    if (rc != 1)
+        return rc < 0 ? unreadable(r, rc, who->sub)
+                      : souk_problem(r, 404, "user_not_found", "the account no longer exists");
+    if ((addresses = load_addresses(souk_req_db(r), who->sub)) == NULL) {
+        json_decref(u);
+        return souk_problem(r, 503, "unavailable", "cannot read the addresses now; retry");
+    }
+    json_object_set_new(u, "addresses", addresses);
     souk_reply_json(r, u);
     return 200;
 }
@@ -193,7 +217,10 @@ int users_me_patch(struct souk_req *r)
         return souk_problem(r, 500, "internal", "cannot update the account");
     if (rc == 0)
         return souk_problem(r, 404, "user_not_found", "the account no longer exists");
-    souk_reply_json(r, users_load(souk_req_db(r), who->sub));
+    json_t *u;
+    if ((rc = users_load(souk_req_db(r), who->sub, &u)) != 1)
+        return unreadable(r, rc, who->sub);
+    souk_reply_json(r, u);
     return 200;
 }
 
@@ -219,7 +246,7 @@ int users_admin_list(struct souk_req *r)
         souk_req_db(r), "SELECT " USER_COLUMNS " FROM users WHERE id > ? ORDER BY id LIMIT ?", "si",
         after, size + 1);
     if (st == NULL)
-        return souk_problem(r, 500, "internal", "query failed");
+        return souk_problem(r, 503, "unavailable", "cannot read the accounts now; retry");
     json_t *items = json_array(), *next = json_null();
     int rc;
     while ((rc = souk_stmt_step(st)) == SOUK_ROW) {
@@ -234,6 +261,11 @@ int users_admin_list(struct souk_req *r)
             break;
         }
         json_array_append_new(items, souk_stmt_row_json(st));
+    }
+    if (rc < 0) { /* a part of the list is not the list */
+        json_decref(items);
+        json_decref(next);
+        return souk_problem(r, 503, "unavailable", "cannot read the accounts now; retry");
     }
     souk_reply_json(r, json_pack("{s:o,s:o}", "items", items, "next_page_token", next));
     return 200;
@@ -272,9 +304,9 @@ int users_admin_patch(struct souk_req *r)
         souk_db_rollback(db);
         return souk_problem(r, 500, "internal", "cannot update the account");
     }
-    json_t *u = users_load(db, id);
-    if (u == NULL)
-        return souk_problem(r, 404, "user_not_found", "no user %s", id);
+    json_t *u;
+    if ((rc = users_load(db, id, &u)) != 1)
+        return unreadable(r, rc, id);
     souk_info("role set", "{s:s,s:s,s:s}", "user_id", id, "role", role, "by",
               souk_req_identity(r)->sub);
     souk_reply_json(r, u);
@@ -285,9 +317,10 @@ int users_admin_patch(struct souk_req *r)
 int users_internal_get(struct souk_req *r)
 {
     const char *id = souk_req_param(r, "id");
-    json_t *u = souk_id_valid(id, "usr") ? users_load(souk_req_db(r), id) : NULL;
-    if (u == NULL)
-        return souk_problem(r, 404, "user_not_found", "no user %s", id);
+    json_t *u = NULL;
+    int rc = souk_id_valid(id, "usr") ? users_load(souk_req_db(r), id, &u) : 0;
+    if (rc != 1)
+        return unreadable(r, rc, id);
     souk_reply_json(r, u);
     return 200;
 }

@@ -18,10 +18,15 @@ int addresses_list(struct souk_req *r)
         souk_req_db(r), "SELECT " ADDRESS_COLUMNS " FROM addresses WHERE user_id = ? ORDER BY id",
         "s", souk_req_identity(r)->sub);
     if (st == NULL)
-        return souk_problem(r, 500, "internal", "query failed");
+        return souk_problem(r, 503, "unavailable", "cannot read the addresses now; retry");
     json_t *items = json_array();
-    while (souk_stmt_step(st) == SOUK_ROW)
+    int rc;
+    while ((rc = souk_stmt_step(st)) == SOUK_ROW)
         json_array_append_new(items, souk_stmt_row_json(st));
+    if (rc < 0) { /* a part of the list is not the list */
+        json_decref(items);
+        return souk_problem(r, 503, "unavailable", "cannot read the addresses now; retry");
+    }
     souk_reply_json(r, json_pack("{s:o,s:n}", "items", items, "next_page_token"));
     return 200;
 }
@@ -106,7 +111,10 @@ int addresses_internal_get(struct souk_req *r)
     struct souk_stmt *st = souk_db_query(
         souk_req_db(r), "SELECT " ADDRESS_COLUMNS " FROM addresses WHERE id = ? AND user_id = ?",
         "ss", id, user);
-    if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
+    int rc = st != NULL ? souk_stmt_step(st) : SOUK_EDB;
+    if (rc < 0)
+        return souk_problem(r, 503, "unavailable", "cannot read the address now; retry");
+    if (rc != SOUK_ROW)
         return souk_problem(r, 404, "address_not_found", "no address %s for user %s", id, user);
     json_t *a = souk_stmt_row_json(st);
     souk_stmt_done(st);

@@ -470,7 +470,12 @@ static int grant_refresh(struct souk_req *r, json_t *p, const struct oauth_clien
         " t.revoked_at IS NOT NULL, u.role FROM refresh_tokens t JOIN users u ON u.id = t.user_id"
         " WHERE t.token_hash = ?",
         "s", hash);
-    if (st == NULL || souk_stmt_step(st) != SOUK_ROW) {
+    int step = st != NULL ? souk_stmt_step(st) : SOUK_EDB;
+    if (step < 0) { /* not "unknown": we could not look */
+        souk_db_rollback(db);
+        return souk_problem(r, 503, "unavailable", "cannot read the refresh token now; retry");
+    }
+    if (step != SOUK_ROW) {
         fail = "unknown refresh token";
         goto out;
     }
@@ -484,11 +489,15 @@ static int grant_refresh(struct souk_req *r, json_t *p, const struct oauth_clien
     if (revoked) {
         fail = "refresh token revoked";
     } else if (used) {
-        /* a rotated token came back: someone holds a copy. End the whole session. */
-        souk_db_run(
-            db,
-            "UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL",
-            "is", now, family);
+        /* a rotated token came back: someone holds a copy. End the whole session
+         * (and if that cannot be written, say so: the copy must not stay usable). */
+        if (souk_db_run(db,
+                        "UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ?"
+                        " AND revoked_at IS NULL",
+                        "is", now, family) < 0) {
+            souk_db_rollback(db);
+            return souk_problem(r, 503, "unavailable", "cannot revoke the session now; retry");
+        }
         reused = true;
         fail = "refresh token reused; the session is revoked";
     } else if (expires <= now) {

@@ -35,8 +35,9 @@ int users_me_patch(struct souk_req *r);
 int users_admin_list(struct souk_req *r);
 int users_admin_patch(struct souk_req *r);
 int users_internal_get(struct souk_req *r);
-/* The user row as JSON (USER_COLUMNS), or NULL when there is none. */
-json_t *users_load(struct souk_db *db, const char *id);
+/* The user row as JSON (USER_COLUMNS) into *out: 1, or 0 when there is none, or a
+ * negative code when the database failed (then *out is NULL too). */
+int users_load(struct souk_db *db, const char *id, json_t **out);
 /* Lower-case a syntactically valid email into out; false when it is not one. */
 bool users_email_norm(const char *email, char *out, size_t cap);
 
