@@ -475,7 +475,8 @@ static void trace_context(struct souk_req *r)
     snprintf(r->traceparent, sizeof(r->traceparent), "00-%s-%s-%s", r->trace_id, span, flags);
 }
 
-/* Append one X-Forwarded-For line to the list being gathered (lines in order). */
+/* Every X-Forwarded-For line of a request, joined with "," in order (RFC 9110
+ * §5.3), in its arena; bounded by the server's header memory limit. */
 struct xff_lines {
     struct souk_req *r;
     char *joined;
