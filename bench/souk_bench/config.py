@@ -24,7 +24,8 @@ WARMUP = ["wrk", "-t1", "-c%d" % CONNECTIONS, "-d1s"]
 SERVICES = ["users", "catalog", "cart", "orders", "payments", "notify", "gateway"]
 PORT_INDEX = {"gateway": 0, "users": 1, "catalog": 2, "cart": 3, "orders": 4, "payments": 5, "notify": 6}
 DEFAULT_PORTS = range(8080, 8087)   # never used here
-GATEWAY_OVERRIDES = {"SOUK_RATE_IP_RPS": "0", "SOUK_RATE_USER_RPS": "0", "SOUK_RATE_TOKEN_RPS": "0"}
+GATEWAY_OVERRIDES = {"SOUK_RATE_IP_RPS": "0", "SOUK_RATE_USER_RPS": "0", "SOUK_RATE_TOKEN_RPS": "0",
+                     "SOUK_RATE_SIGNUP_PER_HOUR": "0"}   # it registers JOURNEY_USERS from one address
 READY_TIMEOUT = 30.0
 COLD_RUNS = 3
 JOURNEY_USERS = 64                  # see bench/journey.lua for why 64
