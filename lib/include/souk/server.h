@@ -91,8 +91,10 @@ json_t *souk_req_json(struct souk_req *r);
 const struct souk_identity *souk_req_identity(struct souk_req *r);
 const char *souk_req_id(struct souk_req *r);          /* X-Request-Id */
 const char *souk_req_traceparent(struct souk_req *r); /* to pass on to peers */
-const char *souk_req_client_addr(struct souk_req *r); /* "127.0.0.1" */
-int souk_req_status(struct souk_req *r);              /* the status set so far */
+/* The client's address ("198.51.100.7"): the TCP peer, or, when the peer is one of
+ * SOUK_TRUSTED_PROXIES, the client it names in X-Forwarded-For (souk/realip.h). */
+const char *souk_req_client_addr(struct souk_req *r);
+int souk_req_status(struct souk_req *r); /* the status set so far */
 
 void *souk_req_alloc(struct souk_req *r, size_t n);
 char *souk_req_printf(struct souk_req *r, const char *fmt, ...)
