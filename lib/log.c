@@ -1,10 +1,12 @@
-/* log.c: JSON-lines logs. Each line is built in a stack buffer and written with
- * one write(2); extra fields come from a jansson pack format. */
+/* log.c: logs as JSON lines in the Elastic Common Schema. Each line is built in a stack
+ * buffer and written with one write(2); extra fields come from a jansson pack format and
+ * are named by the rules in log.h; the access line is formatted here too, so every ECS
+ * name the platform writes lives in this file. */
 #include <jansson.h>
 #include <pthread.h>
-#include <stdlib.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
@@ -12,18 +14,30 @@
 #include "souk/log.h"
 #include "souk/souk.h"
 
-#define LOG_LINE_MAX 4096
+/* Every string field is escaped within a cap of its own, so the fixed part of a line
+ * always fits whole and a line is always one valid JSON object. */
+#define LOG_LINE_MAX    4096
+#define ACCESS_LINE_MAX 4096
+#define MESSAGE_MAX     1024 /* escaped bytes of message, and of url.path */
+#define ID_MAX          256  /* of http.request.id, souk.route, service names */
+#define METHOD_MAX      32
+#define DATASET_MAX     64
+#define TRACEPARENT_LEN 55 /* "00-" 32 hex "-" 16 hex "-" 2 hex */
 
 static const char *service_name = "souk";
+static char dataset[DATASET_MAX] = "souk";
+static char access_dataset[DATASET_MAX] = "souk.access";
 static enum souk_log_level min_level = SOUK_LOG_INFO;
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 static _Thread_local const char *ctx_request_id;
-static _Thread_local const char *ctx_trace_id;
+static _Thread_local const char *ctx_traceparent;
 
 void souk_log_init(const char *service, enum souk_log_level min)
 {
     service_name = service;
+    snprintf(dataset, sizeof(dataset), "%s", service);
+    snprintf(access_dataset, sizeof(access_dataset), "%s.access", service);
     min_level = min;
 }
 
@@ -40,19 +54,38 @@ int souk_log_level_parse(const char *s, enum souk_log_level *out)
 
 int souk_log_enabled(enum souk_log_level level) { return level >= min_level; }
 
-void souk__log_set_context(const char *request_id, const char *trace_id)
+void souk__log_set_context(const char *request_id, const char *traceparent)
 {
     ctx_request_id = request_id;
-    ctx_trace_id = trace_id;
+    ctx_traceparent = traceparent;
+}
+
+/* The length of the well-formed UTF-8 sequence at s, or 0 if it is not one (an
+ * overlong form, a surrogate, past U+10FFFF, or cut short). */
+static size_t utf8_len(const unsigned char *s)
+{
+    unsigned char c = s[0];
+    if (c >= 0xc2 && c <= 0xdf)
+        return (s[1] & 0xc0) == 0x80 ? 2 : 0;
+    if (c >= 0xe0 && c <= 0xef) {
+        unsigned char lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+        return s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 ? 3 : 0;
+    }
+    if (c >= 0xf0 && c <= 0xf4) {
+        unsigned char lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+        return s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 && (s[3] & 0xc0) == 0x80 ? 4 : 0;
+    }
+    return 0;
 }
 
 size_t souk__json_escape(char *buf, size_t len, size_t cap, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
-    for (; *s != '\0'; s++) {
+    while (*s != '\0') {
         unsigned char ch = (unsigned char)*s;
         char esc[7];
-        size_t n;
+        const char *out = esc;
+        size_t n, in = 1;
         if (ch == '"' || ch == '\\') {
             esc[0] = '\\', esc[1] = (char)ch, n = 2;
         } else if (ch == '\n') {
@@ -60,13 +93,19 @@ size_t souk__json_escape(char *buf, size_t len, size_t cap, const char *s)
         } else if (ch < 0x20 || ch == 0x7f) {
             memcpy(esc, "\\u00", 4);
             esc[4] = hex[ch >> 4], esc[5] = hex[ch & 15], n = 6;
-        } else {
+        } else if (ch < 0x80) {
             esc[0] = (char)ch, n = 1;
+        } else if ((in = utf8_len((const unsigned char *)s)) > 0) {
+            out = s, n = in; /* JSON carries UTF-8 as it is */
+        } else {
+            /* not UTF-8 (a %FF in a URL): JSON must be, so the byte becomes U+FFFD */
+            out = "\\ufffd", n = 6, in = 1;
         }
         if (len + n >= cap)
             break;
-        memcpy(buf + len, esc, n);
+        memcpy(buf + len, out, n);
         len += n;
+        s += in;
     }
     return len;
 }
@@ -106,59 +145,191 @@ static size_t put(char *buf, size_t len, size_t cap, const char *s)
     return len + n;
 }
 
+/* ,"name":"value", the value escaped into at most max bytes */
+static size_t put_str(char *buf, size_t len, size_t cap, const char *name, const char *value,
+                      size_t max)
+{
+    len = put(buf, len, cap, ",\"");
+    len = put(buf, len, cap, name);
+    len = put(buf, len, cap, "\":\"");
+    len = souk__json_escape(buf, len, len + max < cap ? len + max : cap, value);
+    return put(buf, len, cap, "\"");
+}
+
+static size_t put_int(char *buf, size_t len, size_t cap, const char *name, long long value)
+{
+    char num[32];
+    snprintf(num, sizeof(num), "%lld", value);
+    len = put(buf, len, cap, ",\"");
+    len = put(buf, len, cap, name);
+    len = put(buf, len, cap, "\":");
+    return put(buf, len, cap, num);
+}
+
+/* What every line starts with, in the order the ecs-logging spec asks for: @timestamp,
+ * log.level, message; then ecs.version and who wrote it. */
+static size_t put_head(char *buf, size_t cap, enum souk_log_level level, const char *msg,
+                       const char *ds)
+{
+    char ts[SOUK_TIME_MAX];
+    size_t len = 0;
+    souk_time_now(ts);
+    len = put(buf, len, cap, "{\"@timestamp\":\"");
+    len = put(buf, len, cap, ts);
+    len = put(buf, len, cap, "\",\"log.level\":\"");
+    len = put(buf, len, cap, level_names[level]);
+    len = put(buf, len, cap, "\",\"message\":\"");
+    len = souk__json_escape(buf, len, len + MESSAGE_MAX, msg);
+    len = put(buf, len, cap, "\",\"ecs.version\":\"" SOUK_ECS_VERSION "\"");
+    len = put_str(buf, len, cap, "service.name", service_name, ID_MAX);
+    return put_str(buf, len, cap, "event.dataset", ds, ID_MAX);
+}
+
+/* trace.id and span.id from a W3C traceparent; nothing if it is not one. */
+static size_t put_trace(char *buf, size_t len, size_t cap, const char *tp)
+{
+    if (tp == NULL || strlen(tp) != TRACEPARENT_LEN || tp[2] != '-' || tp[35] != '-' ||
+        tp[52] != '-')
+        return len;
+    char id[33];
+    memcpy(id, tp + 3, 32);
+    id[32] = '\0';
+    len = put_str(buf, len, cap, "trace.id", id, sizeof(id));
+    memcpy(id, tp + 36, 16);
+    id[16] = '\0';
+    return put_str(buf, len, cap, "span.id", id, sizeof(id));
+}
+
+/* Plain keys with an ECS home, taken there only when the value has the type of the
+ * ECS field (the same key elsewhere with another meaning keeps to souk.*). */
+static const struct {
+    const char *key;
+    json_type type;
+    const char *ecs;
+} ecs_homes[] = {
+    {"error", JSON_STRING, "error.message"},
+    {"url", JSON_STRING, "url.full"},
+    {"status", JSON_INTEGER, "http.response.status_code"},
+    {"code", JSON_STRING, "error.code"},
+    {"method", JSON_STRING, "http.request.method"},
+};
+
+/* What the line writes itself: a caller's key with one of these names moves aside. */
+static const char *const own_fields[] = {
+    "@timestamp",    "log.level",       "message",  "ecs.version", "service.name",
+    "event.dataset", "http.request.id", "trace.id", "span.id",
+};
+
+static bool is_own_field(const char *name)
+{
+    for (size_t i = 0; i < SOUK_ARRAY_LEN(own_fields); i++)
+        if (strcmp(name, own_fields[i]) == 0)
+            return true;
+    return false;
+}
+
+/* The field name a caller's key is written under (log.h: souk_log). */
+static const char *field_name(const char *key, json_t *value, char *buf, size_t size)
+{
+    for (size_t i = 0; i < SOUK_ARRAY_LEN(ecs_homes); i++)
+        if (strcmp(key, ecs_homes[i].key) == 0 && json_typeof(value) == ecs_homes[i].type)
+            return ecs_homes[i].ecs;
+    if (strchr(key, '.') != NULL && !is_own_field(key))
+        return key;
+    snprintf(buf, size, "souk.%s", key);
+    for (char *p = buf + 5; *p != '\0'; p++)
+        if (*p == '.')
+            *p = '_';
+    return buf;
+}
+
+/* The caller's fields, renamed, as the members of one object; NULL if there are none
+ * or the pack failed (then *why says why: a string that is not UTF-8, a bad format). */
+static char *extra_fields(const char *fields, va_list ap, char why[JSON_ERROR_TEXT_LENGTH])
+{
+    json_error_t err;
+    json_t *obj = json_vpack_ex(&err, 0, fields, ap);
+    json_t *named = NULL;
+    char *out = NULL;
+    const char *key;
+    json_t *value;
+    why[0] = '\0';
+    if (obj == NULL)
+        snprintf(why, JSON_ERROR_TEXT_LENGTH, "%s", err.text);
+    if (obj == NULL || !json_is_object(obj) || json_object_size(obj) == 0)
+        goto out;
+    named = json_object();
+    json_object_foreach(obj, key, value)
+    {
+        char buf[128];
+        json_object_set(named, field_name(key, value, buf, sizeof(buf)), value);
+    }
+    out = json_dumps(named, JSON_COMPACT);
+out:
+    json_decref(named);
+    json_decref(obj);
+    return out;
+}
+
 void souk_log(enum souk_log_level level, const char *msg, const char *fields, ...)
 {
     if (level < min_level)
         return;
     char line[LOG_LINE_MAX];
-    char ts[SOUK_TIME_MAX];
     const size_t cap = sizeof(line) - 2; /* room for "}\n" */
-    size_t len = 0;
-
-    souk_time_now(ts);
-    len = put(line, len, cap, "{\"ts\":\"");
-    len = put(line, len, cap, ts);
-    len = put(line, len, cap, "\",\"level\":\"");
-    len = put(line, len, cap, level_names[level]);
-    len = put(line, len, cap, "\",\"svc\":\"");
-    len = souk__json_escape(line, len, cap, service_name);
-    len = put(line, len, cap, "\",\"msg\":\"");
-    len = souk__json_escape(line, len, cap, msg);
-    len = put(line, len, cap, "\"");
-    if (ctx_request_id != NULL) {
-        len = put(line, len, cap, ",\"request_id\":\"");
-        len = souk__json_escape(line, len, cap, ctx_request_id);
-        len = put(line, len, cap, "\"");
-    }
-    if (ctx_trace_id != NULL) {
-        len = put(line, len, cap, ",\"trace_id\":\"");
-        len = souk__json_escape(line, len, cap, ctx_trace_id);
-        len = put(line, len, cap, "\"");
-    }
+    size_t len = put_head(line, cap, level, msg, dataset);
+    if (ctx_request_id != NULL)
+        len = put_str(line, len, cap, "http.request.id", ctx_request_id, ID_MAX);
+    len = put_trace(line, len, cap, ctx_traceparent);
     if (fields != NULL) {
         va_list ap;
         va_start(ap, fields);
-        json_t *obj = json_vpack_ex(NULL, 0, fields, ap);
+        char why[JSON_ERROR_TEXT_LENGTH];
+        char *extra = extra_fields(fields, ap, why);
         va_end(ap);
-        if (obj != NULL && json_is_object(obj) && json_object_size(obj) > 0) {
-            char *extra = json_dumps(obj, JSON_COMPACT);
-            /* splice the members of {"a":1} after our own: drop its braces */
-            size_t n = extra ? strlen(extra) : 0;
-            if (n > 2 && len + n < cap) {
-                extra[n - 1] = '\0';
-                len = put(line, len, cap, ",");
-                len = put(line, len, cap, extra + 1);
-            } else if (n > 2) {
-                len = put(line, len, cap, ",\"fields_truncated\":true");
-            }
-            free(extra);
+        if (why[0] != '\0') /* the fields are lost: say so rather than drop them silently */
+            len = put_str(line, len, cap, "souk.fields_error", why, ID_MAX);
+        /* splice the members of {"a":1} after our own: drop its braces */
+        size_t n = extra ? strlen(extra) : 0;
+        if (n > 2 && len + n < cap) {
+            extra[n - 1] = '\0';
+            len = put(line, len, cap, ",");
+            len = put(line, len, cap, extra + 1);
+        } else if (n > 2) {
+            len = put(line, len, cap, ",\"souk.fields_truncated\":true");
         }
-        json_decref(obj);
+        free(extra);
     }
     line[len++] = '}';
     line[len++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, len);
     (void)w;
+}
+
+void souk__log_access(const struct souk__access *a)
+{
+    char line[ACCESS_LINE_MAX];
+    const size_t cap = sizeof(line) - 2;
+    char path[MESSAGE_MAX / 2], msg[MESSAGE_MAX];
+    snprintf(path, sizeof(path), "%s", a->path);
+    souk__redact_digits(path);
+    /* what a person reads first in Kibana's log view: "GET /api/v1/products 200" */
+    snprintf(msg, sizeof(msg), "%.16s %s %d", a->method, path, a->status);
+    size_t len = put_head(line, cap, SOUK_LOG_INFO, msg, access_dataset);
+    len = put_str(line, len, cap, "http.request.id", a->request_id, ID_MAX);
+    len = put_trace(line, len, cap, a->traceparent);
+    len = put_str(line, len, cap, "http.request.method", a->method, METHOD_MAX);
+    len = put_str(line, len, cap, "url.path", path, MESSAGE_MAX);
+    len = put_int(line, len, cap, "http.response.status_code", a->status);
+    len = put_int(line, len, cap, "http.response.body.bytes", (long long)a->bytes);
+    len = put_int(line, len, cap, "event.duration", (long long)a->duration_ns);
+    if (a->client != NULL && strcmp(a->client, "-") != 0)
+        len = put_str(line, len, cap, "client.ip", a->client, METHOD_MAX * 2);
+    if (a->route != NULL)
+        len = put_str(line, len, cap, "souk.route", a->route, ID_MAX);
+    line[len++] = '}';
+    line[len++] = '\n';
+    souk__log_buffered(line, len);
 }
 
 /* ---- buffered lines (the access log): one write(2) per 16 KiB or 100 ms ---- */

@@ -31,7 +31,6 @@
 
 #define REQUEST_ID_MAX   64
 #define TRACEPARENT_LEN  55
-#define ACCESS_LINE_MAX  2048
 #define DROP_MAX_FACTOR  4  /* an oversized streamed body is drained up to 4x the cap */
 #define MAX_RESP_HEADERS 24 /* the gateway passes on upstream headers and adds CORS, RateLimit */
 
@@ -569,7 +568,7 @@ static void dispatch(struct souk_req *r)
         return;
     }
     const struct souk_route *route = &routes[r->route];
-    souk__log_set_context(r->request_id, r->trace_id);
+    souk__log_set_context(r->request_id, r->traceparent);
     int status = souk_auth_check(r, route, &r->who);
     if (status == 0) {
         status = route->handler(r);
@@ -723,45 +722,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
 }
 
-static size_t put(char *buf, size_t len, size_t cap, const char *s)
-{
-    size_t n = strlen(s);
-    if (len >= cap)
-        return len;
-    if (len + n > cap)
-        n = cap - len;
-    memcpy(buf + len, s, n);
-    return len + n;
-}
-
 static void access_log(struct souk_req *r, double secs)
 {
-    char line[ACCESS_LINE_MAX];
-    char ts[SOUK_TIME_MAX], tail[160];
-    const size_t cap = sizeof(line) - 2;
-    size_t len = 0;
-    souk_time_now(ts);
-    snprintf(tail, sizeof(tail), "\",\"status\":%d,\"ms\":%.3f,\"bytes\":%zu,\"client\":\"%s\"",
-             r->status, secs * 1e3, r->resp_len, r->client);
-    len = put(line, len, cap, "{\"ts\":\"");
-    len = put(line, len, cap, ts);
-    len = put(line, len, cap, "\",\"level\":\"info\",\"svc\":\"");
-    len = put(line, len, cap, service->name);
-    len = put(line, len, cap, "\",\"msg\":\"access\",\"request_id\":\"");
-    len = put(line, len, cap, r->request_id);
-    len = put(line, len, cap, "\",\"trace_id\":\"");
-    len = put(line, len, cap, r->trace_id);
-    len = put(line, len, cap, "\",\"method\":\"");
-    len = souk__json_escape(line, len, cap - sizeof(tail), r->method);
-    len = put(line, len, cap, "\",\"path\":\"");
-    char path[ACCESS_LINE_MAX / 2];
-    snprintf(path, sizeof(path), "%s", r->path);
-    souk__redact_digits(path); /* a path can carry what a client should not have sent */
-    len = souk__json_escape(line, len, cap - sizeof(tail), path);
-    len = put(line, len, cap, tail);
-    line[len++] = '}';
-    line[len++] = '\n';
-    souk__log_buffered(line, len);
+    struct souk__access a = {
+        .method = r->method,
+        .path = r->path,
+        .route = r->route >= 0 && (size_t)r->route < nroutes ? routes[r->route].pattern : NULL,
+        .request_id = r->request_id,
+        .traceparent = r->traceparent,
+        .client = r->client,
+        .status = r->status,
+        .bytes = r->resp_len,
+        .duration_ns = (uint64_t)(secs * 1e9),
+    };
+    souk__log_access(&a);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,

@@ -178,12 +178,13 @@ def test_request_id_and_traceparent(catalog):
     assert generated.headers["X-Request-Id"].startswith("req_")
     access = []
     for _ in range(40):   # the access log is written in batches, within 100 ms
-        access = [l for l in catalog.log_lines() if l.get("request_id") == "abc-123"]
+        access = [l for l in catalog.log_lines() if l.get("http.request.id") == "abc-123"]
         if access:
             break
         time.sleep(0.05)
-    assert access and access[-1]["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
-    assert access[-1]["status"] == 200 and access[-1]["path"] == "/api/v1/categories"
+    assert access and access[-1]["trace.id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert access[-1]["http.response.status_code"] == 200
+    assert access[-1]["url.path"] == "/api/v1/categories"
 
 
 def test_metrics_pass_promtool(catalog):
@@ -226,4 +227,4 @@ def test_sigterm_drains_and_exits_zero(services):
     svc = services("catalog", seed=True)
     svc.proc.send_signal(signal.SIGTERM)
     assert svc.proc.wait(timeout=10) == 0
-    assert any(l.get("msg") == "stopped" for l in svc.log_lines())
+    assert any(l.get("message") == "stopped" for l in svc.log_lines())

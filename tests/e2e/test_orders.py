@@ -305,7 +305,7 @@ def test_sigkill_orders_payments_catalog_while_checking_out(shop):
     assert ledger["balanced"] is True and ledger["consistent"] is True, ledger
     # the kills did interrupt sagas in flight (else this test proved nothing)
     with open(os.path.join(shop.var, "log", "orders.log"), errors="replace") as f:
-        assert any("saga step failed transiently" in l and '"http":0' in l for l in f)
+        assert any("saga step failed transiently" in l and '"souk.http":0' in l for l in f)
 
 
 def test_cart_follows_catalog_changes(shop):

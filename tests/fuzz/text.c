@@ -1,5 +1,7 @@
 /* text.c: libFuzzer driver for the small text parsers of untrusted input: query
- * integers and booleans, config values, base64url tokens, ids, log redaction. */
+ * integers and booleans, config values, base64url tokens, ids, log redaction and the
+ * log's JSON escaping (whatever goes in, a valid JSON string comes out). */
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,6 +43,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)
     }
     souk_id_valid(s, "prd");
     souk_id_time(s);
+    char esc[1024];
+    size_t e = souk__json_escape(esc, 1, sizeof(esc) - 1, s);
+    esc[0] = '"', esc[e] = '"', esc[e + 1] = '\0';
+    json_t *back = json_loads(esc, JSON_DECODE_ANY, NULL);
+    if (!json_is_string(back))
+        abort();
+    json_decref(back);
     souk__redact_digits(s);
     free(s);
     return 0;

@@ -118,7 +118,7 @@ def test_catalog_container_seeds_serves_and_drains(podman):
     code = podman("inspect", "--format", "{{.State.ExitCode}}", "souk-catalog-test").stdout.strip()
     assert stop.returncode == 0 and code == "0", f"catalog did not drain cleanly (exit {code})"
     logs = podman("logs", "souk-catalog-test").stderr + podman("logs", "souk-catalog-test").stdout
-    assert '"msg":"stopped"' in logs
+    assert '"message":"stopped"' in logs
 
 
 def test_every_image_runs_its_migrations_on_a_fresh_volume(podman):
