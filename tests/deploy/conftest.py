@@ -1,15 +1,18 @@
-"""Fixtures for the deploy/ checks: a real catalog on a free port and a private
-Prometheus (RECIPES) scraping it with deploy/prometheus/alerts.yml loaded; both run
-under a temporary directory and are stopped by PID."""
+"""Fixtures for the deploy/ checks: the real platform (souk up) on a free port range
+after one confirmed and one declined checkout, and a private Prometheus (RECIPES)
+scraping it with deploy/prometheus/alerts.yml loaded; both run under a temporary
+directory and are stopped by PID."""
 import copy
 import functools
 import os
+import random
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
+import uuid
 
 import pytest
 import requests
@@ -85,24 +88,121 @@ def tmp_root():
     shutil.rmtree(d, ignore_errors=True)
 
 
+# the supervisor's port layout (cli/README.md): base + offset, the gateway at the base
+PORT_OFFSET = {"gateway": 0, "users": 1, "catalog": 2, "cart": 3, "orders": 4, "payments": 5, "notify": 6}
+ADMIN = ("admin@deploy.test", "admin-password-for-deploy-tests")
+
+
+def free_port_base():
+    for _ in range(200):
+        base = random.randrange(20000, 60000, 10)
+        socks = []
+        try:
+            for off in PORT_OFFSET.values():
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", base + off))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port range")
+
+
+class Platform:
+    """souk up -d in a temporary SOUK_VAR: urls by service name."""
+
+    def __init__(self, var):
+        self.var = var
+        self.base = free_port_base()
+        self.urls = {svc: f"http://127.0.0.1:{self.base + off}" for svc, off in PORT_OFFSET.items()}
+        self.env = dict(os.environ, SOUK_VAR=var, SOUK_PORT_BASE=str(self.base), SOUK_BIN_DIR=BIN,
+                        SOUK_LOG_LEVEL="warn", SOUK_ADMIN_EMAIL=ADMIN[0], SOUK_ADMIN_PASSWORD=ADMIN[1])
+
+    def souk(self, *args, check=True):
+        return subprocess.run([os.path.join(BIN, "souk"), *args], env=self.env, check=check,
+                              capture_output=True, text=True, timeout=60)
+
+    def down(self):
+        pids = []
+        try:
+            with open(os.path.join(self.var, "run", "souk.state")) as f:
+                pids = [int(line.split()[3]) for line in f if line.strip()]
+            with open(os.path.join(self.var, "run", "souk.pid")) as f:
+                pids.append(int(f.read().split()[0]))
+        except (OSError, ValueError, IndexError):
+            pass
+        self.souk("down", check=False)
+        for pid in pids:   # nothing may outlive the tests
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def checkout(urls, card):
+    """A new customer buys one seeded product with this card; returns the order."""
+    email = f"d{uuid.uuid4().hex[:12]}@example.com"
+    password = "correct horse battery"
+    r = requests.post(urls["users"] + "/api/v1/users", json={"email": email, "password": password, "name": "D"},
+                      timeout=10)
+    assert r.status_code == 201, r.text
+    r = requests.post(urls["users"] + "/oauth/token", timeout=10,
+                      data={"grant_type": "password", "username": email, "password": password})
+    assert r.status_code == 200, r.text
+    auth = {"Authorization": "Bearer " + r.json()["access_token"]}
+    r = requests.post(urls["payments"] + "/api/v1/payment-methods", headers=auth, timeout=10,
+                      json={"card": {"number": card, "exp_month": 12, "exp_year": 2040, "cvc": "123",
+                                     "holder": "D"}})
+    assert r.status_code == 201, r.text
+    pm = r.json()["id"]
+    r = requests.get(urls["catalog"] + "/api/v1/products", params={"in_stock": "true", "page_size": 1},
+                     timeout=10)
+    product = r.json()["items"][0]["id"]
+    r = requests.put(urls["cart"] + f"/api/v1/cart/items/{product}", headers=auth, json={"quantity": 1},
+                     timeout=10)
+    assert r.status_code == 200, r.text
+    r = requests.post(urls["orders"] + "/api/v1/orders", timeout=30,
+                      headers={**auth, "Idempotency-Key": str(uuid.uuid4())},
+                      json={"payment_method_id": pm, "shipping_address": {
+                          "name": "D", "line1": "1 Market St", "city": "Springfield", "postal_code": "12345",
+                          "country": "US"}})
+    assert r.status_code in (201, 202), r.text
+    return r.json()
+
+
+CARD_OK, CARD_DECLINED = "4242424242424242", "4000000000000002"
+
+
+def checkouts(urls):
+    """One confirmed and one declined checkout."""
+    assert checkout(urls, CARD_OK)["status"] == "confirmed"
+    assert checkout(urls, CARD_DECLINED)["status"] == "rejected"
+
+
 @pytest.fixture(scope="session")
-def catalog(tmp_root):
-    """A seeded catalog on a free port; yields its base URL."""
-    var = os.path.join(tmp_root, "catalog-var")
-    port = free_port()
-    env = dict(os.environ, SOUK_VAR=var, SOUK_LISTEN=f"127.0.0.1:{port}",
-               SOUK_ORDERS_URL=f"http://127.0.0.1:{DEAD_PORT}", SOUK_LOG_LEVEL="warn")
-    binary = os.path.join(BIN, "catalog")
-    subprocess.run([binary, "seed"], env=env, check=True, capture_output=True, timeout=60)
-    log = open(os.path.join(tmp_root, "catalog.log"), "w")
-    proc = subprocess.Popen([binary, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+def platform(tmp_root):
+    """The whole platform, seeded, after a confirmed and a declined checkout: orders,
+    payments, the saga and events have series for the dashboards and alerts to read
+    (a labelled counter appears with its first increment)."""
+    p = Platform(os.path.join(tmp_root, "platform"))
     try:
-        wait_until("catalog /readyz", lambda: requests.get(url + "/readyz", timeout=1).status_code == 200)
-        yield url
+        p.souk("seed")
+        p.souk("up", "-d")
+        for svc, url in p.urls.items():
+            wait_until(f"{svc} /readyz", lambda: requests.get(url + "/readyz", timeout=1).status_code == 200)
+        checkouts(p.urls)
+        yield p
     finally:
-        stop(proc)
-        log.close()
+        p.down()
+
+
+@pytest.fixture(scope="session")
+def catalog(platform):
+    """The platform's seeded catalog: its base URL."""
+    return platform.urls["catalog"]
 
 
 class Prometheus:
@@ -128,21 +228,22 @@ def dead_port():
 
 
 @pytest.fixture(scope="session")
-def prometheus(tmp_root, catalog, dead_port):
-    """A private Prometheus: job catalog scrapes the real catalog, job users points
-    at a dead port (a service that is down); deploy's alerts.yml is loaded as is."""
+def prometheus(tmp_root, platform, dead_port):
+    """A private Prometheus: one job per service of the platform, named as in the
+    compose config, except notify, which points at a dead port (a service that is
+    down); deploy's alerts.yml is loaded as is."""
     if shutil.which("prometheus") is None:
         raise RuntimeError("prometheus missing: scripts/setup test installs it")
     d = os.path.join(tmp_root, "prometheus")
     os.makedirs(os.path.join(d, "data"))
     shutil.copy(os.path.join(DEPLOY, "prometheus", "alerts.yml"), d)
+    jobs = [{"job_name": svc, "static_configs": [{"targets": [url.split("//")[1]]}]}
+            for svc, url in platform.urls.items() if svc != "notify"]
+    jobs.append({"job_name": "notify", "static_configs": [{"targets": [f"127.0.0.1:{dead_port}"]}]})
     config = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "900ms", "evaluation_interval": "1s"},
         "rule_files": ["alerts.yml"],
-        "scrape_configs": [
-            {"job_name": "catalog", "static_configs": [{"targets": [catalog.split("//")[1]]}]},
-            {"job_name": "users", "static_configs": [{"targets": [f"127.0.0.1:{dead_port}"]}]},
-        ],
+        "scrape_configs": jobs,
     }
     with open(os.path.join(d, "prometheus.yml"), "w") as f:
         yaml.safe_dump(config, f)
@@ -155,11 +256,20 @@ def prometheus(tmp_root, catalog, dead_port):
     prom = Prometheus(f"http://127.0.0.1:{port}")
     try:
         # some traffic so http_requests_total has a route beyond /readyz, then the first
-        # scrapes (≈5 s after start, RECIPES: poll the query, not /-/ready)
+        # scrapes (≈5 s after start, RECIPES: poll the query, not /-/ready), and enough
+        # of them for rate() over the checkout's counters
         for _ in range(5):
-            requests.get(catalog + "/api/v1/products", timeout=5)
-        wait_until("catalog scraped twice",
-                   lambda: prom.series('count_over_time(up{job="catalog"}[1m]) >= 3'), timeout=60, interval=0.5)
+            requests.get(platform.urls["catalog"] + "/api/v1/products", timeout=5)
+        wait_until("every live job scraped three times",
+                   lambda: len(prom.series('count_over_time(up[1m]) >= 3 and up == 1')) == len(jobs) - 1,
+                   timeout=60, interval=0.5)
+        # checkouts Prometheus sees happen (increase() over the first ones is 0: their
+        # series were born with them), then two scrapes of the result
+        checkouts(platform.urls)
+        wait_until("the second checkouts scraped",
+                   lambda: prom.series('count_over_time(payments_total{outcome="declined"}[1m]) >= 2'
+                                       ' and changes(payments_total{outcome="declined"}[1m]) > 0'),
+                   timeout=30, interval=0.5)
         yield prom
     finally:
         stop(proc)

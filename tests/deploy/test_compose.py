@@ -1,11 +1,16 @@
 """deploy/compose.yaml, checked without a container engine: every service is there
 with an image, healthcheck, restart policy, read-only root and its volume; host ports
 do not clash; every SOUK_*_URL names a defined service on the port it listens on and
-every peer a service's code needs is wired; secrets come from gen-secrets' names."""
+every peer a service's code needs is wired; secrets come from gen-secrets' names;
+Prometheus and Grafana start by default, the log shipper and Elasticsearch/Kibana in
+their profiles; docker-compose's own schema accepts the file with every profile."""
 import functools
 import os
 import re
+import shutil
 import subprocess
+
+import yaml
 
 from conftest import DEPLOY, SERVICES, DEFAULT_PORT, load_yaml
 from peers import required_peers
@@ -34,8 +39,69 @@ def listen_port(svc):
     return int(m.group(1))
 
 
-def test_every_service_and_prometheus_is_defined():
-    assert set(compose()["services"]) == set(SERVICES) | {"prometheus"}
+OBSERVABILITY = {"prometheus", "grafana"}              # always
+PROFILES = {"filebeat": ["logs", "elastic"], "elasticsearch": ["elastic"], "kibana": ["elastic"]}
+
+
+def test_every_service_and_the_observability_stack_is_defined():
+    assert set(compose()["services"]) == set(SERVICES) | OBSERVABILITY | set(PROFILES)
+
+
+def test_logs_and_elastic_are_opt_in_profiles_and_the_rest_starts_by_default():
+    c = compose()["services"]
+    for name, s in c.items():
+        assert s.get("profiles") == PROFILES.get(name), name
+    # one Elastic stack version: the shipper's template must match the cluster
+    versions = {re.search(r":(\d+\.\d+\.\d+)\}?$", c[n]["image"]).group(1) for n in PROFILES}
+    assert len(versions) == 1, versions
+    # a profile that is off must not be pulled in by one that is on
+    for name, s in c.items():
+        for dep in s.get("depends_on", []):
+            assert set(c[dep].get("profiles") or ["default"]) >= set(s.get("profiles") or ["default"]), (name, dep)
+
+
+def test_the_elastic_services_listen_on_loopback_only():
+    """Elasticsearch runs without security in this profile: never on a public address."""
+    c = compose()["services"]
+    assert c["elasticsearch"]["environment"]["xpack.security.enabled"] == "false"
+    for name in ("elasticsearch", "kibana", "grafana", "prometheus"):
+        assert all(p.startswith("127.0.0.1:") for p in c[name]["ports"]), name
+
+
+def test_every_souk_service_logs_json_file_and_is_labelled_for_the_shipper():
+    for svc in SERVICES:
+        s = compose()["services"][svc]
+        assert s["logging"]["driver"] == "json-file", svc
+        assert s["labels"]["souk.logs"] == "ecs", svc
+    for name in OBSERVABILITY | set(PROFILES):
+        assert "souk.logs" not in compose()["services"][name].get("labels", {}), name
+
+
+def compose_config(d, *args):
+    """docker-compose's own validation (its schema and interpolation) in d, a copy of
+    deploy/ with a generated .env."""
+    return subprocess.run(["docker-compose", "-f", "compose.yaml", *args], cwd=d,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_docker_compose_accepts_the_file_with_every_profile(tmp_path):
+    for item in ("compose.yaml", "prometheus", "grafana", "filebeat"):
+        src = os.path.join(DEPLOY, item)
+        (shutil.copytree if os.path.isdir(src) else shutil.copy)(src, tmp_path / item)
+    r = compose_config(tmp_path, "config", "-q")
+    assert r.returncode != 0 and "gen-secrets" in r.stderr, "compose must refuse to run without secrets"
+    (tmp_path / ".env").write_text(subprocess.run([os.path.join(DEPLOY, "gen-secrets")], check=True,
+                                                  capture_output=True, text=True).stdout)
+    r = compose_config(tmp_path, "config", "-q")
+    assert r.returncode == 0, r.stderr
+    r = compose_config(tmp_path, "--profile", "logs", "--profile", "elastic", "config")
+    assert r.returncode == 0, r.stderr
+    rendered = yaml.safe_load(r.stdout)
+    assert set(rendered["services"]) >= {"grafana", "filebeat", "elasticsearch", "kibana"}
+    grafana = rendered["services"]["grafana"]
+    # docker-compose 1.29 renders short syntax with the source made absolute
+    targets = {(v["target"] if isinstance(v, dict) else v.split(":")[1]) for v in grafana["volumes"]}
+    assert {"/etc/grafana/provisioning", "/etc/grafana/dashboards"} <= targets
 
 
 def test_each_service_has_image_health_restart_and_read_only_root():

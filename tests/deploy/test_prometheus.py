@@ -1,6 +1,8 @@
-"""deploy/prometheus: promtool accepts the configs and rules; a private Prometheus
-scrapes a real catalog; every alert expression runs, names metrics the code exports,
-and the service-down rule selects exactly the dead target."""
+"""deploy/prometheus: promtool accepts the configs and rules, and the rules' unit tests
+(alerts.test.yml) pass, testing each alert both ways; each alert links its runbook in
+docs/operations.md; a private Prometheus scrapes the real platform; every alert
+expression runs, names metrics the code exports, and the service-down rule selects
+exactly the dead target."""
 import copy
 import os
 import re
@@ -14,6 +16,7 @@ from conftest import DEPLOY, REPO, SERVICES, DEFAULT_PORT, load_yaml
 
 PROM = os.path.join(DEPLOY, "prometheus")
 ALERTS = os.path.join(PROM, "alerts.yml")
+OPERATIONS = os.path.join(REPO, "docs", "operations.md")
 
 
 def promtool(*args, cwd=PROM):
@@ -48,7 +51,7 @@ def metric_names_in(expr):
     expr = re.sub(r"\[[^\]]*\]", "[]", expr)        # ranges
     expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
     words = set(re.findall(r"\b[a-zA-Z_:][a-zA-Z0-9_:]*\b(?!\s*\()", expr))
-    keywords = {"and", "or", "unless", "bool", "offset", "e", "Inf", "NaN"}
+    keywords = {"and", "or", "unless", "bool", "offset", "e", "Inf", "NaN", "group_left", "group_right"}
     return {w for w in words - keywords if not w[0].isdigit()}
 
 
@@ -140,4 +143,73 @@ def test_prometheus_loaded_and_evaluated_every_rule(prometheus):
 def test_service_down_selects_the_dead_target_and_not_the_live_one(prometheus):
     expr = {r["alert"]: r for r in alert_rules()}["SoukServiceDown"]["expr"]
     down = [s["metric"]["job"] for s in prometheus.series(expr)]
-    assert down == ["users"]
+    assert down == ["notify"]
+
+
+def test_the_alert_rules_pass_their_unit_tests():
+    r = promtool("test", "rules", "alerts.test.yml")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "SUCCESS" in r.stdout
+
+
+def test_every_alert_is_tested_firing_and_quiet():
+    """alerts.test.yml: for every rule, a case where it fires (with the runbook link among
+    the annotations it renders) and one where it must not."""
+    tests = load_yaml("prometheus", "alerts.test.yml")
+    assert tests["rule_files"] == ["alerts.yml"]
+    fires, quiet = {}, set()
+    for t in tests["tests"]:
+        for case in t["alert_rule_test"]:
+            if case["exp_alerts"]:
+                fires.setdefault(case["alertname"], []).extend(case["exp_alerts"])
+            else:
+                quiet.add(case["alertname"])
+    names = {r["alert"] for r in alert_rules()}
+    assert set(fires) == names, names ^ set(fires)
+    assert quiet == names, names ^ quiet
+    for rule in alert_rules():
+        for exp in fires[rule["alert"]]:
+            assert exp["exp_labels"]["severity"] == rule["labels"]["severity"]
+            assert exp["exp_annotations"]["runbook_url"] == rule["annotations"]["runbook_url"]
+
+
+def github_anchor(heading):
+    """The id GitHub (and most Markdown renderers) give a heading."""
+    return re.sub(r"[^a-z0-9 _-]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def runbook_sections():
+    """{anchor: text} for each '### ' section of docs/operations.md."""
+    with open(OPERATIONS) as f:
+        text = f.read()
+    parts = re.split(r"^### (.+)$", text, flags=re.M)
+    return {github_anchor(parts[i]): parts[i + 1] for i in range(1, len(parts), 2)}
+
+
+def test_every_alert_links_a_runbook_that_says_what_to_do():
+    sections = runbook_sections()
+    for rule in alert_rules():
+        url = rule["annotations"]["runbook_url"]
+        path, _, anchor = url.partition("#")
+        assert path == "docs/operations.md" and anchor == rule["alert"].lower(), url
+        assert anchor in sections, f"{rule['alert']}: no section '### {rule['alert']}' in docs/operations.md"
+        body = sections[anchor]
+        for part in ("What it means", "First checks", "What to do"):
+            assert part in body, f"{rule['alert']}'s runbook lacks '{part}'"
+        for m in metric_names_in(rule["expr"]):
+            base = re.sub(r"_(bucket|count|sum)$", "", m)
+            assert base in body, f"{rule['alert']}'s runbook never names {base}"
+
+
+def test_the_gateway_upstream_alert_reads_the_label_prometheus_keeps(prometheus, platform):
+    """souk_gateway_upstream_up has its own `instance` label (the upstream): scraped,
+    Prometheus keeps the target's instance and renames the metric's exported_instance,
+    which is what SoukGatewayUpstreamDown's summary names."""
+    series = prometheus.series('souk_gateway_upstream_up{job="gateway"}')
+    assert series, "the gateway exports no upstream health"
+    addresses = {u.split("//")[1] for u in platform.urls.values()}
+    for s in series:
+        assert s["metric"]["instance"] == platform.urls["gateway"].split("//")[1], s["metric"]
+        assert s["metric"]["exported_instance"] in addresses, s["metric"]
+    rule = {r["alert"]: r for r in alert_rules()}["SoukGatewayUpstreamDown"]
+    assert "$labels.exported_instance" in rule["annotations"]["summary"]

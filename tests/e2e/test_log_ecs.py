@@ -303,3 +303,31 @@ def test_no_line_carries_a_card_number(lines):
         for text in strings(l):
             for run in card.findall(text):
                 assert not luhn(re.sub(r"\D", "", run)), f"{source}: a card number in {l}"
+
+
+def expand_keys(flat):
+    """What Filebeat's ndjson parser does with expand_keys: true — "a.b": 1 becomes
+    {"a": {"b": 1}} — refusing, as Filebeat does, a key that is both a value and a prefix."""
+    out = {}
+    for key, value in flat.items():
+        parts = key.split(".")
+        cur = out
+        for p in parts[:-1]:
+            cur = cur.setdefault(p, {})
+            assert isinstance(cur, dict), f"{key}: {p} is already a value"
+        assert parts[-1] not in cur, f"{key} collides with another key's prefix"
+        cur[parts[-1]] = value
+    return out
+
+
+def test_filebeat_expands_every_line_without_conflict(lines):
+    """Filebeat adds its own objects (log.file.path, input, agent, host, container) and
+    merges ours over them: ours must never be a plain value where it has an object."""
+    filebeat_objects = {"log", "input", "agent", "host", "container", "kubernetes", "ecs", "event"}
+    for source, l in lines:
+        doc = expand_keys(l)
+        for key in filebeat_objects & set(doc):
+            assert isinstance(doc[key], dict), (source, key, doc[key])
+        assert set(k for k, v in doc.items() if not isinstance(v, dict)) <= {"@timestamp", "message", "tags"}, \
+            (source, doc)
+        assert doc["log"]["level"] == l["log.level"] and doc["service"]["name"] == l["service.name"]
