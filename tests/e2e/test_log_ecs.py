@@ -1,7 +1,8 @@
 """Every kind of log line the services write is ECS-shaped, read from a real platform
 run: start-up and seeding, access lines of every service, warnings (a card that fails
 transiently, peers not up yet), errors (users refusing to start), event handlers, the
-checkout saga (confirmed, rejected, cancelled, shipped), debug lines, and the drain.
+checkout saga (confirmed, rejected, cancelled, shipped), debug lines (a catalog whose
+peers are down), and the drain.
 Each line must be one JSON object, in the ecs-logging order, with the fields Filebeat
 and Elasticsearch expect under their ECS names and types; our own fields sit under
 souk.* with one JSON type each (Elasticsearch maps a field once and rejects the lines
@@ -186,6 +187,18 @@ def lines(tmp_path_factory):
         assert broken.proc.wait(timeout=20) != 0
         with open(broken.log_path, errors="replace") as f:
             collected.add_text("users (broken)", f.read())
+        # debug lines: a catalog whose peers are all down logs each failed call (the
+        # platform's own come and go with the start-up order)
+        lonely = Service("catalog", var / "lonely", env={"SOUK_LOG_LEVEL": "debug", "SOUK_CLIENT_ID": "catalog",
+                                                       "SOUK_CLIENT_SECRET": "0" * 64})
+        lonely.start()
+        try:
+            wait_until(lambda: any(l.get("log.level") == "debug" for l in lonely.log_lines()), 15,
+                       "a debug line from the lonely catalog")
+        finally:
+            lonely.stop()
+        with open(lonely.log_path, errors="replace") as f:
+            collected.add_text("catalog (peers down)", f.read())
     finally:
         shop.down()   # SIGTERM: draining, stopped
     logdir = var / "log"
@@ -271,7 +284,8 @@ def test_every_kind_of_line_is_there(lines):
     errors = [l for _, l in lines if l["log.level"] == "error"]
     assert any(l["message"] == "cannot read SOUK_CLIENTS_FILE" and l["error.message"] for l in errors), errors
     assert having(message="start failed", service__name="users")
-    assert any(l["log.level"] == "debug" for _, l in lines)
+    assert any(l["log.level"] == "debug" and l["message"] == "call failed" and l["url.full"]
+               and l["error.message"] for _, l in lines)
     # events handled, and the saga
     assert having(message="cart emptied by order", service__name="cart")
     settled = {l.get("souk.status") for _, l in having(message="order settled")}
