@@ -1,7 +1,8 @@
 /* server.c: the HTTP server on libmicrohttpd (epoll, internal thread pool).
- * One request's life: headers → route match → body (capped) → auth → handler →
- * response queued → completion (metrics, access log, arena freed). Also the
- * built-in /healthz, /readyz and /metrics, problem+json, and souk_main(). */
+ * One request's life: headers → framing checked → route match → body (capped) →
+ * auth → handler → response queued → completion (metrics, access log, arena freed).
+ * Also the built-in /healthz, /readyz and /metrics, the admin listener, TLS,
+ * problem+json, and souk_main(). Slow clients are server_conn.c's business. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
@@ -19,6 +20,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "server_int.h"
 #include "souk/auth.h"
 #include "souk/events.h"
 #include "souk/id.h"
@@ -29,10 +31,23 @@
 #include "souk/server.h"
 #include "souk/souk.h"
 
-#define REQUEST_ID_MAX   64
-#define TRACEPARENT_LEN  55
-#define DROP_MAX_FACTOR  4  /* an oversized streamed body is drained up to 4x the cap */
-#define MAX_RESP_HEADERS 24 /* the gateway passes on upstream headers and adds CORS, RateLimit */
+#define REQUEST_ID_MAX    64
+#define TRACEPARENT_LEN   55
+#define DROP_MAX_FACTOR   4    /* an oversized streamed body is drained up to 4x the cap */
+#define MAX_RESP_HEADERS  24   /* the gateway passes on upstream headers and adds CORS, RateLimit */
+#define ADMIN_PORT_OFFSET 1100 /* SOUK_ADMIN_LISTEN=auto: loopback, public port + this */
+#define ADMIN_MAX_CONNS   64   /* the admin listener serves probes and scrapes */
+#define TLS_FILE_MAX      1048576 /* a PEM certificate chain or key */
+#define TLS_PRIORITIES    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+
+/* A listening daemon: the public one (the service's routes; TLS when configured) or
+ * the admin one (/healthz, /readyz, /metrics only). */
+struct listener {
+    struct MHD_Daemon *daemon;
+    const struct souk_router *router;
+    size_t route_base; /* router index + route_base = index into routes[] */
+    bool tls;
+};
 
 enum req_state {
     REQ_NEW,       /* headers seen, body may follow */
@@ -47,6 +62,7 @@ struct resp_header {
 
 struct souk_req {
     struct MHD_Connection *conn;
+    const struct listener *via;
     const char *method, *path;
     int route; /* index into the full table, or the "other" series */
     struct souk_param params[SOUK_MAX_PARAMS];
@@ -82,14 +98,20 @@ static const struct souk_service *service;
 static struct souk_route *routes; /* the service's, then the built-ins */
 static size_t nroutes;
 static struct souk_router *router;
-static struct MHD_Daemon *daemon_;
 static atomic_bool draining;
 static atomic_bool started;
 static _Atomic long inflight;
 
+static struct listener public_l, admin_l;
+static char admin_addr[300];     /* resolved SOUK_ADMIN_LISTEN; "" for none */
+static char *tls_cert, *tls_key; /* PEM, read at start */
+static char hsts[64];            /* the Strict-Transport-Security value; "" for none */
+
 static const char *cfg_listen, *cfg_db;
 static int64_t cfg_threads, cfg_max_conns, cfg_conn_timeout, cfg_max_body, cfg_drain_seconds;
-static const char *cfg_log_level, *cfg_trusted_proxies;
+static int64_t cfg_max_per_ip, cfg_header_timeout, cfg_hsts_max_age;
+static const char *cfg_log_level, *cfg_trusted_proxies, *cfg_admin_listen, *cfg_tls_cert,
+    *cfg_tls_key;
 static bool cfg_access_log;
 static struct souk_realip *trusted_proxies; /* whose X-Forwarded-For is believed */
 
@@ -98,8 +120,22 @@ static const struct souk_conf kit_config[] = {
     {"SOUK_DB", SOUK_CONF_STR, NULL, 1, 4096, &cfg_db, "sqlite:PATH"},
     {"SOUK_THREADS", SOUK_CONF_INT, "2", 1, 256, &cfg_threads, "HTTP worker threads"},
     {"SOUK_MAX_CONNECTIONS", SOUK_CONF_INT, "4096", 1, 1000000, &cfg_max_conns, "open connections"},
+    /* default per service in load_config(): 128 at the edge, 0 inside */
+    {"SOUK_MAX_CONNECTIONS_PER_IP", SOUK_CONF_INT, "0", 0, 1000000, &cfg_max_per_ip,
+     "open connections one client address may hold; 0 no cap"},
     {"SOUK_CONN_TIMEOUT", SOUK_CONF_INT, "60", 1, 3600, &cfg_conn_timeout,
-     "idle connection seconds"},
+     "seconds a connection may sit idle"},
+    {"SOUK_HEADER_TIMEOUT", SOUK_CONF_INT, "10", 1, 3600, &cfg_header_timeout,
+     "seconds to send a request's headers, from connect (after an answer: idle time too)"},
+    /* default per service in load_config(): "auto" at the edge, "" inside */
+    {"SOUK_ADMIN_LISTEN", SOUK_CONF_STR, "", 0, 255, &cfg_admin_listen,
+     "host:port for /metrics, /healthz, /readyz; auto: 127.0.0.1, SOUK_LISTEN's port + 1100; "
+     "empty or off: none"},
+    {"SOUK_TLS_CERT", SOUK_CONF_STR, "", 0, 4096, &cfg_tls_cert,
+     "PEM certificate chain file: HTTPS on SOUK_LISTEN (with SOUK_TLS_KEY)"},
+    {"SOUK_TLS_KEY", SOUK_CONF_STR, "", 0, 4096, &cfg_tls_key, "PEM private key file"},
+    {"SOUK_HSTS_MAX_AGE", SOUK_CONF_INT, "31536000", 0, 63072000, &cfg_hsts_max_age,
+     "Strict-Transport-Security max-age under TLS; 0 no header"},
     {"SOUK_MAX_BODY", SOUK_CONF_INT, "65536", 256, 16777216, &cfg_max_body, "request body bytes"},
     {"SOUK_DRAIN_SECONDS", SOUK_CONF_INT, "10", 0, 300, &cfg_drain_seconds,
      "drain time on SIGTERM"},
@@ -361,6 +397,8 @@ const char *souk_status_title(int status)
         return "Too Many Requests";
     case 500:
         return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
     case 502:
         return "Bad Gateway";
     case 503:
@@ -541,6 +579,7 @@ static int metrics(struct souk_req *r)
     return 200;
 }
 
+/* /metrics last: the public listener leaves it out when it lives on the admin one. */
 static const struct souk_route builtin_routes[] = {
     {"GET", "/healthz", healthz, SOUK_PUBLIC, NULL, 0},
     {"GET", "/readyz", readyz, SOUK_PUBLIC, NULL, 0},
@@ -559,7 +598,7 @@ static void dispatch(struct souk_req *r)
     }
     if (r->route == -405) {
         char allow[128];
-        souk_router_allow(router, r->path, allow, sizeof(allow));
+        souk_router_allow(r->via->router, r->path, allow, sizeof(allow));
         r->route = (int)nroutes;
         souk_reply_header(r, "Allow", allow);
         souk_problem(r, 405, "method_not_allowed", "%s is not allowed here; use %s", r->method,
@@ -615,21 +654,27 @@ static enum MHD_Result queue(struct souk_req *r)
     MHD_add_response_header(resp, "X-Request-Id", r->request_id);
     for (size_t i = 0; i < r->nheaders; i++)
         MHD_add_response_header(resp, r->headers[i].name, r->headers[i].value);
+    if (r->via->tls && hsts[0] != '\0')
+        MHD_add_response_header(resp, "Strict-Transport-Security", hsts);
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
     MHD_destroy_response(resp);
     atomic_store(&r->state, REQ_QUEUED);
     return ret;
 }
 
-static struct souk_req *req_new(struct MHD_Connection *c, const char *url, const char *method)
+static struct souk_req *req_new(struct MHD_Connection *c, const struct listener *via,
+                                const char *url, const char *method)
 {
     struct souk_req *r = souk_xcalloc(1, sizeof(*r));
     r->conn = c;
+    r->via = via;
     r->method = method;
     r->t0 = souk_now_ns();
     souk_arena_init(&r->arena);
     r->path = souk_arena_strdup(&r->arena, url);
-    r->route = souk_router_match(router, method, r->path, r->params, &r->nparams);
+    r->route = souk_router_match(via->router, method, r->path, r->params, &r->nparams);
+    if (r->route >= 0)
+        r->route += (int)via->route_base;
     /* parameter values point into path: terminate them in a copy of their own */
     for (size_t i = 0; i < r->nparams; i++)
         r->params[i].value = souk_arena_strndup(&r->arena, r->params[i].value, r->params[i].len);
@@ -670,25 +715,106 @@ static void append_body(struct souk_req *r, const char *data, size_t n)
     r->body[r->body_len] = '\0';
 }
 
+/* ---- request framing (RFC 9112 §6.3) ---- */
+
+struct framing {
+    const char *content_length; /* the first one */
+    bool lengths_differ;
+    size_t te_headers, codings, chunked;
+    bool chunked_last;
+};
+
+static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    SOUK_UNUSED(kind);
+    struct framing *f = cls;
+    if (value == NULL)
+        value = "";
+    if (strcasecmp(key, "Content-Length") == 0) {
+        if (f->content_length == NULL)
+            f->content_length = value;
+        else if (strcmp(f->content_length, value) != 0)
+            f->lengths_differ = true;
+        return MHD_YES;
+    }
+    if (strcasecmp(key, "Transfer-Encoding") != 0)
+        return MHD_YES;
+    f->te_headers++;
+    /* a comma-separated list of codings; empty elements do not count (RFC 9110 §5.6.1) */
+    for (const char *p = value; *p != '\0';) {
+        size_t n = strcspn(p, ",");
+        const char *b = p, *e = p + n;
+        while (b < e && (*b == ' ' || *b == '\t'))
+            b++;
+        while (e > b && (e[-1] == ' ' || e[-1] == '\t'))
+            e--;
+        if (e > b) {
+            bool chunked = e - b == 7 && strncasecmp(b, "chunked", 7) == 0;
+            f->codings++;
+            f->chunked += chunked;
+            f->chunked_last = chunked;
+        }
+        p += n + (p[n] == ',');
+    }
+    return MHD_YES;
+}
+
+/* Refuse a body whose length cannot be known for sure before reading any of it:
+ * libmicrohttpd takes the first Content-Length and reads a body of any transfer
+ * coding but "chunked" until the connection closes, so these would be misread or
+ * hang. Returns 0, or the status of the problem set. */
+static int check_framing(struct souk_req *r, const char *version)
+{
+    struct framing f = {0};
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, framing_header, &f);
+    if (f.lengths_differ)
+        return souk_problem(r, 400, "bad_framing",
+                            "Content-Length is sent more than once with different values");
+    if (f.te_headers == 0)
+        return 0;
+    if (strcmp(version, MHD_HTTP_VERSION_1_1) != 0)
+        return souk_problem(r, 400, "bad_framing", "%s has no Transfer-Encoding", version);
+    if (f.content_length != NULL)
+        return souk_problem(r, 400, "bad_framing",
+                            "Transfer-Encoding and Content-Length must not come together");
+    if (!f.chunked_last || f.chunked != 1)
+        return souk_problem(r, 400, "bad_framing",
+                            "chunked must be the final transfer coding, and only once");
+    if (f.codings > 1)
+        return souk_problem(r, 501, "unsupported_transfer_coding",
+                            "only the chunked transfer coding is supported");
+    const char *te = souk_req_header(r, "Transfer-Encoding"); /* what MHD reads by */
+    if (te == NULL || strcasecmp(te, "chunked") != 0)
+        return souk_problem(r, 400, "bad_framing", "send Transfer-Encoding: chunked once");
+    return 0;
+}
+
+/* The first call carries the headers only. What must not be read is refused at once:
+ * MHD accepts a response only before the upload starts or after it ends, and closes
+ * the connection after an early one, so the guard lingers for the answer to arrive. */
+static enum MHD_Result on_headers(struct souk_req *r, const char *version)
+{
+    souk__conn_headers_done(r->conn);
+    if (check_framing(r, version) == 0) {
+        const char *cl = souk_req_header(r, "Content-Length");
+        if (cl == NULL || strtoull(cl, NULL, 10) <= r->body_max)
+            return MHD_YES; /* answer on a later call */
+        souk_problem(r, 413, "body_too_large", "the request body exceeds %zu bytes", r->body_max);
+    }
+    souk_reply_header(r, "Connection", "close");
+    souk__conn_linger(r->conn);
+    return queue(r);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
 {
-    SOUK_UNUSED(cls);
-    SOUK_UNUSED(version);
     struct souk_req *r = *con_cls;
     if (r == NULL) {
-        /* the first call carries the headers only: answer on a later one */
-        r = *con_cls = req_new(c, url, method);
-        /* A declared body over the cap is refused at once (MHD accepts a response
-         * only before the upload starts or after it ends; it closes afterwards). */
-        const char *cl = souk_req_header(r, "Content-Length");
-        if (cl != NULL && strtoull(cl, NULL, 10) > r->body_max) {
-            souk_problem(r, 413, "body_too_large", "the request body exceeds %zu bytes",
-                         r->body_max);
-            return queue(r);
-        }
-        return MHD_YES;
+        r = *con_cls = req_new(c, cls, url, method);
+        return on_headers(r, version);
     }
     if (*upload_size != 0) {
         append_body(r, upload, *upload_size); /* past the cap: read and dropped */
@@ -742,7 +868,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     SOUK_UNUSED(cls);
-    SOUK_UNUSED(c);
+    souk__conn_request_done(c);
     struct souk_req *r = *con_cls;
     if (r == NULL)
         return;
@@ -819,6 +945,10 @@ static int load_config(const struct souk_service *svc)
             table[i].def = svc->listen;
         else if (strcmp(table[i].name, "SOUK_DB") == 0)
             table[i].def = db_default;
+        else if (strcmp(table[i].name, "SOUK_MAX_CONNECTIONS_PER_IP") == 0)
+            table[i].def = svc->edge ? "128" : "0";
+        else if (strcmp(table[i].name, "SOUK_ADMIN_LISTEN") == 0)
+            table[i].def = svc->edge ? "auto" : "";
     }
     if (souk_config_load(table, err, sizeof(err)) != 0 ||
         (svc->config != NULL && souk_config_load(svc->config, err, sizeof(err)) != 0)) {
@@ -874,6 +1004,208 @@ static int open_database(const struct souk_service *svc)
     return rc != 0 ? rc : souk__events_init(svc, db);
 }
 
+/* ---- listeners: the public one (TLS when configured) and the admin one ---- */
+
+/* SOUK_ADMIN_LISTEN into admin_addr ("" for none). 0, or -1 after a message. */
+static int resolve_admin(const struct souk_service *svc)
+{
+    char host[256];
+    uint16_t port;
+    struct sockaddr_in sa;
+    admin_addr[0] = '\0';
+    if (cfg_admin_listen[0] == '\0' || strcmp(cfg_admin_listen, "off") == 0)
+        return 0;
+    if (strcmp(cfg_admin_listen, "auto") == 0) {
+        if (souk_config_split_addr(cfg_listen, host, sizeof(host), &port) != 0 || port == 0 ||
+            port > 65535 - ADMIN_PORT_OFFSET) {
+            fprintf(stderr,
+                    "%s: SOUK_ADMIN_LISTEN=auto needs a SOUK_LISTEN port from 1 to %d; "
+                    "set SOUK_ADMIN_LISTEN to host:port, or off\n",
+                    svc->name, 65535 - ADMIN_PORT_OFFSET);
+            return -1;
+        }
+        snprintf(admin_addr, sizeof(admin_addr), "127.0.0.1:%u",
+                 (unsigned)port + ADMIN_PORT_OFFSET);
+        return 0;
+    }
+    if (listen_address(cfg_admin_listen, &sa) != 0) {
+        fprintf(stderr, "%s: SOUK_ADMIN_LISTEN=\"%s\": expected an IPv4 host:port, auto or off\n",
+                svc->name, cfg_admin_listen);
+        return -1;
+    }
+    snprintf(admin_addr, sizeof(admin_addr), "%s", cfg_admin_listen);
+    return 0;
+}
+
+/* A whole PEM file, NUL-terminated and malloc'd, or NULL after a message. */
+static char *read_pem(const char *svc, const char *var, const char *path)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        goto fail;
+    buf = souk_xmalloc(TLS_FILE_MAX + 1);
+    len = fread(buf, 1, TLS_FILE_MAX + 1, f);
+    if (ferror(f))
+        goto fail;
+    fclose(f);
+    f = NULL;
+    if (len == 0 || len > TLS_FILE_MAX) {
+        fprintf(stderr, "%s: %s=%s: %s\n", svc, var, path,
+                len == 0 ? "the file is empty" : "the file is over 1 MiB");
+        free(buf);
+        return NULL;
+    }
+    buf[len] = '\0';
+    return buf;
+fail:
+    fprintf(stderr, "%s: %s=%s: cannot read: %s\n", svc, var, path, strerror(errno));
+    if (f != NULL)
+        fclose(f);
+    free(buf);
+    return NULL;
+}
+
+/* SOUK_TLS_CERT and SOUK_TLS_KEY: both or neither. 0, or -1 after a message. */
+static int load_tls(const struct souk_service *svc)
+{
+    bool cert = cfg_tls_cert[0] != '\0', key = cfg_tls_key[0] != '\0';
+    if (!cert && !key)
+        return 0;
+    if (!cert || !key) {
+        fprintf(stderr, "%s: %s is set but %s is not: TLS needs a certificate and its key\n",
+                svc->name, cert ? "SOUK_TLS_CERT" : "SOUK_TLS_KEY",
+                cert ? "SOUK_TLS_KEY" : "SOUK_TLS_CERT");
+        return -1;
+    }
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+        fprintf(stderr, "%s: SOUK_TLS_CERT is set but libmicrohttpd has no TLS support\n",
+                svc->name);
+        return -1;
+    }
+    tls_cert = read_pem(svc->name, "SOUK_TLS_CERT", cfg_tls_cert);
+    tls_key = tls_cert != NULL ? read_pem(svc->name, "SOUK_TLS_KEY", cfg_tls_key) : NULL;
+    if (tls_key == NULL)
+        return -1;
+    if (cfg_hsts_max_age > 0)
+        snprintf(hsts, sizeof(hsts), "max-age=%lld", (long long)cfg_hsts_max_age);
+    public_l.tls = true;
+    return 0;
+}
+
+/* The admin listener's router has the built-ins; the public one everything but
+ * /metrics where that is private: at the edge, or when an admin listener is set. */
+static int listener_routes(const struct souk_service *svc)
+{
+    static struct souk_route *public_table;
+    admin_l.route_base = nroutes - SOUK_ARRAY_LEN(builtin_routes);
+    admin_l.router = souk_router_new(routes + admin_l.route_base);
+    public_l.router = router;
+    if (svc->edge || admin_addr[0] != '\0') {
+        public_table = souk_xcalloc(nroutes, sizeof(*public_table));
+        memcpy(public_table, routes, (nroutes - 1) * sizeof(*public_table)); /* NULL-ended */
+        public_l.router = souk_router_new(public_table);
+    }
+    return admin_l.router != NULL && public_l.router != NULL ? 0 : SOUK_EINVAL;
+}
+
+/* libmicrohttpd's own messages (refused connections, failed TLS handshakes…) as log
+ * lines, at most MHD_LOG_PER_SECOND of them: refusing a flood of connections must not
+ * turn into a flood of log lines. */
+#define MHD_LOG_PER_SECOND 10
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    static _Atomic uint64_t second;
+    static _Atomic int in_second;
+    static _Atomic long dropped;
+    SOUK_UNUSED(cls);
+    uint64_t now = souk_now_ns() / 1000000000u;
+    if (atomic_exchange(&second, now) != now)
+        atomic_store(&in_second, 0);
+    if (atomic_fetch_add(&in_second, 1) >= MHD_LOG_PER_SECOND) {
+        atomic_fetch_add(&dropped, 1);
+        return;
+    }
+    char msg[256];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    msg[strcspn(msg, "\r\n")] = '\0';
+    souk_warn("libmicrohttpd", "{s:s,s:I}", "error", msg, "suppressed",
+              (json_int_t)atomic_exchange(&dropped, 0));
+}
+
+#define OPT(o, v, p) ((struct MHD_OptionItem){(o), (intptr_t)(v), (p)})
+
+static int start_public(const struct sockaddr_in *sa)
+{
+    struct MHD_OptionItem o[16];
+    size_t n = 0;
+    o[n++] = OPT(MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL); /* first, to catch all */
+    o[n++] = OPT(MHD_OPTION_SOCK_ADDR, 0, (void *)sa);
+    o[n++] = OPT(MHD_OPTION_THREAD_POOL_SIZE, cfg_threads, NULL);
+    o[n++] = OPT(MHD_OPTION_CONNECTION_LIMIT, cfg_max_conns, NULL);
+    o[n++] = OPT(MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg_max_per_ip, NULL);
+    o[n++] = OPT(MHD_OPTION_CONNECTION_TIMEOUT, cfg_conn_timeout, NULL);
+    o[n++] = OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, 32768, NULL);
+    o[n++] = OPT(MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL);
+    o[n++] = OPT(MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL);
+    o[n++] = OPT(MHD_OPTION_NOTIFY_CONNECTION, souk__conn_notify, NULL);
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    if (public_l.tls) {
+        flags |= MHD_USE_TLS;
+        o[n++] = OPT(MHD_OPTION_HTTPS_MEM_KEY, 0, tls_key);
+        o[n++] = OPT(MHD_OPTION_HTTPS_MEM_CERT, 0, tls_cert);
+        o[n++] = OPT(MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)TLS_PRIORITIES);
+    }
+    o[n++] = OPT(MHD_OPTION_END, 0, NULL);
+    public_l.daemon = MHD_start_daemon(flags, 0, NULL, NULL, on_request, &public_l,
+                                       MHD_OPTION_ARRAY, o, MHD_OPTION_END);
+    if (public_l.daemon != NULL)
+        return 0;
+    if (public_l.tls)
+        fprintf(stderr,
+                "%s: cannot serve TLS on %s: is SOUK_TLS_CERT a PEM certificate chain and "
+                "SOUK_TLS_KEY its private key? (%s)\n",
+                service->name, cfg_listen, strerror(errno));
+    souk_error("cannot listen", "{s:s,s:s}", "addr", cfg_listen, "error", strerror(errno));
+    return SOUK_EIO;
+}
+
+static int start_admin(void)
+{
+    struct sockaddr_in sa;
+    if (admin_addr[0] == '\0')
+        return 0;
+    listen_address(admin_addr, &sa); /* checked by resolve_admin() */
+    struct MHD_OptionItem o[] = {
+        OPT(MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL),
+        OPT(MHD_OPTION_SOCK_ADDR, 0, &sa),
+        OPT(MHD_OPTION_CONNECTION_LIMIT, ADMIN_MAX_CONNS, NULL),
+        OPT(MHD_OPTION_CONNECTION_TIMEOUT, cfg_conn_timeout, NULL),
+        OPT(MHD_OPTION_CONNECTION_MEMORY_LIMIT, 32768, NULL),
+        OPT(MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL),
+        OPT(MHD_OPTION_END, 0, NULL),
+    };
+    admin_l.daemon =
+        MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+                         on_request, &admin_l, MHD_OPTION_ARRAY, o, MHD_OPTION_END);
+    if (admin_l.daemon == NULL) {
+        souk_error("cannot listen", "{s:s,s:s,s:s}", "addr", admin_addr, "listener", "admin",
+                   "error", strerror(errno));
+        return SOUK_EIO;
+    }
+    if (sa.sin_port == 0) { /* port 0: say which one the kernel chose */
+        const union MHD_DaemonInfo *di =
+            MHD_get_daemon_info(admin_l.daemon, MHD_DAEMON_INFO_BIND_PORT);
+        char *colon = strrchr(admin_addr, ':');
+        if (di != NULL && colon != NULL)
+            snprintf(colon + 1, sizeof(admin_addr) - (size_t)(colon + 1 - admin_addr), "%u",
+                     (unsigned)di->port);
+    }
+    return 0;
+}
+
 static void usage(const char *name)
 {
     fprintf(stderr,
@@ -888,7 +1220,7 @@ static void drain(void)
 {
     atomic_store(&draining, true);
     souk_info("draining", "{s:I}", "inflight", (json_int_t)atomic_load(&inflight));
-    MHD_quiesce_daemon(daemon_);
+    MHD_quiesce_daemon(public_l.daemon);
     uint64_t deadline = souk_now_ns() + (uint64_t)cfg_drain_seconds * 1000000000u;
     while (atomic_load(&inflight) > 0 && souk_now_ns() < deadline)
         usleep(10000);
@@ -902,8 +1234,12 @@ static void drain(void)
             service->stop();
         return;
     }
-    MHD_stop_daemon(daemon_);
-    daemon_ = NULL;
+    MHD_stop_daemon(public_l.daemon);
+    public_l.daemon = NULL;
+    if (admin_l.daemon != NULL) /* kept answering /readyz "draining" until now */
+        MHD_stop_daemon(admin_l.daemon);
+    admin_l.daemon = NULL;
+    souk__conn_stop();
     souk__events_stop();
     if (service->stop != NULL)
         service->stop();
@@ -948,6 +1284,10 @@ int souk_main(int argc, char **argv, const struct souk_service *svc)
                 cfg_listen);
         return 2;
     }
+    if (resolve_admin(svc) != 0 || load_tls(svc) != 0)
+        return 2;
+    if (listener_routes(svc) != 0)
+        return 1;
     /* SIGTERM and SIGINT are taken by sigwait() below, in this thread only. */
     sigset_t sigs;
     sigemptyset(&sigs);
@@ -961,22 +1301,18 @@ int souk_main(int argc, char **argv, const struct souk_service *svc)
         souk_error("start failed", NULL);
         return 1;
     }
-    daemon_ = MHD_start_daemon(
-        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
-            MHD_USE_ERROR_LOG,
-        0, NULL, NULL, on_request, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg_threads, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)cfg_max_conns, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg_conn_timeout,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
-    if (daemon_ == NULL) {
-        souk_error("cannot listen", "{s:s,s:s}", "addr", cfg_listen, "error", strerror(errno));
+    if (souk__conn_start(cfg_header_timeout, cfg_conn_timeout) != 0 || start_public(&sa) != 0)
+        return 1;
+    if (start_admin() != 0) {
+        MHD_stop_daemon(public_l.daemon);
         return 1;
     }
     atomic_store(&started, true);
     char db_shown[512]; /* a database URL may carry a password */
-    souk_info("listening", "{s:s,s:I,s:s}", "addr", cfg_listen, "threads", (json_int_t)cfg_threads,
-              "db", souk_config_redact_url(cfg_db, db_shown, sizeof(db_shown)));
+    souk_info("listening", "{s:s,s:s,s:b,s:I,s:s}", "addr", cfg_listen, "admin",
+              admin_addr[0] != '\0' ? admin_addr : "off", "tls", public_l.tls, "threads",
+              (json_int_t)cfg_threads, "db",
+              souk_config_redact_url(cfg_db, db_shown, sizeof(db_shown)));
 
     int sig = 0;
     sigwait(&sigs, &sig);

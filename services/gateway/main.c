@@ -186,6 +186,7 @@ static const struct souk_service gateway = {
     .config = config,
     .start = start,
     .stop = stop,
+    .edge = true, /* metrics on 127.0.0.1:<port + 1100>, a per-address connection cap */
 };
 
 int main(int argc, char **argv) { return souk_main(argc, argv, &gateway); }

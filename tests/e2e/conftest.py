@@ -28,6 +28,9 @@ SERVICES = ["users", "catalog", "cart", "orders", "payments", "notify", "gateway
 PORT_OFFSET = {name: (i + 1) % len(SERVICES) for i, name in enumerate(SERVICES)}
 
 
+# The gateway's admin listener (/metrics) defaults to 127.0.0.1 on its port + 1100.
+GATEWAY_ADMIN_OFFSET = 1100
+
 DEAD_PORT = 9   # "discard": nothing listens on it here, connections are refused at once
 
 
@@ -42,6 +45,7 @@ def free_port_base():
     for _ in range(200):
         base = random.randrange(20000, 60000, 10)
         ports = [replica_port(base, n, k) for n in SERVICES for k in range(3)]
+        ports.append(base + GATEWAY_ADMIN_OFFSET)
         socks = []
         try:
             for p in ports:
@@ -105,6 +109,12 @@ class Service:
         self.env.update(env or {})
         self.proc = None
         self.log_path = os.path.join(self.var, "log", f"{name}-{self.port}.log")
+
+    @property
+    def admin_url(self):
+        """Where the admin listener (/metrics) is, when SOUK_ADMIN_LISTEN names one."""
+        addr = self.env.get("SOUK_ADMIN_LISTEN", "")
+        return f"http://{addr}" if ":" in addr else None
 
     def run(self, *args, check=True):
         """Run a one-shot command of the binary (seed, migrate) with our env."""
@@ -204,6 +214,10 @@ class Platform:
 
     def url(self, name, k=0):
         return f"http://127.0.0.1:{replica_port(self.base, name, k)}"
+
+    def admin_url(self, k=0):
+        """The gateway's admin listener (its /metrics): loopback, its port + 1100."""
+        return f"http://127.0.0.1:{replica_port(self.base, 'gateway', k) + GATEWAY_ADMIN_OFFSET}"
 
     def state(self):
         """{(name, replica): {"port", "pid", "restarts"}} from the supervisor's state file."""

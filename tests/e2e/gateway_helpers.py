@@ -70,18 +70,20 @@ def web_copy(tmp_path):
     return web
 
 
-def gateway(tmp_path, upstreams, **env):
+def gateway(tmp_path, upstreams, wait=True, **env):
     """Start the gateway with SOUK_<NAME>_URL for each upstream (name → url or list);
-    services not given point at a closed port. Returns the Service (caller kills it)."""
+    services not given point at a closed port; its admin listener (/metrics) on a free
+    port, gw.admin_url, unless env says otherwise. Returns the Service (caller kills it)."""
     dead = f"http://127.0.0.1:{free_port()}"
     e = {f"SOUK_{n.upper()}_URL": dead for n in
          ("users", "catalog", "cart", "orders", "payments", "notify")}
     for name, url in upstreams.items():
         e[f"SOUK_{name.upper()}_URL"] = ",".join(url) if isinstance(url, (list, tuple)) else url
     e["SOUK_WEB_DIR"] = str(web_copy(tmp_path))
+    e["SOUK_ADMIN_LISTEN"] = f"127.0.0.1:{free_port()}"
     e.update({k: str(v) for k, v in env.items()})
     gw = Service("gateway", tmp_path, e)
-    return gw.start()
+    return gw.start(wait=wait)
 
 
 def raw_get(port, target, headers=""):

@@ -273,7 +273,7 @@ def test_token_endpoint_is_stricter(tmp_path, echo):
 def test_metrics_count_upstreams(gw_catalog):
     for _ in range(3):
         requests.get(gw_catalog.url + "/api/v1/categories", timeout=5)
-    text = requests.get(gw_catalog.url + "/metrics", timeout=5).text
+    text = requests.get(gw_catalog.admin_url + "/metrics", timeout=5).text
     assert re.search(r'souk_gateway_upstream_requests_total\{upstream="catalog",instance="127\.0\.0\.1:\d+",code="2xx"\} [3-9]', text)
     assert 'souk_gateway_upstream_duration_seconds_bucket{upstream="catalog"' in text
     assert re.search(r'souk_gateway_upstream_up\{upstream="catalog",instance="[^"]+"\} 1', text)

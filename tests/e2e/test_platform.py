@@ -102,7 +102,7 @@ def test_replicas_behind_the_gateway_survive_a_sigkill(tmp_path):
         assert count[0] > 100
         assert errors == [], errors[:5]
         # both replicas served: the gateway knew them from the supervisor
-        metrics = requests.get(gw + "/metrics", timeout=5).text
+        metrics = requests.get(p.admin_url() + "/metrics", timeout=5).text
         served = {line.split('instance="')[1].split('"')[0] for line in metrics.splitlines()
                   if line.startswith("souk_gateway_upstream_requests_total{")
                   and 'upstream="catalog"' in line and 'code="2xx"' in line}

@@ -62,6 +62,10 @@ struct souk_service {
     int (*seed)(struct souk_db *db); /* `<binary> seed`: demo data; 0 or error */
     bool (*ready)(void);             /* extra readiness for /readyz (NULL: always) */
     bool publishes;                  /* has an outbox: serves /internal/v1/events, runs the relay */
+    /* Faces clients directly (the gateway): /metrics never on the public listener,
+     * an admin listener on loopback by default (SOUK_ADMIN_LISTEN=auto), and a cap on
+     * connections per client address by default (SOUK_MAX_CONNECTIONS_PER_IP=128). */
+    bool edge;
     const struct souk_subscription *subscriptions; /* events consumed; NULL-ended */
 };
 
