@@ -27,7 +27,8 @@ def service_env(var, base, admin):
         "SOUK_ADMIN_PASSWORD": admin[1],
     })
     # The one change from the defaults: the gateway's per-address and per-user rate
-    # limits (200 and 100 req/s) would turn a load from one address into 429s.
+    # limits (200 and 100 req/s) would turn a load from one address into 429s, and
+    # its cap of 128 connections per address would refuse BENCH_CONNECTIONS above it.
     env.update(GATEWAY_OVERRIDES)
     for k in ("SOUK_REPLICAS", "SOUK_LISTEN", "SOUK_DB", "SOUK_SERVICE", "SOUK_CLIENT_ID",
               "SOUK_CLIENT_SECRET", "SOUK_CLIENTS_FILE"):

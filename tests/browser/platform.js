@@ -31,6 +31,7 @@ async function freePortBase() {
     const base = 20000 + 10 * Math.floor(Math.random() * 1270);
     let ok = true;
     for (let k = 0; k < SERVICES && ok; k++) ok = await portFree(base + k);
+    ok = ok && await portFree(base + 1100);   // the gateway's admin listener (/metrics)
     if (ok) return base;
   }
   throw new Error('no free port range');

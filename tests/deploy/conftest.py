@@ -28,6 +28,8 @@ SERVICES = sorted(d for d in os.listdir(os.path.join(REPO, "services"))
 # DESIGN §1 default ports: used inside containers, never bound by these tests
 DEFAULT_PORT = {"gateway": 8080, "users": 8081, "catalog": 8082, "cart": 8083,
                 "orders": 8084, "payments": 8085, "notify": 8086}
+# The gateway's admin listener (its /metrics) in containers: its port + 1100
+ADMIN_PORT = 9180
 
 
 def free_port():
@@ -90,15 +92,17 @@ def tmp_root():
 
 # the supervisor's port layout (cli/README.md): base + offset, the gateway at the base
 PORT_OFFSET = {"gateway": 0, "users": 1, "catalog": 2, "cart": 3, "orders": 4, "payments": 5, "notify": 6}
+GATEWAY_ADMIN_OFFSET = 1100   # the gateway's /metrics: 127.0.0.1, its port + 1100
 ADMIN = ("admin@deploy.test", "admin-password-for-deploy-tests")
 
 
 def free_port_base():
+    """Below the ephemeral range (32768+), where any outgoing connection may take a port."""
     for _ in range(200):
-        base = random.randrange(20000, 60000, 10)
+        base = random.randrange(20000, 32768 - GATEWAY_ADMIN_OFFSET, 10)
         socks = []
         try:
-            for off in PORT_OFFSET.values():
+            for off in [*PORT_OFFSET.values(), GATEWAY_ADMIN_OFFSET]:
                 s = socket.socket()
                 socks.append(s)
                 s.bind(("127.0.0.1", base + off))
@@ -255,7 +259,10 @@ def prometheus(tmp_root, platform, dead_port):
     os.makedirs(os.path.join(d, "data"))
     shutil.copy(os.path.join(DEPLOY, "prometheus", "alerts.yml"), d)
     jobs = [{"job_name": svc, "static_configs": [{"targets": [url.split("//")[1]]}]}
-            for svc, url in platform.urls.items() if svc != "notify"]
+            for svc, url in platform.urls.items() if svc not in ("notify", "gateway")]
+    # the gateway's /metrics is on its admin listener only, never its public port
+    jobs.append({"job_name": "gateway", "static_configs": [
+        {"targets": [f"127.0.0.1:{platform.base + GATEWAY_ADMIN_OFFSET}"]}]})
     jobs.append({"job_name": "notify", "static_configs": [{"targets": [f"127.0.0.1:{dead_port}"]}]})
     config = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "900ms", "evaluation_interval": "1s"},

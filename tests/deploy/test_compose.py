@@ -192,3 +192,9 @@ def test_prometheus_reads_the_config_directory():
     p = compose()["services"]["prometheus"]
     assert "./prometheus:/etc/prometheus:ro" in p["volumes"]
     assert "--config.file=/etc/prometheus/prometheus.yml" in p["command"]
+
+
+def test_gateway_metrics_are_on_its_unpublished_admin_port():
+    gw = compose()["services"]["gateway"]
+    assert env_of("gateway")["SOUK_ADMIN_LISTEN"] == "0.0.0.0:9180"
+    assert not any(p.rsplit(":", 1)[1] == "9180" for p in gw["ports"])   # compose network only

@@ -6,7 +6,7 @@ and images wired to things that exist."""
 import os
 import re
 
-from conftest import DEPLOY, SERVICES, DEFAULT_PORT, load_yaml, load_yaml_all
+from conftest import ADMIN_PORT, DEPLOY, SERVICES, DEFAULT_PORT, load_yaml, load_yaml_all
 from peers import required_peers
 
 K8S = os.path.join(DEPLOY, "k8s")
@@ -82,13 +82,20 @@ def test_probes_ports_and_scrape_annotations():
         dep = find("Deployment", svc)
         pod, c = container(svc)
         port = DEFAULT_PORT[svc]
-        assert c["ports"] == [{"name": "http", "containerPort": port}]
         env = {e["name"]: e for e in c["env"]}
         assert env["SOUK_LISTEN"]["value"] == f"0.0.0.0:{port}"
         assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
         assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+        scrape = port
+        if svc == "gateway":   # /metrics only on its admin listener, not behind the Service
+            scrape = ADMIN_PORT
+            assert c["ports"] == [{"name": "http", "containerPort": port},
+                                  {"name": "admin", "containerPort": ADMIN_PORT}]
+            assert env["SOUK_ADMIN_LISTEN"]["value"] == f"0.0.0.0:{ADMIN_PORT}"
+        else:
+            assert c["ports"] == [{"name": "http", "containerPort": port}]
         ann = dep["spec"]["template"]["metadata"]["annotations"]
-        assert ann == {"prometheus.io/scrape": "true", "prometheus.io/port": str(port),
+        assert ann == {"prometheus.io/scrape": "true", "prometheus.io/port": str(scrape),
                        "prometheus.io/path": "/metrics"}
         labels = dep["spec"]["template"]["metadata"]["labels"]
         assert dep["spec"]["selector"]["matchLabels"].items() <= labels.items()

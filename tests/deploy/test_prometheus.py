@@ -12,7 +12,7 @@ import time
 import requests
 import yaml
 
-from conftest import DEPLOY, REPO, SERVICES, DEFAULT_PORT, load_yaml
+from conftest import ADMIN_PORT, DEPLOY, GATEWAY_ADMIN_OFFSET, REPO, SERVICES, DEFAULT_PORT, load_yaml
 
 PROM = os.path.join(DEPLOY, "prometheus")
 ALERTS = os.path.join(PROM, "alerts.yml")
@@ -102,7 +102,8 @@ def test_compose_scrape_targets_are_every_service_on_its_port():
     for svc in SERVICES:
         assert svc in jobs, f"no scrape job for {svc}"
         targets = [t for sc in jobs[svc]["static_configs"] for t in sc["targets"]]
-        assert targets == [f"{svc}:{DEFAULT_PORT[svc]}"]
+        port = ADMIN_PORT if svc == "gateway" else DEFAULT_PORT[svc]   # never its public one
+        assert targets == [f"{svc}:{port}"]
 
 
 def test_every_metric_an_alert_uses_is_exported_by_the_code():
@@ -209,7 +210,8 @@ def test_the_gateway_upstream_alert_reads_the_label_prometheus_keeps(prometheus,
     assert series, "the gateway exports no upstream health"
     addresses = {u.split("//")[1] for u in platform.urls.values()}
     for s in series:
-        assert s["metric"]["instance"] == platform.urls["gateway"].split("//")[1], s["metric"]
+        # the scrape target: the gateway's admin listener
+        assert s["metric"]["instance"] == f"127.0.0.1:{platform.base + GATEWAY_ADMIN_OFFSET}", s["metric"]
         assert s["metric"]["exported_instance"] in addresses, s["metric"]
     rule = {r["alert"]: r for r in alert_rules()}["SoukGatewayUpstreamDown"]
     assert "$labels.exported_instance" in rule["annotations"]["summary"]
