@@ -41,9 +41,12 @@ def replica_port(base, name, k):
 
 
 def free_port_base():
-    """A base whose main and replica ports (first two replicas) are all free."""
+    """A base whose main and replica ports (first two replicas) and the gateway's admin
+    port are all free, below the kernel's ephemeral range (32768+): there an outgoing
+    connection of anything on the machine can take a port between this check and the
+    services' bind."""
     for _ in range(200):
-        base = random.randrange(20000, 60000, 10)
+        base = random.randrange(20000, 32768 - GATEWAY_ADMIN_OFFSET - 200, 10)
         ports = [replica_port(base, n, k) for n in SERVICES for k in range(3)]
         ports.append(base + GATEWAY_ADMIN_OFFSET)
         socks = []
