@@ -60,6 +60,12 @@ void souk__log_set_context(const char *request_id, const char *traceparent)
     ctx_traceparent = traceparent;
 }
 
+void souk__log_get_context(const char **request_id, const char **traceparent)
+{
+    *request_id = ctx_request_id;
+    *traceparent = ctx_traceparent;
+}
+
 /* The length of the well-formed UTF-8 sequence at s, or 0 if it is not one (an
  * overlong form, a surrogate, past U+10FFFF, or cut short). */
 static size_t utf8_len(const unsigned char *s)

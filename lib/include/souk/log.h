@@ -45,6 +45,9 @@ void souk_log(enum souk_log_level level, const char *msg, const char *fields, ..
  * that is not well formed adds neither). NULL clears. The strings must outlive the
  * context: the caller clears it before they go. */
 void souk__log_set_context(const char *request_id, const char *traceparent);
+/* The context set on this thread (NULLs when none), so that code answering a request
+ * from another thread can lend it the request's context and put back what was there. */
+void souk__log_get_context(const char **request_id, const char **traceparent);
 
 /* One request as the access log records it (ECS: http.*, url.path, event.duration…). */
 struct souk__access {
