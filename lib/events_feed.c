@@ -11,6 +11,7 @@
 
 #include "events_int.h"
 #include "souk/client.h"
+#include "souk/handler.h"
 #include "souk/json.h"
 #include "souk/log.h"
 #include "souk/souk.h"
@@ -64,7 +65,7 @@ static int render(struct souk_req *r, struct souk_db *db, int64_t after, int64_t
     fclose(f);
     if (st == NULL || rc < 0) { /* a page cut short by an error is not the page */
         free(buf);
-        return souk_problem(r, 503, "unavailable", "the outbox cannot be read now");
+        return souk_handler_db_error(r, st == NULL ? SOUK_EDB : rc, "cannot read the outbox");
     }
     souk_reply_raw(r, "application/json", buf, len, true);
     return 200;
@@ -94,10 +95,12 @@ static int feed_get(struct souk_req *r)
         return souk_problem_check(r, &c);
     struct souk_db *db = souk_req_db(r);
     int64_t pruned = 0, newest = 0;
-    if (souk_db_int(db, &pruned, "SELECT v FROM souk_outbox_meta WHERE k = 'pruned_through'",
-                    NULL) < 0 ||
-        souk_db_int(db, &newest, "SELECT coalesce(max(seq), 0) FROM souk_outbox", NULL) < 0)
-        return souk_problem(r, 503, "unavailable", "the outbox cannot be read now");
+    int rc =
+        souk_db_int(db, &pruned, "SELECT v FROM souk_outbox_meta WHERE k = 'pruned_through'", NULL);
+    if (rc >= 0)
+        rc = souk_db_int(db, &newest, "SELECT coalesce(max(seq), 0) FROM souk_outbox", NULL);
+    if (rc < 0)
+        return souk_handler_db_error(r, rc, "cannot read the outbox");
     if (after < pruned)
         return gone(r, pruned);
     if (newest > after || wait == 0 || souk_server_draining())

@@ -7,6 +7,7 @@
 
 #include "cart.h"
 #include "souk/client.h"
+#include "souk/handler.h"
 #include "souk/id.h"
 #include "souk/json.h"
 #include "souk/log.h"
@@ -15,9 +16,11 @@
 #define CATALOG_TIMEOUT_MS 2000
 #define URL_MAX            512
 
-/* The cart of user as {items, subtotal_cents, currency}; NULL on a database error. */
-static json_t *cart_json(struct souk_db *db, const char *user)
+/* The cart of user as {items, subtotal_cents, currency} into *out: 0, or the
+ * database's error. */
+static int cart_read(struct souk_db *db, const char *user, json_t **out)
 {
+    *out = NULL;
     struct souk_stmt *st = souk_db_query(
         db,
         "SELECT product_id, name, unit_price_cents, quantity, unit_price_cents * quantity"
@@ -25,7 +28,7 @@ static json_t *cart_json(struct souk_db *db, const char *user)
         " ORDER BY added_at, product_id",
         "s", user);
     if (st == NULL)
-        return NULL;
+        return SOUK_EDB;
     json_t *items = json_array();
     int64_t subtotal = 0;
     char currency[8] = "USD";
@@ -39,17 +42,19 @@ static json_t *cart_json(struct souk_db *db, const char *user)
     }
     if (rc < 0) {
         json_decref(items);
-        return NULL;
+        return rc;
     }
-    return json_pack("{s:o,s:I,s:s}", "items", items, "subtotal_cents", (json_int_t)subtotal,
+    *out = json_pack("{s:o,s:I,s:s}", "items", items, "subtotal_cents", (json_int_t)subtotal,
                      "currency", currency);
+    return 0;
 }
 
 static int reply_cart(struct souk_req *r, const char *user, int status)
 {
-    json_t *cart = cart_json(souk_req_db(r), user);
-    if (cart == NULL)
-        return souk_problem(r, 503, "unavailable", "cannot read the cart");
+    json_t *cart;
+    int rc = cart_read(souk_req_db(r), user, &cart);
+    if (rc != 0)
+        return souk_handler_db_error(r, rc, "cannot read the cart");
     souk_reply_json(r, cart);
     return status;
 }
@@ -99,9 +104,11 @@ static int fetch_product(struct souk_req *r, const char *id, json_t **out)
 
 static int remove_line(struct souk_req *r, const char *user, const char *product)
 {
-    if (souk_db_run(souk_req_db(r), "DELETE FROM cart_items WHERE user_id = ? AND product_id = ?",
-                    "ss", user, product) < 0)
-        return souk_problem(r, 503, "unavailable", "cannot write the cart");
+    int rc =
+        souk_db_run(souk_req_db(r), "DELETE FROM cart_items WHERE user_id = ? AND product_id = ?",
+                    "ss", user, product);
+    if (rc < 0)
+        return souk_handler_db_error(r, rc, "cannot write the cart");
     return reply_cart(r, user, 200);
 }
 
@@ -118,11 +125,11 @@ static int write_line(struct souk_req *r, const char *user, const char *product,
         return souk_problem(r, 502, "bad_gateway", "the catalog sent a malformed product");
     char now[SOUK_TIME_MAX];
     souk_time_now(now);
-    if (souk_db_begin(db) != 0)
-        return souk_problem(r, 503, "busy", "database busy");
     int64_t lines = 0, exists = 0;
-    int rc =
-        souk_db_int(db, &lines, "SELECT count(*) FROM cart_items WHERE user_id = ?", "s", user);
+    int rc = souk_db_begin(db);
+    if (rc == 0)
+        rc =
+            souk_db_int(db, &lines, "SELECT count(*) FROM cart_items WHERE user_id = ?", "s", user);
     if (rc >= 0)
         rc = souk_db_int(db, &exists,
                          "SELECT count(*) FROM cart_items WHERE user_id = ? AND product_id = ?",
@@ -143,9 +150,11 @@ static int write_line(struct souk_req *r, const char *user, const char *product,
             " quantity = excluded.quantity, updated_at = excluded.updated_at",
             "sssisiss", user, product, name, (int64_t)json_integer_value(price), currency, qty, now,
             now);
-    if (rc < 0 || souk_db_commit(db) != 0) {
+    if (rc >= 0)
+        rc = souk_db_commit(db);
+    if (rc < 0) {
         souk_db_rollback(db);
-        return souk_problem(r, 503, "unavailable", "cannot write the cart");
+        return souk_handler_db_error(r, rc, "cannot write the cart");
     }
     return 0;
 }
@@ -154,13 +163,11 @@ int cart_put_item(struct souk_req *r)
 {
     const char *user = souk_req_identity(r)->sub;
     const char *product = souk_req_param(r, "product_id");
-    json_t *body = souk_req_json(r);
+    static const char *const allowed[] = {"quantity", NULL};
+    struct souk_check c;
+    json_t *body = souk_handler_open(r, &c, allowed);
     if (body == NULL)
         return souk_req_status(r);
-    struct souk_check c;
-    souk_check_init(&c);
-    static const char *const allowed[] = {"quantity", NULL};
-    souk_json_only(&c, body, allowed);
     int64_t qty = souk_json_int(&c, body, "quantity", SOUK_REQUIRED, 0, CART_QTY_MAX, 0);
     if (!souk_check_ok(&c))
         return souk_problem_check(r, &c);
@@ -190,7 +197,8 @@ int cart_delete_item(struct souk_req *r)
 int cart_clear(struct souk_req *r)
 {
     const char *user = souk_req_identity(r)->sub;
-    if (souk_db_run(souk_req_db(r), "DELETE FROM cart_items WHERE user_id = ?", "s", user) < 0)
-        return souk_problem(r, 503, "unavailable", "cannot write the cart");
+    int rc = souk_db_run(souk_req_db(r), "DELETE FROM cart_items WHERE user_id = ?", "s", user);
+    if (rc < 0)
+        return souk_handler_db_error(r, rc, "cannot write the cart");
     return reply_cart(r, user, 200);
 }

@@ -10,17 +10,17 @@
 #include "orders.h"
 #include "souk/client.h"
 #include "souk/config.h"
+#include "souk/handler.h"
 #include "souk/id.h"
 #include "souk/idempotency.h"
 #include "souk/json.h"
 #include "souk/log.h"
+#include "souk/page.h"
 #include "souk/souk.h"
 
-#define REF_MAX      64
-#define LINES_MAX    50
-#define PAGE_DEFAULT 20
-#define PAGE_MAX     100
-#define URL_MAX      512
+#define REF_MAX   64
+#define LINES_MAX 50
+#define URL_MAX   512
 
 #define ORDER_COLUMNS                                                                              \
     "id, user_id, status, reason, items_json, subtotal_cents, shipping_cents, total_cents,"        \
@@ -45,19 +45,23 @@ static json_t *row_json(struct souk_stmt *st, bool *settled)
     return o;
 }
 
-json_t *order_json(struct souk_db *db, const char *id, bool *settled)
+int order_read(struct souk_db *db, const char *id, bool *settled, json_t **out)
 {
+    *out = NULL;
+    if (db == NULL)
+        return SOUK_EUNAVAIL;
     struct souk_stmt *st =
-        db ? souk_db_query(db, "SELECT " ORDER_COLUMNS " FROM orders WHERE id = ?", "s", id) : NULL;
-    if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
-        return NULL;
-    json_t *o = row_json(st, settled);
+        souk_db_query(db, "SELECT " ORDER_COLUMNS " FROM orders WHERE id = ?", "s", id);
+    int rc = st != NULL ? souk_stmt_step(st) : SOUK_EDB;
+    if (rc != SOUK_ROW)
+        return rc < 0 ? rc : SOUK_ENOTFOUND;
+    *out = row_json(st, settled);
     souk_stmt_done(st);
-    return o;
+    return 0;
 }
 
 /* 0 when order id exists and the caller may see it (own, or an admin); else the
- * problem's status: 404, or 503 when the database cannot say. */
+ * problem's status: 404, or the database error's when it cannot say. */
 static int visible(struct souk_req *r, const char *id)
 {
     const struct souk_identity *who = souk_req_identity(r);
@@ -68,7 +72,7 @@ static int visible(struct souk_req *r, const char *id)
                                "sis", id, (int64_t)who->admin, who->sub)
                  : 1;
     if (rc < 0)
-        return souk_problem(r, 503, "unavailable", "cannot read the order now; retry");
+        return souk_handler_db_error(r, rc, "cannot read the order");
     if (n != 1)
         return souk_problem(r, 404, "order_not_found", "no order %.64s", id);
     return 0;
@@ -76,57 +80,45 @@ static int visible(struct souk_req *r, const char *id)
 
 /* ---- GET ---- */
 
+/* Answer with the order as it is now. */
+static int reply_order(struct souk_req *r, const char *id, int status)
+{
+    json_t *o;
+    int rc = order_read(souk_req_db(r), id, NULL, &o);
+    if (rc != 0)
+        return souk_handler_db_error(r, rc, "cannot read the order");
+    souk_reply_json(r, o);
+    return status;
+}
+
 int orders_get(struct souk_req *r)
 {
     const char *id = souk_req_param(r, "id");
     int status = visible(r, id);
-    if (status != 0)
-        return status;
-    json_t *o = order_json(souk_req_db(r), id, NULL);
-    if (o == NULL)
-        return souk_problem(r, 503, "unavailable", "cannot read the order");
-    souk_reply_json(r, o);
-    return 200;
+    return status != 0 ? status : reply_order(r, id, 200);
 }
+
+/* The row of a list: an order as GET shows it. */
+static json_t *list_row(struct souk_stmt *st) { return row_json(st, NULL); }
 
 int orders_list(struct souk_req *r)
 {
     const struct souk_identity *who = souk_req_identity(r);
-    struct souk_check c;
-    souk_check_init(&c);
-    int64_t size = souk_check_int_text(&c, "page_size", souk_req_query(r, "page_size"), 1, PAGE_MAX,
-                                       PAGE_DEFAULT);
-    const char *after = souk_req_query(r, "page_token");
-    if (after != NULL && !souk_id_valid(after, "ord"))
-        souk_check_fail(&c, "page_token", "is malformed");
     const char *user = who->admin ? souk_req_query(r, "user_id") : who->sub;
+    struct souk_check c;
+    struct souk_page pg;
+    souk_check_init(&c);
     if (user != NULL && !souk_id_valid(user, "usr"))
         souk_check_fail(&c, "user_id", "must be a user id (usr_…)");
-    if (!souk_check_ok(&c))
-        return souk_problem_check(r, &c);
+    int status = souk_page_start(&pg, r, &c, "orders", "user=%s", user ? user : "*");
+    if (status != 0)
+        return status;
     struct souk_stmt *st =
         souk_db_query(souk_req_db(r),
                       "SELECT " ORDER_COLUMNS " FROM orders WHERE (?1 IS NULL OR user_id = ?1)"
                       " AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3",
-                      "SSi", user, after, size + 1);
-    if (st == NULL)
-        return souk_problem(r, 503, "unavailable", "cannot read the orders");
-    json_t *items = json_array(), *next = json_null();
-    int rc;
-    while ((rc = souk_stmt_step(st)) == SOUK_ROW) {
-        if ((int64_t)json_array_size(items) == size) {
-            next = json_copy(json_object_get(json_array_get(items, size - 1), "id"));
-            souk_stmt_done(st);
-            break;
-        }
-        json_array_append_new(items, row_json(st, NULL));
-    }
-    if (rc < 0) {
-        json_decref(items);
-        return souk_problem(r, 503, "unavailable", "cannot read the orders");
-    }
-    souk_reply_json(r, json_pack("{s:o,s:o}", "items", items, "next_page_token", next));
-    return 200;
+                      "SSi", user, pg.after, pg.limit);
+    return souk_page_reply(&pg, r, st, list_row, "cannot read the orders");
 }
 
 /* ---- POST: validating the request ---- */
@@ -180,11 +172,12 @@ static json_t *check_address(struct souk_check *c, json_t *a, const char *prefix
     return out;
 }
 
+static const char *const place_fields[] = {"payment_method_id", "address_id", "shipping_address",
+                                           NULL};
+
+/* The body past its opening (souk_handler_open with place_fields). */
 static bool check_place(struct souk_check *c, json_t *body, struct place_in *in)
 {
-    static const char *const allowed[] = {"payment_method_id", "address_id", "shipping_address",
-                                          NULL};
-    souk_json_only(c, body, allowed);
     in->payment_method_id = souk_json_str(c, body, "payment_method_id", SOUK_REQUIRED, 1, REF_MAX);
     in->address_id = souk_json_str(c, body, "address_id", SOUK_OPTIONAL, 1, REF_MAX);
     json_t *a = souk_json_object(c, body, "shipping_address", SOUK_OPTIONAL);
@@ -310,8 +303,7 @@ static int insert_order(struct souk_req *r, struct souk_idem *k, const struct pl
             return souk_problem(r, 409, "idempotency_key_in_use",
                                 "a request with this Idempotency-Key is running");
         souk_idem_release(db, k, false);
-        return souk_problem(r, 503, "unavailable",
-                            "cannot save the order; retry with the same Idempotency-Key");
+        return souk_handler_db_error(r, rc, "cannot save the order");
     }
     souk_metric_inc(orders_transitions, "pending");
     souk_info("order placed", "{s:s,s:s,s:I}", "order_id", id, "user_id", souk_req_identity(r)->sub,
@@ -370,13 +362,11 @@ int orders_create(struct souk_req *r)
 {
     struct souk_db *db = souk_req_db(r);
     const char *key = souk_req_header(r, "Idempotency-Key");
-    json_t *body = souk_req_json(r);
     struct place_in in;
     struct souk_check c;
-    struct souk_idem k;
+    json_t *body = souk_handler_open(r, &c, place_fields);
     if (body == NULL)
         return souk_req_status(r);
-    souk_check_init(&c);
     bool ok = check_place(&c, body, &in);
     json_t *clean_address = in.address;
     if (!ok) {
@@ -391,6 +381,7 @@ int orders_create(struct souk_req *r)
                                           "Idempotency-Key must be 1 to %d printable characters",
                                           SOUK_IDEM_KEY_MAX);
     }
+    struct souk_idem k;
     char *canon = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
     int rc = souk_idem_begin(db, &k, souk_req_identity(r)->sub, key, "POST", "/api/v1/orders",
                              canon, canon ? strlen(canon) : 0, 0);
@@ -420,7 +411,7 @@ int orders_create(struct souk_req *r)
                               "a request with this Idempotency-Key is still running");
         break;
     default:
-        status = souk_problem(r, 503, "unavailable", "cannot check the Idempotency-Key; retry");
+        status = souk_handler_db_error(r, rc, "cannot check the Idempotency-Key");
     }
     json_decref(clean_address);
     if (status != 0)
@@ -432,22 +423,14 @@ int orders_create(struct souk_req *r)
 
 /* ---- cancel and ship ---- */
 
-static int reply_order(struct souk_req *r, const char *id, int status)
-{
-    json_t *o = order_json(souk_req_db(r), id, NULL);
-    if (o == NULL)
-        return souk_problem(r, 503, "unavailable", "cannot read the order");
-    souk_reply_json(r, o);
-    return status;
-}
-
-/* Read status and step inside the open transaction. */
+/* Read status and step inside the open transaction. 0, or the database's error. */
 static int order_state(struct souk_db *db, const char *id, char status[16], char step[16])
 {
     struct souk_stmt *st =
         souk_db_query(db, "SELECT status, step FROM orders WHERE id = ?", "s", id);
-    if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
-        return SOUK_EDB;
+    int rc = st != NULL ? souk_stmt_step(st) : SOUK_EDB;
+    if (rc != SOUK_ROW) /* none: it was there a moment ago (visible()), orders are never deleted */
+        return rc < 0 ? rc : SOUK_EDB;
     snprintf(status, 16, "%s", souk_stmt_text(st, 0));
     snprintf(step, 16, "%s", souk_stmt_text(st, 1));
     souk_stmt_done(st);
@@ -462,11 +445,12 @@ static int lock_order(struct souk_req *r, struct souk_db *db, const char *id, ch
     int seen = visible(r, id);
     if (seen != 0)
         return seen;
-    if (souk_db_begin(db) != 0)
-        return souk_problem(r, 503, "busy", "database busy");
-    if (order_state(db, id, status, step) != 0) {
+    int rc = souk_db_begin(db);
+    if (rc == 0)
+        rc = order_state(db, id, status, step);
+    if (rc != 0) {
         souk_db_rollback(db);
-        return souk_problem(r, 503, "unavailable", "cannot read the order");
+        return souk_handler_db_error(r, rc, "cannot read the order");
     }
     return 0;
 }
@@ -497,14 +481,16 @@ int orders_cancel(struct souk_req *r)
     souk_time_now(now);
     const char *reason =
         souk_req_identity(r)->admin ? "cancelled_by_admin" : "cancelled_by_customer";
-    if (souk_db_run(
-            db,
-            "UPDATE orders SET step = 'refund', reason = ?, attempts = 0, next_attempt_ms = 0,"
-            " updated_at = ? WHERE id = ?",
-            "sss", reason, now, id) != 1 ||
-        souk_db_commit(db) != 0) {
+    int rc = souk_db_run(
+        db,
+        "UPDATE orders SET step = 'refund', reason = ?, attempts = 0, next_attempt_ms = 0,"
+        " updated_at = ? WHERE id = ?",
+        "sss", reason, now, id);
+    if (rc >= 0)
+        rc = rc == 1 ? souk_db_commit(db) : SOUK_EDB; /* locked and read: it is there */
+    if (rc != 0) {
         souk_db_rollback(db);
-        return souk_problem(r, 503, "unavailable", "cannot cancel the order; retry");
+        return souk_handler_db_error(r, rc, "cannot cancel the order");
     }
     souk_info("order cancellation started", "{s:s,s:s}", "order_id", id, "by",
               souk_req_identity(r)->sub);
@@ -532,24 +518,26 @@ int orders_ship(struct souk_req *r)
                             strcmp(step, "refund") == 0 ? ", being cancelled" : "");
     }
     souk_time_now(now);
-    int64_t changed =
-        souk_db_run(db,
-                    "UPDATE orders SET status = 'shipped', shipped_at = ?, updated_at = ?"
-                    " WHERE id = ?",
-                    "sss", now, now, id);
-    const char *user = NULL;
-    json_t *o = changed == 1 ? order_json(db, id, NULL) : NULL;
-    user = json_string_value(json_object_get(o, "user_id"));
-    if (user == NULL ||
-        souk_event_emit(
-            db, "order.shipped", id,
-            json_pack("{s:s,s:s,s:s}", "order_id", id, "user_id", user, "shipped_at", now)) != 0 ||
-        souk_db_commit(db) != 0) {
-        souk_db_rollback(db);
-        json_decref(o);
-        return souk_problem(r, 503, "unavailable", "cannot ship the order; retry");
-    }
+    json_t *o = NULL;
+    int rc = souk_db_run(db,
+                         "UPDATE orders SET status = 'shipped', shipped_at = ?, updated_at = ?"
+                         " WHERE id = ?",
+                         "sss", now, now, id);
+    if (rc >= 0)
+        rc = rc == 1 ? order_read(db, id, NULL, &o) : SOUK_EDB; /* locked and read: it is there */
+    const char *user = json_string_value(json_object_get(o, "user_id"));
+    if (rc == 0)
+        rc = user != NULL ? souk_event_emit(db, "order.shipped", id,
+                                            json_pack("{s:s,s:s,s:s}", "order_id", id, "user_id",
+                                                      user, "shipped_at", now))
+                          : SOUK_EDB;
+    if (rc == 0)
+        rc = souk_db_commit(db);
     json_decref(o);
+    if (rc != 0) {
+        souk_db_rollback(db);
+        return souk_handler_db_error(r, rc, "cannot ship the order");
+    }
     souk_metric_inc(orders_transitions, "shipped");
     souk_info("order shipped", "{s:s}", "order_id", id);
     return reply_order(r, id, 200);

@@ -89,9 +89,10 @@ void wait_stop(void);
 
 /* ---- orders (api.c) ---- */
 
-/* The order as the API shows it, or NULL when there is none (or on error);
- * *settled (may be NULL) tells whether its saga has nothing left to run. */
-json_t *order_json(struct souk_db *db, const char *id, bool *settled);
+/* The order as the API shows it into *out: 0, or SOUK_ENOTFOUND when there is
+ * none, or the database's error (SOUK_EUNAVAIL for no connection); *settled (may
+ * be NULL) tells whether its saga has nothing left to run. */
+int order_read(struct souk_db *db, const char *id, bool *settled, json_t **out);
 
 int orders_create(struct souk_req *r);
 int orders_list(struct souk_req *r);

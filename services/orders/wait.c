@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "orders.h"
+#include "souk/handler.h"
 #include "souk/id.h"
 #include "souk/log.h"
 #include "souk/souk.h"
@@ -28,13 +29,14 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_t timer;
 static bool timer_started, stopping;
 
-/* Answer one waiter with the order as it is now, and free it. */
-static void answer(struct waiter *w, json_t *order, bool settled)
+/* Answer one waiter with the order as it is now (or why it could not be read:
+ * rc), and free it. */
+static void answer(struct waiter *w, json_t *order, bool settled, int rc)
 {
     if (order == NULL) {
-        souk_problem(w->r, 503, "unavailable", "cannot read the order; GET /api/v1/orders/%s",
-                     w->order_id);
-        souk_req_resume(w->r, 503);
+        char what[SOUK_ID_MAX + 48];
+        snprintf(what, sizeof(what), "cannot read the order; GET /api/v1/orders/%s", w->order_id);
+        souk_req_resume(w->r, souk_handler_db_error(w->r, rc < 0 ? rc : SOUK_EDB, what));
     } else {
         char loc[SOUK_ID_MAX + 32];
         snprintf(loc, sizeof(loc), "/api/v1/orders/%s", w->order_id);
@@ -75,14 +77,15 @@ void wait_notify(const char *order_id)
     if (!any)
         return;
     bool settled = false;
-    json_t *order = order_json(souk_db_thread(), order_id, &settled);
+    json_t *order = NULL;
+    order_read(souk_db_thread(), order_id, &settled, &order);
     if (order == NULL || !settled) {
         json_decref(order);
         return;
     }
     for (struct waiter *w = detach(order_id, 0, false), *next; w != NULL; w = next) {
         next = w->next;
-        answer(w, order, true);
+        answer(w, order, true, 0);
     }
     json_decref(order);
 }
@@ -110,8 +113,9 @@ static void expire(bool all)
     for (struct waiter *w = detach(NULL, souk_wall_ms(), all), *next; w != NULL; w = next) {
         next = w->next;
         bool settled = false;
-        json_t *order = order_json(souk_db_thread(), w->order_id, &settled);
-        answer(w, order, settled);
+        json_t *order = NULL;
+        int rc = order_read(souk_db_thread(), w->order_id, &settled, &order);
+        answer(w, order, settled, rc);
         json_decref(order);
     }
 }

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "payments.h"
+#include "souk/handler.h"
 #include "souk/id.h"
 #include "souk/log.h"
 #include "souk/souk.h"
@@ -94,23 +95,27 @@ static const char inconsistent_sql[] =
     "  OR coalesce(l.refunded, 0) <> p.refunded_cents"
     " ORDER BY p.id LIMIT 100";
 
-json_t *ledger_report(struct souk_db *db)
+int ledger_report(struct souk_db *db, json_t **report)
 {
     json_t *acc = json_object(), *unbalanced = json_array(), *inconsistent = json_array();
-    json_t *report = NULL;
     int64_t debits = 0, credits = 0, payments = 0;
+    *report = NULL;
     /* one read transaction, so the report is a single consistent snapshot */
-    if (souk_db_exec(db, "BEGIN") != 0)
-        goto out;
-    if (accounts(db, acc, &debits, &credits) < 0 || collect(db, unbalanced_sql, unbalanced) < 0 ||
-        collect(db, inconsistent_sql, inconsistent) < 0 ||
-        souk_db_int(db, &payments, "SELECT count(*) FROM payments", "") < 0) {
-        souk_db_rollback(db);
-        goto out;
-    }
+    int rc = souk_db_exec(db, "BEGIN");
+    if (rc == 0)
+        rc = accounts(db, acc, &debits, &credits);
+    if (rc >= 0)
+        rc = collect(db, unbalanced_sql, unbalanced);
+    if (rc >= 0)
+        rc = collect(db, inconsistent_sql, inconsistent);
+    if (rc >= 0)
+        rc = souk_db_int(db, &payments, "SELECT count(*) FROM payments", "");
     souk_db_rollback(db);
+    if (rc < 0)
+        goto out;
+    rc = 0;
     bool balanced = debits == credits && json_array_size(unbalanced) == 0;
-    report =
+    *report =
         json_pack("{s:b,s:b,s:I,s:I,s:O,s:O,s:O,s:I}", "balanced", balanced, "consistent",
                   json_array_size(inconsistent) == 0, "debits_cents", (json_int_t)debits,
                   "credits_cents", (json_int_t)credits, "accounts", acc, "unbalanced", unbalanced,
@@ -119,14 +124,15 @@ out:
     json_decref(acc);
     json_decref(unbalanced);
     json_decref(inconsistent);
-    return report;
+    return rc;
 }
 
 int ledger_get(struct souk_req *r)
 {
-    json_t *report = ledger_report(souk_req_db(r));
-    if (report == NULL)
-        return souk_problem(r, 503, "unavailable", "the ledger is unavailable");
+    json_t *report;
+    int rc = ledger_report(souk_req_db(r), &report);
+    if (rc != 0)
+        return souk_handler_db_error(r, rc, "cannot read the ledger");
     if (!json_is_true(json_object_get(report, "balanced")) ||
         !json_is_true(json_object_get(report, "consistent")))
         souk_error("ledger does not balance", "{s:O,s:O}", "unbalanced",

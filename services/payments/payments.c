@@ -10,14 +10,14 @@
 
 #include "payments.h"
 #include "souk/events.h"
+#include "souk/handler.h"
 #include "souk/id.h"
 #include "souk/json.h"
 #include "souk/log.h"
+#include "souk/page.h"
 #include "souk/souk.h"
 
 #define REF_MAX             64 /* order and user ids from our peers */
-#define PAGE_DEFAULT        20
-#define PAGE_MAX            100
 #define RETRY_AFTER_SECONDS "1"
 /* How long a request holds its key. Everything between begin and complete is local
  * and fast here (the processor is simulated), so a short lease lets a retry after a
@@ -89,30 +89,34 @@ static int emit(struct souk_db *db, const char *type, const char *subject, json_
     return souk_event_emit(db, type, subject, data);
 }
 
-static json_t *payment_json(struct souk_db *db, const char *id)
+/* Payment id as the API shows it into *out: 0, or the database's error (one we
+ * wrote in this transaction is there: none is an error too). */
+static int payment_read(struct souk_db *db, const char *id, json_t **out)
 {
+    *out = NULL;
     struct souk_stmt *st = souk_db_query(
         db,
         "SELECT id, order_id, user_id, payment_method_id, status, decline_code, amount_cents,"
         " captured_cents, refunded_cents, currency, created_at, updated_at FROM payments"
         " WHERE id = ?",
         "s", id);
-    if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
-        return NULL;
+    int rc = st != NULL ? souk_stmt_step(st) : SOUK_EDB;
+    if (rc != SOUK_ROW)
+        return rc < 0 ? rc : SOUK_EDB;
     json_t *p = souk_stmt_row_json(st);
     souk_stmt_done(st);
     if (json_is_null(json_object_get(p, "decline_code")))
         json_object_del(p, "decline_code");
-    return p;
+    *out = p;
+    return 0;
 }
+
+/* A write that must change exactly one row: 0, or an error (none changed is one). */
+static int one_row(int changed) { return changed == 1 ? 0 : changed < 0 ? changed : SOUK_EDB; }
 
 /* ---- the Idempotency-Key around every internal money call ---- */
 
-static int unavailable(struct souk_req *r)
-{
-    souk_reply_header(r, "Retry-After", RETRY_AFTER_SECONDS);
-    return souk_problem(r, 503, "unavailable", "payments could not complete the request; retry");
-}
+#define NOT_DONE "payments could not complete the request"
 
 /* Take the key for this request. Returns 0 to run it, or the status of a response
  * already set (the replayed first response, or why it cannot run). */
@@ -149,7 +153,7 @@ static int idem_start(struct souk_req *r, struct souk_db *db, struct souk_idem *
         return souk_problem(r, 409, "idempotency_key_in_use",
                             "a request with this Idempotency-Key is still running");
     }
-    return unavailable(r);
+    return souk_handler_db_error(r, rc, "cannot check the Idempotency-Key");
 }
 
 /* In the open transaction: store (status, body) as the key's response, commit the
@@ -167,9 +171,8 @@ static int idem_finish(struct souk_req *r, struct souk_db *db, struct souk_idem 
         souk_db_rollback(db);
     if (rc != 0) {
         free(text);
-        souk_error("payment not committed", "{s:s}", "error", souk_strerror(rc));
         souk_idem_release(db, k, false);
-        return unavailable(r);
+        return souk_handler_db_error(r, rc, NOT_DONE);
     }
     souk_reply_raw(r, status >= 400 ? "application/problem+json" : "application/json", text, len,
                    true);
@@ -180,19 +183,20 @@ static int idem_finish(struct souk_req *r, struct souk_db *db, struct souk_idem 
 static int idem_fail(struct souk_req *r, struct souk_db *db, struct souk_idem *k, bool tx,
                      int status, const char *code, const char *detail)
 {
-    if (!tx && souk_db_begin(db) != 0) {
+    int rc = tx ? 0 : souk_db_begin(db);
+    if (rc != 0) {
         souk_idem_release(db, k, false);
-        return unavailable(r);
+        return souk_handler_db_error(r, rc, NOT_DONE);
     }
     return idem_finish(r, db, k, status, souk_problem_json(status, code, detail));
 }
 
-/* A failure with nothing decided: roll back, keep the key retryable, 503. */
-static int idem_abort(struct souk_req *r, struct souk_db *db, struct souk_idem *k)
+/* A database failure (rc) with nothing decided: roll back, keep the key retryable. */
+static int idem_abort(struct souk_req *r, struct souk_db *db, struct souk_idem *k, int rc)
 {
     souk_db_rollback(db);
     souk_idem_release(db, k, false);
-    return unavailable(r);
+    return souk_handler_db_error(r, rc, NOT_DONE);
 }
 
 /* ---- POST /internal/v1/payments ---- */
@@ -202,11 +206,12 @@ struct auth_in {
     int64_t amount;
 };
 
+static const char *const auth_fields[] = {"order_id",     "user_id",  "payment_method_id",
+                                          "amount_cents", "currency", NULL};
+
+/* The body past its opening (souk_handler_open with auth_fields). */
 static bool check_auth_in(struct souk_check *c, json_t *body, struct auth_in *in)
 {
-    static const char *const allowed[] = {"order_id",     "user_id",  "payment_method_id",
-                                          "amount_cents", "currency", NULL};
-    souk_json_only(c, body, allowed);
     in->order_id = souk_json_str(c, body, "order_id", SOUK_REQUIRED, 1, REF_MAX);
     in->user_id = souk_json_str(c, body, "user_id", SOUK_REQUIRED, 1, REF_MAX);
     in->method_id = souk_json_str(c, body, "payment_method_id", SOUK_REQUIRED, 1, REF_MAX);
@@ -258,22 +263,24 @@ static int record_authorization(struct souk_req *r, struct souk_db *db, struct s
     souk_id_new(id, "pay");
     souk_time_now(now);
     const char *status = approved ? "authorized" : "declined";
-    if (souk_db_begin(db) != 0)
-        return idem_abort(r, db, k);
-    if (souk_db_run(db,
-                    "INSERT INTO payments (id, order_id, user_id, payment_method_id, status,"
-                    " decline_code, amount_cents, currency, created_at, updated_at)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    "ssssssisss", id, in->order_id, in->user_id, in->method_id, status, code,
-                    in->amount, in->currency, now, now) != 1 ||
-        (approved && ledger_post(db, id, "authorize", ACCT_CUSTOMER, ACCT_HOLDS, in->amount,
-                                 in->currency) != 0))
-        return idem_abort(r, db, k);
-    json_t *p = payment_json(db, id);
-    if (p == NULL || emit(db, approved ? "payment.authorized" : "payment.declined", id,
-                          json_deep_copy(p)) != 0) {
+    json_t *p = NULL;
+    int rc = souk_db_begin(db);
+    if (rc == 0)
+        rc = one_row(souk_db_run(db,
+                                 "INSERT INTO payments (id, order_id, user_id, payment_method_id,"
+                                 " status, decline_code, amount_cents, currency, created_at,"
+                                 " updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                                 "ssssssisss", id, in->order_id, in->user_id, in->method_id, status,
+                                 code, in->amount, in->currency, now, now));
+    if (rc == 0 && approved)
+        rc = ledger_post(db, id, "authorize", ACCT_CUSTOMER, ACCT_HOLDS, in->amount, in->currency);
+    if (rc == 0)
+        rc = payment_read(db, id, &p);
+    if (rc == 0)
+        rc = emit(db, approved ? "payment.authorized" : "payment.declined", id, json_deep_copy(p));
+    if (rc != 0) {
         json_decref(p);
-        return idem_abort(r, db, k);
+        return idem_abort(r, db, k, rc);
     }
     souk_info(approved ? "payment authorized" : "payment declined", "{s:s,s:s,s:I,s:s}",
               "payment_id", id, "order_id", in->order_id, "amount_cents", (json_int_t)in->amount,
@@ -285,15 +292,14 @@ static int record_authorization(struct souk_req *r, struct souk_db *db, struct s
 int payments_authorize(struct souk_req *r)
 {
     struct souk_db *db = souk_req_db(r);
-    struct souk_idem k;
     struct auth_in in;
     struct souk_check c;
-    json_t *body = souk_req_json(r);
+    json_t *body = souk_handler_open(r, &c, auth_fields);
     if (body == NULL)
         return souk_req_status(r);
-    souk_check_init(&c);
     if (!check_auth_in(&c, body, &in))
         return souk_problem_check(r, &c); /* not stored: the request never ran */
+    struct souk_idem k;
     int status = idem_start(r, db, &k, body);
     if (status != 0)
         return status;
@@ -306,7 +312,7 @@ int payments_authorize(struct souk_req *r)
                          "no such payment method for this user");
     }
     if (rc != 0)
-        return idem_abort(r, db, &k);
+        return idem_abort(r, db, &k, rc);
     if (outcome == PROC_TRANSIENT) {
         /* not stored: the same key must stay retryable (see processor_authorize) */
         count("authorize", "processing_error");
@@ -350,54 +356,58 @@ static int load_payment(struct souk_db *db, const char *id, struct payment_row *
     return 0;
 }
 
-/* Apply an allowed transition: the row, the ledger, the event. Returns the reply
- * body (payment, or refund for refunds) or NULL on a database error. */
-static json_t *apply(struct souk_db *db, const char *id, enum pay_op op, enum pay_status next,
-                     const struct payment_row *p, int64_t amount)
+/* Apply an allowed transition: the row, the ledger, the event. 0 with *out, the
+ * reply body (payment, or refund for refunds), or the database's error. */
+static int apply(struct souk_db *db, const char *id, enum pay_op op, enum pay_status next,
+                 const struct payment_row *p, int64_t amount, json_t **out)
 {
     char now[SOUK_TIME_MAX], rid[SOUK_ID_MAX];
     const char *status = pay_status_name(next);
     int rc;
-    json_t *out = NULL;
+    *out = NULL;
     souk_time_now(now);
     switch (op) {
     case OP_CAPTURE:
-        rc = souk_db_run(db,
-                         "UPDATE payments SET status = ?, captured_cents = amount_cents,"
-                         " updated_at = ? WHERE id = ?",
-                         "sss", status, now, id);
-        if (rc == 1)
+        rc = one_row(souk_db_run(db,
+                                 "UPDATE payments SET status = ?, captured_cents = amount_cents,"
+                                 " updated_at = ? WHERE id = ?",
+                                 "sss", status, now, id));
+        if (rc == 0)
             rc = ledger_post(db, id, "capture", ACCT_HOLDS, ACCT_REVENUE, p->amount, p->currency);
         break;
     case OP_VOID:
-        rc = souk_db_run(db, "UPDATE payments SET status = ?, updated_at = ? WHERE id = ?", "sss",
-                         status, now, id);
-        if (rc == 1)
+        rc = one_row(souk_db_run(db, "UPDATE payments SET status = ?, updated_at = ? WHERE id = ?",
+                                 "sss", status, now, id));
+        if (rc == 0)
             rc = ledger_post(db, id, "void", ACCT_HOLDS, ACCT_CUSTOMER, p->amount, p->currency);
         break;
     case OP_REFUND:
         souk_id_new(rid, "rfd");
-        rc = souk_db_run(db,
-                         "INSERT INTO refunds (id, payment_id, amount_cents, created_at)"
-                         " VALUES (?, ?, ?, ?)",
-                         "ssis", rid, id, amount, now);
-        if (rc == 1)
-            rc = souk_db_run(db,
-                             "UPDATE payments SET status = ?, refunded_cents = refunded_cents + ?,"
-                             " updated_at = ? WHERE id = ?",
-                             "siss", status, amount, now, id);
-        if (rc == 1)
+        rc = one_row(souk_db_run(db,
+                                 "INSERT INTO refunds (id, payment_id, amount_cents, created_at)"
+                                 " VALUES (?, ?, ?, ?)",
+                                 "ssis", rid, id, amount, now));
+        if (rc == 0)
+            rc = one_row(souk_db_run(db,
+                                     "UPDATE payments SET status = ?,"
+                                     " refunded_cents = refunded_cents + ?, updated_at = ?"
+                                     " WHERE id = ?",
+                                     "siss", status, amount, now, id));
+        if (rc == 0)
             rc = ledger_post(db, id, "refund", ACCT_REVENUE, ACCT_REFUNDS, amount, p->currency);
         break;
     default:
         rc = SOUK_EINVAL;
     }
-    json_t *pay = rc == 0 ? payment_json(db, id) : NULL;
-    if (pay == NULL)
-        return NULL;
+    json_t *pay = NULL;
+    if (rc == 0)
+        rc = payment_read(db, id, &pay);
+    if (rc != 0)
+        return rc;
+    json_t *reply = pay;
     if (op == OP_REFUND)
-        out = json_pack("{s:s,s:s,s:I,s:s,s:O}", "id", rid, "payment_id", id, "amount_cents",
-                        (json_int_t)amount, "created_at", now, "payment", pay);
+        reply = json_pack("{s:s,s:s,s:I,s:s,s:O}", "id", rid, "payment_id", id, "amount_cents",
+                          (json_int_t)amount, "created_at", now, "payment", pay);
     const char *type = op == OP_CAPTURE  ? "payment.captured"
                        : op == OP_REFUND ? "payment.refunded"
                                          : NULL;
@@ -407,16 +417,16 @@ static json_t *apply(struct souk_db *db, const char *id, enum pay_op op, enum pa
             json_object_set_new(
                 data, "refund",
                 json_pack("{s:s,s:I}", "id", rid, "amount_cents", (json_int_t)amount));
-        if (emit(db, type, id, data) != 0) {
-            json_decref(pay);
-            json_decref(out);
-            return NULL;
-        }
+        rc = emit(db, type, id, data);
     }
-    if (out == NULL)
-        return pay;
-    json_decref(pay);
-    return out;
+    if (reply != pay)
+        json_decref(pay);
+    if (rc != 0) {
+        json_decref(reply);
+        return rc;
+    }
+    *out = reply;
+    return 0;
 }
 
 static int transition(struct souk_req *r, enum pay_op op)
@@ -433,10 +443,9 @@ static int transition(struct souk_req *r, enum pay_op op)
     if (op == OP_REFUND || len > 0) { /* capture and void take no fields: {} or nothing */
         static const char *const refund_fields[] = {"amount_cents", NULL};
         static const char *const none[] = {NULL};
-        if ((body = souk_req_json(r)) == NULL)
+        body = souk_handler_open(r, &c, op == OP_REFUND ? refund_fields : none);
+        if (body == NULL)
             return souk_req_status(r);
-        souk_check_init(&c);
-        souk_json_only(&c, body, op == OP_REFUND ? refund_fields : none);
         if (op == OP_REFUND)
             amount = souk_json_int(&c, body, "amount_cents", SOUK_REQUIRED, 1, AMOUNT_MAX, 0);
         if (!souk_check_ok(&c))
@@ -445,13 +454,13 @@ static int transition(struct souk_req *r, enum pay_op op)
     int status = idem_start(r, db, &k, body);
     if (status != 0)
         return status;
-    if (souk_db_begin(db) != 0)
-        return idem_abort(r, db, &k);
-    int rc = souk_id_valid(id, "pay") ? load_payment(db, id, &p) : SOUK_ENOTFOUND;
+    int rc = souk_db_begin(db);
+    if (rc == 0)
+        rc = souk_id_valid(id, "pay") ? load_payment(db, id, &p) : SOUK_ENOTFOUND;
     if (rc == SOUK_ENOTFOUND)
         return idem_fail(r, db, &k, true, 404, "not_found", "no such payment");
     if (rc != 0)
-        return idem_abort(r, db, &k);
+        return idem_abort(r, db, &k, rc);
     enum pay_status next;
     char detail[160];
     switch (pay_next(p.status, op, amount, p.captured, p.refunded, &next)) {
@@ -466,15 +475,17 @@ static int transition(struct souk_req *r, enum pay_op op)
                  (long long)(p.captured - p.refunded));
         return idem_fail(r, db, &k, true, 400, "refund_exceeds_captured", detail);
     case PAY_NOOP: {
-        json_t *pay = payment_json(db, id);
-        return pay ? idem_finish(r, db, &k, 200, pay) : idem_abort(r, db, &k);
+        json_t *pay;
+        rc = payment_read(db, id, &pay);
+        return rc == 0 ? idem_finish(r, db, &k, 200, pay) : idem_abort(r, db, &k, rc);
     }
     case PAY_OK:
         break;
     }
-    json_t *out = apply(db, id, op, next, &p, amount);
-    if (out == NULL)
-        return idem_abort(r, db, &k);
+    json_t *out;
+    rc = apply(db, id, op, next, &p, amount, &out);
+    if (rc != 0)
+        return idem_abort(r, db, &k, rc);
     count(op_names[op], "succeeded");
     souk_info("payment changed", "{s:s,s:s,s:s,s:I}", "payment_id", id, "operation", op_names[op],
               "status", pay_status_name(next), "amount_cents",
@@ -488,45 +499,32 @@ int payments_refund(struct souk_req *r) { return transition(r, OP_REFUND); }
 
 /* ---- GET /api/v1/payments?order_id= (the caller's own) ---- */
 
+/* A payment as the list shows it: no decline_code unless declined. */
+static json_t *list_row(struct souk_stmt *st)
+{
+    json_t *p = souk_stmt_row_json(st);
+    if (json_is_null(json_object_get(p, "decline_code")))
+        json_object_del(p, "decline_code");
+    return p;
+}
+
 int payments_list(struct souk_req *r)
 {
+    const char *user = souk_req_identity(r)->sub, *order = souk_req_query(r, "order_id");
     struct souk_check c;
+    struct souk_page pg;
     souk_check_init(&c);
-    const char *order = souk_req_query(r, "order_id");
-    const char *after = souk_req_query(r, "page_token");
-    int64_t size = souk_check_int_text(&c, "page_size", souk_req_query(r, "page_size"), 1, PAGE_MAX,
-                                       PAGE_DEFAULT);
     if (order != NULL && !souk_id_valid(order, "ord"))
         souk_check_fail(&c, "order_id", "must be an order id (ord_…)");
-    if (after != NULL && !souk_id_valid(after, "pay"))
-        souk_check_fail(&c, "page_token", "is malformed");
-    if (!souk_check_ok(&c))
-        return souk_problem_check(r, &c);
+    int status =
+        souk_page_start(&pg, r, &c, "payments", "user=%s order=%s", user, order ? order : "*");
+    if (status != 0)
+        return status;
     struct souk_stmt *st = souk_db_query(
         souk_req_db(r),
         "SELECT id, order_id, status, decline_code, amount_cents, captured_cents, refunded_cents,"
         " currency, created_at FROM payments WHERE user_id = ?1 AND (?2 IS NULL OR order_id = ?2)"
-        " AND (?3 IS NULL OR id > ?3) ORDER BY id LIMIT ?4",
-        "sSSi", souk_req_identity(r)->sub, order, after, size + 1);
-    if (st == NULL)
-        return unavailable(r);
-    json_t *items = json_array(), *next = json_null();
-    int rc;
-    while ((rc = souk_stmt_step(st)) == SOUK_ROW) {
-        if ((int64_t)json_array_size(items) == size) {
-            next = json_copy(json_object_get(json_array_get(items, size - 1), "id"));
-            souk_stmt_done(st);
-            break;
-        }
-        json_t *p = souk_stmt_row_json(st);
-        if (json_is_null(json_object_get(p, "decline_code")))
-            json_object_del(p, "decline_code");
-        json_array_append_new(items, p);
-    }
-    if (rc < 0) {
-        json_decref(items);
-        return unavailable(r);
-    }
-    souk_reply_json(r, json_pack("{s:o,s:o}", "items", items, "next_page_token", next));
-    return 200;
+        " AND id > coalesce(?3, '') ORDER BY id LIMIT ?4",
+        "sSSi", user, order, pg.after, pg.limit);
+    return souk_page_reply(&pg, r, st, list_row, "cannot read the payments");
 }

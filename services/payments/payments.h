@@ -96,8 +96,8 @@ int ledger_post(struct souk_db *db, const char *payment_id, const char *kind,
                 const char *credit_account, const char *debit_account, int64_t amount,
                 const char *currency);
 /* Balances per account, totals, and every payment whose lines do not balance or do
- * not match its amounts. NULL on a database error. */
-json_t *ledger_report(struct souk_db *db);
+ * not match its amounts, into *report: 0, or the database's error. */
+int ledger_report(struct souk_db *db, json_t **report);
 int ledger_get(struct souk_req *r);
 
 #endif

@@ -13,17 +13,17 @@
 #include <unistd.h>
 
 #include "payments.h"
+#include "souk/handler.h"
 #include "souk/id.h"
 #include "souk/json.h"
 #include "souk/log.h"
+#include "souk/page.h"
 #include "souk/souk.h"
 
 #define KEY_HEX_LEN      (crypto_secretbox_KEYBYTES * 2)
 #define BOX_BYTES        (crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES + CARD_DIGITS_MAX)
 #define BOX_TEXT_MAX     (BOX_BYTES * 4 / 3 + 4)
 #define METHODS_PER_USER 50
-#define PAGE_DEFAULT     20
-#define PAGE_MAX         100
 #define HOLDER_MAX       100
 #define EXP_YEAR_MIN     2000
 #define EXP_YEAR_MAX     2100
@@ -162,21 +162,6 @@ static void check_card(struct souk_check *c, json_t *card, struct card_in *in)
         souk_check_fail(c, "card.exp_year", "the card has expired");
 }
 
-/* The body is parsed here rather than by souk_req_json so that a syntax error's
- * message, which quotes the text near the error, can never echo a card number. */
-static json_t *parse_body(struct souk_req *r)
-{
-    size_t len;
-    const char *body = souk_req_body(r, &len);
-    json_t *v = len > 0 ? json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
-    if (!json_is_object(v)) {
-        json_decref(v);
-        souk_problem(r, 400, "malformed_json", "the body must be a JSON object");
-        return NULL;
-    }
-    return v;
-}
-
 static json_t *method_json(const char *id, const char *brand, const char *last4, int64_t month,
                            int64_t year, const char *holder, const char *created)
 {
@@ -193,12 +178,11 @@ int pm_create(struct souk_req *r)
     struct souk_check c;
     char *box = NULL;
     int status;
-    souk_check_init(&c);
-    json_t *body = parse_body(r);
+    static const char *const top[] = {"card", NULL};
+    /* a syntax error's message would quote the text near it: a card number */
+    json_t *body = souk_handler_open_secret(r, &c, top);
     if (body == NULL)
         return souk_req_status(r);
-    static const char *const top[] = {"card", NULL};
-    souk_json_only(&c, body, top);
     json_t *card = souk_json_object(&c, body, "card", SOUK_REQUIRED);
     if (card != NULL)
         check_card(&c, card, &in);
@@ -207,9 +191,10 @@ int pm_create(struct souk_req *r)
         goto out;
     }
     int64_t count = 0;
-    if (souk_db_int(db, &count, "SELECT count(*) FROM payment_methods WHERE user_id = ?", "s",
-                    user) < 0) {
-        status = souk_problem(r, 503, "unavailable", "the vault is unavailable");
+    int rc = souk_db_int(db, &count, "SELECT count(*) FROM payment_methods WHERE user_id = ?", "s",
+                         user);
+    if (rc < 0) {
+        status = souk_handler_db_error(r, rc, "cannot read the payment methods");
         goto out;
     }
     if (count >= METHODS_PER_USER) {
@@ -224,12 +209,14 @@ int pm_create(struct souk_req *r)
     const char *last4 = in.digits + strlen(in.digits) - 4;
     const char *holder = in.holder ? in.holder : "";
     box = vault_seal(in.digits);
-    if (souk_db_run(db,
-                    "INSERT INTO payment_methods (id, user_id, brand, last4, exp_month,"
-                    " exp_year, holder, number_box, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                    "ssssiisss", id, user, brand, last4, in.exp_month, in.exp_year, holder, box,
-                    now) != 1) {
-        status = souk_problem(r, 503, "unavailable", "the vault is unavailable");
+    rc = souk_db_run(db,
+                     "INSERT INTO payment_methods (id, user_id, brand, last4, exp_month,"
+                     " exp_year, holder, number_box, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                     "ssssiisss", id, user, brand, last4, in.exp_month, in.exp_year, holder, box,
+                     now);
+    if (rc != 1) {
+        status =
+            souk_handler_db_error(r, rc < 0 ? rc : SOUK_EDB, "cannot store the payment method");
         goto out;
     }
     souk_info("payment method added", "{s:s,s:s,s:s}", "payment_method_id", id, "user_id", user,
@@ -240,7 +227,6 @@ out:
     sodium_memzero(&in, sizeof(in));
     free(box);
     souk_check_free(&c);
-    json_decref(body);
     return status;
 }
 
@@ -248,40 +234,17 @@ out:
 
 int pm_list(struct souk_req *r)
 {
-    struct souk_check c;
-    souk_check_init(&c);
-    int64_t size = souk_check_int_text(&c, "page_size", souk_req_query(r, "page_size"), 1, PAGE_MAX,
-                                       PAGE_DEFAULT);
-    const char *after = souk_req_query(r, "page_token");
-    if (after != NULL && !souk_id_valid(after, "pm"))
-        souk_check_fail(&c, "page_token", "is malformed");
-    if (!souk_check_ok(&c))
-        return souk_problem_check(r, &c);
+    const char *user = souk_req_identity(r)->sub;
+    struct souk_page pg;
+    int status = souk_page_start(&pg, r, NULL, "payment_methods", "user=%s", user);
+    if (status != 0)
+        return status;
     struct souk_stmt *st = souk_db_query(
         souk_req_db(r),
         "SELECT id, brand, last4, exp_month, exp_year, holder, created_at FROM payment_methods"
-        " WHERE user_id = ?1 AND (?2 IS NULL OR id > ?2) ORDER BY id LIMIT ?3",
-        "sSi", souk_req_identity(r)->sub, after, size + 1);
-    if (st == NULL)
-        return souk_problem(r, 503, "unavailable", "the vault is unavailable");
-    json_t *items = json_array();
-    json_t *next = json_null();
-    int rc;
-    while ((rc = souk_stmt_step(st)) == SOUK_ROW) {
-        if ((int64_t)json_array_size(items) == size) {
-            next = json_string(
-                json_string_value(json_object_get(json_array_get(items, size - 1), "id")));
-            souk_stmt_done(st);
-            break;
-        }
-        json_array_append_new(items, souk_stmt_row_json(st));
-    }
-    if (rc < 0) {
-        json_decref(items);
-        return souk_problem(r, 503, "unavailable", "the vault is unavailable");
-    }
-    souk_reply_json(r, json_pack("{s:o,s:o}", "items", items, "next_page_token", next));
-    return 200;
+        " WHERE user_id = ?1 AND id > coalesce(?2, '') ORDER BY id LIMIT ?3",
+        "sSi", user, pg.after, pg.limit);
+    return souk_page_reply(&pg, r, st, NULL, "cannot read the payment methods");
 }
 
 /* ---- DELETE /api/v1/payment-methods/{id} ---- */
@@ -294,7 +257,7 @@ int pm_delete(struct souk_req *r)
     int n = souk_db_run(souk_req_db(r), "DELETE FROM payment_methods WHERE id = ? AND user_id = ?",
                         "ss", id, souk_req_identity(r)->sub);
     if (n < 0)
-        return souk_problem(r, 503, "unavailable", "the vault is unavailable");
+        return souk_handler_db_error(r, n, "cannot delete the payment method");
     if (n == 0)
         return souk_problem(r, 404, "not_found", "no payment method %s", id);
     souk_info("payment method deleted", "{s:s}", "payment_method_id", id);

@@ -7,16 +7,15 @@
 #include <string.h>
 
 #include "souk/events.h"
+#include "souk/handler.h"
 #include "souk/id.h"
 #include "souk/json.h"
 #include "souk/log.h"
+#include "souk/page.h"
 #include "souk/souk.h"
 #include "users.h"
 
-#define LOCAL_MAX      64
-#define PAGE_DEFAULT   20
-#define PAGE_MAX       100
-#define PAGE_TOKEN_MAX 128
+#define LOCAL_MAX 64
 
 bool users_email_norm(const char *email, char *out, size_t cap)
 {
@@ -54,11 +53,11 @@ int users_load(struct souk_db *db, const char *id, json_t **out)
     return 1;
 }
 
-/* The answer for a user that could not be read: gone (404) or a database failure (503). */
+/* The answer for a user that could not be read: gone (404) or a database failure. */
 static int unreadable(struct souk_req *r, int rc, const char *id)
 {
     if (rc < 0)
-        return souk_problem(r, 503, "unavailable", "cannot read the account now; retry");
+        return souk_handler_db_error(r, rc, "cannot read the account");
     return souk_problem(r, 404, "user_not_found", "no user %.64s", id);
 }
 
@@ -79,9 +78,10 @@ static int finish_signup(struct signup *s)
     struct souk_db *db = souk_db_thread();
     souk_id_new(id, "usr");
     souk_time_now(now);
-    if (db == NULL || souk_db_begin(db) != 0)
-        return souk_problem(r, 503, "busy", "database busy");
-    int rc = souk_db_run(
+    int rc = db != NULL ? souk_db_begin(db) : SOUK_EUNAVAIL;
+    if (rc != 0)
+        return souk_handler_db_error(r, rc, "cannot create the account");
+    rc = souk_db_run(
         db,
         "INSERT INTO users (id, email, email_norm, name, password_hash, role, created_at,"
         " updated_at) VALUES (?, ?, ?, ?, ?, 'customer', ?, ?)",
@@ -97,14 +97,17 @@ static int finish_signup(struct signup *s)
         if (rc == SOUK_EUNAVAIL) /* no events module yet */
             rc = 0;
     }
-    if (rc < 0 || souk_db_commit(db) != 0) {
+    if (rc >= 0)
+        rc = souk_db_commit(db);
+    if (rc < 0) {
         souk_db_rollback(db);
-        return souk_problem(r, 503, "unavailable", "cannot create the account; retry");
+        return souk_handler_db_error(r, rc, "cannot create the account");
     }
     souk_info("user registered", "{s:s}", "user_id", id);
     json_t *u;
-    if (users_load(db, id, &u) != 1) /* stored, but not readable back: say so */
-        return souk_problem(r, 503, "unavailable", "the account was created; sign in");
+    rc = users_load(db, id, &u);
+    if (rc != 1) /* stored, but not readable back: say so */
+        return souk_handler_db_error(r, rc < 0 ? rc : SOUK_EDB, "the account was created; sign in");
     souk_reply_header(r, "Location", "/api/v1/users/me");
     souk_reply_json(r, u);
     return 201;
@@ -118,13 +121,11 @@ static void run_signup(struct hash_job *job)
 
 int users_register(struct souk_req *r)
 {
-    json_t *body = souk_req_json(r);
+    static const char *const allowed[] = {"email", "password", "name", NULL};
+    struct souk_check c;
+    json_t *body = souk_handler_open(r, &c, allowed);
     if (body == NULL)
         return souk_req_status(r);
-    struct souk_check c;
-    souk_check_init(&c);
-    static const char *const allowed[] = {"email", "password", "name", NULL};
-    souk_json_only(&c, body, allowed);
     const char *email = souk_json_str(&c, body, "email", SOUK_REQUIRED, 3, EMAIL_MAX);
     const char *password = souk_json_str(&c, body, "password", SOUK_REQUIRED, 1, 1024);
     const char *name = souk_json_str(&c, body, "name", SOUK_REQUIRED, 1, NAME_MAX_LEN);
@@ -138,9 +139,10 @@ int users_register(struct souk_req *r)
         return souk_problem_check(r, &c);
 
     int64_t exists = 0;
-    if (souk_db_int(souk_req_db(r), &exists, "SELECT count(*) FROM users WHERE email_norm = ?", "s",
-                    norm) < 0)
-        return souk_problem(r, 503, "unavailable", "cannot read the accounts; retry");
+    int rc = souk_db_int(souk_req_db(r), &exists, "SELECT count(*) FROM users WHERE email_norm = ?",
+                         "s", norm);
+    if (rc < 0)
+        return souk_handler_db_error(r, rc, "cannot read the accounts");
     if (exists > 0)
         return souk_problem(r, 409, "email_taken", "an account with this email exists");
     struct signup *s = souk_req_alloc(r, sizeof(*s));
@@ -157,26 +159,28 @@ int users_register(struct souk_req *r)
     return SOUK_SUSPEND; /* run_signup answers */
 }
 
-/* The caller's addresses, oldest first; NULL when the database failed (a part of
- * the list is not the list). */
-static json_t *load_addresses(struct souk_db *db, const char *user_id)
+/* The caller's addresses, oldest first, into *out: 0, or the database's error (a
+ * part of the list is not the list). */
+static int load_addresses(struct souk_db *db, const char *user_id, json_t **out)
 {
+    *out = NULL;
     struct souk_stmt *st = souk_db_query(
         db,
         "SELECT id, name, line1, line2, city, region, postal_code, country, phone, created_at"
         " FROM addresses WHERE user_id = ? ORDER BY id",
         "s", user_id);
     if (st == NULL)
-        return NULL;
+        return SOUK_EDB;
     json_t *items = json_array();
     int rc;
     while ((rc = souk_stmt_step(st)) == SOUK_ROW)
         json_array_append_new(items, souk_stmt_row_json(st));
     if (rc < 0) {
         json_decref(items);
-        return NULL;
+        return rc;
     }
-    return items;
+    *out = items;
+    return 0;
 }
 
 int users_me_get(struct souk_req *r)
@@ -187,9 +191,10 @@ int users_me_get(struct souk_req *r)
     if (rc != 1)
         return rc < 0 ? unreadable(r, rc, who->sub)
                       : souk_problem(r, 404, "user_not_found", "the account no longer exists");
-    if ((addresses = load_addresses(souk_req_db(r), who->sub)) == NULL) {
+    rc = load_addresses(souk_req_db(r), who->sub, &addresses);
+    if (rc != 0) {
         json_decref(u);
-        return souk_problem(r, 503, "unavailable", "cannot read the addresses now; retry");
+        return souk_handler_db_error(r, rc, "cannot read the addresses");
     }
     json_object_set_new(u, "addresses", addresses);
     souk_reply_json(r, u);
@@ -198,13 +203,11 @@ int users_me_get(struct souk_req *r)
 
 int users_me_patch(struct souk_req *r)
 {
-    json_t *body = souk_req_json(r);
+    static const char *const allowed[] = {"name", NULL}; /* role, email, password: not here */
+    struct souk_check c;
+    json_t *body = souk_handler_open(r, &c, allowed);
     if (body == NULL)
         return souk_req_status(r);
-    struct souk_check c;
-    souk_check_init(&c);
-    static const char *const allowed[] = {"name", NULL};
-    souk_json_only(&c, body, allowed); /* role, email, password: not here */
     const char *name = souk_json_str(&c, body, "name", SOUK_REQUIRED, 1, NAME_MAX_LEN);
     if (!souk_check_ok(&c))
         return souk_problem_check(r, &c);
@@ -214,7 +217,7 @@ int users_me_patch(struct souk_req *r)
     int rc = souk_db_run(souk_req_db(r), "UPDATE users SET name = ?, updated_at = ? WHERE id = ?",
                          "sss", name, now, who->sub);
     if (rc < 0)
-        return souk_problem(r, 500, "internal", "cannot update the account");
+        return souk_handler_db_error(r, rc, "cannot update the account");
     if (rc == 0)
         return souk_problem(r, 404, "user_not_found", "the account no longer exists");
     json_t *u;
@@ -226,49 +229,15 @@ int users_me_patch(struct souk_req *r)
 
 int users_admin_list(struct souk_req *r)
 {
-    struct souk_check c;
-    souk_check_init(&c);
-    int64_t size = souk_check_int_text(&c, "page_size", souk_req_query(r, "page_size"), 1, PAGE_MAX,
-                                       PAGE_DEFAULT);
-    const char *token = souk_req_query(r, "page_token");
-    char after[PAGE_TOKEN_MAX] = "";
-    if (token != NULL) {
-        long n =
-            strlen(token) < PAGE_TOKEN_MAX ? souk_b64url_dec(token, after, sizeof(after) - 1) : -1;
-        if (n > 0)
-            after[n] = '\0';
-        if (n <= 0 || !souk_id_valid(after, "usr"))
-            souk_check_fail(&c, "page_token", "is malformed");
-    }
-    if (!souk_check_ok(&c))
-        return souk_problem_check(r, &c);
+    struct souk_page pg;
+    int status = souk_page_start(&pg, r, NULL, "users", "all");
+    if (status != 0)
+        return status;
     struct souk_stmt *st = souk_db_query(
-        souk_req_db(r), "SELECT " USER_COLUMNS " FROM users WHERE id > ? ORDER BY id LIMIT ?", "si",
-        after, size + 1);
-    if (st == NULL)
-        return souk_problem(r, 503, "unavailable", "cannot read the accounts now; retry");
-    json_t *items = json_array(), *next = json_null();
-    int rc;
-    while ((rc = souk_stmt_step(st)) == SOUK_ROW) {
-        if ((int64_t)json_array_size(items) == size) {
-            const char *last =
-                json_string_value(json_object_get(json_array_get(items, size - 1), "id"));
-            char tok[PAGE_TOKEN_MAX];
-            souk_b64url_enc(last, strlen(last), tok, sizeof(tok));
-            json_decref(next);
-            next = json_string(tok);
-            souk_stmt_done(st);
-            break;
-        }
-        json_array_append_new(items, souk_stmt_row_json(st));
-    }
-    if (rc < 0) { /* a part of the list is not the list */
-        json_decref(items);
-        json_decref(next);
-        return souk_problem(r, 503, "unavailable", "cannot read the accounts now; retry");
-    }
-    souk_reply_json(r, json_pack("{s:o,s:o}", "items", items, "next_page_token", next));
-    return 200;
+        souk_req_db(r),
+        "SELECT " USER_COLUMNS " FROM users WHERE id > coalesce(?1, '') ORDER BY id LIMIT ?2", "Si",
+        pg.after, pg.limit);
+    return souk_page_reply(&pg, r, st, NULL, "cannot read the accounts");
 }
 
 int users_admin_patch(struct souk_req *r)
@@ -276,13 +245,11 @@ int users_admin_patch(struct souk_req *r)
     const char *id = souk_req_param(r, "id");
     if (!souk_id_valid(id, "usr"))
         return souk_problem(r, 404, "user_not_found", "no user %s", id);
-    json_t *body = souk_req_json(r);
+    static const char *const allowed[] = {"role", NULL};
+    struct souk_check c;
+    json_t *body = souk_handler_open(r, &c, allowed);
     if (body == NULL)
         return souk_req_status(r);
-    struct souk_check c;
-    souk_check_init(&c);
-    static const char *const allowed[] = {"role", NULL};
-    souk_json_only(&c, body, allowed);
     const char *role = souk_json_str(&c, body, "role", SOUK_REQUIRED, 1, 16);
     if (role != NULL && strcmp(role, "customer") != 0 && strcmp(role, "admin") != 0)
         souk_check_fail(&c, "role", "must be customer or admin");
@@ -291,18 +258,21 @@ int users_admin_patch(struct souk_req *r)
     struct souk_db *db = souk_req_db(r);
     char now[SOUK_TIME_MAX];
     souk_time_now(now);
-    if (souk_db_begin(db) != 0)
-        return souk_problem(r, 503, "busy", "database busy");
-    int rc = souk_db_run(db, "UPDATE users SET role = ?, updated_at = ? WHERE id = ? AND role <> ?",
-                         "ssss", role, now, id, role);
+    int rc = souk_db_begin(db);
+    if (rc != 0)
+        return souk_handler_db_error(r, rc, "cannot update the account");
+    rc = souk_db_run(db, "UPDATE users SET role = ?, updated_at = ? WHERE id = ? AND role <> ?",
+                     "ssss", role, now, id, role);
     /* a changed role ends the account's sessions: new tokens carry the new role */
     if (rc > 0)
         rc = souk_db_run(
             db, "UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
             "is", souk_wall_ms() / 1000, id);
-    if (rc < 0 || souk_db_commit(db) != 0) {
+    if (rc >= 0)
+        rc = souk_db_commit(db);
+    if (rc < 0) {
         souk_db_rollback(db);
-        return souk_problem(r, 500, "internal", "cannot update the account");
+        return souk_handler_db_error(r, rc, "cannot update the account");
     }
     json_t *u;
     if ((rc = users_load(db, id, &u)) != 1)

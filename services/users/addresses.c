@@ -3,8 +3,10 @@
 #include <ctype.h>
 #include <string.h>
 
+#include "souk/handler.h"
 #include "souk/id.h"
 #include "souk/json.h"
+#include "souk/page.h"
 #include "souk/souk.h"
 #include "users.h"
 
@@ -14,33 +16,27 @@
 
 int addresses_list(struct souk_req *r)
 {
-    struct souk_stmt *st = souk_db_query(
-        souk_req_db(r), "SELECT " ADDRESS_COLUMNS " FROM addresses WHERE user_id = ? ORDER BY id",
-        "s", souk_req_identity(r)->sub);
-    if (st == NULL)
-        return souk_problem(r, 503, "unavailable", "cannot read the addresses now; retry");
-    json_t *items = json_array();
-    int rc;
-    while ((rc = souk_stmt_step(st)) == SOUK_ROW)
-        json_array_append_new(items, souk_stmt_row_json(st));
-    if (rc < 0) { /* a part of the list is not the list */
-        json_decref(items);
-        return souk_problem(r, 503, "unavailable", "cannot read the addresses now; retry");
-    }
-    souk_reply_json(r, json_pack("{s:o,s:n}", "items", items, "next_page_token"));
-    return 200;
+    const char *user = souk_req_identity(r)->sub;
+    struct souk_page pg;
+    int status = souk_page_start(&pg, r, NULL, "addresses", "user=%s", user);
+    if (status != 0)
+        return status;
+    struct souk_stmt *st = souk_db_query(souk_req_db(r),
+                                         "SELECT " ADDRESS_COLUMNS " FROM addresses"
+                                         " WHERE user_id = ?1 AND id > coalesce(?2, '')"
+                                         " ORDER BY id LIMIT ?3",
+                                         "sSi", user, pg.after, pg.limit);
+    return souk_page_reply(&pg, r, st, NULL, "cannot read the addresses");
 }
 
 int addresses_create(struct souk_req *r)
 {
-    json_t *body = souk_req_json(r);
-    if (body == NULL)
-        return souk_req_status(r);
-    struct souk_check c;
-    souk_check_init(&c);
     static const char *const allowed[] = {"name",        "line1",   "line2", "city", "region",
                                           "postal_code", "country", "phone", NULL};
-    souk_json_only(&c, body, allowed);
+    struct souk_check c;
+    json_t *body = souk_handler_open(r, &c, allowed);
+    if (body == NULL)
+        return souk_req_status(r);
     const char *name = souk_json_str(&c, body, "name", SOUK_REQUIRED, 1, 100);
     const char *line1 = souk_json_str(&c, body, "line1", SOUK_REQUIRED, 1, 200);
     const char *line2 = souk_json_str(&c, body, "line2", SOUK_OPTIONAL, 0, 200);
@@ -59,10 +55,10 @@ int addresses_create(struct souk_req *r)
     char id[SOUK_ID_MAX], now[SOUK_TIME_MAX];
     souk_id_new(id, "adr");
     souk_time_now(now);
-    if (souk_db_begin(db) != 0)
-        return souk_problem(r, 503, "busy", "database busy");
     int64_t count = 0;
-    int rc = souk_db_int(db, &count, "SELECT count(*) FROM addresses WHERE user_id = ?", "s", user);
+    int rc = souk_db_begin(db);
+    if (rc == 0)
+        rc = souk_db_int(db, &count, "SELECT count(*) FROM addresses WHERE user_id = ?", "s", user);
     if (rc >= 0 && count >= ADDRESSES_MAX) {
         souk_db_rollback(db);
         return souk_problem(r, 409, "too_many_addresses", "at most %d addresses", ADDRESSES_MAX);
@@ -74,14 +70,18 @@ int addresses_create(struct souk_req *r)
             " country, phone, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             "sssssssssss", id, user, name, line1, line2 ? line2 : "", city, region ? region : "",
             postal, country, phone ? phone : "", now);
-    if (rc < 0 || souk_db_commit(db) != 0) {
+    if (rc >= 0)
+        rc = souk_db_commit(db);
+    if (rc < 0) {
         souk_db_rollback(db);
-        return souk_problem(r, 500, "internal", "cannot store the address");
+        return souk_handler_db_error(r, rc, "cannot store the address");
     }
     struct souk_stmt *st =
         souk_db_query(db, "SELECT " ADDRESS_COLUMNS " FROM addresses WHERE id = ?", "s", id);
-    if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
-        return souk_problem(r, 500, "internal", "query failed");
+    rc = st != NULL ? souk_stmt_step(st) : SOUK_EDB;
+    if (rc != SOUK_ROW)
+        return souk_handler_db_error(r, rc < 0 ? rc : SOUK_EDB,
+                                     "the address was stored; list them");
     json_t *a = souk_stmt_row_json(st);
     souk_stmt_done(st);
     souk_reply_json(r, a);
@@ -96,7 +96,7 @@ int addresses_delete(struct souk_req *r)
                                "ss", id, souk_req_identity(r)->sub)
                  : 0;
     if (rc < 0)
-        return souk_problem(r, 500, "internal", "cannot delete the address");
+        return souk_handler_db_error(r, rc, "cannot delete the address");
     if (rc == 0) /* someone else's address is as unknown as a missing one */
         return souk_problem(r, 404, "address_not_found", "no address %s", id);
     return 204;
@@ -113,7 +113,7 @@ int addresses_internal_get(struct souk_req *r)
         "ss", id, user);
     int rc = st != NULL ? souk_stmt_step(st) : SOUK_EDB;
     if (rc < 0)
-        return souk_problem(r, 503, "unavailable", "cannot read the address now; retry");
+        return souk_handler_db_error(r, rc, "cannot read the address");
     if (rc != SOUK_ROW)
         return souk_problem(r, 404, "address_not_found", "no address %s for user %s", id, user);
     json_t *a = souk_stmt_row_json(st);

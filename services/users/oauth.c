@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "souk/auth.h"
+#include "souk/handler.h"
 #include "souk/id.h"
 #include "souk/log.h"
 #include "souk/souk.h"
@@ -367,13 +368,14 @@ static int finish_login(struct login *l)
         return oauth_error(r, 400, "invalid_grant", "wrong email or password");
     struct souk_db *db = souk_db_thread();
     if (db == NULL)
-        return souk_problem(r, 503, "unavailable", "database unavailable");
+        return souk_handler_db_error(r, SOUK_EUNAVAIL, "cannot sign in");
     uncount_login(db, &l->a, l->account);
     char family[SOUK_ID_MAX], refresh[64];
     const char *scope = user_scope(l->role);
     souk_id_new(family, "rtf");
-    if (new_refresh(db, family, l->id, l->client_id, scope, refresh, sizeof(refresh)) != 0)
-        return souk_problem(r, 503, "unavailable", "cannot store the refresh token; retry");
+    rc = new_refresh(db, family, l->id, l->client_id, scope, refresh, sizeof(refresh));
+    if (rc != 0)
+        return souk_handler_db_error(r, rc, "cannot store the refresh token");
     souk_info("login", "{s:s}", "user_id", l->id);
     return token_reply(r, access_token(l->id, l->client_id, scope, l->role), refresh, scope);
 }
@@ -404,8 +406,9 @@ static int grant_password(struct souk_req *r, json_t *p, const struct oauth_clie
     snprintf(l->a.acct, sizeof(l->a.acct), "acct:%s", l->account ? norm : "-");
     struct souk_db *db = souk_req_db(r);
     int64_t now = souk_wall_ms() / 1000;
-    if (count_login(db, &l->a, l->account, now) != 0)
-        return souk_problem(r, 503, "unavailable", "cannot check the login now; retry");
+    int rc = count_login(db, &l->a, l->account, now);
+    if (rc != 0)
+        return souk_handler_db_error(r, rc, "cannot count the login attempt");
     int64_t retry = 0;
     if (l->a.n_addr > cfg_login_max_addr)
         retry = l->a.left_addr;
@@ -425,14 +428,14 @@ static int grant_password(struct souk_req *r, json_t *p, const struct oauth_clie
             ? souk_db_query(db, "SELECT id, role, password_hash FROM users WHERE email_norm = ?",
                             "s", norm)
             : NULL;
-    int rc = st != NULL ? souk_stmt_step(st) : l->account ? SOUK_EDB : SOUK_DONE;
+    rc = st != NULL ? souk_stmt_step(st) : l->account ? SOUK_EDB : SOUK_DONE;
     if (rc == SOUK_ROW) {
         snprintf(l->id, sizeof(l->id), "%s", souk_stmt_text(st, 0));
         snprintf(l->role, sizeof(l->role), "%s", souk_stmt_text(st, 1));
         snprintf(l->hash, sizeof(l->hash), "%s", souk_stmt_text(st, 2));
         souk_stmt_done(st);
     } else if (rc < 0) {
-        return souk_problem(r, 503, "unavailable", "cannot read the account now; retry");
+        return souk_handler_db_error(r, rc, "cannot read the account");
     }
     l->r = r;
     l->client_id = c->id;
@@ -462,20 +465,21 @@ static int grant_refresh(struct souk_req *r, json_t *p, const struct oauth_clien
     int64_t now = souk_wall_ms() / 1000;
     const char *fail = NULL;
     bool reused = false;
-    if (souk_db_begin(db) != 0)
-        return souk_problem(r, 503, "busy", "database busy");
+    int rc = souk_db_begin(db);
+    if (rc != 0)
+        return souk_handler_db_error(r, rc, "cannot read the refresh token");
     struct souk_stmt *st = souk_db_query(
         db,
         "SELECT t.family_id, t.user_id, t.client_id, t.expires_at, t.used_at IS NOT NULL,"
         " t.revoked_at IS NOT NULL, u.role FROM refresh_tokens t JOIN users u ON u.id = t.user_id"
         " WHERE t.token_hash = ?",
         "s", hash);
-    int step = st != NULL ? souk_stmt_step(st) : SOUK_EDB;
-    if (step < 0) { /* not "unknown": we could not look */
+    rc = st != NULL ? souk_stmt_step(st) : SOUK_EDB;
+    if (rc < 0) { /* not "unknown": we could not look */
         souk_db_rollback(db);
-        return souk_problem(r, 503, "unavailable", "cannot read the refresh token now; retry");
+        return souk_handler_db_error(r, rc, "cannot read the refresh token");
     }
-    if (step != SOUK_ROW) {
+    if (rc != SOUK_ROW) {
         fail = "unknown refresh token";
         goto out;
     }
@@ -491,12 +495,13 @@ static int grant_refresh(struct souk_req *r, json_t *p, const struct oauth_clien
     } else if (used) {
         /* a rotated token came back: someone holds a copy. End the whole session
          * (and if that cannot be written, say so: the copy must not stay usable). */
-        if (souk_db_run(db,
-                        "UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ?"
-                        " AND revoked_at IS NULL",
-                        "is", now, family) < 0) {
+        rc = souk_db_run(db,
+                         "UPDATE refresh_tokens SET revoked_at = ? WHERE family_id = ?"
+                         " AND revoked_at IS NULL",
+                         "is", now, family);
+        if (rc < 0) {
             souk_db_rollback(db);
-            return souk_problem(r, 503, "unavailable", "cannot revoke the session now; retry");
+            return souk_handler_db_error(r, rc, "cannot revoke the session");
         }
         reused = true;
         fail = "refresh token reused; the session is revoked";
@@ -504,19 +509,25 @@ static int grant_refresh(struct souk_req *r, json_t *p, const struct oauth_clien
         fail = "refresh token expired";
     } else if (strcmp(client, c->id) != 0) {
         fail = "refresh token was issued to another client";
-    } else if (souk_db_run(
-                   db,
-                   "UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL",
-                   "is", now, hash) != 1 ||
-               new_refresh(db, family, user_id, c->id, user_scope(role), refresh,
-                           sizeof(refresh)) != 0) {
-        souk_db_rollback(db);
-        return souk_problem(r, 500, "internal", "cannot rotate the refresh token");
+    } else {
+        rc = souk_db_run(
+            db, "UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL",
+            "is", now, hash);
+        if (rc == 1)
+            rc =
+                new_refresh(db, family, user_id, c->id, user_scope(role), refresh, sizeof(refresh));
+        else if (rc == 0) /* used by another request since we read it */
+            rc = SOUK_ECONFLICT;
+        if (rc != 0) {
+            souk_db_rollback(db);
+            return souk_handler_db_error(r, rc, "cannot rotate the refresh token");
+        }
     }
 out:
-    if ((fail == NULL || reused) && souk_db_commit(db) != 0) {
+    rc = fail == NULL || reused ? souk_db_commit(db) : 0;
+    if (rc != 0) {
         souk_db_rollback(db);
-        return souk_problem(r, 503, "busy", "database busy");
+        return souk_handler_db_error(r, rc, "cannot rotate the refresh token");
     }
     if (fail != NULL && !reused)
         souk_db_rollback(db);
@@ -620,7 +631,7 @@ int oauth_revoke(struct souk_req *r)
             " (SELECT family_id FROM refresh_tokens WHERE token_hash = ? AND client_id = ?)",
             "iss", souk_wall_ms() / 1000, hash, c->id);
         if (n < 0) {
-            status = souk_problem(r, 503, "busy", "database busy");
+            status = souk_handler_db_error(r, n, "cannot revoke the token");
             goto out;
         }
     }

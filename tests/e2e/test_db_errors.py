@@ -1,8 +1,11 @@
 """A failed database step is an error answer, never a partial list or a silent loss
-(issue 11, "swallowed database errors"). The test makes the service's own SQLite
+(issue 11, "swallowed database errors"), and every one is the same answer (issue 12,
+souk_handler_db_error): busy → 503 "busy" with Retry-After, a constraint → 409
+"conflict", anything else → 500 "internal". The test makes the service's own SQLite
 database fail where it wants, deterministically: a table is swapped for a view
 whose row marked 'boom' raises an error when it is read (abs() of the smallest
-integer overflows), or a trigger refuses a write."""
+integer overflows), a trigger raises that error or refuses a write, or the test
+holds the write lock."""
 import os
 import sqlite3
 
@@ -45,14 +48,14 @@ def test_lists_fail_whole_not_partial(services, tmp_path):
     poison(con, "users", ["id", "email", "email_norm", "name", "password_hash", "role",
                           "created_at", "updated_at"], "name")
     con.close()
-    # the addresses: once as a list, once inside /me
+    # the addresses: once as a list, once inside /me (an error a retry does not cure: 500)
     assert_problem(requests.get(users.url + "/api/v1/users/me/addresses", headers=bearer(tok), timeout=5),
-                   503, "unavailable")
+                   500, "internal")
     assert_problem(requests.get(users.url + "/api/v1/users/me", headers=bearer(tok), timeout=5),
-                   503, "unavailable")
+                   500, "internal")
     # the admin's list of accounts
     assert_problem(requests.get(users.url + "/api/v1/users", headers=bearer(adm), timeout=5),
-                   503, "unavailable")
+                   500, "internal")
     # a page that stops before the bad row is still a good page
     r = requests.get(users.url + "/api/v1/users", params={"page_size": 1}, headers=bearer(adm), timeout=5)
     assert r.status_code == 200 and len(r.json()["items"]) == 1, r.text
@@ -64,14 +67,42 @@ def test_login_is_not_checked_when_the_attempt_cannot_be_counted(services, tmp_p
     con = db(users, "users")
     for when in ("INSERT", "UPDATE"):
         con.execute(f"CREATE TRIGGER no_count_{when.lower()} BEFORE {when} ON login_failures"
-                    " BEGIN SELECT RAISE(ABORT, 'disk says no'); END")
+                    f" BEGIN SELECT {OVERFLOW}; END")
     # a guess would not be counted: it is not checked either
-    assert_problem(login(users, email, "a guess, uncounted"), 503, "unavailable")
-    assert_problem(login(users, email), 503, "unavailable")
+    assert_problem(login(users, email, "a guess, uncounted"), 500, "internal")
+    assert_problem(login(users, email), 500, "internal")
     con.execute("DROP TRIGGER no_count_insert")
     con.execute("DROP TRIGGER no_count_update")
     con.close()
     assert login(users, email).status_code == 200
+
+
+def test_a_constraint_is_409_and_a_held_lock_is_503_busy(services, tmp_path):
+    users = start_users(services, tmp_path / "u")
+    email, _ = register(users)
+    me = users.url + "/api/v1/users/me"
+    auth = bearer(tokens(users, email)["access_token"])
+    con = db(users, "users")
+    con.execute("CREATE TRIGGER no_rename BEFORE UPDATE OF name ON users WHEN NEW.name = 'Taken'"
+                " BEGIN SELECT RAISE(ABORT, 'name taken'); END")
+    body = assert_problem(requests.patch(me, json={"name": "Taken"}, headers=auth, timeout=5),
+                          409, "conflict")
+    assert "Retry-After" not in requests.patch(me, json={"name": "Taken"}, headers=auth, timeout=5).headers
+    assert body["detail"].startswith("cannot update the account")
+    # the test holds the write lock past the service's busy timeout (5 s)
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        r = requests.patch(me, json={"name": "Ada"}, headers=auth, timeout=30)
+    finally:
+        con.execute("ROLLBACK")
+    assert_problem(r, 503, "busy")
+    assert r.headers["Retry-After"] == "1"
+    assert requests.patch(me, json={"name": "Ada"}, headers=auth, timeout=5).status_code == 200
+    con.close()
+    # logged once each, with the request's id
+    lines = [l for l in users.log_lines() if l.get("message") == "database step failed"]
+    assert [l["http.response.status_code"] for l in lines] == [409, 409, 503], lines
+    assert all(l.get("http.request.id") for l in lines), lines
 
 
 def test_notify_says_when_a_sent_mail_is_not_recorded(tmp_path):

@@ -80,7 +80,9 @@ def test_registration_sends_a_welcome_mail_and_keeps_a_notification(notify, prod
     assert "ada@example.com" in m.get_content()
     rows = db_rows(notify, "SELECT user_id, type, subject, read FROM notifications")
     assert rows == [(uid, "user.registered", "Welcome to souk, Ada", 0)]
-    assert db_rows(notify, "SELECT status, attempts FROM deliveries") == [("sent", 1)]
+    # the mail is sent before its delivery is marked sent: wait for the mark
+    wait_for(lambda: db_rows(notify, "SELECT status, attempts FROM deliveries") == [("sent", 1)],
+             what="the delivery marked sent")
 
 
 def test_order_event_mails_the_address_learnt_from_registration(notify, producers, sink):
@@ -163,7 +165,8 @@ def test_smtp_failures_are_retried_with_backoff_and_recorded(tmp_path, producers
         assert status == "pending" and attempts >= 2 and "smtp" in err
         sink.start()
         wait_for(lambda: sink.messages(), timeout=30, what="the mail after the sink came up")
-        assert db_rows(svc, "SELECT status FROM deliveries") == [("sent",)]
+        wait_for(lambda: db_rows(svc, "SELECT status FROM deliveries") == [("sent",)],
+                 what="the delivery marked sent")
         assert db_rows(svc, "SELECT ok FROM delivery_attempts ORDER BY id DESC LIMIT 1") == [(1,)]
     finally:
         svc.kill()

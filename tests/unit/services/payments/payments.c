@@ -215,7 +215,8 @@ static void test_ledger_balances(void **state)
                      0);
     assert_int_equal(ledger_post(db, "pay_c", "capture", ACCT_HOLDS, ACCT_REVENUE, 0, "USD"),
                      SOUK_EINVAL);
-    json_t *rep = ledger_report(db);
+    json_t *rep;
+    assert_int_equal(ledger_report(db, &rep), 0);
     assert_non_null(rep);
     assert_true(flag(rep, "balanced"));
     assert_true(flag(rep, "consistent"));
@@ -235,7 +236,7 @@ static void test_ledger_balances(void **state)
                     " ('ltx_x', 'pay_c', 'capture', 'merchant_revenue', 50, 'USD', 't')",
                     ""),
         1);
-    rep = ledger_report(db);
+    assert_int_equal(ledger_report(db, &rep), 0);
     assert_false(flag(rep, "balanced"));
     assert_false(flag(rep, "consistent"));
     json_t *bad = json_object_get(rep, "inconsistent_payments");
