@@ -1177,12 +1177,28 @@ static int64_t shelf_price(struct rng *r, int32_t lo, int32_t hi)
    moment inside its own slot, so timestamps are strictly increasing but not regular. */
 #define START_MS INT64_C(1767225600000)        /* 2026-01-01T00:00:00.000Z */
 #define SPAN_MS  (INT64_C(304) * 86400 * 1000) /* Jan..Oct: 304 days */
-#define SLOT_MS  (SPAN_MS / DEMO_PRODUCTS)
 
 /* Consecutive indices should not walk through categories in order, or a "newest first" page
    would show one product per category in a fixed rotation. Multiplying by a number coprime to
-   DEMO_PRODUCTS permutes the indices; the result picks the category and the ordinal within it. */
-#define SHUFFLE_MUL 457u
+   the catalog's size permutes the indices; the result picks the category and the ordinal
+   within it. 457 is the demo's; its neighbours serve sizes that are multiples of it (no size
+   up to DEMO_PRODUCTS_MAX is a multiple of all three primes). */
+static uint64_t shuffle_mul(uint32_t total)
+{
+    static const uint64_t primes[] = {457, 461, 463};
+    for (size_t i = 0; i < sizeof primes / sizeof primes[0]; i++)
+        if (total % primes[i] != 0)
+            return primes[i];
+    abort(); /* unreachable for total <= DEMO_PRODUCTS_MAX */
+}
+
+/* A big catalog outgrows brand x variant in a category: later rounds add a series word,
+   then a mark number, so names stay unique and still read like products. */
+static const char *const series[] = {
+    "Classic", "Studio", "Select", "Heritage", "Urban", "Field", "Signature", "Everyday",
+    "Pro",     "Lite",   "Plus",   "Compact",  "Trail", "Atlas", "Nordic",    "Harbor",
+};
+#define NSERIES (sizeof series / sizeof series[0])
 
 /* ---------------------------------------------------------------------------------------------
    Public API. */
@@ -1195,14 +1211,19 @@ size_t demo_categories(const struct demo_category **out)
 
 void demo_product(uint32_t index, struct demo_product *out)
 {
-    if (index >= DEMO_PRODUCTS) {
-        fprintf(stderr, "demo: product index %u out of range\n", index);
+    demo_product_of(index, DEMO_PRODUCTS, out);
+}
+
+void demo_product_of(uint32_t index, uint32_t total, struct demo_product *out)
+{
+    if (total == 0 || total > DEMO_PRODUCTS_MAX || index >= total) {
+        fprintf(stderr, "demo: product index %u out of range (catalog of %u)\n", index, total);
         abort();
     }
     memset(out, 0, sizeof *out);
     struct rng rng = {UINT64_C(0x5EED50C0DE000000) ^ index}; /* fixed salt, then the index */
 
-    uint32_t slot = (index * SHUFFLE_MUL + 11u) % DEMO_PRODUCTS;
+    uint32_t slot = (uint32_t)(((uint64_t)index * shuffle_mul(total) + 11u) % total);
     size_t c = slot % NCATEGORIES;
     uint32_t ordinal = (uint32_t)(slot / NCATEGORIES); /* unique within the category */
     const struct category_words *w = &category_words[c];
@@ -1225,9 +1246,14 @@ void demo_product(uint32_t index, struct demo_product *out)
     buf_init(&b, out->name, sizeof out->name);
     expand(&b, w->name_pattern, &s);
     if (round >= 4) { /* only if a category outgrows brands x variants: keep names unique */
-        char model[16];
-        snprintf(model, sizeof model, " Mk %zu", round / 4 + 1);
-        buf_puts(&b, model);
+        size_t extra = round / 4 - 1;
+        buf_putc(&b, ' ');
+        buf_puts(&b, series[extra % NSERIES]);
+        if (extra >= NSERIES) {
+            char mark[24];
+            snprintf(mark, sizeof mark, " Mk %zu", extra / NSERIES + 1);
+            buf_puts(&b, mark);
+        }
     }
 
     buf_init(&b, out->description, sizeof out->description);
@@ -1278,7 +1304,8 @@ void demo_product(uint32_t index, struct demo_product *out)
                    : roll < 9 ? 1 + (int64_t)rng_below(&rng, 5)
                               : 6 + (int64_t)rng_below(&rng, 495);
 
-    int64_t ms = START_MS + (int64_t)index * SLOT_MS + (int64_t)rng_below(&rng, SLOT_MS);
+    int64_t slot_ms = SPAN_MS / total;
+    int64_t ms = START_MS + (int64_t)index * slot_ms + (int64_t)rng_below(&rng, (uint64_t)slot_ms);
     format_rfc3339(out->created_at, (uint64_t)ms);
     memcpy(out->id, "prd_", 4);
     format_ulid(out->id + 4, ms, &rng);

@@ -7,7 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DEMO_PRODUCTS 1200
+#define DEMO_PRODUCTS     1200     /* the demo catalog, `catalog seed` */
+#define DEMO_PRODUCTS_MAX 10000000 /* the largest catalog the generator makes */
 
 struct demo_category {
     const char *slug;        /* "kitchen", url-safe lowercase */
@@ -37,5 +38,11 @@ size_t demo_categories(const struct demo_category **out);
 /* Fills *out with product number index, in [0, DEMO_PRODUCTS). Pure function of index:
    no global state, safe from any thread. An index out of range is a caller bug and aborts. */
 void demo_product(uint32_t index, struct demo_product *out);
+
+/* The same for a catalog of total products (1..DEMO_PRODUCTS_MAX; `catalog seed --products
+   N`): a pure function of (index, total), with the demo's properties at every size (unique
+   names, SKUs and ids, created_at spread over the same period and increasing with the index).
+   demo_product(i, out) is demo_product_of(i, DEMO_PRODUCTS, out). Out of range aborts. */
+void demo_product_of(uint32_t index, uint32_t total, struct demo_product *out);
 
 #endif

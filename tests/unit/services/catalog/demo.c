@@ -320,6 +320,47 @@ static void test_search_words_are_selective(void **state)
     }
 }
 
+/* `catalog seed --products N`: the same generator at any size keeps names, SKUs and ids
+   unique, ids and created_at increasing, every category stocked, and the demo unchanged. */
+static void test_large_catalog(void **state)
+{
+    (void)state;
+    enum { N = 200000 };
+    struct demo_product *big = malloc(sizeof(*big) * N);
+    const char **names = malloc(sizeof(*names) * N), **skus = malloc(sizeof(*skus) * N);
+    assert_non_null(big);
+    assert_non_null(names);
+    assert_non_null(skus);
+    const struct demo_category *cats;
+    size_t ncats = demo_categories(&cats), per_cat[64] = {0}, marked = 0;
+    for (uint32_t i = 0; i < N; i++) {
+        demo_product_of(i, N, &big[i]);
+        names[i] = big[i].name;
+        skus[i] = big[i].sku;
+        assert_clean_text(big[i].name, sizeof big[i].name);
+        if (i > 0)
+            assert_true(strcmp(big[i].id, big[i - 1].id) > 0 &&
+                        strcmp(big[i].created_at, big[i - 1].created_at) > 0);
+        for (size_t c = 0; c < ncats; c++)
+            per_cat[c] += strcmp(cats[c].slug, big[i].category) == 0;
+        marked += strstr(big[i].name, " Mk ") != NULL;
+    }
+    assert_true(strcmp(big[N - 1].created_at, "2026-11-01T00:00:00.000Z") < 0);
+    for (size_t c = 0; c < ncats; c++)
+        assert_true(per_cat[c] > N / ncats / 2);
+    assert_true(marked > 0); /* the size reaches the series names and their marks */
+    assert_all_distinct(names, N);
+    assert_all_distinct(skus, N);
+    /* the demo is the generator at its own size */
+    struct demo_product a, b;
+    demo_product(7, &a);
+    demo_product_of(7, DEMO_PRODUCTS, &b);
+    assert_memory_equal(&a, &b, sizeof a);
+    free(big);
+    free(names);
+    free(skus);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -333,6 +374,7 @@ int main(void)
         cmocka_unit_test(test_attributes_are_json_objects),
         cmocka_unit_test(test_descriptions),
         cmocka_unit_test(test_search_words_are_selective),
+        cmocka_unit_test(test_large_catalog),
     };
     return cmocka_run_group_tests(tests, generate_all, NULL);
 }
