@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "catalog.h"
+#include "search.h"
 #include "souk/events.h"
 #include "souk/id.h"
 #include "souk/json.h"
@@ -152,6 +153,16 @@ static void read_fields(struct souk_check *c, json_t *body, struct fields *f, bo
         souk_check_fail(c, "category", "is not a known category");
 }
 
+/* The words of a new name or description join the search vocabulary (search.h), in the
+ * write's transaction, so prefix search finds the product as soon as it is committed. */
+static int add_words(struct souk_db *db, const struct fields *f)
+{
+    int rc = f->name != NULL ? search_words_add(db, f->name) : 0;
+    if (rc == 0 && f->description != NULL)
+        rc = search_words_add(db, f->description);
+    return rc;
+}
+
 int products_create(struct souk_req *r)
 {
     json_t *body = souk_req_json(r);
@@ -182,6 +193,8 @@ int products_create(struct souk_req *r)
         f.currency ? f.currency : "USD", f.category, f.image_url ? f.image_url : "",
         f.attributes ? f.attributes : "{}", f.on_hand, now, now);
     free(f.attributes);
+    if (rc >= 0)
+        rc = add_words(db, &f);
     if (rc < 0) {
         souk_db_rollback(db);
         return rc == SOUK_ECONFLICT
@@ -256,6 +269,8 @@ int products_update(struct souk_req *r)
                     "SSSiiSSSSss", f.sku, f.name, f.description, f.price_cents, f.price_cents,
                     f.currency, f.category, f.image_url, f.attributes, now, id);
     free(f.attributes);
+    if (rc >= 0)
+        rc = add_words(db, &f);
     if (rc < 0) {
         souk_db_rollback(db);
         return rc == SOUK_ECONFLICT

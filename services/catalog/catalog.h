@@ -30,7 +30,12 @@ int products_update(struct souk_req *r);
 int products_archive(struct souk_req *r);
 int products_set_stock(struct souk_req *r);
 
+/* seed.c: `catalog seed [--products N]` */
 int catalog_seed(struct souk_db *db);
+/* Set N from its text (1..DEMO_PRODUCTS_MAX); 0, or SOUK_EINVAL for anything else. */
+int catalog_seed_size(const char *text);
+/* main.c's start hook: the search vocabulary of a migrated database, then the sweeper. */
+int catalog_start(void);
 
 struct souk_event;
 int reservations_create(struct souk_req *r);

@@ -1,6 +1,12 @@
 /* main.c: the catalog service: products, categories and stock (DESIGN §4). */
+#include <stdio.h>
+#include <string.h>
+
 #include "catalog.h"
+#include "demo.h"
+#include "search.h"
 #include "souk/events.h"
+#include "souk/souk.h"
 
 static const struct souk_route routes[] = {
     {"GET", "/api/v1/products", products_list, SOUK_PUBLIC, NULL, 0},
@@ -29,10 +35,30 @@ static const struct souk_service catalog = {
     .routes = routes,
     .migrations = service_migrations,
     .seed = catalog_seed,
-    .start = reservations_start,
+    .start = catalog_start,
     .stop = reservations_stop,
     .publishes = true,
     .subscriptions = subscriptions,
 };
 
-int main(int argc, char **argv) { return souk_main(argc, argv, &catalog); }
+int catalog_start(void)
+{
+    struct souk_db *db = souk_db_thread();
+    if (db == NULL || search_words_build(db) != 0)
+        return SOUK_EDB;
+    return reservations_start();
+}
+
+int main(int argc, char **argv)
+{
+    /* `catalog seed --products N`: the kit runs `seed`, the size is the catalog's */
+    if (argc > 2 && strcmp(argv[1], "seed") == 0) {
+        if (argc != 4 || strcmp(argv[2], "--products") != 0 || catalog_seed_size(argv[3]) != 0) {
+            fprintf(stderr, "usage: %s seed [--products N]   (N from 1 to %d; default %d)\n",
+                    argv[0], DEMO_PRODUCTS_MAX, DEMO_PRODUCTS);
+            return 2;
+        }
+        argc = 2;
+    }
+    return souk_main(argc, argv, &catalog);
+}

@@ -1,0 +1,591 @@
+/* listing.c: GET /api/v1/products, search and list with filters, sorts and keyset
+ * pagination, at a cost that grows with the page and not with the catalog. Each filter
+ * shape has its own statement (listing.h) pinned to the index that serves it in order;
+ * searches read the full-text tables in rowid order (migrations/003_scale.sql). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "catalog.h"
+#include "listing.h"
+#include "search.h"
+#include "souk/id.h"
+#include "souk/json.h"
+#include "souk/log.h"
+#include "souk/souk.h"
+
+#define Q_MAX        200
+#define PRICE_MAX    1000000000
+#define PRICE_TOP    INT64_C(2147483647) /* no upper bound: above any price (< 2^31) */
+#define RID_MASK     INT64_C(4294967295) /* products_fts_price rowid = price << 32 | rid */
+#define PAGE_DEFAULT 20
+#define PAGE_MAX     100
+#define TOKEN_MAX    512
+
+/* Residual filters, the same in every statement: ?ST in_stock (0/1), and for the orders
+ * that are not by price, ?BAND (0/1) with the range ?LO..?HI. A flag that is 0 decides the
+ * test before any column is read, so an unused filter costs no row lookup. */
+#define STOCK " AND (?3 = 0 OR p.on_hand > p.reserved)"
+#define BAND  " AND (?4 = 0 OR p.price_cents BETWEEN ?5 AND ?6)"
+
+/* Parameters: ?1 the position (the last row's rid, price or rowid), ?2 its tie-break,
+ * ?3 in_stock, ?4 band flag, ?5 ?6 the price range, ?7 the limit, ?8 the category or
+ * the FTS5 expression. A statement uses some of them and is bound ?1..?params (an
+ * unused number below the highest used is no error). */
+const struct list_statement list_statements[L_COUNT] = {
+    [L_NEW] = {"newest",
+               "SELECT p.rid FROM products p INDEXED BY products_live_new"
+               " WHERE p.archived = 0 AND p.rid < ?1" STOCK BAND " ORDER BY p.rid DESC LIMIT ?7",
+               "products_live_new", "(rid<?)", false, false, 7},
+    [L_CAT_NEW] = {"category, newest",
+                   "SELECT p.rid FROM products p INDEXED BY products_cat_new"
+                   " WHERE p.archived = 0 AND p.category = ?8 AND p.rid < ?1" STOCK BAND
+                   " ORDER BY p.rid DESC LIMIT ?7",
+                   "products_cat_new", "(category=? AND rid<?)", false, false, 8},
+    [L_BAND_COUNT] = {"price range, size",
+                      "SELECT count(*) FROM (SELECT 1 FROM products p"
+                      " INDEXED BY products_live_price WHERE p.archived = 0"
+                      " AND p.price_cents BETWEEN ?5 AND ?6 LIMIT ?7)",
+                      "products_live_price", "(price_cents>? AND price_cents<?)", false, false, 7},
+    [L_CAT_BAND_COUNT] = {"category, price range, size",
+                          "SELECT count(*) FROM (SELECT 1 FROM products p"
+                          " INDEXED BY products_cat_price WHERE p.archived = 0"
+                          " AND p.category = ?8 AND p.price_cents BETWEEN ?5 AND ?6 LIMIT ?7)",
+                          "products_cat_price", "(category=? AND price_cents>? AND price_cents<?)",
+                          false, false, 8},
+    [L_BAND_NEW] = {"small price range, newest",
+                    "SELECT p.rid FROM products p INDEXED BY products_live_price"
+                    " WHERE p.archived = 0 AND p.price_cents BETWEEN ?5 AND ?6"
+                    " AND p.rid < ?1" STOCK " ORDER BY p.rid DESC LIMIT ?7",
+                    "products_live_price", "(price_cents>? AND price_cents<?)", true, false, 7},
+    [L_CAT_BAND_NEW] = {"category, small price range, newest",
+                        "SELECT p.rid FROM products p INDEXED BY products_cat_price"
+                        " WHERE p.archived = 0 AND p.category = ?8"
+                        " AND p.price_cents BETWEEN ?5 AND ?6 AND p.rid < ?1" STOCK
+                        " ORDER BY p.rid DESC LIMIT ?7",
+                        "products_cat_price", "(category=? AND price_cents>? AND price_cents<?)",
+                        true, false, 8},
+    [L_PRICE_TIE] = {"price_asc, rest of a price",
+                     "SELECT p.rid, p.price_cents FROM products p"
+                     " INDEXED BY products_live_price WHERE p.archived = 0"
+                     " AND p.price_cents = ?1 AND p.rid > ?2" STOCK
+                     " ORDER BY p.price_cents, p.rid LIMIT ?7",
+                     "products_live_price", "(price_cents=? AND rid>?)", false, false, 7},
+    [L_CAT_PRICE_TIE] = {"category, price_asc, rest of a price",
+                         "SELECT p.rid, p.price_cents FROM products p"
+                         " INDEXED BY products_cat_price WHERE p.archived = 0 AND p.category = ?8"
+                         " AND p.price_cents = ?1 AND p.rid > ?2" STOCK
+                         " ORDER BY p.price_cents, p.rid LIMIT ?7",
+                         "products_cat_price", "(category=? AND price_cents=? AND rid>?)", false,
+                         false, 8},
+    [L_PRICE] = {"price_asc",
+                 "SELECT p.rid, p.price_cents FROM products p"
+                 " INDEXED BY products_live_price WHERE p.archived = 0"
+                 " AND p.price_cents > ?1 AND p.price_cents <= ?6" STOCK
+                 " ORDER BY p.price_cents, p.rid LIMIT ?7",
+                 "products_live_price", "(price_cents>? AND price_cents<?)", false, false, 7},
+    [L_CAT_PRICE] = {"category, price_asc",
+                     "SELECT p.rid, p.price_cents FROM products p"
+                     " INDEXED BY products_cat_price WHERE p.archived = 0 AND p.category = ?8"
+                     " AND p.price_cents > ?1 AND p.price_cents <= ?6" STOCK
+                     " ORDER BY p.price_cents, p.rid LIMIT ?7",
+                     "products_cat_price", "(category=? AND price_cents>? AND price_cents<?)",
+                     false, false, 8},
+    [L_PRICE_DESC_TIE] = {"price_desc, rest of a price",
+                          "SELECT p.rid, p.price_cents FROM products p"
+                          " INDEXED BY products_live_price_desc WHERE p.archived = 0"
+                          " AND p.price_cents = ?1 AND p.rid > ?2" STOCK
+                          " ORDER BY p.price_cents DESC, p.rid LIMIT ?7",
+                          "products_live_price_desc", "(price_cents=? AND rid>?)", false, false, 7},
+    [L_CAT_PRICE_DESC_TIE] = {"category, price_desc, rest of a price",
+                              "SELECT p.rid, p.price_cents FROM products p"
+                              " INDEXED BY products_cat_price_desc WHERE p.archived = 0"
+                              " AND p.category = ?8 AND p.price_cents = ?1 AND p.rid > ?2" STOCK
+                              " ORDER BY p.price_cents DESC, p.rid LIMIT ?7",
+                              "products_cat_price_desc", "(category=? AND price_cents=? AND rid>?)",
+                              false, false, 8},
+    [L_PRICE_DESC] = {"price_desc",
+                      "SELECT p.rid, p.price_cents FROM products p"
+                      " INDEXED BY products_live_price_desc WHERE p.archived = 0"
+                      " AND p.price_cents < ?1 AND p.price_cents >= ?5" STOCK
+                      " ORDER BY p.price_cents DESC, p.rid LIMIT ?7",
+                      "products_live_price_desc", "(price_cents>? AND price_cents<?)", false, false,
+                      7},
+    [L_CAT_PRICE_DESC] =
+        {"category, price_desc",
+         "SELECT p.rid, p.price_cents FROM products p"
+         " INDEXED BY products_cat_price_desc WHERE p.archived = 0"
+         " AND p.category = ?8 AND p.price_cents < ?1 AND p.price_cents >= ?5" STOCK
+         " ORDER BY p.price_cents DESC, p.rid LIMIT ?7",
+         "products_cat_price_desc", "(category=? AND price_cents>? AND price_cents<?)", false,
+         false, 8},
+    [L_FTS] = {"search, newest or a relevance tier",
+               "SELECT f.rowid FROM products_fts f JOIN products p ON p.rid = f.rowid"
+               " WHERE products_fts MATCH ?8 AND f.rowid < ?1" STOCK BAND
+               " ORDER BY f.rowid DESC LIMIT ?7",
+               "VIRTUAL TABLE", ":M3<", false, false, 8},
+    [L_FTS_PRICE] = {"search, price_asc",
+                     "SELECT f.rowid FROM products_fts_price f"
+                     " JOIN products p ON p.rid = f.rowid % 4294967296"
+                     " WHERE products_fts_price MATCH ?8 AND f.rowid > ?1 AND f.rowid <= ?2" STOCK
+                     " ORDER BY f.rowid LIMIT ?7",
+                     "VIRTUAL TABLE", ":M2><", false, false, 8},
+    [L_FTS_PRICE_DESC] = {"search, price_desc",
+                          "SELECT f.rowid FROM products_fts_price f"
+                          " JOIN products p ON p.rid = f.rowid % 4294967296"
+                          " WHERE products_fts_price MATCH ?8 AND f.rowid >= ?1"
+                          " AND f.rowid < ?2" STOCK " ORDER BY f.rowid DESC LIMIT ?7",
+                          "VIRTUAL TABLE", ":M2><", false, false, 8},
+    [L_WORDS] = {"completions of a word",
+                 "SELECT word FROM search_words WHERE word > ?1 AND word < ?2 ORDER BY word"
+                 " LIMIT ?3",
+                 "PRIMARY KEY", "(word>? AND word<?)", false, false, 3},
+    [L_ROW] = {"one product", "SELECT " PRODUCT_JSON " FROM products p WHERE p.rid = ?",
+               "INTEGER PRIMARY KEY", "(rowid=?)", false, false, 1},
+    [L_CATEGORIES] = {"categories",
+                      "SELECT c.slug, c.name, c.description, c.product_count"
+                      " FROM categories c INDEXED BY categories_by_name ORDER BY c.name, c.slug",
+                      "categories_by_name", "categories_by_name", false, true, 0},
+};
+
+enum sort { SORT_RELEVANCE, SORT_PRICE_ASC, SORT_PRICE_DESC, SORT_NEWEST };
+static const char *const sort_names[] = {"relevance", "price_asc", "price_desc", "newest", NULL};
+
+struct list_query {
+    const char *q, *category;
+    int64_t min_price, max_price; /* -1: no bound */
+    bool in_stock;
+    enum sort sort;
+    int64_t page_size;
+    const char *words;    /* the FTS5 expression of q's words; "" when none */
+    const char *key;      /* q's words, normalised: what a token is bound to */
+    uint32_t filter_hash; /* binds a page token to the query that made it */
+    /* keyset position after the previous page: its last row */
+    bool after;
+    int64_t after_rid, after_key; /* key: the price, or the relevance tier */
+};
+
+/* The rows of a page in order, one more than the page when there is a next one. */
+struct page {
+    int64_t rid[PAGE_MAX + 1], price[PAGE_MAX + 1];
+    int tier[PAGE_MAX + 1];
+    int n, want;
+};
+
+static uint32_t fnv1a(uint32_t h, const char *s)
+{
+    for (; s != NULL && *s != '\0'; s++)
+        h = (h ^ (unsigned char)*s) * 16777619u;
+    return (h ^ 0xff) * 16777619u; /* separator, so ("ab","") differs from ("a","b") */
+}
+
+static uint32_t filter_hash(const struct list_query *lq)
+{
+    char nums[96];
+    snprintf(nums, sizeof(nums), "%lld/%lld/%d/%d", (long long)lq->min_price,
+             (long long)lq->max_price, lq->in_stock, (int)lq->sort);
+    uint32_t h = 2166136261u;
+    h = fnv1a(h, lq->key);
+    h = fnv1a(h, lq->category);
+    return fnv1a(h, nums);
+}
+
+/* A page token is base64url of {"f":filter_hash,"r":rid,"k":key} (key: the price for the
+ * price orders, the tier for relevance, 0 for newest). Anything else is a 400. */
+static void decode_token(struct souk_check *c, struct list_query *lq, const char *token)
+{
+    char raw[TOKEN_MAX];
+    long n = strlen(token) < TOKEN_MAX ? souk_b64url_dec(token, raw, sizeof(raw) - 1) : -1;
+    json_t *t = n > 0 ? json_loadb(raw, (size_t)n, 0, NULL) : NULL;
+    json_t *f = json_object_get(t, "f"), *k = json_object_get(t, "k"), *r = json_object_get(t, "r");
+    bool ok = json_is_integer(f) && json_is_integer(k) && json_is_integer(r) &&
+              json_integer_value(r) > 0 && json_integer_value(r) <= RID_MASK;
+    if (ok && (uint32_t)json_integer_value(f) != lq->filter_hash) {
+        souk_check_fail(c, "page_token", "belongs to a different query");
+        goto out;
+    }
+    int64_t key = ok ? json_integer_value(k) : -1;
+    if (lq->sort == SORT_RELEVANCE)
+        ok = ok && (key == 0 || key == 1);
+    else if (lq->sort == SORT_NEWEST)
+        ok = ok && key == 0;
+    else
+        ok = ok && key >= 0 && key <= PRICE_TOP;
+    if (!ok) {
+        souk_check_fail(c, "page_token", "is malformed");
+        goto out;
+    }
+    lq->after = true;
+    lq->after_rid = json_integer_value(r);
+    lq->after_key = key;
+out:
+    json_decref(t);
+}
+
+static void encode_token(const struct list_query *lq, const struct page *pg, int i, char *out,
+                         size_t cap)
+{
+    int64_t key = lq->sort == SORT_RELEVANCE ? pg->tier[i]
+                  : lq->sort == SORT_NEWEST  ? 0
+                                             : pg->price[i];
+    char raw[128];
+    int len = snprintf(raw, sizeof(raw), "{\"f\":%u,\"r\":%lld,\"k\":%lld}", lq->filter_hash,
+                       (long long)pg->rid[i], (long long)key);
+    souk_b64url_enc(raw, (size_t)len, out, cap);
+}
+
+static int parse_list_query(struct souk_req *r, struct list_query *lq, struct souk_check *c)
+{
+    memset(lq, 0, sizeof(*lq));
+    lq->words = lq->key = "";
+    lq->q = souk_req_query(r, "q");
+    if (lq->q != NULL && strlen(lq->q) > Q_MAX)
+        souk_check_fail(c, "q", "must be at most %d characters", Q_MAX);
+    else if (lq->q != NULL &&
+             search_expression(souk_req_db(r), souk_req_arena(r), lq->q, &lq->words, &lq->key) != 0)
+        return SOUK_EDB;
+    lq->category = souk_req_query(r, "category");
+    if (lq->category != NULL && (strlen(lq->category) == 0 || strlen(lq->category) > 64)) {
+        souk_check_fail(c, "category", "must be 1 to 64 characters");
+        lq->category = NULL;
+    }
+    lq->min_price =
+        souk_check_int_text(c, "min_price", souk_req_query(r, "min_price"), 0, PRICE_MAX, -1);
+    lq->max_price =
+        souk_check_int_text(c, "max_price", souk_req_query(r, "max_price"), 0, PRICE_MAX, -1);
+    if (lq->min_price >= 0 && lq->max_price >= 0 && lq->min_price > lq->max_price)
+        souk_check_fail(c, "min_price", "must not be greater than max_price");
+    lq->in_stock = souk_check_bool_text(c, "in_stock", souk_req_query(r, "in_stock"), false);
+    bool has_q = lq->q != NULL && lq->q[0] != '\0';
+    int sort = souk_check_enum_text(c, "sort", souk_req_query(r, "sort"), sort_names,
+                                    has_q ? SORT_RELEVANCE : SORT_NEWEST);
+    /* relevance needs words to rank by; without them the newest come first */
+    lq->sort = (sort == SORT_RELEVANCE && !has_q) ? SORT_NEWEST : (enum sort)sort;
+    lq->page_size = souk_check_int_text(c, "page_size", souk_req_query(r, "page_size"), 1, PAGE_MAX,
+                                        PAGE_DEFAULT);
+    lq->filter_hash = filter_hash(lq);
+    const char *token = souk_req_query(r, "page_token");
+    if (token != NULL && souk_check_ok(c))
+        decode_token(c, lq, token);
+    return souk_check_ok(c) ? 0 : SOUK_EINVAL;
+}
+
+/* The bound values of one run of a list statement (see the parameter list above). */
+struct run {
+    int64_t pos, tie, lo, hi;
+    bool band;
+    const char *text; /* ?8: the category or the FTS5 expression */
+};
+
+/* How a statement's first column becomes a row of the page. */
+enum cols { RID, RID_PRICE, FTS_PRICE_ROWID };
+
+static struct souk_stmt *query(struct souk_db *db, enum list_stmt s, const struct list_query *lq,
+                               const struct run *a, int64_t limit)
+{
+    char fmt[9];
+    snprintf(fmt, sizeof(fmt), "%.*s", list_statements[s].params, "iiiiiiiS");
+    return souk_db_query(db, list_statements[s].sql, fmt, a->pos, a->tie, (int64_t)lq->in_stock,
+                         (int64_t)a->band, a->lo, a->hi, limit, a->text);
+}
+
+/* Run statement s and append its rows (up to limit more) to the page, each with the
+ * given relevance tier. Returns how many it appended, or a negative code. */
+static int run_page(struct souk_db *db, enum list_stmt s, const struct list_query *lq,
+                    const struct run *a, enum cols cols, int limit, int tier, struct page *pg)
+{
+    struct souk_stmt *st = query(db, s, lq, a, limit);
+    if (st == NULL)
+        return SOUK_EDB;
+    int rc, added = 0;
+    while ((rc = souk_stmt_step(st)) == SOUK_ROW) {
+        if (pg->n >= pg->want) { /* never: limits are computed from want */
+            souk_stmt_done(st);
+            break;
+        }
+        int64_t v = souk_stmt_int(st, 0);
+        pg->rid[pg->n] = cols == FTS_PRICE_ROWID ? (v & RID_MASK) : v;
+        pg->price[pg->n] = cols == FTS_PRICE_ROWID ? (v >> 32)
+                           : cols == RID_PRICE     ? souk_stmt_int(st, 1)
+                                                   : 0;
+        pg->tier[pg->n] = tier;
+        pg->n++;
+        added++;
+    }
+    return rc < 0 ? rc : added;
+}
+
+static int64_t lo_price(const struct list_query *lq)
+{
+    return lq->min_price >= 0 ? lq->min_price : 0;
+}
+
+static int64_t hi_price(const struct list_query *lq)
+{
+    return lq->max_price >= 0 ? lq->max_price : PRICE_TOP;
+}
+
+static bool has_band(const struct list_query *lq)
+{
+    return lq->min_price >= 0 || lq->max_price >= 0;
+}
+
+/* Newest first without words. A price range is a filter on the way, unless it holds few
+ * products: then the range itself is read and sorted (a bounded sort), because a narrow
+ * range filtered on the way would read most of the catalog to fill a page. */
+static int page_newest(struct souk_db *db, const struct list_query *lq, struct page *pg)
+{
+    bool cat = lq->category != NULL;
+    struct run a = {lq->after ? lq->after_rid : INT64_MAX,
+                    0,
+                    lo_price(lq),
+                    hi_price(lq),
+                    has_band(lq),
+                    lq->category};
+    if (a.band) {
+        struct souk_stmt *st =
+            query(db, cat ? L_CAT_BAND_COUNT : L_BAND_COUNT, lq, &a, BAND_SORT_MAX + 1);
+        int rc = st == NULL ? SOUK_EDB : souk_stmt_step(st);
+        if (rc != SOUK_ROW)
+            return rc < 0 ? rc : SOUK_EDB;
+        int64_t size = souk_stmt_int(st, 0);
+        souk_stmt_done(st);
+        if (size <= BAND_SORT_MAX)
+            return run_page(db, cat ? L_CAT_BAND_NEW : L_BAND_NEW, lq, &a, RID, pg->want, 0, pg);
+    }
+    return run_page(db, cat ? L_CAT_NEW : L_NEW, lq, &a, RID, pg->want, 0, pg);
+}
+
+/* Cheapest first, ties by rid: the rest of the price the last page ended in, then the
+ * prices above it. Two seeks: a (price, rid) position as one row value would seek by
+ * price alone and read through every product of that price. */
+static int page_price_asc(struct souk_db *db, const struct list_query *lq, struct page *pg)
+{
+    bool cat = lq->category != NULL;
+    struct run a = {lq->after_key, lq->after_rid, 0, hi_price(lq), false, lq->category};
+    if (lq->after) {
+        int rc =
+            run_page(db, cat ? L_CAT_PRICE_TIE : L_PRICE_TIE, lq, &a, RID_PRICE, pg->want, 0, pg);
+        if (rc < 0 || pg->n >= pg->want)
+            return rc;
+    }
+    a.pos = lq->after ? lq->after_key : lo_price(lq) - 1;
+    return run_page(db, cat ? L_CAT_PRICE : L_PRICE, lq, &a, RID_PRICE, pg->want - pg->n, 0, pg);
+}
+
+/* Dearest first, ties by rid ascending: the rest of the price the last page ended in,
+ * then the prices below it. */
+static int page_price_desc(struct souk_db *db, const struct list_query *lq, struct page *pg)
+{
+    bool cat = lq->category != NULL;
+    struct run a = {lq->after_key, lq->after_rid, lo_price(lq), hi_price(lq), false, lq->category};
+    if (lq->after) {
+        int rc = run_page(db, cat ? L_CAT_PRICE_DESC_TIE : L_PRICE_DESC_TIE, lq, &a, RID_PRICE,
+                          pg->want, 0, pg);
+        if (rc < 0 || pg->n >= pg->want)
+            return rc;
+    }
+    a.pos = lq->after ? lq->after_key : hi_price(lq) + 1;
+    return run_page(db, cat ? L_CAT_PRICE_DESC : L_PRICE_DESC, lq, &a, RID_PRICE, pg->want - pg->n,
+                    0, pg);
+}
+
+/* The FTS5 expression for the words in some columns, within the category. */
+static const char *match(struct souk_req *r, const struct list_query *lq, const char *cols)
+{
+    if (lq->category == NULL)
+        return souk_req_printf(r, "{%s} : (%s)", cols, lq->words);
+    return souk_req_printf(r, "{%s} : (%s) AND {category} : \"%s\"", cols, lq->words,
+                           search_category_token(souk_req_arena(r), lq->category));
+}
+
+/* Relevance: products with every word in the name, then the others, each newest first.
+ * The order is a static rank, so a page is the next rows of a stream and paging visits
+ * every match exactly once. */
+static int page_relevance(struct souk_req *r, const struct list_query *lq, struct page *pg)
+{
+    struct souk_db *db = souk_req_db(r);
+    struct run a = {INT64_MAX, 0, lo_price(lq), hi_price(lq), has_band(lq), NULL};
+    if (!lq->after || lq->after_key == 0) {
+        a.pos = lq->after ? lq->after_rid : INT64_MAX;
+        a.text = match(r, lq, "name");
+        int rc = run_page(db, L_FTS, lq, &a, RID, pg->want, 0, pg);
+        if (rc < 0 || pg->n >= pg->want)
+            return rc;
+        a.pos = INT64_MAX;
+    } else {
+        a.pos = lq->after_rid;
+    }
+    const char *name = match(r, lq, "name");
+    const char *any = match(r, lq, "name description");
+    a.text = souk_req_printf(r, "(%s) NOT (%s)", any, name);
+    return run_page(db, L_FTS, lq, &a, RID, pg->want - pg->n, 1, pg);
+}
+
+static int page_search_newest(struct souk_req *r, const struct list_query *lq, struct page *pg)
+{
+    struct run a = {
+        lq->after ? lq->after_rid : INT64_MAX, 0, lo_price(lq), hi_price(lq), has_band(lq),
+        match(r, lq, "name description")};
+    return run_page(souk_req_db(r), L_FTS, lq, &a, RID, pg->want, 0, pg);
+}
+
+static int page_search_price_asc(struct souk_req *r, const struct list_query *lq, struct page *pg)
+{
+    struct run a = {lq->after ? (lq->after_key << 32 | lq->after_rid) : (lo_price(lq) << 32) - 1,
+                    hi_price(lq) << 32 | RID_MASK,
+                    0,
+                    0,
+                    false,
+                    match(r, lq, "body")};
+    return run_page(souk_req_db(r), L_FTS_PRICE, lq, &a, FTS_PRICE_ROWID, pg->want, 0, pg);
+}
+
+/* Reverse each run of equal prices in rows [from, to): the descending stream gives a
+ * price's rows by rid descending, the order wants them ascending. */
+static void reverse_groups(struct page *pg, int from, int to)
+{
+    for (int i = from; i < to;) {
+        int j = i;
+        while (j < to && pg->price[j] == pg->price[i])
+            j++;
+        for (int x = i, y = j - 1; x < y; x++, y--) {
+            int64_t t = pg->rid[x];
+            pg->rid[x] = pg->rid[y];
+            pg->rid[y] = t;
+        }
+        i = j;
+    }
+}
+
+/* A search, dearest first with ties by rid ascending, from products_fts_price whose
+ * rowids run (price, rid) ascending: the rest of the last page's price ascending, then
+ * the prices below read descending (whole prices, each turned around), and the price the
+ * page ends in read again from its smallest rid. Three streams, each at most a page. */
+static int page_search_price_desc(struct souk_req *r, const struct list_query *lq, struct page *pg)
+{
+    struct souk_db *db = souk_req_db(r);
+    const char *m = match(r, lq, "body");
+    struct run a = {0, 0, 0, 0, false, m};
+    int64_t top = (hi_price(lq) + 1) << 32;
+    if (lq->after) {
+        a.pos = lq->after_key << 32 | lq->after_rid;
+        a.tie = lq->after_key << 32 | RID_MASK;
+        int rc = run_page(db, L_FTS_PRICE, lq, &a, FTS_PRICE_ROWID, pg->want, 0, pg);
+        if (rc < 0 || pg->n >= pg->want)
+            return rc;
+        top = lq->after_key << 32;
+    }
+    int base = pg->n;
+    a.pos = lo_price(lq) << 32;
+    a.tie = top;
+    int rc = run_page(db, L_FTS_PRICE_DESC, lq, &a, FTS_PRICE_ROWID, pg->want - base, 0, pg);
+    if (rc < 0)
+        return rc;
+    if (pg->n < pg->want) { /* every price read whole */
+        reverse_groups(pg, base, pg->n);
+        return 0;
+    }
+    int64_t last = pg->price[pg->n - 1]; /* read only in part, from its largest rids */
+    while (pg->n > base && pg->price[pg->n - 1] == last)
+        pg->n--;
+    reverse_groups(pg, base, pg->n);
+    a.pos = (last << 32) - 1;
+    a.tie = last << 32 | RID_MASK;
+    rc = run_page(db, L_FTS_PRICE, lq, &a, FTS_PRICE_ROWID, pg->want - pg->n, 0, pg);
+    return rc < 0 ? rc : 0;
+}
+
+/* A growing response body; its memory goes to the response. */
+struct body {
+    char *p;
+    size_t len, cap;
+};
+
+static void body_put(struct body *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        b->cap = (b->len + n + 1) * 2;
+        b->p = souk_xrealloc(b->p, b->cap);
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void body_puts(struct body *b, const char *s) { body_put(b, s, strlen(s)); }
+
+/* Append the rendered product with this rid to the body; false if it vanished. */
+static bool put_product(struct souk_db *db, struct body *b, int64_t rid)
+{
+    struct souk_stmt *st = souk_db_query(db, list_statements[L_ROW].sql, "i", rid);
+    if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
+        return false;
+    body_puts(b, souk_stmt_text(st, 0));
+    souk_stmt_done(st);
+    return true;
+}
+
+int products_list(struct souk_req *r)
+{
+    struct souk_check c;
+    struct list_query lq;
+    souk_check_init(&c);
+    int rc = parse_list_query(r, &lq, &c);
+    if (rc == SOUK_EDB)
+        return souk_problem(r, 500, "internal", "query failed");
+    if (rc != 0)
+        return souk_problem_check(r, &c);
+
+    static const char empty[] = "{\"items\":[],\"next_page_token\":null}";
+    bool has_q = lq.q != NULL && lq.q[0] != '\0';
+    if (has_q && lq.words[0] == '\0') { /* only punctuation: nothing can match */
+        souk_reply_raw(r, "application/json", (char *)empty, sizeof(empty) - 1, false);
+        return 200;
+    }
+    struct souk_db *db = souk_req_db(r);
+    struct page *pg = souk_req_alloc(r, sizeof(*pg));
+    pg->n = 0;
+    pg->want = (int)lq.page_size + 1; /* one more tells whether a next page exists */
+    switch (lq.sort) {
+    case SORT_RELEVANCE:
+        rc = page_relevance(r, &lq, pg);
+        break;
+    case SORT_NEWEST:
+        rc = has_q ? page_search_newest(r, &lq, pg) : page_newest(db, &lq, pg);
+        break;
+    case SORT_PRICE_ASC:
+        rc = has_q ? page_search_price_asc(r, &lq, pg) : page_price_asc(db, &lq, pg);
+        break;
+    case SORT_PRICE_DESC:
+        rc = has_q ? page_search_price_desc(r, &lq, pg) : page_price_desc(db, &lq, pg);
+        break;
+    }
+    if (rc < 0)
+        return souk_problem(r, rc == SOUK_EBUSY ? 503 : 500, rc == SOUK_EBUSY ? "busy" : "internal",
+                            "query failed");
+    bool more = pg->n > lq.page_size;
+    int n = more ? (int)lq.page_size : pg->n;
+    struct body b = {NULL, 0, 0};
+    body_puts(&b, "{\"items\":[");
+    for (int i = 0; i < n; i++) {
+        if (i > 0)
+            body_puts(&b, ",");
+        if (!put_product(db, &b, pg->rid[i])) {
+            free(b.p);
+            return souk_problem(r, 500, "internal", "query failed");
+        }
+    }
+    body_puts(&b, "],\"next_page_token\":");
+    if (more) {
+        char token[TOKEN_MAX]; /* base64url: nothing to escape */
+        encode_token(&lq, pg, n - 1, token, sizeof(token));
+        body_puts(&b, "\"");
+        body_puts(&b, token);
+        body_puts(&b, "\"}");
+    } else {
+        body_puts(&b, "null}");
+    }
+    souk_reply_raw(r, "application/json", b.p, b.len, true);
+    return 200;
+}

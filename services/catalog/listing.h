@@ -1,0 +1,50 @@
+/* listing.h: the statements behind GET /api/v1/products, one per filter shape and
+ * order, each reading one index in its own order and stopping after a page. Exposed
+ * so the unit test can hold every statement's query plan to what it is written for. */
+#ifndef CATALOG_LISTING_H
+#define CATALOG_LISTING_H
+
+#include <stdbool.h>
+
+enum list_stmt {
+    L_NEW,                /* newest first */
+    L_CAT_NEW,            /* newest first in a category */
+    L_BAND_COUNT,         /* how many products a price range holds, up to BAND_SORT_MAX + 1 */
+    L_CAT_BAND_COUNT,     /* the same in a category */
+    L_BAND_NEW,           /* newest first within a small price range: the range, sorted */
+    L_CAT_BAND_NEW,       /* the same in a category */
+    L_PRICE_TIE,          /* cheapest first: the rest of the price the last page ended in */
+    L_CAT_PRICE_TIE,      /* the same in a category */
+    L_PRICE,              /* cheapest first: the prices above */
+    L_CAT_PRICE,          /* the same in a category */
+    L_PRICE_DESC_TIE,     /* dearest first: the rest of the price the last page ended in */
+    L_CAT_PRICE_DESC_TIE, /* the same in a category */
+    L_PRICE_DESC,         /* dearest first: the prices below */
+    L_CAT_PRICE_DESC,     /* the same in a category */
+    L_FTS,                /* a search, newest first (relevance reads it once per tier) */
+    L_FTS_PRICE,          /* a search, cheapest first (and one price group, by rid) */
+    L_FTS_PRICE_DESC,     /* a search, dearest first, by whole price groups */
+    L_WORDS,              /* the completions of a word (search.c) */
+    L_ROW,                /* one product, rendered */
+    L_CATEGORIES,         /* GET /api/v1/categories */
+    L_COUNT
+};
+
+struct list_statement {
+    const char *name;
+    const char *sql;
+    const char *uses; /* what its plan must read: an index name or "VIRTUAL TABLE" */
+    const char *seek; /* how its plan must start: the constraint it seeks with (for FTS5,
+                         its index string: M<column> the match, < and > rowid bounds) */
+    bool may_sort;    /* a temporary b-tree is allowed: it sorts a bounded set */
+    bool may_scan;    /* a full scan is allowed: it reads a whole small table */
+    int params;       /* it is bound ?1..?params */
+};
+
+extern const struct list_statement list_statements[L_COUNT];
+
+/* At most this many products in a price range are sorted for a newest-first page;
+ * a wider range is read newest first and filtered. */
+#define BAND_SORT_MAX 1000
+
+#endif
