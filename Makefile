@@ -3,7 +3,7 @@
 #   make run        set up, build, seed, and run the platform (souk up)
 #   make test       set up, build, run unit, black-box and browser tests
 #   make browser-test  the storefront in Debian's chromium (playwright-core) on the real platform
-#   make bench      run the benchmark suite (bench/RESULTS.md)
+#   make bench      run the benchmark suite (bench/RESULTS.md; QUICK=1 for a 2-minute subset)
 #   make deploy-check  build the container images offline and validate deploy/ (slow)
 #   make SANITIZE=address,undefined test   the same tree with sanitizers, in build/san
 
@@ -124,10 +124,11 @@ run:
 	@$(MAKE) --no-print-directory -j$(shell nproc) all
 	@scripts/run
 
+# QUICK=1: a two-minute subset, reported to build/bench/RESULTS-quick.md
 bench:
 	@scripts/setup bench
 	@$(MAKE) --no-print-directory all
-	@bench/run
+	@BENCH_QUICK=$(QUICK) bench/run
 
 # libFuzzer drivers for every parser of untrusted input, built with clang into
 # build/fuzz; each runs FUZZ_SECONDS from its committed seed corpus.

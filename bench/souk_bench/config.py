@@ -12,13 +12,28 @@ BUILD = os.path.abspath(os.environ.get("SOUK_BUILD_DIR", os.path.join(ROOT, "bui
 BIN = os.path.join(BUILD, "bin")   # copied to a temp dir at start: others may rebuild meanwhile
 EXPRESS_DIR = os.path.join(BENCH, "peers", "express")
 RESULTS = os.path.join(BENCH, "RESULTS.md")
+QUICK_RESULTS = os.path.join(BUILD, "bench", "RESULTS-quick.md")
 NOTES = os.path.join(BENCH, "profile-notes.md")   # hand-written analysis, embedded as is
 
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
-DURATION = os.environ.get("BENCH_DURATION", "5s")
+# `make bench QUICK=1`: a two-minute subset for iterating (one round, fewer scenarios,
+# no Express, no profiles, the 1.2k and 100k catalogs); it reports to build/bench/.
+QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1" if QUICK else "3"))
+DURATION = os.environ.get("BENCH_DURATION", "3s" if QUICK else "5s")
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
 WRK = ["wrk", "-t1", "-c%d" % CONNECTIONS, "-d" + DURATION, "--latency"]
 WARMUP = ["wrk", "-t1", "-c%d" % CONNECTIONS, "-d1s"]
+QUICK_SCENARIOS = ["ceiling", "catalog", "gateway", "nginx_proxy", "catalog_q", "catalog_cat",
+                   "journey", "sizes"]
+
+# The catalog-size axis (souk_bench/sizes.py): catalogs of these sizes, every list page
+# against each, SIZE_ROUNDS interleaved rounds of SIZE_DURATION.
+SIZES = [int(x) for x in os.environ.get(
+    "BENCH_SIZES", "1200,100000" if QUICK else "1200,100000,1000000").split(",") if x]
+SIZE_ROUNDS = int(os.environ.get("BENCH_SIZE_ROUNDS", "1" if QUICK else "3"))
+SIZE_DURATION = os.environ.get("BENCH_SIZE_DURATION", "2s")
+SIZE_WRK = ["wrk", "-t1", "-c%d" % CONNECTIONS, "-d" + SIZE_DURATION, "--latency"]
+SIZE_WARMUP = ["wrk", "-t1", "-c8", "-d1s"]
 
 # the supervisor's start order and port index (cli/README.md)
 SERVICES = ["users", "catalog", "cart", "orders", "payments", "notify", "gateway"]
@@ -28,7 +43,7 @@ GATEWAY_OVERRIDES = {"SOUK_RATE_IP_RPS": "0", "SOUK_RATE_USER_RPS": "0", "SOUK_R
                      "SOUK_RATE_SIGNUP_PER_HOUR": "0",   # it registers JOURNEY_USERS from one address
                      "SOUK_MAX_CONNECTIONS_PER_IP": "0"}   # BENCH_CONNECTIONS may exceed 128
 READY_TIMEOUT = 30.0
-COLD_RUNS = 3
+COLD_RUNS = 1 if QUICK else 3
 JOURNEY_USERS = 64                  # see bench/journey.lua for why 64
 CART_PRODUCTS = 20
 PROFILE_SECONDS = 4

@@ -11,9 +11,10 @@ import subprocess
 import sys
 import tempfile
 
-from . import config, peers, scenarios
-from .config import (AIM_CEILING, AIM_CHECKOUTS, AIM_EXPRESS, BENCH, COLD_RUNS, RESULTS, ROOT,
-                     ROUNDS, SERVICES, WARMUP, WRK, log)
+from . import config, peers, scenarios, sizes
+from .config import (AIM_CEILING, AIM_CHECKOUTS, AIM_EXPRESS, BENCH, COLD_RUNS, QUICK,
+                     QUICK_RESULTS, QUICK_SCENARIOS, RESULTS, ROOT, ROUNDS, SERVICES, WARMUP, WRK,
+                     log)
 from .measurement import (TICKS, RssSampler, cpu_ticks, group_rss_kb, loadavg, machine,
                           mem_detail_kb, profile, rss_kb, wrk)
 from .net import http
@@ -170,12 +171,17 @@ def main():
     admin = ("admin-%s@bench.local" % tag, "bench-admin-" + secrets.token_hex(8))
     ctx = {"machine": machine(), "date": datetime.datetime.now(datetime.timezone.utc)
            .strftime("%Y-%m-%d %H:%M UTC"), "profiles": {}, "rss_peak": {}, "load_before": loadavg(),
-           "journey_cpu": {}}
+           "journey_cpu": {}, "size_seed_secs": {}, "size_rss_kb": {}, "size_db_mb": {}}
+    only = [k for k in os.environ.get("BENCH_ONLY", "").split(",") if k] or \
+        (QUICK_SCENARIOS if QUICK else [])
     log("temp dir %s; services built: %s" % (tmp, ", ".join(built_services())))
     ctx["missing"] = [s for s in SERVICES if s not in built_services()]
     ctx["skipped"] = skipped
 
-    express_err = peers.prepare_express(tmp) if shutil.which("node") else "node is not installed"
+    if only and not any(k.startswith("express") for k in only):
+        express_err = "left out by %s" % ("QUICK=1" if QUICK else "BENCH_ONLY")
+    else:
+        express_err = peers.prepare_express(tmp) if shutil.which("node") else "node is not installed"
     cold_starts(ctx, tmp, admin)
 
     # the platform under load: seeded, then started
@@ -205,10 +211,9 @@ def main():
                          u(express_port) if express else "", ids_file, token, gw_err,
                          express_err, journey_file, journey_err, tag)
     ctx["scenarios"] = {s.key: s for s in sc}
-    only = [k for k in os.environ.get("BENCH_ONLY", "").split(",") if k]
     for s in sc:   # BENCH_ONLY=catalog,journey: a subset, while working on one thing
         if only and s.key not in only and not s.why_not:
-            s.why_not = "left out by BENCH_ONLY"
+            s.why_not = "left out by %s" % ("QUICK=1" if QUICK else "BENCH_ONLY")
     live = [s for s in sc if not s.why_not]
 
     watched = dict(plat.pids)
@@ -218,6 +223,15 @@ def main():
     idle_memory(ctx, watched)
     serving = scenarios.serving_pids(plat.pids, nginx.pid, express.pid if express else None)
     run_rounds(ctx, live, serving, plat, watched, wrk_log)
-    profile_missed(ctx, plat, tmp, ids_file, token, journey_file, tag)
-    write_results(ctx)
-    log("wrote %s" % os.path.relpath(RESULTS, ROOT))
+    if not QUICK:
+        profile_missed(ctx, plat, tmp, ids_file, token, journey_file, tag)
+    if not only or "sizes" in only:
+        try:
+            sizes.run(ctx, tmp, wrk_log)
+        except Exception as e:   # report what was measured, and why the rest was not
+            ctx["size_error"] = str(e)
+            log("catalog-size axis: %s" % e)
+    out = QUICK_RESULTS if QUICK else RESULTS
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    write_results(ctx, out)
+    log("wrote %s" % os.path.relpath(out, ROOT))

@@ -6,6 +6,7 @@ import time
 
 from .config import (AIM_CEILING, AIM_CHECKOUTS, AIM_COLD_S, AIM_EXPRESS, AIM_IDLE_RSS_KB,
                      GATEWAY_OVERRIDES, NOTES, PROFILE_SECONDS, RESULTS, ROUNDS, SERVICES, T0, WRK)
+from . import config, sizes
 from .measurement import loadavg
 
 # scenario -> (vs ceiling, vs nginx proxy, vs express) references
@@ -219,6 +220,7 @@ def aims_section(L, ctx, M):
             (j.median("cps") or 0) >= AIM_CHECKOUTS)
     else:
         aim("checkout journey ≥ 1,000 checkouts/s", "journey not available", None)
+    size_aims(aim, ctx)
     L.append("")
 
 
@@ -240,15 +242,113 @@ def profiles_section(L, ctx):
             L.append(f.read().rstrip() + "\n")
 
 
-def write_results(ctx):
+def size_cell(s):
+    """req/s, p99 and CPU per request of one page at one size."""
+    if s is None or not s.runs:
+        return ["–", "–", "–"]
+    cpu = s.median("cpu_us")
+    return ["{:,.0f}".format(s.median("rps") or 0), fmt_ms(s.median("p99")),
+            "%.0f µs" % cpu if cpu is not None else "–"]
+
+
+def size_ratios(by_size, sizes_run):
+    """{size: (CPU-per-request ratio, req/s ratio)} of each size over the smallest."""
+    base = by_size.get(sizes_run[0])
+    out = {}
+    for n in sizes_run[1:]:
+        s = by_size.get(n)
+        if base is None or s is None or not s.runs or not base.runs:
+            continue
+        c0, c1 = base.median("cpu_us"), s.median("cpu_us")
+        r0, r1 = base.median("rps"), s.median("rps")
+        out[n] = (c1 / c0 if c0 and c1 else None, r0 / r1 if r0 and r1 else None)
+    return out
+
+
+def sizes_section(L, ctx):
+    L.append("## Catalog size: the same pages at 1.2k, 100k and 1M products\n")
+    scen = ctx.get("size_scenarios") or []
+    if not scen:
+        L.append("Not measured%s.\n" % (": " + ctx["size_error"] if ctx.get("size_error")
+                                        else " in this run (BENCH_ONLY)"))
+        return
+    sizes_run = sorted({s.size for s in scen})
+    labels = [sizes.size_label(n) for n in sizes_run]
+    head = "| page |" + "".join(" %s req/s | p99 | CPU/req |" % x for x in labels)
+    head += "".join(" %s ÷ %s (CPU / req/s) |" % (x, labels[0]) for x in labels[1:])
+    L.append(head)
+    L.append("|---|" + "---:|---:|---:|" * len(sizes_run) + "---:|" * (len(sizes_run) - 1))
+    worst = {}
+    for key, label, _, _ in sizes.PAGES:
+        by_size = {s.size: s for s in scen if s.page == key}
+        if not by_size:
+            continue
+        depth = [s.depth for s in by_size.values() if s.depth]
+        name = label + (" (%s rows in at the largest size)" % "{:,}".format(max(depth))
+                        if depth else "")
+        cells = []
+        for n in sizes_run:
+            cells += size_cell(by_size.get(n))
+        ratios = size_ratios(by_size, sizes_run)
+        for n in sizes_run[1:]:
+            c, r = ratios.get(n, (None, None))
+            cells.append("%s / %s" % ("%.2f×" % c if c else "–", "%.2f×" % r if r else "–"))
+            if c is not None:
+                worst[key] = max(worst.get(key, 0), c)
+        L.append("| %s | %s |" % (name, " | ".join(cells)))
+    L.append("")
+    seeded = {n: t for n, t in ctx["size_seed_secs"].items() if t}
+    L.append("Each size is its own catalog process (direct, `%s`, %d interleaved rounds, the "
+             "sizes of a page back to back), on a database made by `catalog seed --products N` "
+             "(%s; %s). The ratios are the cost at a size over the cost at %s: by server CPU "
+             "per request, and by req/s (the small catalog's req/s over this one's). Deep pages "
+             "start from a page token half-way down their list, up to 20,000 rows in. Catalog "
+             "RSS after its rounds: %s.\n" % (
+                 " ".join(config.SIZE_WRK), config.SIZE_ROUNDS,
+                 ", ".join("%s: %.0f MB" % (sizes.size_label(n), mb_)
+                           for n, mb_ in sorted(ctx["size_db_mb"].items())),
+                 ("seeded in this run: " + ", ".join(
+                     "%s in %.0f s" % (sizes.size_label(n), t) for n, t in sorted(seeded.items())))
+                 if seeded else "seeded by an earlier run, kept in build/bench-cache/",
+                 labels[0], ", ".join("%s %s" % (sizes.size_label(n), mb(kb)) for n, kb in
+                                      sorted(ctx["size_rss_kb"].items()))))
+    ctx["size_worst"] = worst
+    if ctx.get("size_error"):
+        L.append("The axis stopped early: %s.\n" % ctx["size_error"])
+
+
+def size_aims(aim, ctx):
+    scen = ctx.get("size_scenarios") or []
+    if not scen:
+        aim("every list page at 100k and 1M ≤ 2 × its cost at 1.2k", "not measured", None)
+        aim("a search for a common term ≥ 1,000 req/s", "not measured", None)
+        return
+    worst = ctx.get("size_worst", {})
+    if worst:
+        key = max(worst, key=worst.get)
+        aim("every list page at 100k and 1M ≤ 2 × its cost at 1.2k (server CPU per request)",
+            "worst %.2f× (%s); over 2×: %s" % (worst[key], key, ", ".join(
+                "%s %.2f×" % (k, v) for k, v in sorted(worst.items()) if v > sizes.AIM_RATIO)
+                or "none"), worst[key] <= sizes.AIM_RATIO)
+    search = [s for s in scen if s.page == "search" and s.runs]
+    if search:
+        low = min(search, key=lambda s: s.median("rps") or 0)
+        aim("a search for a common term (`q=coffee`) ≥ 1,000 req/s at every size",
+            "lowest %s req/s (%s)" % ("{:,.0f}".format(low.median("rps") or 0),
+                                      sizes.size_label(low.size)),
+            (low.median("rps") or 0) >= sizes.AIM_SEARCH_RPS)
+
+
+def write_results(ctx, path=RESULTS):
     S = ctx["scenarios"]
     M = Medians(S)
     L = []
     machine_section(L, ctx)
     results_section(L, S, M)
+    sizes_section(L, ctx)
     journey_section(L, ctx)
     memory_section(L, ctx)
     aims_section(L, ctx, M)
     profiles_section(L, ctx)
-    with open(RESULTS, "w") as f:
+    with open(path, "w") as f:
         f.write("\n".join(L))
