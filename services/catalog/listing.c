@@ -14,9 +14,10 @@
 #include "souk/log.h"
 #include "souk/souk.h"
 
-#define Q_MAX        200
-#define PRICE_MAX    1000000000
-#define PRICE_TOP    INT64_C(2147483647) /* no upper bound: above any price (< 2^31) */
+#define Q_MAX     200
+#define PRICE_MAX 1000000000
+#define PRICE_TOP (INT64_C(1) << 30) /* no upper bound: above PRICE_MAX, and (TOP + 1) << 32 fits  \
+                                      */
 #define RID_MASK     INT64_C(4294967295) /* products_fts_price rowid = price << 32 | rid */
 #define PAGE_DEFAULT 20
 #define PAGE_MAX     100

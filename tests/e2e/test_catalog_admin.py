@@ -104,3 +104,55 @@ def test_admin_writes_need_an_admin(env):
         assert r.headers["WWW-Authenticate"].startswith("Bearer")
         assert_problem(requests.request(method, u, json=body, headers={**bearer(user), "If-Match": '"v1"'}), 403)
     assert requests.get(url).headers["ETag"] == '"v1"'       # nothing changed
+
+
+def counts(catalog):
+    items = requests.get(catalog.url + "/api/v1/categories").json()["items"]
+    return {c["slug"]: c["product_count"] for c in items}
+
+
+def listed(catalog, **params):
+    r = requests.get(catalog.url + "/api/v1/products", params=dict(params, page_size=100))
+    assert r.status_code == 200, r.text
+    return [p["id"] for p in r.json()["items"]]
+
+
+def test_writes_move_products_in_lists_search_and_counts(env):
+    """Counts, the full-text tables and the search vocabulary follow every admin write,
+    and stock changes move a product in and out of in_stock lists without touching them."""
+    users, catalog, adm = env
+    before = counts(catalog)
+    a, b = sorted(before)[:2]
+    p = create(catalog, adm, sku="ZZ-1", name="Quixotic Zorblax Lamp", description="Made for zorbling.",
+               category=a, price_cents=1, on_hand=0).json()
+    url = catalog.url + f"/api/v1/products/{p['id']}"
+    assert counts(catalog) == dict(before, **{a: before[a] + 1})
+    # a prefix of words no product had before: the vocabulary learned them with the write
+    assert listed(catalog, q="zorbl") == [p["id"]]
+    assert listed(catalog, q="quixo zorblax", sort="price_desc") == [p["id"]]
+    assert listed(catalog, category=a, sort="price_asc")[0] == p["id"]
+    assert p["id"] not in listed(catalog, category=a, sort="price_asc", in_stock="true")
+    # stock: in the in_stock lists now, and no count moved
+    assert requests.put(url + "/stock", json={"on_hand": 3}, headers=bearer(adm)).status_code == 200
+    assert listed(catalog, category=a, sort="price_asc", in_stock="true")[0] == p["id"]
+    assert listed(catalog, q="zorbl", in_stock="true") == [p["id"]]
+    assert counts(catalog) == dict(before, **{a: before[a] + 1})
+    # a new name, description, category and price move it everywhere
+    etag = requests.get(url).headers["ETag"]
+    r = requests.patch(url, json={"name": "Quixotic Frobnitz Lamp", "description": "Plain.",
+                                  "category": b, "price_cents": 99999999},
+                       headers={**bearer(adm), "If-Match": etag})
+    assert r.status_code == 200, r.text
+    assert counts(catalog) == dict(before, **{b: before[b] + 1})
+    assert listed(catalog, q="zorbl") == []
+    assert listed(catalog, q="frobn", category=b, sort="price_asc") == [p["id"]]
+    assert listed(catalog, q="frobn", category=a) == []
+    assert listed(catalog, category=b, sort="price_desc")[0] == p["id"]
+    assert listed(catalog, sort="price_desc", min_price=99999999)[0] == p["id"]
+    assert p["id"] not in listed(catalog, category=a, sort="price_asc")
+    # archived: in no list, no search, no count
+    assert requests.delete(url, headers=bearer(adm)).status_code == 204
+    assert counts(catalog) == before
+    assert listed(catalog, q="frobn") == []
+    assert p["id"] not in listed(catalog, category=b, sort="price_desc")
+    assert p["id"] not in listed(catalog)
