@@ -150,6 +150,10 @@ int catalog_seed(struct souk_db *db)
     if ((rc = bulk_load(db, &vocab)) < 0 || (rc = search_vocab_write(&vocab, db)) < 0)
         goto out;
     rc = souk_db_commit(db);
+    /* the load went to the WAL: move it into the database file now rather than leave a
+       WAL the size of the catalog to the first process that opens it */
+    if (rc == 0)
+        rc = souk_db_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)");
     if (rc == 0)
         souk_info("catalog seeded", "{s:i,s:i,s:I,s:I}", "categories", (int)ncats, "products",
                   (int)seed_products, "words", (json_int_t)vocab.n, "ms",
