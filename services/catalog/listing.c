@@ -16,8 +16,8 @@
 
 #define Q_MAX     200
 #define PRICE_MAX 1000000000
-#define PRICE_TOP (INT64_C(1) << 30) /* no upper bound: above PRICE_MAX, and (TOP + 1) << 32 fits  \
-                                      */
+/* "no upper bound": above PRICE_MAX, and (PRICE_TOP + 1) << 32 still fits an int64 */
+#define PRICE_TOP    (INT64_C(1) << 30)
 #define RID_MASK     INT64_C(4294967295) /* products_fts_price rowid = price << 32 | rid */
 #define PAGE_DEFAULT 20
 #define PAGE_MAX     100
