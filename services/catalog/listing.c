@@ -43,6 +43,11 @@ const struct list_statement list_statements[L_COUNT] = {
                    " WHERE p.archived = 0 AND p.category = ?8 AND p.rid < ?1" STOCK BAND
                    " ORDER BY p.rid DESC LIMIT ?7",
                    "products_cat_new", "(category=? AND rid<?)", false, false, 8},
+    [L_SIZE] = {"products listed", "SELECT sum(product_count) FROM categories", "categories",
+                "categories", false, true, 0},
+    [L_CAT_SIZE] = {"products a category lists",
+                    "SELECT product_count FROM categories WHERE slug = ?",
+                    "sqlite_autoindex_categories_1", "(slug=?)", false, false, 1},
     [L_BAND_COUNT] = {"price range, size",
                       "SELECT count(*) FROM (SELECT 1 FROM products p"
                       " INDEXED BY products_live_price WHERE p.archived = 0"
@@ -331,6 +336,26 @@ static bool has_band(const struct list_query *lq)
     return lq->min_price >= 0 || lq->max_price >= 0;
 }
 
+/* The most products of a price range worth sorting for a newest-first page. Sorting a
+ * range of b products reads b rows; filtering the newest on the way reads about
+ * page x N / b of N; both are sqrt(page x N) at b = sqrt(page x N), which is what the
+ * worst range costs either way (a one-dimensional index can do no better). */
+static int band_sort_max(struct souk_db *db, const struct list_query *lq, int want, int64_t *max)
+{
+    int64_t n = 0;
+    int rc = lq->category != NULL
+                 ? souk_db_int(db, &n, list_statements[L_CAT_SIZE].sql, "s", lq->category)
+                 : souk_db_int(db, &n, list_statements[L_SIZE].sql, NULL);
+    if (rc < 0)
+        return rc;
+    uint64_t target = (uint64_t)want * (uint64_t)(n > 0 ? n : 0), k = 0;
+    for (uint64_t bit = UINT64_C(1) << 31; bit != 0; bit >>= 1) /* integer square root */
+        if ((k + bit) * (k + bit) <= target)
+            k += bit;
+    *max = k < BAND_SORT_MIN ? BAND_SORT_MIN : k > BAND_SORT_MAX ? BAND_SORT_MAX : (int64_t)k;
+    return 0;
+}
+
 /* Newest first without words. A price range is a filter on the way, unless it holds few
  * products: then the range itself is read and sorted (a bounded sort), because a narrow
  * range filtered on the way would read most of the catalog to fill a page. */
@@ -344,14 +369,17 @@ static int page_newest(struct souk_db *db, const struct list_query *lq, struct p
                     has_band(lq),
                     lq->category};
     if (a.band) {
-        struct souk_stmt *st =
-            query(db, cat ? L_CAT_BAND_COUNT : L_BAND_COUNT, lq, &a, BAND_SORT_MAX + 1);
-        int rc = st == NULL ? SOUK_EDB : souk_stmt_step(st);
+        int64_t max = 0;
+        int rc = band_sort_max(db, lq, pg->want, &max);
+        if (rc < 0)
+            return rc;
+        struct souk_stmt *st = query(db, cat ? L_CAT_BAND_COUNT : L_BAND_COUNT, lq, &a, max + 1);
+        rc = st == NULL ? SOUK_EDB : souk_stmt_step(st);
         if (rc != SOUK_ROW)
             return rc < 0 ? rc : SOUK_EDB;
         int64_t size = souk_stmt_int(st, 0);
         souk_stmt_done(st);
-        if (size <= BAND_SORT_MAX)
+        if (size <= max)
             return run_page(db, cat ? L_CAT_BAND_NEW : L_BAND_NEW, lq, &a, RID, pg->want, 0, pg);
     }
     return run_page(db, cat ? L_CAT_NEW : L_NEW, lq, &a, RID, pg->want, 0, pg);

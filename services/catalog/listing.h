@@ -9,7 +9,9 @@
 enum list_stmt {
     L_NEW,                /* newest first */
     L_CAT_NEW,            /* newest first in a category */
-    L_BAND_COUNT,         /* how many products a price range holds, up to BAND_SORT_MAX + 1 */
+    L_SIZE,               /* how many products are listed, from the kept counts */
+    L_CAT_SIZE,           /* how many a category lists */
+    L_BAND_COUNT,         /* how many products a price range holds, up to a bound */
     L_CAT_BAND_COUNT,     /* the same in a category */
     L_BAND_NEW,           /* newest first within a small price range: the range, sorted */
     L_CAT_BAND_NEW,       /* the same in a category */
@@ -43,8 +45,10 @@ struct list_statement {
 
 extern const struct list_statement list_statements[L_COUNT];
 
-/* At most this many products in a price range are sorted for a newest-first page;
- * a wider range is read newest first and filtered. */
-#define BAND_SORT_MAX 1000
+/* A newest-first page in a price range: a range of at most sqrt(page x products listed)
+ * products, within these bounds, is read and sorted; a wider one is read newest first
+ * and filtered (listing.c, page_newest). */
+#define BAND_SORT_MIN 200
+#define BAND_SORT_MAX 20000
 
 #endif

@@ -124,6 +124,17 @@ def test_search_matches_prefixes_and_every_word(catalog):
                         and _word_in("charg", i["name"] + " " + i["description"]) for i in both)
 
 
+def test_any_text_is_a_query_never_an_error(catalog):
+    # words FTS5's tokenizer splits or drops, invalid UTF-8, many words, long words
+    for q in ("—", "café—bar", "日本語", "%FF%FE", "x " * 100, "coffee " * 28, "y" * 200,
+              "co", "a b c d e f g h i j k l m n o p q r s t"):
+        r = requests.get(catalog.url + "/api/v1/products?page_size=5&q=" +
+                         (q if q.startswith("%") else requests.utils.quote(q)), timeout=5)
+        assert r.status_code == 200, (q, r.text)
+    # more words than are searched: the extra ones are dropped, never an error
+    assert walk(catalog, 100, q="coffee " * 28) == walk(catalog, 100, q="coffee")
+
+
 def test_category_counts_match_the_lists(catalog):
     cats = requests.get(catalog.url + "/api/v1/categories", timeout=5).json()["items"]
     for c in cats:
