@@ -43,6 +43,20 @@ const struct list_statement list_statements[L_COUNT] = {
                    " WHERE p.archived = 0 AND p.category = ?8 AND p.rid < ?1" STOCK BAND
                    " ORDER BY p.rid DESC LIMIT ?7",
                    "products_cat_new", "(category=? AND rid<?)", false, false, 8},
+    [L_PROBE_NEW] = {"price range, newest, the next few",
+                     "SELECT rid FROM (SELECT p.rid AS rid, p.price_cents AS price,"
+                     " CASE WHEN ?3 = 0 THEN 1 ELSE p.on_hand > p.reserved END AS ok"
+                     " FROM products p INDEXED BY products_live_new WHERE p.archived = 0"
+                     " AND p.rid < ?1 ORDER BY p.rid DESC LIMIT ?2)"
+                     " WHERE ok AND price BETWEEN ?5 AND ?6 ORDER BY rid DESC LIMIT ?7",
+                     "products_live_new", "(rid<?)", true, false, 7}, /* sorts what it read */
+    [L_CAT_PROBE_NEW] = {"category, price range, newest, the next few",
+                         "SELECT rid FROM (SELECT p.rid AS rid, p.price_cents AS price,"
+                         " CASE WHEN ?3 = 0 THEN 1 ELSE p.on_hand > p.reserved END AS ok"
+                         " FROM products p INDEXED BY products_cat_new WHERE p.archived = 0"
+                         " AND p.category = ?8 AND p.rid < ?1 ORDER BY p.rid DESC LIMIT ?2)"
+                         " WHERE ok AND price BETWEEN ?5 AND ?6 ORDER BY rid DESC LIMIT ?7",
+                         "products_cat_new", "(category=? AND rid<?)", true, false, 8},
     [L_SIZE] = {"products listed", "SELECT sum(product_count) FROM categories", "categories",
                 "categories", false, true, 0},
     [L_CAT_SIZE] = {"products a category lists",
@@ -356,9 +370,10 @@ static int band_sort_max(struct souk_db *db, const struct list_query *lq, int wa
     return 0;
 }
 
-/* Newest first without words. A price range is a filter on the way, unless it holds few
- * products: then the range itself is read and sorted (a bounded sort), because a narrow
- * range filtered on the way would read most of the catalog to fill a page. */
+/* Newest first without words. A price range is a filter on the way: over the next few
+ * hundred rows if they hold a page, else, when the range holds few products, the range
+ * itself is read and sorted (a bounded sort), because a narrow range filtered on the way
+ * would read much of the catalog to fill a page. */
 static int page_newest(struct souk_db *db, const struct list_query *lq, struct page *pg)
 {
     bool cat = lq->category != NULL;
@@ -369,8 +384,14 @@ static int page_newest(struct souk_db *db, const struct list_query *lq, struct p
                     has_band(lq),
                     lq->category};
     if (a.band) {
+        /* most ranges people ask for are dense: the newest few hundred hold a page */
+        a.tie = (int64_t)BAND_PROBE * pg->want;
+        int rc = run_page(db, cat ? L_CAT_PROBE_NEW : L_PROBE_NEW, lq, &a, RID, pg->want, 0, pg);
+        if (rc < 0 || pg->n >= pg->want)
+            return rc;
+        pg->n = 0; /* too sparse to tell: start again from the position */
         int64_t max = 0;
-        int rc = band_sort_max(db, lq, pg->want, &max);
+        rc = band_sort_max(db, lq, pg->want, &max);
         if (rc < 0)
             return rc;
         struct souk_stmt *st = query(db, cat ? L_CAT_BAND_COUNT : L_BAND_COUNT, lq, &a, max + 1);

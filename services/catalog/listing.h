@@ -9,6 +9,8 @@
 enum list_stmt {
     L_NEW,                /* newest first */
     L_CAT_NEW,            /* newest first in a category */
+    L_PROBE_NEW,          /* newest first in a price range: the next few hundred, filtered */
+    L_CAT_PROBE_NEW,      /* the same in a category */
     L_SIZE,               /* how many products are listed, from the kept counts */
     L_CAT_SIZE,           /* how many a category lists */
     L_BAND_COUNT,         /* how many products a price range holds, up to a bound */
@@ -45,9 +47,11 @@ struct list_statement {
 
 extern const struct list_statement list_statements[L_COUNT];
 
-/* A newest-first page in a price range: a range of at most sqrt(page x products listed)
- * products, within these bounds, is read and sorted; a wider one is read newest first
- * and filtered (listing.c, page_newest). */
+/* A newest-first page in a price range (listing.c, page_newest): the newest PROBE x page
+ * rows, filtered, when the range is that dense; else a range of at most sqrt(page x
+ * products listed) products, within these bounds, is read and sorted, and a wider one
+ * read newest first and filtered. */
+#define BAND_PROBE    16
 #define BAND_SORT_MIN 200
 #define BAND_SORT_MAX 20000
 

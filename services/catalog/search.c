@@ -203,9 +203,9 @@ static int completions(struct expr *e, const char *word, size_t n, char (*out)[S
 static void expr_word(void *ctx, const char *raw, size_t n)
 {
     struct expr *e = ctx;
-    if (e->rc != 0 || e->words >= SEARCH_WORDS_MAX || n >= EXPR_MAX / 2)
+    char word[256]; /* q is at most 200 bytes; a longer word is left out */
+    if (e->rc != 0 || e->words >= SEARCH_WORDS_MAX || n >= sizeof(word))
         return;
-    char word[EXPR_MAX / 2];
     lower(word, raw, n);
     char more[SEARCH_EXPAND_MAX + 1][SEARCH_WORD_MAX + 1];
     size_t nmore = 0;

@@ -142,26 +142,32 @@ def test_category_counts_match_the_lists(catalog):
 
 
 @pytest.fixture(scope="module")
-def catalog3k(tmp_path_factory):
-    """A catalog of 3,000 products: wide price ranges hold more than the 1,000 products
-    a newest-first page sorts, so they are read newest first and filtered."""
-    svc = Service("catalog", tmp_path_factory.mktemp("catalog3k"))
-    svc.run("seed", "--products", "3000")
+def catalog20k(tmp_path_factory):
+    """A catalog of 20,000 products, big enough for every way a newest-first page in a
+    price range is read: the next few hundred filtered, the range sorted, or the range
+    filtered all the way (more products than are worth sorting, too few to be near)."""
+    svc = Service("catalog", tmp_path_factory.mktemp("catalog20k"))
+    svc.run("seed", "--products", "20000")
     svc.start()
     yield svc
     svc.kill()
 
 
-def test_wide_price_range_newest_first(catalog3k):
-    everything = walk(catalog3k, 100)
-    assert len(everything) == 3000
-    for band in ((0, 1000000), (1000, 20000), (990, 1010)):
-        for category in (None, "toys"):
-            params = {"min_price": band[0], "max_price": band[1]}
-            if category:
-                params["category"] = category
-            want = [p["id"] for p in expected(everything, category, band, False, "newest")]
-            assert [p["id"] for p in walk(catalog3k, 50, **params)] == want, params
+def test_price_ranges_newest_first(catalog20k):
+    everything = walk(catalog20k, 100)
+    assert len(everything) == 20000
+    prices = sorted(p["price_cents"] for p in everything)
+    # ~4.5 % of the catalog: sparser than the next few hundred can fill a page from,
+    # wider than sqrt(page x 20,000) = 648 products worth sorting
+    sparse = (prices[5000], prices[5900])
+    shapes = [((0, 1000000), "toys"), ((1000, 20000), "toys"), ((990, 1010), None),
+              ((990, 1010), "toys"), (sparse, None), (sparse, "toys")]
+    for band, category in shapes:
+        params = {"min_price": band[0], "max_price": band[1]}
+        if category:
+            params["category"] = category
+        want = [p["id"] for p in expected(everything, category, band, False, "newest")]
+        assert [p["id"] for p in walk(catalog20k, 20, **params)] == want, params
 
 
 def test_seed_products_option(tmp_path):
