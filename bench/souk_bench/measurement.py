@@ -54,6 +54,23 @@ def cpu_ticks(pid):
     return total
 
 
+def wait_idle(pids, quiet=0.06, timeout=10.0):
+    """Wait until the processes have used no CPU for `quiet` seconds (or timeout): after
+    wrk stops, a server can still be working through the requests it had queued, and
+    that work must not be counted against (or compete with) the next measurement."""
+    deadline = time.monotonic() + timeout
+    total = lambda: sum(cpu_ticks(p) for p in pids)
+    last, since = total(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+        now = total()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return True
+    return False
+
+
 def tree_pids(pid):
     """pid and its descendants (nginx workers, node's helpers)."""
     out, todo = [], [pid]

@@ -17,7 +17,7 @@ import urllib.parse
 
 from . import config
 from .config import BENCH, BUILD, ROOT, SIZE_ROUNDS, SIZE_WRK, SIZE_WARMUP, SIZES, log
-from .measurement import TICKS, cpu_ticks, rss_kb, wrk
+from .measurement import TICKS, cpu_ticks, rss_kb, wait_idle, wrk
 from .net import free_port, http, wait_ready
 from .procs import CLEAN
 from .scenarios import Scenario, write_lua
@@ -46,13 +46,13 @@ PAGES = [
     ("search_cat", "`q=coffee&category=kitchen`", "/api/v1/products?q=coffee&category=kitchen",
      False),
     ("categories", "`/api/v1/categories`", "/api/v1/categories", False),
+    ("product", "`/api/v1/products/{id}`, random ids", None, False),
     # the known limits (services/catalog/README.md, Scale): a price range of 1.7 % of
     # the catalog read newest first, and a search in a category the word is never in
     ("narrow_band", "`min_price=100&max_price=900` (newest first)",
      "/api/v1/products?min_price=100&max_price=900", False),
     ("search_cat_none", "`q=coffee&category=toys` (no match)",
      "/api/v1/products?q=coffee&category=toys", False),
-    ("product", "`/api/v1/products/{id}`, random ids", None, False),
 ]
 
 
@@ -190,9 +190,11 @@ def run(ctx, tmp, wrk_log):
         if s.page in ("newest", "search", "product"):
             subprocess.run(SIZE_WARMUP + ["-s", os.path.join(BENCH, s.script), s.url, "--"] +
                            s.args, capture_output=True, timeout=60)
+    pids = [c.proc.pid for c in catalogs]
     for rnd in range(SIZE_ROUNDS):
         for page in PAGES:   # the sizes of one page back to back: the same machine state
             for s in [x for x in scenarios if x.page == page[0]]:
+                wait_idle(pids)   # a slow page's queued requests are not the next one's
                 c0 = cpu_ticks(s.pid)
                 r = wrk(SIZE_WRK, s.url, s.script, s.args, wrk_log)
                 if r["requests"]:
