@@ -155,7 +155,7 @@ int catalog_seed(struct souk_db *db)
     if (rc == 0)
         rc = souk_db_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)");
     if (rc == 0)
-        souk_info("catalog seeded", "{s:i,s:i,s:I,s:I}", "categories", (int)ncats, "products",
+        souk_info("demo catalog seeded", "{s:i,s:i,s:I,s:I}", "categories", (int)ncats, "products",
                   (int)seed_products, "words", (json_int_t)vocab.n, "ms",
                   (json_int_t)((souk_now_ns() - t0) / 1000000));
 out:
