@@ -26,6 +26,7 @@ enum {
     BACKOFF_MAX_MS = 5000,
     BACKOFF_RESET_MS = 10000, /* up this long: the next crash starts over */
     READY_POLL_MS = 100,
+    START_POLL_MS = 20, /* readiness probes while starting: the next service waits */
     READY_TIMEOUT_MS = 30000,
     DAEMON_WAIT_MS = READY_TIMEOUT_MS + 5000,
     LOOP_PROBE_MS = 250, /* probes inside the supervisor loop stay short */

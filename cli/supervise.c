@@ -1,6 +1,7 @@
-/* supervise.c: the supervisor loop: start every instance, restart the ones that
- * exit with backoff, wait for readiness, keep var/run/souk.state current, and stop
- * them all on a signal; and `up -d`, which runs it in the background. */
+/* supervise.c: the supervisor loop: start the services in order, each once the ones
+ * before it are ready, restart the ones that exit with backoff, keep
+ * var/run/souk.state current, and stop them all on a signal; and `up -d`, which
+ * runs it in the background. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -19,7 +20,8 @@ struct instance {
     int svc; /* index into services[] */
     int replica;
     int port;
-    pid_t pid; /* 0 while waiting for a restart */
+    bool launched; /* started at least once (the start goes service by service) */
+    pid_t pid;     /* 0 before the start and while waiting for a restart */
     time_t started_at;
     long long started_ms; /* monotonic, for uptime and backoff reset */
     long long restart_at_ms;
@@ -36,6 +38,7 @@ struct supervisor {
     int notify_fd; /* `up -d`: the waiting parent reads the ready line */
     long long start_ms;
     long long last_probe_ms;
+    int wave;        /* the next service (index into services[]) to start */
     bool ready_done; /* all ready, or gave up waiting */
     bool stopping;
 };
@@ -143,7 +146,7 @@ static void restart_due(struct supervisor *s)
 
     for (int i = 0; i < s->ninst; i++) {
         struct instance *in = &s->inst[i];
-        if (in->pid || in->restart_at_ms > now)
+        if (!in->launched || in->pid || in->restart_at_ms > now)
             continue;
         in->restarts++;
         start_instance(s, in);
@@ -164,21 +167,50 @@ static void notify_parent(struct supervisor *s, const char *line)
     s->notify_fd = -1;
 }
 
+/* Start every instance of the next service in start order that has any; false
+ * when none is left. Services start one after the other because each calls the
+ * ones before it from its first moments (every service gets its token and the
+ * JWKS from users; cart prices from catalog; orders calls them all): started
+ * together, a peer not yet listening opens the caller's circuit breaker for it,
+ * and the first requests after "ready" fail. */
+static bool start_wave(struct supervisor *s)
+{
+    while (s->wave < NSERVICES) {
+        bool any = false;
+        for (int i = 0; i < s->ninst; i++) {
+            struct instance *in = &s->inst[i];
+            if (in->svc != s->wave)
+                continue;
+            in->launched = true;
+            start_instance(s, in);
+            any = true;
+        }
+        s->wave++;
+        if (any) {
+            write_state(s);
+            return true;
+        }
+    }
+    return false;
+}
+
 static void check_ready(struct supervisor *s)
 {
     long long now = now_ms();
     char line[128], name[64];
     int waiting = 0;
 
-    if (s->ready_done || now - s->last_probe_ms < READY_POLL_MS)
+    if (s->ready_done || now - s->last_probe_ms < START_POLL_MS)
         return;
     s->last_probe_ms = now;
     for (int i = 0; i < s->ninst; i++) {
         struct instance *in = &s->inst[i];
         if (!in->ready && in->pid)
             in->ready = child_probe_ready(s->cfg->host, in->port, LOOP_PROBE_MS);
-        waiting += !in->ready;
+        waiting += in->launched && !in->ready;
     }
+    if (waiting == 0 && start_wave(s))
+        return; /* the next service: its instances are probed from the next round */
     if (waiting == 0) {
         s->ready_done = true;
         fmt(line, sizeof line, "souk: all %d instances ready in %.2f s\n", s->ninst,
@@ -194,16 +226,18 @@ static void check_ready(struct supervisor *s)
         printf("\n");
         if (s->notify_fd >= 0) /* `up -d` fails: stop, then tell the parent */
             s->stopping = true;
+        while (!s->stopping && start_wave(s)) /* the rest start anyway: supervision goes on */
+            ;
     }
 }
 
 static int next_timeout(const struct supervisor *s)
 {
-    long long now = now_ms(), wait = s->ready_done ? -1 : READY_POLL_MS;
+    long long now = now_ms(), wait = s->ready_done ? -1 : START_POLL_MS;
 
     for (int i = 0; i < s->ninst; i++) {
         long long due = s->inst[i].restart_at_ms - now;
-        if (s->inst[i].pid)
+        if (!s->inst[i].launched || s->inst[i].pid)
             continue;
         due = due < 0 ? 0 : due;
         if (wait < 0 || due < wait)
@@ -297,8 +331,7 @@ int supervise(struct config *c, int notify_fd)
     p.fd = s.sigfd;
     plan_instances(&s);
     s.start_ms = now_ms();
-    for (int i = 0; i < s.ninst; i++)
-        start_instance(&s, &s.inst[i]);
+    start_wave(&s);
     write_state(&s);
     while (!s.stopping) {
         if (poll(&p, 1, next_timeout(&s)) > 0 && read_signals(&s))

@@ -31,6 +31,7 @@
 #define PASS_HEADERS_MAX  12   /* upstream response headers passed on */
 #define BODY_INITIAL      4096
 #define HEALTH_TIMEOUT_MS 1000
+#define WARM_PROBE_MS     100 /* at start: re-probe instances not yet seen up this often */
 #define POLL_MAX_MS       1000
 #define LOOPS_MAX         64
 #define EVENTS_MAX        64         /* epoll events taken per wakeup */
@@ -49,6 +50,7 @@ struct instance {
     CURL *health;
     bool health_busy;
     bool healthy; /* last probe answered 200, or no connection error since */
+    bool seen_up; /* a probe has answered 200 since start */
     int outstanding;
     int failures; /* consecutive */
     enum breaker state;
@@ -121,6 +123,8 @@ static size_t nloops;
 static atomic_size_t next_loop; /* round robin over the loops */
 static atomic_bool stopping;
 static atomic_bool running;
+static uint64_t started_ns;
+static atomic_bool warm; /* every upstream had an instance seen up (or the wait ended) */
 /* Every upstream's instance state (healthy, breaker, outstanding): held only for a
  * pick or a bookkeeping step, never across a curl call or a resume. */
 static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -664,9 +668,10 @@ static void finish_health(struct loop *lp, struct instance *in, CURLcode rc)
     curl_easy_getinfo(in->health, CURLINFO_RESPONSE_CODE, &status);
     curl_multi_remove_handle(lp->multi, in->health);
     in->health_busy = false;
+    bool ok = rc == CURLE_OK && status == 200;
     pthread_mutex_lock(&state_lock);
-    set_healthy(in, rc == CURLE_OK && status == 200,
-                rc != CURLE_OK ? curl_easy_strerror(rc) : "readyz not 200");
+    set_healthy(in, ok, rc != CURLE_OK ? curl_easy_strerror(rc) : "readyz not 200");
+    in->seen_up = in->seen_up || ok;
     publish(in->up, souk_now_ns());
     pthread_mutex_unlock(&state_lock);
 }
@@ -678,13 +683,14 @@ static size_t discard(char *data, size_t size, size_t n, void *arg)
     return size * n;
 }
 
-/* Health probes run on the first loop only. */
-static void probe_all(struct loop *lp)
+/* Health probes run on the first loop only; unseen_only probes just the instances
+ * no probe has found up yet (the quick rounds at start). */
+static void probe_all(struct loop *lp, bool unseen_only)
 {
     for (size_t u = 0; u < nupstreams; u++) {
         for (size_t i = 0; i < upstreams[u]->n; i++) {
             struct instance *in = &upstreams[u]->inst[i];
-            if (in->health_busy)
+            if (in->health_busy || (unseen_only && in->seen_up))
                 continue;
             if (in->health == NULL) {
                 in->health = curl_easy_init();
@@ -703,6 +709,48 @@ static void probe_all(struct loop *lp)
         }
     }
 }
+
+/* Start-up readiness: true once every upstream has had an instance answer a probe
+ * (so a route works the moment /readyz says so), or once conf.ready_wait_ms has
+ * passed (then the upstreams still unseen are logged, and their routes answer 503
+ * until they come). It latches: an upstream that fails later takes down only its
+ * own routes, never the gateway's readiness, which would take every route out of a
+ * load balancer's rotation for one service's fault. */
+static bool check_warm(uint64_t now)
+{
+    if (atomic_load(&warm))
+        return true;
+    bool all = true;
+    pthread_mutex_lock(&state_lock);
+    for (size_t u = 0; u < nupstreams; u++) {
+        bool seen = false;
+        for (size_t i = 0; i < upstreams[u]->n; i++)
+            seen = seen || upstreams[u]->inst[i].seen_up;
+        all = all && seen;
+    }
+    pthread_mutex_unlock(&state_lock);
+    bool waited = now - started_ns >= (uint64_t)conf.ready_wait_ms * 1000000u;
+    if (!all && !waited)
+        return false;
+    if (!atomic_exchange(&warm, true)) {
+        if (all) {
+            souk_info("every upstream is up", "{s:f}", "after_s", (double)(now - started_ns) / 1e9);
+        } else {
+            for (size_t u = 0; u < nupstreams; u++) {
+                bool seen = false;
+                for (size_t i = 0; i < upstreams[u]->n; i++)
+                    seen = seen || upstreams[u]->inst[i].seen_up;
+                if (!seen)
+                    souk_warn("upstream not up after the start-up wait: ready without it",
+                              "{s:s,s:I}", "upstream", upstreams[u]->name, "wait_ms",
+                              (json_int_t)conf.ready_wait_ms);
+            }
+        }
+    }
+    return true;
+}
+
+bool souk_proxy_ready(void) { return atomic_load(&running) && check_warm(souk_now_ns()); }
 
 static void take_queue(struct loop *lp, uint64_t now)
 {
@@ -789,20 +837,27 @@ static void *loop(void *arg)
     struct loop *lp = arg;
     bool first = lp == &loops[0];
     long tick_ms = conf.health_interval_ms > 0 ? conf.health_interval_ms : POLL_MAX_MS;
-    uint64_t next_tick = 0;
+    uint64_t next_tick = 0, next_warm = 0;
     struct epoll_event evs[EVENTS_MAX];
     int still;
     while (!atomic_load(&stopping)) {
         uint64_t now = souk_now_ns();
         take_queue(lp, now);
+        /* until every upstream was seen up, the unseen instances are probed every
+         * WARM_PROBE_MS: a service that became ready is routed to at once */
+        bool warming = first && conf.health_interval_ms > 0 && !check_warm(now);
         if (first && now >= next_tick) {
             if (conf.health_interval_ms > 0)
-                probe_all(lp);
+                probe_all(lp, false);
             pthread_mutex_lock(&state_lock); /* breakers reopen with time */
             for (size_t u = 0; u < nupstreams; u++)
                 publish(upstreams[u], now);
             pthread_mutex_unlock(&state_lock);
             next_tick = now + (uint64_t)tick_ms * 1000000u;
+            next_warm = now + WARM_PROBE_MS * 1000000u;
+        } else if (warming && now >= next_warm) {
+            probe_all(lp, true);
+            next_warm = now + WARM_PROBE_MS * 1000000u;
         }
         if (lp->timer_set && now >= lp->timer_at) {
             lp->timer_set = false;
@@ -815,6 +870,8 @@ static void *loop(void *arg)
             wait = ms_until(lp->timer_at, now);
         if (first && ms_until(next_tick, now) < wait)
             wait = ms_until(next_tick, now);
+        if (warming && ms_until(next_warm, now) < wait)
+            wait = ms_until(next_warm, now);
         /* Announce the sleep, then look at the queue once more: a job queued before
          * the announcement is seen here, one queued after it wakes us. */
         atomic_store(&lp->asleep, true);
@@ -870,6 +927,9 @@ int souk_proxy_start(const struct souk_proxy_conf *c)
     conf = *c;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return SOUK_EIO;
+    started_ns = souk_now_ns();
+    /* without probes nothing would ever be seen up: ready at once, as before */
+    atomic_store(&warm, conf.health_interval_ms <= 0);
     nloops = conf.threads > 0 ? conf.threads : 1;
     if (nloops > LOOPS_MAX)
         nloops = LOOPS_MAX;

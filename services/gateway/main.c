@@ -18,7 +18,7 @@ static const char *const up_names[UP_COUNT] = {"users",  "catalog",  "cart",
 
 static const char *cfg_web_dir, *cfg_cors;
 static int64_t cfg_timeout, cfg_connect_timeout, cfg_retries, cfg_breaker_failures, cfg_breaker_ms,
-    cfg_health_ms, cfg_max_response, cfg_max_conns, cfg_proxy_threads;
+    cfg_health_ms, cfg_ready_wait_ms, cfg_max_response, cfg_max_conns, cfg_proxy_threads;
 static struct edge_conf edge;
 
 static const struct souk_conf config[] = {
@@ -49,6 +49,8 @@ static const struct souk_conf config[] = {
      "open time before a trial"},
     {"SOUK_HEALTH_INTERVAL_MS", SOUK_CONF_INT, "1000", 0, 60000, &cfg_health_ms,
      "active /readyz probes; 0 off"},
+    {"SOUK_UPSTREAM_READY_WAIT_MS", SOUK_CONF_INT, "30000", 0, 600000, &cfg_ready_wait_ms,
+     "at start, /readyz waits this long for every upstream; 0 not at all"},
     {"SOUK_UPSTREAM_MAX_RESPONSE", SOUK_CONF_INT, "16777216", 1024, 1073741824, &cfg_max_response,
      "upstream body cap"},
     {"SOUK_UPSTREAM_MAX_CONNECTIONS", SOUK_CONF_INT, "512", 1, 100000, &cfg_max_conns,
@@ -169,6 +171,7 @@ static int start(void)
         .breaker_failures = (int)cfg_breaker_failures,
         .breaker_open_ms = cfg_breaker_ms,
         .health_interval_ms = cfg_health_ms,
+        .ready_wait_ms = cfg_ready_wait_ms,
         .max_response = (size_t)cfg_max_response,
         .max_connections = (size_t)cfg_max_conns,
         .threads = (size_t)cfg_proxy_threads,
@@ -187,6 +190,7 @@ static const struct souk_service gateway = {
     .start = start,
     .stop = stop,
     .edge = true, /* metrics on 127.0.0.1:<port + 1100>, a per-address connection cap */
+    .ready = souk_proxy_ready, /* at start: not before every upstream answered a probe */
 };
 
 int main(int argc, char **argv) { return souk_main(argc, argv, &gateway); }

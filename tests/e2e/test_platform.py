@@ -1,12 +1,14 @@
-"""The platform under the supervisor: souk up starts every built service, and a
-service killed with SIGKILL comes back by itself with its data intact."""
+"""The platform under the supervisor: souk up starts every built service, the
+gateway routes to all of them as soon as souk says ready, and a service killed with
+SIGKILL comes back by itself with its data intact."""
 import os
 import signal
 import time
+import uuid
 
 import requests
 
-from conftest import BIN
+from conftest import BIN, Platform
 
 
 def wait_until(cond, timeout, what):
@@ -30,6 +32,36 @@ def product_ids(base_url):
         token = body["next_page_token"]
         if not token:
             return ids
+
+
+def test_every_route_works_as_soon_as_souk_up_returns(tmp_path):
+    """`souk up -d` returns once the gateway can route to every service: the first
+    request to each one through the gateway is answered by that service, never a
+    503 no_upstream from a gateway still waiting for its first good probe."""
+    p = Platform(tmp_path, env={"SOUK_RATE_IP_RPS": "0"})
+    try:
+        p.souk("up", "-d")
+        gw = p.url("gateway")
+        s = requests.Session()
+
+        def ok(method, path, **kw):
+            r = s.request(method, gw + path, timeout=10, **kw)
+            assert r.status_code in (200, 201), (method, path, r.status_code, r.text[:300])
+            return r
+
+        ok("GET", "/api/v1/products?page_size=1")   # catalog
+        ok("GET", "/.well-known/jwks.json")         # users
+        email = f"early-{uuid.uuid4().hex[:12]}@example.com"
+        ok("POST", "/api/v1/users", json={"email": email, "password": "correct horse battery",
+                                          "name": "Early"})
+        token = ok("POST", "/oauth/token", data={"grant_type": "password", "username": email,
+                                                 "password": "correct horse battery"}).json()
+        auth = {"Authorization": f"Bearer {token['access_token']}"}
+        for path in ("/api/v1/cart", "/api/v1/orders", "/api/v1/payment-methods",
+                     "/api/v1/notifications", "/api/v1/users/me"):
+            ok("GET", path, headers=auth)
+    finally:
+        p.down()
 
 
 def test_sigkill_catalog_comes_back_with_data(platform):
@@ -66,7 +98,6 @@ def test_replicas_behind_the_gateway_survive_a_sigkill(tmp_path):
     and killing one during a stream of reads costs the clients nothing."""
     import threading
 
-    from conftest import Platform
     p = Platform(tmp_path, env={"SOUK_REPLICAS": "catalog=2", "SOUK_RATE_IP_RPS": "0"})
     try:
         p.up()

@@ -20,6 +20,7 @@ struct souk_proxy_conf {
     int breaker_failures;    /* consecutive failures that open an instance's breaker */
     long breaker_open_ms;    /* how long it stays open before one trial request */
     long health_interval_ms; /* GET /readyz on every instance this often; 0: never */
+    long ready_wait_ms;      /* at start, souk_proxy_ready() waits this long at most */
     size_t max_response;     /* cap on an upstream response body, bytes */
     size_t max_connections;  /* keep-alive connections kept open across all upstreams */
     size_t threads;          /* event loops, each its own curl multi and pool; 0: 1 */
@@ -38,6 +39,13 @@ size_t souk_upstream_available(const struct souk_upstream *u);
  * after the server has drained: requests still in flight are answered 503. */
 int souk_proxy_start(const struct souk_proxy_conf *conf);
 void souk_proxy_stop(void);
+
+/* Start-up readiness, for the gateway's /readyz: false until every upstream has had
+ * an instance answer its /readyz probe (instances not seen up yet are probed every
+ * 100 ms meanwhile), or until ready_wait_ms has passed. Once true it stays true: an
+ * upstream that goes down later costs only its own routes (503 no_upstream), never
+ * the gateway's readiness. True at once when probes are off (health_interval_ms 0). */
+bool souk_proxy_ready(void);
 
 /* Forward r to an instance of u: method, path (re-encoded), query, body, and the
  * headers Authorization, Content-Type, Accept, Accept-Language, Idempotency-Key,
