@@ -26,10 +26,11 @@ enum {
     BACKOFF_MAX_MS = 5000,
     BACKOFF_RESET_MS = 10000, /* up this long: the next crash starts over */
     READY_POLL_MS = 100,
-    START_POLL_MS = 20, /* readiness probes while starting: the next service waits */
-    READY_TIMEOUT_MS = 30000,
-    DAEMON_WAIT_MS = READY_TIMEOUT_MS + 5000,
-    LOOP_PROBE_MS = 250, /* probes inside the supervisor loop stay short */
+    START_POLL_MS = 20,   /* readiness probes while starting: the next service waits */
+    READY_TIMEOUT_S = 30, /* default SOUK_READY_TIMEOUT */
+    MAX_READY_TIMEOUT_S = 3600,
+    DAEMON_GRACE_MS = 5000, /* `up -d` waits the ready timeout and this */
+    LOOP_PROBE_MS = 250,    /* probes inside the supervisor loop stay short */
     STATUS_PROBE_MS = 1000,
     STOP_GRACE_MS = 10000,
     DOWN_WAIT_MS = 15000,
@@ -50,6 +51,7 @@ struct config {
     char clients_file[PATH_MAX];
     const char *host;
     int port_base;
+    int ready_timeout_ms; /* the start gives up after this */
     int replicas[NSERVICES];
     char secrets[NSERVICES][SECRET_HEX + 1];
     char urls[NSERVICES][URLS_MAX];
@@ -117,6 +119,15 @@ int cmd_up(int argc, char **argv);
 int cmd_down(void);
 int cmd_status(void);
 int cmd_seed(void);
+
+/* ---- diagnose.c: why an instance stopped ---- */
+
+/* Does another process listen on host:port? */
+bool diagnose_port_in_use(const char *host, int port);
+/* The errors the instance wrote to log_path since offset from (plain lines, and
+ * JSON lines at level "error" as "msg (error)"), the last few joined by "; ", into
+ * out; "" when there are none. */
+void diagnose_log(const char *log_path, off_t from, char *out, size_t size);
 
 /* ---- main.c ---- */
 

@@ -67,26 +67,39 @@ static int find_bin_dir(char *out)
     return fmt(out, PATH_MAX, "%s", self) < 0 ? -1 : 0;
 }
 
+/* An integer variable within [min, max], or def when unset; -1 with a message. */
+static int env_int(const char *name, long def, long min, long max, long *out)
+{
+    const char *v = getenv(name);
+    char *end;
+
+    *out = def;
+    if (!v || !*v)
+        return 0;
+    *out = strtol(v, &end, 10);
+    if (*end || *out < min || *out > max) {
+        fprintf(stderr, "souk: bad %s '%s' (want %ld..%ld)\n", name, v, min, max);
+        return -1;
+    }
+    return 0;
+}
+
 /* Everything from the environment; create makes the var/ layout first. */
 int config_load(struct config *c, const char *replicas_arg, bool create)
 {
     static const char *const subdirs[] = {"log", "db", "run", "mail"};
-    const char *var = getenv("SOUK_VAR"), *base = getenv("SOUK_PORT_BASE");
+    const char *var = getenv("SOUK_VAR");
     const char *reps = getenv("SOUK_REPLICAS"), *host = getenv("SOUK_HOST");
     char path[PATH_MAX];
-    char *end;
-    long port_base = DEFAULT_PORT_BASE;
+    long port_base, timeout_s;
 
     memset(c, 0, sizeof *c);
     c->host = host && *host ? host : "127.0.0.1";
-    if (base && *base) {
-        port_base = strtol(base, &end, 10);
-        if (*end || port_base < 1 || port_base > MAX_PORT_BASE) {
-            fprintf(stderr, "souk: bad SOUK_PORT_BASE '%s'\n", base);
-            return -1;
-        }
-    }
+    if (env_int("SOUK_PORT_BASE", DEFAULT_PORT_BASE, 1, MAX_PORT_BASE, &port_base) < 0 ||
+        env_int("SOUK_READY_TIMEOUT", READY_TIMEOUT_S, 1, MAX_READY_TIMEOUT_S, &timeout_s) < 0)
+        return -1;
     c->port_base = (int)port_base;
+    c->ready_timeout_ms = (int)timeout_s * 1000;
     for (int i = 0; i < NSERVICES; i++)
         c->replicas[i] = 1;
     if ((reps && *reps && parse_replicas(reps, c->replicas) < 0) ||

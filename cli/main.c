@@ -17,7 +17,8 @@ void usage(FILE *f)
           "  status                          show instances and their readiness\n"
           "  seed                            run `<service> seed` for every service\n"
           "  help                            this text\n"
-          "environment: SOUK_VAR SOUK_BIN_DIR SOUK_HOST SOUK_PORT_BASE SOUK_REPLICAS\n",
+          "environment: SOUK_VAR SOUK_BIN_DIR SOUK_HOST SOUK_PORT_BASE SOUK_REPLICAS\n"
+          "             SOUK_READY_TIMEOUT\n",
           f);
 }
 

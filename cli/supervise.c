@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -28,6 +29,8 @@ struct instance {
     int backoff_ms;
     int restarts;
     bool ready;
+    bool ever_ready; /* an instance that fails before this stops the start */
+    off_t log_from;  /* size of its log when last started: what it wrote since */
 };
 
 struct supervisor {
@@ -41,6 +44,8 @@ struct supervisor {
     int wave;        /* the next service (index into services[]) to start */
     bool ready_done; /* all ready, or gave up waiting */
     bool stopping;
+    bool failed;        /* the start failed: stop everything, exit nonzero */
+    char failure[1024]; /* why, for the terminal (or the waiting `up -d`) */
 };
 
 static const char *label(const struct instance *in, char *buf, size_t size)
@@ -69,17 +74,26 @@ static void write_state(const struct supervisor *s)
         write_atomic(path, text, 0644);
 }
 
+static int log_path(const struct supervisor *s, const struct instance *in, char *out)
+{
+    char name[64];
+
+    return fmt(out, PATH_MAX, "%s/log/%s.log", s->cfg->var_dir, label(in, name, sizeof name));
+}
+
 static void start_instance(struct supervisor *s, struct instance *in)
 {
-    char log_path[PATH_MAX], name[64];
+    char log_path_[PATH_MAX], name[64];
     const char *what = label(in, name, sizeof name);
     pid_t parent = getpid(), pid;
+    struct stat st;
 
-    if (fmt(log_path, sizeof log_path, "%s/log/%s.log", s->cfg->var_dir, what) < 0)
+    if (log_path(s, in, log_path_) < 0)
         return;
+    in->log_from = stat(log_path_, &st) == 0 ? st.st_size : 0;
     pid = fork();
     if (pid == 0)
-        child_exec(s->cfg, in->svc, in->replica, parent, log_path, true, NULL);
+        child_exec(s->cfg, in->svc, in->replica, parent, log_path_, true, NULL);
     in->started_at = time(NULL);
     in->started_ms = now_ms();
     if (pid < 0) { /* treated like an instant crash: retried with backoff */
@@ -92,9 +106,33 @@ static void start_instance(struct supervisor *s, struct instance *in)
     printf("souk: %-12s port %d pid %ld\n", what, in->port, (long)pid);
 }
 
+/* An instance failed before it was ever ready (why: how it exited), or could not
+ * be started (why NULL: its port is taken). Restarting it would only fail again, so
+ * the start stops, with the reason in words. */
+static void start_failed(struct supervisor *s, const struct instance *in, const char *why)
+{
+    char name[64], path[PATH_MAX], reason[768] = "";
+    const char *what = label(in, name, sizeof name);
+
+    s->failed = s->stopping = true;
+    if (!why || diagnose_port_in_use(s->cfg->host, in->port)) {
+        fmt(s->failure, sizeof s->failure,
+            "souk: %s: port %d is in use — is another souk running? `souk status` "
+            "(or move every port with SOUK_PORT_BASE)\n",
+            what, in->port);
+    } else {
+        if (log_path(s, in, path) >= 0)
+            diagnose_log(path, in->log_from, reason, sizeof reason);
+        fmt(s->failure, sizeof s->failure,
+            "souk: %s %s before it was ready%s%s\nsouk: its log: %s\n", what, why,
+            reason[0] ? ": " : "", reason, path);
+    }
+    fputs(s->failure, stderr);
+}
+
 static void on_exit_status(struct supervisor *s, struct instance *in, int status)
 {
-    char name[64], why[128];
+    char name[64], why[128], path[PATH_MAX], reason[512] = "";
     long long now = now_ms(), up = now - in->started_ms;
 
     describe_exit(status, why, sizeof why);
@@ -104,11 +142,17 @@ static void on_exit_status(struct supervisor *s, struct instance *in, int status
         printf("souk: %s stopped (%s)\n", label(in, name, sizeof name), why);
         return;
     }
+    if (!in->ever_ready && !s->ready_done) {
+        start_failed(s, in, why);
+        return;
+    }
     if (up >= BACKOFF_RESET_MS)
         in->backoff_ms = BACKOFF_MIN_MS;
     in->restart_at_ms = now + in->backoff_ms;
-    printf("souk: %s %s after %.1f s; restarting in %d ms\n", label(in, name, sizeof name), why,
-           up / 1000.0, in->backoff_ms);
+    if (log_path(s, in, path) >= 0)
+        diagnose_log(path, in->log_from, reason, sizeof reason);
+    printf("souk: %s %s after %.1f s%s%s; restarting in %d ms\n", label(in, name, sizeof name), why,
+           up / 1000.0, reason[0] ? ": " : "", reason, in->backoff_ms);
     in->backoff_ms = in->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : in->backoff_ms * 2;
 }
 
@@ -144,6 +188,8 @@ static void restart_due(struct supervisor *s)
     long long now = now_ms();
     bool changed = false;
 
+    if (s->stopping)
+        return;
     for (int i = 0; i < s->ninst; i++) {
         struct instance *in = &s->inst[i];
         if (!in->launched || in->pid || in->restart_at_ms > now)
@@ -156,12 +202,17 @@ static void restart_due(struct supervisor *s)
         write_state(s);
 }
 
-/* Tell a waiting `up -d` parent how it went: the ready line, or EOF for failure. */
-static void notify_parent(struct supervisor *s, const char *line)
+/* Tell a waiting `up -d` parent how it went: '+' and the ready line, or '-' and
+ * why it failed (or nothing: EOF is a failure too). */
+static void notify_parent(struct supervisor *s, char mark, const char *text)
 {
+    char msg[sizeof s->failure + 2];
+    int n;
+
     if (s->notify_fd < 0)
         return;
-    if (line && write(s->notify_fd, line, strlen(line)) < 0)
+    n = text ? fmt(msg, sizeof msg, "%c%s", mark, text) : 0;
+    if (n > 0 && write(s->notify_fd, msg, (size_t)n) < 0)
         perror("souk: notify");
     close(s->notify_fd);
     s->notify_fd = -1;
@@ -181,6 +232,11 @@ static bool start_wave(struct supervisor *s)
             struct instance *in = &s->inst[i];
             if (in->svc != s->wave)
                 continue;
+            /* a port taken by someone else: its readiness probe would find them */
+            if (diagnose_port_in_use(s->cfg->host, in->port)) {
+                start_failed(s, in, NULL);
+                return false;
+            }
             in->launched = true;
             start_instance(s, in);
             any = true;
@@ -205,27 +261,37 @@ static void check_ready(struct supervisor *s)
     s->last_probe_ms = now;
     for (int i = 0; i < s->ninst; i++) {
         struct instance *in = &s->inst[i];
-        if (!in->ready && in->pid)
+        if (!in->ready && in->pid) {
             in->ready = child_probe_ready(s->cfg->host, in->port, LOOP_PROBE_MS);
+            in->ever_ready = in->ever_ready || in->ready;
+        }
         waiting += in->launched && !in->ready;
     }
-    if (waiting == 0 && start_wave(s))
+    if (waiting == 0 && (start_wave(s) || s->stopping))
         return; /* the next service: its instances are probed from the next round */
     if (waiting == 0) {
         s->ready_done = true;
         fmt(line, sizeof line, "souk: all %d instances ready in %.2f s\n", s->ninst,
             (now_ms() - s->start_ms) / 1000.0);
         fputs(line, stdout);
-        notify_parent(s, line);
-    } else if (now - s->start_ms >= READY_TIMEOUT_MS) {
+        notify_parent(s, '+', line);
+    } else if (now - s->start_ms >= s->cfg->ready_timeout_ms) {
+        int len = fmt(s->failure, sizeof s->failure,
+                      "souk: not ready after %d s:", s->cfg->ready_timeout_ms / 1000);
+        for (int i = 0; len > 0 && i < s->ninst; i++) {
+            if (!s->inst[i].launched || s->inst[i].ready)
+                continue;
+            int n = fmt(s->failure + len, sizeof s->failure - (size_t)len, " %s",
+                        label(&s->inst[i], name, sizeof name));
+            len = n < 0 ? -1 : len + n;
+        }
+        if (len > 0)
+            fmt(s->failure + len, sizeof s->failure - (size_t)len, " (logs in %s/log)\n",
+                s->cfg->var_dir);
+        fputs(s->failure, stdout);
         s->ready_done = true;
-        printf("souk: not ready after %d s:", READY_TIMEOUT_MS / 1000);
-        for (int i = 0; i < s->ninst; i++)
-            if (!s->inst[i].ready)
-                printf(" %s", label(&s->inst[i], name, sizeof name));
-        printf("\n");
         if (s->notify_fd >= 0) /* `up -d` fails: stop, then tell the parent */
-            s->stopping = true;
+            s->failed = s->stopping = true;
         while (!s->stopping && start_wave(s)) /* the rest start anyway: supervision goes on */
             ;
     }
@@ -341,7 +407,7 @@ int supervise(struct config *c, int notify_fd)
     }
     stop_all(&s);
     printf("souk: stopped\n");
-    rc = 0;
+    rc = s.failed ? 1 : 0;
 out:
     if (s.sigfd >= 0)
         close(s.sigfd);
@@ -352,16 +418,18 @@ out:
             unlink(path);
         close(lock_fd);
     }
-    notify_parent(&s, NULL); /* last: a failed `up -d` returns to a clean slate */
+    /* last: a failed `up -d` returns to a clean slate */
+    notify_parent(&s, '-', s.failure[0] ? s.failure : NULL);
     return rc;
 }
 
-/* `up -d`: the child becomes the supervisor; we wait for its ready line. */
+/* `up -d`: the child becomes the supervisor; we wait for its ready line, or for
+ * why it failed. */
 int daemonize(struct config *c)
 {
-    char log_path[PATH_MAX], buf[256];
+    char log_path[PATH_MAX], buf[2048];
     struct pollfd p = {.events = POLLIN};
-    long long deadline = now_ms() + DAEMON_WAIT_MS;
+    long long deadline = now_ms() + c->ready_timeout_ms + DAEMON_GRACE_MS;
     size_t got = 0;
     ssize_t n;
     int fds[2], fd;
@@ -392,10 +460,11 @@ int daemonize(struct config *c)
         got += (size_t)n;
     close(fds[0]);
     buf[got] = '\0';
-    if (got == 0) {
-        fprintf(stderr, "souk: failed to start, see %s\n", log_path);
+    if (buf[0] != '+') {
+        fprintf(stderr, "%ssouk: failed to start, see %s\n", buf[0] == '-' ? buf + 1 : "",
+                log_path);
         return 1;
     }
-    printf("%ssouk: supervisor pid %ld, log %s\n", buf, (long)pid, log_path);
+    printf("%ssouk: supervisor pid %ld, log %s\n", buf + 1, (long)pid, log_path);
     return 0;
 }

@@ -64,6 +64,30 @@ def test_every_route_works_as_soon_as_souk_up_returns(tmp_path):
         p.down()
 
 
+def test_a_second_platform_on_taken_ports_stops_at_once_and_says_why(tmp_path):
+    """A second `souk up` on the ports of a running one (another clone's `make run`):
+    its first service cannot listen, the start stops at once with that reason on the
+    terminal and a nonzero exit, nothing of it keeps running, the first is untouched."""
+    first = Platform(tmp_path / "first")
+    second = Platform(tmp_path / "second")
+    second.base = first.base
+    second.env["SOUK_PORT_BASE"] = str(first.base)
+    try:
+        first.souk("up", "-d")
+        t0 = time.monotonic()
+        r = second.souk("up", "-d", check=False)
+        assert r.returncode != 0
+        assert time.monotonic() - t0 < 10
+        port = first.base + 1
+        assert f"users: port {port} is in use" in r.stderr and "souk status" in r.stderr, r.stderr
+        assert second.souk("status", check=False).returncode == 1
+        assert not os.path.exists(os.path.join(second.var, "run", "souk.pid"))
+        assert requests.get(first.url("gateway") + "/api/v1/products", timeout=5).status_code == 200
+    finally:
+        second.down()
+        first.down()
+
+
 def test_sigkill_catalog_comes_back_with_data(platform):
     platform.up()
     catalog = platform.url("catalog")

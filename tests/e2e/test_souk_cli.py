@@ -38,6 +38,11 @@ host, port = os.environ["SOUK_LISTEN"].rsplit(":", 1)
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/readyz":
+            if os.environ.get("FAKE_NOT_READY_" + name):
+                self.send_response(503)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             body = b"ok"
         elif self.path == "/env":
             body = json.dumps({{k: v for k, v in os.environ.items()
@@ -265,15 +270,65 @@ def test_daemon_mode_and_supervisor_death(souk):
     assert souk.run("down").returncode == 0
 
 
-def test_daemon_fails_when_a_service_never_gets_ready(souk):
+def started_pids(text):
+    """Pids from the supervisor's "souk: <name> port N pid P" lines."""
+    return [int(line.rsplit(" pid ", 1)[1]) for line in text.splitlines()
+            if line.startswith("souk: ") and " port " in line and " pid " in line]
+
+
+def test_a_service_failing_at_start_stops_the_start_with_its_own_error(souk):
     crash = souk.bin / "cart"
-    crash.write_text("#!/bin/sh\nexit 3\n")
+    crash.write_text("#!/bin/sh\n"
+                     "echo 'cart: configuration error: SOUK_FROB: expected an integer' >&2\n"
+                     "echo '{\"level\":\"info\",\"msg\":\"noise\"}'\n"
+                     "echo '{\"level\":\"error\",\"msg\":\"start failed\",\"error\":\"no frob\"}'\n"
+                     "exit 3\n")
     crash.chmod(0o755)
+    t0 = time.monotonic()
     r = souk.run("up", "-d", timeout=60)
     assert r.returncode != 0
-    assert "failed" in r.stderr
+    assert time.monotonic() - t0 < 10     # at once: not after the 30 s ready timeout
+    assert "cart exited with status 3 before it was ready" in r.stderr, r.stderr
+    assert "SOUK_FROB: expected an integer" in r.stderr and "start failed (no frob)" in r.stderr
+    assert "noise" not in r.stderr
     log = (souk.var / "log" / "souk.log").read_text()
-    assert "cart exited with status 3" in log and "not ready" in log
+    assert "restarting" not in log                     # never retried
+    pids = started_pids(log)
+    assert len(pids) == 3                              # users, catalog, cart; gateway never
+    assert not any(alive(p) for p in pids)             # what was started is stopped
+    assert souk.run("status").returncode == 1
+
+
+def test_a_taken_port_stops_the_start_and_says_so(souk):
+    port = replica_port(souk.base, "catalog", 0)
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    squatter.bind(("127.0.0.1", port))
+    squatter.listen()
+    try:
+        for args in (["up", "-d"], ["up"]):            # detached, then in the foreground
+            r = souk.run(*args, timeout=60)
+            out = r.stdout + r.stderr
+            assert r.returncode != 0, out
+            assert f"catalog: port {port} is in use" in r.stderr, out
+            assert "souk status" in r.stderr
+            pids = started_pids(out if args == ["up"] else
+                                (souk.var / "log" / "souk.log").read_text())
+            assert pids and not any(alive(p) for p in pids)
+            assert souk.run("status").returncode == 1
+    finally:
+        squatter.close()
+
+
+def test_daemon_fails_when_a_running_service_never_gets_ready(souk):
+    t0 = time.monotonic()
+    r = souk.run("up", "-d", env={"FAKE_NOT_READY_catalog": "1", "SOUK_READY_TIMEOUT": "2"})
+    assert r.returncode != 0
+    assert 2 <= time.monotonic() - t0 < 15
+    assert "not ready after 2 s: catalog" in r.stderr, r.stderr
+    log = (souk.var / "log" / "souk.log").read_text()
+    pids = started_pids(log)
+    assert len(pids) == 2 and not any(alive(p) for p in pids)   # users, catalog
     assert souk.run("status").returncode == 1
 
 

@@ -1,0 +1,128 @@
+/* diagnose.c: why an instance stopped, in words for the person at the terminal:
+ * its port taken by another process, or the errors it wrote to its log since it
+ * was started (plain lines, and the kit's JSON lines at level "error"). */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+enum {
+    TAIL_MAX = 16 * 1024, /* bytes of a log looked at, from its end */
+    REASON_LINES = 3,
+    REASON_LINE_MAX = 300,
+};
+
+bool diagnose_port_in_use(const char *host, int port)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    char portstr[16];
+    bool used = false;
+    int fd = -1, one = 1;
+
+    if (fmt(portstr, sizeof portstr, "%d", port) < 0 ||
+        getaddrinfo(host, portstr, &hints, &ai) != 0)
+        goto out;
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* SO_REUSEADDR as the services set it: connections in TIME_WAIT do not count,
+     * a listening socket does */
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
+        goto out;
+    used = bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno == EADDRINUSE;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (ai)
+        freeaddrinfo(ai);
+    return used;
+}
+
+/* The string value of "key":"…" in a JSON line, unescaped enough to read; false
+ * when absent. Not a JSON parser: the kit writes one flat object per line. */
+static bool json_field(const char *line, const char *key, char *out, size_t size)
+{
+    char pat[32];
+    const char *p;
+    size_t n = 0;
+
+    if (fmt(pat, sizeof pat, "\"%s\":\"", key) < 0 || !(p = strstr(line, pat)))
+        return false;
+    for (p += strlen(pat); *p && *p != '"' && n + 1 < size; p++) {
+        if (*p == '\\' && p[1])
+            p++;
+        out[n++] = *p;
+    }
+    out[n] = '\0';
+    return true;
+}
+
+/* One log line as a reason, or false when it is not one (info and warn lines). */
+static bool reason_of(const char *line, char *out, size_t size)
+{
+    char msg[REASON_LINE_MAX], err[REASON_LINE_MAX];
+
+    if (line[0] != '{') { /* plain text: what a service prints before its log is set up */
+        fmt(out, size, "%.*s", REASON_LINE_MAX, line);
+        return line[0] != '\0';
+    }
+    if (!strstr(line, "\"level\":\"error\"") || !json_field(line, "msg", msg, sizeof msg))
+        return false;
+    if (json_field(line, "error", err, sizeof err))
+        fmt(out, size, "%s (%s)", msg, err);
+    else
+        fmt(out, size, "%s", msg);
+    return true;
+}
+
+void diagnose_log(const char *log_path, off_t from, char *out, size_t size)
+{
+    char *buf = NULL, *lines[REASON_LINES] = {0}, *save = NULL;
+    off_t end;
+    ssize_t got;
+    size_t len = 0;
+    int fd = open(log_path, O_RDONLY | O_CLOEXEC), n = 0;
+
+    out[0] = '\0';
+    if (fd < 0 || (end = lseek(fd, 0, SEEK_END)) < 0)
+        goto out;
+    if (end - from > TAIL_MAX)
+        from = end - TAIL_MAX;
+    if (from > end || !(buf = malloc(TAIL_MAX + 1)))
+        goto out;
+    got = pread(fd, buf, (size_t)(end - from), from);
+    if (got <= 0)
+        goto out;
+    buf[got] = '\0';
+    /* keep the last REASON_LINES reasons, oldest first */
+    for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char reason[REASON_LINE_MAX + 64];
+        if (!reason_of(line, reason, sizeof reason))
+            continue;
+        if (n == REASON_LINES) {
+            free(lines[0]);
+            memmove(lines, lines + 1, sizeof lines[0] * (REASON_LINES - 1));
+            n--;
+        }
+        lines[n++] = strdup(reason);
+    }
+    for (int i = 0; i < n; i++) {
+        int w = lines[i] ? fmt(out + len, size - len, "%s%s", i ? "; " : "", lines[i]) : 0;
+        if (w < 0)
+            break;
+        len += (size_t)w;
+    }
+out:
+    for (int i = 0; i < n; i++)
+        free(lines[i]);
+    free(buf);
+    if (fd >= 0)
+        close(fd);
+}
