@@ -56,6 +56,19 @@ void child_exec(const struct config *c, int svc, int replica, pid_t parent, cons
         setenv("SOUK_DB", buf, 1);
     if (fmt(buf, sizeof buf, "%d", replica) >= 0)
         setenv("SOUK_REPLICA", buf, 1);
+    /* The admin listener (/metrics, /healthz, /readyz) where the layout has one, on
+     * loopback whatever SOUK_HOST is; a value from the shell would put every service
+     * on the same port. */
+    if (services[svc].edge &&
+        fmt(buf, sizeof buf, "127.0.0.1:%d", config_admin_port(c, svc, replica)) >= 0)
+        setenv("SOUK_ADMIN_LISTEN", buf, 1);
+    else
+        unsetenv("SOUK_ADMIN_LISTEN");
+    /* Behind the gateway, a service takes X-Forwarded-For (the client's address, for
+     * throttling) from the gateway alone. The gateway itself faces the clients: it
+     * trusts nobody's X-Forwarded-For unless the user set a proxy in front of it. */
+    if (!services[svc].edge)
+        setenv("SOUK_TRUSTED_PROXIES", config_gateway_addr(c), 1);
     /* Shared settings: the user's own value wins. */
     setenv("SOUK_CLIENTS_FILE", c->clients_file, 0);
     for (int i = 0; i < NSERVICES; i++) {

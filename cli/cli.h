@@ -15,9 +15,12 @@ enum {
     MAX_REPLICAS = 10, /* replica ports are base+100+10*i+k, k < 10 */
     MAX_INSTANCES = NSERVICES * MAX_REPLICAS,
     DEFAULT_PORT_BASE = 8080,
-    MAX_PORT_BASE = 65535 - 200,
+    MAX_PORT_BASE = 65535 - 1100 - 200,
     REPLICA_PORT_OFFSET = 100,
     REPLICA_PORT_STRIDE = 10,
+    /* an admin listener: its instance's port + this, on loopback (the kit's
+     * SOUK_ADMIN_LISTEN=auto), clear of every port of the layout (base … base+169) */
+    ADMIN_PORT_OFFSET = 1100,
     SECRET_BYTES = 32,
     SECRET_HEX = 2 * SECRET_BYTES,
     URLS_MAX = 4096,
@@ -42,6 +45,7 @@ enum {
 struct service {
     const char *name;
     int port_offset;
+    bool edge; /* faces the clients (the gateway): an admin listener, no trusted proxy */
 };
 extern const struct service services[NSERVICES];
 
@@ -82,6 +86,10 @@ int config_load_secrets(struct config *c);
 int config_build_urls(struct config *c);
 /* The port of replica k of service svc (an index into services[]). */
 int config_port(const struct config *c, int svc, int replica);
+/* The admin listener's port of that instance, or 0 when it has none. */
+int config_admin_port(const struct config *c, int svc, int replica);
+/* The address the services see the gateway's calls come from (SOUK_TRUSTED_PROXIES). */
+const char *config_gateway_addr(const struct config *c);
 bool config_have_binary(const struct config *c, int svc);
 
 /* ---- pidfile.c: one supervisor per var directory ---- */

@@ -92,9 +92,10 @@ int cmd_status(void)
 {
     struct config c;
     char path[PATH_MAX], *state = NULL, *save = NULL, svc[32], name[48], up[32], pidstr[16];
+    char admin[16];
     long pid;
     long long started;
-    int fd, replica, port, restarts, rc = 1;
+    int fd, replica, port, restarts, admin_port, rc = 1;
     pid_t sup;
 
     if (config_load(&c, NULL, false) < 0)
@@ -109,11 +110,11 @@ int cmd_status(void)
         goto out;
     }
     printf("supervisor pid %ld, var %s\n", (long)sup, c.var_dir);
-    printf("%-14s %-6s %-8s %-8s %-8s %s\n", "SERVICE", "PORT", "PID", "UPTIME", "RESTARTS",
-           "READY");
+    printf("%-14s %-6s %-8s %-8s %-8s %-5s %s\n", "SERVICE", "PORT", "PID", "UPTIME", "RESTARTS",
+           "READY", "ADMIN");
     for (char *line = strtok_r(state, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        if (sscanf(line, "%31s %d %d %ld %lld %d", svc, &replica, &port, &pid, &started,
-                   &restarts) != 6)
+        if (sscanf(line, "%31s %d %d %ld %lld %d %d", svc, &replica, &port, &pid, &started,
+                   &restarts, &admin_port) != 7)
             continue;
         if (replica == 0 || fmt(name, sizeof name, "%s-%d", svc, replica) < 0)
             fmt(name, sizeof name, "%s", svc);
@@ -123,8 +124,11 @@ int cmd_status(void)
             format_uptime((long)(time(NULL) - started), up, sizeof up);
             fmt(pidstr, sizeof pidstr, "%ld", pid);
         }
-        printf("%-14s %-6d %-8s %-8s %-8d %s\n", name, port, pidstr, up, restarts,
-               child_probe_ready(c.host, port, STATUS_PROBE_MS) ? "yes" : "no");
+        fmt(admin, sizeof admin, "-");
+        if (admin_port > 0)
+            fmt(admin, sizeof admin, "%d", admin_port);
+        printf("%-14s %-6d %-8s %-8s %-8d %-5s %s\n", name, port, pidstr, up, restarts,
+               child_probe_ready(c.host, port, STATUS_PROBE_MS) ? "yes" : "no", admin);
     }
     rc = 0;
 out:

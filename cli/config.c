@@ -13,8 +13,8 @@
 #include "cli.h"
 
 const struct service services[NSERVICES] = {
-    {"users", 1},    {"catalog", 2}, {"cart", 3},    {"orders", 4},
-    {"payments", 5}, {"notify", 6},  {"gateway", 0},
+    {"users", 1, false},    {"catalog", 2, false}, {"cart", 3, false},   {"orders", 4, false},
+    {"payments", 5, false}, {"notify", 6, false},  {"gateway", 0, true},
 };
 
 int config_port(const struct config *c, int svc, int replica)
@@ -23,6 +23,21 @@ int config_port(const struct config *c, int svc, int replica)
         return c->port_base + services[svc].port_offset;
     return c->port_base + REPLICA_PORT_OFFSET + REPLICA_PORT_STRIDE * services[svc].port_offset +
            replica;
+}
+
+int config_admin_port(const struct config *c, int svc, int replica)
+{
+    return services[svc].edge ? config_port(c, svc, replica) + ADMIN_PORT_OFFSET : 0;
+}
+
+const char *config_gateway_addr(const struct config *c)
+{
+    /* a gateway listening on every address still calls its peers on loopback */
+    if (strcmp(c->host, "0.0.0.0") == 0)
+        return "127.0.0.1";
+    if (strcmp(c->host, "::") == 0)
+        return "::1";
+    return c->host;
 }
 
 static int parse_replicas(const char *spec, int replicas[NSERVICES])

@@ -21,8 +21,9 @@ struct instance {
     int svc; /* index into services[] */
     int replica;
     int port;
-    bool launched; /* started at least once (the start goes service by service) */
-    pid_t pid;     /* 0 before the start and while waiting for a restart */
+    int admin_port; /* 0: none */
+    bool launched;  /* started at least once (the start goes service by service) */
+    pid_t pid;      /* 0 before the start and while waiting for a restart */
     time_t started_at;
     long long started_ms; /* monotonic, for uptime and backoff reset */
     long long restart_at_ms;
@@ -57,7 +58,7 @@ static const char *label(const struct instance *in, char *buf, size_t size)
     return buf;
 }
 
-/* var/run/souk.state: `name replica port pid started_at_unix restarts`. */
+/* var/run/souk.state: `name replica port pid started_at_unix restarts admin_port`. */
 static void write_state(const struct supervisor *s)
 {
     char path[PATH_MAX], text[FILE_MAX];
@@ -66,9 +67,9 @@ static void write_state(const struct supervisor *s)
     text[0] = '\0';
     for (int i = 0; i < s->ninst && len < sizeof text; i++) {
         const struct instance *in = &s->inst[i];
-        len += (size_t)snprintf(text + len, sizeof text - len, "%s %d %d %ld %lld %d\n",
+        len += (size_t)snprintf(text + len, sizeof text - len, "%s %d %d %ld %lld %d %d\n",
                                 services[in->svc].name, in->replica, in->port, (long)in->pid,
-                                (long long)in->started_at, in->restarts);
+                                (long long)in->started_at, in->restarts, in->admin_port);
     }
     if (fmt(path, sizeof path, "%s/run/souk.state", s->cfg->var_dir) >= 0)
         write_atomic(path, text, 0644);
@@ -106,6 +107,16 @@ static void start_instance(struct supervisor *s, struct instance *in)
     printf("souk: %-12s port %d pid %ld\n", what, in->port, (long)pid);
 }
 
+/* The instance's port (or admin port) that another process listens on, or 0. */
+static int taken_port(const struct supervisor *s, const struct instance *in)
+{
+    if (diagnose_port_in_use(s->cfg->host, in->port))
+        return in->port;
+    if (in->admin_port && diagnose_port_in_use(s->cfg->host, in->admin_port))
+        return in->admin_port;
+    return 0;
+}
+
 /* An instance failed before it was ever ready (why: how it exited), or could not
  * be started (why NULL: its port is taken). Restarting it would only fail again, so
  * the start stops, with the reason in words. */
@@ -113,13 +124,17 @@ static void start_failed(struct supervisor *s, const struct instance *in, const 
 {
     char name[64], path[PATH_MAX], reason[768] = "";
     const char *what = label(in, name, sizeof name);
+    int taken = taken_port(s, in);
+
+    if (!why && !taken) /* it was taken a moment ago */
+        taken = in->port;
 
     s->failed = s->stopping = true;
-    if (!why || diagnose_port_in_use(s->cfg->host, in->port)) {
+    if (taken) {
         fmt(s->failure, sizeof s->failure,
             "souk: %s: port %d is in use — is another souk running? `souk status` "
             "(or move every port with SOUK_PORT_BASE)\n",
-            what, in->port);
+            what, taken);
     } else {
         if (log_path(s, in, path) >= 0)
             diagnose_log(path, in->log_from, reason, sizeof reason);
@@ -233,7 +248,7 @@ static bool start_wave(struct supervisor *s)
             if (in->svc != s->wave)
                 continue;
             /* a port taken by someone else: its readiness probe would find them */
-            if (diagnose_port_in_use(s->cfg->host, in->port)) {
+            if (taken_port(s, in)) {
                 start_failed(s, in, NULL);
                 return false;
             }
@@ -364,8 +379,11 @@ static void plan_instances(struct supervisor *s)
             continue;
         }
         for (int k = 0; k < c->replicas[i]; k++)
-            s->inst[s->ninst++] = (struct instance){
-                .svc = i, .replica = k, .port = config_port(c, i, k), .backoff_ms = BACKOFF_MIN_MS};
+            s->inst[s->ninst++] = (struct instance){.svc = i,
+                                                    .replica = k,
+                                                    .port = config_port(c, i, k),
+                                                    .admin_port = config_admin_port(c, i, k),
+                                                    .backoff_ms = BACKOFF_MIN_MS};
     }
     if (len)
         printf("souk: not built, skipped:%s (looked in %s)\n", missing, c->bin_dir);

@@ -40,15 +40,21 @@ def replica_port(base, name, k):
     return base + 100 + 10 * PORT_OFFSET[name] + k
 
 
+def admin_port(base, k=0):
+    """The admin listener (SOUK_ADMIN_LISTEN) souk up gives gateway replica k: its
+    port + 1100 on 127.0.0.1 (cli/README.md)."""
+    return replica_port(base, "gateway", k) + GATEWAY_ADMIN_OFFSET
+
+
 def free_port_base():
-    """A base whose main and replica ports (first two replicas) and the gateway's admin
-    port are all free, below the kernel's ephemeral range (32768+): there an outgoing
-    connection of anything on the machine can take a port between this check and the
-    services' bind."""
+    """A base whose main and replica ports and the gateway's admin ports (first three
+    replicas) are all free, below the kernel's ephemeral range (32768+): there an
+    outgoing connection of anything on the machine can take a port between this check
+    and the services' bind."""
     for _ in range(200):
         base = random.randrange(20000, 32768 - GATEWAY_ADMIN_OFFSET - 200, 10)
         ports = [replica_port(base, n, k) for n in SERVICES for k in range(3)]
-        ports.append(base + GATEWAY_ADMIN_OFFSET)
+        ports += [admin_port(base, k) for k in range(3)]
         socks = []
         try:
             for p in ports:
@@ -219,16 +225,19 @@ class Platform:
         return f"http://127.0.0.1:{replica_port(self.base, name, k)}"
 
     def admin_url(self, k=0):
-        """The gateway's admin listener (its /metrics): loopback, its port + 1100."""
-        return f"http://127.0.0.1:{replica_port(self.base, 'gateway', k) + GATEWAY_ADMIN_OFFSET}"
+        """The gateway's admin listener (its /metrics): loopback, its port + 1100; souk
+        says which in its state file."""
+        return f"http://127.0.0.1:{self.state()[('gateway', k)]['admin']}"
 
     def state(self):
-        """{(name, replica): {"port", "pid", "restarts"}} from the supervisor's state file."""
+        """{(name, replica): {"port", "pid", "restarts", "admin"}} from the supervisor's
+        state file (admin: the admin listener's port, 0 when none)."""
         out = {}
         with open(os.path.join(self.var, "run", "souk.state")) as f:
             for line in f:
-                name, rep, port, pid, _started, restarts = line.split()[:6]
-                out[(name, int(rep))] = {"port": int(port), "pid": int(pid), "restarts": int(restarts)}
+                name, rep, port, pid, _started, restarts, admin = line.split()[:7]
+                out[(name, int(rep))] = {"port": int(port), "pid": int(pid), "restarts": int(restarts),
+                                         "admin": int(admin)}
         return out
 
     def up(self):

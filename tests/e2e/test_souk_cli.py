@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import SERVICES, free_port_base, replica_port
+from conftest import SERVICES, admin_port, free_port_base, replica_port
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("SOUK_BUILD_DIR", REPO / "build"))
@@ -105,9 +105,9 @@ class Souk:
         return subprocess.run([str(SOUK), *args], env={**self.env, **(env or {})},
                               capture_output=True, text=True, timeout=timeout)
 
-    def up_foreground(self, *args):
+    def up_foreground(self, *args, env=None):
         self.log = open(self.var.parent / "up.out", "w+")
-        self.foreground = subprocess.Popen([str(SOUK), "up", *args], env=self.env,
+        self.foreground = subprocess.Popen([str(SOUK), "up", *args], env={**self.env, **(env or {})},
                                            stdout=self.log, stderr=subprocess.STDOUT)
         self.seen_pids.add(self.foreground.pid)
         wait_for(lambda: "ready in" in self.output(), START_TIMEOUT, "ready line")
@@ -118,9 +118,9 @@ class Souk:
     def state(self):
         rows = {}
         for line in (self.var / "run" / "souk.state").read_text().splitlines():
-            name, replica, port, pid, started, restarts = line.split()
+            name, replica, port, pid, started, restarts, admin = line.split()
             rows[(name, int(replica))] = dict(port=int(port), pid=int(pid),
-                                              restarts=int(restarts))
+                                              restarts=int(restarts), admin=int(admin))
             if int(pid) > 0:
                 self.seen_pids.add(int(pid))
         return rows
@@ -181,13 +181,18 @@ def test_help_and_unknown_command(souk):
 
 
 def test_up_environment_restart_and_down(souk):
-    souk.up_foreground("--replicas", "catalog=2")
-    assert "all 4 instances ready" in souk.output()
+    # values from the shell that the supervisor must not pass on as they are
+    souk.up_foreground("--replicas", "catalog=2,gateway=2",
+                       env={"SOUK_ADMIN_LISTEN": "127.0.0.1:9", "SOUK_TRUSTED_PROXIES": "10.9.9.9"})
+    assert "all 5 instances ready" in souk.output()
     rows = souk.state()
-    assert set(rows) == {("users", 0), ("catalog", 0), ("catalog", 1), ("gateway", 0)}
+    assert set(rows) == {("users", 0), ("catalog", 0), ("catalog", 1), ("gateway", 0),
+                         ("gateway", 1)}
     for (name, k), row in rows.items():
         assert row["port"] == replica_port(souk.base, name, k)
         assert get(row["port"]).status_code == 200
+        # the gateway's admin listener: loopback, its own port + 1100
+        assert row["admin"] == (admin_port(souk.base, k) if name == "gateway" else 0)
 
     env = get(rows[("catalog", 1)]["port"], "/env").json()
     var = str(souk.var.resolve())
@@ -204,6 +209,14 @@ def test_up_environment_restart_and_down(souk):
     assert set(secrets) == set(SERVICES)
     assert env["SOUK_CLIENT_ID"] == "catalog"
     assert env["SOUK_CLIENT_SECRET"] == secrets["catalog"] and len(secrets["catalog"]) == 64
+    # services trust X-Forwarded-For from the gateway only, and get no admin listener;
+    # the gateway gets its own admin listener and keeps the shell's proxy setting
+    assert env["SOUK_TRUSTED_PROXIES"] == "127.0.0.1"
+    assert "SOUK_ADMIN_LISTEN" not in env
+    for k in (0, 1):
+        gw_env = get(rows[("gateway", k)]["port"], "/env").json()
+        assert gw_env["SOUK_ADMIN_LISTEN"] == f"127.0.0.1:{admin_port(souk.base, k)}"
+        assert gw_env["SOUK_TRUSTED_PROXIES"] == "10.9.9.9"
     for d in ("log", "db", "run", "mail"):
         assert (souk.var / d).is_dir()
     assert stat.S_IMODE((souk.var / "secrets").stat().st_mode) == 0o700
@@ -211,8 +224,10 @@ def test_up_environment_restart_and_down(souk):
 
     r = souk.run("status")
     assert r.returncode == 0, r.stderr
-    assert "SERVICE" in r.stdout and "catalog-1" in r.stdout
-    assert r.stdout.count(" yes") == 4
+    assert "SERVICE" in r.stdout and "catalog-1" in r.stdout and "ADMIN" in r.stdout
+    assert r.stdout.count(" yes") == 5
+    lines = {line.split()[0]: line.split() for line in r.stdout.splitlines()[2:]}
+    assert lines["gateway-1"][-1] == str(admin_port(souk.base, 1)) and lines["users"][-1] == "-"
 
     # A second supervisor for the same var refuses to start.
     r = souk.run("up", "-d")
