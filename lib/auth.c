@@ -1,9 +1,12 @@
 /* auth.c: route access checks. Verifies the RS256 access JWTs of the users
- * service against its JWKS (fetched and cached; refetched on an unknown kid at
- * most once per few seconds), checks every claim, caches verified tokens by hash,
- * and obtains this service's own client-credentials token for calls to peers. */
+ * service against its JWKS (fetched and cached; refetched when old or on an unknown
+ * kid, at most once per few seconds even before the first set has loaded; the last
+ * good set kept while refetching fails), checks every claim, caches verified tokens
+ * by hash, and obtains this service's own client-credentials token for calls to
+ * peers. Refuses to start with a committed placeholder secret. */
 #include <pthread.h>
 #include <rhonabwy.h>
+#include <stdatomic.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,12 +16,12 @@
 #include "souk/auth.h"
 #include "souk/client.h"
 #include "souk/log.h"
+#include "souk/metrics.h"
 #include "souk/souk.h"
 
-#define LEEWAY                30     /* seconds of clock skew tolerated on exp/nbf/iat */
-#define JWKS_MAX_AGE_MS       300000 /* refetch a JWKS this old on next use */
-#define JWKS_REFETCH_MS       5000   /* at most one refetch per this, for unknown kids */
-#define JWKS_LOCAL_REFETCH_MS 1000
+#define LEEWAY                30   /* seconds of clock skew tolerated on exp/nbf/iat */
+#define JWKS_FIRST_RETRY_MS   250  /* no key set yet: the first retries come sooner */
+#define JWKS_LOCAL_REFETCH_MS 1000 /* users' own keys: in-process, cheap */
 #define JWKS_TIMEOUT_MS       2000
 #define CACHE_SLOTS           4096 /* verified-token cache, direct-mapped by token hash */
 #define RENEW_BEFORE          60   /* renew our service token this long before it expires */
@@ -27,6 +30,17 @@
 static const char *issuer = "souk-users", *audience = "souk";
 static const char *users_url, *client_id, *client_secret;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+/* Defaults stand when souk_auth_init() is not called (unit tests). */
+static int64_t cfg_max_age_ms = 300000, cfg_refetch_ms = 5000;
+static const struct souk_conf auth_config[] = {
+    {"SOUK_JWKS_MAX_AGE_MS", SOUK_CONF_INT, "300000", 1000, 86400000, &cfg_max_age_ms,
+     "a key set this old is refetched on next use (and kept while that fails)"},
+    {"SOUK_JWKS_REFETCH_MS", SOUK_CONF_INT, "5000", 100, 3600000, &cfg_refetch_ms,
+     "at most one key-set fetch per this, also before the first has loaded"},
+    {NULL, 0, NULL, 0, 0, NULL, NULL},
+};
+static struct souk_metric *m_fetch_failures, *m_stale;
 
 static void load_settings(void)
 {
@@ -56,10 +70,13 @@ const char *souk_auth_audience(void)
 /* ---- the JWKS ---- */
 
 static json_t *(*local_jwks)(void);
-static pthread_mutex_t keys_lock = PTHREAD_MUTEX_INITIALIZER;  /* guards jwks */
+static pthread_mutex_t keys_lock = PTHREAD_MUTEX_INITIALIZER;  /* guards jwks, fetched_ms */
 static pthread_mutex_t fetch_lock = PTHREAD_MUTEX_INITIALIZER; /* one fetch at a time */
-static jwks_t *jwks;
-static int64_t fetched_ms, tried_ms;
+static jwks_t *jwks;                                           /* the last good set */
+static int64_t fetched_ms;
+static int64_t next_try_ms; /* no fetch before this (fetch_lock) */
+static int failures;        /* consecutive failed fetches (fetch_lock) */
+static atomic_bool last_failed;
 
 void souk_auth_set_local_jwks(json_t *(*get)(void)) { local_jwks = get; }
 
@@ -81,21 +98,40 @@ static json_t *fetch_remote(void)
     return out;
 }
 
-/* Fetch the JWKS again unless one was tried too recently (when limited). */
-static void refresh_jwks(bool limited)
+/* Fetch the key set again, unless the last attempt was too recent: every attempt,
+ * also before the first set has loaded, waits out the gap after the one before, so
+ * a users outage costs it one fetch per gap, not one per request. Before any set
+ * has loaded the gap grows from JWKS_FIRST_RETRY_MS to SOUK_JWKS_REFETCH_MS. A
+ * failed fetch keeps the last good set (stale-if-error). wait: queue behind a fetch
+ * under way (the caller has no key to use); else go on without one. */
+static void refresh_jwks(bool wait)
 {
-    pthread_mutex_lock(&fetch_lock);
+    if (wait)
+        pthread_mutex_lock(&fetch_lock);
+    else if (pthread_mutex_trylock(&fetch_lock) != 0)
+        return;
     int64_t now = souk_wall_ms();
-    int64_t gap = local_jwks != NULL ? JWKS_LOCAL_REFETCH_MS : JWKS_REFETCH_MS;
-    if (limited && tried_ms != 0 && now - tried_ms < gap)
+    if (now < next_try_ms)
         goto out;
-    tried_ms = now;
     json_t *j = local_jwks != NULL ? local_jwks() : fetch_remote();
     jwks_t *fresh = NULL;
     if (j == NULL || r_jwks_init(&fresh) != RHN_OK ||
-        r_jwks_import_from_json_t(fresh, j) != RHN_OK) {
+        r_jwks_import_from_json_t(fresh, j) != RHN_OK || r_jwks_size(fresh) == 0) {
         r_jwks_free(fresh); /* keep what we had: a blip at users must not lock everyone out */
         json_decref(j);
+        pthread_mutex_lock(&keys_lock);
+        bool have = jwks != NULL;
+        pthread_mutex_unlock(&keys_lock);
+        int64_t gap = cfg_refetch_ms;
+        if (!have && failures < 16 && ((int64_t)JWKS_FIRST_RETRY_MS << failures) < gap)
+            gap = (int64_t)JWKS_FIRST_RETRY_MS << failures;
+        failures++;
+        next_try_ms = now + gap;
+        atomic_store(&last_failed, true);
+        if (m_fetch_failures != NULL)
+            souk_metric_add(m_fetch_failures, 1.0);
+        souk_warn("key set not refreshed", "{s:b,s:i,s:I}", "have_keys", have, "failures", failures,
+                  "next_try_ms", (json_int_t)gap);
         goto out;
     }
     json_decref(j);
@@ -104,34 +140,52 @@ static void refresh_jwks(bool limited)
     jwks = fresh;
     fetched_ms = now;
     pthread_mutex_unlock(&keys_lock);
+    failures = 0;
+    next_try_ms = now + (local_jwks != NULL ? JWKS_LOCAL_REFETCH_MS : cfg_refetch_ms);
+    atomic_store(&last_failed, false);
 out:
     pthread_mutex_unlock(&fetch_lock);
 }
 
 /* A copy of the key named kid (caller frees), or NULL; *have_keys tells whether
- * any JWKS is loaded at all. */
-static jwk_t *lookup(const char *kid, bool *have_keys)
+ * any key set is loaded at all, *stale whether it is older than the max age. */
+static jwk_t *lookup(const char *kid, bool *have_keys, bool *stale)
 {
     pthread_mutex_lock(&keys_lock);
     jwk_t *k = jwks != NULL ? r_jwks_get_by_kid(jwks, kid) : NULL;
     jwk_t *copy = k != NULL ? r_jwk_copy(k) : NULL;
     r_jwk_free(k);
     *have_keys = jwks != NULL;
-    int64_t age = souk_wall_ms() - fetched_ms;
+    *stale = souk_wall_ms() - fetched_ms > cfg_max_age_ms;
     pthread_mutex_unlock(&keys_lock);
-    if (copy == NULL || age <= JWKS_MAX_AGE_MS)
-        return copy;
-    r_jwk_free(copy);
-    return NULL; /* too old to trust as the current set: the caller refetches */
+    return copy;
 }
 
-static jwk_t *find_key(const char *kid, bool *have_keys)
+/* The key named kid, or NULL with *rc: SOUK_EAUTH when a current key set lacks it,
+ * SOUK_EUNAVAIL when no set could be had to tell (a users outage is not a reason to
+ * call a token invalid). */
+static jwk_t *find_key(const char *kid, int *rc)
 {
-    jwk_t *k = lookup(kid, have_keys);
-    if (k != NULL)
+    bool have_keys, stale;
+    jwk_t *k = lookup(kid, &have_keys, &stale);
+    if (k != NULL && !stale)
         return k;
-    refresh_jwks(*have_keys);
-    return lookup(kid, have_keys);
+    if (k != NULL) {
+        /* old: try for a newer set, but never wait for one; a key from the last good
+         * set still verifies its tokens while users cannot be reached */
+        refresh_jwks(false);
+        r_jwk_free(k);
+        k = lookup(kid, &have_keys, &stale);
+        if (k != NULL && stale && m_stale != NULL)
+            souk_metric_add(m_stale, 1.0);
+        *rc = SOUK_EAUTH; /* when k is NULL: a newer set came without it */
+        return k;
+    }
+    refresh_jwks(true); /* an unknown kid: a rotated key, or none loaded yet */
+    k = lookup(kid, &have_keys, &stale);
+    if (k == NULL)
+        *rc = have_keys && !atomic_load(&last_failed) ? SOUK_EAUTH : SOUK_EUNAVAIL;
+    return k;
 }
 
 /* ---- the verified-token cache ---- */
@@ -278,11 +332,9 @@ int souk_auth_verify(const char *token, struct souk_identity *who, char *why, si
     fail = "kid missing";
     if (kid == NULL || kid[0] == '\0' || strlen(kid) > 128)
         goto out;
-    bool have_keys = false;
-    key = find_key(kid, &have_keys);
+    key = find_key(kid, &rc);
     if (key == NULL) {
-        fail = have_keys ? "unknown signing key" : "signing keys unavailable";
-        rc = have_keys ? SOUK_EAUTH : SOUK_EUNAVAIL;
+        fail = rc == SOUK_EAUTH ? "unknown signing key" : "signing keys unavailable";
         goto out;
     }
     const char *kalg = r_jwk_get_property_str(key, "alg");
@@ -457,10 +509,33 @@ copy:
 
 /* ---- life cycle ---- */
 
+bool souk_auth_placeholder_secret(const char *secret)
+{
+    /* what deploy/k8s/secrets.env commits: "placeholder-users-replace-with-gen-secrets" */
+    return secret != NULL &&
+           (strncasecmp(secret, "placeholder", 11) == 0 || strstr(secret, "replace-with") != NULL);
+}
+
 int souk_auth_init(const char *service)
 {
-    SOUK_UNUSED(service);
+    char err[256];
     pthread_once(&once, load_settings);
+    if (souk_config_load(auth_config, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s: configuration error: %s\n", service, err);
+        return SOUK_EINVAL;
+    }
+    if (souk_auth_placeholder_secret(client_secret)) {
+        souk_error("SOUK_CLIENT_SECRET is a committed placeholder, not a secret: make real ones "
+                   "with deploy/gen-secrets (deploy/README.md)",
+                   "{s:s}", "variable", "SOUK_CLIENT_SECRET");
+        return SOUK_EINVAL;
+    }
+    m_fetch_failures = souk_metric_counter(
+        "souk_auth_jwks_fetch_failures_total",
+        "Key-set fetches that failed (the last good set, if any, stays in use).", NULL);
+    m_stale = souk_metric_counter(
+        "souk_auth_jwks_stale_total",
+        "Tokens verified with a key set past SOUK_JWKS_MAX_AGE_MS: refetching it failed.", NULL);
     if (local_jwks == NULL && (users_url == NULL || users_url[0] == '\0'))
         souk_warn("SOUK_USERS_URL not set: tokens cannot be verified", NULL);
     return 0;

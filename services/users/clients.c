@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "souk/auth.h"
 #include "souk/log.h"
 #include "souk/souk.h"
 #include "users.h"
@@ -65,6 +66,13 @@ int clients_load(void)
         if (secret == NULL || strlen(secret) < SECRET_MIN || strlen(secret) > SECRET_MAX) {
             souk_error("client secret must be 16 to 256 characters", "{s:s}", "client", name);
             continue;
+        }
+        if (souk_auth_placeholder_secret(secret)) { /* deploy/k8s/secrets.env as committed */
+            souk_error("a client secret in SOUK_CLIENTS_FILE is a committed placeholder, not a "
+                       "secret: make real ones with deploy/gen-secrets (deploy/README.md)",
+                       "{s:s}", "client", name);
+            json_decref(j);
+            return SOUK_EINVAL;
         }
         crypto_generichash(secret_hash[i], sizeof(secret_hash[i]), (const unsigned char *)secret,
                            strlen(secret), NULL, 0);

@@ -6,6 +6,7 @@
 #define SOUK_AUTH_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "souk/server.h"
@@ -18,8 +19,15 @@
 #define SOUK_AUTH_TOKEN_MAX 8192
 
 /* Load settings (SOUK_TOKEN_ISSUER, SOUK_TOKEN_AUDIENCE, SOUK_USERS_URL,
- * SOUK_CLIENT_ID/SECRET); called once by souk_main() before serving. */
+ * SOUK_CLIENT_ID/SECRET, SOUK_JWKS_MAX_AGE_MS, SOUK_JWKS_REFETCH_MS); called once by
+ * souk_main() before serving. Returns SOUK_EINVAL (logged) on a bad value or when
+ * SOUK_CLIENT_SECRET is a committed placeholder: the service must not start. */
 int souk_auth_init(const char *service);
+
+/* Is secret one of the committed placeholders (deploy/k8s/secrets.env,
+ * "placeholder-…-replace-with-gen-secrets") rather than a secret? Whoever reads a
+ * secret refuses these at start, pointing at deploy/gen-secrets. */
+bool souk_auth_placeholder_secret(const char *secret);
 void souk_auth_shutdown(void);
 
 /* The issuer ("iss") and audience ("aud") every token carries; the users service
@@ -35,7 +43,10 @@ int souk_auth_check(struct souk_req *r, const struct souk_route *route, struct s
 
 /* Verify one access token (without "Bearer ") and fill who. Returns 0,
  * SOUK_EAUTH when the token is invalid (why names the reason, for logs and the
- * error_description), or SOUK_EUNAVAIL when no keys could be had to check it. */
+ * error_description), or SOUK_EUNAVAIL when no keys could be had to check it: none
+ * loaded yet, or an unknown kid while the key set cannot be refetched. A key from
+ * the last good set keeps verifying past SOUK_JWKS_MAX_AGE_MS while refetching
+ * fails (counted in souk_auth_jwks_stale_total). */
 int souk_auth_verify(const char *token, struct souk_identity *who, char *why, size_t whycap);
 
 /* For the users service, which verifies with its own keys in-process: jwks
