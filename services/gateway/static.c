@@ -1,7 +1,8 @@
 /* static.c: the storefront's files from SOUK_WEB_DIR at "/": content types, ETag,
- * Last-Modified and Cache-Control, index.html for client-side routes, and no way
- * out of the web root (the path arrives percent-decoded: every candidate file is
- * resolved with realpath() and must still lie under the root). */
+ * Last-Modified and Cache-Control, the browser's security headers (CSP without
+ * inline script, no framing, nosniff, Referrer-Policy), index.html for client-side
+ * routes, and no way out of the web root (the path arrives percent-decoded: every
+ * candidate file is resolved with realpath() and must still lie under the root). */
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -23,6 +24,24 @@
 
 static char root[PATH_MAX];
 static size_t root_len;
+
+/* The storefront is plain files from this origin: scripts and styles only from
+ * files (no inline script, style or event handler: web/ has none), API calls to
+ * this origin, never framed (clickjacking), no plugins, no <base> rewriting, forms
+ * post only here. Images may be data: URLs (none yet, but harmless). */
+static const char csp[] = "default-src 'self'; script-src 'self'; style-src 'self'; "
+                          "img-src 'self' data:; font-src 'self'; connect-src 'self'; "
+                          "object-src 'none'; base-uri 'none'; form-action 'self'; "
+                          "frame-ancestors 'none'";
+
+/* On every storefront answer, the 404s and 304s too. */
+static void security_headers(struct souk_req *r)
+{
+    souk_reply_header(r, "Content-Security-Policy", csp);
+    souk_reply_header(r, "X-Content-Type-Options", "nosniff");
+    souk_reply_header(r, "X-Frame-Options", "DENY"); /* frame-ancestors for old browsers */
+    souk_reply_header(r, "Referrer-Policy", "strict-origin-when-cross-origin");
+}
 
 int static_init(const char *web_dir)
 {
@@ -143,6 +162,7 @@ int static_serve(struct souk_req *r)
 {
     const char *path = souk_req_path(r);
     const char *method = souk_req_method(r);
+    security_headers(r);
     if ((strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) || root[0] == '\0' ||
         api_path(path) || strlen(path) > STATIC_PATH_MAX || has_dot_segment(path) ||
         strchr(path, '\\') != NULL)
@@ -171,7 +191,6 @@ int static_serve(struct souk_req *r)
     souk_reply_header(r, "ETag", etag);
     souk_reply_header(r, "Last-Modified", lm);
     souk_reply_header(r, "Cache-Control", html ? "no-cache" : "public, max-age=3600");
-    souk_reply_header(r, "X-Content-Type-Options", "nosniff");
 
     const char *inm = souk_req_header(r, "If-None-Match");
     const char *ims = souk_req_header(r, "If-Modified-Since");

@@ -5,7 +5,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Platform, launchBrowser, signIn, apiJson, apiCustomer } from './platform.js';
+import { Platform, launchBrowser, watchErrors, signIn, apiJson, apiCustomer } from './platform.js';
 
 const T = 15000;
 let platform;
@@ -18,7 +18,7 @@ before(async () => {
   browser = await launchBrowser();
   page = browser.context.pages()[0] || await browser.context.newPage();
   page.setDefaultTimeout(T);
-  page.on('pageerror', (e) => pageErrors.push(e.message));
+  watchErrors(page, pageErrors);   // exceptions and CSP violations fail the tests
   page.on('dialog', (d) => d.accept());
 });
 

@@ -23,13 +23,14 @@ function portFree(port) {
   });
 }
 
-/** A base whose seven ports are free, away from the default 8080-8086 and below the
- *  kernel's ephemeral range (32768+), where outgoing connections could take a port
- *  between this check and the services' bind. */
+/** A base whose seven ports (and the gateway's admin port, base + 170, cli/README.md)
+ *  are free, away from the default 8080-8086 and below the kernel's ephemeral range
+ *  (32768+), where outgoing connections could take a port between this check and the
+ *  services' bind. */
 async function freePortBase() {
   for (let i = 0; i < 200; i++) {
-    const base = 20000 + 10 * Math.floor(Math.random() * 1270);
-    let ok = true;
+    const base = 20000 + 10 * Math.floor(Math.random() * 1250);
+    let ok = await portFree(base + 170);
     for (let k = 0; k < SERVICES && ok; k++) ok = await portFree(base + k);
     ok = ok && await portFree(base + 1100);   // the gateway's admin listener (/metrics)
     if (ok) return base;
@@ -98,6 +99,18 @@ export async function launchBrowser() {
     rmSync(profile, { recursive: true, force: true });
   };
   return { context, close };
+}
+
+/** Collect into errors what must never happen on a page: uncaught exceptions, and
+ *  Content-Security-Policy violations (chromium reports each as a console error, e.g.
+ *  "Refused to execute inline script because it violates … Content Security Policy"). */
+export function watchErrors(page, errors) {
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && /Content Security Policy|Content-Security-Policy/i.test(m.text())) {
+      errors.push(`CSP violation: ${m.text()}`);
+    }
+  });
 }
 
 /** A JSON call to the platform's API (test setup); throws with the status and body when not 2xx. */

@@ -9,7 +9,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { Platform, launchBrowser, signIn, apiJson, apiCustomer, REPO } from './platform.js';
+import { Platform, launchBrowser, watchErrors, signIn, apiJson, apiCustomer, REPO } from './platform.js';
 
 const SHOTS = path.join(REPO, 'build', 'screenshots');
 const ADMIN = { email: 'admin@browser.test', password: 'admin-password-for-browser' };
@@ -27,7 +27,7 @@ before(async () => {
   browser = await launchBrowser();
   page = browser.context.pages()[0] || await browser.context.newPage();
   page.setDefaultTimeout(T);
-  page.on('pageerror', (e) => pageErrors.push(e.message));
+  watchErrors(page, pageErrors);   // exceptions and CSP violations fail the tests
   page.on('dialog', (d) => d.accept());
   nav = page.getByRole('navigation', { name: 'Main' });
 });
@@ -42,8 +42,10 @@ const login = (email, password) => signIn(page, platform.url, email, password);
 test('a customer finds coffee, registers, checks out, and cancels', async () => {
   const email = `shopper-${Date.now()}@browser.test`;
 
-  // Search from the header.
-  await page.goto(`${platform.url}/`);
+  // Search from the header. The page comes with its CSP (no inline script, no framing):
+  // every step below runs under it, and a violation fails the test (watchErrors).
+  const home = await page.goto(`${platform.url}/`);
+  assert.match(home.headers()['content-security-policy'], /script-src 'self';.*frame-ancestors 'none'/);
   await page.locator('html[data-ready]').waitFor({ state: 'attached' });
   await page.getByRole('searchbox', { name: 'Search products' }).fill('coffee');
   await page.getByRole('button', { name: 'Search', exact: true }).click();
