@@ -203,9 +203,8 @@ out:
 
 /* ---- the inbox: delivery to subscriptions ---- */
 
-/* Check an envelope and point ev into it. Returns NULL (ok) or what is wrong. */
-static const char *parse_envelope(json_t *env, struct souk_event *ev,
-                                  char type[SOUK__EV_TYPE_MAX + 1], char source[64])
+const char *souk__ev_parse_envelope(json_t *env, struct souk_event *ev,
+                                    char type[SOUK__EV_TYPE_MAX + 1], char source[64])
 {
     const char *spec = json_string_value(json_object_get(env, "specversion"));
     const char *id = json_string_value(json_object_get(env, "id"));
@@ -325,7 +324,7 @@ enum souk__outcome souk__ev_deliver(struct souk_db *db, const char *producer, in
     json_t *env = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     const char *bad = env == NULL            ? "not JSON"
                       : !json_is_object(env) ? "not an object"
-                                             : parse_envelope(env, &ev, type, source);
+                                             : souk__ev_parse_envelope(env, &ev, type, source);
     if (bad != NULL) {
         /* a poison message: keep it for a person, never retry it */
         const char *id = json_string_value(json_object_get(env, "id"));

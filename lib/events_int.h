@@ -46,6 +46,13 @@ enum souk__outcome {
 enum souk__outcome souk__ev_deliver(struct souk_db *db, const char *producer, int64_t seq,
                                     const char *text, size_t len);
 
+/* Check a CloudEvents envelope (specversion 1.0, id, type "souk.<name>", source
+ * "urn:souk:<service>", time, subject, object data) and point ev into it (type and
+ * source are copied into the buffers given). Returns NULL when it is good, else
+ * what is wrong. The libFuzzer driver tests/fuzz/envelope.c drives it. */
+const char *souk__ev_parse_envelope(json_t *env, struct souk_event *ev,
+                                    char type[SOUK__EV_TYPE_MAX + 1], char source[64]);
+
 /* Sleep up to ms, waking early when the events machinery stops. Returns false
  * when stopping. */
 bool souk__ev_sleep(int64_t ms);

@@ -30,6 +30,7 @@
 #include "souk/realip.h"
 #include "souk/server.h"
 #include "souk/souk.h"
+#include "souk/trace.h"
 
 #define REQUEST_ID_MAX    64
 #define TRACEPARENT_LEN   55
@@ -481,27 +482,13 @@ static bool valid_request_id(const char *s)
     return n > 0;
 }
 
-static bool all_hex(const char *s, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return false;
-    return true;
-}
-
 /* Accept a W3C traceparent "00-<32 hex trace>-<16 hex parent>-<2 hex flags>" and keep
  * its trace id; otherwise start a trace. Either way pass on our own span id. */
 static void trace_context(struct souk_req *r)
 {
-    const char *tp = souk_req_header(r, "traceparent");
     char flags[3] = "01";
     unsigned char rnd[16];
-    if (tp != NULL && strlen(tp) == TRACEPARENT_LEN && strncmp(tp, "00-", 3) == 0 &&
-        all_hex(tp + 3, 32) && tp[35] == '-' && all_hex(tp + 36, 16) && tp[52] == '-' &&
-        all_hex(tp + 53, 2) && strncmp(tp + 3, "00000000000000000000000000000000", 32) != 0) {
-        memcpy(r->trace_id, tp + 3, 32);
-        memcpy(flags, tp + 53, 2);
-    } else {
+    if (!souk_trace_parse(souk_req_header(r, "traceparent"), r->trace_id, flags)) {
         souk_random(rnd, 16);
         sodium_bin2hex(r->trace_id, sizeof(r->trace_id), rnd, 16);
     }

@@ -17,13 +17,12 @@
 #include "souk/souk.h"
 #include "users.h"
 
-#define FORM_PARAMS_MAX 16
-#define PARAM_MAX       4096
-#define REFRESH_BYTES   32 /* 256 random bits */
-#define HASH_HEX        (crypto_generichash_BYTES * 2 + 1)
-#define ADDR_MAX        64
-#define WEB_CLIENT      "souk-web"
-#define PURGE_ODDS      64 /* purge stale throttle rows on 1 failure in N */
+#define PARAM_MAX     FORM_PARAM_MAX
+#define REFRESH_BYTES 32 /* 256 random bits */
+#define HASH_HEX      (crypto_generichash_BYTES * 2 + 1)
+#define ADDR_MAX      64
+#define WEB_CLIENT    "souk-web"
+#define PURGE_ODDS    64 /* purge stale throttle rows on 1 failure in N */
 
 /* ---- errors ---- */
 
@@ -39,36 +38,6 @@ static int oauth_error(struct souk_req *r, int status, const char *error, const 
 }
 
 /* ---- request parameters: form-encoded or JSON, both into a JSON object ---- */
-
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9'                     ? c - '0'
-           : (c | 0x20) >= 'a' && (c | 0x20) <= 'f' ? (c | 0x20) - 'a' + 10
-                                                    : -1;
-}
-
-/* Percent-decode s[0..n) into a NUL-terminated arena string; NULL when malformed. */
-static char *form_decode(struct souk_req *r, const char *s, size_t n)
-{
-    char *out = souk_req_alloc(r, n + 1);
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '+') {
-            out[k++] = ' ';
-        } else if (s[i] == '%') {
-            int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
-            int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
-            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
-                return NULL;
-            out[k++] = (char)(hi * 16 + lo);
-            i += 2;
-        } else {
-            out[k++] = s[i];
-        }
-    }
-    out[k] = '\0';
-    return out;
-}
 
 static bool is_form(const char *ct)
 {
@@ -104,34 +73,11 @@ static json_t *params(struct souk_req *r, json_t **owned, int *status)
     }
     size_t len;
     const char *body = souk_req_body(r, &len);
-    json_t *obj = json_object();
-    *owned = obj;
-    const char *p = body, *end = body + len;
-    int n = 0;
-    while (p < end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        const char *stop = amp ? amp : end;
-        const char *eq = memchr(p, '=', (size_t)(stop - p));
-        if (stop == p) {
-            p = stop + 1;
-            continue;
-        }
-        char *key = form_decode(r, p, (size_t)((eq ? eq : stop) - p));
-        char *val = eq ? form_decode(r, eq + 1, (size_t)(stop - eq - 1)) : "";
-        if (key == NULL || val == NULL || ++n > FORM_PARAMS_MAX || strlen(val) > PARAM_MAX) {
-            oauth_error(r, 400, "invalid_request", "malformed form body");
-            return NULL;
-        }
-        json_t *s = json_string(val);
-        if (s == NULL || json_object_get(obj, key) != NULL) {
-            json_decref(s);
-            oauth_error(r, 400, "invalid_request", "a parameter is repeated or not UTF-8");
-            return NULL;
-        }
-        json_object_set_new(obj, key, s);
-        p = stop + 1;
-    }
-    return obj;
+    const char *why = NULL;
+    *owned = oauth_form_parse(souk_req_arena(r), body, len, &why);
+    if (*owned == NULL)
+        oauth_error(r, 400, "invalid_request", why);
+    return *owned;
 }
 
 static const char *param(json_t *p, const char *name)
@@ -158,8 +104,11 @@ static const struct oauth_client *authenticate_client(struct souk_req *r, json_t
         char *colon = memchr(raw, ':', n);
         if (colon == NULL || secret != NULL)
             goto bad;
-        basic_id = form_decode(r, (const char *)raw, (size_t)(colon - (char *)raw));
-        secret = form_decode(r, colon + 1, n - (size_t)(colon + 1 - (char *)raw));
+        /* RFC 6749 §2.3.1: both halves are form-encoded */
+        basic_id =
+            oauth_form_decode(souk_req_arena(r), (const char *)raw, (size_t)(colon - (char *)raw));
+        secret =
+            oauth_form_decode(souk_req_arena(r), colon + 1, n - (size_t)(colon + 1 - (char *)raw));
         if (basic_id == NULL || secret == NULL || (id != NULL && strcmp(id, basic_id) != 0))
             goto bad;
         id = basic_id;

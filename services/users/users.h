@@ -57,6 +57,18 @@ int oauth_revoke(struct souk_req *r);
 int oauth_jwks(struct souk_req *r);
 int oauth_discovery(struct souk_req *r);
 
+/* form.c: an application/x-www-form-urlencoded body as a new JSON object of
+ * strings (decoded keys and values, from memory in a), or NULL with why set: a
+ * bad percent-escape or %00, more than FORM_PARAMS_MAX parameters, a value over
+ * FORM_PARAM_MAX bytes, a repeated key (RFC 6749 §3.2), or text that is not UTF-8. */
+#define FORM_PARAMS_MAX 16
+#define FORM_PARAM_MAX  4096
+struct souk_arena;
+/* Percent-decode s[0..n) ('+' is a space) into a NUL-terminated string from a;
+ * NULL when malformed (a bad escape, or %00, which would cut the value short). */
+char *oauth_form_decode(struct souk_arena *a, const char *s, size_t n);
+json_t *oauth_form_parse(struct souk_arena *a, const char *body, size_t len, const char **why);
+
 /* clients.c: the public storefront client and the service clients. */
 struct oauth_client {
     const char *id;
