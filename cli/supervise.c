@@ -122,7 +122,7 @@ static int taken_port(const struct supervisor *s, const struct instance *in)
  * the start stops, with the reason in words. */
 static void start_failed(struct supervisor *s, const struct instance *in, const char *why)
 {
-    char name[64], path[PATH_MAX], reason[768] = "";
+    char name[64], path[PATH_MAX] = "", reason[768] = "";
     const char *what = label(in, name, sizeof name);
     int taken = taken_port(s, in);
 
@@ -164,7 +164,8 @@ static void on_exit_status(struct supervisor *s, struct instance *in, int status
     if (up >= BACKOFF_RESET_MS)
         in->backoff_ms = BACKOFF_MIN_MS;
     in->restart_at_ms = now + in->backoff_ms;
-    if (log_path(s, in, path) >= 0)
+    /* a service that exits by itself says why in its log; a signal says nothing there */
+    if (WIFEXITED(status) && WEXITSTATUS(status) != 0 && log_path(s, in, path) >= 0)
         diagnose_log(path, in->log_from, reason, sizeof reason);
     printf("souk: %s %s after %.1f s%s%s; restarting in %d ms\n", label(in, name, sizeof name), why,
            up / 1000.0, reason[0] ? ": " : "", reason, in->backoff_ms);
