@@ -130,8 +130,13 @@ int cmd_seed(void);
 
 /* ---- diagnose.c: why an instance stopped ---- */
 
-/* Does another process listen on host:port? */
-bool diagnose_port_in_use(const char *host, int port);
+enum port_state {
+    PORT_FREE,
+    PORT_LISTENING, /* a server has it: another souk, or anything else */
+    PORT_BUSY,      /* the local end of a connection has it, for now */
+};
+/* Can a service bind host:port, and if not, who has it? */
+enum port_state diagnose_port(const char *host, int port);
 /* The errors the instance wrote to log_path since offset from (plain lines, and
  * JSON lines at level "error" as "msg (error)"), the last few joined by "; ", into
  * out; "" when there are none. */

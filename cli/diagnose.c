@@ -8,41 +8,63 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "cli.h"
 
 enum {
-    TAIL_MAX = 16 * 1024, /* bytes of a log looked at, from its end */
+    PORT_CONNECT_MS = 500, /* is someone listening? loopback answers at once */
+    TAIL_MAX = 16 * 1024,  /* bytes of a log looked at, from its end */
     REASON_LINES = 3,
     REASON_LINE_MAX = 300,
 };
 
-bool diagnose_port_in_use(const char *host, int port)
+/* A socket on host:port: bound (listen false) with SO_REUSEADDR as the services
+ * bind theirs, or connected (listen true); -1 when that fails, errno set. */
+static int try_port(const char *host, int port, bool connect_to)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+                             .ai_flags = AI_NUMERICSERV | (connect_to ? 0 : AI_PASSIVE)};
     struct addrinfo *ai = NULL;
+    struct timeval tv = {0, PORT_CONNECT_MS * 1000};
     char portstr[16];
-    bool used = false;
-    int fd = -1, one = 1;
+    int fd = -1, one = 1, rc = -1;
 
+    errno = EINVAL;
     if (fmt(portstr, sizeof portstr, "%d", port) < 0 ||
         getaddrinfo(host, portstr, &hints, &ai) != 0)
         goto out;
     fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    /* SO_REUSEADDR as the services set it: connections in TIME_WAIT do not count,
-     * a listening socket does */
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
+    if (fd < 0)
         goto out;
-    used = bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno == EADDRINUSE;
+    if (connect_to)
+        rc = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0
+                 ? -1
+                 : connect(fd, ai->ai_addr, ai->ai_addrlen);
+    else
+        rc = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0
+                 ? -1
+                 : bind(fd, ai->ai_addr, ai->ai_addrlen);
 out:
-    if (fd >= 0)
+    if (fd >= 0) {
+        int saved = errno;
         close(fd);
+        errno = saved;
+    }
     if (ai)
         freeaddrinfo(ai);
-    return used;
+    return rc;
+}
+
+enum port_state diagnose_port(const char *host, int port)
+{
+    if (try_port(host, port, false) == 0 || errno != EADDRINUSE)
+        return PORT_FREE;
+    /* Taken: by a server (another souk), or only for now by the local end of some
+     * connection, which ports in the kernel's ephemeral range can be */
+    return try_port(host, port, true) == 0 ? PORT_LISTENING : PORT_BUSY;
 }
 
 /* The string value of "key":"…" in a JSON line, unescaped enough to read; false

@@ -107,24 +107,40 @@ static void start_instance(struct supervisor *s, struct instance *in)
     printf("souk: %-12s port %d pid %ld\n", what, in->port, (long)pid);
 }
 
-/* The instance's port (or admin port) that another process listens on, or 0. */
-static int taken_port(const struct supervisor *s, const struct instance *in)
+/* The instance's port (or admin port) that is in the given state, or 0. */
+static int port_in(const struct supervisor *s, const struct instance *in, enum port_state state)
 {
-    if (diagnose_port_in_use(s->cfg->host, in->port))
+    if (diagnose_port(s->cfg->host, in->port) == state)
         return in->port;
-    if (in->admin_port && diagnose_port_in_use(s->cfg->host, in->admin_port))
+    if (in->admin_port && diagnose_port(s->cfg->host, in->admin_port) == state)
         return in->admin_port;
     return 0;
 }
 
+/* Did the instance fail only because the local end of some connection had its port
+ * for a moment (ports in the kernel's ephemeral range can be)? That passes: it is
+ * restarted like a crash. Another server on the port is no race. */
+static bool lost_bind_race(const struct supervisor *s, const struct instance *in)
+{
+    char path[PATH_MAX], reason[768] = "";
+
+    if (port_in(s, in, PORT_LISTENING))
+        return false;
+    if (port_in(s, in, PORT_BUSY))
+        return true;
+    if (log_path(s, in, path) >= 0)
+        diagnose_log(path, in->log_from, reason, sizeof reason);
+    return strstr(reason, strerror(EADDRINUSE)) != NULL; /* and it is gone by now */
+}
+
 /* An instance failed before it was ever ready (why: how it exited), or could not
- * be started (why NULL: its port is taken). Restarting it would only fail again, so
- * the start stops, with the reason in words. */
+ * be started (why NULL: another server has its port). Restarting it would only
+ * fail again, so the start stops, with the reason in words. */
 static void start_failed(struct supervisor *s, const struct instance *in, const char *why)
 {
     char name[64], path[PATH_MAX] = "", reason[768] = "";
     const char *what = label(in, name, sizeof name);
-    int taken = taken_port(s, in);
+    int taken = port_in(s, in, PORT_LISTENING);
 
     if (!why && !taken) /* it was taken a moment ago */
         taken = in->port;
@@ -157,7 +173,7 @@ static void on_exit_status(struct supervisor *s, struct instance *in, int status
         printf("souk: %s stopped (%s)\n", label(in, name, sizeof name), why);
         return;
     }
-    if (!in->ever_ready && !s->ready_done) {
+    if (!in->ever_ready && !s->ready_done && !lost_bind_race(s, in)) {
         start_failed(s, in, why);
         return;
     }
@@ -248,8 +264,8 @@ static bool start_wave(struct supervisor *s)
             struct instance *in = &s->inst[i];
             if (in->svc != s->wave)
                 continue;
-            /* a port taken by someone else: its readiness probe would find them */
-            if (taken_port(s, in)) {
+            /* a port another server has: its readiness probe would find that one */
+            if (port_in(s, in, PORT_LISTENING)) {
                 start_failed(s, in, NULL);
                 return false;
             }

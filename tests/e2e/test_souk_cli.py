@@ -10,8 +10,10 @@ import random
 import signal
 import socket
 import stat
+import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -333,6 +335,44 @@ def test_a_taken_port_stops_the_start_and_says_so(souk):
             assert souk.run("status").returncode == 1
     finally:
         squatter.close()
+
+
+def test_a_port_held_by_a_passing_connection_only_delays_the_start(souk):
+    """The local end of an outgoing connection can hold a port in the kernel's
+    ephemeral range for a moment: no server is there, so the instance is restarted
+    like a crash instead of failing the start."""
+    port = replica_port(souk.base, "catalog", 0)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    holder = socket.socket()
+    # closed with a reset: no TIME_WAIT keeps the port after the release
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    holder.bind(("127.0.0.1", port))            # the connection's local end is our port
+    holder.connect(server.getsockname())
+    peer, _ = server.accept()
+    log = souk.var / "log" / "souk.log"
+
+    def release_after_the_first_failure():
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if log.exists() and "catalog exited with status" in log.read_text():
+                break
+            time.sleep(0.02)
+        holder.close()
+        peer.close()
+
+    release = threading.Thread(target=release_after_the_first_failure)
+    release.start()
+    try:
+        r = souk.run("up", "-d")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert souk.state()[("catalog", 0)]["restarts"] >= 1
+    finally:
+        release.join()
+        holder.close()
+        peer.close()
+        server.close()
 
 
 def test_daemon_fails_when_a_running_service_never_gets_ready(souk):
