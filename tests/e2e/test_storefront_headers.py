@@ -22,9 +22,9 @@ def directives(header):
     return out
 
 
-@pytest.fixture
-def gw(tmp_path):
-    g = gateway(tmp_path, {})
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory):
+    g = gateway(tmp_path_factory.mktemp("storefront"), {})
     yield g
     g.kill()
 
