@@ -54,6 +54,7 @@ struct config {
     char var_dir[PATH_MAX];
     char clients_file[PATH_MAX];
     const char *host;
+    char gateway_addr[64]; /* numeric: what the services trust X-Forwarded-For from */
     int port_base;
     int ready_timeout_ms; /* the start gives up after this */
     int replicas[NSERVICES];

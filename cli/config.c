@@ -2,6 +2,7 @@
  * SOUK_* settings from the environment, the var/ layout, the client secrets in
  * var/secrets/clients.json and the peer URLs every service is given. */
 #include <errno.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,14 +31,31 @@ int config_admin_port(const struct config *c, int svc, int replica)
     return services[svc].edge ? config_port(c, svc, replica) + ADMIN_PORT_OFFSET : 0;
 }
 
-const char *config_gateway_addr(const struct config *c)
+const char *config_gateway_addr(const struct config *c) { return c->gateway_addr; }
+
+/* The address the gateway's calls come from, as the services' SOUK_TRUSTED_PROXIES
+ * wants it: numeric. A gateway listening on every address still calls its peers on
+ * loopback; a host name is resolved (to its first address, which it listens on). */
+static int find_gateway_addr(struct config *c)
 {
-    /* a gateway listening on every address still calls its peers on loopback */
-    if (strcmp(c->host, "0.0.0.0") == 0)
-        return "127.0.0.1";
-    if (strcmp(c->host, "::") == 0)
-        return "::1";
-    return c->host;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+    const char *h = c->host;
+    int rc;
+
+    if (strcmp(h, "0.0.0.0") == 0 || strcmp(h, "::") == 0)
+        return fmt(c->gateway_addr, sizeof c->gateway_addr, "%s",
+                   strcmp(h, "::") == 0 ? "::1" : "127.0.0.1") < 0
+                   ? -1
+                   : 0;
+    rc = getaddrinfo(h, NULL, &hints, &ai);
+    if (rc == 0)
+        rc = getnameinfo(ai->ai_addr, ai->ai_addrlen, c->gateway_addr, sizeof c->gateway_addr, NULL,
+                         0, NI_NUMERICHOST);
+    if (ai)
+        freeaddrinfo(ai);
+    if (rc != 0)
+        fprintf(stderr, "souk: SOUK_HOST '%s': %s\n", h, gai_strerror(rc));
+    return rc == 0 ? 0 : -1;
 }
 
 static int parse_replicas(const char *spec, int replicas[NSERVICES])
@@ -110,6 +128,8 @@ int config_load(struct config *c, const char *replicas_arg, bool create)
 
     memset(c, 0, sizeof *c);
     c->host = host && *host ? host : "127.0.0.1";
+    if (find_gateway_addr(c) < 0)
+        return -1;
     if (env_int("SOUK_PORT_BASE", DEFAULT_PORT_BASE, 1, MAX_PORT_BASE, &port_base) < 0 ||
         env_int("SOUK_READY_TIMEOUT", READY_TIMEOUT_S, 1, MAX_READY_TIMEOUT_S, &timeout_s) < 0)
         return -1;

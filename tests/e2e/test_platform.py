@@ -1,6 +1,7 @@
 """The platform under the supervisor: souk up starts every built service, the
 gateway routes to all of them as soon as souk says ready, and a service killed with
 SIGKILL comes back by itself with its data intact."""
+import json
 import os
 import signal
 import time
@@ -86,6 +87,43 @@ def test_a_second_platform_on_taken_ports_stops_at_once_and_says_why(tmp_path):
     finally:
         second.down()
         first.down()
+
+
+def access_client(log_path, request_id):
+    """The client address the service's access log gave the request."""
+    with open(log_path) as f:
+        for line in f:
+            if request_id in line and '"access"' in line:
+                return json.loads(line)["client"]
+    return None
+
+
+def test_services_take_the_client_address_from_the_gateway_only(tmp_path):
+    """souk up passes the gateway's address as SOUK_TRUSTED_PROXIES to the services:
+    they believe X-Forwarded-For from it (as from 127.0.0.1 here), while the gateway,
+    facing the clients, believes nobody's."""
+    p = Platform(tmp_path)
+    try:
+        p.souk("up", "-d")
+        log = os.path.join(p.var, "log")
+        # through the gateway: a client's own X-Forwarded-For is not taken anywhere
+        r = requests.get(p.url("gateway") + "/api/v1/products", timeout=5,
+                         headers={"X-Forwarded-For": "203.0.113.7", "X-Request-Id": "req-via-gateway"})
+        assert r.status_code == 200
+        for name in ("gateway", "catalog"):   # written once each answer is sent
+            wait_until(lambda: access_client(os.path.join(log, f"{name}.log"), "req-via-gateway"),
+                       5, f"{name}'s access line")
+        assert access_client(os.path.join(log, "gateway.log"), "req-via-gateway") == "127.0.0.1"
+        assert access_client(os.path.join(log, "catalog.log"), "req-via-gateway") == "127.0.0.1"
+        # from the gateway's address (any local process here): the service believes it
+        r = requests.get(p.url("catalog") + "/api/v1/products", timeout=5,
+                         headers={"X-Forwarded-For": "203.0.113.9", "X-Request-Id": "req-as-gateway"})
+        assert r.status_code == 200
+        wait_until(lambda: access_client(os.path.join(log, "catalog.log"), "req-as-gateway"), 5,
+                   "catalog's access line")
+        assert access_client(os.path.join(log, "catalog.log"), "req-as-gateway") == "203.0.113.9"
+    finally:
+        p.down()
 
 
 def test_sigkill_catalog_comes_back_with_data(platform):
