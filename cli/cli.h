@@ -139,8 +139,8 @@ enum port_state {
 /* Can a service bind host:port, and if not, who has it? */
 enum port_state diagnose_port(const char *host, int port);
 /* The errors the instance wrote to log_path since offset from (plain lines, and
- * JSON lines at level "error" as "msg (error)"), the last few joined by "; ", into
- * out; "" when there are none. */
+ * the kit's ECS lines at log.level "error" as "message (error.message)"), the last
+ * few joined by "; ", into out; "" when there are none. */
 void diagnose_log(const char *log_path, off_t from, char *out, size_t size);
 
 /* ---- main.c ---- */

@@ -1,6 +1,6 @@
 /* diagnose.c: why an instance stopped, in words for the person at the terminal:
  * its port taken by another process, or the errors it wrote to its log since it
- * was started (plain lines, and the kit's JSON lines at level "error"). */
+ * was started (plain lines, and the kit's ECS JSON lines at log.level "error"). */
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -95,9 +95,9 @@ static bool reason_of(const char *line, char *out, size_t size)
         fmt(out, size, "%.*s", REASON_LINE_MAX, line);
         return line[0] != '\0';
     }
-    if (!strstr(line, "\"level\":\"error\"") || !json_field(line, "msg", msg, sizeof msg))
+    if (!strstr(line, "\"log.level\":\"error\"") || !json_field(line, "message", msg, sizeof msg))
         return false;
-    if (json_field(line, "error", err, sizeof err))
+    if (json_field(line, "error.message", err, sizeof err))
         fmt(out, size, "%s (%s)", msg, err);
     else
         fmt(out, size, "%s", msg);

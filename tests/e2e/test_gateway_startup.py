@@ -110,8 +110,8 @@ def test_ready_after_the_wait_even_if_an_upstream_never_comes(tmp_path):
         wait_until(lambda: status(gw.url + "/readyz") == 200, 10, "ready after the wait")
         assert time.monotonic() - t0 < 6
         assert status(gw.url + "/api/v1/products") == 200
-        assert any("not up after the start-up wait" in l.get("msg", "") and l.get("upstream") == "users"
-                   for l in gw.log_lines())
+        assert any("not up after the start-up wait" in l.get("message", "")
+                   and l.get("souk.upstream") == "users" for l in gw.log_lines())
     finally:
         if gw:
             gw.kill()

@@ -93,8 +93,8 @@ def access_client(log_path, request_id):
     """The client address the service's access log gave the request."""
     with open(log_path) as f:
         for line in f:
-            if request_id in line and '"access"' in line:
-                return json.loads(line)["client"]
+            if request_id in line and '.access"' in line:   # event.dataset <service>.access
+                return json.loads(line)["client.ip"]
     return None
 
 

@@ -297,8 +297,9 @@ def test_a_service_failing_at_start_stops_the_start_with_its_own_error(souk):
     crash = souk.bin / "cart"
     crash.write_text("#!/bin/sh\n"
                      "echo 'cart: configuration error: SOUK_FROB: expected an integer' >&2\n"
-                     "echo '{\"level\":\"info\",\"msg\":\"noise\"}'\n"
-                     "echo '{\"level\":\"error\",\"msg\":\"start failed\",\"error\":\"no frob\"}'\n"
+                     "echo '{\"log.level\":\"info\",\"message\":\"noise\"}'\n"
+                     "echo '{\"log.level\":\"error\",\"message\":\"start failed\","
+                     "\"error.message\":\"no frob\"}'\n"
                      "exit 3\n")
     crash.chmod(0o755)
     t0 = time.monotonic()
