@@ -23,14 +23,14 @@ function portFree(port) {
   });
 }
 
-/** A base whose seven ports (and the gateway's admin port, base + 170, cli/README.md)
+/** A base whose seven ports (and the gateway's admin port, base + 1100, cli/README.md)
  *  are free, away from the default 8080-8086 and below the kernel's ephemeral range
  *  (32768+), where outgoing connections could take a port between this check and the
  *  services' bind. */
 async function freePortBase() {
   for (let i = 0; i < 200; i++) {
-    const base = 20000 + 10 * Math.floor(Math.random() * 1250);
-    let ok = await portFree(base + 170);
+    const base = 20000 + 10 * Math.floor(Math.random() * 1160);   // base + 1100 < 32768
+    let ok = true;
     for (let k = 0; k < SERVICES && ok; k++) ok = await portFree(base + k);
     ok = ok && await portFree(base + 1100);   // the gateway's admin listener (/metrics)
     if (ok) return base;
