@@ -109,6 +109,9 @@ class Service:
         # must run (and fail its calls clearly) without them.
         for peer in SERVICES:
             self.env.setdefault(f"SOUK_{peer.upper()}_URL", f"http://127.0.0.1:{DEAD_PORT}")
+        # ...and a gateway among such dead peers is ready at once instead of waiting for
+        # them to come (SOUK_UPSTREAM_READY_WAIT_MS; test_gateway_startup.py tests the wait)
+        self.env.setdefault("SOUK_UPSTREAM_READY_WAIT_MS", "0")
         self.env.update({
             "SOUK_LISTEN": f"127.0.0.1:{self.port}",
             "SOUK_VAR": self.var,
