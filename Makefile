@@ -15,11 +15,15 @@ B := build/san
 endif
 
 CC ?= cc
-PKGS := libmicrohttpd jansson sqlite3 libcurl libsodium librhonabwy librabbitmq
-CPPFLAGS := -Ilib/include -D_GNU_SOURCE
+PKGS := libmicrohttpd jansson sqlite3 libcurl libsodium librhonabwy librabbitmq libprotobuf-c
+# gRPC core without TLS (calls between services are plain, like their HTTP; ~3 MB less
+# RSS than libgrpc, docs/grpc.md); as-needed so that the supervisor does not load it
+GRPC_LIBS := -Wl,--push-state,--as-needed -lgrpc_unsecure -lgpr -Wl,--pop-state
+GEN := $(B)/gen/proto
+CPPFLAGS := -Ilib/include -I$(GEN) -D_GNU_SOURCE
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -Wall -Wextra -Werror -pthread -MMD -MP $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
+LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) $(GRPC_LIBS) -pthread
 ifneq ($(SANITIZE),)
 CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=$(SANITIZE)
@@ -28,6 +32,19 @@ endif
 LIB_SRC := $(wildcard lib/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/obj/%.o)
 LIB := $(B)/libsouk.a
+
+# gRPC: protoc-c turns the contracts (api/proto/souk/…, into libsouk_proto.a) and the
+# kit's own protos (health, reflection, the descriptor reader, into libsouk.a) into C
+# under $(GEN), and writes their descriptor sets for reflection and for test clients.
+KIT_PROTO := api/proto/grpc/health/v1/health.proto \
+  api/proto/grpc/reflection/v1alpha/reflection.proto lib/proto/descriptor_view.proto
+API_PROTO := $(sort $(wildcard api/proto/souk/*/v1/*.proto))
+proto_c = $(patsubst %.proto,$(GEN)/%.pb-c.c,$(patsubst api/proto/%,%,$(patsubst lib/proto/%,%,$(1))))
+KIT_PB_C := $(call proto_c,$(KIT_PROTO)) $(GEN)/kit_desc.c
+API_PB_C := $(call proto_c,$(API_PROTO)) $(GEN)/souk_desc.c
+LIB_OBJ += $(patsubst $(B)/gen/%.c,$(B)/obj/gen/%.o,$(KIT_PB_C))
+PROTO_LIB := $(B)/libsouk_proto.a
+PROTO_OBJ := $(patsubst $(B)/gen/%.c,$(B)/obj/gen/%.o,$(API_PB_C))
 SERVICES := $(patsubst services/%/main.c,%,$(wildcard services/*/main.c))
 BINS := $(SERVICES:%=$(B)/bin/%) $(B)/bin/souk
 
@@ -46,13 +63,47 @@ FUZZ_DRIVERS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/*.c))
 .PHONY: all setup run test unit e2e browser-test bench clean fmt fmt-check fuzz
 all: $(BINS)
 
-$(B)/obj/%.o: %.c
+$(B)/obj/%.o: %.c | $(GEN)/.stamp
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(@D)
 	$(AR) rcs $@ $^
+
+$(GEN)/.stamp: $(KIT_PROTO) $(API_PROTO) scripts/embed-bytes
+	@mkdir -p $(GEN)
+	protoc-c -Iapi/proto -Ilib/proto --c_out=$(GEN) $(KIT_PROTO) $(API_PROTO)
+	protoc-c -Iapi/proto --include_imports --descriptor_set_out=$(GEN)/kit.desc \
+	  $(filter api/%,$(KIT_PROTO))
+	protoc-c -Iapi/proto --include_imports --descriptor_set_out=$(GEN)/souk.desc $(API_PROTO)
+	scripts/embed-bytes souk__grpc_kit_descriptors $(GEN)/kit.desc > $(GEN)/kit_desc.c
+	scripts/embed-bytes souk_proto_descriptors $(GEN)/souk.desc > $(GEN)/souk_desc.c
+	@touch $@
+$(KIT_PB_C) $(API_PB_C): $(GEN)/.stamp
+$(B)/obj/gen/%.o: $(B)/gen/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+$(PROTO_LIB): $(PROTO_OBJ)
+	@mkdir -p $(@D)
+	$(AR) rcs $@ $^
+
+# The gRPC test service and its contract (tests/grpc): what tests/e2e/test_grpc.py
+# calls with a stock Python client; and a load generator for docs/grpc.md's numbers.
+TGEN := $(B)/gen/test
+GRPC_TEST_BINS := $(B)/tests/grpc/testsvc $(B)/tests/grpc/load
+$(TGEN)/.stamp: tests/grpc/test.proto scripts/embed-bytes
+	@mkdir -p $(TGEN)
+	protoc-c -Itests/grpc --c_out=$(TGEN) tests/grpc/test.proto
+	protoc-c -Itests/grpc --include_imports --descriptor_set_out=$(TGEN)/test.desc \
+	  tests/grpc/test.proto
+	scripts/embed-bytes souk_test_descriptors $(TGEN)/test.desc > $(TGEN)/test_desc.c
+	@touch $@
+$(TGEN)/test.pb-c.c $(TGEN)/test_desc.c: $(TGEN)/.stamp
+$(B)/tests/grpc/%: tests/grpc/%.c $(TGEN)/test.pb-c.c $(TGEN)/test_desc.c $(LIB) $(PROTO_LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -I$(TGEN) $(CFLAGS) -Wno-missing-field-initializers $(LDFLAGS) -o $@ $^ \
+	  $(LDLIBS)
 
 # One service: its sources, its embedded migrations, the kit.
 define service_rules
@@ -63,11 +114,11 @@ $(B)/gen/$(1)/migrations.c: $$(wildcard services/$(1)/migrations/*.sql) scripts/
 $(B)/obj/gen/$(1)/migrations.o: $(B)/gen/$(1)/migrations.c
 	@mkdir -p $$(@D)
 	$$(CC) $$(CPPFLAGS) $$(CFLAGS) -c -o $$@ $$<
-$(B)/bin/$(1): $$($(1)_OBJ) $(LIB)
+$(B)/bin/$(1): $$($(1)_OBJ) $(LIB) $(PROTO_LIB)
 	@mkdir -p $$(@D)
 	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
 # unit tests of the service link everything but its main()
-$(B)/tests/unit/services/$(1)/%: tests/unit/services/$(1)/%.c $$(filter-out %/main.o,$$($(1)_OBJ)) $(LIB)
+$(B)/tests/unit/services/$(1)/%: tests/unit/services/$(1)/%.c $$(filter-out %/main.o,$$($(1)_OBJ)) $(LIB) $(PROTO_LIB)
 	@mkdir -p $$(@D)
 	$$(CC) $$(CPPFLAGS) -Iservices/$(1) $$(CFLAGS) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS) -lcmocka
 endef
@@ -79,7 +130,7 @@ $(B)/bin/souk: $(CLI_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(B)/tests/unit/lib/%: tests/unit/lib/%.c $(LIB)
+$(B)/tests/unit/lib/%: tests/unit/lib/%.c $(LIB) $(PROTO_LIB)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
@@ -89,7 +140,7 @@ setup:
 unit: $(UNIT_BINS)
 	@fail=0; for t in $(UNIT_BINS); do echo "== $$t"; $$t || fail=1; done; exit $$fail
 
-e2e: $(BINS)
+e2e: $(BINS) $(GRPC_TEST_BINS)
 	SOUK_BUILD_DIR=$(abspath $(B)) $(PYTEST) -q tests/e2e $(PYTEST_ARGS)
 
 test: setup
@@ -137,10 +188,14 @@ bench:
 # (tests/fuzz/corpus/<name>/) plus what earlier runs found (build/fuzz/corpus/).
 # A driver links the kit; one for a service's parser also links that file alone.
 FUZZ_CFLAGS = -O1 -g -std=gnu11 -Ilib -Iservices/users $(shell pkg-config --cflags $(PKGS))
-build/fuzz/obj/%.o: %.c
+FUZZ_GEN_OBJ := $(patsubst build/gen/%.c,build/fuzz/gen/%.o,$(filter build/gen/%,$(KIT_PB_C) $(API_PB_C)))
+build/fuzz/obj/%.o: %.c | build/gen/proto/.stamp
 	@mkdir -p $(@D)
 	clang $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
-build/fuzz/%: tests/fuzz/%.c $(patsubst %.c,build/fuzz/obj/%.o,$(LIB_SRC))
+build/fuzz/gen/%.o: build/gen/%.c
+	@mkdir -p $(@D)
+	clang $(CPPFLAGS) -O1 -g -std=gnu11 -fsanitize=fuzzer-no-link,address,undefined -c -o $@ $<
+build/fuzz/%: tests/fuzz/%.c $(patsubst %.c,build/fuzz/obj/%.o,$(LIB_SRC)) $(FUZZ_GEN_OBJ)
 	clang $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
 build/fuzz/oauth_form: build/fuzz/obj/services/users/form.o
 fuzz:
@@ -149,10 +204,10 @@ fuzz:
 	@for d in $(FUZZ_DRIVERS); do echo "== fuzz $$d ($(FUZZ_SECONDS) s)"; mkdir -p build/fuzz/corpus/$$d; \
 	  build/fuzz/$$d -max_total_time=$(FUZZ_SECONDS) -timeout=10 build/fuzz/corpus/$$d tests/fuzz/corpus/$$d \
 	    > build/fuzz/$$d.log 2>&1 || { tail -40 build/fuzz/$$d.log; exit 1; }; tail -1 build/fuzz/$$d.log; done
-.SECONDARY: $(patsubst %.c,build/fuzz/obj/%.o,$(LIB_SRC) services/users/form.c)
+.SECONDARY: $(patsubst %.c,build/fuzz/obj/%.o,$(LIB_SRC) services/users/form.c) $(FUZZ_GEN_OBJ)
 
 # every C file of ours (not the peers'), in the house format of .clang-format
-FMT_FILES = $(shell find lib services cli tests/unit tests/fuzz -name '*.[ch]' | sort)
+FMT_FILES = $(shell find lib services cli tests/unit tests/fuzz tests/grpc -name '*.[ch]' | sort)
 fmt:
 	clang-format -i $(FMT_FILES)
 fmt-check:

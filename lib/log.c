@@ -320,7 +320,10 @@ void souk__log_access(const struct souk__access *a)
     snprintf(path, sizeof(path), "%s", a->path);
     souk__redact_digits(path);
     /* what a person reads first in Kibana's log view: "GET /api/v1/products 200" */
-    snprintf(msg, sizeof(msg), "%.16s %s %d", a->method, path, a->status);
+    if (a->grpc_status != NULL) /* "POST /souk.users.v1.Users/GetAddress NOT_FOUND" */
+        snprintf(msg, sizeof(msg), "%.16s %s %.24s", a->method, path, a->grpc_status);
+    else
+        snprintf(msg, sizeof(msg), "%.16s %s %d", a->method, path, a->status);
     size_t len = put_head(line, cap, SOUK_LOG_INFO, msg, access_dataset);
     len = put_str(line, len, cap, "http.request.id", a->request_id, ID_MAX);
     len = put_trace(line, len, cap, a->traceparent);
@@ -333,6 +336,8 @@ void souk__log_access(const struct souk__access *a)
         len = put_str(line, len, cap, "client.ip", a->client, METHOD_MAX * 2);
     if (a->route != NULL)
         len = put_str(line, len, cap, "souk.route", a->route, ID_MAX);
+    if (a->grpc_status != NULL)
+        len = put_str(line, len, cap, "souk.grpc_status", a->grpc_status, ID_MAX);
     line[len++] = '}';
     line[len++] = '\n';
     souk__log_buffered(line, len);

@@ -23,6 +23,7 @@
 #include "server_int.h"
 #include "souk/auth.h"
 #include "souk/events.h"
+#include "souk/grpc.h"
 #include "souk/id.h"
 #include "souk/json.h"
 #include "souk/log.h"
@@ -1208,9 +1209,11 @@ static void drain(void)
     atomic_store(&draining, true);
     souk_info("draining", "{s:I}", "inflight", (json_int_t)atomic_load(&inflight));
     MHD_quiesce_daemon(public_l.daemon);
+    souk__grpc_drain_begin(); /* gRPC drains beside HTTP, within the same deadline */
     uint64_t deadline = souk_now_ns() + (uint64_t)cfg_drain_seconds * 1000000000u;
     while (atomic_load(&inflight) > 0 && souk_now_ns() < deadline)
         usleep(10000);
+    souk__grpc_drain_end(deadline);
     long left = atomic_load(&inflight);
     if (left > 0) {
         /* a handler still holds a suspended connection: MHD cannot stop cleanly */
@@ -1294,6 +1297,8 @@ int souk_main(int argc, char **argv, const struct souk_service *svc)
         MHD_stop_daemon(public_l.daemon);
         return 1;
     }
+    if (souk__grpc_start(svc) != 0) /* SOUK_GRPC_LISTEN, when the service has RPCs */
+        return 1;
     atomic_store(&started, true);
     char db_shown[512]; /* a database URL may carry a password */
     souk_info("listening", "{s:s,s:s,s:b,s:I,s:s}", "addr", cfg_listen, "admin",

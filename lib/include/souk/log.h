@@ -57,8 +57,9 @@ struct souk__access {
     const char *traceparent; /* ours, as passed on: trace.id and span.id */
     const char *client;      /* the peer's address, or "-" when unknown */
     int status;
-    size_t bytes;         /* response body */
-    uint64_t duration_ns; /* event.duration: ECS counts nanoseconds */
+    size_t bytes;            /* response body */
+    uint64_t duration_ns;    /* event.duration: ECS counts nanoseconds */
+    const char *grpc_status; /* a gRPC call's status name ("NOT_FOUND"), NULL for HTTP */
 };
 
 /* Write the access line of a finished request through souk__log_buffered. The path is

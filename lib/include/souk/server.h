@@ -18,6 +18,7 @@
 
 struct souk_req;
 struct souk_subscription;
+struct souk_grpc_service;
 
 typedef int (*souk_handler)(struct souk_req *r);
 
@@ -67,6 +68,7 @@ struct souk_service {
      * connections per client address by default (SOUK_MAX_CONNECTIONS_PER_IP=128). */
     bool edge;
     const struct souk_subscription *subscriptions; /* events consumed; NULL-ended */
+    const struct souk_grpc_service *grpc; /* RPCs served beside HTTP (souk/grpc.h); NULL: none */
 };
 
 /* Run the service: `<binary>` serves, `<binary> seed` seeds, `<binary> migrate`

@@ -1,0 +1,55 @@
+/* grpc_int.h: what the gRPC modules share (grpc_common.c: status mapping and call
+ * context; grpc_server.c: serving; grpc_builtin.c: health and reflection;
+ * grpc_client.c: calling peers; grpc_json.c: protobuf ⇄ JSON). Not a contract. */
+#ifndef SOUK_GRPC_INT_H
+#define SOUK_GRPC_INT_H
+
+#include <grpc/grpc.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "souk/grpc.h"
+
+#define SOUK__GRPC_REQUEST_ID_MAX  64
+#define SOUK__GRPC_TRACEPARENT_LEN 55
+/* trailing metadata of every error the kit sends */
+#define SOUK__GRPC_PROBLEM_CODE "souk-problem-code" /* the problem's code, ASCII */
+#define SOUK__GRPC_PROBLEM_DOC  "souk-problem-bin"  /* the RFC 9457 document, JSON */
+#define SOUK__GRPC_REQUEST_ID   "x-request-id"
+#define SOUK__GRPC_TRACEPARENT  "traceparent"
+
+/* Is s a request id we pass on (1-64 of [A-Za-z0-9._-])? */
+bool souk__grpc_request_id_ok(const char *s);
+/* Our traceparent from the caller's (NULL or malformed: a new trace), with a span
+ * id of our own: "00-<trace>-<span>-<flags>" into out (TRACEPARENT_LEN + 1). */
+void souk__grpc_trace_context(const char *incoming, char *out);
+
+/* A metadata value as a NUL-terminated copy in a (NULL when absent or when its
+ * bytes hold a NUL). */
+const char *souk__grpc_md_get(const grpc_metadata_array *md, const char *key, struct souk_arena *a);
+
+/* The service part ("souk.users.v1.Users") and method part ("GetAddress") of a
+ * path "/souk.users.v1.Users/GetAddress", copied into caps; false when the path
+ * is not of that form. */
+bool souk__grpc_split_path(const char *path, char *service, size_t scap, char *method, size_t mcap);
+
+/* The kit's own descriptor set (health, reflection), for reflection. */
+extern const unsigned char souk__grpc_kit_descriptors[];
+extern const size_t souk__grpc_kit_descriptors_len;
+
+/* ---- the built-in services (grpc_builtin.c), used by grpc_server.c ---- */
+
+/* Index the descriptor sets for reflection; 0 or SOUK_EINVAL (logged). */
+int souk__grpc_reflect_init(const unsigned char *set, size_t len);
+void souk__grpc_reflect_free(void);
+/* Full names of the services served ("souk.users.v1.Users"), for list_services
+ * and the health service; kept by reference. */
+void souk__grpc_set_services(const char *const *names, size_t n);
+/* Answer one reflection request (serialized) with one response (malloc'd). */
+int souk__grpc_reflect_answer(const unsigned char *req, size_t len, unsigned char **out,
+                              size_t *outlen);
+/* Health: the status of service ("" = the server): 1 SERVING, 2 NOT_SERVING, or
+ * -1 when it is not one of ours. */
+int souk__grpc_health(const char *service);
+
+#endif
