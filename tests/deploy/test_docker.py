@@ -51,12 +51,12 @@ def test_runtime_stage_is_non_root_with_souk_defaults():
 def test_package_lists_agree_with_build_offline_and_the_makefile():
     df = dockerfile()
     build_stage, runtime = df.split("FROM ${BASE}", 1)
-    apt = lambda text: set(re.findall(r"\b(lib[a-z0-9.+-]+|gcc|make|pkg-config|ca-certificates)\b",
+    apt = lambda text: set(re.findall(r"\b(lib[a-z0-9.+-]+|gcc|make|pkg-config|ca-certificates|protobuf-c-compiler)\b",
                                       text.split("apt-get install", 1)[1].split("&&")[0]))
     assert apt(build_stage) == offline_list("BUILD_PKGS")
     assert apt(runtime) == offline_list("RUNTIME_PKGS")
     pkgs = re.search(r"^PKGS := (.*)$", read(REPO, "Makefile"), re.M).group(1).split()
-    checked = re.search(r"pkg-config --exists ([a-z0-9 ]+)", df).group(1).split()
+    checked = re.search(r"pkg-config --exists ([a-z0-9 -]+)", df).group(1).split()
     assert checked == pkgs, "the builder's pkg-config check lags the Makefile's PKGS"
     setup_build = set(re.search(r'^build="([^"]+)"', read(REPO, "scripts", "setup"), re.M | re.S).group(1).split())
     assert offline_list("BUILD_PKGS") <= setup_build

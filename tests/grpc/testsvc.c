@@ -20,9 +20,27 @@ static const struct souk_conf config[] = {
     {NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
+/* Wait sleep_ms, or until the deadline: a handler that waits should end with it.
+ * Returns 0, or the status of the problem set when the deadline came first. */
+static int nap(struct souk_rpc *c, int ms)
+{
+    if (ms <= 0)
+        return 0;
+    souk_info("rpc sleeping", "{s:s,s:i}", "rpc", souk_rpc_method(c), "sleep_ms", ms);
+    uint64_t until = souk_now_ns() + (uint64_t)ms * 1000000u;
+    while (souk_now_ns() < until && souk_rpc_deadline_ms(c) > 0)
+        nanosleep(&(struct timespec){0, 5000000}, NULL);
+    return souk_rpc_deadline_ms(c) == 0
+               ? souk_rpc_problem(c, 504, "deadline_exceeded", "gave up at the deadline")
+               : 0;
+}
+
 static int echo(struct souk_rpc *c, const ProtobufCMessage *in)
 {
     const Souk__Test__V1__EchoRequest *req = (const void *)in;
+    int status = nap(c, req->sleep_ms);
+    if (status != 0)
+        return status;
     if (req->fail_status != 0)
         return souk_rpc_problem_with(
             c, req->fail_status, req->fail_code[0] ? req->fail_code : "error",
@@ -36,21 +54,6 @@ static int echo(struct souk_rpc *c, const ProtobufCMessage *in)
     out.traceparent = (char *)souk_rpc_traceparent(c);
     out.deadline_ms = souk_rpc_deadline_ms(c);
     return souk_rpc_reply(c, &out.base);
-}
-
-/* Wait sleep_ms, or until the deadline: a handler that waits should end with it. */
-static int ping(struct souk_rpc *c, const ProtobufCMessage *in)
-{
-    const Souk__Test__V1__EchoRequest *req = (const void *)in;
-    if (req->sleep_ms > 0) {
-        souk_info("ping sleeping", "{s:i}", "sleep_ms", req->sleep_ms);
-        uint64_t until = souk_now_ns() + (uint64_t)req->sleep_ms * 1000000u;
-        while (souk_now_ns() < until && souk_rpc_deadline_ms(c) > 0)
-            nanosleep(&(struct timespec){0, 5000000}, NULL);
-        if (souk_rpc_deadline_ms(c) == 0)
-            return souk_rpc_problem(c, 504, "deadline_exceeded", "gave up at the deadline");
-    }
-    return echo(c, in);
 }
 
 static int relay(struct souk_rpc *c, const ProtobufCMessage *in)
@@ -111,7 +114,7 @@ static const struct souk_rpc_method rpcs[] = {
              souk__test__v1__echo_request, souk__test__v1__echo_reply),
     SOUK_RPC("/souk.test.v1.Test/Whoami", echo, SOUK_USER, NULL, souk__test__v1__echo_request,
              souk__test__v1__echo_reply),
-    SOUK_RPC("/souk.test.v1.Test/Ping", ping, SOUK_PUBLIC, NULL, souk__test__v1__echo_request,
+    SOUK_RPC("/souk.test.v1.Test/Ping", echo, SOUK_PUBLIC, NULL, souk__test__v1__echo_request,
              souk__test__v1__echo_reply),
     SOUK_RPC("/souk.test.v1.Test/Relay", relay, SOUK_PUBLIC, NULL, souk__test__v1__relay_request,
              souk__test__v1__relay_reply),
