@@ -1195,8 +1195,9 @@ int souk__grpc_start(const struct souk_service *svc)
     if (rc != 0)
         return rc;
     collect_services();
-    if (cfg_reflection &&
-        (rc = souk__grpc_reflect_init(svc->grpc->descriptors, svc->grpc->descriptors_len)) != 0)
+    if (cfg_reflection && (rc = souk__grpc_reflect_init(
+                               svc->grpc->descriptors,
+                               svc->grpc->descriptors_len ? *svc->grpc->descriptors_len : 0)) != 0)
         return rc;
     grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
     int port = grpc_server_add_http2_port(server, cfg_listen, creds);

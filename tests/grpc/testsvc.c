@@ -123,22 +123,21 @@ static const struct souk_rpc_method rpcs[] = {
     {NULL, NULL, 0, NULL, NULL, NULL, 0},
 };
 
+static const struct souk_grpc_service grpc = {
+    .listen = "127.0.0.1:19090",
+    .methods = rpcs,
+    .descriptors = souk_test_descriptors,
+    .descriptors_len = &souk_test_descriptors_len,
+};
+
 static const struct souk_route routes[] = {{NULL, NULL, NULL, 0, NULL, 0}};
 
-int main(int argc, char **argv)
-{
-    struct souk_grpc_service g = {
-        .listen = "127.0.0.1:19090",
-        .methods = rpcs,
-        .descriptors = souk_test_descriptors,
-        .descriptors_len = souk_test_descriptors_len,
-    };
-    struct souk_service svc = {
-        .name = "testsvc",
-        .listen = "127.0.0.1:18090",
-        .routes = routes,
-        .config = config,
-        .grpc = &g,
-    };
-    return souk_main(argc, argv, &svc);
-}
+static const struct souk_service testsvc = {
+    .name = "testsvc",
+    .listen = "127.0.0.1:18090",
+    .routes = routes,
+    .config = config,
+    .grpc = &grpc,
+};
+
+int main(int argc, char **argv) { return souk_main(argc, argv, &testsvc); }

@@ -54,9 +54,11 @@ struct souk_grpc_service {
     const char *listen; /* default of SOUK_GRPC_LISTEN, "127.0.0.1:9081" */
     const struct souk_rpc_method *methods;
     /* protoc-c's descriptor set of the contracts (scripts/embed-bytes), for server
-     * reflection: souk_proto_descriptors below for the services' own contracts. */
+     * reflection: souk_proto_descriptors and &souk_proto_descriptors_len below for
+     * the services' own contracts (the length by address, so that a table can be
+     * static). NULL: only the kit's health and reflection are described. */
     const unsigned char *descriptors;
-    size_t descriptors_len;
+    const size_t *descriptors_len;
 };
 
 /* The descriptor set of every api/proto/souk contract (libsouk_proto.a). */
