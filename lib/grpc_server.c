@@ -377,21 +377,21 @@ json_t *souk_rpc_request_json(struct souk_rpc *c)
     return c->request_json;
 }
 
-static void set_response(struct souk_rpc *c, const void *data, size_t len)
+/* The answer's bytes, as a slice the byte buffer takes. */
+static void set_response(struct souk_rpc *c, grpc_slice s)
 {
     if (c->response != NULL)
         grpc_byte_buffer_destroy(c->response);
-    c->response = buffer_of(data, len);
-    c->response_len = len;
+    c->response_len = GRPC_SLICE_LENGTH(s);
+    c->response = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
 }
 
 int souk_rpc_reply(struct souk_rpc *c, const ProtobufCMessage *resp)
 {
-    size_t n = protobuf_c_message_get_packed_size(resp);
-    uint8_t *buf = souk_xmalloc(n ? n : 1);
-    protobuf_c_message_pack(resp, buf);
-    set_response(c, buf, n);
-    free(buf);
+    grpc_slice s = grpc_slice_malloc(protobuf_c_message_get_packed_size(resp));
+    protobuf_c_message_pack(resp, GRPC_SLICE_START_PTR(s)); /* packed straight into it */
+    set_response(c, s);
     return 200;
 }
 
@@ -399,7 +399,7 @@ int souk_rpc_reply_json(struct souk_rpc *c, json_t *body)
 {
     unsigned char *bytes = NULL;
     size_t len = 0;
-    char err[256];
+    char err[256] = "no message type";
     int rc = c->mrt != NULL
                  ? souk_pb_from_json(c->mrt->m.response, body, &bytes, &len, err, sizeof(err))
                  : SOUK_EINVAL;
@@ -409,8 +409,7 @@ int souk_rpc_reply_json(struct souk_rpc *c, json_t *body)
                    err);
         return souk_rpc_problem(c, 500, "internal", "internal error");
     }
-    set_response(c, bytes, len);
-    free(bytes);
+    set_response(c, grpc_slice_new(bytes, len, free));
     return 200;
 }
 
@@ -475,7 +474,7 @@ static void prepare_status(struct souk_rpc *c, int status)
         c->code = GRPC_STATUS_OK;
         c->details = grpc_empty_slice();
         if (c->response == NULL)
-            set_response(c, "", 0); /* every field at its default */
+            set_response(c, grpc_empty_slice()); /* every field at its default */
         return;
     }
     const char *code = json_string_value(json_object_get(c->problem, "code"));
