@@ -27,8 +27,9 @@
 #include "souk/metrics.h"
 #include "souk/souk.h"
 
-#define REQUESTS_PER_METHOD 2   /* calls the core may hand over before a worker re-posts */
-#define PATH_MAX_           256 /* longest method path kept for logs */
+#define REQUESTS_PER_METHOD 2    /* calls the core may hand over before a worker re-posts */
+#define STREAMS_PER_CONN    1000 /* calls at once on one connection (HTTP/2's setting) */
+#define PATH_MAX_           256  /* longest method path kept for logs */
 #define SERVICE_MAX         128
 #define NAME_MAX_           96
 #define TEARDOWN_WAIT_MS    1000 /* after cancelling the stragglers */
@@ -1174,6 +1175,10 @@ int souk__grpc_start(const struct souk_service *svc)
         {.type = GRPC_ARG_INTEGER,
          .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
          .value.integer = (int)max_message},
+        /* the core's default is unlimited: one client must not hold unbounded watches */
+        {.type = GRPC_ARG_INTEGER,
+         .key = GRPC_ARG_MAX_CONCURRENT_STREAMS,
+         .value.integer = STREAMS_PER_CONN},
     };
     grpc_channel_args cargs = {SOUK_ARRAY_LEN(args), args};
     server = grpc_server_create(&cargs, NULL);
