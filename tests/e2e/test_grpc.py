@@ -214,9 +214,9 @@ def test_deadlines(rig):
     assert time.monotonic() - t0 < 3
     # the handler sees the caller's deadline (the core's clocks agree to some ms), and
     # SOUK_GRPC_DEADLINE_MS (7 s) without one or with a longer one
-    assert 2000 < ping(Echo(), timeout=3).deadline_ms <= 3050
-    assert 6000 < ping(Echo()).deadline_ms <= 7000
-    assert 6000 < ping(Echo(), timeout=60).deadline_ms <= 7000
+    assert 1000 < ping(Echo(), timeout=3).deadline_ms <= 3050
+    assert 5000 < ping(Echo()).deadline_ms <= 7000
+    assert 5000 < ping(Echo(), timeout=60).deadline_ms <= 7000
 
 
 def test_unknown_method_is_unimplemented(rig):
@@ -393,7 +393,7 @@ def test_metrics_per_rpc(rig):
         was = metric(before, "grpc_server_handled_total", service="souk.test.v1.Test", method="Ping", code="OK") or 0
         return text if ok is not None and ok >= was + 1 else None
     text = None
-    for _ in range(100):  # the metric is counted when the answer has gone out
+    for _ in range(250):  # the metric is counted when the answer has gone out
         text = ready()
         if text:
             break
