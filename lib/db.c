@@ -1,97 +1,144 @@
-/* db.c: SQLite behind the kit's database calls. Each connection keeps a small
- * cache of prepared statements keyed by the SQL text's address (SQL is almost
- * always a string literal), falling back to comparing the text. */
+/* db.c: the kit's database calls, whichever the engine: the URL picks SQLite
+ * (db_sqlite.c) or PostgreSQL (db_pg.c); this file checks the URL, keeps one
+ * connection per thread, dispatches, and holds what both engines share: the
+ * migrations, transactions retried on SOUK_EBUSY, the SOUK_IF_* pieces, metrics. */
 #include <pthread.h>
-#include <stdatomic.h>
-#include <unistd.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
+#include "db_int.h"
 #include "souk/config.h"
-#include "souk/db.h"
 #include "souk/log.h"
+#include "souk/metrics.h"
 #include "souk/souk.h"
 
-#define STMT_CACHE             96
-#define BUSY_TIMEOUT_MS        5000
-#define CHECKPOINT_INTERVAL_MS 1000
-#define CHECKPOINT_VALVE_PAGES "10000"
+#define TX_ATTEMPTS_PG     8 /* serialization failures are routine under contention */
+#define TX_ATTEMPTS_SQLITE 2 /* busy already means 5 s of waiting for the write lock */
+#define TX_BACKOFF_US      1000
+#define TX_BACKOFF_MAX_US  64000
 
-struct cached {
-    const char *key; /* the caller's pointer */
-    char *sql;       /* our copy, for the fallback comparison */
-    sqlite3_stmt *st;
-};
+struct souk__pg_settings souk__pg = {"", 10000, 5000, 60000};
 
-struct souk_db {
-    sqlite3 *h;
-    struct cached cache[STMT_CACHE];
-    size_t ncache;
-    size_t next_evict;
+static const struct souk_conf db_config[] = {
+    {"SOUK_DB_PASSWORD_FILE", SOUK_CONF_STR, "", 0, 4096, &souk__pg.password_file,
+     "PostgreSQL: a file holding the password (instead of one in SOUK_DB)"},
+    {"SOUK_DB_STATEMENT_TIMEOUT_MS", SOUK_CONF_INT, "10000", 0, 3600000,
+     &souk__pg.statement_timeout_ms, "PostgreSQL: a statement running longer fails (0: never)"},
+    {"SOUK_DB_LOCK_TIMEOUT_MS", SOUK_CONF_INT, "5000", 0, 3600000, &souk__pg.lock_timeout_ms,
+     "PostgreSQL: a wait for a lock longer than this fails (0: never)"},
+    {NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
 static char *default_url;
-static atomic_bool background_checkpoints;
 static pthread_key_t thread_key;
 static pthread_once_t thread_once = PTHREAD_ONCE_INIT;
 
-static const char *url_path(const char *url)
+static struct souk_metric *m_errors, *m_reconnects, *m_retries;
+static pthread_once_t metrics_once = PTHREAD_ONCE_INIT;
+
+/* ---- URLs ---- */
+
+static bool has_prefix(const char *s, const char *prefix)
 {
-    return strncmp(url, "sqlite:", 7) == 0 ? url + 7 : url;
+    return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
-static pthread_once_t config_once = PTHREAD_ONCE_INIT;
+/* The engine of url and what it opens (the path for SQLite, the URL for libpq). */
+static const struct souk__db_ops *engine_of(const char *url, const char **target)
+{
+    if (has_prefix(url, "sqlite:") && url[7] != '\0') {
+        *target = url + 7;
+        return &souk__db_sqlite;
+    }
+    if (has_prefix(url, "postgres://") || has_prefix(url, "postgresql://")) {
+        *target = url;
+        return &souk__db_pg;
+    }
+    return NULL;
+}
 
-/* Before the first connection: Debian's SQLite keeps memory statistics behind a
- * global mutex that every allocation takes; we never read them. */
-static void configure_sqlite(void) { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); }
+/* A value that is not a URL we know may still hold a password ("postgres:/u:p@h",
+ * one slash short): show what follows the last '@', never what precedes it. */
+static const char *shown_value(const char *url, char *out, size_t cap)
+{
+    const char *at = strrchr(url, '@');
+    if (strstr(url, "://") != NULL || at == NULL)
+        return souk_config_redact_url(url, out, cap);
+    size_t scheme = strcspn(url, ":/@");
+    snprintf(out, cap, "%.*s%s***@%s", (int)scheme, url, url[scheme] == ':' ? ":" : "", at + 1);
+    return out;
+}
+
+static void metrics_register(void)
+{
+    m_errors = souk_metric_counter("souk_db_errors_total", "failed database calls by kind", "kind");
+    m_reconnects = souk_metric_counter("souk_db_reconnects_total",
+                                       "connections reopened after the server went away", NULL);
+    m_retries = souk_metric_counter("souk_db_tx_retries_total",
+                                    "transactions run again after SOUK_EBUSY", NULL);
+}
+
+void souk__db_count_error(int code)
+{
+    if (m_errors == NULL)
+        return;
+    const char *kind = code == SOUK_EUNAVAIL    ? "unavailable"
+                       : code == SOUK_EBUSY     ? "busy"
+                       : code == SOUK_ECONFLICT ? "conflict"
+                                                : "error";
+    souk_metric_inc(m_errors, kind);
+}
+
+void souk__db_count_reconnect(void)
+{
+    if (m_reconnects != NULL)
+        souk_metric_add(m_reconnects, 1.0);
+}
+
+int souk_db_configure(const char *name, const char *url, char *err, size_t errlen)
+{
+    const char *target;
+    const struct souk__db_ops *ops = engine_of(url, &target);
+    char shown[512];
+    if (ops == NULL) {
+        snprintf(err, errlen,
+                 "%s=\"%s\": expected sqlite:PATH or a postgres:// (postgresql://) URL", name,
+                 shown_value(url, shown, sizeof(shown)));
+        return SOUK_EINVAL;
+    }
+    if (souk_config_load(db_config, err, errlen) != 0)
+        return SOUK_EINVAL;
+    if (ops == &souk__db_pg && souk__pg_check_url(name, url, err, errlen) != 0)
+        return SOUK_EINVAL;
+    pthread_once(&metrics_once, metrics_register);
+    return 0;
+}
+
+/* ---- connections ---- */
 
 int souk_db_open(struct souk_db **out, const char *url)
 {
-    pthread_once(&config_once, configure_sqlite);
-    struct souk_db *db = souk_xcalloc(1, sizeof(*db));
-    const char *path = url_path(url);
-    int rc = sqlite3_open_v2(
-        path, &db->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-    if (rc != SQLITE_OK) {
-        char shown[512]; /* what is not a path may be a URL with a password */
-        souk_error("db open failed", "{s:s,s:s}", "path",
-                   souk_config_redact_url(path, shown, sizeof(shown)), "error",
-                   db->h ? sqlite3_errmsg(db->h) : sqlite3_errstr(rc));
-        sqlite3_close(db->h);
-        free(db);
-        return SOUK_EDB;
+    const char *target;
+    const struct souk__db_ops *ops = engine_of(url, &target);
+    if (ops == NULL) {
+        char shown[512];
+        souk_error("db open: not a database URL", "{s:s}", "url",
+                   shown_value(url, shown, sizeof(shown)));
+        return SOUK_EINVAL;
     }
-    sqlite3_busy_timeout(db->h, BUSY_TIMEOUT_MS);
-    /* WAL lets readers run beside the one writer; NORMAL sync is durable across a
-     * process crash (kill -9), which is the failure this platform is built for. */
-    rc = souk_db_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-                          "PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY;");
-    /* With the checkpointer running, a commit no longer pays for the checkpoint
-     * (and its fsync) inline; the high threshold stays as a safety valve. */
-    if (rc == 0 && atomic_load(&background_checkpoints))
-        rc = souk_db_exec(db, "PRAGMA wal_autocheckpoint=" CHECKPOINT_VALVE_PAGES);
-    if (rc != 0) {
-        souk_db_close(db);
-        return rc;
-    }
-    *out = db;
-    return 0;
+    return ops->open(out, target, false);
 }
 
 void souk_db_close(struct souk_db *db)
 {
-    if (db == NULL)
-        return;
-    for (size_t i = 0; i < db->ncache; i++) {
-        sqlite3_finalize(db->cache[i].st);
-        free(db->cache[i].sql);
-    }
-    sqlite3_close(db->h);
-    free(db);
+    if (db != NULL)
+        db->ops->close(db);
 }
+
+enum souk_db_engine souk_db_engine(const struct souk_db *db) { return db->ops->engine; }
 
 static void thread_close(void *p) { souk_db_close(p); }
 
@@ -107,339 +154,224 @@ struct souk_db *souk_db_thread(void)
 {
     pthread_once(&thread_once, thread_key_make);
     struct souk_db *db = pthread_getspecific(thread_key);
-    if (db == NULL) {
-        if (default_url == NULL || souk_db_open(&db, default_url) != 0)
+    if (db == NULL && default_url != NULL) {
+        const char *target;
+        const struct souk__db_ops *ops = engine_of(default_url, &target);
+        if (ops == NULL || ops->open(&db, target, true) != 0)
             return NULL;
         pthread_setspecific(thread_key, db);
     }
     return db;
 }
 
-int souk_db_exec(struct souk_db *db, const char *sql)
+int souk_db_ping(struct souk_db *db) { return db->ops->ping(db); }
+
+int souk_db_start_checkpointer(void)
 {
-    char *err = NULL;
-    int rc = sqlite3_exec(db->h, sql, NULL, NULL, &err);
-    if (rc != SQLITE_OK) {
-        souk_error("db exec failed", "{s:s}", "error", err ? err : sqlite3_errstr(rc));
-        sqlite3_free(err);
-        return rc == SQLITE_BUSY ? SOUK_EBUSY : SOUK_EDB;
-    }
-    return 0;
+    const char *target;
+    if (default_url == NULL)
+        return SOUK_EDB;
+    const struct souk__db_ops *ops = engine_of(default_url, &target);
+    if (ops == NULL)
+        return SOUK_EINVAL;
+    return ops == &souk__db_sqlite ? souk__sqlite_start_checkpointer(target) : 0;
 }
 
-static sqlite3_stmt *prepare(struct souk_db *db, const char *sql)
-{
-    for (size_t i = 0; i < db->ncache; i++)
-        if (db->cache[i].key == sql)
-            return db->cache[i].st;
-    for (size_t i = 0; i < db->ncache; i++) {
-        if (strcmp(db->cache[i].sql, sql) == 0) {
-            db->cache[i].key = sql;
-            return db->cache[i].st;
-        }
-    }
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v3(db->h, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
-        souk_error("db prepare failed", "{s:s,s:s}", "error", sqlite3_errmsg(db->h), "sql", sql);
-        return NULL;
-    }
-    struct cached *c;
-    if (db->ncache < STMT_CACHE) {
-        c = &db->cache[db->ncache++];
-    } else {
-        c = &db->cache[db->next_evict];
-        db->next_evict = (db->next_evict + 1) % STMT_CACHE;
-        sqlite3_finalize(c->st);
-        free(c->sql);
-    }
-    c->key = sql;
-    c->sql = souk_xstrdup(sql);
-    c->st = st;
-    return st;
-}
+void souk_db_stop_checkpointer(void) { souk__sqlite_stop_checkpointer(); }
 
-static int bind(sqlite3_stmt *st, const char *fmt, va_list ap)
-{
-    int i = 1;
-    for (const char *f = fmt; f != NULL && *f != '\0'; f++, i++) {
-        int rc;
-        switch (*f) {
-        case 's':
-            rc = sqlite3_bind_text(st, i, va_arg(ap, const char *), -1, SQLITE_TRANSIENT);
-            break;
-        case 'S': {
-            const char *s = va_arg(ap, const char *);
-            rc = s ? sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
-            break;
-        }
-        case 'i':
-            rc = sqlite3_bind_int64(st, i, va_arg(ap, int64_t));
-            break;
-        case 'b':
-            rc = sqlite3_bind_int(st, i, va_arg(ap, int) ? 1 : 0);
-            break;
-        case 'd':
-            rc = sqlite3_bind_double(st, i, va_arg(ap, double));
-            break;
-        case 'n':
-            rc = sqlite3_bind_null(st, i);
-            break;
-        default:
-            souk_error("db bind: bad format", "{s:s}", "fmt", fmt);
-            return SOUK_EINVAL;
-        }
-        if (rc != SQLITE_OK)
-            return SOUK_EDB;
-    }
-    return 0;
-}
+/* ---- statements ---- */
+
+int souk_db_exec(struct souk_db *db, const char *sql) { return db->ops->exec(db, sql); }
 
 struct souk_stmt *souk_db_vquery(struct souk_db *db, const char *sql, const char *fmt, va_list ap)
 {
-    sqlite3_stmt *st = prepare(db, sql);
-    if (st == NULL)
-        return NULL;
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    if (bind(st, fmt, ap) != 0) {
-        sqlite3_reset(st);
-        return NULL;
-    }
-    return (struct souk_stmt *)st;
+    return db->ops->query(db, sql, fmt, ap);
 }
 
 struct souk_stmt *souk_db_query(struct souk_db *db, const char *sql, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    struct souk_stmt *st = souk_db_vquery(db, sql, fmt, ap);
+    struct souk_stmt *st = db->ops->query(db, sql, fmt, ap);
     va_end(ap);
     return st;
 }
 
-static int map_error(sqlite3 *h, int rc)
-{
-    switch (rc & 0xff) {
-    case SQLITE_CONSTRAINT:
-        return SOUK_ECONFLICT;
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-        return SOUK_EBUSY;
-    }
-    souk_error("db step failed", "{s:s}", "error", sqlite3_errmsg(h));
-    return SOUK_EDB;
-}
+int souk_db_last_error(struct souk_db *db) { return db->err != 0 ? db->err : SOUK_EDB; }
 
-int souk_stmt_step(struct souk_stmt *stmt)
-{
-    sqlite3_stmt *st = (sqlite3_stmt *)stmt;
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        return SOUK_ROW;
-    sqlite3_reset(st);
-    if (rc == SQLITE_DONE)
-        return SOUK_DONE;
-    return map_error(sqlite3_db_handle(st), rc);
-}
+int souk_stmt_step(struct souk_stmt *st) { return st->db->ops->step(st); }
 
 void souk_stmt_done(struct souk_stmt *st)
 {
     if (st != NULL)
-        sqlite3_reset((sqlite3_stmt *)st);
+        st->db->ops->done(st);
 }
 
-const char *souk_stmt_text(struct souk_stmt *st, int col)
-{
-    return (const char *)sqlite3_column_text((sqlite3_stmt *)st, col);
-}
-
-int64_t souk_stmt_int(struct souk_stmt *st, int col)
-{
-    return sqlite3_column_int64((sqlite3_stmt *)st, col);
-}
-
-double souk_stmt_double(struct souk_stmt *st, int col)
-{
-    return sqlite3_column_double((sqlite3_stmt *)st, col);
-}
-
-bool souk_stmt_null(struct souk_stmt *st, int col)
-{
-    return sqlite3_column_type((sqlite3_stmt *)st, col) == SQLITE_NULL;
-}
-
-int souk_stmt_columns(struct souk_stmt *st) { return sqlite3_column_count((sqlite3_stmt *)st); }
-
-json_t *souk_stmt_row_json(struct souk_stmt *stmt)
-{
-    sqlite3_stmt *st = (sqlite3_stmt *)stmt;
-    json_t *o = json_object();
-    int n = sqlite3_column_count(st);
-    for (int i = 0; i < n; i++) {
-        const char *name = sqlite3_column_name(st, i);
-        size_t nlen = strlen(name);
-        json_t *v;
-        switch (sqlite3_column_type(st, i)) {
-        case SQLITE_INTEGER:
-            v = json_integer(sqlite3_column_int64(st, i));
-            break;
-        case SQLITE_FLOAT:
-            v = json_real(sqlite3_column_double(st, i));
-            break;
-        case SQLITE_NULL:
-            v = json_null();
-            break;
-        default: {
-            const char *text = (const char *)sqlite3_column_text(st, i);
-            if (nlen > 5 && strcmp(name + nlen - 5, "_json") == 0) {
-                v = json_loads(text, JSON_DECODE_ANY, NULL);
-                if (v == NULL)
-                    v = json_null();
-                char key[64];
-                snprintf(key, sizeof(key), "%.*s", (int)(nlen - 5), name);
-                json_object_set_new(o, key, v);
-                continue;
-            }
-            v = json_stringn(text, (size_t)sqlite3_column_bytes(st, i));
-            if (v == NULL) /* not UTF-8: never expected, but never crash */
-                v = json_null();
-        }
-        }
-        json_object_set_new(o, name, v);
-    }
-    return o;
-}
+const char *souk_stmt_text(struct souk_stmt *st, int col) { return st->db->ops->text(st, col); }
+int64_t souk_stmt_int(struct souk_stmt *st, int col) { return st->db->ops->get_int(st, col); }
+double souk_stmt_double(struct souk_stmt *st, int col) { return st->db->ops->get_double(st, col); }
+bool souk_stmt_null(struct souk_stmt *st, int col) { return st->db->ops->null(st, col); }
+int souk_stmt_columns(struct souk_stmt *st) { return st->db->ops->columns(st); }
+json_t *souk_stmt_row_json(struct souk_stmt *st) { return st->db->ops->row_json(st); }
 
 int souk_db_run(struct souk_db *db, const char *sql, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    struct souk_stmt *st = souk_db_vquery(db, sql, fmt, ap);
+    struct souk_stmt *st = db->ops->query(db, sql, fmt, ap);
     va_end(ap);
     if (st == NULL)
-        return SOUK_EDB;
+        return souk_db_last_error(db);
     int rc;
-    while ((rc = souk_stmt_step(st)) == SOUK_ROW)
+    while ((rc = db->ops->step(st)) == SOUK_ROW)
         ;
-    return rc < 0 ? rc : (int)sqlite3_changes(db->h);
+    return rc < 0 ? rc : (int)db->ops->changes(db);
 }
 
 int souk_db_int(struct souk_db *db, int64_t *out, const char *sql, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    struct souk_stmt *st = souk_db_vquery(db, sql, fmt, ap);
+    struct souk_stmt *st = db->ops->query(db, sql, fmt, ap);
     va_end(ap);
     if (st == NULL)
-        return SOUK_EDB;
-    int rc = souk_stmt_step(st);
+        return souk_db_last_error(db);
+    int rc = db->ops->step(st);
     if (rc == SOUK_ROW) {
-        *out = souk_stmt_int(st, 0);
-        souk_stmt_done(st);
+        *out = db->ops->get_int(st, 0);
+        db->ops->done(st);
         return 1;
     }
     return rc;
 }
 
-int souk_db_begin(struct souk_db *db) { return souk_db_exec(db, "BEGIN IMMEDIATE"); }
+int64_t souk_db_changes(struct souk_db *db) { return db->ops->changes(db); }
 
-int souk_db_commit(struct souk_db *db)
+const char *souk_db_errmsg(struct souk_db *db) { return db->ops->errmsg(db); }
+
+char *souk__db_variant(const char *sql, enum souk_db_engine engine)
 {
-    int rc = souk_db_exec(db, "COMMIT");
-    if (rc != 0)
-        souk_db_rollback(db);
-    return rc;
+    if (strchr(sql, '\002') == NULL)
+        return NULL;
+    char *out = souk_xmalloc(strlen(sql) + 1), *o = out;
+    const char *p = sql;
+    while (*p != '\0') {
+        if (*p != '\002') {
+            *o++ = *p++;
+            continue;
+        }
+        bool keep = (p[1] == 'P' && engine == SOUK_DB_POSTGRES) ||
+                    (p[1] == 'S' && engine == SOUK_DB_SQLITE);
+        p += p[1] != '\0' ? 2 : 1;
+        for (; *p != '\0' && *p != '\003'; p++)
+            if (keep)
+                *o++ = *p;
+        if (*p == '\003')
+            p++;
+    }
+    *o = '\0';
+    return out;
 }
 
-void souk_db_rollback(struct souk_db *db)
+/* ---- transactions ---- */
+
+int souk_db_begin(struct souk_db *db) { return db->ops->begin(db, SOUK_TX_SERIAL); }
+
+int souk_db_begin_mode(struct souk_db *db, enum souk_tx_mode mode)
 {
-    if (!sqlite3_get_autocommit(db->h))
-        sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+    return db->ops->begin(db, mode);
 }
 
-int64_t souk_db_changes(struct souk_db *db) { return sqlite3_changes64(db->h); }
+int souk_db_commit(struct souk_db *db) { return db->ops->commit(db); }
 
-const char *souk_db_errmsg(struct souk_db *db) { return sqlite3_errmsg(db->h); }
+void souk_db_rollback(struct souk_db *db) { db->ops->rollback(db); }
+
+static void backoff(int attempt)
+{
+    long us = TX_BACKOFF_US << (attempt < 6 ? attempt : 6);
+    if (us > TX_BACKOFF_MAX_US)
+        us = TX_BACKOFF_MAX_US;
+    uint32_t r;
+    souk_random(&r, sizeof(r));
+    us = us / 2 + (long)(r % (uint32_t)us); /* 0.5x to 1.5x: replicas do not retry in step */
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+    nanosleep(&ts, NULL);
+}
+
+int souk_db_tx_mode(struct souk_db *db, enum souk_tx_mode mode, souk_db_tx_fn fn, void *arg)
+{
+    int attempts = db->ops->engine == SOUK_DB_POSTGRES ? TX_ATTEMPTS_PG : TX_ATTEMPTS_SQLITE;
+    for (int attempt = 0;; attempt++) {
+        int rc = db->ops->begin(db, mode);
+        if (rc == 0) {
+            int v = fn(db, arg);
+            if (v >= 0) {
+                rc = db->ops->commit(db); /* rolls back by itself when it fails */
+                if (rc == 0)
+                    return v;
+            } else {
+                db->ops->rollback(db);
+                rc = v;
+            }
+        }
+        if (rc != SOUK_EBUSY || attempt + 1 >= attempts)
+            return rc;
+        if (m_retries != NULL)
+            souk_metric_add(m_retries, 1.0);
+        backoff(attempt);
+    }
+}
+
+int souk_db_tx(struct souk_db *db, souk_db_tx_fn fn, void *arg)
+{
+    return souk_db_tx_mode(db, SOUK_TX_SERIAL, fn, arg);
+}
+
+/* ---- migrations ---- */
 
 int souk_db_migrate(struct souk_db *db, const struct souk_migration *m)
 {
-    int rc = souk_db_exec(db, "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                              " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-                              " applied_at TEXT NOT NULL)");
+    int rc = db->ops->migrate_lock(db);
     if (rc != 0)
         return rc;
-    for (; m != NULL && m->name != NULL; m++) {
+    rc = souk_db_exec(db, "CREATE TABLE IF NOT EXISTS schema_migrations (version " SOUK_IF_SQLITE(
+                              "INTEGER") SOUK_IF_PG("BIGINT") " PRIMARY KEY, name TEXT NOT NULL,"
+                                                              " applied_at TEXT NOT NULL)");
+    for (; rc == 0 && m != NULL && m->name != NULL; m++) {
         long version = strtol(m->name, NULL, 10);
         if (version <= 0) {
             souk_error("migration name must start with its number", "{s:s}", "name", m->name);
-            return SOUK_EINVAL;
+            rc = SOUK_EINVAL;
+            break;
         }
-        if ((rc = souk_db_begin(db)) != 0)
-            return rc;
+        const char *sql =
+            db->ops->engine == SOUK_DB_POSTGRES && m->pg_sql != NULL ? m->pg_sql : m->sql;
+        /* under the advisory lock (PostgreSQL) or the write lock (SQLite): no one
+         * else migrates, so read committed is enough */
+        if ((rc = souk_db_begin_mode(db, SOUK_TX_LOCKS)) != 0)
+            break;
         int64_t seen = 0;
         rc = souk_db_int(db, &seen, "SELECT count(*) FROM schema_migrations WHERE version = ?", "i",
                          (int64_t)version);
-        if (rc < 0)
-            goto fail;
-        if (seen) {
+        if (rc >= 0 && seen) {
             souk_db_rollback(db);
+            rc = 0;
             continue;
         }
         char now[SOUK_TIME_MAX];
         souk_time_now(now);
-        if ((rc = souk_db_exec(db, m->sql)) != 0 ||
+        if (rc < 0 || (rc = souk_db_exec(db, sql)) != 0 ||
             (rc = souk_db_run(db, "INSERT INTO schema_migrations VALUES (?, ?, ?)", "iss",
                               (int64_t)version, m->name, now)) < 0 ||
-            (rc = souk_db_commit(db)) != 0)
-            goto fail;
+            (rc = souk_db_commit(db)) != 0) {
+            souk_error("migration failed", "{s:s,s:s}", "name", m->name, "error",
+                       souk_strerror(rc < 0 ? rc : SOUK_EDB));
+            souk_db_rollback(db);
+            rc = rc < 0 ? rc : SOUK_EDB;
+            break;
+        }
         souk_info("migration applied", "{s:s}", "name", m->name);
     }
-    return 0;
-fail:
-    souk_error("migration failed", "{s:s}", "name", m->name);
-    souk_db_rollback(db);
-    return rc < 0 ? rc : SOUK_EDB;
-}
-
-/* ---- the checkpointer: moves the WAL into the database in the background ---- */
-
-static pthread_t checkpointer;
-static atomic_bool checkpointing;
-
-static void *checkpoint_loop(void *arg)
-{
-    struct souk_db *db = arg;
-    while (atomic_load(&checkpointing)) {
-        for (int slept = 0; slept < CHECKPOINT_INTERVAL_MS && atomic_load(&checkpointing);
-             slept += 50)
-            usleep(50 * 1000);
-        int log = 0, done = 0;
-        int rc = sqlite3_wal_checkpoint_v2(db->h, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
-        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
-            souk_warn("checkpoint failed", "{s:s}", "error", sqlite3_errmsg(db->h));
-    }
-    souk_db_close(db);
-    return NULL;
-}
-
-int souk_db_start_checkpointer(void)
-{
-    struct souk_db *db;
-    if (default_url == NULL || souk_db_open(&db, default_url) != 0)
-        return SOUK_EDB;
-    atomic_store(&background_checkpoints, true);
-    atomic_store(&checkpointing, true);
-    if (pthread_create(&checkpointer, NULL, checkpoint_loop, db) != 0) {
-        atomic_store(&checkpointing, false);
-        souk_db_close(db);
-        return SOUK_ENOMEM;
-    }
-    return 0;
-}
-
-void souk_db_stop_checkpointer(void)
-{
-    if (!atomic_exchange(&checkpointing, false))
-        return;
-    pthread_join(checkpointer, NULL);
+    db->ops->migrate_unlock(db);
+    return rc;
 }

@@ -119,7 +119,7 @@ static struct souk_realip *trusted_proxies; /* whose X-Forwarded-For is believed
 
 static const struct souk_conf kit_config[] = {
     {"SOUK_LISTEN", SOUK_CONF_ADDR, NULL, 0, 0, &cfg_listen, "host:port to listen on"},
-    {"SOUK_DB", SOUK_CONF_STR, NULL, 1, 4096, &cfg_db, "sqlite:PATH"},
+    {"SOUK_DB", SOUK_CONF_STR, NULL, 1, 4096, &cfg_db, "sqlite:PATH or postgres://…"},
     {"SOUK_THREADS", SOUK_CONF_INT, "2", 1, 256, &cfg_threads, "HTTP worker threads"},
     {"SOUK_MAX_CONNECTIONS", SOUK_CONF_INT, "4096", 1, 1000000, &cfg_max_conns, "open connections"},
     /* default per service in load_config(): 128 at the edge, 0 inside */
@@ -553,7 +553,8 @@ static int readyz(struct souk_req *r)
         return souk_problem(r, 503, "not_ready", atomic_load(&draining) ? "draining" : "starting");
     if (service->ready != NULL && !service->ready())
         return souk_problem(r, 503, "not_ready", "a dependency is not reachable");
-    if (souk_db_thread() == NULL)
+    struct souk_db *db = souk_db_thread();
+    if (db == NULL || souk_db_ping(db) != 0)
         return souk_problem(r, 503, "not_ready", "database unavailable");
     souk_reply_raw(r, "application/json", "{\"status\":\"ready\"}", 18, false);
     return 200;
@@ -943,7 +944,8 @@ static int load_config(const struct souk_service *svc)
         fprintf(stderr, "%s: configuration error: %s\n", svc->name, err);
         return SOUK_EINVAL;
     }
-    if (souk_realip_parse(cfg_trusted_proxies, &trusted_proxies, err, sizeof(err)) != 0) {
+    if (souk_db_configure("SOUK_DB", cfg_db, err, sizeof(err)) != 0 ||
+        souk_realip_parse(cfg_trusted_proxies, &trusted_proxies, err, sizeof(err)) != 0) {
         fprintf(stderr, "%s: configuration error: %s\n", svc->name, err);
         return SOUK_EINVAL;
     }
@@ -961,29 +963,8 @@ static int load_config(const struct souk_service *svc)
     return 0;
 }
 
-/* mkdir -p of the directory holding a sqlite file */
-static void make_parent_dirs(const char *url)
-{
-    const char *path = strncmp(url, "sqlite:", 7) == 0 ? url + 7 : url;
-    char dir[4096];
-    snprintf(dir, sizeof(dir), "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash == NULL || strcmp(path, ":memory:") == 0)
-        return;
-    *slash = '\0';
-    for (char *p = dir + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(dir, 0755);
-            *p = '/';
-        }
-    }
-    mkdir(dir, 0755);
-}
-
 static int open_database(const struct souk_service *svc)
 {
-    make_parent_dirs(cfg_db);
     souk_db_set_default(cfg_db);
     struct souk_db *db = souk_db_thread();
     if (db == NULL)

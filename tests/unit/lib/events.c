@@ -41,7 +41,7 @@ static int setup(void **state)
     struct souk_db *db;
     setenv("SOUK_EVENTS_MAX_ATTEMPTS", "3", 1);
     setenv("SOUK_EVENTS_RETENTION", "60", 1);
-    assert_int_equal(souk_db_open(&db, ":memory:"), 0);
+    assert_int_equal(souk_db_open(&db, "sqlite::memory:"), 0);
     assert_int_equal(souk__events_init(&svc, db), 0);
     assert_int_equal(souk_db_exec(db, "CREATE TABLE effects (event_id TEXT, email TEXT)"), 0);
     calls = 0;

@@ -12,7 +12,7 @@
 static int setup(void **state)
 {
     struct souk_db *db;
-    assert_int_equal(souk_db_open(&db, ":memory:"), 0);
+    assert_int_equal(souk_db_open(&db, "sqlite::memory:"), 0);
     assert_int_equal(souk_idem_init(db), 0);
     assert_int_equal(souk_idem_init(db), 0); /* idempotent itself */
     assert_int_equal(souk_db_exec(db, "CREATE TABLE effects (n INTEGER)"), 0);

@@ -160,7 +160,7 @@ static void test_vault(void **state)
 static int db_setup(void **state)
 {
     struct souk_db *db;
-    assert_int_equal(souk_db_open(&db, ":memory:"), 0);
+    assert_int_equal(souk_db_open(&db, "sqlite::memory:"), 0);
     assert_int_equal(souk_db_migrate(db, service_migrations), 0);
     *state = db;
     return 0;
