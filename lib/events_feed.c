@@ -141,7 +141,8 @@ void souk__ev_prune(struct souk_db *db)
                     "iib", top, cutoff, souk__ev.amqp) < 0 ||
         (top > 0 && souk_db_run(db,
                                 "INSERT INTO souk_outbox_meta (k, v) VALUES ('pruned_through', ?)"
-                                " ON CONFLICT(k) DO UPDATE SET v = max(v, excluded.v)",
+                                " ON CONFLICT(k) DO UPDATE SET v = " SOUK_SQL_GREATEST
+                                "(souk_outbox_meta.v, excluded.v)",
                                 "i", top) < 0) ||
         souk_db_run(db, "DELETE FROM souk_inbox WHERE received_ms < ?", "i", cutoff) < 0 ||
         souk_db_run(db, "DELETE FROM souk_event_attempts WHERE updated_ms < ?", "i", cutoff) < 0) {
@@ -246,8 +247,8 @@ static void skip_expired(struct souk_db *db, struct follower *fl, int64_t after,
     souk__ev_count_expired(fl->producer);
     if (souk_db_run(db,
                     "INSERT INTO souk_cursors (producer, after, updated_ms) VALUES (?, ?, ?)"
-                    " ON CONFLICT(producer) DO UPDATE SET after = max(after, excluded.after),"
-                    " updated_ms = excluded.updated_ms",
+                    " ON CONFLICT(producer) DO UPDATE SET after = " SOUK_SQL_GREATEST
+                    "(souk_cursors.after, excluded.after), updated_ms = excluded.updated_ms",
                     "sii", fl->producer, to, souk_wall_ms()) < 0)
         souk_error("cannot move the event cursor", "{s:s}", "producer", fl->producer);
 }

@@ -22,12 +22,12 @@ int souk_idem_init(struct souk_db *db)
             " scope TEXT NOT NULL,"
             " key TEXT NOT NULL,"
             " request_hash TEXT NOT NULL,"
-            " lease_token TEXT,"    /* set while a request runs */
-            " lease_until INTEGER," /* ms since the epoch */
+            " lease_token TEXT,"   /* set while a request runs */
+            " lease_until BIGINT," /* ms since the epoch (SQLite's BIGINT is its INTEGER) */
             " attempts INTEGER NOT NULL DEFAULT 0,"
             " status INTEGER," /* NULL until the response is stored */
             " response TEXT,"
-            " created_at INTEGER NOT NULL," /* ms since the epoch */
+            " created_at BIGINT NOT NULL," /* ms since the epoch */
             " PRIMARY KEY (scope, key));"
             "CREATE INDEX IF NOT EXISTS idempotency_keys_by_age ON idempotency_keys (created_at);");
 }
@@ -84,44 +84,37 @@ static int take_lease(struct souk_db *db, struct souk_idem *k, bool insert, int6
     return rc < 0 ? rc : SOUK_IDEM_PROCEED;
 }
 
-int souk_idem_begin(struct souk_db *db, struct souk_idem *k, const char *scope, const char *key,
-                    const char *method, const char *path, const char *body, size_t len,
-                    int64_t lease_ms)
-{
-    memset(k, 0, sizeof(*k));
-    if (!souk_idem_key_valid(key) || scope == NULL || strlen(scope) > SOUK_IDEM_SCOPE_MAX)
-        return SOUK_EINVAL;
-    strcpy(k->scope, scope);
-    strcpy(k->key, key);
-    request_hash(k->hash, method, path, body, len);
-    int64_t now = souk_wall_ms();
-    maybe_purge(db, now);
-    if (lease_ms <= 0)
-        lease_ms = SOUK_IDEM_LEASE_MS;
+struct begin_args {
+    struct souk_idem *k;
+    int64_t now, lease_ms;
+};
 
-    int rc = souk_db_begin(db);
-    if (rc != 0)
-        return rc;
+/* Look the key up and take the lease, in one transaction (souk_db_tx runs it again
+ * when a replica raced us to the same key on PostgreSQL). */
+static int begin_tx(struct souk_db *db, void *arg)
+{
+    struct begin_args *a = arg;
+    struct souk_idem *k = a->k;
+    souk_idem_free(k); /* a run again starts over */
+    k->status = 0;
+    k->attempts = 0;
     struct souk_stmt *st = souk_db_query(
         db,
         "SELECT request_hash, lease_token IS NOT NULL AND lease_until > ?, attempts, status,"
         " response FROM idempotency_keys WHERE scope = ? AND key = ?",
-        "iss", now, k->scope, k->key);
-    if (st == NULL) {
-        rc = SOUK_EDB;
-        goto out;
-    }
-    rc = souk_stmt_step(st);
-    if (rc == SOUK_DONE) {
-        rc = take_lease(db, k, true, now, lease_ms);
-        goto out;
-    }
+        "iss", a->now, k->scope, k->key);
+    if (st == NULL)
+        return souk_db_last_error(db);
+    int rc = souk_stmt_step(st);
+    if (rc == SOUK_DONE)
+        return take_lease(db, k, true, a->now, a->lease_ms);
     if (rc < 0)
-        goto out;
+        return rc;
     bool same = strcmp(souk_stmt_text(st, 0), k->hash) == 0;
     bool leased = souk_stmt_int(st, 1) != 0;
     k->attempts = souk_stmt_int(st, 2);
     bool done = !souk_stmt_null(st, 3);
+    rc = SOUK_IDEM_PROCEED;
     if (!same) {
         rc = SOUK_IDEM_MISMATCH;
     } else if (done) {
@@ -134,17 +127,26 @@ int souk_idem_begin(struct souk_db *db, struct souk_idem *k, const char *scope, 
     }
     souk_stmt_done(st);
     if (same && !done && !leased) /* released or expired: this retry runs it */
-        rc = take_lease(db, k, false, now, lease_ms);
-out:
-    if (rc < 0) {
-        souk_db_rollback(db);
-        return rc;
-    }
-    int crc = souk_db_commit(db);
-    if (crc != 0) {
+        rc = take_lease(db, k, false, a->now, a->lease_ms);
+    return rc;
+}
+
+int souk_idem_begin(struct souk_db *db, struct souk_idem *k, const char *scope, const char *key,
+                    const char *method, const char *path, const char *body, size_t len,
+                    int64_t lease_ms)
+{
+    memset(k, 0, sizeof(*k));
+    if (!souk_idem_key_valid(key) || scope == NULL || strlen(scope) > SOUK_IDEM_SCOPE_MAX)
+        return SOUK_EINVAL;
+    strcpy(k->scope, scope);
+    strcpy(k->key, key);
+    request_hash(k->hash, method, path, body, len);
+    int64_t now = souk_wall_ms();
+    maybe_purge(db, now);
+    struct begin_args a = {k, now, lease_ms > 0 ? lease_ms : SOUK_IDEM_LEASE_MS};
+    int rc = souk_db_tx(db, begin_tx, &a);
+    if (rc < 0)
         souk_idem_free(k);
-        return crc;
-    }
     return rc;
 }
 

@@ -38,6 +38,9 @@ enum souk_db_engine { SOUK_DB_SQLITE, SOUK_DB_POSTGRES };
  * The other engine drops it when the statement is first prepared. */
 #define SOUK_IF_SQLITE(sql) "\002S" sql "\003"
 #define SOUK_IF_PG(sql)     "\002P" sql "\003"
+/* Two-argument max and min: SQLite's max(a, b), PostgreSQL's greatest(a, b). */
+#define SOUK_SQL_GREATEST SOUK_IF_SQLITE("max") SOUK_IF_PG("greatest")
+#define SOUK_SQL_LEAST    SOUK_IF_SQLITE("min") SOUK_IF_PG("least")
 
 /* Check a database URL as configured in the variable named name (SOUK_DB):
  * "sqlite:PATH" (":memory:" works as a PATH) or "postgres://…" / "postgresql://…"

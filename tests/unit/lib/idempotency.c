@@ -1,18 +1,27 @@
-/* tests/unit/lib/idempotency.c: the Idempotency-Key store against an in-memory
- * database: first run, replay, a different body, a key in use, release after a
- * transient failure, a lost lease, rollback with the effect, purging. */
+/* tests/unit/lib/idempotency.c: the Idempotency-Key store against both engines (an
+ * SQLite file, a private PostgreSQL cluster): first run, replay, a different body, a
+ * key in use, release after a transient failure, a lost lease, rollback with the
+ * effect, purging, and two connections racing for the same keys. */
 #include "test.h"
 
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "pg.h"
 #include "souk/db.h"
 #include "souk/idempotency.h"
 #include "souk/souk.h"
 
+static char url[1024]; /* the group's database */
+
 static int setup(void **state)
 {
     struct souk_db *db;
-    assert_int_equal(souk_db_open(&db, "sqlite::memory:"), 0);
+    assert_int_equal(souk_db_open(&db, url), 0);
+    assert_int_equal(souk_db_exec(db, "DROP TABLE IF EXISTS idempotency_keys"), 0);
+    assert_int_equal(souk_db_exec(db, "DROP TABLE IF EXISTS effects"), 0);
     assert_int_equal(souk_idem_init(db), 0);
     assert_int_equal(souk_idem_init(db), 0); /* idempotent itself */
     assert_int_equal(souk_db_exec(db, "CREATE TABLE effects (n INTEGER)"), 0);
@@ -150,6 +159,49 @@ static void test_purge(void **state)
     souk_idem_free(&k);
 }
 
+/* Two replicas take the same keys at the same moment: for each key one runs the
+ * request and the other is told it is in use; neither fails. */
+#define RACE_KEYS 40
+struct racer {
+    int proceed, in_use, failed;
+};
+
+static void *race(void *arg)
+{
+    struct racer *r = arg;
+    struct souk_db *db;
+    if (souk_db_open(&db, url) != 0) {
+        r->failed = RACE_KEYS;
+        return NULL;
+    }
+    for (int i = 0; i < RACE_KEYS; i++) {
+        char key[32];
+        struct souk_idem k;
+        snprintf(key, sizeof(key), "race-%d", i);
+        int rc = begin(db, &k, key, "{}");
+        r->proceed += rc == SOUK_IDEM_PROCEED;
+        r->in_use += rc == SOUK_IDEM_IN_USE;
+        r->failed += rc != SOUK_IDEM_PROCEED && rc != SOUK_IDEM_IN_USE;
+        souk_idem_free(&k);
+    }
+    souk_db_close(db);
+    return NULL;
+}
+
+static void test_replicas_race_for_keys(void **state)
+{
+    (void)state;
+    struct racer r[2] = {{0}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, race, &r[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(r[0].failed + r[1].failed, 0);
+    assert_int_equal(r[0].proceed + r[1].proceed, RACE_KEYS);
+    assert_int_equal(r[0].in_use + r[1].in_use, RACE_KEYS);
+}
+
 static void test_key_validation(void **state)
 {
     (void)state;
@@ -176,7 +228,25 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_release_keeps_retryable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rollback_leaves_no_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replicas_race_for_keys, setup, teardown),
         cmocka_unit_test(test_key_validation),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    char dir[] = "/tmp/souk-test-idem-XXXXXX", cmd[128];
+    if (mkdtemp(dir) == NULL)
+        return 1;
+    snprintf(url, sizeof(url), "sqlite:%s/idem.db", dir);
+    int failed = cmocka_run_group_tests_name("sqlite", tests, NULL, NULL);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    failed |= system(cmd);
+    char *pg = test_pg_start() == 0 ? test_pg_createdb("souk_idem") : NULL;
+    if (pg == NULL) {
+        fprintf(stderr, "test: cannot start PostgreSQL\n");
+        test_pg_destroy();
+        return 1;
+    }
+    snprintf(url, sizeof(url), "%s", pg);
+    free(pg);
+    failed |= cmocka_run_group_tests_name("postgresql", tests, NULL, NULL);
+    test_pg_destroy();
+    return failed != 0;
 }
