@@ -329,6 +329,20 @@ int souk_db_tx(struct souk_db *db, souk_db_tx_fn fn, void *arg)
 
 /* ---- migrations ---- */
 
+int souk_db_schema(struct souk_db *db, const char *sql)
+{
+    int rc = db->ops->migrate_lock(db);
+    if (rc != 0)
+        return rc;
+    /* SQLite: the write lock makes it one process at a time */
+    if ((rc = souk_db_begin_mode(db, SOUK_TX_LOCKS)) == 0 && (rc = souk_db_exec(db, sql)) == 0)
+        rc = souk_db_commit(db);
+    if (rc != 0)
+        souk_db_rollback(db);
+    db->ops->migrate_unlock(db);
+    return rc;
+}
+
 int souk_db_migrate(struct souk_db *db, const struct souk_migration *m)
 {
     int rc = db->ops->migrate_lock(db);

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <libpq-fe.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -457,6 +458,8 @@ static int pg_exec(struct souk_db *base, const char *sql)
     char *variant = souk__db_variant(sql, SOUK_DB_POSTGRES);
     rc = run_simple(db, variant ? variant : sql);
     free(variant);
+    if (rc == SOUK_ECONFLICT || rc == SOUK_EBUSY) /* not logged by map_error; unexpected here */
+        souk_error("db exec failed", "{s:s,s:s}", "error", db->errmsg, "sql", sql);
     return rc;
 }
 
@@ -855,6 +858,8 @@ static int pg_ping(struct souk_db *base)
 
 /* ---- migrations ---- */
 
+static atomic_bool collation_checked; /* once per process */
+
 static int pg_migrate_lock(struct souk_db *base)
 {
     struct pg_db *db = pg(base);
@@ -865,7 +870,7 @@ static int pg_migrate_lock(struct souk_db *base)
         rc = run_simple(db, "SET statement_timeout = 0; SET lock_timeout = 0");
     if (rc == 0)
         rc = run_simple(db, "SELECT pg_advisory_lock(" MIGRATE_LOCK ")");
-    if (rc != 0)
+    if (rc != 0 || atomic_exchange(&collation_checked, true))
         return rc;
     /* keyset pages compare text as SQLite does (bytes) only under the C collation */
     PGresult *res = PQexec(db->conn, "SELECT datcollate FROM pg_database"

@@ -142,7 +142,7 @@ int souk__events_init(const struct souk_service *svc, struct souk_db *db)
         return SOUK_EINVAL;
     }
     pthread_once(&metrics_once, metrics_register);
-    return souk_db_exec(db, schema);
+    return souk_db_schema(db, schema);
 }
 
 const struct souk_route *souk__events_routes(void)

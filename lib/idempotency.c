@@ -17,7 +17,7 @@ static _Atomic int64_t last_purge_ms;
 
 int souk_idem_init(struct souk_db *db)
 {
-    return souk_db_exec(
+    return souk_db_schema(
         db, "CREATE TABLE IF NOT EXISTS idempotency_keys ("
             " scope TEXT NOT NULL,"
             " key TEXT NOT NULL,"

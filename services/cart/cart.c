@@ -112,11 +112,42 @@ static int remove_line(struct souk_req *r, const char *user, const char *product
     return reply_cart(r, user, 200);
 }
 
+struct line {
+    const char *user, *product, *name, *currency, *now;
+    int64_t price, qty;
+};
+
+/* The size check and the write in one transaction, run again by souk_db_tx when
+ * PostgreSQL saw a concurrent write to the same cart. 1 when the cart is full. */
+static int write_line_tx(struct souk_db *db, void *arg)
+{
+    const struct line *l = arg;
+    int64_t lines = 0, exists = 0;
+    int rc =
+        souk_db_int(db, &lines, "SELECT count(*) FROM cart_items WHERE user_id = ?", "s", l->user);
+    if (rc >= 0)
+        rc = souk_db_int(db, &exists,
+                         "SELECT count(*) FROM cart_items WHERE user_id = ? AND product_id = ?",
+                         "ss", l->user, l->product);
+    if (rc < 0)
+        return rc;
+    if (exists == 0 && lines >= CART_LINES_MAX)
+        return 1; /* nothing written: the commit is a no-op */
+    rc = souk_db_run(
+        db,
+        "INSERT INTO cart_items (user_id, product_id, name, unit_price_cents, currency, quantity,"
+        " added_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (user_id, product_id) DO UPDATE SET name = excluded.name,"
+        " unit_price_cents = excluded.unit_price_cents, currency = excluded.currency,"
+        " quantity = excluded.quantity, updated_at = excluded.updated_at",
+        "sssisiss", l->user, l->product, l->name, l->price, l->currency, l->qty, l->now, l->now);
+    return rc < 0 ? rc : 0;
+}
+
 /* Insert or update one line; 0, or a problem status. */
 static int write_line(struct souk_req *r, const char *user, const char *product, json_t *p,
                       int64_t qty)
 {
-    struct souk_db *db = souk_req_db(r);
     const char *name = json_string_value(json_object_get(p, "name"));
     const char *currency = json_string_value(json_object_get(p, "currency"));
     json_t *price = json_object_get(p, "price_cents");
@@ -125,37 +156,13 @@ static int write_line(struct souk_req *r, const char *user, const char *product,
         return souk_problem(r, 502, "bad_gateway", "the catalog sent a malformed product");
     char now[SOUK_TIME_MAX];
     souk_time_now(now);
-    int64_t lines = 0, exists = 0;
-    int rc = souk_db_begin(db);
-    if (rc == 0)
-        rc =
-            souk_db_int(db, &lines, "SELECT count(*) FROM cart_items WHERE user_id = ?", "s", user);
-    if (rc >= 0)
-        rc = souk_db_int(db, &exists,
-                         "SELECT count(*) FROM cart_items WHERE user_id = ? AND product_id = ?",
-                         "ss", user, product);
-    if (rc >= 0 && exists == 0 && lines >= CART_LINES_MAX) {
-        souk_db_rollback(db);
+    struct line l = {user, product, name, currency, now, json_integer_value(price), qty};
+    int rc = souk_db_tx(souk_req_db(r), write_line_tx, &l);
+    if (rc == 1)
         return souk_problem(r, 409, "cart_full", "a cart holds at most %d different products",
                             CART_LINES_MAX);
-    }
-    if (rc >= 0)
-        rc = souk_db_run(
-            db,
-            "INSERT INTO cart_items (user_id, product_id, name, unit_price_cents, currency, "
-            "quantity,"
-            " added_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (user_id, product_id) DO UPDATE SET name = excluded.name,"
-            " unit_price_cents = excluded.unit_price_cents, currency = excluded.currency,"
-            " quantity = excluded.quantity, updated_at = excluded.updated_at",
-            "sssisiss", user, product, name, (int64_t)json_integer_value(price), currency, qty, now,
-            now);
-    if (rc >= 0)
-        rc = souk_db_commit(db);
-    if (rc < 0) {
-        souk_db_rollback(db);
+    if (rc < 0)
         return souk_handler_db_error(r, rc, "cannot write the cart");
-    }
     return 0;
 }
 

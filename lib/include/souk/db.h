@@ -83,6 +83,11 @@ void souk_db_stop_checkpointer(void);
  * advisory lock held while they run (statement timeouts do not apply then). */
 int souk_db_migrate(struct souk_db *db, const struct souk_migration *m);
 
+/* Create what is missing (CREATE … IF NOT EXISTS statements, no parameters), one
+ * process at a time, as migrations run: for the kit's own tables, which every
+ * replica creates as it starts. */
+int souk_db_schema(struct souk_db *db, const char *sql);
+
 /* Run sql (several statements allowed, no parameters). */
 int souk_db_exec(struct souk_db *db, const char *sql);
 /* Prepare (cached) and bind; step it with souk_stmt_step(). Strings are copied or
