@@ -4,6 +4,7 @@
 #   make test       set up, build, run unit, black-box and browser tests
 #   make browser-test  the storefront in Debian's chromium (playwright-core) on the real platform
 #   make bench      run the benchmark suite (bench/RESULTS.md; QUICK=1 for a 2-minute subset)
+#   make bench-db   a keyed read's latency and CPU, SQLite beside PostgreSQL (docs/db.md)
 #   make deploy-check  build the container images offline and validate deploy/ (slow)
 #   make SANITIZE=address,undefined test   the same tree with sanitizers, in build/san
 
@@ -60,7 +61,7 @@ export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1
 FUZZ_SECONDS ?= 20
 FUZZ_DRIVERS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/*.c))
 
-.PHONY: all setup run test unit e2e browser-test bench clean fmt fmt-check fuzz
+.PHONY: all setup run test unit e2e browser-test bench bench-db clean fmt fmt-check fuzz
 all: $(BINS)
 
 $(B)/obj/%.o: %.c | $(GEN)/.stamp
@@ -181,6 +182,16 @@ bench:
 	@$(MAKE) --no-print-directory all
 	@BENCH_QUICK=$(QUICK) bench/run
 
+# One keyed read through the kit's db calls, SQLite beside PostgreSQL (a private
+# cluster from scripts/pg): latency and CPU per read (docs/db.md).
+$(B)/bench/db/%: bench/db/%.c $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+bench-db: $(B)/bench/db/keyed_read
+	@d=$$(mktemp -d /tmp/souk-bench-db.XXXXXX); trap 'scripts/pg destroy $$d/pg; rm -rf $$d' EXIT; \
+	  $(B)/bench/db/keyed_read sqlite:$$d/bench.db $(READS) && scripts/pg start $$d/pg >/dev/null && \
+	  $(B)/bench/db/keyed_read "$$(scripts/pg createdb $$d/pg bench --with-password)" $(READS)
+
 # libFuzzer drivers for every parser of untrusted input (tests/fuzz/<name>.c: the
 # JWT verifier, CloudEvents envelopes, traceparent, the OAuth form body, JSON
 # bodies, routes, small text parsers), built with clang, ASan and UBSan into
@@ -207,7 +218,7 @@ fuzz:
 .SECONDARY: $(patsubst %.c,build/fuzz/obj/%.o,$(LIB_SRC) services/users/form.c) $(FUZZ_GEN_OBJ)
 
 # every C file of ours (not the peers'), in the house format of .clang-format
-FMT_FILES = $(shell find lib services cli tests/unit tests/fuzz tests/grpc -name '*.[ch]' | sort)
+FMT_FILES = $(shell find lib services cli tests/unit tests/fuzz tests/grpc bench/db -name '*.[ch]' | sort)
 fmt:
 	clang-format -i $(FMT_FILES)
 fmt-check:

@@ -23,6 +23,7 @@
 #define PASSWORD_MAX   1024
 #define BACKOFF_MS     25 /* after a failed reconnect; doubled up to BACKOFF_MAX_MS */
 #define BACKOFF_MAX_MS 2000
+#define IDLE_CHECK_NS  (5 * 1000000ull) /* idle longer than this: did the server leave? */
 /* pg_advisory_lock key of the migrations ("soukmigr"); per database, like the lock */
 #define MIGRATE_LOCK "8317697424187664754"
 
@@ -56,6 +57,7 @@ struct pg_db {
     int tx_err;         /* the first failure in the current transaction */
     int fails;          /* reconnects failed in a row */
     uint64_t retry_at;  /* no reconnect before this (souk_now_ns) */
+    uint64_t used_at;   /* the last call's time (souk_now_ns) */
     int64_t changes;
     char errmsg[ERRMSG_MAX];
     struct pg_stmt cache[STMT_CACHE];
@@ -307,7 +309,13 @@ static int ensure(struct pg_db *db)
 {
     if (db->broken) /* the caller must roll back the transaction that was lost */
         return fail(db, SOUK_EUNAVAIL);
-    if (db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK && (db->in_tx || !said_goodbye(db)))
+    uint64_t now = souk_now_ns();
+    /* the goodbye check (a poll) only when the session sat idle: a request's second
+     * statement does not pay for it again */
+    bool fresh = now - db->used_at < IDLE_CHECK_NS;
+    db->used_at = now;
+    if (db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK &&
+        (db->in_tx || fresh || !said_goodbye(db)))
         return 0;
     if (db->conn != NULL) {
         bool in_tx = db->in_tx;
@@ -320,7 +328,6 @@ static int ensure(struct pg_db *db)
         if (in_tx)
             return fail(db, SOUK_EUNAVAIL);
     }
-    uint64_t now = souk_now_ns();
     if (db->fails > 0 && now < db->retry_at)
         return fail(db, SOUK_EUNAVAIL);
     if (connect_now(db) != 0) {
@@ -389,6 +396,28 @@ static bool starts(const char *s, const char *prefix)
     return strncmp(s, prefix, strlen(prefix)) == 0;
 }
 
+/* Replace what is between double quotes by "...". */
+static void scrub_quoted(char *msg, size_t cap)
+{
+    char out[ERRMSG_MAX];
+    size_t n = 0;
+    bool inside = false;
+    for (const char *p = msg; *p != '\0' && n + 5 < sizeof(out); p++) {
+        if (*p == '"') {
+            inside = !inside;
+            if (inside) {
+                memcpy(out + n, "\"...", 4);
+                n += 4;
+                continue;
+            }
+        }
+        if (!inside)
+            out[n++] = *p;
+    }
+    out[n] = '\0';
+    snprintf(msg, cap, "%s", out);
+}
+
 /* The kit's code for a failed call; logs what is not the caller's to handle. */
 static int map_error(struct pg_db *db, const PGresult *res, const char *sql)
 {
@@ -415,7 +444,10 @@ static int map_error(struct pg_db *db, const PGresult *res, const char *sql)
         return fail(db, db->tx_err != 0 ? db->tx_err : SOUK_EDB);
     if (strcmp(state, "25006") == 0) /* read-only: a standby, while a failover happens */
         return fail(db, SOUK_EUNAVAIL);
-    /* the primary message names no value (the detail may: it stays out of logs) */
+    /* the detail (which may show a row) stays out of logs; so do the values a data
+     * exception quotes in its message (invalid input syntax for type …: "value") */
+    if (starts(state, "22"))
+        scrub_quoted(db->errmsg, sizeof(db->errmsg));
     souk_error("db statement failed", "{s:s,s:s,s:s}", "sqlstate", state, "error", db->errmsg,
                "sql", sql);
     return fail(db, SOUK_EDB);

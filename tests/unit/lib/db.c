@@ -724,12 +724,25 @@ static void open_with_wrong_password(void)
     assert_int_equal(souk_db_open(&d, pg_url_with("souk_test", "wr0ng-Secret")), SOUK_EUNAVAIL);
 }
 
-static void test_passwords(void **state)
+static void bind_a_bad_value(void)
+{
+    int64_t n = 0;
+    assert_int_equal(souk_db_int(db, &n, "SELECT count(*) FROM t WHERE n = CAST(? AS BIGINT)", "s",
+                                 "card-4242424242424242"),
+                     SOUK_EDB);
+}
+
+static void test_secrets_stay_out_of_logs(void **state)
 {
     (void)state;
+    /* a value the server quotes in its error message is not logged */
+    char *log = captured(bind_a_bad_value);
+    assert_non_null(strstr(log, "db statement failed"));
+    assert_non_null(strstr(log, "22P02"));
+    assert_null(strstr(log, "4242424242424242"));
     /* the URL's password was checked by every test so far; a wrong one is refused,
      * and neither the log nor the message shows it */
-    char *log = captured(open_with_wrong_password);
+    log = captured(open_with_wrong_password);
     assert_non_null(strstr(log, "database unreachable"));
     assert_null(strstr(log, "wr0ng-Secret"));
     /* SOUK_DB_PASSWORD_FILE instead of a password in the URL */
@@ -772,7 +785,7 @@ int main(void)
         BOTH(test_restart_while_idle),
         BOTH(test_restart_inside_a_transaction),
         BOTH(test_server_down),
-        BOTH(test_passwords),
+        BOTH(test_secrets_stay_out_of_logs),
     };
     test_pg_locate(); /* before a test changes directory */
     int failed = cmocka_run_group_tests_name("sqlite", both, group_sqlite, group_sqlite_end);
