@@ -132,9 +132,10 @@ int souk_page_secret(struct souk_db *db, unsigned char out[SOUK_PAGE_SECRET_BYTE
     souk_random(fresh, sizeof(fresh));
     sodium_bin2hex(hex, sizeof(hex), fresh, sizeof(fresh));
     sodium_memzero(fresh, sizeof(fresh));
-    /* plain SQL both SQLite and PostgreSQL take; the first replica to store wins */
-    int rc = souk_db_exec(db, "CREATE TABLE IF NOT EXISTS souk_page_secret ("
-                              " id INTEGER PRIMARY KEY, secret TEXT NOT NULL)");
+    /* plain SQL both SQLite and PostgreSQL take; the first replica to store wins
+     * (souk_db_schema: replicas creating the table at once would race on PostgreSQL) */
+    int rc = souk_db_schema(db, "CREATE TABLE IF NOT EXISTS souk_page_secret ("
+                                " id INTEGER PRIMARY KEY, secret TEXT NOT NULL)");
     if (rc == 0)
         rc = souk_db_run(db,
                          "INSERT INTO souk_page_secret (id, secret) VALUES (1, ?)"

@@ -85,7 +85,8 @@ int souk_db_migrate(struct souk_db *db, const struct souk_migration *m);
 
 /* Create what is missing (CREATE … IF NOT EXISTS statements, no parameters), one
  * process at a time, as migrations run: for the kit's own tables, which every
- * replica creates as it starts. */
+ * replica creates as it starts (two PostgreSQL sessions creating the same table at
+ * once can fail). In a transaction of its own: not inside the caller's. */
 int souk_db_schema(struct souk_db *db, const char *sql);
 
 /* Run sql (several statements allowed, no parameters). */

@@ -163,13 +163,13 @@ static void test_keys_that_cannot_be_sealed(void **state)
 static void test_secret_one_per_database(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/souk-page-XXXXXX", path[64];
+    char dir[] = "/tmp/souk-page-XXXXXX", path[80];
     assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof(path), "%s/t.db", dir);
+    snprintf(path, sizeof(path), "sqlite:%s/t.db", dir);
     struct souk_db *one, *two, *other;
     assert_int_equal(souk_db_open(&one, path), 0);
     assert_int_equal(souk_db_open(&two, path), 0);
-    assert_int_equal(souk_db_open(&other, ":memory:"), 0);
+    assert_int_equal(souk_db_open(&other, "sqlite::memory:"), 0);
     unsigned char a[SOUK_PAGE_SECRET_BYTES], b[SOUK_PAGE_SECRET_BYTES], c[SOUK_PAGE_SECRET_BYTES],
         zero[SOUK_PAGE_SECRET_BYTES] = {0};
     assert_int_equal(souk_page_secret(one, a), 0);
@@ -183,7 +183,7 @@ static void test_secret_one_per_database(void **state)
     souk_db_close(one);
     souk_db_close(two);
     souk_db_close(other);
-    unlink(path);
+    unlink(path + 7); /* without "sqlite:" */
     snprintf(path, sizeof(path), "%s/t.db-wal", dir);
     unlink(path);
     snprintf(path, sizeof(path), "%s/t.db-shm", dir);
