@@ -683,10 +683,15 @@ static struct souk_stmt *pg_query(struct souk_db *base, const char *sql, const c
             return NULL;
         }
     }
-    if (ensure(db) != 0)
+    int rc = ensure(db);
+    if (rc == 0 && st->gen != db->gen)
+        rc = prepare(db, st, fmt);
+    if (rc == SOUK_EDB || rc == SOUK_EINVAL) /* the statement cannot be made: bad SQL */
         return NULL;
-    if (st->gen != db->gen && prepare(db, st, fmt) != 0)
-        return NULL;
+    if (rc != 0) { /* the server away or busy: the first step says so */
+        st->err = rc;
+        return &st->base;
+    }
     PGresult *res = PQexecPrepared(db->conn, st->name, st->nparams, values, NULL, NULL, 0);
     if (settle(db, res) == 0) {
         st->res = res;

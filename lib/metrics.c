@@ -173,6 +173,7 @@ struct souk_metric {
     struct child *children;
     double (*fn)(void *);
     void *arg;
+    double fn_value; /* what fn said for the render in progress */
 };
 
 static struct souk_metric *families, **families_tail = &families;
@@ -346,9 +347,35 @@ static void render_histogram(struct buf *b, const struct souk_metric *m)
     }
 }
 
+/* Ask every gauge callback for its value, without the lock: a callback may query a
+ * database (seconds, when the server is away) and count a metric itself (a failed
+ * query does), which under the lock would stall every request or deadlock. */
+static void call_gauge_fns(void)
+{
+    size_t n = 0, i = 0;
+    pthread_mutex_lock(&lock);
+    for (struct souk_metric *m = families; m; m = m->next)
+        n += m->kind == GAUGE_FN;
+    struct souk_metric **fns = souk_xcalloc(n + 1, sizeof(*fns));
+    for (struct souk_metric *m = families; m && i < n; m = m->next)
+        if (m->kind == GAUGE_FN)
+            fns[i++] = m;
+    pthread_mutex_unlock(&lock);
+    double *values = souk_xcalloc(n + 1, sizeof(*values));
+    for (i = 0; i < n; i++)
+        values[i] = fns[i]->fn(fns[i]->arg);
+    pthread_mutex_lock(&lock);
+    for (i = 0; i < n; i++)
+        fns[i]->fn_value = values[i];
+    pthread_mutex_unlock(&lock);
+    free(values);
+    free(fns);
+}
+
 static void render_domain(struct buf *b)
 {
     static const char *const types[] = {"counter", "gauge", "gauge", "histogram"};
+    call_gauge_fns();
     pthread_mutex_lock(&lock);
     for (struct souk_metric *m = families; m; m = m->next) {
         bprintf(b, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name, types[m->kind]);
@@ -357,7 +384,7 @@ static void render_domain(struct buf *b)
             continue;
         }
         if (m->kind == GAUGE_FN) {
-            bprintf(b, "%s %.17g\n", m->name, m->fn(m->arg));
+            bprintf(b, "%s %.17g\n", m->name, m->fn_value);
             continue;
         }
         if (m->nlabels == 0 && m->children == NULL)

@@ -130,9 +130,11 @@ def run_cart_on_postgresql(cart, users, catalog, orders, pg, tmp_path):
     pg.stop()
     try:
         for _ in range(4):
-            assert_problem(requests.get(cart.url + "/api/v1/cart", headers=h, timeout=10), 503)
+            r = requests.get(cart.url + "/api/v1/cart", headers=h, timeout=10)
+            assert_problem(r, 503, "unavailable")
+            assert int(r.headers["Retry-After"]) > 0
             assert_problem(requests.put(cart.url + f"/api/v1/cart/items/{p2['id']}", headers=h,
-                                        json={"quantity": 1}, timeout=10), 503)
+                                        json={"quantity": 1}, timeout=10), 503, "unavailable")
         assert requests.get(cart.url + "/readyz", timeout=10).status_code == 503
         assert cart.proc.poll() is None
     finally:
@@ -144,9 +146,19 @@ def run_cart_on_postgresql(cart, users, catalog, orders, pg, tmp_path):
     assert r.status_code == 200 and len(r.json()["items"]) == 2, r.text
     wait_for(lambda: requests.get(cart.url + "/readyz", timeout=5).status_code == 200, 20,
              what="ready again")
+    metrics = requests.get(cart.url + "/metrics", timeout=5).text
+    assert metric(metrics, "souk_db_reconnects_total") >= 1
+    assert metric(metrics, 'souk_db_errors_total{kind="unavailable"}') >= 1
     text = open(cart.log_path).read()
     assert '"database connection lost"' in text and '"database reconnected"' in text
     assert pg.password_file("cart") not in text and open(pg.password_file("cart")).read().strip() not in text
+
+
+def metric(text, name):
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"no {name} in /metrics")
 
 
 def test_replicas_migrate_once_and_keep_to_their_database(services, tmp_path, pg):

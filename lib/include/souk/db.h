@@ -92,9 +92,10 @@ int souk_db_schema(struct souk_db *db, const char *sql);
 /* Run sql (several statements allowed, no parameters). */
 int souk_db_exec(struct souk_db *db, const char *sql);
 /* Prepare (cached) and bind; step it with souk_stmt_step(). Strings are copied or
- * sent before it returns. NULL on error (logged unless it is a conflict or busy):
- * souk_db_last_error() says which. With PostgreSQL the statement has run when this
- * returns: its error, if any, is the first souk_stmt_step()'s. */
+ * sent before it returns. NULL only when the statement cannot be made (bad SQL, a
+ * bad format; logged): souk_db_last_error() says which. A failure to run it — the
+ * database busy or unreachable, a constraint — is the first souk_stmt_step()'s
+ * (with PostgreSQL the statement has run when this returns). */
 struct souk_stmt *souk_db_query(struct souk_db *db, const char *sql, const char *fmt, ...);
 struct souk_stmt *souk_db_vquery(struct souk_db *db, const char *sql, const char *fmt, va_list ap);
 /* Prepare, bind, step to completion. Returns the number of rows changed, or a negative

@@ -677,8 +677,13 @@ static void test_server_down(void **state)
     pg_cmd("stop");
     /* every call fails with SOUK_EUNAVAIL, at once, and nothing crashes */
     for (int i = 0; i < 3; i++) {
-        assert_null(souk_db_query(db, "SELECT 1", NULL));
+        struct souk_stmt *st = souk_db_query(db, "SELECT 1", NULL); /* its step says why */
+        assert_non_null(st);
+        assert_int_equal(souk_stmt_step(st), SOUK_EUNAVAIL);
+        assert_int_equal(souk_stmt_step(st), SOUK_DONE);
         assert_int_equal(souk_db_last_error(db), SOUK_EUNAVAIL);
+        int64_t n = 0;
+        assert_int_equal(souk_db_int(db, &n, "SELECT count(*) FROM t", NULL), SOUK_EUNAVAIL);
         assert_int_equal(souk_db_begin(db), SOUK_EUNAVAIL);
         souk_db_rollback(db);
         assert_int_equal(souk_db_ping(db), SOUK_EUNAVAIL);
