@@ -833,10 +833,14 @@ static json_t *pg_row_json(struct souk_stmt *stmt)
 
 /* ---- transactions ---- */
 
+static void pg_rollback(struct souk_db *base);
+
 static int pg_begin(struct souk_db *base, enum souk_tx_mode mode)
 {
     struct pg_db *db = pg(base);
-    if (db->in_tx && !db->broken) {
+    if (db->broken) /* a new unit of work: the lost transaction is given up */
+        pg_rollback(base);
+    if (db->in_tx) {
         souk_error("db begin: a transaction is already open", NULL);
         return fail(db, SOUK_EDB);
     }

@@ -160,7 +160,8 @@ static inline bool souk_db_retryable(int rc) { return rc == SOUK_EBUSY || rc == 
 /* Reconnection (PostgreSQL): a connection found broken (the server restarted, the
  * network failed) is reopened by the next call that is not inside a transaction.
  * A call inside a transaction whose connection broke fails with SOUK_EUNAVAIL, as
- * does every later one until the caller rolls back. A server that said goodbye
+ * does every later one until the caller rolls back (or begins anew, which gives the
+ * lost transaction up). A server that said goodbye
  * while the connection sat idle is reconnected to before the call runs, so the
  * first statement after a restart works. Failed reconnects back off (up to 2 s). */
 

@@ -668,6 +668,13 @@ static void test_restart_inside_a_transaction(void **state)
     assert_int_equal(souk_db_run(db, "INSERT INTO t (id) VALUES ('d')", NULL), 1);
     assert_int_equal(souk_db_commit(db), 0);
     assert_int_equal(count(db, "SELECT count(*) FROM t"), 1);
+    /* a caller that begins again without rolling back the lost one gives it up */
+    assert_int_equal(souk_db_begin(db), 0);
+    assert_int_equal(souk_db_run(db, "INSERT INTO t (id) VALUES ('e')", NULL), 1);
+    pg_cmd("restart");
+    assert_int_equal(souk_db_run(db, "INSERT INTO t (id) VALUES ('f')", NULL), SOUK_EUNAVAIL);
+    assert_int_equal(souk_db_tx(db, add_row, &(struct tally){0}), 41);
+    assert_int_equal(count(db, "SELECT count(*) FROM t"), 2);
 }
 
 static void test_server_down(void **state)
