@@ -24,7 +24,7 @@ static struct souk_db *db;
 static int setup(void **state)
 {
     (void)state;
-    if (souk_db_open(&db, ":memory:") != 0 || souk_db_migrate(db, service_migrations) != 0)
+    if (souk_db_open(&db, "sqlite::memory:") != 0 || souk_db_migrate(db, service_migrations) != 0)
         return -1;
     /* big enough that a scan and a seek differ; seeding takes the bulk path */
     if (catalog_seed_size("3000") != 0 || catalog_seed(db) != 0)
