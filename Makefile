@@ -16,7 +16,7 @@ B := build/san
 endif
 
 CC ?= cc
-PKGS := libmicrohttpd jansson sqlite3 libcurl libsodium librhonabwy libpq librabbitmq libprotobuf-c
+PKGS := libmicrohttpd jansson sqlite3 libpq libcurl libsodium librhonabwy librabbitmq libprotobuf-c
 # gRPC core without TLS (calls between services are plain, like their HTTP; ~3 MB less
 # RSS than libgrpc, docs/grpc.md); as-needed so that the supervisor does not load it
 GRPC_LIBS := -Wl,--push-state,--as-needed -lgrpc_unsecure -lgpr -Wl,--pop-state
