@@ -16,7 +16,7 @@ B := build/san
 endif
 
 CC ?= cc
-PKGS := libmicrohttpd jansson sqlite3 libpq libcurl libsodium librhonabwy librabbitmq libprotobuf-c
+PKGS := libmicrohttpd jansson sqlite3 libpq libcurl libsodium librhonabwy librabbitmq libprotobuf-c rdkafka
 # gRPC core without TLS (calls between services are plain, like their HTTP; ~3 MB less
 # RSS than libgrpc, docs/grpc.md); as-needed so that the supervisor does not load it
 GRPC_LIBS := -Wl,--push-state,--as-needed -lgrpc_unsecure -lgpr -Wl,--pop-state
@@ -47,7 +47,8 @@ LIB_OBJ += $(patsubst $(B)/gen/%.c,$(B)/obj/gen/%.o,$(KIT_PB_C))
 PROTO_LIB := $(B)/libsouk_proto.a
 PROTO_OBJ := $(patsubst $(B)/gen/%.c,$(B)/obj/gen/%.o,$(API_PB_C))
 SERVICES := $(patsubst services/%/main.c,%,$(wildcard services/*/main.c))
-BINS := $(SERVICES:%=$(B)/bin/%) $(B)/bin/souk
+TOOLS := $(patsubst tools/%.c,$(B)/bin/%,$(wildcard tools/*.c))
+BINS := $(SERVICES:%=$(B)/bin/%) $(B)/bin/souk $(TOOLS)
 
 UNIT_LIB_SRC := $(wildcard tests/unit/lib/*.c)
 UNIT_SVC_SRC := $(wildcard tests/unit/services/*/*.c)
@@ -130,6 +131,12 @@ CLI_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(wildcard cli/*.c))
 $(B)/bin/souk: $(CLI_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# tools/: small programs for tests and local runs (kafka-mock: librdkafka's mock cluster)
+$(B)/bin/%: $(B)/obj/tools/%.o
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $< $(shell pkg-config --libs rdkafka 2>/dev/null) -pthread
+.SECONDARY: $(TOOLS:$(B)/bin/%=$(B)/obj/tools/%.o)
 
 $(B)/tests/unit/lib/%: tests/unit/lib/%.c $(LIB) $(PROTO_LIB)
 	@mkdir -p $(@D)
@@ -218,7 +225,7 @@ fuzz:
 .SECONDARY: $(patsubst %.c,build/fuzz/obj/%.o,$(LIB_SRC) services/users/form.c) $(FUZZ_GEN_OBJ)
 
 # every C file of ours (not the peers'), in the house format of .clang-format
-FMT_FILES = $(shell find lib services cli tests/unit tests/fuzz tests/grpc bench/db -name '*.[ch]' | sort)
+FMT_FILES = $(shell find lib services cli tools tests/unit tests/fuzz tests/grpc bench/db -name '*.[ch]' | sort)
 fmt:
 	clang-format -i $(FMT_FILES)
 fmt-check:
