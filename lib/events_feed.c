@@ -123,7 +123,7 @@ const struct souk_route souk__feed_routes[] = {
     {NULL, NULL, NULL, 0, NULL, 0},
 };
 
-/* Delete outbox rows (amqp: only confirmed ones) and inbox rows past the
+/* Delete outbox rows (amqp, kafka: only confirmed ones) and inbox rows past the
  * retention, remembering the highest seq deleted so late cursors get 410. */
 void souk__ev_prune(struct souk_db *db)
 {
@@ -134,11 +134,11 @@ void souk__ev_prune(struct souk_db *db)
     if (souk_db_int(db, &top,
                     "SELECT coalesce(max(seq), 0) FROM souk_outbox WHERE created_ms < ?"
                     " AND (? = 0 OR sent_ms IS NOT NULL)",
-                    "ib", cutoff, souk__ev.amqp) < 0 ||
+                    "ib", cutoff, souk__ev.broker) < 0 ||
         souk_db_run(db,
                     "DELETE FROM souk_outbox WHERE seq <= ? AND created_ms < ?"
                     " AND (? = 0 OR sent_ms IS NOT NULL)",
-                    "iib", top, cutoff, souk__ev.amqp) < 0 ||
+                    "iib", top, cutoff, souk__ev.broker) < 0 ||
         (top > 0 && souk_db_run(db,
                                 "INSERT INTO souk_outbox_meta (k, v) VALUES ('pruned_through', ?)"
                                 " ON CONFLICT(k) DO UPDATE SET v = " SOUK_SQL_GREATEST
@@ -346,7 +346,7 @@ int souk__feed_start(void)
     /* the waiter also prunes, which consumers need for their inbox */
     if ((svc->publishes || svc->subscriptions != NULL) && souk__ev_spawn(waiter_main, NULL) != 0)
         return SOUK_ENOMEM;
-    if (souk__ev.amqp)
+    if (souk__ev.broker)
         return 0; /* consumers read the broker instead */
     nfollowers = 0;
     for (const struct souk_subscription *s = svc->subscriptions; s != NULL && s->type != NULL;

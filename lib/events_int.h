@@ -1,12 +1,14 @@
 /* events_int.h: what the events modules share (events.c: envelope, outbox,
  * inbox and delivery; events_feed.c: the HTTP feed and its consumers;
- * events_amqp.c: the RabbitMQ relay and consumers). Not a public contract. */
+ * events_amqp.c: the RabbitMQ relay and consumers; events_kafka.c: the Kafka
+ * relay and consumers). Not a public contract. */
 #ifndef SOUK_EVENTS_INT_H
 #define SOUK_EVENTS_INT_H
 
 #include <jansson.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "souk/events.h"
@@ -18,12 +20,14 @@
 #define SOUK__EV_SOURCE   "urn:souk:" /* envelope sources are "urn:souk:<service>" */
 
 struct souk__ev_conf {
-    const char *transport; /* "feed" or an amqp:// URL */
-    bool amqp;
-    int64_t retention_s;  /* outbox (and inbox) rows kept this long */
-    int64_t wait_s;       /* long-poll wait a feed consumer asks for */
-    int64_t max_attempts; /* permanent failures before dead-lettering */
-    int64_t retry_ms;     /* first retry delay; doubles up to retry_max_ms */
+    const char *transport; /* "feed", an amqp:// or a kafka:// URL */
+    bool amqp, kafka;
+    bool broker;              /* amqp or kafka: outbox rows are relayed, sent_ms marks them */
+    const char *kafka_config; /* a librdkafka properties file, or "" */
+    int64_t retention_s;      /* outbox (and inbox) rows kept this long */
+    int64_t wait_s;           /* long-poll wait a feed consumer asks for */
+    int64_t max_attempts;     /* permanent failures before dead-lettering */
+    int64_t retry_ms;         /* first retry delay; doubles up to retry_max_ms */
     int64_t retry_max_ms;
     int64_t batch; /* events per feed page / relay round */
 };
@@ -74,7 +78,13 @@ void souk__ev_prune(struct souk_db *db);
 int souk__amqp_start(void);
 void souk__amqp_stop(void);
 
-/* Thread bookkeeping shared by both transports. */
+/* Kafka. The URL parser is separate for the unit tests: "kafka://h:p[,h:p…]" into
+ * librdkafka's "h:p,h:p"; 0, or SOUK_EINVAL with why (which never quotes the URL). */
+int souk__kafka_start(void);
+void souk__kafka_stop(void);
+int souk__kafka_parse_url(const char *url, char *out, size_t cap, char *why, size_t whycap);
+
+/* Thread bookkeeping shared by the transports. */
 int souk__ev_spawn(void *(*fn)(void *), void *arg);
 void souk__ev_join_all(int64_t ms);
 
