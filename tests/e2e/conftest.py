@@ -1,15 +1,22 @@
 """Shared fixtures for black-box tests: start the real service binaries on free
-loopback ports, each in its own temporary SOUK_VAR, and stop them by PID."""
+loopback ports, each in its own temporary SOUK_VAR, and stop them by PID.
+SOUK_TEST_EVENTS=feed|amqp|kafka picks the event transport of every service a test
+starts without choosing one itself (default feed): a fresh kafka-mock cluster per
+test, or one private RabbitMQ node whose souk queues are emptied before each test."""
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 
 import pytest
 import requests
+
+from brokers import KafkaMock, RabbitNode
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("SOUK_BUILD_DIR", os.path.join(REPO, "build"))
@@ -85,6 +92,79 @@ def assert_problem(resp, status, code=None):
 _started = []   # every process a Service started, for the end-of-session sweep
 
 
+class _Transport:
+    """The broker behind SOUK_TEST_EVENTS, started when a service first asks for it.
+    kafka: a cluster per test (topics and groups start empty); one for the session's
+    own fixtures, which start before any test. amqp: one node for the session; each
+    test begins with the services' queues deleted (nothing left from the last test)."""
+
+    KINDS = ("feed", "amqp", "kafka")
+
+    def __init__(self):
+        self.kind = os.environ.get("SOUK_TEST_EVENTS", "feed")
+        if self.kind not in self.KINDS:
+            raise pytest.UsageError(f"SOUK_TEST_EVENTS={self.kind!r}: expected one of {self.KINDS}")
+        self.in_test = False
+        self.test_mock = self.session_mock = self.rabbit = None
+        self.rabbit_dir = None
+
+    def url(self):
+        if self.kind == "kafka":
+            if not self.in_test:
+                self.session_mock = self.session_mock or KafkaMock(BIN).start()
+                return self.session_mock.url
+            self.test_mock = self.test_mock or KafkaMock(BIN).start()
+            return self.test_mock.url
+        if self.kind == "amqp":
+            if self.rabbit is None:
+                self.rabbit_dir = tempfile.mkdtemp(prefix="souk-rabbit-")
+                self.rabbit = RabbitNode(self.rabbit_dir).start()
+            return self.rabbit.url
+        return None
+
+    def begin_test(self):
+        self.in_test = True
+        if self.rabbit is not None:
+            self.rabbit.delete_queues(*[f"souk.{n}{s}" for n in SERVICES for s in ("", ".dlq")])
+
+    def end_test(self):
+        self.in_test = False
+        if self.test_mock is not None:
+            self.test_mock.stop()
+            self.test_mock = None
+
+    def close(self):
+        if self.session_mock is not None:
+            self.session_mock.stop()
+        if self.rabbit is not None:
+            self.rabbit.close()
+            shutil.rmtree(self.rabbit_dir, ignore_errors=True)
+
+
+_transport = _Transport()
+
+
+def events_env(env):
+    """{"SOUK_EVENTS": url} for SOUK_TEST_EVENTS, unless env picks a transport itself."""
+    if env and "SOUK_EVENTS" in env:
+        return {}
+    url = _transport.url()
+    return {"SOUK_EVENTS": url} if url else {}
+
+
+@pytest.fixture(autouse=True)
+def _events_transport():
+    _transport.begin_test()
+    yield
+    _transport.end_test()   # after the test's own fixtures stopped its services
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _events_transport_session():
+    yield
+    _transport.close()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _no_process_outlives_the_session():
     """Belt and braces: a fixture that failed half-way must not leave a service
@@ -118,6 +198,7 @@ class Service:
             "SOUK_DB": f"sqlite:{self.var}/db/{name}.db",
             "SOUK_LOG_LEVEL": "info",
         })
+        self.env.update(events_env(env))
         self.env.update(env or {})
         self.proc = None
         self.log_path = os.path.join(self.var, "log", f"{name}-{self.port}.log")
@@ -218,6 +299,7 @@ class Platform:
         self.env = dict(os.environ)
         self.env.update({"SOUK_VAR": self.var, "SOUK_PORT_BASE": str(self.base),
                          "SOUK_BIN_DIR": BIN})
+        self.env.update(events_env(env))
         self.env.update(env or {})
 
     def souk(self, *args, timeout=60, check=True):

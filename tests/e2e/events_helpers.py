@@ -1,11 +1,14 @@
 """Helpers for the events and notify black-box tests: a fake producer serving a
 feed (and a token endpoint) the way a souk service does, an SMTP sink
-(aiosmtpd writing a Maildir), and the JSON Schemas of api/events/."""
+(aiosmtpd writing a Maildir), the JSON Schemas of api/events/, and what the
+broker transports' tests share (registering users, mails, rows, metrics)."""
 import email
 import email.policy
 import http.server
 import json
 import os
+import re
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -15,10 +18,12 @@ import uuid
 from datetime import datetime, timezone
 
 import jsonschema
+import requests
 
 from conftest import REPO, free_port
 
 SCHEMAS = os.path.join(REPO, "api", "events")
+PASSWORD = "correct horse battery"
 
 
 def schema_for(event_type):
@@ -171,3 +176,34 @@ def wait_for(pred, timeout=20.0, interval=0.1, what="condition"):
             return v
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+# ---- shared by the broker transports' tests (env has .users and .sink) ----
+
+def register(env, name="Ada"):
+    email = f"{name.lower()}-{uuid.uuid4().hex[:10]}@example.com"
+    r = requests.post(env.users.url + "/api/v1/users",
+                      json={"email": email, "password": PASSWORD, "name": name}, timeout=30)
+    assert r.status_code == 201, r.text
+    return email
+
+
+def mailed(env):
+    return sorted(m["To"].addresses[0].addr_spec for m in env.sink.messages())
+
+
+def db_rows(svc, sql, *args):
+    con = sqlite3.connect(os.path.join(svc.var, "db", f"{svc.name}.db"), timeout=10)
+    try:
+        return con.execute(sql, args).fetchall()
+    finally:
+        con.close()
+
+
+def metric(svc, name, **labels):
+    """The value of one sample of the service's /metrics (0 when absent)."""
+    text = requests.get(svc.url + "/metrics", timeout=10).text
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    pat = re.compile("^" + re.escape(name) + (r"\{" + re.escape(want) + r"\}" if want else "") + r" (\S+)$", re.M)
+    m = pat.search(text)
+    return float(m.group(1)) if m else 0.0

@@ -4,137 +4,28 @@ real notify consuming its durable queue and mailing a real SMTP sink. Run:
 /usr/bin/python3 -m pytest tests/e2e/test_events_amqp.py"""
 import json
 import os
-import re
 import secrets
 import signal
-import socket
-import sqlite3
-import subprocess
 import threading
 import time
-import uuid
 
 import pika
 import pytest
 import requests
 
+from brokers import RabbitNode
 from conftest import Service, free_port
-from events_helpers import SmtpSink, envelope, wait_for
+from events_helpers import (PASSWORD, SmtpSink, db_rows, envelope, mailed, metric, register,
+                            wait_for)
 
-PASSWORD = "correct horse battery"
-RABBIT_BIN = "/usr/lib/rabbitmq/bin"
-START_TIMEOUT = 60
 EXCHANGE = "souk.events"
 QUEUE = "souk.notify"
 DLQ = "souk.notify.dlq"
 
 
-class Broker:
-    """A private RabbitMQ node on loopback ports, its files under one directory."""
-
-    def __init__(self, base):
-        self.base = str(base)
-        self.port = free_port()
-        self.node = f"souk-test-{uuid.uuid4().hex[:8]}@localhost"
-        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/%2f"
-        plugins = os.path.join(self.base, "enabled_plugins")
-        os.makedirs(os.path.join(self.base, "home"), exist_ok=True)
-        with open(plugins, "w") as f:
-            f.write("[].\n")
-        # Erlang must resolve the node's host without /etc/hosts (a bare debootstrap
-        # root has none): name it in the node's own resolver table.
-        inetrc = os.path.join(self.base, "inetrc")
-        with open(inetrc, "w") as f:
-            f.write('{host, {127,0,0,1}, ["localhost"]}.\n{lookup, [file, native]}.\n')
-        self.env = dict(os.environ)
-        self.env.update({
-            "HOME": os.path.join(self.base, "home"),
-            "RABBITMQ_MNESIA_BASE": os.path.join(self.base, "mnesia"),
-            "RABBITMQ_LOG_BASE": os.path.join(self.base, "log"),
-            "RABBITMQ_NODENAME": self.node,
-            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-            "RABBITMQ_NODE_PORT": str(self.port),
-            "RABBITMQ_DIST_PORT": str(free_port()),
-            "ERL_EPMD_PORT": str(free_port()),
-            "ERL_EPMD_ADDRESS": "127.0.0.1",
-            "RABBITMQ_ENABLED_PLUGINS_FILE": plugins,
-            "ERL_INETRC": inetrc,
-        })
-        self.proc = None
-
-    def start(self):
-        out = open(os.path.join(self.base, "server.out"), "ab")
-        # its own session: the node's helpers (inet_gethost…) die with its group
-        self.proc = subprocess.Popen([os.path.join(RABBIT_BIN, "rabbitmq-server")], env=self.env,
-                                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        out.close()
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"rabbitmq-server exited {self.proc.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("rabbitmq did not open its AMQP port")
-
-    def ctl(self, *args, timeout=60):
-        return subprocess.run([os.path.join(RABBIT_BIN, "rabbitmqctl"), "-n", self.node, *args],
-                              env=self.env, capture_output=True, text=True, timeout=timeout)
-
-    def stop(self):
-        """rabbitmqctl shutdown; the process (group) is killed by id if it lingers."""
-        if self.proc is None:
-            return
-        try:
-            if self.proc.poll() is None:
-                self.ctl("shutdown")
-                self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-        finally:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.proc.wait()
-
-    def close(self):
-        try:
-            self.stop()
-        finally:
-            subprocess.run(["epmd", "-kill"], env=self.env, capture_output=True, timeout=30)
-
-    def connect(self):
-        return pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", self.port,
-                                                                 connection_attempts=3, retry_delay=1))
-
-    def queue(self, name):
-        """(messages ready, consumers) of a queue, or None when it does not exist."""
-        conn = self.connect()
-        try:
-            ok = conn.channel().queue_declare(name, passive=True)
-            return ok.method.message_count, ok.method.consumer_count
-        except pika.exceptions.ChannelClosedByBroker:
-            return None
-        finally:
-            if conn.is_open:
-                conn.close()
-
-    def delete_queues(self, *names):
-        conn = self.connect()
-        try:
-            ch = conn.channel()
-            for n in names:
-                ch.queue_delete(n)
-        finally:
-            conn.close()
-
-
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory):
-    b = Broker(tmp_path_factory.mktemp("rabbitmq"))
+    b = RabbitNode(tmp_path_factory.mktemp("rabbitmq"))
     try:
         b.start()
         yield b
@@ -171,35 +62,6 @@ def start_notify(env):
     """Start notify and wait until it consumes its queue (the queue exists from then on)."""
     env.notify.start()
     wait_for(lambda: (env.broker.queue(QUEUE) or (0, 0))[1] == 1, what="notify consuming souk.notify")
-
-
-def register(env, name="Ada"):
-    email = f"{name.lower()}-{uuid.uuid4().hex[:10]}@example.com"
-    r = requests.post(env.users.url + "/api/v1/users",
-                      json={"email": email, "password": PASSWORD, "name": name}, timeout=30)
-    assert r.status_code == 201, r.text
-    return email
-
-
-def mailed(env):
-    return sorted(m["To"].addresses[0].addr_spec for m in env.sink.messages())
-
-
-def db_rows(svc, sql, *args):
-    con = sqlite3.connect(os.path.join(svc.var, "db", f"{svc.name}.db"), timeout=10)
-    try:
-        return con.execute(sql, args).fetchall()
-    finally:
-        con.close()
-
-
-def metric(svc, name, **labels):
-    """The value of one sample of the service's /metrics (0 when absent)."""
-    text = requests.get(svc.url + "/metrics", timeout=10).text
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    pat = re.compile("^" + re.escape(name) + (r"\{" + re.escape(want) + r"\}" if want else "") + r" (\S+)$", re.M)
-    m = pat.search(text)
-    return float(m.group(1)) if m else 0.0
 
 
 def test_registration_delivers_welcome_mail_and_in_app_notification(env):

@@ -33,6 +33,7 @@ def notify_service(tmp_path, producers, smtp_url, **extra):
         "SOUK_ORDERS_URL": producers["orders"].url,
         "SOUK_PAYMENTS_URL": producers["payments"].url,
         "SOUK_SMTP_URL": smtp_url,
+        "SOUK_EVENTS": "feed",   # the fake producers serve feeds, whatever SOUK_TEST_EVENTS says
         "SOUK_EVENTS_WAIT": "2",
         "SOUK_EVENTS_MAX_ATTEMPTS": "2",
         "SOUK_EVENTS_RETRY_MS": "50",

@@ -26,14 +26,16 @@ def env(tmp_path):
     clients = tmp_path / "clients.json"
     clients.write_text(json.dumps({"notify": secret}))
     os.chmod(clients, 0o600)
-    users = Service("users", tmp_path, {"SOUK_CLIENTS_FILE": str(clients), "SOUK_ACCESS_LOG": "false"})
+    # the feed transport under test, whatever SOUK_TEST_EVENTS says
+    users = Service("users", tmp_path, {"SOUK_CLIENTS_FILE": str(clients), "SOUK_ACCESS_LOG": "false",
+                                        "SOUK_EVENTS": "feed"})
     users.start()
     others = [FakeProducer("orders"), FakeProducer("payments")]
     sink = SmtpSink(tmp_path / "maildir").start()
     notify = Service("notify", tmp_path, {
         "SOUK_USERS_URL": users.url, "SOUK_ORDERS_URL": others[0].url,
         "SOUK_PAYMENTS_URL": others[1].url, "SOUK_CLIENT_ID": "notify",
-        "SOUK_CLIENT_SECRET": secret, "SOUK_SMTP_URL": sink.url, "SOUK_EVENTS_WAIT": "2",
+        "SOUK_CLIENT_SECRET": secret, "SOUK_SMTP_URL": sink.url, "SOUK_EVENTS": "feed", "SOUK_EVENTS_WAIT": "2",
         "SOUK_ACCESS_LOG": "false"})
     e = type("Env", (), {})()
     e.users, e.notify, e.sink, e.secret = users, notify, sink, secret
