@@ -9,7 +9,7 @@ import uuid
 
 import requests
 
-from conftest import BIN, Platform
+from conftest import BIN, REPO, Platform
 
 
 def wait_until(cond, timeout, what):
@@ -147,7 +147,10 @@ def test_sigkill_catalog_comes_back_with_data(platform):
 
 def test_every_built_service_is_up_and_ready(platform):
     platform.up()
-    built = [n for n in os.listdir(BIN) if n != "souk" and os.access(os.path.join(BIN, n), os.X_OK)]
+    # the services among the binaries (build/bin also holds souk and tools such as kafka-mock)
+    built = [n for n in os.listdir(BIN) if os.access(os.path.join(BIN, n), os.X_OK)
+             and os.path.exists(os.path.join(REPO, "services", n, "main.c"))]
+    assert len(built) >= 7, built
     state = platform.state()
     for name in built:
         assert (name, 0) in state, name
@@ -166,6 +169,9 @@ def test_replicas_behind_the_gateway_survive_a_sigkill(tmp_path):
         state = p.state()
         assert ("catalog", 1) in state
         gw = p.url("gateway")
+        # until the gateway's health checks have found a catalog replica
+        wait_until(lambda: requests.get(gw + "/api/v1/products", timeout=2).status_code == 200, 30,
+                   "the gateway routing the catalog")
         ids = product_ids(gw)[:50]
         errors, done = [], threading.Event()
         count = [0]

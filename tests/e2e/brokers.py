@@ -1,0 +1,202 @@
+"""Private message brokers for the black-box tests, each under a temporary directory
+and stopped by PID: a RabbitMQ node (RECIPES) and librdkafka's mock Kafka cluster
+(build/bin/kafka-mock: a test double of the Kafka protocol, kept in memory, not a
+durable broker). Used by the events tests and by conftest's SOUK_TEST_EVENTS switch."""
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import time
+import uuid
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class KafkaMock:
+    """build/bin/kafka-mock N: N brokers on loopback ports; commands on its stdin
+    (down ID|all, up ID|all, topic NAME PARTITIONS), each answered by one line."""
+
+    def __init__(self, bin_dir, brokers=3):
+        self.binary = os.path.join(bin_dir, "kafka-mock")
+        self.brokers = brokers
+        self.proc = None
+        self.bootstrap = None
+        self.url = None
+
+    def start(self):
+        self.proc = subprocess.Popen([self.binary, str(self.brokers)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.bootstrap = self._line(15)
+        assert self.bootstrap.count(":") == self.brokers, self.bootstrap
+        self.url = "kafka://" + self.bootstrap
+        return self
+
+    def _line(self, timeout):
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            raise RuntimeError("kafka-mock did not answer")
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"kafka-mock exited {self.proc.poll()}")
+        return line.strip()
+
+    def command(self, line):
+        """Send one command; returns its answer, which must be "ok"."""
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        answer = self._line(15)
+        assert answer == "ok", f"{line}: {answer}"
+        return answer
+
+    def stop(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout):
+            f.close()
+
+    # ---- a stock client: kcat (Debian's kafkacat) ----
+    def kcat(self, *args, data=None, timeout=30):
+        return subprocess.run(["kcat", "-b", self.bootstrap, *args], input=data, capture_output=True,
+                              timeout=timeout, check=True)
+
+    def produce(self, topic, value, key=None, headers=()):
+        """One record, value as bytes, through kcat -P (binary-safe: -D with a delimiter
+        the value never holds)."""
+        args = ["-P", "-t", topic, "-D", "\x1e", "-X", "message.max.bytes=4000000"]
+        if key is not None:
+            args += ["-k", key]
+        for k, v in headers:
+            args += ["-H", f"{k}={v}"]
+        self.kcat(*args, data=value)
+
+    def records(self, topic):
+        """Every record on the topic, as kcat -J gives them (key, payload, headers…),
+        in (partition, offset) order."""
+        out = self.kcat("-C", "-t", topic, "-o", "beginning", "-e", "-q", "-J",
+                        "-X", "fetch.message.max.bytes=4000000").stdout
+        recs = [json.loads(l) for l in out.decode(errors="replace").splitlines() if l.strip()]
+        for r in recs:   # ["k1","v1","k2","v2"] → {"k1": "v1", …}
+            h = r.get("headers") or []
+            r["headers"] = dict(zip(h[0::2], h[1::2]))
+        return sorted(recs, key=lambda r: (r["partition"], r["offset"]))
+
+
+RABBIT_BIN = "/usr/lib/rabbitmq/bin"
+RABBIT_START_TIMEOUT = 60
+
+
+class RabbitNode:
+    """A private RabbitMQ node on loopback ports, its files under one directory."""
+
+    def __init__(self, base):
+        self.base = str(base)
+        self.port = _free_port()
+        self.node = f"souk-test-{uuid.uuid4().hex[:8]}@localhost"
+        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/%2f"
+        plugins = os.path.join(self.base, "enabled_plugins")
+        os.makedirs(os.path.join(self.base, "home"), exist_ok=True)
+        with open(plugins, "w") as f:
+            f.write("[].\n")
+        # Erlang must resolve the node's host without /etc/hosts (a bare debootstrap
+        # root has none): name it in the node's own resolver table.
+        inetrc = os.path.join(self.base, "inetrc")
+        with open(inetrc, "w") as f:
+            f.write('{host, {127,0,0,1}, ["localhost"]}.\n{lookup, [file, native]}.\n')
+        self.env = dict(os.environ)
+        self.env.update({
+            "HOME": os.path.join(self.base, "home"),
+            "RABBITMQ_MNESIA_BASE": os.path.join(self.base, "mnesia"),
+            "RABBITMQ_LOG_BASE": os.path.join(self.base, "log"),
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(_free_port()),
+            "ERL_EPMD_PORT": str(_free_port()),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_ENABLED_PLUGINS_FILE": plugins,
+            "ERL_INETRC": inetrc,
+        })
+        self.proc = None
+
+    def start(self):
+        out = open(os.path.join(self.base, "server.out"), "ab")
+        # its own session: the node's helpers (inet_gethost…) die with its group
+        self.proc = subprocess.Popen([os.path.join(RABBIT_BIN, "rabbitmq-server")], env=self.env,
+                                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        out.close()
+        deadline = time.monotonic() + RABBIT_START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"rabbitmq-server exited {self.proc.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("rabbitmq did not open its AMQP port")
+
+    def ctl(self, *args, timeout=60):
+        return subprocess.run([os.path.join(RABBIT_BIN, "rabbitmqctl"), "-n", self.node, *args],
+                              env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def stop(self):
+        """rabbitmqctl shutdown; the process (group) is killed by id if it lingers."""
+        if self.proc is None:
+            return
+        try:
+            if self.proc.poll() is None:
+                self.ctl("shutdown")
+                self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        finally:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+
+    def close(self):
+        try:
+            self.stop()
+        finally:
+            subprocess.run(["epmd", "-kill"], env=self.env, capture_output=True, timeout=30)
+
+    def connect(self):
+        import pika   # only the amqp tests need it
+        return pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", self.port,
+                                                                 connection_attempts=3, retry_delay=1))
+
+    def queue(self, name):
+        """(messages ready, consumers) of a queue, or None when it does not exist."""
+        import pika
+        conn = self.connect()
+        try:
+            ok = conn.channel().queue_declare(name, passive=True)
+            return ok.method.message_count, ok.method.consumer_count
+        except pika.exceptions.ChannelClosedByBroker:
+            return None
+        finally:
+            if conn.is_open:
+                conn.close()
+
+    def delete_queues(self, *names):
+        conn = self.connect()
+        try:
+            ch = conn.channel()
+            for n in names:
+                ch.queue_delete(n)
+        finally:
+            conn.close()
