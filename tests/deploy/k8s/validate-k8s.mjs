@@ -1,11 +1,11 @@
-// Validate deploy/k8s offline: render it (`kubectl kustomize`, or a small built-in
+// Validate deploy/k8s (or a variant such as deploy/kafka) offline: render it (`kubectl kustomize`, or a small built-in
 // renderer for this kustomization's features when kubectl is absent), then check every
 // document against the Kubernetes schemas of kubernetes-models 4.x (types, required
 // fields) and against the models' declared properties (unknown fields, which the schemas
 // let through). Usage: node validate-k8s.mjs DEPLOY_K8S_DIR   (NODE_PATH: where
 // kubernetes-models and yaml are installed). Exit 0 when every document passes.
 import { execFileSync } from "node:child_process";
-import { readFileSync, existsSync } from "node:fs";
+import { readFileSync, existsSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import process from "node:process";
@@ -30,22 +30,34 @@ function render() {
   return { how: "built-in renderer", docs: miniKustomize() };
 }
 
-// The subset of kustomize this kustomization uses: resources, namespace, labels,
-// configMapGenerator literals, secretGenerator envs, images. Unknown keys are refused.
-function miniKustomize() {
-  const k = YAML.parse(readFileSync(path.join(dir, "kustomization.yaml"), "utf8"));
+// The subset of kustomize these kustomizations use: resources (files, or a base's
+// directory), namespace, labels, configMapGenerator literals (new, or behavior: merge
+// into a base's), secretGenerator envs, images. Unknown keys are refused.
+function miniKustomize(kdir = dir) {
+  const k = YAML.parse(readFileSync(path.join(kdir, "kustomization.yaml"), "utf8"));
   const known = new Set(["apiVersion", "kind", "namespace", "labels", "resources", "configMapGenerator", "secretGenerator", "images"]);
   for (const key of Object.keys(k)) if (!known.has(key)) throw new Error(`built-in renderer: unsupported kustomization field ${key}`);
   let docs = [];
-  for (const f of k.resources) docs.push(...YAML.parseAllDocuments(readFileSync(path.join(dir, f), "utf8")).map((d) => d.toJSON()).filter(Boolean));
+  for (const f of k.resources) {
+    const p = path.join(kdir, f);
+    if (statSync(p).isDirectory()) docs.push(...miniKustomize(p));
+    else docs.push(...YAML.parseAllDocuments(readFileSync(p, "utf8")).map((d) => d.toJSON()).filter(Boolean));
+  }
   for (const g of k.configMapGenerator || []) {
     const data = Object.fromEntries(g.literals.map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+    if (g.behavior === "merge") {
+      const base = docs.find((d) => d.kind === "ConfigMap" && d.metadata.name === g.name);
+      if (!base) throw new Error(`built-in renderer: no ConfigMap ${g.name} to merge into`);
+      Object.assign(base.data, data);
+      continue;
+    }
+    if (g.behavior && g.behavior !== "create") throw new Error(`built-in renderer: unsupported behavior ${g.behavior}`);
     docs.push({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: g.name }, data });
   }
   for (const g of k.secretGenerator || []) {
     const data = {};
     for (const f of g.envs || []) {
-      for (const line of readFileSync(path.join(dir, f), "utf8").split("\n")) {
+      for (const line of readFileSync(path.join(kdir, f), "utf8").split("\n")) {
         const t = line.trim();
         if (!t || t.startsWith("#")) continue;
         const i = t.indexOf("=");
