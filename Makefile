@@ -7,6 +7,7 @@
 #   make bench-db   a keyed read's latency and CPU, SQLite beside PostgreSQL (docs/db.md)
 #   make deploy-check  build the container images offline and validate deploy/ (slow)
 #   make SANITIZE=address,undefined test   the same tree with sanitizers, in build/san
+#   make e2e EVENTS=kafka   the black-box suite with every service on kafka (or amqp)
 
 SANITIZE ?=
 ifeq ($(SANITIZE),)
@@ -148,8 +149,10 @@ setup:
 unit: $(UNIT_BINS)
 	@fail=0; for t in $(UNIT_BINS); do echo "== $$t"; $$t || fail=1; done; exit $$fail
 
+# EVENTS=amqp|kafka: every service the e2e tests start without a transport of its own uses
+# that one (a private RabbitMQ node, or a kafka-mock cluster per test); default feed
 e2e: $(BINS) $(GRPC_TEST_BINS)
-	SOUK_BUILD_DIR=$(abspath $(B)) $(PYTEST) -q tests/e2e $(PYTEST_ARGS)
+	SOUK_BUILD_DIR=$(abspath $(B)) SOUK_TEST_EVENTS=$(or $(EVENTS),$(SOUK_TEST_EVENTS),feed) $(PYTEST) -q tests/e2e $(PYTEST_ARGS)
 
 test: setup
 	@$(MAKE) --no-print-directory fmt-check

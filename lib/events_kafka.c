@@ -255,11 +255,17 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     souk_metric_inc(m_errors, c->role, name);
 }
 
+/* librdkafka's own lines (syslog levels), from its threads; debug lines come only
+ * when the properties file sets `debug`, and show with SOUK_LOG_LEVEL=debug. */
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     SOUK_UNUSED(rk);
-    souk_log(level <= 3 ? SOUK_LOG_ERROR : SOUK_LOG_WARN, "kafka: librdkafka says", "{s:s,s:s}",
-             "facility", fac, "text", buf);
+    enum souk_log_level l = level <= 3   ? SOUK_LOG_ERROR
+                            : level == 4 ? SOUK_LOG_WARN
+                            : level <= 6 ? SOUK_LOG_INFO
+                                         : SOUK_LOG_DEBUG;
+    if (souk_log_enabled(l))
+        souk_log(l, "kafka: librdkafka says", "{s:s,s:s}", "facility", fac, "text", buf);
 }
 
 /* Statistics (every second, from the polling thread): brokers connected, and for the
@@ -438,13 +444,15 @@ static void mark_done(struct souk_db *db, struct relay *r)
         return;
     int64_t now = souk_wall_ms();
     bool ok = souk_db_begin(db) == 0;
-    for (struct pending *p = list; ok && p != NULL; p = p->next)
-        ok = souk_db_run(db, "UPDATE souk_outbox SET sent_ms = ? WHERE seq = ?", "ii", now,
-                         p->seq) >= 0;
-    if (ok)
-        ok = souk_db_commit(db) == 0;
-    else
-        souk_db_rollback(db);
+    if (ok) {
+        for (struct pending *p = list; ok && p != NULL; p = p->next)
+            ok = souk_db_run(db, "UPDATE souk_outbox SET sent_ms = ? WHERE seq = ?", "ii", now,
+                             p->seq) >= 0;
+        if (ok)
+            ok = souk_db_commit(db) == 0;
+        else
+            souk_db_rollback(db);
+    }
     if (!ok) {
         souk_warn("kafka: cannot mark delivered events sent; they go out again", NULL);
         r->resend = true;
@@ -507,7 +515,9 @@ static bool relay_loop(struct kclient *c, struct souk_db *db, struct relay *r)
     int resends = 0;
     while (!souk__ev_stopping() && !c->fatal) {
         size_t n = produce_rows(c->rk, db, r);
-        rd_kafka_poll(c->rk, r->outstanding > 0 ? DR_POLL_MS : 0);
+        /* reports come within a round trip; while none come (brokers away), look for
+         * new rows no more often than when idle */
+        rd_kafka_poll(c->rk, r->outstanding == 0 ? 0 : n > 0 ? DR_POLL_MS : IDLE_MS);
         mark_done(db, r);
         if (r->resend && r->outstanding == 0) {
             /* everything reported: go again from the first row still unsent, in order */
@@ -752,6 +762,20 @@ static bool handle(struct consumer *k, struct souk_db *db, const rd_kafka_messag
     struct held *h = find_held(k, topic, m->partition);
     if (h != NULL && h->until_ns != 0)
         return true; /* prefetched before the pause: it comes again after the resume */
+    if (h != NULL && m->offset != h->offset) {
+        /* resumed, and not at the held record: never go past it (librdkafka drops
+         * what was fetched before a seek, so this is a guard, not a path) */
+        souk_warn("kafka: a held partition resumed elsewhere; seeking back", "{s:s,s:i,s:I,s:I}",
+                  "topic", topic, "partition", (int)m->partition, "at", (json_int_t)m->offset,
+                  "held", (json_int_t)h->offset);
+        rd_kafka_topic_partition_list_t *l = one_partition(topic, m->partition, h->offset);
+        rd_kafka_error_t *err = rd_kafka_seek_partitions(k->c.rk, l, SEEK_MS);
+        bool ok = err == NULL && l->elems[0].err == RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (err != NULL)
+            rd_kafka_error_destroy(err);
+        rd_kafka_topic_partition_list_destroy(l);
+        return ok;
+    }
     enum souk__outcome o = SOUK__EV_DEAD;
     const char *reason = "handler failed, or the envelope is malformed";
     if (m->len > BODY_MAX) {
