@@ -46,11 +46,15 @@ class KafkaMock:
             raise RuntimeError(f"kafka-mock exited {self.proc.poll()}")
         return line.strip()
 
-    def command(self, line):
-        """Send one command; returns its answer, which must be "ok"."""
+    def ask(self, line):
+        """Send one line; returns the one-line answer."""
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
-        answer = self._line(15)
+        return self._line(15)
+
+    def command(self, line):
+        """Send one command; returns its answer, which must be "ok"."""
+        answer = self.ask(line)
         assert answer == "ok", f"{line}: {answer}"
         return answer
 

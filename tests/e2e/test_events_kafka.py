@@ -100,6 +100,21 @@ def murmur2_partition(key, partitions):
     return (h & 0x7FFFFFFF) % partitions
 
 
+def test_the_mock_tool_answers_each_command_line(kafka):
+    kafka.command("topic souk.tool 2")
+    meta = json.loads(kafka.kcat("-L", "-t", "souk.tool", "-J").stdout)
+    assert [len(t["partitions"]) for t in meta["topics"]] == [2]
+    assert len(meta["brokers"]) == 3
+    for bad in ("down 4", "down 0", "up", "up 1 2", "topic souk.x", "topic souk.x 0", "topic souk.x two",
+                "fly", "x" * 300):
+        assert kafka.ask(bad).startswith("error: "), bad
+    kafka.command("down 2")
+    kafka.command("up 2")
+    kafka.command("down all")
+    kafka.command("up all")
+    assert kafka.proc.poll() is None
+
+
 def test_registration_delivers_welcome_mail_and_in_app_notification(env):
     start_consumer(env.notify)
     email = register(env, "Ada")
