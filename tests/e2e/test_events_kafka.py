@@ -165,17 +165,22 @@ def test_a_stock_client_reads_cloudevents_keyed_by_subject(env):
 
 def test_twenty_registrations_while_notify_is_stopped(env):
     start_consumer(env.notify)
+    first = register(env, "First")
+    wait_for(lambda: len(env.sink.messages()) == 1, what="the first mail")
+    wait_for(lag_is_zero(env.notify), what="its offset committed")
     env.notify.stop()   # SIGTERM: it leaves the group
     emails = [register(env, f"U{k}") for k in range(20)]
     # the topic holds them while nobody consumes
-    wait_for(lambda: len(env.kafka.records(TOPIC)) == 20, what="20 records on souk.users")
-    assert mailed(env) == []
+    wait_for(lambda: len(env.kafka.records(TOPIC)) == 21, what="21 records on souk.users")
+    assert len(env.sink.messages()) == 1
     env.notify.start()
-    wait_for(lambda: len(env.sink.messages()) >= 20, timeout=60, what="20 mails")
+    wait_for(lambda: len(env.sink.messages()) >= 21, timeout=60, what="21 mails")
     wait_for(lag_is_zero(env.notify), what="offsets committed")
-    assert mailed(env) == sorted(emails)
-    assert db_rows(env.notify, "SELECT count(*), count(DISTINCT event_id) FROM notifications") == [(20, 20)]
+    assert mailed(env) == sorted(emails + [first])
+    assert db_rows(env.notify, "SELECT count(*), count(DISTINCT event_id) FROM notifications") == [(21, 21)]
+    # the group resumed after its committed offset: the first event was not read again
     assert metric(env.notify, "souk_events_consumed_total", type="user.registered", outcome="ok") == 20
+    assert metric(env.notify, "souk_events_consumed_total", type="user.registered", outcome="duplicate") == 0
 
 
 def test_sigkill_between_commit_and_publish_loses_nothing(env):
