@@ -142,11 +142,18 @@ class _Transport:
 
 
 _transport = _Transport()
+_feed_producers = set()   # URLs of the tests' fake feed producers (events_helpers.FakeProducer)
+
+
+def feed_producer(url):
+    """Say that url serves a fake feed: a service following it stays on feed."""
+    _feed_producers.add(url)
 
 
 def events_env(env):
-    """{"SOUK_EVENTS": url} for SOUK_TEST_EVENTS, unless env picks a transport itself."""
-    if env and "SOUK_EVENTS" in env:
+    """{"SOUK_EVENTS": url} for SOUK_TEST_EVENTS, unless env picks a transport itself or
+    points the service at a fake feed producer (which only a feed consumer reads)."""
+    if env and ("SOUK_EVENTS" in env or any(v in _feed_producers for v in env.values())):
         return {}
     url = _transport.url()
     return {"SOUK_EVENTS": url} if url else {}
@@ -182,6 +189,7 @@ class Service:
     def __init__(self, name, var_dir, env=None, port=None):
         self.name = name
         self.var = str(var_dir)
+        events = events_env(env)   # first: a broker it starts binds ports of its own
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = dict(os.environ)
@@ -198,7 +206,7 @@ class Service:
             "SOUK_DB": f"sqlite:{self.var}/db/{name}.db",
             "SOUK_LOG_LEVEL": "info",
         })
-        self.env.update(events_env(env))
+        self.env.update(events)
         self.env.update(env or {})
         self.proc = None
         self.log_path = os.path.join(self.var, "log", f"{name}-{self.port}.log")
@@ -295,11 +303,12 @@ class Platform:
 
     def __init__(self, var_dir, env=None):
         self.var = str(var_dir)
+        events = events_env(env)   # first: a broker it starts binds ports of its own
         self.base = free_port_base()
         self.env = dict(os.environ)
         self.env.update({"SOUK_VAR": self.var, "SOUK_PORT_BASE": str(self.base),
                          "SOUK_BIN_DIR": BIN})
-        self.env.update(events_env(env))
+        self.env.update(events)
         self.env.update(env or {})
 
     def souk(self, *args, timeout=60, check=True):

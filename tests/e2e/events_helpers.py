@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 import jsonschema
 import requests
 
-from conftest import REPO, free_port
+from conftest import REPO, feed_producer, free_port
 
 SCHEMAS = os.path.join(REPO, "api", "events")
 PASSWORD = "correct horse battery"
@@ -62,6 +62,7 @@ class FakeProducer:
         self.requests = 0
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        feed_producer(self.url)   # whoever follows it is a feed consumer, whatever SOUK_TEST_EVENTS says
         producer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
