@@ -189,8 +189,9 @@ def lines(tmp_path_factory):
             collected.add_text("users (broken)", f.read())
         # debug lines: a catalog whose peers are all down logs each failed call (the
         # platform's own come and go with the start-up order)
+        # (on feed whatever SOUK_TEST_EVENTS says: its failing calls are the feed's)
         lonely = Service("catalog", var / "lonely", env={"SOUK_LOG_LEVEL": "debug", "SOUK_CLIENT_ID": "catalog",
-                                                       "SOUK_CLIENT_SECRET": "0" * 64})
+                                                       "SOUK_CLIENT_SECRET": "0" * 64, "SOUK_EVENTS": "feed"})
         lonely.start()
         try:
             wait_until(lambda: any(l.get("log.level") == "debug" for l in lonely.log_lines()), 15,

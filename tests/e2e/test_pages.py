@@ -45,12 +45,15 @@ def token_of(users, email, password=PASSWORD):
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     var = tmp_path_factory.mktemp("pages")
+    # paging, not events: the feed (which this notify, holding no service credentials,
+    # never reads), whatever SOUK_TEST_EVENTS says; on a broker it would add welcome
+    # notifications while the lists are read
     users = Service("users", var, {"SOUK_CLIENTS_FILE": write_clients(var),
                                    "SOUK_ADMIN_EMAIL": ADMIN_EMAIL,
-                                   "SOUK_ADMIN_PASSWORD": ADMIN_PASSWORD})
+                                   "SOUK_ADMIN_PASSWORD": ADMIN_PASSWORD, "SOUK_EVENTS": "feed"})
     users.run("seed")
     users.start()
-    peers = {name: Service(name, var, {"SOUK_USERS_URL": users.url})
+    peers = {name: Service(name, var, {"SOUK_USERS_URL": users.url, "SOUK_EVENTS": "feed"})
              for name in ("orders", "payments", "notify")}
     for svc in peers.values():
         svc.start(wait=False)
