@@ -26,13 +26,13 @@ int cart_on_product_updated(struct souk_db *db, const struct souk_event *ev)
     const char *currency = json_string_value(json_object_get(d, "currency"));
     json_t *price = json_object_get(d, "price_cents");
     int64_t cents = json_is_integer(price) ? json_integer_value(price) : -1;
-    char now[SOUK_TIME_MAX];
-    souk_time_now(now);
+    /* updated_at is the buyer's last change to the line (order.confirmed keeps lines
+     * changed after the order was placed): a new price is not one */
     int rc = souk_db_run(db,
                          "UPDATE cart_items SET name = COALESCE(?, name),"
                          " unit_price_cents = CASE WHEN ? < 0 THEN unit_price_cents ELSE ? END,"
-                         " currency = COALESCE(?, currency), updated_at = ? WHERE product_id = ?",
-                         "SiiSss", name, cents, cents, currency, now, id);
+                         " currency = COALESCE(?, currency) WHERE product_id = ?",
+                         "SiiSs", name, cents, cents, currency, id);
     return rc < 0 ? SOUK_EDB : 0;
 }
 
