@@ -22,3 +22,38 @@ def required_peers(svc):
     peers.discard(svc)
     assert peers <= set(SERVICES), (svc, peers)
     return peers
+
+
+def _sources(svc):
+    d = os.path.join(REPO, "services", svc)
+    src = ""
+    for f in sorted(os.listdir(d)):
+        if f.endswith(".c"):
+            with open(os.path.join(d, f)) as fh:
+                src += fh.read()
+    return src
+
+
+def code_calls(svc):
+    """The peers svc calls over HTTP whatever the event transport: the SOUK_<PEER>_URL
+    its own sources read, and users (JWKS, service tokens) for every service but users."""
+    peers = {m.lower() for m in re.findall(r"SOUK_([A-Z]+)_URL", _sources(svc))} & set(SERVICES)
+    if svc != "users":
+        peers.add("users")
+    peers.discard(svc)
+    return peers
+
+
+def has_database(svc):
+    """A service with migrations keeps state: with PostgreSQL, its own database."""
+    d = os.path.join(REPO, "services", svc, "migrations")
+    return os.path.isdir(d) and any(f.endswith(".sql") for f in os.listdir(d))
+
+
+def publishes(svc):
+    return re.search(r"\.publishes\s*=\s*true", _sources(svc)) is not None
+
+
+def consumes(svc):
+    sub = re.search(r"souk_subscription\s+\w+\[\]\s*=\s*\{(.*?)\};", _sources(svc), re.S)
+    return sub is not None and re.search(r'\{\s*"\w+",', sub.group(1)) is not None

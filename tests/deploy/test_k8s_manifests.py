@@ -1,16 +1,20 @@
-"""deploy/k8s read as plain YAML (kubectl is not needed here; `make deploy-check`
-also renders it and validates against the Kubernetes schemas): per service a
-Deployment and Service with probes, limits, non-root and a read-only root; SQLite
-services at one replica with Recreate and a PVC; the gateway at two; peers, secrets
-and images wired to things that exist."""
+"""deploy/k8s read as plain YAML (kubectl is not needed here; `make test-deploy` also
+renders it and validates every document against the Kubernetes schemas): the files are
+deploy/k8s/generate's output; per service a Deployment of two replicas with probes,
+limits, non-root and a read-only root, a Service, a PodDisruptionBudget, an autoscaler
+for the scalable ones; its own PostgreSQL database (migrated by an init container) and
+the broker; PostgreSQL and RabbitMQ as StatefulSets; and NetworkPolicies that let
+exactly the calls the code makes through, evaluated pair by pair."""
 import os
 import re
+import subprocess
 
 from conftest import ADMIN_PORT, DEPLOY, SERVICES, DEFAULT_PORT, load_yaml, load_yaml_all
-from peers import required_peers
+from peers import code_calls, consumes, has_database, publishes
 
 K8S = os.path.join(DEPLOY, "k8s")
-STATELESS = {"gateway"}
+STORES = {"postgres": 5432, "rabbitmq": 5672}
+SECRET = "souk-secrets"
 
 
 def kustomization():
@@ -36,6 +40,10 @@ def container(svc):
     return pod, pod["containers"][0]
 
 
+def env_of(c):
+    return {e["name"]: e for e in c["env"]}
+
+
 def secret_keys():
     keys = set()
     with open(os.path.join(K8S, "secrets.env")) as f:
@@ -43,38 +51,85 @@ def secret_keys():
             line = line.strip()
             if line and not line.startswith("#"):
                 k, v = line.split("=", 1)
-                assert re.fullmatch(r"[A-Za-z0-9_-]+", v), k   # souk-clients-file accepts it
+                assert "placeholder" in v, f"{k}: secrets.env commits placeholders only"
                 keys.add(k)
     return keys
 
 
-def test_resources_exist_and_every_service_has_deployment_and_service():
+def gen_secrets():
+    out = subprocess.run([os.path.join(DEPLOY, "gen-secrets")], capture_output=True, text=True, check=True).stdout
+    return dict(line.split("=", 1) for line in out.split())
+
+
+def test_the_files_are_the_generators_output():
+    r = subprocess.run([os.path.join(K8S, "generate"), "--check"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_resources_exist_and_every_service_has_its_objects():
     for f in kustomization()["resources"]:
         assert os.path.exists(os.path.join(K8S, f)), f
     for svc in SERVICES:
         find("Deployment", svc)
         find("Service", svc)
+        find("PodDisruptionBudget", svc)
+        find("NetworkPolicy", svc)
+    for store in STORES:
+        find("StatefulSet", store)
+        find("Service", store)
+        find("NetworkPolicy", store)
+    assert not [o for o in objects() if o["kind"] == "PersistentVolumeClaim"], "no service keeps a volume"
 
 
-def test_replicas_strategy_and_storage_follow_statefulness():
+def test_two_replicas_rolling_with_a_disruption_budget_and_autoscalers():
     for svc in SERVICES:
         spec = find("Deployment", svc)["spec"]
+        assert spec["replicas"] == 2, svc
+        assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+        pdb = find("PodDisruptionBudget", svc)["spec"]
+        assert pdb["minAvailable"] == 1 and pdb["selector"] == spec["selector"], svc
         pod, c = container(svc)
         vols = {v["name"]: v for v in pod["volumes"]}
-        if svc in STATELESS:
-            assert spec["replicas"] == 2
-            assert spec["strategy"]["type"] == "RollingUpdate"
-            assert "emptyDir" in vols["data"]
-            assert find("PodDisruptionBudget", svc)["spec"]["minAvailable"] == 1
+        assert "emptyDir" in vols["data"] and "emptyDir" in vols["tmp"], svc
+    hpas = {o["metadata"]["name"]: o["spec"] for o in objects() if o["kind"] == "HorizontalPodAutoscaler"}
+    assert {"gateway", "catalog", "cart"} <= set(hpas) <= set(SERVICES)
+    for svc, spec in hpas.items():
+        assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": svc}
+        assert spec["minReplicas"] == 2 <= spec["maxReplicas"], svc
+        assert spec["metrics"][0]["resource"]["name"] == "cpu"
+
+
+def test_each_database_service_has_its_database_and_migrates_in_an_init_container():
+    for svc in SERVICES:
+        pod, c = container(svc)
+        env = env_of(c)
+        if not has_database(svc):
+            assert "SOUK_DB" not in env and "initContainers" not in pod, svc
+            continue
+        assert env["SOUK_DB"]["value"] == f"postgresql://{svc}@postgres:5432/{svc}", svc
+        assert env["SOUK_DB_PASSWORD_FILE"]["value"] == "/run/secrets/souk-db/password"
+        vols = {v["name"]: v for v in pod["volumes"]}
+        assert vols["db-password"]["secret"] == {"secretName": SECRET, "defaultMode": 0o440, "items": [
+            {"key": f"SOUK_DB_PASSWORD_{svc.upper()}", "path": "password"}]}, "a pod reads its own password only"
+        mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+        assert mounts["/run/secrets/souk-db"]["name"] == "db-password"
+        (init,) = pod["initContainers"]
+        assert init["args"] == ["migrate"] and init["image"] == c["image"]
+        assert init["env"] == c["env"] and init["volumeMounts"] == c["volumeMounts"]
+        assert init["securityContext"] == c["securityContext"]
+    payments = env_of(container("payments")[1])
+    assert payments["SOUK_PAYMENTS_KEY"]["valueFrom"]["secretKeyRef"] == {"name": SECRET, "key": "SOUK_PAYMENTS_KEY"}
+
+
+def test_events_go_through_the_broker_for_publishers_and_consumers_only():
+    for svc in SERVICES:
+        env = env_of(container(svc)[1])
+        if publishes(svc) or consumes(svc):
+            assert env["SOUK_EVENTS"]["valueFrom"]["secretKeyRef"] == {"name": SECRET, "key": "SOUK_AMQP_URL"}, svc
         else:
-            assert spec["replicas"] == 1, f"{svc}: SQLite allows one writer pod"
-            assert spec["strategy"] == {"type": "Recreate"}, svc
-            claim = vols["data"]["persistentVolumeClaim"]["claimName"]
-            pvc = find("PersistentVolumeClaim", claim)
-            assert pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
-        mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
-        assert mounts == {"/var/lib/souk": "data", "/tmp": "tmp"}, svc
-        assert "emptyDir" in vols["tmp"]
+            assert "SOUK_EVENTS" not in env, svc
+    common = dict(kv.split("=", 1) for kv in kustomization()["configMapGenerator"][0]["literals"])
+    assert "SOUK_EVENTS" not in common
 
 
 def test_probes_ports_and_scrape_annotations():
@@ -82,7 +137,7 @@ def test_probes_ports_and_scrape_annotations():
         dep = find("Deployment", svc)
         pod, c = container(svc)
         port = DEFAULT_PORT[svc]
-        env = {e["name"]: e for e in c["env"]}
+        env = env_of(c)
         assert env["SOUK_LISTEN"]["value"] == f"0.0.0.0:{port}"
         assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
         assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
@@ -104,52 +159,187 @@ def test_probes_ports_and_scrape_annotations():
         assert svc_obj["spec"]["ports"] == [{"name": "http", "port": port, "targetPort": "http"}]
 
 
+def all_pods():
+    """(name, pod spec) of every workload: the Deployments and the StatefulSets."""
+    return [(o["metadata"]["name"], o["spec"]["template"]["spec"]) for o in objects()
+            if o["kind"] in ("Deployment", "StatefulSet")]
+
+
 def test_security_context_and_resources():
-    for svc in SERVICES:
-        pod, c = container(svc)
+    for name, pod in all_pods():
         psc = pod["securityContext"]
-        assert psc["runAsNonRoot"] is True and psc["runAsUser"] == 10001 and psc["fsGroup"] == 10001
-        assert pod["automountServiceAccountToken"] is False
-        sc = c["securityContext"]
-        assert sc["readOnlyRootFilesystem"] is True
-        assert sc["allowPrivilegeEscalation"] is False
-        assert sc["capabilities"]["drop"] == ["ALL"]
-        res = c["resources"]
-        for part in ("requests", "limits"):
-            assert {"cpu", "memory"} <= set(res[part]), (svc, part)
-        mi = lambda q: int(re.fullmatch(r"(\d+)Mi", q).group(1))
-        assert 16 <= mi(res["requests"]["memory"]) <= mi(res["limits"]["memory"]) <= 512, svc
+        assert psc["runAsNonRoot"] is True and psc["runAsUser"] > 0 and psc["fsGroup"] == psc["runAsUser"], name
+        assert psc["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        assert pod["automountServiceAccountToken"] is False, name
+        for c in pod["containers"] + pod.get("initContainers", []):
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["capabilities"]["drop"] == ["ALL"], name
+            if name != "rabbitmq":   # the broker's image writes its config under /etc at start
+                assert sc["readOnlyRootFilesystem"] is True, name
+            res = c["resources"]
+            for part in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(res[part]), (name, part)
+            mi = lambda q: int(re.fullmatch(r"(\d+)Mi", q).group(1)) if q.endswith("Mi") else 1024 * int(q[:-2])
+            assert 16 <= mi(res["requests"]["memory"]) <= mi(res["limits"]["memory"]) <= 1024, name
+
+
+def test_stores_are_statefulsets_on_claims_with_secrets_from_the_generator():
+    keys = secret_keys()
+    pg = find("StatefulSet", "postgres")["spec"]
+    assert pg["replicas"] == 1 and pg["serviceName"] == "postgres"
+    assert pg["volumeClaimTemplates"][0]["spec"]["accessModes"] == ["ReadWriteOnce"]
+    c = pg["template"]["spec"]["containers"][0]
+    env = env_of(c)
+    assert env["POSTGRES_PASSWORD_FILE"]["value"] == "/run/secrets/souk-db/SOUK_POSTGRES_PASSWORD"
+    dbs = sorted(s for s in SERVICES if has_database(s))
+    assert sorted(env["SOUK_DATABASES"]["value"].split()) == dbs
+    vols = {v["name"]: v for v in pg["template"]["spec"]["volumes"]}
+    items = {i["key"] for i in vols["passwords"]["secret"]["items"]}
+    assert items == {"SOUK_POSTGRES_PASSWORD"} | {f"SOUK_DB_PASSWORD_{d.upper()}" for d in dbs}
+    assert items <= keys
+    init = [g for g in kustomization()["configMapGenerator"] if g["name"] == vols["initdb"]["configMap"]["name"]]
+    assert init and all(os.path.exists(os.path.join(K8S, f)) for f in init[0]["files"])
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    assert mounts["/docker-entrypoint-initdb.d"] == "initdb"
+    mq = find("StatefulSet", "rabbitmq")["spec"]
+    env = env_of(mq["template"]["spec"]["containers"][0])
+    assert env["RABBITMQ_DEFAULT_PASS"]["valueFrom"]["secretKeyRef"] == {"name": SECRET,
+                                                                          "key": "SOUK_RABBITMQ_PASSWORD"}
+    for store, port in STORES.items():
+        svc = find("Service", store)["spec"]
+        assert svc["ports"][0]["port"] == port
+    # one broker user: the URL the services get names the password the broker is given
+    fresh = gen_secrets()
+    assert fresh["SOUK_AMQP_URL"] == f"amqp://souk:{fresh['SOUK_RABBITMQ_PASSWORD']}@rabbitmq:5672/%2f"
+    assert set(fresh) == keys, "secrets.env and deploy/gen-secrets name the same keys"
 
 
 def test_identity_secrets_and_peers():
     keys = secret_keys()
-    assert keys == {f"SOUK_SECRET_{s.upper()}" for s in SERVICES}
     gen = kustomization()["secretGenerator"]
-    assert gen == [{"name": "souk-clients", "envs": ["secrets.env"]}]
+    assert gen == [{"name": SECRET, "envs": ["secrets.env"]}]
     common = dict(kv.split("=", 1) for kv in kustomization()["configMapGenerator"][0]["literals"])
     assert common["SOUK_USERS_URL"] == f"http://users:{DEFAULT_PORT['users']}"
     for svc in SERVICES:
         pod, c = container(svc)
-        env = {e["name"]: e for e in c["env"]}
+        env = env_of(c)
         assert env["SOUK_CLIENT_ID"]["value"] == svc
         ref = env["SOUK_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"]
-        assert ref == {"name": "souk-clients", "key": f"SOUK_SECRET_{svc.upper()}"}
-        assert {"configMapRef": {"name": "souk-common"}} in c["envFrom"]
+        assert ref == {"name": SECRET, "key": f"SOUK_SECRET_{svc.upper()}"}
+        assert c["envFrom"] == [{"configMapRef": {"name": "souk-common"}}], "no pod gets a whole Secret"
+        for e in c["env"]:
+            if "valueFrom" in e:
+                assert e["valueFrom"]["secretKeyRef"]["key"] in keys, (svc, e)
         urls = {k: v["value"] for k, v in env.items() if k.endswith("_URL")}
         urls.update({k: v for k, v in common.items() if k.endswith("_URL")})
-        for peer in required_peers(svc):
+        for peer in code_calls(svc):
             url = urls.get(f"SOUK_{peer.upper()}_URL")
             assert url == f"http://{peer}:{DEFAULT_PORT[peer]}", f"{svc}: SOUK_{peer.upper()}_URL={url}"
             find("Service", peer)
     pod, c = container("users")
     assert c["command"][0] == "/usr/local/bin/souk-clients-file"
-    assert {"secretRef": {"name": "souk-clients"}} in c["envFrom"]
-    assert {e["name"]: e.get("value") for e in c["env"]}["SOUK_CLIENTS_FILE"].startswith("/tmp/")
+    env = env_of(c)
+    assert {k for k in env if k.startswith("SOUK_SECRET_")} == {f"SOUK_SECRET_{s.upper()}" for s in SERVICES}
+    assert env["SOUK_CLIENTS_FILE"]["value"].startswith("/tmp/")
 
 
 def test_every_image_is_mapped_by_the_kustomization():
     mapped = {i["name"]: i for i in kustomization()["images"]}
+    for name, pod in all_pods():
+        for c in pod["containers"] + pod.get("initContainers", []):
+            assert c["image"] in mapped, (name, c["image"])
+            expect = f"souk/{name}" if name in SERVICES else name
+            assert c["image"] == expect
+    assert mapped["postgres"]["newTag"].startswith("15")
+
+
+# ---- NetworkPolicies, evaluated as a cluster would ----
+
+def pod_labels(name):
+    return {"app.kubernetes.io/name": name}
+
+
+def matches(selector, labels):
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def peer_matches(peer, ns, labels):
+    """A NetworkPolicyPeer against a pod (its namespace name and labels), the policy in souk."""
+    if "ipBlock" in peer:
+        return False
+    if "namespaceSelector" in peer:
+        if not matches(peer["namespaceSelector"], {"kubernetes.io/metadata.name": ns}):
+            return False
+    elif ns != "souk":
+        return False
+    return matches(peer.get("podSelector", {}), labels)
+
+
+def port_matches(rule_ports, port, port_name):
+    if not rule_ports:
+        return True
+    return any(p.get("protocol", "TCP") == "TCP" and p["port"] in (port, port_name) for p in rule_ports)
+
+
+def allowed(direction, selected, other_ns, other_labels, port, port_name):
+    pols = [o for o in objects() if o["kind"] == "NetworkPolicy" and direction in o["spec"].get("policyTypes", [])
+            and matches(o["spec"]["podSelector"], selected)]
+    assert pols, f"no {direction} policy selects {selected}: default deny must"
+    key, side = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
+    for p in pols:
+        for rule in p["spec"].get(key, []):
+            peers = rule.get(side)
+            if (not peers or any(peer_matches(x, other_ns, other_labels) for x in peers)) and \
+                    port_matches(rule.get("ports"), port, port_name):
+                return True
+    return False
+
+
+def can_connect(src, dst):
+    """src (a souk pod) opens a TCP connection to dst's serving port."""
+    port, name = (STORES[dst], dst if dst == "postgres" else "amqp") if dst in STORES else (DEFAULT_PORT[dst], "http")
+    out = allowed("Egress", pod_labels(src), "souk", pod_labels(dst), port, None)
+    into = allowed("Ingress", pod_labels(dst), "souk", pod_labels(src), port, name)
+    return out and into
+
+
+def expected_targets(svc):
+    out = set(code_calls(svc))
+    if has_database(svc):
+        out.add("postgres")
+    if publishes(svc) or consumes(svc):
+        out.add("rabbitmq")
+    return out
+
+
+def test_network_policies_allow_exactly_the_service_graph_from_the_code():
+    pods = list(SERVICES) + list(STORES)
+    for src in pods:
+        for dst in pods:
+            if src == dst:
+                continue
+            want = src in SERVICES and dst in expected_targets(src)
+            assert can_connect(src, dst) == want, f"{src} → {dst}: {'blocked' if want else 'allowed'}"
+
+
+def test_only_the_ingress_reaches_the_gateway_and_prometheus_scrapes_everyone():
     for svc in SERVICES:
-        pod, c = container(svc)
-        assert c["image"] == f"souk/{svc}"
-        assert mapped[c["image"]]["newName"].endswith(f"/{svc}")
+        port, name = (DEFAULT_PORT[svc], "http")
+        from_ingress = allowed("Ingress", pod_labels(svc), "ingress-nginx", {"app": "x"}, port, name)
+        assert from_ingress == (svc == "gateway"), svc
+        elsewhere = allowed("Ingress", pod_labels(svc), "default", {"app.kubernetes.io/name": "gateway"}, port, name)
+        assert not elsewhere, f"{svc}: reachable from another namespace"
+        scrape = (ADMIN_PORT, "admin") if svc == "gateway" else (port, name)
+        assert allowed("Ingress", pod_labels(svc), "monitoring", pod_labels("prometheus"), *scrape), svc
+        assert not allowed("Ingress", pod_labels(svc), "monitoring", pod_labels("grafana"), *scrape), svc
+    assert not allowed("Ingress", pod_labels("postgres"), "monitoring", pod_labels("prometheus"), 5432, "postgres")
+
+
+def test_everyone_resolves_names_and_nothing_else_leaves_but_notifys_mail():
+    dns = {"k8s-app": "kube-dns"}
+    for name in list(SERVICES) + list(STORES):
+        assert allowed("Egress", pod_labels(name), "kube-system", dns, 53, None), name
+        outside = allowed("Egress", pod_labels(name), "elsewhere", {"x": "y"}, 443, None)
+        assert not outside, f"{name} may reach any address on 443"
+        assert allowed("Egress", pod_labels(name), "elsewhere", {"x": "y"}, 587, None) == (name == "notify"), name

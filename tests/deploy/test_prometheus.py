@@ -101,9 +101,15 @@ def test_compose_scrape_targets_are_every_service_on_its_port():
     jobs = {j["job_name"]: j for j in load_yaml("prometheus", "prometheus.yml")["scrape_configs"]}
     for svc in SERVICES:
         assert svc in jobs, f"no scrape job for {svc}"
-        targets = [t for sc in jobs[svc]["static_configs"] for t in sc["targets"]]
         port = ADMIN_PORT if svc == "gateway" else DEFAULT_PORT[svc]   # never its public one
-        assert targets == [f"{svc}:{port}"]
+        if svc == "gateway":   # one replica (it publishes the host's port)
+            targets = [t for sc in jobs[svc]["static_configs"] for t in sc["targets"]]
+            assert targets == [f"{svc}:{port}"]
+            continue
+        # replicated: every address the name resolves to is a target
+        assert jobs[svc]["dns_sd_configs"] == [{"names": [svc], "type": "A", "port": port,
+                                                "refresh_interval": "30s"}], svc
+        assert jobs[svc]["relabel_configs"] == [{"target_label": "service", "replacement": svc}]
 
 
 def test_every_metric_an_alert_uses_is_exported_by_the_code():

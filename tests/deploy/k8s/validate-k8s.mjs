@@ -31,8 +31,8 @@ function render() {
 }
 
 // The subset of kustomize these kustomizations use: resources (files, or a base's
-// directory), namespace, labels, configMapGenerator literals (new, or behavior: merge
-// into a base's), secretGenerator envs, images. Unknown keys are refused.
+// directory), namespace, labels, configMapGenerator literals and files (new, or behavior:
+// merge into a base's), secretGenerator envs, images. Unknown keys are refused.
 function miniKustomize(kdir = dir) {
   const k = YAML.parse(readFileSync(path.join(kdir, "kustomization.yaml"), "utf8"));
   const known = new Set(["apiVersion", "kind", "namespace", "labels", "resources", "configMapGenerator", "secretGenerator", "images"]);
@@ -44,7 +44,8 @@ function miniKustomize(kdir = dir) {
     else docs.push(...YAML.parseAllDocuments(readFileSync(p, "utf8")).map((d) => d.toJSON()).filter(Boolean));
   }
   for (const g of k.configMapGenerator || []) {
-    const data = Object.fromEntries(g.literals.map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+    const data = Object.fromEntries((g.literals || []).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+    for (const f of g.files || []) data[path.basename(f)] = readFileSync(path.join(kdir, f), "utf8");
     if (g.behavior === "merge") {
       const base = docs.find((d) => d.kind === "ConfigMap" && d.metadata.name === g.name);
       if (!base) throw new Error(`built-in renderer: no ConfigMap ${g.name} to merge into`);
@@ -137,6 +138,10 @@ for (const doc of docs) {
   if (!existsSync(file)) {
     errors.push(`no schema for ${doc.apiVersion} ${doc.kind}`);
   } else {
+    // kustomize wraps a long base64 value over lines; the API server's decoder (Go's
+    // encoding/base64) skips line breaks, the schema's "byte" format does not
+    if (doc.kind === "Secret" && doc.data)
+      for (const [k, v] of Object.entries(doc.data)) doc.data[k] = String(v).replace(/[\r\n]/g, "");
     const mod = await import(path.join(modelsRoot, mp + ".mjs"));
     const Model = mod[doc.kind];
     try {
