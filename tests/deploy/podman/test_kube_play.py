@@ -16,7 +16,9 @@ how the test stands in, the rest of each object played as rendered:
 - Secrets: a secretKeyRef becomes the key's value, a secret volume a hostPath
   directory holding the items it names (mode and owner as the volume would have);
 - probes are dropped (podman would run them as healthchecks with curl, which the
-  images do not carry): the test polls /readyz;
+  images do not carry): the test polls /readyz; container ports too (podman turns
+  them into host port mappings, which a joined namespace refuses); one replica (two
+  would share the namespace's address: replicas are the across-hosts test's);
 - Services, NetworkPolicies, PDBs and HPAs are not played (NetworkPolicies are
   checked against the code's call graph in test_k8s_manifests.py)."""
 import base64
@@ -130,6 +132,7 @@ class Play(Stores):
     def pod_file(self, dep, docs, values, aliases):
         """One Deployment as podman 4.3 plays it (see the module's docstring)."""
         name = dep["metadata"]["name"]
+        dep["spec"]["replicas"] = 1   # two would share this namespace's address and port
         spec = dep["spec"]["template"]["spec"]
         spec["hostAliases"] = aliases
         for vol in spec.get("volumes", []):
@@ -150,6 +153,7 @@ class Play(Stores):
                 c["env"] = [e for e in c["env"] if e["name"] not in ("SOUK_DB", "SOUK_DB_PASSWORD_FILE")]
             c.pop("readinessProbe", None)
             c.pop("livenessProbe", None)
+            c.pop("ports", None)   # podman publishes them, which a joined namespace refuses
             for e in c.get("env", []):
                 ref = e.get("valueFrom", {}).get("secretKeyRef")
                 if ref:
@@ -209,13 +213,13 @@ def played():
             url = f"http://{play.hosts[svc].address}:{DEFAULT_PORT[svc]}/readyz"
 
             def ready(url=url, svc=svc):
-                state = podman("ps", "-a", "--filter", f"pod={svc}-pod", "--format", "{{.Names}} {{.Status}}").stdout
-                assert "Exited (" not in state or "migrate" in state and state.count("Exited (") == 1 and \
-                    "Exited (0)" in state, f"{svc}: {state} {logs(podman, svc)}"
+                main = container(podman, svc)
+                state = podman("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", main).stdout.split()
+                assert state[0] != "exited", f"{svc}: {state} {logs(podman, svc)}"
                 return requests.get(url, timeout=2).status_code == 200
             wait_until(f"{svc}'s pod ready", ready, timeout=120, interval=0.5)
         # seeding, as deploy/README.md tells an operator to (kubectl exec)
-        podman("exec", "catalog-pod-catalog", "souk-service", "seed", timeout=120)
+        podman("exec", container(podman, "catalog"), "souk-service", "seed", timeout=120)
         yield play
     finally:
         try:
@@ -230,8 +234,16 @@ def played():
                 assert not left, f"left behind: {left}"
 
 
+def container(podman, svc):
+    """The service's container in the pod kube play made of its Deployment."""
+    names = podman("ps", "-a", "--format", "{{.Names}}").stdout.split()
+    mine = [n for n in names if n.startswith(f"{svc}-pod") and n.endswith(f"-{svc}")]
+    assert len(mine) == 1, (svc, names)
+    return mine[0]
+
+
 def logs(podman, svc):
-    r = podman("logs", f"{svc}-pod-{svc}", check=False)
+    r = podman("logs", container(podman, svc), check=False)
     return (r.stdout + r.stderr)[-2000:]
 
 
@@ -241,9 +253,10 @@ def bearer(tok):
 
 def test_every_pod_migrated_once_and_runs_as_the_manifest_says(played):
     for svc in SERVICES:
-        top = played.podman("top", f"{svc}-pod-{svc}", "user", "args").stdout
+        name = container(played.podman, svc)
+        top = played.podman("top", name, "user", "args").stdout
         assert "10001" in top or "souk" in top, top
-        inspect = played.podman("inspect", "--format", "{{.HostConfig.ReadonlyRootfs}}", f"{svc}-pod-{svc}").stdout
+        inspect = played.podman("inspect", "--format", "{{.HostConfig.ReadonlyRootfs}}", name).stdout
         assert inspect.strip() == "true", svc
     # each service's own role, on its own database only
     r = subprocess.run([PG_SCRIPT, "psql", played.pg_dir, "--", "-Atc",
