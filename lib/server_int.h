@@ -1,11 +1,52 @@
-/* server_int.h: what server.c shares with server_conn.c, the connection guard that
- * keeps slow and misbehaving clients from holding connections (a deadline for
- * request headers, a lingering close after an early answer). Not a public contract. */
+/* server_int.h: what the files of the server module share, and nothing more: the
+ * request path (server.c), the service main that sets it up and runs its listeners
+ * (service.c), and the connection guard that keeps slow and misbehaving clients
+ * from holding connections (server_conn.c). Not a public contract. */
 #ifndef SOUK_SERVER_INT_H
 #define SOUK_SERVER_INT_H
 
 #include <microhttpd.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
+
+#include "souk/realip.h"
+#include "souk/server.h"
+
+/* A listening daemon: the public one (the service's routes; TLS when configured) or
+ * the admin one (/healthz, /readyz, /metrics only). The daemon's callbacks get it as
+ * their closure. */
+struct souk__listener {
+    struct MHD_Daemon *daemon;
+    const struct souk_router *router;
+    size_t route_base; /* router index + route_base = index into routes[] */
+    bool tls;
+};
+
+/* What the service main sets before the listeners start, and the request path
+ * reads (the counters and flags it also writes). */
+struct souk__server {
+    const struct souk_route *routes;           /* the service's, the events', then the built-ins */
+    size_t nroutes;                            /* index nroutes is the "other" metrics series */
+    size_t max_body;                           /* SOUK_MAX_BODY, for routes without their own */
+    bool access_log;                           /* SOUK_ACCESS_LOG */
+    const struct souk_realip *trusted_proxies; /* whose X-Forwarded-For is believed */
+    char hsts[64]; /* the Strict-Transport-Security value under TLS; "" for none */
+    _Atomic long inflight;
+    atomic_bool draining;
+};
+extern struct souk__server souk__srv;
+
+/* The listeners' libmicrohttpd callbacks (MHD_AccessHandlerCallback with the
+ * listener as cls, and MHD_OPTION_NOTIFY_COMPLETED). */
+enum MHD_Result souk__server_on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                        const char *method, const char *version, const char *upload,
+                                        size_t *upload_size, void **con_cls);
+void souk__server_on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                               enum MHD_RequestTerminationCode toe);
+
+/* ---- the connection guard (server_conn.c) ---- */
 
 /* Start the guard's thread: a connection gets header_s seconds from accept to send
  * its first request's headers, and idle_s + header_s after each answer for the next

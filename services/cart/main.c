@@ -1,6 +1,7 @@
 /* main.c: the cart service (DESIGN §4): a per-user cart priced from the catalog,
  * read by orders at checkout and emptied when the order is confirmed. */
 #include "cart.h"
+#include "souk/service.h"
 #include "souk/souk.h"
 
 const char *cart_catalog_url;

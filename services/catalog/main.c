@@ -5,6 +5,7 @@
 #include "catalog.h"
 #include "demo.h"
 #include "search.h"
+#include "souk/service.h"
 #include "souk/events.h"
 #include "souk/souk.h"
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "gateway.h"
+#include "souk/service.h"
 #include "souk/log.h"
 #include "souk/proxy.h"
 #include "souk/souk.h"

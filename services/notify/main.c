@@ -1,6 +1,7 @@
 /* main.c: the notify service (DESIGN §1): turns the events a person should hear
  * about into in-app notifications and emails. */
 #include "notify.h"
+#include "souk/service.h"
 #include "souk/souk.h"
 
 const char *notify_smtp_url, *notify_mail_dir, *notify_mail_from;

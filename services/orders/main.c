@@ -1,6 +1,7 @@
 /* main.c: the orders service (DESIGN §4, §5): places the cart as an order through
  * the checkout saga (reserve, authorize, commit, capture), and cancels and ships. */
 #include "orders.h"
+#include "souk/service.h"
 #include "souk/idempotency.h"
 #include "souk/souk.h"
 

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "payments.h"
+#include "souk/service.h"
 #include "souk/db.h"
 #include "souk/log.h"
 #include "souk/souk.h"

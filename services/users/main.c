@@ -1,5 +1,6 @@
 /* main.c: the users service: accounts, credentials, the OAuth 2.0 token endpoint,
  * signing keys and their JWKS (DESIGN §4 Identity, §7). */
+#include "souk/service.h"
 #include "souk/auth.h"
 #include "users.h"
 

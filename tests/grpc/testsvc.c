@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "souk/grpc.h"
+#include "souk/service.h"
 #include "souk/log.h"
 #include "souk/souk.h"
 #include "test.pb-c.h"

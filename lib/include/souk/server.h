@@ -1,8 +1,8 @@
 /* server.h: the HTTP server a service is made of. A service declares its routes as
- * a table (method, pattern with {params}, handler, who may call it); souk_main()
- * loads config, opens and migrates the database, starts the server and drains on
- * SIGTERM. A handler returns the HTTP status and sets the body with souk_reply_*()
- * or souk_problem(); request-scoped memory comes from souk_req_alloc(). */
+ * a table (method, pattern with {params}, handler, who may call it) in a struct
+ * souk_service, which souk_main() (service.h) runs. A handler returns the HTTP status
+ * and sets the body with souk_reply_*() or souk_problem(); request-scoped memory
+ * comes from souk_req_alloc(). */
 #ifndef SOUK_SERVER_H
 #define SOUK_SERVER_H
 
@@ -15,6 +15,7 @@
 #include "souk/config.h"
 #include "souk/db.h"
 #include "souk/json.h"
+#include "souk/problem.h"
 
 struct souk_req;
 struct souk_subscription;
@@ -71,10 +72,6 @@ struct souk_service {
     const struct souk_grpc_service *grpc; /* RPCs served beside HTTP (souk/grpc.h); NULL: none */
 };
 
-/* Run the service: `<binary>` serves, `<binary> seed` seeds, `<binary> migrate`
- * migrates and exits. Returns the process exit status. */
-int souk_main(int argc, char **argv, const struct souk_service *svc);
-
 /* ---- inside a handler ---- */
 
 const char *souk_req_method(struct souk_req *r);
@@ -127,9 +124,6 @@ int souk_problem_with(struct souk_req *r, int status, const char *code, json_t *
                       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* 400 "validation_failed" with the check's errors; takes them. */
 int souk_problem_check(struct souk_req *r, struct souk_check *c);
-/* Build a problem document (the unit tests and the gateway use this directly). */
-json_t *souk_problem_json(int status, const char *code, const char *detail);
-const char *souk_status_title(int status);
 
 /* ---- waiting without holding a thread ---- */
 

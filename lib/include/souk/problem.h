@@ -1,0 +1,19 @@
+/* problem.h: RFC 9457 problem details as documents: {"type","title","status","code",
+ * "detail"} with type "urn:souk:problem:<code>", and the title of each HTTP status.
+ * Answering a request with one is server.h's souk_problem(); this is the document
+ * alone, for the server, the gateway and the unit tests. */
+#ifndef SOUK_PROBLEM_H
+#define SOUK_PROBLEM_H
+
+#include <jansson.h>
+
+/* A new problem document (the caller owns the reference): type, title, status and
+ * code, plus detail when it is not NULL or "" (a detail that is not UTF-8 is
+ * replaced by a note saying so). code is the stable machine string ("not_found"). */
+json_t *souk_problem_json(int status, const char *code, const char *detail);
+
+/* The reason phrase of status ("Not Found"), or "Client Error"/"Server Error" for
+ * one without its own. Never NULL. */
+const char *souk_status_title(int status);
+
+#endif
