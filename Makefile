@@ -64,8 +64,8 @@ export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1
 FUZZ_SECONDS ?= 20
 FUZZ_DRIVERS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/*.c))
 
-.PHONY: all setup run test unit e2e browser-test bench bench-db clean fmt fmt-check fuzz deploy-test \
-  test-deploy deploy-check
+.PHONY: all setup run test unit kit-check e2e browser-test bench bench-db clean fmt fmt-check fuzz \
+  deploy-test test-deploy deploy-check
 all: $(BINS)
 
 $(B)/obj/%.o: %.c | $(GEN)/.stamp
@@ -141,9 +141,18 @@ $(B)/bin/%: $(B)/obj/tools/%.o
 	$(CC) $(LDFLAGS) -o $@ $< $(shell pkg-config --libs rdkafka 2>/dev/null) -pthread
 .SECONDARY: $(TOOLS:$(B)/bin/%=$(B)/obj/tools/%.o)
 
+# a kit test may reach the module's internals (lib/<module>_int.h)
 $(B)/tests/unit/lib/%: tests/unit/lib/%.c $(LIB) $(PROTO_LIB)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+	$(CC) $(CPPFLAGS) -Ilib $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+# The kit's structure, checked: every public header compiles alone (it includes what
+# it uses).
+HEADER_CHECKS := $(patsubst lib/include/souk/%.h,$(B)/headers/%.o,$(wildcard lib/include/souk/*.h))
+$(B)/headers/%.o: lib/include/souk/%.h
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -x c -c -o $@ $<
+kit-check: $(HEADER_CHECKS)
 
 setup:
 	@scripts/setup test
@@ -158,6 +167,7 @@ e2e: $(BINS) $(GRPC_TEST_BINS)
 
 test: setup
 	@$(MAKE) --no-print-directory fmt-check
+	@$(MAKE) --no-print-directory kit-check
 	@$(MAKE) --no-print-directory -j$(shell nproc) all
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory e2e

@@ -11,8 +11,8 @@
 #define ARENA_FIRST     4096
 #define ARENA_MAX_CHUNK (256 * 1024)
 
-struct souk__arena_chunk {
-    struct souk__arena_chunk *next;
+struct souk_arena_chunk {
+    struct souk_arena_chunk *next;
     size_t size;
     _Alignas(ARENA_ALIGN) char data[];
 };
@@ -26,9 +26,9 @@ void souk_arena_init(struct souk_arena *a)
 
 void souk_arena_free(struct souk_arena *a)
 {
-    struct souk__arena_chunk *c = a->head;
+    struct souk_arena_chunk *c = a->head;
     while (c != NULL) {
-        struct souk__arena_chunk *next = c->next;
+        struct souk_arena_chunk *next = c->next;
         free(c);
         c = next;
     }
@@ -46,7 +46,7 @@ void *souk_arena_alloc(struct souk_arena *a, size_t n)
             size = ARENA_MAX_CHUNK;
         if (size < need)
             size = need;
-        struct souk__arena_chunk *c = souk_xmalloc(sizeof(*c) + size);
+        struct souk_arena_chunk *c = souk_xmalloc(sizeof(*c) + size);
         c->size = size;
         c->next = a->head;
         a->head = c;

@@ -43,6 +43,14 @@ enum souk__outcome {
     SOUK__EV_DEAD,   /* failed max_attempts times (or malformed): dead-letter it */
 };
 
+/* The life cycle, for the service main: create the outbox/inbox tables (and load
+ * the events configuration), give the feed route when the service publishes, and
+ * start/stop the relay and consumers. */
+int souk__events_init(const struct souk_service *svc, struct souk_db *db);
+const struct souk_route *souk__events_routes(void); /* NULL-ended, may be empty */
+int souk__events_start(void);
+void souk__events_stop(void);
+
 /* Deliver one envelope (JSON text) to the matching subscription, exactly once: the
  * inbox row, the handler's effect and (feed: seq >= 0) the cursor for producer
  * commit together. In feed mode a dead event is recorded in souk_dead_letters and

@@ -52,4 +52,14 @@ int souk__grpc_reflect_answer(const unsigned char *req, size_t len, unsigned cha
  * -1 when it is not one of ours. */
 int souk__grpc_health(const char *service);
 
+/* ---- the server's life, driven by the service main (service.c) ---- */
+
+/* Load SOUK_GRPC_* and start serving svc->grpc (no-op when NULL). 0 or error. */
+int souk__grpc_start(const struct souk_service *svc);
+/* SIGTERM: health turns NOT_SERVING, new calls are refused, calls in flight go on. */
+void souk__grpc_drain_begin(void);
+/* Wait for calls in flight until deadline_ns (souk_now_ns clock), cancel the rest,
+ * stop the server and its threads. */
+void souk__grpc_drain_end(uint64_t deadline_ns);
+
 #endif

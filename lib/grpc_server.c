@@ -23,6 +23,7 @@
 #include "grpc_int.h"
 #include "souk/auth.h"
 #include "souk/id.h"
+#include "log_int.h"
 #include "souk/log.h"
 #include "souk/metrics.h"
 #include "souk/souk.h"

@@ -3,6 +3,7 @@
  * both are built only from the request calls server.h exports. */
 #include <stdio.h>
 
+#include "log_int.h"
 #include "souk/handler.h"
 #include "souk/log.h"
 #include "souk/souk.h"

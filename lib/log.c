@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "log_int.h"
 #include "souk/log.h"
 #include "souk/souk.h"
 

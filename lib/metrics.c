@@ -13,6 +13,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "metrics_int.h"
 #include "souk/metrics.h"
 #include "souk/souk.h"
 

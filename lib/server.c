@@ -16,6 +16,8 @@
 #include <strings.h>
 #include <sys/socket.h>
 
+#include "log_int.h"
+#include "metrics_int.h"
 #include "server_int.h"
 #include "souk/auth.h"
 #include "souk/id.h"

@@ -19,10 +19,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "events_int.h"
+#include "grpc_int.h"
+#include "log_int.h"
+#include "metrics_int.h"
 #include "server_int.h"
 #include "souk/auth.h"
-#include "souk/events.h"
-#include "souk/grpc.h"
 #include "souk/log.h"
 #include "souk/metrics.h"
 #include "souk/realip.h"

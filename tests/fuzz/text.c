@@ -11,6 +11,7 @@
 #include "souk/config.h"
 #include "souk/id.h"
 #include "souk/json.h"
+#include "log_int.h"
 #include "souk/log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n)

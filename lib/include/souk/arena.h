@@ -7,10 +7,10 @@
 #include <stdarg.h>
 #include <stddef.h>
 
-struct souk__arena_chunk;
+struct souk_arena_chunk; /* opaque: arena.c's */
 
 struct souk_arena {
-    struct souk__arena_chunk *head;
+    struct souk_arena_chunk *head;
     char *cur, *end;
     size_t total; /* bytes handed out, for caps */
 };

@@ -10,9 +10,6 @@
 
 #include "souk/db.h"
 
-struct souk_service;
-struct souk_route;
-
 struct souk_event {
     const char *id;      /* evt_… */
     const char *type;    /* "order.confirmed" (the envelope says "souk.order.confirmed") */
@@ -38,12 +35,5 @@ struct souk_subscription {
     const char *type;     /* "user.registered"; NULL ends the table */
     souk_event_fn fn;
 };
-
-/* Called by souk_main(): create the outbox/inbox tables, add the feed route when
- * the service publishes, and start/stop the relay and consumers. */
-int souk__events_init(const struct souk_service *svc, struct souk_db *db);
-const struct souk_route *souk__events_routes(void); /* NULL-ended, may be empty */
-int souk__events_start(void);
-void souk__events_stop(void);
 
 #endif

@@ -194,14 +194,4 @@ int souk_pb_from_json(const ProtobufCMessageDescriptor *d, const json_t *j, unsi
 int souk_pb_check(const ProtobufCMessageDescriptor *d, const unsigned char *data, size_t len,
                   char *err, size_t errcap);
 
-/* ---- internal: the server's life, driven by souk_main() ---- */
-
-/* Load SOUK_GRPC_* and start serving svc->grpc (no-op when NULL). 0 or error. */
-int souk__grpc_start(const struct souk_service *svc);
-/* SIGTERM: health turns NOT_SERVING, new calls are refused, calls in flight go on. */
-void souk__grpc_drain_begin(void);
-/* Wait for calls in flight until deadline_ns (souk_now_ns clock), cancel the rest,
- * stop the server and its threads. */
-void souk__grpc_drain_end(uint64_t deadline_ns);
-
 #endif

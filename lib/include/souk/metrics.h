@@ -31,8 +31,4 @@ void souk_metric_set(struct souk_metric *m, double v, ...);
 /* Render the whole registry (process metrics included) into a malloc'd buffer. */
 char *souk_metrics_render(size_t *len);
 
-/* Internal: the HTTP series, fed by the server. */
-int souk__metrics_http_init(const char *const *route_names, size_t n);
-void souk__metrics_http_observe(size_t route, const char *method, int code, double seconds);
-
 #endif

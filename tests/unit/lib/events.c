@@ -9,7 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "../../../lib/events_int.h"
+#include "events_int.h"
 #include "souk/db.h"
 #include "souk/events.h"
 #include "souk/id.h"

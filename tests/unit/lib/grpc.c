@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../../lib/grpc_int.h"
+#include "grpc_int.h"
 #include "souk/catalog/v1/catalog.pb-c.h"
 #include "souk/payments/v1/payments.pb-c.h"
 #include "souk/souk.h"

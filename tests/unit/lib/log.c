@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "log_int.h"
 #include "souk/log.h"
 #include "test.h"
 
