@@ -147,12 +147,14 @@ $(B)/tests/unit/lib/%: tests/unit/lib/%.c $(LIB) $(PROTO_LIB)
 	$(CC) $(CPPFLAGS) -Ilib $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
 # The kit's structure, checked: every public header compiles alone (it includes what
-# it uses).
+# it uses), and the kit's files include only their own layer and the ones below it
+# (scripts/check-layers reads the layer table of lib/README.md).
 HEADER_CHECKS := $(patsubst lib/include/souk/%.h,$(B)/headers/%.o,$(wildcard lib/include/souk/*.h))
 $(B)/headers/%.o: lib/include/souk/%.h
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -x c -c -o $@ $<
 kit-check: $(HEADER_CHECKS)
+	@scripts/check-layers
 
 setup:
 	@scripts/setup test

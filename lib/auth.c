@@ -13,6 +13,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "client_int.h"
+#include "server_int.h"
 #include "souk/auth.h"
 #include "souk/client.h"
 #include "souk/log.h"
@@ -363,78 +365,6 @@ out:
     return rc;
 }
 
-/* ---- the route check ---- */
-
-static int challenge(struct souk_req *r, int status, const char *error, const char *detail)
-{
-    char h[384];
-    if (error == NULL)
-        snprintf(h, sizeof(h), "Bearer realm=\"souk\"");
-    else
-        snprintf(h, sizeof(h), "Bearer realm=\"souk\", error=\"%s\", error_description=\"%s\"",
-                 error, detail);
-    souk_reply_header(r, "WWW-Authenticate", h);
-    return souk_problem(r, status, error != NULL ? error : "unauthorized", "%s", detail);
-}
-
-/* Does the space-separated list have contain scope? */
-static bool has_scope(const char *list, const char *scope)
-{
-    size_t n = strlen(scope);
-    for (const char *p = list; *p != '\0';) {
-        while (*p == ' ')
-            p++;
-        size_t m = strcspn(p, " ");
-        if (m == n && strncmp(p, scope, n) == 0)
-            return true;
-        p += m;
-    }
-    return false;
-}
-
-int souk_auth_check(struct souk_req *r, const struct souk_route *route, struct souk_identity *who)
-{
-    memset(who, 0, sizeof(*who));
-    if (route->auth == SOUK_PUBLIC)
-        return 0;
-    const char *h = souk_req_header(r, "Authorization");
-    if (h == NULL)
-        return route->auth == SOUK_OPTIONAL_USER
-                   ? 0
-                   : challenge(r, 401, NULL, "a bearer token is required");
-    if (strncasecmp(h, "Bearer ", 7) != 0)
-        return challenge(r, 401, "invalid_token", "use the Bearer scheme");
-    const char *token = h + 7;
-    while (*token == ' ')
-        token++;
-    char why[96];
-    int rc = souk_auth_verify(token, who, why, sizeof(why));
-    if (rc == SOUK_EUNAVAIL) {
-        souk_reply_header(r, "Retry-After", "5");
-        return souk_problem(r, 503, "auth_unavailable", "cannot check tokens now");
-    }
-    if (rc != 0)
-        return challenge(r, 401, "invalid_token", why);
-    switch (route->auth) {
-    case SOUK_USER:
-    case SOUK_OPTIONAL_USER:
-        if (who->service)
-            return challenge(r, 403, "insufficient_scope", "a user token is required");
-        return 0;
-    case SOUK_ADMIN:
-        if (who->service || !who->admin)
-            return challenge(r, 403, "insufficient_scope", "an admin is required");
-        return 0;
-    case SOUK_SERVICE:
-        if (!who->service || route->scope == NULL || !has_scope(who->scope, route->scope))
-            return challenge(r, 403, "insufficient_scope",
-                             "a service token with the route's scope is required");
-        return 0;
-    default:
-        return 0;
-    }
-}
-
 /* ---- our own service token ---- */
 
 static pthread_mutex_t token_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -538,6 +468,9 @@ int souk_auth_init(const char *service)
         "Tokens verified with a key set past SOUK_JWKS_MAX_AGE_MS: refetching it failed.", NULL);
     if (local_jwks == NULL && (users_url == NULL || users_url[0] == '\0'))
         souk_warn("SOUK_USERS_URL not set: tokens cannot be verified", NULL);
+    /* the layers below (server, client) reach auth only through these */
+    souk__server_set_verifier(souk_auth_verify);
+    souk__client_set_token_source(souk_auth_service_token);
     return 0;
 }
 

@@ -13,7 +13,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "souk/auth.h"
+#include "client_int.h"
 #include "souk/client.h"
 #include "souk/config.h"
 #include "souk/log.h"
@@ -221,6 +221,18 @@ static void breaker_report(const char *origin, bool success)
     pthread_mutex_unlock(&breaker_lock);
 }
 
+/* ---- this service's token, from above ---- */
+
+static _Atomic souk__token_source token_source;
+
+void souk__client_set_token_source(souk__token_source fn) { atomic_store(&token_source, fn); }
+
+static int service_token(char *out, size_t cap)
+{
+    souk__token_source fn = atomic_load(&token_source);
+    return fn != NULL ? fn(out, cap) : SOUK_EUNAVAIL;
+}
+
 /* ---- one easy handle per thread ---- */
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -373,7 +385,7 @@ int souk_client_do(const struct souk_call *c, struct souk_response *res)
     char token[TOKEN_MAX], auth[TOKEN_MAX + 32];
     int rc = 0;
     if (c->bearer != NULL || c->service_token) {
-        if (c->bearer == NULL && (rc = souk_auth_service_token(token, sizeof(token))) != 0)
+        if (c->bearer == NULL && (rc = service_token(token, sizeof(token))) != 0)
             goto out;
         snprintf(auth, sizeof(auth), "Authorization: Bearer %s", c->bearer ? c->bearer : token);
         headers = curl_slist_append(headers, auth);

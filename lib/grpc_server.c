@@ -16,12 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include "grpc/health/v1/health.pb-c.h"
 #include "grpc_int.h"
-#include "souk/auth.h"
+#include "server_int.h"
 #include "souk/id.h"
 #include "log_int.h"
 #include "souk/log.h"
@@ -545,63 +544,16 @@ static void on_done(struct souk_rpc *c)
     rpc_free(c);
 }
 
-/* ---- auth: the same decisions as souk_auth_check() makes for HTTP ---- */
-
-static bool has_scope(const char *list, const char *scope)
-{
-    size_t n = strlen(scope);
-    for (const char *p = list; *p != '\0';) {
-        while (*p == ' ')
-            p++;
-        size_t m = strcspn(p, " ");
-        if (m == n && strncmp(p, scope, n) == 0)
-            return true;
-        p += m;
-    }
-    return false;
-}
+/* ---- auth: the same decision as an HTTP route's (server_auth.c) ---- */
 
 /* 0 to go on, or the status of the problem set. */
 static int authorize(struct souk_rpc *c)
 {
     const struct souk_rpc_method *m = &c->mrt->m;
-    memset(&c->who, 0, sizeof(c->who));
-    if (m->auth == SOUK_PUBLIC)
-        return 0;
-    const char *h = souk__grpc_md_get(&c->md, "authorization", &c->arena);
-    if (h == NULL)
-        return m->auth == SOUK_OPTIONAL_USER
-                   ? 0
-                   : souk_rpc_problem(c, 401, "unauthorized", "a bearer token is required");
-    if (strncasecmp(h, "Bearer ", 7) != 0)
-        return souk_rpc_problem(c, 401, "invalid_token", "use the Bearer scheme");
-    const char *token = h + 7;
-    while (*token == ' ')
-        token++;
-    char why[96];
-    int rc = souk_auth_verify(token, &c->who, why, sizeof(why));
-    if (rc == SOUK_EUNAVAIL)
-        return souk_rpc_problem(c, 503, "auth_unavailable", "cannot check tokens now");
-    if (rc != 0)
-        return souk_rpc_problem(c, 401, "invalid_token", "%s", why);
-    switch (m->auth) {
-    case SOUK_USER:
-    case SOUK_OPTIONAL_USER:
-        return c->who.service
-                   ? souk_rpc_problem(c, 403, "insufficient_scope", "a user token is required")
-                   : 0;
-    case SOUK_ADMIN:
-        return c->who.service || !c->who.admin
-                   ? souk_rpc_problem(c, 403, "insufficient_scope", "an admin is required")
-                   : 0;
-    case SOUK_SERVICE:
-        return !c->who.service || m->scope == NULL || !has_scope(c->who.scope, m->scope)
-                   ? souk_rpc_problem(c, 403, "insufficient_scope",
-                                      "a service token with the method's scope is required")
-                   : 0;
-    default:
-        return 0;
-    }
+    struct souk__denial d;
+    int status = souk__access_check(
+        m->auth, m->scope, souk__grpc_md_get(&c->md, "authorization", &c->arena), &c->who, &d);
+    return status == 0 ? 0 : souk_rpc_problem(c, status, d.code, "%s", d.detail);
 }
 
 /* Unpack the request: 0, or the status of the problem set. */

@@ -19,7 +19,6 @@
 #include "log_int.h"
 #include "metrics_int.h"
 #include "server_int.h"
-#include "souk/auth.h"
 #include "souk/id.h"
 #include "souk/json.h"
 #include "souk/log.h"
@@ -427,7 +426,7 @@ static void dispatch(struct souk_req *r)
     }
     const struct souk_route *route = &souk__srv.routes[r->route];
     souk__log_set_context(r->request_id, r->traceparent);
-    int status = souk_auth_check(r, route, &r->who);
+    int status = souk__server_check_access(r, route, &r->who);
     if (status == 0) {
         status = route->handler(r);
         if (status == SOUK_SUSPEND) {

@@ -46,6 +46,36 @@ enum MHD_Result souk__server_on_request(void *cls, struct MHD_Connection *c, con
 void souk__server_on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                                enum MHD_RequestTerminationCode toe);
 
+/* ---- a route's access rule (server_auth.c) ---- */
+
+/* Verify a bearer token (without "Bearer ") and fill who: 0, SOUK_EAUTH with why
+ * set (an invalid token), or SOUK_EUNAVAIL (no keys to check it with now). */
+typedef int (*souk__verifier)(const char *token, struct souk_identity *who, char *why,
+                              size_t whycap);
+/* The verifier the server uses, set by the auth module when it starts (the server
+ * is below auth and never calls it by name). Until one is set, a route that needs a
+ * token answers 503 auth_unavailable. */
+void souk__server_set_verifier(souk__verifier fn);
+/* Why access was refused: the HTTP status (401, 403, 503), the problem's code, the
+ * RFC 6750 error for the challenge (NULL: a challenge without one, or none for 503)
+ * and the detail. */
+struct souk__denial {
+    int status;
+    const char *code;
+    const char *error;
+    char detail[128];
+};
+/* The decision for what requires need (and scope, for SOUK_SERVICE) given the
+ * Authorization value (NULL when absent): 0 with who filled, or the status with d
+ * filled. HTTP routes and gRPC methods both decide with this. */
+int souk__access_check(enum souk_auth need, const char *scope, const char *authorization,
+                       struct souk_identity *who, struct souk__denial *d);
+/* Check r's credentials against what route requires and fill who. Returns 0 to go
+ * on, or the status of the problem it set (401 with WWW-Authenticate, 403, 503 with
+ * Retry-After). */
+int souk__server_check_access(struct souk_req *r, const struct souk_route *route,
+                              struct souk_identity *who);
+
 /* ---- the connection guard (server_conn.c) ---- */
 
 /* Start the guard's thread: a connection gets header_s seconds from accept to send

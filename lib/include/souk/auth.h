@@ -1,7 +1,8 @@
-/* auth.h: who is calling. The server asks souk_auth_check() before a route's
- * handler runs; it verifies the bearer token the route needs and fills the
- * identity, or answers 401/403 itself. Tokens are the users service's RS256
- * access JWTs, verified against its JWKS (DESIGN §7). */
+/* auth.h: who is calling. Verifies RS256 access JWTs against the issuer's key set
+ * (DESIGN §7) and obtains this service's own client-credentials token. Once
+ * souk_auth_init() has run, the server checks every route's bearer token with
+ * souk_auth_verify() and the client sends souk_auth_service_token() on calls that
+ * ask for it. */
 #ifndef SOUK_AUTH_H
 #define SOUK_AUTH_H
 
@@ -35,11 +36,6 @@ void souk_auth_shutdown(void);
  * SOUK_TOKEN_ISSUER (default "souk-users") and SOUK_TOKEN_AUDIENCE ("souk"). */
 const char *souk_auth_issuer(void);
 const char *souk_auth_audience(void);
-
-/* Check r's credentials against what route requires. Returns 0 to go on, or an
- * HTTP status with the problem already set (401 with WWW-Authenticate for a
- * missing or invalid token, 403 for a valid token without the role or scope). */
-int souk_auth_check(struct souk_req *r, const struct souk_route *route, struct souk_identity *who);
 
 /* Verify one access token (without "Bearer ") and fill who. Returns 0,
  * SOUK_EAUTH when the token is invalid (why names the reason, for logs and the
