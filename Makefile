@@ -129,8 +129,9 @@ $(B)/tests/unit/services/$(1)/%: tests/unit/services/$(1)/%.c $$(filter-out %/ma
 endef
 $(foreach s,$(SERVICES),$(eval $(call service_rules,$(s))))
 
-# the supervisor: its own files only (not the kit), plus libsodium
-CLI_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(wildcard cli/*.c))
+# the supervisor: its own files, plus the kit's backoff alone (no other part of the
+# kit: it depends on libsodium only), plus libsodium
+CLI_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(wildcard cli/*.c)) $(B)/obj/lib/backoff.o
 $(B)/bin/souk: $(CLI_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

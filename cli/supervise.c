@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "souk/backoff.h"
 
 struct instance {
     int svc; /* index into services[] */
@@ -27,7 +28,7 @@ struct instance {
     time_t started_at;
     long long started_ms; /* monotonic, for uptime and backoff reset */
     long long restart_at_ms;
-    int backoff_ms;
+    int quick_exits; /* exits in a row, each within BACKOFF_RESET_MS of its start */
     int restarts;
     bool ready;
     bool ever_ready; /* an instance that fails before this stops the start */
@@ -48,6 +49,14 @@ struct supervisor {
     bool failed;        /* the start failed: stop everything, exit nonzero */
     char failure[1024]; /* why, for the terminal (or the waiting `up -d`) */
 };
+
+/* How long until the next restart of in: the kit's backoff (lib/backoff.c, the one
+ * this binary links) from BACKOFF_MIN_MS, doubling to BACKOFF_MAX_MS, jittered. */
+static int restart_delay(struct instance *in)
+{
+    static const struct souk_backoff restart = {BACKOFF_MIN_MS, BACKOFF_MAX_MS};
+    return (int)souk_backoff_ms(&restart, ++in->quick_exits);
+}
 
 static const char *label(const struct instance *in, char *buf, size_t size)
 {
@@ -100,7 +109,7 @@ static void start_instance(struct supervisor *s, struct instance *in)
     if (pid < 0) { /* treated like an instant crash: retried with backoff */
         fprintf(stderr, "souk: fork for %s: %s\n", what, strerror(errno));
         in->pid = 0;
-        in->restart_at_ms = in->started_ms + in->backoff_ms;
+        in->restart_at_ms = in->started_ms + restart_delay(in);
         return;
     }
     in->pid = pid;
@@ -178,14 +187,14 @@ static void on_exit_status(struct supervisor *s, struct instance *in, int status
         return;
     }
     if (up >= BACKOFF_RESET_MS)
-        in->backoff_ms = BACKOFF_MIN_MS;
-    in->restart_at_ms = now + in->backoff_ms;
+        in->quick_exits = 0;
+    int delay = restart_delay(in);
+    in->restart_at_ms = now + delay;
     /* a service that exits by itself says why in its log; a signal says nothing there */
     if (WIFEXITED(status) && WEXITSTATUS(status) != 0 && log_path(s, in, path) >= 0)
         diagnose_log(path, in->log_from, reason, sizeof reason);
     printf("souk: %s %s after %.1f s%s%s; restarting in %d ms\n", label(in, name, sizeof name), why,
-           up / 1000.0, reason[0] ? ": " : "", reason, in->backoff_ms);
-    in->backoff_ms = in->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : in->backoff_ms * 2;
+           up / 1000.0, reason[0] ? ": " : "", reason, delay);
 }
 
 static void reap_children(struct supervisor *s)
@@ -399,8 +408,7 @@ static void plan_instances(struct supervisor *s)
             s->inst[s->ninst++] = (struct instance){.svc = i,
                                                     .replica = k,
                                                     .port = config_port(c, i, k),
-                                                    .admin_port = config_admin_port(c, i, k),
-                                                    .backoff_ms = BACKOFF_MIN_MS};
+                                                    .admin_port = config_admin_port(c, i, k)};
     }
     if (len)
         printf("souk: not built, skipped:%s (looked in %s)\n", missing, c->bin_dir);

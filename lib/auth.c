@@ -16,6 +16,7 @@
 #include "client_int.h"
 #include "server_int.h"
 #include "souk/auth.h"
+#include "souk/backoff.h"
 #include "souk/client.h"
 #include "souk/log.h"
 #include "souk/metrics.h"
@@ -124,10 +125,9 @@ static void refresh_jwks(bool wait)
         pthread_mutex_lock(&keys_lock);
         bool have = jwks != NULL;
         pthread_mutex_unlock(&keys_lock);
-        int64_t gap = cfg_refetch_ms;
-        if (!have && failures < 16 && ((int64_t)JWKS_FIRST_RETRY_MS << failures) < gap)
-            gap = (int64_t)JWKS_FIRST_RETRY_MS << failures;
         failures++;
+        struct souk_backoff first = {JWKS_FIRST_RETRY_MS, cfg_refetch_ms};
+        int64_t gap = have ? cfg_refetch_ms : souk_backoff_ms(&first, failures);
         next_try_ms = now + gap;
         atomic_store(&last_failed, true);
         if (m_fetch_failures != NULL)

@@ -5,7 +5,6 @@
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stdarg.h>
-#include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 #include <unistd.h>
 
 #include "client_int.h"
+#include "souk/backoff.h"
 #include "souk/client.h"
 #include "souk/config.h"
 #include "souk/log.h"
@@ -23,7 +23,8 @@
 #define DEFAULT_TIMEOUT_MS 3000
 #define CONNECT_TIMEOUT_MS 1000
 #define DEFAULT_RETRIES    2
-#define BACKOFF_BASE_MS    50
+#define BACKOFF_BASE_MS    100 /* before the first retry (jittered to 50..100) */
+#define BACKOFF_MAX_MS     1000
 #define RESPONSE_MAX       (8u << 20)
 #define BREAKER_ORIGINS    32
 #define BREAKER_THRESHOLD  5    /* consecutive failures that open the circuit */
@@ -394,9 +395,8 @@ int souk_client_do(const struct souk_call *c, struct souk_response *res)
     int tries = 1 + (idempotent(c) ? (c->retries >= 0 ? c->retries : DEFAULT_RETRIES) : 0);
     for (int i = 0; i < tries; i++) {
         if (i > 0) {
-            /* full jitter: sleep a random time up to base * 2^i */
-            uint32_t cap_ms = BACKOFF_BASE_MS << i;
-            usleep((useconds_t)randombytes_uniform(cap_ms) * 1000u + 1000u);
+            static const struct souk_backoff retry = {BACKOFF_BASE_MS, BACKOFF_MAX_MS};
+            usleep((useconds_t)souk_backoff_ms(&retry, i) * 1000u);
         }
         if (!breaker_allow(origin)) {
             rc = SOUK_EUNAVAIL;

@@ -4,13 +4,13 @@
  * The transports themselves are in events_feed.c, events_amqp.c and events_kafka.c. */
 #include <ctype.h>
 #include <pthread.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "events_int.h"
+#include "souk/backoff.h"
 #include "souk/id.h"
 #include "souk/json.h"
 #include "souk/log.h"
@@ -440,13 +440,8 @@ bool souk__ev_sleep(int64_t ms)
 
 int64_t souk__ev_backoff(int attempt)
 {
-    int64_t d = souk__ev.retry_ms;
-    for (int i = 1; i < attempt && d < souk__ev.retry_max_ms; i++)
-        d *= 2;
-    if (d > souk__ev.retry_max_ms)
-        d = souk__ev.retry_max_ms;
-    /* equal jitter: half fixed, half random, so replicas do not retry in step */
-    return d / 2 + (int64_t)randombytes_uniform((uint32_t)(d / 2 + 1));
+    struct souk_backoff b = {souk__ev.retry_ms, souk__ev.retry_max_ms};
+    return souk_backoff_ms(&b, attempt);
 }
 
 void souk__ev_nudge(void)

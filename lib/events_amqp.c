@@ -5,13 +5,13 @@
  * committed, dead-lettering through the broker after max attempts. Both reconnect. */
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 
 #include "events_int.h"
+#include "souk/backoff.h"
 #include "souk/log.h"
 #include "souk/metrics.h"
 #include "souk/souk.h"
@@ -77,12 +77,8 @@ static struct timeval tv_of(int64_t ms)
 /* Capped, jittered delay before the n-th reconnect (1-based). */
 static int64_t reconnect_delay(int n)
 {
-    int64_t d = RECONNECT_MIN_MS;
-    for (int i = 1; i < n && d < RECONNECT_MAX_MS; i++)
-        d *= 2;
-    if (d > RECONNECT_MAX_MS)
-        d = RECONNECT_MAX_MS;
-    return d / 2 + (int64_t)randombytes_uniform((uint32_t)(d / 2 + 1));
+    static const struct souk_backoff reconnect = {RECONNECT_MIN_MS, RECONNECT_MAX_MS};
+    return souk_backoff_ms(&reconnect, n);
 }
 
 static const char *reply_text(amqp_rpc_reply_t r)

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "notify.h"
+#include "souk/backoff.h"
 #include "souk/config.h"
 #include "souk/log.h"
 #include "souk/souk.h"
@@ -195,11 +196,8 @@ static int record(struct souk_db *db, const struct mail *m, int rc, const char *
     char now[SOUK_TIME_MAX];
     souk_time_now(now);
     int64_t attempts = m->attempts + 1;
-    int64_t delay = notify_mail_retry_ms;
-    for (int64_t i = 1; i < attempts && delay < RETRY_MAX_MS; i++)
-        delay *= 2;
-    if (delay > RETRY_MAX_MS)
-        delay = RETRY_MAX_MS;
+    struct souk_backoff retry = {notify_mail_retry_ms, RETRY_MAX_MS};
+    int64_t delay = souk_backoff_ms(&retry, attempts);
     const char *status = rc == 0 ? "sent" : attempts >= notify_mail_attempts ? "failed" : "pending";
     if (rc != 0)
         souk_warn("mail delivery failed", "{s:s,s:I,s:s,s:s}", "notification", m->ntf, "attempts",

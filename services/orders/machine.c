@@ -7,9 +7,6 @@
 #include "orders.h"
 #include "souk/souk.h"
 
-#define BACKOFF_BASE_MS 100
-#define BACKOFF_MAX_MS  5000
-
 static const char *const step_names[STEP_COUNT] = {
     [STEP_RESERVE] = "reserve", [STEP_AUTHORIZE] = "authorize", [STEP_COMMIT] = "commit",
     [STEP_CAPTURE] = "capture", [STEP_RELEASE] = "release",     [STEP_VOID] = "void",
@@ -45,14 +42,6 @@ bool saga_transient(const struct saga_answer *a)
     if (a->http == 401 || a->http == 403 || a->http == 408 || a->http == 429)
         return true;
     return a->http == 409 && code_is(a, "idempotency_key_in_use");
-}
-
-int64_t saga_backoff_ms(int64_t attempts)
-{
-    int64_t ms = BACKOFF_BASE_MS;
-    for (int64_t i = 1; i < attempts && ms < BACKOFF_MAX_MS; i++)
-        ms *= 2;
-    return ms < BACKOFF_MAX_MS ? ms : BACKOFF_MAX_MS;
 }
 
 static void go(struct saga_move *m, enum saga_step next, const char *status, const char *reason)

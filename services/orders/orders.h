@@ -66,8 +66,6 @@ void saga_decide(enum saga_step step, const struct saga_answer *a, const char *r
 /* Is the answer a transient failure (no answer, 5xx, 408, 429, 401/403 from a token
  * being renewed, a key still in use)? */
 bool saga_transient(const struct saga_answer *a);
-/* Backoff before attempt n (1-based) in ms, without jitter. */
-int64_t saga_backoff_ms(int64_t attempts);
 
 /* ---- the saga engine (saga.c) ---- */
 int saga_start(void);

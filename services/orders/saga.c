@@ -5,7 +5,6 @@
  * resumes every unsettled order whose backoff has passed: at start, after a crash
  * (when the dead worker's lease runs out) and after transient failures. */
 #include <pthread.h>
-#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +12,7 @@
 #include <unistd.h>
 
 #include "orders.h"
+#include "souk/backoff.h"
 #include "souk/client.h"
 #include "souk/id.h"
 #include "souk/log.h"
@@ -26,6 +26,9 @@
 #define STEPS_PER_RUN     16 /* a run ends after this many steps (there are at most 6) */
 #define URL_MAX           512
 #define KEY_MAX           96
+
+/* a transient failure is retried after 50-100 ms, then twice that, up to 2.5-5 s */
+static const struct souk_backoff saga_retry = {100, 5000};
 
 struct souk_metric *orders_transitions, *orders_step_seconds, *orders_by_status;
 
@@ -356,8 +359,7 @@ static int persist(struct souk_db *db, struct saga *s, const struct saga_move *m
         return rc < 0 ? rc : 1;
     }
     if (mv.retry) {
-        int64_t delay = saga_backoff_ms(s->attempts + 1);
-        delay += (int64_t)randombytes_uniform((uint32_t)(delay / 2 + 1)); /* jitter */
+        int64_t delay = souk_backoff_ms(&saga_retry, s->attempts + 1);
         rc = souk_db_run(db,
                          "UPDATE orders SET attempts = attempts + 1, next_attempt_ms = ?,"
                          " lease_until = 0, lease_owner = '' WHERE id = ?",
