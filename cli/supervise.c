@@ -263,8 +263,10 @@ static void notify_parent(struct supervisor *s, char mark, const char *text)
  * when none is left. Services start one after the other because each calls the
  * ones before it from its first moments (every service gets its token and the
  * JWKS from users; cart prices from catalog; orders calls them all): started
- * together, a peer not yet listening opens the caller's circuit breaker for it,
- * and the first requests after "ready" fail. */
+ * together, a caller that found its peer not yet listening waits out its retry
+ * delay (the key set's refetch, a feed consumer's backoff), and the first requests
+ * after "ready" fail. (A refused connection to a peer that never answered no longer
+ * opens the caller's circuit breaker: lib/README.md, "Retries and breakers".) */
 static bool start_wave(struct supervisor *s)
 {
     while (s->wave < NSERVICES) {

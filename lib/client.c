@@ -1,7 +1,7 @@
 /* client.c: blocking outbound HTTP on libcurl. Each thread keeps one easy handle,
  * so its connections stay alive between calls; a circuit breaker per origin
- * fails fast while a peer is down; idempotent calls are retried with jittered
- * exponential backoff. */
+ * (souk/breaker.h) fails fast while a peer is down; idempotent calls are retried
+ * with the kit's jittered exponential backoff (souk/backoff.h). */
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -14,6 +14,7 @@
 
 #include "client_int.h"
 #include "souk/backoff.h"
+#include "souk/breaker.h"
 #include "souk/client.h"
 #include "souk/config.h"
 #include "souk/log.h"
@@ -155,16 +156,14 @@ static bool url_unsafe(const char *url)
     return false;
 }
 
-/* ---- circuit breakers, one per origin ---- */
+/* ---- circuit breakers, one per origin (souk/breaker.h) ---- */
 
-struct breaker {
+struct origin_breaker {
     char origin[128];
-    int failures;
-    int64_t open_until; /* wall ms; 0 when closed */
-    bool trial;         /* a half-open trial call is under way */
+    struct souk_breaker b;
 };
 
-static struct breaker breakers[BREAKER_ORIGINS];
+static struct origin_breaker breakers[BREAKER_ORIGINS];
 static size_t nbreakers;
 static pthread_mutex_t breaker_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -176,50 +175,37 @@ static void origin_of(const char *url, char *out, size_t cap)
     snprintf(out, cap, "%.*s", (int)((size_t)(p - url) + n), url);
 }
 
-static struct breaker *breaker_get(const char *origin)
+static struct souk_breaker *breaker_get(const char *origin)
 {
     for (size_t i = 0; i < nbreakers; i++)
         if (strcmp(breakers[i].origin, origin) == 0)
-            return &breakers[i];
+            return &breakers[i].b;
     if (nbreakers == BREAKER_ORIGINS)
         return NULL; /* more origins than expected: no breaker for the rest */
-    struct breaker *b = &breakers[nbreakers++];
-    snprintf(b->origin, sizeof(b->origin), "%s", origin);
-    return b;
+    struct origin_breaker *o = &breakers[nbreakers++];
+    snprintf(o->origin, sizeof(o->origin), "%s", origin);
+    souk_breaker_init(&o->b, BREAKER_THRESHOLD, BREAKER_OPEN_MS);
+    return &o->b;
 }
 
 /* May a call to origin go ahead? */
 static bool breaker_allow(const char *origin)
 {
     pthread_mutex_lock(&breaker_lock);
-    struct breaker *b = breaker_get(origin);
-    bool ok = true;
-    if (b != NULL && b->open_until != 0) {
-        if (souk_wall_ms() < b->open_until || b->trial)
-            ok = false;
-        else
-            b->trial = true; /* half-open: this call is the trial */
-    }
+    struct souk_breaker *b = breaker_get(origin);
+    bool ok = b == NULL || souk_breaker_allow(b, souk_now_ns());
     pthread_mutex_unlock(&breaker_lock);
     return ok;
 }
 
-static void breaker_report(const char *origin, bool success)
+static void breaker_report(const char *origin, enum souk_breaker_outcome outcome)
 {
     pthread_mutex_lock(&breaker_lock);
-    struct breaker *b = breaker_get(origin);
-    if (b != NULL) {
-        b->trial = false;
-        if (success) {
-            b->failures = 0;
-            b->open_until = 0;
-        } else if (++b->failures >= BREAKER_THRESHOLD) {
-            if (b->open_until == 0)
-                souk_warn("circuit open", "{s:s}", "origin", origin);
-            b->open_until = souk_wall_ms() + BREAKER_OPEN_MS;
-        }
-    }
+    struct souk_breaker *b = breaker_get(origin);
+    bool opened = b != NULL && souk_breaker_report(b, outcome, souk_now_ns());
     pthread_mutex_unlock(&breaker_lock);
+    if (opened)
+        souk_warn("circuit open", "{s:s}", "origin", origin);
 }
 
 /* ---- this service's token, from above ---- */
@@ -288,9 +274,11 @@ static bool idempotent(const struct souk_call *c)
            strcmp(m, "DELETE") == 0 || c->idempotency_key != NULL;
 }
 
+/* One try. *refused: no connection could be made (nothing was sent). */
 static int attempt(const struct souk_call *c, const char *body, size_t body_len,
-                   struct curl_slist *headers, struct souk_response *res)
+                   struct curl_slist *headers, struct souk_response *res, bool *refused)
 {
+    *refused = false;
     CURL *h = thread_handle();
     struct sink sink = {res, false};
     long timeout = c->timeout_ms > 0 ? c->timeout_ms : DEFAULT_TIMEOUT_MS;
@@ -324,6 +312,7 @@ static int attempt(const struct souk_call *c, const char *body, size_t body_len,
         res->len = 0;
         if (sink.overflow)
             return SOUK_ETOOBIG;
+        *refused = rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST;
         return rc == CURLE_OPERATION_TIMEDOUT ? SOUK_ETIMEDOUT : SOUK_EIO;
     }
     long status = 0;
@@ -404,9 +393,11 @@ int souk_client_do(const struct souk_call *c, struct souk_response *res)
         }
         free(res->body);
         memset(res, 0, sizeof(*res));
-        rc = attempt(c, body, body_len, headers, res);
-        bool upstream_failed = rc != 0 || res->status >= 500;
-        breaker_report(origin, !upstream_failed);
+        bool refused;
+        rc = attempt(c, body, body_len, headers, res, &refused);
+        breaker_report(origin, refused                         ? SOUK_BREAKER_REFUSED
+                               : rc != 0 || res->status >= 500 ? SOUK_BREAKER_FAILED
+                                                               : SOUK_BREAKER_OK);
         if (rc == 0 && !(res->status == 502 || res->status == 503 || res->status == 504))
             break;
     }

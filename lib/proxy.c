@@ -18,6 +18,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "souk/breaker.h"
 #include "souk/log.h"
 #include "souk/metrics.h"
 #include "souk/proxy.h"
@@ -38,7 +39,6 @@
 #define EASY_FREE_MAX     256        /* idle easy handles kept per loop */
 #define REGISTERED        0x40000000 /* in a socket's curl_multi_assign value: in our epoll set */
 
-enum breaker { CLOSED, OPEN, HALF_OPEN };
 enum kind { JOB, HEALTH };
 
 struct instance {
@@ -52,9 +52,7 @@ struct instance {
     bool healthy; /* last probe answered 200, or no connection error since */
     bool seen_up; /* a probe has answered 200 since start */
     int outstanding;
-    int failures; /* consecutive */
-    enum breaker state;
-    uint64_t open_until;
+    struct souk_breaker breaker;
     bool available; /* healthy and breaker not open: mirrored for other threads */
 };
 
@@ -189,7 +187,7 @@ static void publish(struct souk_upstream *u, uint64_t now)
     size_t n = 0;
     for (size_t i = 0; i < u->n; i++) {
         struct instance *in = &u->inst[i];
-        in->available = in->healthy && !(in->state == OPEN && now < in->open_until);
+        in->available = in->healthy && !souk_breaker_is_open(&in->breaker, now);
         n += in->available;
     }
     atomic_store(&u->available, n);
@@ -197,9 +195,7 @@ static void publish(struct souk_upstream *u, uint64_t now)
 
 static bool eligible(const struct instance *in, uint64_t now)
 {
-    if (!in->healthy || in->state == HALF_OPEN)
-        return false;
-    return in->state == CLOSED || now >= in->open_until;
+    return in->healthy && souk_breaker_ready(&in->breaker, now);
 }
 
 /* Least outstanding requests among eligible instances not tried yet; ties go round
@@ -216,27 +212,16 @@ static struct instance *pick(struct souk_upstream *u, uint32_t tried, uint64_t n
         if (best == NULL || in->outstanding < best->outstanding)
             best = in;
     }
-    if (best != NULL && best->state == OPEN)
-        best->state = HALF_OPEN; /* this request is the trial */
+    if (best != NULL)
+        souk_breaker_allow(&best->breaker, now); /* an open one's trial: this request */
     return best;
 }
 
-static void breaker_success(struct instance *in)
+static void breaker_report(struct instance *in, enum souk_breaker_outcome outcome, uint64_t now)
 {
-    in->failures = 0;
-    in->state = CLOSED;
-}
-
-static void breaker_failure(struct instance *in, uint64_t now)
-{
-    in->failures++;
-    if (in->state == HALF_OPEN || in->failures >= conf.breaker_failures) {
-        if (in->state != OPEN)
-            souk_warn("upstream breaker open", "{s:s,s:s,s:i}", "upstream", in->up->name,
-                      "instance", in->label, "failures", in->failures);
-        in->state = OPEN;
-        in->open_until = now + (uint64_t)conf.breaker_open_ms * 1000000u;
-    }
+    if (souk_breaker_report(&in->breaker, outcome, now))
+        souk_warn("upstream breaker open", "{s:s,s:s,s:i}", "upstream", in->up->name, "instance",
+                  in->label, "failures", in->breaker.failures);
 }
 
 static void set_healthy(struct instance *in, bool ok, const char *why)
@@ -244,8 +229,8 @@ static void set_healthy(struct instance *in, bool ok, const char *why)
     if (in->healthy == ok)
         return;
     in->healthy = ok;
-    if (ok && in->state == OPEN)
-        in->open_until = 0; /* back: let a trial request through at once */
+    if (ok)
+        souk_breaker_retry_now(&in->breaker); /* back: let a trial request through at once */
     souk_metric_set(m_up, ok ? 1 : 0, in->up->name, in->label);
     if (ok)
         souk_info("upstream instance up", "{s:s,s:s}", "upstream", in->up->name, "instance",
@@ -607,15 +592,10 @@ static void finish_job(struct loop *lp, struct job *j, CURLcode rc, uint64_t now
         bool gateway_error = j->status == 502 || j->status == 503 || j->status == 504;
         pthread_mutex_lock(&state_lock);
         in->outstanding--;
-        if (j->status >= 500) {
-            breaker_failure(in, now);
+        bool was_closed = in->breaker.state == SOUK_BREAKER_CLOSED;
+        breaker_report(in, j->status >= 500 ? SOUK_BREAKER_FAILED : SOUK_BREAKER_OK, now);
+        if (j->status >= 500 || !was_closed)
             publish(j->up, now);
-        } else if (in->state != CLOSED) {
-            breaker_success(in);
-            publish(j->up, now);
-        } else {
-            in->failures = 0;
-        }
         pthread_mutex_unlock(&state_lock);
         if (gateway_error && j->retryable && retry(j, now))
             return;
@@ -644,7 +624,7 @@ static void finish_job(struct loop *lp, struct job *j, CURLcode rc, uint64_t now
     if (!j->too_big) {
         if (never_sent || conn_lost)
             set_healthy(in, false, curl_easy_strerror(rc)); /* passive ejection */
-        breaker_failure(in, now);
+        breaker_report(in, never_sent ? SOUK_BREAKER_REFUSED : SOUK_BREAKER_FAILED, now);
         publish(j->up, now);
     }
     pthread_mutex_unlock(&state_lock);
@@ -943,9 +923,13 @@ int souk_proxy_start(const struct souk_proxy_conf *c)
     m_up =
         souk_metric_gauge("souk_gateway_upstream_up",
                           "1 when the instance's last health probe passed.", "upstream,instance");
-    for (size_t u = 0; u < nupstreams; u++)
-        for (size_t i = 0; i < upstreams[u]->n; i++)
-            souk_metric_set(m_up, 1, upstreams[u]->name, upstreams[u]->inst[i].label);
+    for (size_t u = 0; u < nupstreams; u++) {
+        for (size_t i = 0; i < upstreams[u]->n; i++) {
+            struct instance *in = &upstreams[u]->inst[i];
+            souk_breaker_init(&in->breaker, conf.breaker_failures, conf.breaker_open_ms);
+            souk_metric_set(m_up, 1, upstreams[u]->name, in->label);
+        }
+    }
     for (size_t i = 0; i < nloops; i++) {
         int rc = loop_init(&loops[i]);
         if (rc != 0)

@@ -1,7 +1,9 @@
 /* client.h: outbound HTTP for handlers and workers, hiding libcurl: pooled
  * keep-alive connections (one pool per thread), a timeout on every call, retries
- * with jittered backoff for idempotent calls, a circuit breaker per upstream
- * origin, the service token injected, and the trace context passed on. */
+ * with jittered backoff for idempotent calls (souk/backoff.h), a circuit breaker per
+ * upstream origin (souk/breaker.h: 5 failures in a row open it for 2 s; refused
+ * connections to an origin that never answered do not count), the service token
+ * injected, and the trace context passed on. */
 #ifndef SOUK_CLIENT_H
 #define SOUK_CLIENT_H
 
