@@ -9,6 +9,7 @@
 #include "catalog.h"
 #include "search.h"
 #include "souk/events.h"
+#include "souk/handler.h"
 #include "souk/id.h"
 #include "souk/json.h"
 #include "souk/log.h"
@@ -19,22 +20,26 @@
 #define ATTRIBUTES_MAX 64
 #define ETAG_MAX       48
 
-/* The product (PRODUCT_COLUMNS plus version) as JSON, archived or not; NULL if none. */
-static json_t *load(struct souk_db *db, const char *id, int64_t *version, bool *archived)
+/* The product (PRODUCT_COLUMNS plus version) as JSON into *out, archived or not: 1,
+ * or 0 when there is none (*out NULL), or the failed step's error. */
+static int load(struct souk_db *db, const char *id, json_t **out, int64_t *version, bool *archived)
 {
+    *out = NULL;
     struct souk_stmt *st = souk_db_query(db,
                                          "SELECT " PRODUCT_COLUMNS ", p.version, p.archived"
                                          " FROM products p WHERE p.id = ?",
                                          "s", id);
-    if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
-        return NULL;
+    int rc = st != NULL ? souk_stmt_step(st) : SOUK_EDB;
+    if (rc != SOUK_ROW)
+        return rc < 0 ? rc : 0;
     json_t *p = souk_stmt_row_json(st);
     souk_stmt_done(st);
     *version = json_integer_value(json_object_get(p, "version"));
     *archived = json_integer_value(json_object_get(p, "archived")) != 0;
     json_object_del(p, "version");
     json_object_del(p, "archived");
-    return p;
+    *out = p;
+    return 1;
 }
 
 static void set_etag(struct souk_req *r, int64_t version)
@@ -61,8 +66,7 @@ static bool etag_matches(const char *if_match, int64_t version)
     return false;
 }
 
-/* Emit product.updated inside the open transaction. Until the events module lands
- * the emit is a placeholder answering SOUK_EUNAVAIL, which is not an error here. */
+/* Emit product.updated inside the open transaction: 0 or the outbox write's error. */
 static int emit_updated(struct souk_db *db, const char *id, json_t *product, int64_t version,
                         bool archived)
 {
@@ -72,8 +76,7 @@ static int emit_updated(struct souk_db *db, const char *id, json_t *product, int
                              json_object_get(product, "currency"), "stock_available",
                              json_object_get(product, "stock_available"), "version",
                              (json_int_t)version, "archived", archived);
-    int rc = souk_event_emit(db, "product.updated", id, data);
-    return rc == SOUK_EUNAVAIL ? 0 : rc;
+    return souk_event_emit(db, "product.updated", id, data);
 }
 
 /* Commit with the event, then answer with the product and its new ETag. */
@@ -81,11 +84,18 @@ static int finish(struct souk_req *r, struct souk_db *db, const char *id, int st
 {
     int64_t version;
     bool archived;
-    json_t *p = load(db, id, &version, &archived);
-    if (p == NULL || emit_updated(db, id, p, version, archived) != 0 || souk_db_commit(db) != 0) {
+    json_t *p;
+    int rc = load(db, id, &p, &version, &archived);
+    if (rc == 0) /* written in this very transaction: never */
+        rc = SOUK_EDB;
+    if (rc > 0)
+        rc = emit_updated(db, id, p, version, archived);
+    if (rc == 0)
+        rc = souk_db_commit(db);
+    if (rc != 0) {
         json_decref(p);
         souk_db_rollback(db);
-        return souk_problem(r, 500, "internal", "cannot save the product");
+        return souk_handler_db_error(r, rc, "cannot save the product");
     }
     souk_info("product changed", "{s:s,s:I,s:s}", "id", id, "version", (json_int_t)version, "by",
               souk_req_identity(r)->sub);
@@ -98,6 +108,11 @@ static int finish(struct souk_req *r, struct souk_db *db, const char *id, int st
     return status;
 }
 
+/* The members a product's body may have; on_hand only on create (read_fields). */
+static const char *const product_fields[] = {"sku",      "name",     "description", "price_cents",
+                                             "currency", "category", "image_url",   "attributes",
+                                             "on_hand",  NULL};
+
 /* Validate the writable fields; required ones only on create. */
 struct fields {
     const char *sku, *name, *description, *currency, *category, *image_url;
@@ -105,13 +120,11 @@ struct fields {
     char *attributes; /* compact JSON, malloc'd; NULL when absent */
 };
 
-static void read_fields(struct souk_check *c, json_t *body, struct fields *f, bool create,
-                        struct souk_db *db)
+/* Read body (opened with product_fields) into f and its errors into c. 0, or the error
+ * of the step that looks the category up (f->attributes is the caller's to free). */
+static int read_fields(struct souk_check *c, json_t *body, struct fields *f, bool create,
+                       struct souk_db *db)
 {
-    static const char *const allowed_create[] = {
-        "sku",      "name",      "description", "price_cents", "currency",
-        "category", "image_url", "attributes",  "on_hand",     NULL};
-    souk_json_only(c, body, allowed_create + 0);
     if (!create && json_object_get(body, "on_hand") != NULL)
         souk_check_fail(c, "on_hand", "is set with PUT /api/v1/products/{id}/stock");
     int req = create ? SOUK_REQUIRED : SOUK_OPTIONAL;
@@ -145,12 +158,40 @@ static void read_fields(struct souk_check *c, json_t *body, struct fields *f, bo
         else
             f->attributes = souk_json_dump(attrs, NULL);
     }
-    int64_t known = 1;
-    if (f->category != NULL &&
-        (souk_db_int(db, &known, "SELECT count(*) FROM categories WHERE slug = ?", "s",
-                     f->category) < 0 ||
-         known == 0))
-        souk_check_fail(c, "category", "is not a known category");
+    if (f->category != NULL) {
+        int64_t known = 0;
+        int rc = souk_db_int(db, &known, "SELECT count(*) FROM categories WHERE slug = ?", "s",
+                             f->category);
+        if (rc < 0)
+            return rc;
+        if (known == 0)
+            souk_check_fail(c, "category", "is not a known category");
+    }
+    return 0;
+}
+
+/* Open a product's body and read it: NULL with the answer's status in *status, for a
+ * body that is not a JSON object, a bad field or a failed lookup (f->attributes freed). */
+static json_t *open_fields(struct souk_req *r, struct fields *f, bool create, int *status)
+{
+    struct souk_check c;
+    json_t *body = souk_handler_open(r, &c, product_fields);
+    if (body == NULL) {
+        *status = souk_req_status(r);
+        return NULL;
+    }
+    int rc = read_fields(&c, body, f, create, souk_req_db(r));
+    if (rc == 0 && souk_check_ok(&c))
+        return body;
+    free(f->attributes);
+    f->attributes = NULL;
+    if (rc < 0) {
+        souk_check_free(&c);
+        *status = souk_handler_db_error(r, rc, "cannot look the category up");
+    } else {
+        *status = souk_problem_check(r, &c);
+    }
+    return NULL;
 }
 
 /* The words of a new name or description join the search vocabulary (search.h), in the
@@ -165,26 +206,20 @@ static int add_words(struct souk_db *db, const struct fields *f)
 
 int products_create(struct souk_req *r)
 {
-    json_t *body = souk_req_json(r);
-    if (body == NULL)
-        return souk_req_status(r);
-    struct souk_db *db = souk_req_db(r);
-    struct souk_check c;
     struct fields f;
-    souk_check_init(&c);
-    read_fields(&c, body, &f, true, db);
-    if (!souk_check_ok(&c)) {
-        free(f.attributes);
-        return souk_problem_check(r, &c);
-    }
+    int status;
+    if (open_fields(r, &f, true, &status) == NULL)
+        return status;
+    struct souk_db *db = souk_req_db(r);
     char id[SOUK_ID_MAX], now[SOUK_TIME_MAX];
     souk_id_new(id, "prd");
     souk_time_now(now);
-    if (souk_db_begin(db) != 0) {
+    int rc = souk_db_begin(db);
+    if (rc != 0) {
         free(f.attributes);
-        return souk_problem(r, 503, "busy", "database busy");
+        return souk_handler_db_error(r, rc, "cannot create the product");
     }
-    int rc = souk_db_run(
+    rc = souk_db_run(
         db,
         "INSERT INTO products (id, sku, name, description, price_cents, currency, category,"
         " image_url, attributes, on_hand, created_at, updated_at)"
@@ -199,15 +234,16 @@ int products_create(struct souk_req *r)
         souk_db_rollback(db);
         return rc == SOUK_ECONFLICT
                    ? souk_problem(r, 409, "sku_taken", "a product with SKU %s exists", f.sku)
-                   : souk_problem(r, 500, "internal", "cannot create the product");
+                   : souk_handler_db_error(r, rc, "cannot create the product");
     }
     souk_reply_header(r, "Location", souk_req_printf(r, "/api/v1/products/%s", id));
     return finish(r, db, id, 201);
 }
 
 /* Open a transaction and check the product exists and If-Match. Returns 0 with the
- * transaction open, or the error status with it closed. */
-static int begin_checked(struct souk_req *r, struct souk_db *db, const char *id, bool need_match)
+ * transaction open, or the error status with it closed (what: for a failed step). */
+static int begin_checked(struct souk_req *r, struct souk_db *db, const char *id, bool need_match,
+                         const char *what)
 {
     const char *if_match = souk_req_header(r, "If-Match");
     if (need_match && if_match == NULL)
@@ -215,13 +251,19 @@ static int begin_checked(struct souk_req *r, struct souk_db *db, const char *id,
                             "send If-Match with the ETag of the product you read");
     if (!souk_id_valid(id, "prd"))
         return souk_problem(r, 404, "product_not_found", "no product %s", id);
-    if (souk_db_begin(db) != 0)
-        return souk_problem(r, 503, "busy", "database busy");
+    int rc = souk_db_begin(db);
+    if (rc != 0)
+        return souk_handler_db_error(r, rc, what);
     int64_t version;
     bool archived;
-    json_t *p = load(db, id, &version, &archived);
+    json_t *p;
+    rc = load(db, id, &p, &version, &archived);
     json_decref(p);
-    if (p == NULL || archived) {
+    if (rc < 0) {
+        souk_db_rollback(db);
+        return souk_handler_db_error(r, rc, what);
+    }
+    if (rc == 0 || archived) {
         souk_db_rollback(db);
         return souk_problem(r, 404, "product_not_found", "no product %s", id);
     }
@@ -238,19 +280,12 @@ static int begin_checked(struct souk_req *r, struct souk_db *db, const char *id,
 int products_update(struct souk_req *r)
 {
     const char *id = souk_req_param(r, "id");
-    json_t *body = souk_req_json(r);
-    if (body == NULL)
-        return souk_req_status(r);
-    struct souk_db *db = souk_req_db(r);
-    struct souk_check c;
     struct fields f;
-    souk_check_init(&c);
-    read_fields(&c, body, &f, false, db);
-    if (!souk_check_ok(&c)) {
-        free(f.attributes);
-        return souk_problem_check(r, &c);
-    }
-    int status = begin_checked(r, db, id, true);
+    int status;
+    if (open_fields(r, &f, false, &status) == NULL)
+        return status;
+    struct souk_db *db = souk_req_db(r);
+    status = begin_checked(r, db, id, true, "cannot update the product");
     if (status != 0) {
         free(f.attributes);
         return status;
@@ -275,7 +310,7 @@ int products_update(struct souk_req *r)
         souk_db_rollback(db);
         return rc == SOUK_ECONFLICT
                    ? souk_problem(r, 409, "sku_taken", "another product has that SKU")
-                   : souk_problem(r, 500, "internal", "cannot update the product");
+                   : souk_handler_db_error(r, rc, "cannot update the product");
     }
     return finish(r, db, id, 200);
 }
@@ -284,17 +319,18 @@ int products_archive(struct souk_req *r)
 {
     const char *id = souk_req_param(r, "id");
     struct souk_db *db = souk_req_db(r);
-    int status = begin_checked(r, db, id, false); /* If-Match honoured when sent */
+    /* If-Match honoured when sent */
+    int status = begin_checked(r, db, id, false, "cannot archive the product");
     if (status != 0)
         return status;
     char now[SOUK_TIME_MAX];
     souk_time_now(now);
-    if (souk_db_run(
-            db,
-            "UPDATE products SET archived = 1, version = version + 1, updated_at = ? WHERE id = ?",
-            "ss", now, id) < 0) {
+    int rc = souk_db_run(
+        db, "UPDATE products SET archived = 1, version = version + 1, updated_at = ? WHERE id = ?",
+        "ss", now, id);
+    if (rc < 0) {
         souk_db_rollback(db);
-        return souk_problem(r, 500, "internal", "cannot archive the product");
+        return souk_handler_db_error(r, rc, "cannot archive the product");
     }
     return finish(r, db, id, 204);
 }
@@ -302,24 +338,23 @@ int products_archive(struct souk_req *r)
 int products_set_stock(struct souk_req *r)
 {
     const char *id = souk_req_param(r, "id");
-    json_t *body = souk_req_json(r);
+    static const char *const allowed[] = {"on_hand", NULL};
+    struct souk_check c;
+    json_t *body = souk_handler_open(r, &c, allowed);
     if (body == NULL)
         return souk_req_status(r);
-    struct souk_check c;
-    souk_check_init(&c);
-    static const char *const allowed[] = {"on_hand", NULL};
-    souk_json_only(&c, body, allowed);
     int64_t on_hand = souk_json_int(&c, body, "on_hand", SOUK_REQUIRED, 0, STOCK_MAX, 0);
     if (!souk_check_ok(&c))
         return souk_problem_check(r, &c);
     struct souk_db *db = souk_req_db(r);
-    int status = begin_checked(r, db, id, false);
+    int status = begin_checked(r, db, id, false, "cannot set the stock");
     if (status != 0)
         return status;
     int64_t reserved = 0;
-    if (souk_db_int(db, &reserved, "SELECT reserved FROM products WHERE id = ?", "s", id) < 0) {
+    int rc = souk_db_int(db, &reserved, "SELECT reserved FROM products WHERE id = ?", "s", id);
+    if (rc < 0) {
         souk_db_rollback(db);
-        return souk_problem(r, 500, "internal", "query failed");
+        return souk_handler_db_error(r, rc, "cannot set the stock");
     }
     if (on_hand < reserved) {
         souk_db_rollback(db);
@@ -329,12 +364,12 @@ int products_set_stock(struct souk_req *r)
     }
     char now[SOUK_TIME_MAX];
     souk_time_now(now);
-    if (souk_db_run(
-            db,
-            "UPDATE products SET on_hand = ?, version = version + 1, updated_at = ? WHERE id = ?",
-            "iss", on_hand, now, id) < 0) {
+    rc = souk_db_run(
+        db, "UPDATE products SET on_hand = ?, version = version + 1, updated_at = ? WHERE id = ?",
+        "iss", on_hand, now, id);
+    if (rc < 0) {
         souk_db_rollback(db);
-        return souk_problem(r, 500, "internal", "cannot set the stock");
+        return souk_handler_db_error(r, rc, "cannot set the stock");
     }
     return finish(r, db, id, 200);
 }

@@ -9,19 +9,18 @@
 #include "catalog.h"
 #include "listing.h"
 #include "search.h"
+#include "souk/handler.h"
 #include "souk/id.h"
 #include "souk/json.h"
 #include "souk/log.h"
+#include "souk/page.h"
 #include "souk/souk.h"
 
 #define Q_MAX     200
 #define PRICE_MAX 1000000000
 /* "no upper bound": above PRICE_MAX, and (PRICE_TOP + 1) << 32 still fits an int64 */
-#define PRICE_TOP    (INT64_C(1) << 30)
-#define RID_MASK     INT64_C(4294967295) /* products_fts_price rowid = price << 32 | rid */
-#define PAGE_DEFAULT 20
-#define PAGE_MAX     100
-#define TOKEN_MAX    512
+#define PRICE_TOP (INT64_C(1) << 30)
+#define RID_MASK  INT64_C(4294967295) /* products_fts_price rowid = price << 32 | rid */
 
 /* Residual filters, the same in every statement: ?ST in_stock (0/1), and for the orders
  * that are not by price, ?BAND (0/1) with the range ?LO..?HI. A flag that is 0 decides the
@@ -176,10 +175,8 @@ struct list_query {
     int64_t min_price, max_price; /* -1: no bound */
     bool in_stock;
     enum sort sort;
-    int64_t page_size;
-    const char *words;    /* the FTS5 expression of q's words; "" when none */
-    const char *key;      /* q's words, normalised: what a token is bound to */
-    uint32_t filter_hash; /* binds a page token to the query that made it */
+    const char *words; /* the FTS5 expression of q's words; "" when none */
+    const char *key;   /* q's words, normalised: what a page token is bound to */
     /* keyset position after the previous page: its last row */
     bool after;
     int64_t after_rid, after_key; /* key: the price, or the relevance tier */
@@ -187,83 +184,25 @@ struct list_query {
 
 /* The rows of a page in order, one more than the page when there is a next one. */
 struct page {
-    int64_t rid[PAGE_MAX + 1], price[PAGE_MAX + 1];
-    int tier[PAGE_MAX + 1];
+    int64_t rid[SOUK_PAGE_MAX + 1], price[SOUK_PAGE_MAX + 1];
+    int tier[SOUK_PAGE_MAX + 1];
     int n, want;
 };
 
-static uint32_t fnv1a(uint32_t h, const char *s)
-{
-    for (; s != NULL && *s != '\0'; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return (h ^ 0xff) * 16777619u; /* separator, so ("ab","") differs from ("a","b") */
-}
-
-static uint32_t filter_hash(const struct list_query *lq)
-{
-    char nums[96];
-    snprintf(nums, sizeof(nums), "%lld/%lld/%d/%d", (long long)lq->min_price,
-             (long long)lq->max_price, lq->in_stock, (int)lq->sort);
-    uint32_t h = 2166136261u;
-    h = fnv1a(h, lq->key);
-    h = fnv1a(h, lq->category);
-    return fnv1a(h, nums);
-}
-
-/* A page token is base64url of {"f":filter_hash,"r":rid,"k":key} (key: the price for the
- * price orders, the tier for relevance, 0 for newest). Anything else is a 400. */
-static void decode_token(struct souk_check *c, struct list_query *lq, const char *token)
-{
-    char raw[TOKEN_MAX];
-    long n = strlen(token) < TOKEN_MAX ? souk_b64url_dec(token, raw, sizeof(raw) - 1) : -1;
-    json_t *t = n > 0 ? json_loadb(raw, (size_t)n, 0, NULL) : NULL;
-    json_t *f = json_object_get(t, "f"), *k = json_object_get(t, "k"), *r = json_object_get(t, "r");
-    bool ok = json_is_integer(f) && json_is_integer(k) && json_is_integer(r) &&
-              json_integer_value(r) > 0 && json_integer_value(r) <= RID_MASK;
-    if (ok && (uint32_t)json_integer_value(f) != lq->filter_hash) {
-        souk_check_fail(c, "page_token", "belongs to a different query");
-        goto out;
-    }
-    int64_t key = ok ? json_integer_value(k) : -1;
-    if (lq->sort == SORT_RELEVANCE)
-        ok = ok && (key == 0 || key == 1);
-    else if (lq->sort == SORT_NEWEST)
-        ok = ok && key == 0;
-    else
-        ok = ok && key >= 0 && key <= PRICE_TOP;
-    if (!ok) {
-        souk_check_fail(c, "page_token", "is malformed");
-        goto out;
-    }
-    lq->after = true;
-    lq->after_rid = json_integer_value(r);
-    lq->after_key = key;
-out:
-    json_decref(t);
-}
-
-static void encode_token(const struct list_query *lq, const struct page *pg, int i, char *out,
-                         size_t cap)
-{
-    int64_t key = lq->sort == SORT_RELEVANCE ? pg->tier[i]
-                  : lq->sort == SORT_NEWEST  ? 0
-                                             : pg->price[i];
-    char raw[128];
-    int len = snprintf(raw, sizeof(raw), "{\"f\":%u,\"r\":%lld,\"k\":%lld}", lq->filter_hash,
-                       (long long)pg->rid[i], (long long)key);
-    souk_b64url_enc(raw, (size_t)len, out, cap);
-}
-
+/* The endpoint's own filters into lq and their errors into c (page_size and page_token
+ * are the kit's: souk_page_start). 0, or the error of the vocabulary lookup behind q. */
 static int parse_list_query(struct souk_req *r, struct list_query *lq, struct souk_check *c)
 {
     memset(lq, 0, sizeof(*lq));
     lq->words = lq->key = "";
     lq->q = souk_req_query(r, "q");
-    if (lq->q != NULL && strlen(lq->q) > Q_MAX)
+    if (lq->q != NULL && strlen(lq->q) > Q_MAX) {
         souk_check_fail(c, "q", "must be at most %d characters", Q_MAX);
-    else if (lq->q != NULL &&
-             search_expression(souk_req_db(r), souk_req_arena(r), lq->q, &lq->words, &lq->key) != 0)
-        return SOUK_EDB;
+    } else if (lq->q != NULL) {
+        int rc = search_expression(souk_req_db(r), souk_req_arena(r), lq->q, &lq->words, &lq->key);
+        if (rc != 0)
+            return rc < 0 ? rc : SOUK_EDB;
+    }
     lq->category = souk_req_query(r, "category");
     if (lq->category != NULL && (strlen(lq->category) == 0 || strlen(lq->category) > 64)) {
         souk_check_fail(c, "category", "must be 1 to 64 characters");
@@ -281,13 +220,45 @@ static int parse_list_query(struct souk_req *r, struct list_query *lq, struct so
                                     has_q ? SORT_RELEVANCE : SORT_NEWEST);
     /* relevance needs words to rank by; without them the newest come first */
     lq->sort = (sort == SORT_RELEVANCE && !has_q) ? SORT_NEWEST : (enum sort)sort;
-    lq->page_size = souk_check_int_text(c, "page_size", souk_req_query(r, "page_size"), 1, PAGE_MAX,
-                                        PAGE_DEFAULT);
-    lq->filter_hash = filter_hash(lq);
-    const char *token = souk_req_query(r, "page_token");
-    if (token != NULL && souk_check_ok(c))
-        decode_token(c, lq, token);
-    return souk_check_ok(c) ? 0 : SOUK_EINVAL;
+    return 0;
+}
+
+/* Where the previous page ended, from the token souk_page_start opened: [rid] newest
+ * first, [price, rid] by price, [tier, rid] by relevance. The token was sealed for
+ * this very query, so another shape means another format of ours: false. */
+static bool take_position(struct list_query *lq, const struct souk_page *pg)
+{
+    if (pg->npos == 0)
+        return true;
+    const struct souk_page_value *key = &pg->pos[0], *rid = &pg->pos[pg->npos - 1];
+    if (pg->npos != (lq->sort == SORT_NEWEST ? 1 : 2) || rid->type != 'i' || rid->i <= 0 ||
+        rid->i > RID_MASK)
+        return false;
+    if (lq->sort == SORT_RELEVANCE && (key->type != 'i' || key->i < 0 || key->i > 1))
+        return false;
+    if ((lq->sort == SORT_PRICE_ASC || lq->sort == SORT_PRICE_DESC) &&
+        (key->type != 'i' || key->i < 0 || key->i > PRICE_TOP))
+        return false;
+    lq->after = true;
+    lq->after_rid = rid->i;
+    lq->after_key = lq->sort == SORT_NEWEST ? 0 : key->i;
+    return true;
+}
+
+/* The next page's token: the position of row i, the page's last. NULL if it cannot be
+ * made (logged). */
+static json_t *next_token(const struct list_query *lq, const struct souk_page *spg,
+                          const struct page *pg, int i)
+{
+    json_t *key =
+        lq->sort == SORT_NEWEST
+            ? json_pack("[I]", (json_int_t)pg->rid[i])
+            : json_pack("[I,I]",
+                        (json_int_t)(lq->sort == SORT_RELEVANCE ? pg->tier[i] : pg->price[i]),
+                        (json_int_t)pg->rid[i]);
+    json_t *token = key != NULL ? souk_page_token(spg, key) : NULL;
+    json_decref(key);
+    return token;
 }
 
 /* The bound values of one run of a list statement (see the parameter list above). */
@@ -565,27 +536,44 @@ static void body_put(struct body *b, const char *s, size_t n)
 
 static void body_puts(struct body *b, const char *s) { body_put(b, s, strlen(s)); }
 
-/* Append the rendered product with this rid to the body; false if it vanished. */
-static bool put_product(struct souk_db *db, struct body *b, int64_t rid)
+/* Append the rendered product with this rid to the body. 0, or the failed step's error
+ * (SOUK_EDB for a row that vanished: products are archived, never deleted). */
+static int put_product(struct souk_db *db, struct body *b, int64_t rid)
 {
     struct souk_stmt *st = souk_db_query(db, list_statements[L_ROW].sql, "i", rid);
-    if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
-        return false;
+    int rc = st != NULL ? souk_stmt_step(st) : SOUK_EDB;
+    if (rc != SOUK_ROW)
+        return rc < 0 ? rc : SOUK_EDB;
     body_puts(b, souk_stmt_text(st, 0));
     souk_stmt_done(st);
-    return true;
+    return 0;
 }
 
 int products_list(struct souk_req *r)
 {
     struct souk_check c;
     struct list_query lq;
+    struct souk_page spg;
     souk_check_init(&c);
     int rc = parse_list_query(r, &lq, &c);
-    if (rc == SOUK_EDB)
-        return souk_problem(r, 500, "internal", "query failed");
-    if (rc != 0)
+    if (rc != 0) {
+        souk_check_free(&c);
+        return souk_handler_db_error(r, rc, "cannot search the catalog");
+    }
+    /* the token is bound to everything that decides the list; free text goes
+     * length-prefixed, so no two queries print the same */
+    int status = souk_page_start(
+        &spg, r, &c, "products", "q=%zu:%s cat=%zu:%s min=%lld max=%lld stock=%d sort=%d",
+        strlen(lq.key), lq.key, lq.category != NULL ? strlen(lq.category) : 0,
+        lq.category != NULL ? lq.category : "", (long long)lq.min_price, (long long)lq.max_price,
+        (int)lq.in_stock, (int)lq.sort);
+    if (status != 0)
+        return status;
+    if (!take_position(&lq, &spg)) {
+        souk_check_init(&c);
+        souk_check_fail(&c, "page_token", "is not a page token of this list, or was altered");
         return souk_problem_check(r, &c);
+    }
 
     static const char empty[] = "{\"items\":[],\"next_page_token\":null}";
     bool has_q = lq.q != NULL && lq.q[0] != '\0';
@@ -596,7 +584,7 @@ int products_list(struct souk_req *r)
     struct souk_db *db = souk_req_db(r);
     struct page *pg = souk_req_alloc(r, sizeof(*pg));
     pg->n = 0;
-    pg->want = (int)lq.page_size + 1; /* one more tells whether a next page exists */
+    pg->want = (int)spg.limit; /* one more tells whether a next page exists */
     switch (lq.sort) {
     case SORT_RELEVANCE:
         rc = page_relevance(r, &lq, pg);
@@ -612,27 +600,31 @@ int products_list(struct souk_req *r)
         break;
     }
     if (rc < 0)
-        return souk_problem(r, rc == SOUK_EBUSY ? 503 : 500, rc == SOUK_EBUSY ? "busy" : "internal",
-                            "query failed");
-    bool more = pg->n > lq.page_size;
-    int n = more ? (int)lq.page_size : pg->n;
+        return souk_handler_db_error(r, rc, "cannot list the products");
+    bool more = pg->n > spg.size;
+    int n = more ? (int)spg.size : pg->n;
     struct body b = {NULL, 0, 0};
     body_puts(&b, "{\"items\":[");
     for (int i = 0; i < n; i++) {
         if (i > 0)
             body_puts(&b, ",");
-        if (!put_product(db, &b, pg->rid[i])) {
+        rc = put_product(db, &b, pg->rid[i]);
+        if (rc != 0) { /* a part of a list is not the list */
             free(b.p);
-            return souk_problem(r, 500, "internal", "query failed");
+            return souk_handler_db_error(r, rc, "cannot list the products");
         }
     }
     body_puts(&b, "],\"next_page_token\":");
     if (more) {
-        char token[TOKEN_MAX]; /* base64url: nothing to escape */
-        encode_token(&lq, pg, n - 1, token, sizeof(token));
-        body_puts(&b, "\"");
-        body_puts(&b, token);
+        json_t *token = next_token(&lq, &spg, pg, n - 1);
+        if (token == NULL) {
+            free(b.p);
+            return souk_problem(r, 500, "internal", "cannot list the products");
+        }
+        body_puts(&b, "\""); /* base64url: nothing to escape */
+        body_puts(&b, json_string_value(token));
         body_puts(&b, "\"}");
+        json_decref(token);
     } else {
         body_puts(&b, "null}");
     }

@@ -6,6 +6,7 @@
 
 #include "catalog.h"
 #include "listing.h"
+#include "souk/handler.h"
 #include "souk/id.h"
 #include "souk/json.h"
 #include "souk/log.h"
@@ -20,11 +21,9 @@ int products_get(struct souk_req *r)
                                          "SELECT " PRODUCT_JSON ", p.version FROM products p"
                                          " WHERE p.id = ? AND p.archived = 0",
                                          "s", id);
-    if (st == NULL)
-        return souk_problem(r, 500, "internal", "query failed");
-    int rc = souk_stmt_step(st);
+    int rc = st != NULL ? souk_stmt_step(st) : SOUK_EDB;
     if (rc != SOUK_ROW)
-        return rc < 0 ? souk_problem(r, 500, "internal", "query failed")
+        return rc < 0 ? souk_handler_db_error(r, rc, "cannot read the product")
                       : souk_problem(r, 404, "product_not_found", "no product %s", id);
     char etag[48];
     snprintf(etag, sizeof(etag), "\"v%lld\"", (long long)souk_stmt_int(st, 1));
@@ -44,14 +43,14 @@ int categories_list(struct souk_req *r)
 {
     struct souk_stmt *st = souk_db_query(souk_req_db(r), list_statements[L_CATEGORIES].sql, NULL);
     if (st == NULL)
-        return souk_problem(r, 500, "internal", "query failed");
+        return souk_handler_db_error(r, SOUK_EDB, "cannot read the categories");
     json_t *items = json_array();
     int rc;
     while ((rc = souk_stmt_step(st)) == SOUK_ROW)
         json_array_append_new(items, souk_stmt_row_json(st));
     if (rc < 0) {
         json_decref(items);
-        return souk_problem(r, 500, "internal", "query failed");
+        return souk_handler_db_error(r, rc, "cannot read the categories");
     }
     souk_reply_json(r, json_pack("{s:o,s:n}", "items", items, "next_page_token"));
     return 200;

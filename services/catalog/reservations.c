@@ -9,6 +9,7 @@
 
 #include "catalog.h"
 #include "souk/events.h"
+#include "souk/handler.h"
 #include "souk/id.h"
 #include "souk/json.h"
 #include "souk/log.h"
@@ -46,15 +47,18 @@ static int cmp_line(const void *a, const void *b)
     return strcmp(((const struct line *)a)->product_id, ((const struct line *)b)->product_id);
 }
 
-/* The reservation as the API shows it; NULL if there is none. */
-static json_t *reservation_json(struct souk_db *db, const char *id)
+/* The reservation as the API shows it into *out: 0, or the failed step's error
+ * (SOUK_EDB when there is none: it is only asked for once it exists). */
+static int reservation_json(struct souk_db *db, const char *id, json_t **out)
 {
+    *out = NULL;
     struct souk_stmt *st = souk_db_query(db,
                                          "SELECT id AS reservation_id, status, expires_at,"
                                          " created_at FROM reservations WHERE id = ?",
                                          "s", id);
-    if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
-        return NULL;
+    int rc = st != NULL ? souk_stmt_step(st) : SOUK_EDB;
+    if (rc != SOUK_ROW)
+        return rc < 0 ? rc : SOUK_EDB;
     json_t *r = souk_stmt_row_json(st);
     souk_stmt_done(st);
     char expires[SOUK_TIME_MAX];
@@ -65,28 +69,36 @@ static json_t *reservation_json(struct souk_db *db, const char *id)
                        "SELECT product_id, name, quantity, unit_price_cents, currency"
                        " FROM reservation_items WHERE reservation_id = ? ORDER BY product_id",
                        "s", id);
-    while (st != NULL && souk_stmt_step(st) == SOUK_ROW)
-        json_array_append_new(items, souk_stmt_row_json(st));
     json_object_set_new(r, "items", items);
-    return r;
+    rc = st != NULL ? SOUK_ROW : SOUK_EDB;
+    while (rc == SOUK_ROW && (rc = souk_stmt_step(st)) == SOUK_ROW)
+        json_array_append_new(items, souk_stmt_row_json(st));
+    if (rc < 0) { /* a reservation without some of its lines is not the reservation */
+        json_decref(r);
+        return rc;
+    }
+    *out = r;
+    return 0;
 }
 
-/* Do the stored lines equal these (sorted) lines? */
-static bool same_lines(struct souk_db *db, const char *id, const struct line *lines, size_t n)
+/* Do the stored lines equal these (sorted) lines? 1 or 0, or the failed step's error. */
+static int same_lines(struct souk_db *db, const char *id, const struct line *lines, size_t n)
 {
     struct souk_stmt *st = souk_db_query(db,
                                          "SELECT product_id, quantity FROM reservation_items"
                                          " WHERE reservation_id = ? ORDER BY product_id",
                                          "s", id);
+    if (st == NULL)
+        return SOUK_EDB;
     size_t i = 0;
-    bool same = st != NULL;
-    while (same && souk_stmt_step(st) == SOUK_ROW) {
-        same = i < n && strcmp(souk_stmt_text(st, 0), lines[i].product_id) == 0 &&
+    bool same = true;
+    int rc;
+    while ((rc = souk_stmt_step(st)) == SOUK_ROW) {
+        same = same && i < n && strcmp(souk_stmt_text(st, 0), lines[i].product_id) == 0 &&
                souk_stmt_int(st, 1) == lines[i].quantity;
         i++;
     }
-    souk_stmt_done(st);
-    return same && i == n;
+    return rc < 0 ? rc : same && i == n;
 }
 
 /* Release held stock back to available (reason: requested or expired). */
@@ -149,7 +161,12 @@ static int take_stock(struct souk_req *r, struct souk_db *db, const char *id,
                                              "SELECT on_hand - reserved FROM products"
                                              " WHERE id = ? AND archived = 0",
                                              "s", lines[i].product_id);
-        if (st == NULL || souk_stmt_step(st) != SOUK_ROW) {
+        int rc = st != NULL ? souk_stmt_step(st) : SOUK_EDB;
+        if (rc < 0) {
+            status = souk_handler_db_error(r, rc, "cannot hold stock");
+            break;
+        }
+        if (rc != SOUK_ROW) {
             status = souk_problem_with(r, 404, "product_not_found",
                                        json_pack("{s:s}", "product_id", lines[i].product_id),
                                        "no product %s", lines[i].product_id);
@@ -174,35 +191,39 @@ static int take_stock(struct souk_req *r, struct souk_db *db, const char *id,
 
     char now[SOUK_TIME_MAX];
     souk_time_now(now);
-    if (souk_db_run(db,
-                    "INSERT INTO reservations (id, status, expires_at, created_at, updated_at)"
-                    " VALUES (?, 'held', ?, ?, ?)",
-                    "siss", id, souk_wall_ms() + ttl * 1000, now, now) < 0)
-        return souk_problem(r, 500, "internal", "cannot record the reservation");
+    int rc = souk_db_run(db,
+                         "INSERT INTO reservations (id, status, expires_at, created_at, updated_at)"
+                         " VALUES (?, 'held', ?, ?, ?)",
+                         "siss", id, souk_wall_ms() + ttl * 1000, now, now);
+    if (rc < 0)
+        return souk_handler_db_error(r, rc, "cannot record the reservation");
     for (size_t i = 0; i < n; i++) {
-        if (souk_db_run(db,
-                        "UPDATE products SET reserved = reserved + ?, version = version + 1"
-                        " WHERE id = ?",
-                        "is", lines[i].quantity, lines[i].product_id) != 1 ||
-            souk_db_run(db,
-                        "INSERT INTO reservation_items (reservation_id, product_id, quantity, name,"
-                        " unit_price_cents, currency) SELECT ?, id, ?, name, price_cents, currency"
-                        " FROM products WHERE id = ?",
-                        "sis", id, lines[i].quantity, lines[i].product_id) != 1)
-            return souk_problem(r, 500, "internal", "cannot hold stock");
+        /* each changes the one row read above, in this transaction */
+        rc = souk_db_run(db,
+                         "UPDATE products SET reserved = reserved + ?, version = version + 1"
+                         " WHERE id = ?",
+                         "is", lines[i].quantity, lines[i].product_id);
+        if (rc == 1)
+            rc = souk_db_run(db,
+                             "INSERT INTO reservation_items (reservation_id, product_id, quantity,"
+                             " name, unit_price_cents, currency) SELECT ?, id, ?, name,"
+                             " price_cents, currency FROM products WHERE id = ?",
+                             "sis", id, lines[i].quantity, lines[i].product_id);
+        if (rc != 1)
+            return souk_handler_db_error(r, rc < 0 ? rc : SOUK_EDB, "cannot hold stock");
     }
     return 201;
 }
 
 int reservations_create(struct souk_req *r)
 {
-    json_t *body = souk_req_json(r);
+    static const char *const fields[] = {"reservation_id", "items", "ttl_seconds", NULL};
+    struct souk_check c;
+    json_t *body = souk_handler_open(r, &c, fields);
     if (body == NULL)
         return souk_req_status(r);
-    struct souk_check c;
     struct line lines[MAX_LINES];
     size_t n;
-    souk_check_init(&c);
     const char *id =
         souk_json_str(&c, body, "reservation_id", SOUK_REQUIRED, 1, RESERVATION_ID_MAX);
     if (id != NULL && !valid_reservation_id(id))
@@ -213,33 +234,44 @@ int reservations_create(struct souk_req *r)
         return souk_problem_check(r, &c);
 
     struct souk_db *db = souk_req_db(r);
-    if (souk_db_begin(db) != 0)
-        return souk_problem(r, 503, "busy", "try again");
+    int rc = souk_db_begin(db);
+    if (rc != 0)
+        return souk_handler_db_error(r, rc, "cannot reserve");
     int status;
     char *existing = NULL;
     struct souk_stmt *st =
         souk_db_query(db, "SELECT status FROM reservations WHERE id = ?", "s", id);
-    if (st != NULL && souk_stmt_step(st) == SOUK_ROW) {
+    rc = st != NULL ? souk_stmt_step(st) : SOUK_EDB;
+    if (rc == SOUK_ROW) {
         existing = souk_req_printf(r, "%s", souk_stmt_text(st, 0));
         souk_stmt_done(st);
     }
-    if (existing != NULL && strcmp(existing, "released") == 0) {
+    if (rc < 0) {
+        status = souk_handler_db_error(r, rc, "cannot reserve");
+    } else if (existing != NULL && strcmp(existing, "released") == 0) {
         status = souk_problem(r, 409, "reservation_released", "reservation %s was released", id);
     } else if (existing != NULL) {
-        status = same_lines(db, id, lines, n)
-                     ? 200
-                     : souk_problem(r, 409, "reservation_mismatch",
-                                    "reservation %s exists with other items", id);
+        rc = same_lines(db, id, lines, n);
+        status = rc < 0    ? souk_handler_db_error(r, rc, "cannot reserve")
+                 : rc == 1 ? 200
+                           : souk_problem(r, 409, "reservation_mismatch",
+                                          "reservation %s exists with other items", id);
     } else {
         status = take_stock(r, db, id, lines, n, ttl);
     }
-    if (status != 201 || souk_db_commit(db) != 0) {
+    rc = status == 201 ? souk_db_commit(db) : 0;
+    if (status != 201 || rc != 0) {
         souk_db_rollback(db);
-        if (status == 201)
-            return souk_problem(r, 503, "busy", "try again");
+        if (rc != 0)
+            return souk_handler_db_error(r, rc, "cannot reserve");
     }
-    if (status == 200 || status == 201)
-        souk_reply_json(r, reservation_json(db, id));
+    if (status != 200 && status != 201)
+        return status;
+    json_t *doc;
+    rc = reservation_json(db, id, &doc);
+    if (rc != 0) /* held all the same: a retry with the same id answers it */
+        return souk_handler_db_error(r, rc, "cannot read the reservation");
+    souk_reply_json(r, doc);
     return status;
 }
 
@@ -251,7 +283,10 @@ static int commit_locked(struct souk_req *r, struct souk_db *db, const char *id)
                                          "SELECT status, release_reason FROM reservations"
                                          " WHERE id = ?",
                                          "s", id);
-    if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
+    int rc = st != NULL ? souk_stmt_step(st) : SOUK_EDB;
+    if (rc < 0)
+        return souk_handler_db_error(r, rc, "cannot commit");
+    if (rc != SOUK_ROW)
         return souk_problem(r, 404, "reservation_not_found", "no reservation %s", id);
     char *status = souk_req_printf(r, "%s", souk_stmt_text(st, 0));
     bool expired = !souk_stmt_null(st, 1) && strcmp(souk_stmt_text(st, 1), "expired") == 0;
@@ -272,17 +307,19 @@ static int commit_locked(struct souk_req *r, struct souk_db *db, const char *id)
                "ri.product_id";
     }
     /* the CHECK (reserved <= on_hand) refuses an expired line whose stock is gone */
-    int rc = souk_db_run(db, take, "s", id);
+    rc = souk_db_run(db, take, "s", id);
     if (rc == SOUK_ECONFLICT)
         return souk_problem(r, 409, "reservation_expired",
                             "reservation %s expired and its stock has been sold", id);
     char now[SOUK_TIME_MAX];
     souk_time_now(now);
-    if (rc < 0 || souk_db_run(db,
-                              "UPDATE reservations SET status = 'committed', release_reason = NULL,"
-                              " updated_at = ? WHERE id = ?",
-                              "ss", now, id) < 0)
-        return souk_problem(r, 500, "internal", "cannot commit");
+    if (rc >= 0)
+        rc = souk_db_run(db,
+                         "UPDATE reservations SET status = 'committed', release_reason = NULL,"
+                         " updated_at = ? WHERE id = ?",
+                         "ss", now, id);
+    if (rc < 0)
+        return souk_handler_db_error(r, rc, "cannot commit");
     /* tell whoever restocks that some lines are running low */
     st = souk_db_query(
         db,
@@ -290,26 +327,32 @@ static int commit_locked(struct souk_req *r, struct souk_db *db, const char *id)
         " ON ri.product_id = p.id WHERE ri.reservation_id = ?"
         " AND p.on_hand - p.reserved < ?",
         "si", id, (int64_t)STOCK_LOW_BELOW);
-    while (st != NULL && souk_stmt_step(st) == SOUK_ROW) {
+    /* the events go out with the commit or not at all: a lost one is a failed commit */
+    rc = st != NULL ? SOUK_ROW : SOUK_EDB;
+    while (rc == SOUK_ROW && (rc = souk_stmt_step(st)) == SOUK_ROW) {
         json_t *data = json_pack("{s:s,s:I}", "product_id", souk_stmt_text(st, 0),
                                  "stock_available", (json_int_t)souk_stmt_int(st, 1));
-        souk_event_emit(db, "stock.low", souk_stmt_text(st, 0), data);
+        int erc = souk_event_emit(db, "stock.low", souk_stmt_text(st, 0), data);
+        if (erc < 0) {
+            souk_stmt_done(st);
+            rc = erc;
+        }
     }
-    return 200;
+    return rc < 0 ? souk_handler_db_error(r, rc, "cannot commit") : 200;
 }
 
 int reservations_commit(struct souk_req *r)
 {
     const char *id = souk_req_param(r, "id");
     struct souk_db *db = souk_req_db(r);
-    if (souk_db_begin(db) != 0)
-        return souk_problem(r, 503, "busy", "try again");
+    int rc = souk_db_begin(db);
+    if (rc != 0)
+        return souk_handler_db_error(r, rc, "cannot commit");
     int status = commit_locked(r, db, id);
-    if (status != 200 || souk_db_commit(db) != 0) {
+    rc = status == 200 ? souk_db_commit(db) : 0;
+    if (status != 200 || rc != 0) {
         souk_db_rollback(db);
-        if (status == 200)
-            return souk_problem(r, 503, "busy", "try again");
-        return status;
+        return rc != 0 ? souk_handler_db_error(r, rc, "cannot commit") : status;
     }
     souk_reply_json(r, json_pack("{s:s,s:s}", "reservation_id", id, "status", "committed"));
     return 200;
@@ -323,13 +366,15 @@ static int release_locked(struct souk_req *r, struct souk_db *db, const char *id
         souk_db_query(db, "SELECT status FROM reservations WHERE id = ?", "s", id);
     char now[SOUK_TIME_MAX];
     souk_time_now(now);
-    if (st == NULL || souk_stmt_step(st) != SOUK_ROW) {
-        if (souk_db_run(db,
-                        "INSERT INTO reservations (id, status, release_reason, expires_at,"
-                        " created_at, updated_at) VALUES (?, 'released', 'requested', 0, ?, ?)",
-                        "sss", id, now, now) < 0)
-            return souk_problem(r, 500, "internal", "cannot release");
-        return 200;
+    int rc = st != NULL ? souk_stmt_step(st) : SOUK_EDB;
+    if (rc < 0)
+        return souk_handler_db_error(r, rc, "cannot release");
+    if (rc != SOUK_ROW) {
+        rc = souk_db_run(db,
+                         "INSERT INTO reservations (id, status, release_reason, expires_at,"
+                         " created_at, updated_at) VALUES (?, 'released', 'requested', 0, ?, ?)",
+                         "sss", id, now, now);
+        return rc < 0 ? souk_handler_db_error(r, rc, "cannot release") : 200;
     }
     char *status = souk_req_printf(r, "%s", souk_stmt_text(st, 0));
     souk_stmt_done(st);
@@ -337,9 +382,8 @@ static int release_locked(struct souk_req *r, struct souk_db *db, const char *id
         return 200;
     if (strcmp(status, "held") != 0)
         return souk_problem(r, 409, "already_committed", "reservation %s is committed", id);
-    return release_held(db, id, "requested") == 0
-               ? 200
-               : souk_problem(r, 500, "internal", "cannot release");
+    rc = release_held(db, id, "requested");
+    return rc == 0 ? 200 : souk_handler_db_error(r, rc, "cannot release");
 }
 
 int reservations_release(struct souk_req *r)
@@ -348,12 +392,14 @@ int reservations_release(struct souk_req *r)
     if (!valid_reservation_id(id))
         return souk_problem(r, 404, "reservation_not_found", "no reservation %s", id);
     struct souk_db *db = souk_req_db(r);
-    if (souk_db_begin(db) != 0)
-        return souk_problem(r, 503, "busy", "try again");
+    int rc = souk_db_begin(db);
+    if (rc != 0)
+        return souk_handler_db_error(r, rc, "cannot release");
     int status = release_locked(r, db, id);
-    if (status != 200 || souk_db_commit(db) != 0) {
+    rc = status == 200 ? souk_db_commit(db) : 0;
+    if (status != 200 || rc != 0) {
         souk_db_rollback(db);
-        return status == 200 ? souk_problem(r, 503, "busy", "try again") : status;
+        return rc != 0 ? souk_handler_db_error(r, rc, "cannot release") : status;
     }
     souk_reply_json(r, json_pack("{s:s,s:s}", "reservation_id", id, "status", "released"));
     return 200;

@@ -150,13 +150,99 @@ def test_bad_list_input_is_400_naming_the_field(catalog, params, field):
     assert field in [e["field"] for e in body["errors"]], body
 
 
+def refused(r):
+    """r is a 400 naming page_token alone; returns its message."""
+    body = assert_problem(r, 400, "validation_failed")
+    assert [e["field"] for e in body["errors"]] == ["page_token"], body
+    return body["errors"][0]["message"]
+
+
+def b64(raw):
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def unb64(token):
+    return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+
+
+# One query of each kind, and a second page of it: a token of any of them is refused by
+# every other (the filters, the sort and the words are all part of what it is bound to).
+QUERIES = [
+    {},
+    {"sort": "price_asc"},
+    {"sort": "price_desc"},
+    {"category": "kitchen"},
+    {"category": "kitchen", "sort": "price_asc"},
+    {"min_price": 2000, "max_price": 3000},
+    {"min_price": 2000, "max_price": 3001},
+    {"in_stock": "true"},
+    {"q": "coffee"},
+    {"q": "coffee", "sort": "newest"},
+    {"q": "coffee", "sort": "price_asc"},
+    {"q": "coffee", "sort": "price_desc"},
+    {"q": "coffee mug"},
+    {"q": "coffee", "category": "kitchen"},
+]
+
+
 def test_page_token_bound_to_its_query(catalog):
-    token = get(catalog, "/api/v1/products", sort="price_asc", page_size=2).json()["next_page_token"]
-    assert token
-    body = assert_problem(get(catalog, "/api/v1/products", sort="price_desc", page_token=token), 400)
-    assert "page_token" in json.dumps(body)
-    forged = base64.urlsafe_b64encode(b'{"f":1,"k":"x","i":"prd_x"}').decode().rstrip("=")
-    assert_problem(get(catalog, "/api/v1/products", page_token=forged), 400)
+    tokens = []
+    for q in QUERIES:
+        first = get(catalog, "/api/v1/products", page_size=2, **q).json()
+        assert first["next_page_token"], q
+        tokens.append(first["next_page_token"])
+        # its own token takes the next page, whatever page_size now asks for
+        r = get(catalog, "/api/v1/products", page_size=3, page_token=tokens[-1], **q)
+        assert r.status_code == 200, (q, r.text)
+        assert not {i["id"] for i in r.json()["items"]} & {i["id"] for i in first["items"]}
+    for i, q in enumerate(QUERIES):
+        for j, token in enumerate(tokens):
+            if i != j:
+                assert "another list or query" in refused(
+                    get(catalog, "/api/v1/products", page_token=token, **q)), (q, QUERIES[j])
+    # free text the same once normalised is the same query: case and spaces do not matter
+    r = get(catalog, "/api/v1/products", q="  COFFEE ", page_token=tokens[QUERIES.index({"q": "coffee"})])
+    assert r.status_code == 200, r.text
+
+
+def _fnv1a(h, s):
+    for b in (s or "").encode():
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return ((h ^ 0xFF) * 16777619) & 0xFFFFFFFF
+
+
+def test_forged_page_tokens_are_400(catalog):
+    """A token is sealed with the catalog's secret: one made up, or a real one altered,
+    never lands the caller on a page of its choosing."""
+    # the old format, {"f":filter_hash,"r":rid,"k":key} with the unkeyed FNV-1a hash of
+    # the query (newest first, no filters): anyone could compute it
+    h = 2166136261
+    for part in ("", None, "-1/-1/0/3"):
+        h = _fnv1a(h, part)
+    old = b64(json.dumps({"f": h, "r": 600, "k": 0}, separators=(",", ":")).encode())
+    refused(get(catalog, "/api/v1/products", page_token=old))
+
+    token = get(catalog, "/api/v1/products", page_size=2).json()["next_page_token"]
+    raw = unb64(token)
+    version, bind, key, tag = raw[0], raw[1:9], raw[9:-16], raw[-16:]
+    assert version == 1 and json.loads(key)[0] > 2   # [rid]: where the next page starts
+    deep = json.dumps([600]).encode()
+    forged = [
+        b64(raw[:9] + deep + tag),                           # another position, the old tag
+        b64(raw[:9] + deep + bytes(16)),                     # ... a made-up tag
+        b64(raw[:9] + key + bytes(a ^ 1 for a in tag)),      # the position, a flipped tag
+        b64(bytes([2]) + raw[1:]),                           # another version
+        b64(raw[:-1]),                                       # cut short
+        b64(raw[:9] + b"[600," + key[1:] + tag),             # a longer position
+        token[:-2],
+        token + "AA",
+        "x" * 600,
+    ]
+    for bad in forged:
+        assert refused(get(catalog, "/api/v1/products", page_token=bad)), bad
+    # nothing above was taken for a page, and the real token still is one
+    r = get(catalog, "/api/v1/products", page_size=2, page_token=token)
+    assert r.status_code == 200 and len(r.json()["items"]) == 2
 
 
 def test_unknown_ids_and_paths(catalog):

@@ -6,6 +6,7 @@ import concurrent.futures
 import json
 import os
 import secrets
+import sqlite3
 import time
 import uuid
 
@@ -200,6 +201,7 @@ def test_concurrent_reservations_never_oversell(env):
     ({"reservation_id": "r1", "items": [{"product_id": "prd_x", "quantity": 1}] * 2}, "items"),
     ({"reservation_id": "r1", "items": [{"product_id": "prd_x", "quantity": 1}], "ttl_seconds": 0},
      "ttl_seconds"),
+    ({"reservation_id": "r1", "items": [{"product_id": "prd_x", "quantity": 1}], "ttl": 60}, "ttl"),
 ])
 def test_bad_reservations_are_400(env, body, field):
     r = requests.post(env.catalog.url + "/internal/v1/reservations", json=body,
@@ -223,3 +225,27 @@ def test_internal_routes_need_the_reserve_scope(env):
     assert_problem(reserve(env, rid(), items, headers=env.cart), 403)
     r = requests.delete(env.catalog.url + "/internal/v1/reservations/x", headers=env.cart, timeout=5)
     assert_problem(r, 403)
+
+
+def test_a_failed_database_step_holds_nothing_and_says_so(env):
+    """A write that fails half-way (here: the lines of the reservation cannot be stored)
+    is the kit's 500, rolled back whole; the same reservation id works once it can."""
+    (a,) = products_with_stock(env, 2, n=1)
+    before = product(env, a["id"])["stock_available"]
+    con = sqlite3.connect(os.path.join(env.catalog.var, "db", "catalog.db"), timeout=10,
+                          isolation_level=None)
+    con.execute("CREATE TRIGGER no_lines BEFORE INSERT ON reservation_items"
+                " BEGIN SELECT abs(-9223372036854775807 - 1); END")
+    r_id = rid()
+    try:
+        body = assert_problem(reserve(env, r_id, [{"product_id": a["id"], "quantity": 1}]), 500,
+                              "internal")
+    finally:
+        con.execute("DROP TRIGGER no_lines")
+        con.close()
+    assert body["detail"] == "cannot hold stock"
+    assert product(env, a["id"])["stock_available"] == before   # nothing held
+    assert reserve(env, r_id, [{"product_id": a["id"], "quantity": 1}]).status_code == 201
+    assert release(env, r_id).status_code == 200
+    lines = [l for l in env.catalog.log_lines() if l.get("message") == "database step failed"]
+    assert lines and lines[-1]["http.response.status_code"] == 500 and lines[-1].get("http.request.id")
