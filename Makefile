@@ -23,7 +23,7 @@ PKGS := libmicrohttpd jansson sqlite3 libpq libcurl libsodium librhonabwy librab
 # RSS than libgrpc, docs/grpc.md); as-needed so that the supervisor does not load it
 GRPC_LIBS := -Wl,--push-state,--as-needed -lgrpc_unsecure -lgpr -Wl,--pop-state
 GEN := $(B)/gen/proto
-CPPFLAGS := -Ilib/include -I$(GEN) -D_GNU_SOURCE
+CPPFLAGS := -Ilib/include -I$(GEN) -I$(B)/gen -D_GNU_SOURCE
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -Wall -Wextra -Werror -pthread -MMD -MP $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) $(GRPC_LIBS) -pthread
@@ -52,6 +52,16 @@ SERVICES := $(patsubst services/%/main.c,%,$(wildcard services/*/main.c))
 TOOLS := $(patsubst tools/%.c,$(B)/bin/%,$(wildcard tools/*.c))
 BINS := $(SERVICES:%=$(B)/bin/%) $(B)/bin/souk $(TOOLS)
 
+# services.txt is the list of services (docs/adding-a-service.md): every directory
+# with a main.c has its line there and every line its directory, or nothing builds.
+# It becomes build/gen/services.h for the supervisor, the gateway and users.
+LISTED := $(shell awk '$$1 == "service" || $$1 == "edge" { print $$2 }' services.txt)
+ifneq ($(sort $(LISTED)),$(sort $(SERVICES)))
+$(error services.txt lists [$(sort $(LISTED))] but services/*/main.c are [$(sort $(SERVICES))]: \
+  one line in services.txt per service (docs/adding-a-service.md))
+endif
+GEN_SERVICES := $(B)/gen/services.h
+
 UNIT_LIB_SRC := $(wildcard tests/unit/lib/*.c)
 UNIT_SVC_SRC := $(wildcard tests/unit/services/*/*.c)
 UNIT_BINS := $(UNIT_LIB_SRC:%.c=$(B)/%) $(UNIT_SVC_SRC:%.c=$(B)/%)
@@ -68,9 +78,14 @@ FUZZ_DRIVERS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/*.c))
   deploy-test test-deploy deploy-check
 all: $(BINS)
 
-$(B)/obj/%.o: %.c | $(GEN)/.stamp
+# every object may include the generated list of services; -MMD records which do
+$(B)/obj/%.o: %.c | $(GEN)/.stamp $(GEN_SERVICES)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(GEN_SERVICES): services.txt scripts/gen-services
+	@mkdir -p $(@D)
+	scripts/gen-services services.txt > $@.tmp && mv $@.tmp $@
 
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(@D)

@@ -10,8 +10,10 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "services.h" /* generated from services.txt: the list of services */
+
 enum {
-    NSERVICES = 7,
+    NSERVICES = SOUK_SERVICES_COUNT,
     MAX_REPLICAS = 10, /* replica ports are base+100+10*i+k, k < 10 */
     MAX_INSTANCES = NSERVICES * MAX_REPLICAS,
     DEFAULT_PORT_BASE = 8080,
@@ -19,7 +21,8 @@ enum {
     REPLICA_PORT_OFFSET = 100,
     REPLICA_PORT_STRIDE = 10,
     /* an admin listener: its instance's port + this, on loopback (the kit's
-     * SOUK_ADMIN_LISTEN=auto), clear of every port of the layout (base … base+169) */
+     * SOUK_ADMIN_LISTEN=auto), clear of every port of the layout (base … base+1099:
+     * services.txt keeps every port offset below 100) */
     ADMIN_PORT_OFFSET = 1100,
     SECRET_BYTES = 32,
     SECRET_HEX = 2 * SECRET_BYTES,
@@ -41,7 +44,7 @@ enum {
     EXIT_EXEC_FAILED = 127,
 };
 
-/* In start order; port_offset places each on base+offset. */
+/* services.txt, in start order; port_offset places each on base+offset. */
 struct service {
     const char *name;
     int port_offset;

@@ -13,10 +13,9 @@
 
 #include "cli.h"
 
-const struct service services[NSERVICES] = {
-    {"users", 1, false},    {"catalog", 2, false}, {"cart", 3, false},   {"orders", 4, false},
-    {"payments", 5, false}, {"notify", 6, false},  {"gateway", 0, true},
-};
+#define SERVICE(ident, name, port, edge, scopes) {name, port - SOUK_SERVICES_PORT_BASE, edge},
+const struct service services[NSERVICES] = {SOUK_SERVICES(SERVICE)};
+#undef SERVICE
 
 int config_port(const struct config *c, int svc, int replica)
 {

@@ -4,6 +4,7 @@ BIN is reassigned once at start (main points it at a snapshot of the binaries), 
 other modules read it as config.BIN at call time, never import the name.
 """
 import os
+import sys
 import time
 
 BENCH = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,10 +36,12 @@ SIZE_DURATION = os.environ.get("BENCH_SIZE_DURATION", "2s")
 SIZE_WRK = ["wrk", "-t1", "-c%d" % CONNECTIONS, "-d" + SIZE_DURATION, "--latency"]
 SIZE_WARMUP = ["wrk", "-t1", "-c8", "-d1s"]
 
-# the supervisor's start order and port index (cli/README.md)
-SERVICES = ["users", "catalog", "cart", "orders", "payments", "notify", "gateway"]
-PORT_INDEX = {"gateway": 0, "users": 1, "catalog": 2, "cart": 3, "orders": 4, "payments": 5, "notify": 6}
-DEFAULT_PORTS = range(8080, 8087)   # never used here
+# the supervisor's start order and port index (services.txt, cli/README.md)
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import services_table  # noqa: E402
+SERVICES = services_table.NAMES
+PORT_INDEX = services_table.OFFSET
+DEFAULT_PORTS = set(services_table.PORT.values())   # never used here
 GATEWAY_OVERRIDES = {"SOUK_RATE_IP_RPS": "0", "SOUK_RATE_USER_RPS": "0", "SOUK_RATE_TOKEN_RPS": "0",
                      "SOUK_RATE_SIGNUP_PER_HOUR": "0",   # it registers JOURNEY_USERS from one address
                      "SOUK_MAX_CONNECTIONS_PER_IP": "0"}   # BENCH_CONNECTIONS may exceed 128

@@ -1,40 +1,39 @@
 /* main.c: the API gateway (DESIGN §1, §4, §7, §8): one front door. Public API
  * prefixes are forwarded to their service through the asynchronous proxy (kit
  * lib/proxy.c), after auth and rate limits at the edge; the storefront's files
- * are served at "/". /internal/... and the services' /metrics are never reachable. */
-#include <string.h>
-
+ * are served at "/". /internal/... and the services' /metrics are never reachable.
+ * The upstreams and their routes are services.txt's (build/gen/services.h). */
 #include "gateway.h"
+#include "services.h"
 #include "souk/service.h"
 #include "souk/log.h"
 #include "souk/proxy.h"
 #include "souk/souk.h"
 
-enum upstream_id { UP_USERS, UP_CATALOG, UP_CART, UP_ORDERS, UP_PAYMENTS, UP_NOTIFY, UP_COUNT };
+#define UPSTREAM_ID(ident, name, port, var) UP_##ident,
+enum upstream_id { SOUK_UPSTREAMS(UPSTREAM_ID) UP_COUNT };
+#undef UPSTREAM_ID
 
 static const char *urls[UP_COUNT];
 static struct souk_upstream *up[UP_COUNT];
-static const char *const up_names[UP_COUNT] = {"users",  "catalog",  "cart",
-                                               "orders", "payments", "notify"};
+#define UPSTREAM_NAME(ident, name, port, var) name,
+static const char *const up_names[UP_COUNT] = {SOUK_UPSTREAMS(UPSTREAM_NAME)};
+#undef UPSTREAM_NAME
 
 static const char *cfg_web_dir, *cfg_cors;
 static int64_t cfg_timeout, cfg_connect_timeout, cfg_retries, cfg_breaker_failures, cfg_breaker_ms,
     cfg_health_ms, cfg_ready_wait_ms, cfg_max_response, cfg_max_conns, cfg_proxy_threads;
 static struct edge_conf edge;
 
+/* SOUK_<NAME>_URL for each upstream, by default its port on loopback. (clang-format
+ * cannot tell an X-macro's list from an expression: the lists are left as written.) */
+/* clang-format off */
+#define UPSTREAM_CONF(ident, name, port, var)                                                      \
+    {var, SOUK_CONF_STR, "http://127.0.0.1:" #port, 1, 4096, &urls[UP_##ident],                    \
+     name " instances, comma-separated"},
 static const struct souk_conf config[] = {
-    {"SOUK_USERS_URL", SOUK_CONF_STR, "http://127.0.0.1:8081", 1, 4096, &urls[UP_USERS],
-     "users instances, comma-separated"},
-    {"SOUK_CATALOG_URL", SOUK_CONF_STR, "http://127.0.0.1:8082", 1, 4096, &urls[UP_CATALOG],
-     "catalog instances"},
-    {"SOUK_CART_URL", SOUK_CONF_STR, "http://127.0.0.1:8083", 1, 4096, &urls[UP_CART],
-     "cart instances"},
-    {"SOUK_ORDERS_URL", SOUK_CONF_STR, "http://127.0.0.1:8084", 1, 4096, &urls[UP_ORDERS],
-     "orders instances"},
-    {"SOUK_PAYMENTS_URL", SOUK_CONF_STR, "http://127.0.0.1:8085", 1, 4096, &urls[UP_PAYMENTS],
-     "payments instances"},
-    {"SOUK_NOTIFY_URL", SOUK_CONF_STR, "http://127.0.0.1:8086", 1, 4096, &urls[UP_NOTIFY],
-     "notify instances"},
+    SOUK_UPSTREAMS(UPSTREAM_CONF)
+    /* clang-format on */
     {"SOUK_WEB_DIR", SOUK_CONF_STR, "web", 1, 4096, &cfg_web_dir, "storefront files served at /"},
     {"SOUK_CORS_ORIGINS", SOUK_CONF_STR, "", 0, 4096, &cfg_cors,
      "allowed origins, comma-separated, or *"},
@@ -88,17 +87,14 @@ static int forward(struct souk_req *r, enum upstream_id id, enum edge_policy pol
     return souk_proxy_forward(r, up[id]);
 }
 
-static int to_users(struct souk_req *r)
-{
-    return forward(r, UP_USERS,
-                   strcmp(souk_req_path(r), "/oauth/token") == 0 ? EDGE_TOKEN : EDGE_PLAIN);
-}
-static int to_signup(struct souk_req *r) { return forward(r, UP_USERS, EDGE_SIGNUP); }
-static int to_catalog(struct souk_req *r) { return forward(r, UP_CATALOG, EDGE_PLAIN); }
-static int to_cart(struct souk_req *r) { return forward(r, UP_CART, EDGE_PLAIN); }
-static int to_orders(struct souk_req *r) { return forward(r, UP_ORDERS, EDGE_PLAIN); }
-static int to_payments(struct souk_req *r) { return forward(r, UP_PAYMENTS, EDGE_PLAIN); }
-static int to_notify(struct souk_req *r) { return forward(r, UP_NOTIFY, EDGE_PLAIN); }
+/* to_<upstream>_<LIMIT>: one handler per upstream and rate limit its routes take */
+#define FORWARD(ident, limit)                                                                      \
+    static int to_##ident##_##limit(struct souk_req *r)                                            \
+    {                                                                                              \
+        return forward(r, UP_##ident, EDGE_##limit);                                               \
+    }
+SOUK_GATEWAY_FORWARDS(FORWARD)
+#undef FORWARD
 
 static int preflight(struct souk_req *r) { return edge_preflight(r); }
 
@@ -110,48 +106,21 @@ static int storefront(struct souk_req *r)
 
 /* Bare prefixes list their methods; "{*rest}" routes take everything under a prefix.
  * Exact patterns win over wildcards, and among wildcards the first listed wins, so
- * OPTIONS (preflights carry no token) comes first and the storefront last. Reads of
- * the catalog are public; every other method there needs a user (the service checks
- * the admin role). The token is verified here and again by the service. */
+ * OPTIONS (preflights carry no token) comes first, the services' routes (services.txt,
+ * in its order) next, and the storefront last. The token is verified here and again
+ * by the service. */
 #define ANY "*"
+#define ROUTE(ident, method, pattern, auth, limit)                                                 \
+    {method, pattern, to_##ident##_##limit, auth, NULL, 0},
+/* clang-format off */
 static const struct souk_route routes[] = {
     {"OPTIONS", "/{*path}", preflight, SOUK_PUBLIC, NULL, 0},
-
-    {"POST", "/api/v1/users", to_signup, SOUK_PUBLIC, NULL, 0},
-    {"GET", "/api/v1/users", to_users, SOUK_USER, NULL, 0},
-    {ANY, "/api/v1/users/{*rest}", to_users, SOUK_USER, NULL, 0},
-    {ANY, "/oauth/{*rest}", to_users, SOUK_PUBLIC, NULL, 0},
-    {ANY, "/.well-known/{*rest}", to_users, SOUK_PUBLIC, NULL, 0},
-
-    {"GET", "/api/v1/products", to_catalog, SOUK_OPTIONAL_USER, NULL, 0},
-    {"POST", "/api/v1/products", to_catalog, SOUK_USER, NULL, 0},
-    {"GET", "/api/v1/products/{*rest}", to_catalog, SOUK_OPTIONAL_USER, NULL, 0},
-    {ANY, "/api/v1/products/{*rest}", to_catalog, SOUK_USER, NULL, 0},
-    {"GET", "/api/v1/categories", to_catalog, SOUK_OPTIONAL_USER, NULL, 0},
-    {"POST", "/api/v1/categories", to_catalog, SOUK_USER, NULL, 0},
-    {"GET", "/api/v1/categories/{*rest}", to_catalog, SOUK_OPTIONAL_USER, NULL, 0},
-    {ANY, "/api/v1/categories/{*rest}", to_catalog, SOUK_USER, NULL, 0},
-
-    {"GET", "/api/v1/cart", to_cart, SOUK_USER, NULL, 0},
-    {"DELETE", "/api/v1/cart", to_cart, SOUK_USER, NULL, 0},
-    {ANY, "/api/v1/cart/{*rest}", to_cart, SOUK_USER, NULL, 0},
-
-    {"GET", "/api/v1/orders", to_orders, SOUK_USER, NULL, 0},
-    {"POST", "/api/v1/orders", to_orders, SOUK_USER, NULL, 0},
-    {ANY, "/api/v1/orders/{*rest}", to_orders, SOUK_USER, NULL, 0},
-
-    {"GET", "/api/v1/payment-methods", to_payments, SOUK_USER, NULL, 0},
-    {"POST", "/api/v1/payment-methods", to_payments, SOUK_USER, NULL, 0},
-    {ANY, "/api/v1/payment-methods/{*rest}", to_payments, SOUK_USER, NULL, 0},
-    {"GET", "/api/v1/payments", to_payments, SOUK_USER, NULL, 0},
-    {ANY, "/api/v1/payments/{*rest}", to_payments, SOUK_USER, NULL, 0},
-
-    {"GET", "/api/v1/notifications", to_notify, SOUK_USER, NULL, 0},
-    {ANY, "/api/v1/notifications/{*rest}", to_notify, SOUK_USER, NULL, 0},
-
+    SOUK_GATEWAY_ROUTES(ROUTE)
+    /* clang-format on */
     {ANY, "/{*path}", storefront, SOUK_PUBLIC, NULL, 0},
     {NULL, NULL, NULL, 0, NULL, 0},
 };
+#undef ROUTE
 
 static int start(void)
 {

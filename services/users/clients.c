@@ -1,11 +1,13 @@
 /* clients.c: the OAuth clients. souk-web is the public storefront client (no
- * secret; password and refresh grants). Service clients authenticate with the
- * secrets in SOUK_CLIENTS_FILE ({"catalog":"<hex>",…}, written by `souk up`); the
- * scopes each may be granted come from the table below, not from the file. */
+ * secret; password and refresh grants). Service clients, one per line of
+ * services.txt, authenticate with the secrets in SOUK_CLIENTS_FILE
+ * ({"catalog":"<hex>",…}, written by `souk up`); the scopes each may be granted come
+ * from services.txt (build/gen/services.h), never from the file. */
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "services.h"
 #include "souk/auth.h"
 #include "souk/log.h"
 #include "souk/souk.h"
@@ -18,17 +20,9 @@
 
 /* Who may be granted what (README "Service clients and scopes"). Scopes read
  * "<service>:<action>" and are checked by the route that needs them. */
-static const struct oauth_client table[] = {
-    {"souk-web", "", false},
-    {"gateway", "events:read", true},
-    {"users", "events:read", true},
-    {"catalog", "events:read", true},
-    {"cart", "catalog:read events:read", true},
-    {"orders", "catalog:read catalog:reserve payments:charge cart:read users:read events:read",
-     true},
-    {"payments", "events:read", true},
-    {"notify", "users:read events:read", true},
-};
+#define CLIENT(ident, name, port, edge, scopes) {name, scopes, true},
+static const struct oauth_client table[] = {{"souk-web", "", false}, SOUK_SERVICES(CLIENT)};
+#undef CLIENT
 
 /* The secret of each confidential client, as a hash: only compared, never shown. */
 static unsigned char secret_hash[SOUK_ARRAY_LEN(table)][crypto_generichash_BYTES];

@@ -13,7 +13,11 @@ import { chromium } from 'playwright-core';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BIN = path.join(process.env.SOUK_BUILD_DIR || path.join(REPO, 'build'), 'bin');
-const SERVICES = 7;   // gateway, users, catalog, cart, orders, payments, notify: base + 0 … base + 6
+// services.txt: each service listens on base + (its port - 8080), the gateway on the base
+const OFFSETS = readFileSync(path.join(REPO, 'services.txt'), 'utf8').split('\n')
+  .map((line) => line.trim().split(/\s+/))
+  .filter((w) => w[0] === 'service' || w[0] === 'edge')
+  .map((w) => Number(w[2]) - 8080);
 
 function portFree(port) {
   return new Promise((resolve) => {
@@ -23,7 +27,7 @@ function portFree(port) {
   });
 }
 
-/** A base whose seven ports (and the gateway's admin port, base + 1100, cli/README.md)
+/** A base whose service ports (and the gateway's admin port, base + 1100, cli/README.md)
  *  are free, away from the default 8080-8086 and below the kernel's ephemeral range
  *  (32768+), where outgoing connections could take a port between this check and the
  *  services' bind. */
@@ -31,7 +35,7 @@ async function freePortBase() {
   for (let i = 0; i < 200; i++) {
     const base = 20000 + 10 * Math.floor(Math.random() * 1160);   // base + 1100 < 32768
     let ok = true;
-    for (let k = 0; k < SERVICES && ok; k++) ok = await portFree(base + k);
+    for (const off of OFFSETS) ok = ok && await portFree(base + off);
     ok = ok && await portFree(base + 1100);   // the gateway's admin listener (/metrics)
     if (ok) return base;
   }

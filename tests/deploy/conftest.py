@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -23,11 +24,12 @@ DEPLOY = os.path.join(REPO, "deploy")
 BUILD = os.environ.get("SOUK_BUILD_DIR", os.path.join(REPO, "build"))
 BIN = os.path.join(BUILD, "bin")
 DEAD_PORT = 9   # discard: connections are refused at once
-SERVICES = sorted(d for d in os.listdir(os.path.join(REPO, "services"))
-                  if os.path.exists(os.path.join(REPO, "services", d, "main.c")))
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+import services_table  # noqa: E402  (services.txt: deploy/'s YAML is checked against it)
+
+SERVICES = sorted(services_table.NAMES)
 # DESIGN §1 default ports: used inside containers, never bound by these tests
-DEFAULT_PORT = {"gateway": 8080, "users": 8081, "catalog": 8082, "cart": 8083,
-                "orders": 8084, "payments": 8085, "notify": 8086}
+DEFAULT_PORT = services_table.PORT
 # The gateway's admin listener (its /metrics) in containers: its port + 1100
 ADMIN_PORT = 9180
 
@@ -91,7 +93,7 @@ def tmp_root():
 
 
 # the supervisor's port layout (cli/README.md): base + offset, the gateway at the base
-PORT_OFFSET = {"gateway": 0, "users": 1, "catalog": 2, "cart": 3, "orders": 4, "payments": 5, "notify": 6}
+PORT_OFFSET = services_table.OFFSET
 GATEWAY_ADMIN_OFFSET = 1100   # the gateway's /metrics: 127.0.0.1, its port + 1100
 ADMIN = ("admin@deploy.test", "admin-password-for-deploy-tests")
 

@@ -1,10 +1,11 @@
 """What each service needs to find, read from the code itself: the SOUK_<PEER>_URL
 variables its sources name, the producers its event subscriptions follow (the feed
-transport reads SOUK_<PRODUCER>_URL), and SOUK_USERS_URL (every verifier's JWKS)."""
+transport reads SOUK_<PRODUCER>_URL), and SOUK_USERS_URL (every verifier's JWKS); the
+gateway, whose upstreams come from services.txt, needs every service behind it."""
 import os
 import re
 
-from conftest import REPO, SERVICES
+from conftest import REPO, SERVICES, services_table
 
 
 def required_peers(svc):
@@ -14,7 +15,9 @@ def required_peers(svc):
         if f.endswith(".c"):
             with open(os.path.join(d, f)) as fh:
                 src += fh.read()
-    peers = {m.lower() for m in re.findall(r"SOUK_([A-Z]+)_URL", src)} & set(SERVICES)
+    peers = {m.lower() for m in re.findall(r"SOUK_([A-Z][A-Z0-9]*)_URL", src)} & set(SERVICES)
+    if svc == services_table.EDGE:
+        peers |= set(services_table.UPSTREAMS)
     sub = re.search(r"souk_subscription\s+\w+\[\]\s*=\s*\{(.*?)\};", src, re.S)
     if sub:
         peers |= set(re.findall(r'\{\s*"(\w+)",\s*"[\w.]+"', sub.group(1)))

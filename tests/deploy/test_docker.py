@@ -7,7 +7,7 @@ import re
 import stat
 import subprocess
 
-from conftest import DEPLOY, REPO, SERVICES
+from conftest import DEFAULT_PORT, DEPLOY, REPO, SERVICES
 
 DOCKER = os.path.join(DEPLOY, "docker")
 
@@ -63,9 +63,34 @@ def test_package_lists_agree_with_build_offline_and_the_makefile():
 
 
 def test_build_offline_knows_every_service_port():
+    """Its port_of, run as it is, gives each service its port from services.txt."""
     src = read(DOCKER, "build-offline")
+    fn = re.search(r"^port_of\(\) \{.*?^\}", src, re.M | re.S).group(0)
     for svc in SERVICES:
-        assert re.search(rf"\b{svc}\) echo 80\d\d", src), svc
+        r = subprocess.run(["sh", "-c", f'{fn}\nport_of "$1"', "-", svc], capture_output=True,
+                           text=True, timeout=10, env={"PATH": "/usr/bin:/bin", "repo": REPO})
+        assert r.returncode == 0 and r.stdout == f"{DEFAULT_PORT[svc]}\n", (svc, r.stdout, r.stderr)
+    r = subprocess.run(["sh", "-c", f'{fn}\nport_of "$1"', "-", "nosuch"], capture_output=True,
+                       text=True, timeout=10, env={"PATH": "/usr/bin:/bin", "repo": REPO})
+    assert r.returncode != 0 and "unknown service nosuch" in r.stderr
+
+
+def test_the_builder_gets_what_the_build_reads_and_build_offline_copies_it():
+    """The Makefile makes build/gen/services.h from services.txt with scripts/gen-services:
+    both reach the builder; and every file the builder COPYs is in build-offline's
+    context (it assembles one by hand)."""
+    build_stage = dockerfile().split("FROM ${BASE}", 1)[0]
+    copied = [p for line in build_stage.splitlines() if line.startswith("COPY ")
+              for p in line.split()[1:-1]]
+    assert "services.txt" in copied and "scripts/gen-services" in copied
+    src = re.sub(r"\\\n\s*", " ", read(DOCKER, "build-offline"))
+    ctx = set()
+    for line in src.splitlines():
+        m = re.match(r'\s*(?:mkdir -p \S+ && )?cp -a (.*) "\$ctx/([^"]*)"$', line)
+        if m:
+            ctx |= {re.sub(r'^"\$repo/|"$', "", p) for p in m.group(1).split()}
+    for path in copied:
+        assert any(path == c or path.startswith(c + "/") for c in ctx), f"build-offline misses {path}"
 
 
 def test_clients_file_entrypoint_writes_json_0600_then_execs(tmp_path):

@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -21,6 +22,8 @@ from brokers import KafkaMock, RabbitNode
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("SOUK_BUILD_DIR", os.path.join(REPO, "build"))
 BIN = os.path.join(BUILD, "bin")
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+import services_table  # noqa: E402  (services.txt)
 
 
 def free_port():
@@ -30,9 +33,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-# The supervisor's service order and port layout (cli/README.md).
-SERVICES = ["users", "catalog", "cart", "orders", "payments", "notify", "gateway"]
-PORT_OFFSET = {name: (i + 1) % len(SERVICES) for i, name in enumerate(SERVICES)}
+# The supervisor's service order and port layout (services.txt, cli/README.md).
+SERVICES = services_table.NAMES
+UPSTREAMS = services_table.UPSTREAMS   # the services behind the gateway
+PORT_OFFSET = services_table.OFFSET
 
 
 # The gateway's admin listener (/metrics) defaults to 127.0.0.1 on its port + 1100.

@@ -8,7 +8,7 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from conftest import REPO, Service, free_port
+from conftest import REPO, UPSTREAMS, Service, free_port
 
 
 class EchoHandler(BaseHTTPRequestHandler):
@@ -75,8 +75,7 @@ def gateway(tmp_path, upstreams, wait=True, **env):
     services not given point at a closed port; its admin listener (/metrics) on a free
     port, gw.admin_url, unless env says otherwise. Returns the Service (caller kills it)."""
     dead = f"http://127.0.0.1:{free_port()}"
-    e = {f"SOUK_{n.upper()}_URL": dead for n in
-         ("users", "catalog", "cart", "orders", "payments", "notify")}
+    e = {f"SOUK_{n.upper()}_URL": dead for n in UPSTREAMS}
     for name, url in upstreams.items():
         e[f"SOUK_{name.upper()}_URL"] = ",".join(url) if isinstance(url, (list, tuple)) else url
     e["SOUK_WEB_DIR"] = str(web_copy(tmp_path))

@@ -9,7 +9,7 @@ import uuid
 
 import requests
 
-from conftest import Platform
+from conftest import SERVICES, Platform
 
 ADMIN_EMAIL = "admin@shop.test"
 ADMIN_PASSWORD = "admin-password-for-orders"
@@ -50,7 +50,7 @@ class Shop:
 
     def up(self):
         self.platform.up()
-        for name in ("users", "catalog", "cart", "orders", "payments", "notify", "gateway"):
+        for name in SERVICES:
             wait_until(lambda: requests.get(self.url(name) + "/readyz", timeout=1).status_code == 200,
                        20, f"{name} ready")
         self.admin = self.token(ADMIN_EMAIL, ADMIN_PASSWORD)

@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from conftest import assert_problem
+from conftest import UPSTREAMS, assert_problem, services_table
 from gateway_helpers import Echo, gateway, raw_get
 
 
@@ -30,8 +30,7 @@ def gw_catalog(tmp_path, catalog):
 @pytest.fixture
 def gw_echo(tmp_path, echo):
     """The gateway with the echo upstream standing in for every service."""
-    gw = gateway(tmp_path, {n: echo.url for n in
-                            ("users", "catalog", "cart", "orders", "payments", "notify")},
+    gw = gateway(tmp_path, {n: echo.url for n in UPSTREAMS},
                  SOUK_CORS_ORIGINS="https://shop.example")
     yield gw
     gw.kill()
@@ -134,7 +133,7 @@ def test_gateway_creates_request_id_and_trace(gw_echo):
 
 
 def test_every_route_group_reaches_its_upstream(tmp_path):
-    echoes = {n: Echo(n) for n in ("users", "catalog", "cart", "orders", "payments", "notify")}
+    echoes = {n: Echo(n) for n in UPSTREAMS}
     gw = gateway(tmp_path, {n: e.url for n, e in echoes.items()})
     try:
         for path, who in [("/api/v1/users", "users"), ("/oauth/token", "users"),
@@ -143,6 +142,18 @@ def test_every_route_group_reaches_its_upstream(tmp_path):
             method = "POST" if path in ("/api/v1/users", "/oauth/token") else "GET"
             r = requests.request(method, gw.url + path, timeout=5)
             assert r.status_code == 200 and r.json()["who"] == who, (path, r.text)
+        # every route of services.txt: a public one reaches its service, one that
+        # needs a user is refused at the edge without a token (its service sees nothing)
+        for rt in services_table.ROUTES:
+            path = re.sub(r"\{\*?\w+\}", "x1", rt.pattern)
+            method = "PATCH" if rt.method == "*" else rt.method
+            hits = echoes[rt.service].hits
+            r = requests.request(method, gw.url + path, timeout=5)
+            if rt.auth in ("public", "optional"):
+                assert r.status_code == 200 and r.json()["who"] == rt.service, (rt, r.text)
+            else:
+                assert_problem(r, 401)
+                assert echoes[rt.service].hits == hits, rt
     finally:
         gw.kill()
         for e in echoes.values():

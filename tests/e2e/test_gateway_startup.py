@@ -7,10 +7,8 @@ from http.server import ThreadingHTTPServer
 
 import requests
 
-from conftest import Service, free_port
+from conftest import UPSTREAMS, Service, free_port
 from gateway_helpers import Echo, EchoHandler, web_copy
-
-UPSTREAMS = ("users", "catalog", "cart", "orders", "payments", "notify")
 
 
 def wait_until(cond, timeout, what):

@@ -17,11 +17,10 @@ from datetime import datetime
 import pytest
 import requests
 
-from conftest import Service
+from conftest import SERVICES, Service
 from orders_helpers import CARD_DECLINED, CARD_FLAKY, Shop, bearer, wait_until
 
 ECS_VERSION = "8.11.0"
-SERVICES = ("gateway", "users", "catalog", "cart", "orders", "payments", "notify")
 LEVELS = {"debug", "info", "warn", "error"}
 
 # The ECS 8.11 fields souk may write, with their Elasticsearch types (names and types as

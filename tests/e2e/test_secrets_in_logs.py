@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import BIN, DEAD_PORT, Service, free_port
+from conftest import BIN, DEAD_PORT, UPSTREAMS, Service, free_port
 from events_helpers import FakeProducer, wait_for
 
 SMTP_SECRET = "smtp-Secret-4711"
@@ -146,7 +146,7 @@ def run_logged(name, tmp_path, env, timeout=20):
     """Run a binary with env (cwd in tmp_path: a bad SOUK_DB may create files) until it
     exits or has logged that it listens; return everything it wrote."""
     e = dict(os.environ)
-    for peer in ("users", "catalog", "cart", "orders", "payments", "notify"):
+    for peer in UPSTREAMS:
         e[f"SOUK_{peer.upper()}_URL"] = f"http://127.0.0.1:{DEAD_PORT}"
     e.update({"SOUK_LISTEN": f"127.0.0.1:{free_port()}", "SOUK_VAR": str(tmp_path)})
     e.update(env)
