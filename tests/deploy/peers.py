@@ -9,12 +9,7 @@ from conftest import REPO, SERVICES, services_table
 
 
 def required_peers(svc):
-    d = os.path.join(REPO, "services", svc)
-    src = ""
-    for f in sorted(os.listdir(d)):
-        if f.endswith(".c"):
-            with open(os.path.join(d, f)) as fh:
-                src += fh.read()
+    src = _sources(svc)
     peers = {m.lower() for m in re.findall(r"SOUK_([A-Z][A-Z0-9]*)_URL", src)} & set(SERVICES)
     if svc == services_table.EDGE:
         peers |= set(services_table.UPSTREAMS)
@@ -41,6 +36,8 @@ def code_calls(svc):
     """The peers svc calls over HTTP whatever the event transport: the SOUK_<PEER>_URL
     its own sources read, and users (JWKS, service tokens) for every service but users."""
     peers = {m.lower() for m in re.findall(r"SOUK_([A-Z]+)_URL", _sources(svc))} & set(SERVICES)
+    if svc == services_table.EDGE:
+        peers |= set(services_table.UPSTREAMS)
     if svc != "users":
         peers.add("users")
     peers.discard(svc)
