@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from conftest import REPO, UPSTREAMS, Service, free_port
@@ -60,6 +61,16 @@ class Echo:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+def wait_until(cond, timeout, what):
+    """Poll cond until it holds; fail naming what was awaited after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def web_copy(tmp_path):

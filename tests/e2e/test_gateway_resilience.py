@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from conftest import Service, assert_problem, free_port
-from gateway_helpers import Echo, gateway
+from gateway_helpers import Echo, gateway, wait_until
 
 
 @pytest.fixture
@@ -25,14 +25,6 @@ def replicas(tmp_path):
     for r in reps:
         r.kill()
 
-
-def wait_until(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def stream(url, stop, results, delay=0.002):

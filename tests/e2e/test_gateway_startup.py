@@ -8,16 +8,8 @@ from http.server import ThreadingHTTPServer
 import requests
 
 from conftest import UPSTREAMS, Service, free_port
-from gateway_helpers import Echo, EchoHandler, web_copy
+from gateway_helpers import Echo, EchoHandler, wait_until, web_copy
 
-
-def wait_until(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def status(url):
