@@ -913,15 +913,15 @@ int souk_proxy_start(const struct souk_proxy_conf *c)
     nloops = conf.threads > 0 ? conf.threads : 1;
     if (nloops > LOOPS_MAX)
         nloops = LOOPS_MAX;
-    m_requests = souk_metric_counter("souk_gateway_upstream_requests_total",
+    m_requests = souk_metric_counter("souk_proxy_upstream_requests_total",
                                      "Upstream attempts by upstream, instance and status class.",
                                      "upstream,instance,code");
-    m_duration = souk_metric_histogram("souk_gateway_upstream_duration_seconds",
+    m_duration = souk_metric_histogram("souk_proxy_upstream_duration_seconds",
                                        "Upstream attempt durations.", "upstream,instance");
-    m_retries = souk_metric_counter("souk_gateway_upstream_retries_total",
+    m_retries = souk_metric_counter("souk_proxy_upstream_retries_total",
                                     "Requests retried on another instance.", "upstream");
     m_up =
-        souk_metric_gauge("souk_gateway_upstream_up",
+        souk_metric_gauge("souk_proxy_upstream_up",
                           "1 when the instance's last health probe passed.", "upstream,instance");
     for (size_t u = 0; u < nupstreams; u++) {
         for (size_t i = 0; i < upstreams[u]->n; i++) {

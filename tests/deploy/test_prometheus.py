@@ -209,10 +209,10 @@ def test_every_alert_links_a_runbook_that_says_what_to_do():
 
 
 def test_the_gateway_upstream_alert_reads_the_label_prometheus_keeps(prometheus, platform):
-    """souk_gateway_upstream_up has its own `instance` label (the upstream): scraped,
+    """souk_proxy_upstream_up has its own `instance` label (the upstream): scraped,
     Prometheus keeps the target's instance and renames the metric's exported_instance,
     which is what SoukGatewayUpstreamDown's summary names."""
-    series = prometheus.series('souk_gateway_upstream_up{job="gateway"}')
+    series = prometheus.series('souk_proxy_upstream_up{job="gateway"}')
     assert series, "the gateway exports no upstream health"
     addresses = {u.split("//")[1] for u in platform.urls.values()}
     for s in series:

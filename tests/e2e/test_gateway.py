@@ -285,7 +285,7 @@ def test_metrics_count_upstreams(gw_catalog):
     for _ in range(3):
         requests.get(gw_catalog.url + "/api/v1/categories", timeout=5)
     text = requests.get(gw_catalog.admin_url + "/metrics", timeout=5).text
-    assert re.search(r'souk_gateway_upstream_requests_total\{upstream="catalog",instance="127\.0\.0\.1:\d+",code="2xx"\} [3-9]', text)
-    assert 'souk_gateway_upstream_duration_seconds_bucket{upstream="catalog"' in text
-    assert re.search(r'souk_gateway_upstream_up\{upstream="catalog",instance="[^"]+"\} 1', text)
+    assert re.search(r'souk_proxy_upstream_requests_total\{upstream="catalog",instance="127\.0\.0\.1:\d+",code="2xx"\} [3-9]', text)
+    assert 'souk_proxy_upstream_duration_seconds_bucket{upstream="catalog"' in text
+    assert re.search(r'souk_proxy_upstream_up\{upstream="catalog",instance="[^"]+"\} 1', text)
     assert 'route="/api/v1/categories"' in text

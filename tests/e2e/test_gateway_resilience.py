@@ -42,7 +42,7 @@ def stream(url, stop, results, delay=0.002):
 def upstream_counts(gw):
     text = requests.get(gw.admin_url + "/metrics", timeout=5).text
     return {m.group(1): int(float(m.group(2))) for m in re.finditer(
-        r'souk_gateway_upstream_requests_total\{upstream="catalog",instance="([^"]+)",code="2xx"\} (\S+)',
+        r'souk_proxy_upstream_requests_total\{upstream="catalog",instance="([^"]+)",code="2xx"\} (\S+)',
         text)}
 
 

@@ -203,7 +203,7 @@ def test_replicas_behind_the_gateway_survive_a_sigkill(tmp_path):
         # both replicas served: the gateway knew them from the supervisor
         metrics = requests.get(p.admin_url() + "/metrics", timeout=5).text
         served = {line.split('instance="')[1].split('"')[0] for line in metrics.splitlines()
-                  if line.startswith("souk_gateway_upstream_requests_total{")
+                  if line.startswith("souk_proxy_upstream_requests_total{")
                   and 'upstream="catalog"' in line and 'code="2xx"' in line}
         ports = {str(state[("catalog", k)]["port"]) for k in (0, 1)}
         assert {i.rsplit(":", 1)[-1] for i in served} >= ports, (served, ports)
