@@ -14,6 +14,38 @@
 
 #include "cli.h"
 
+#define TOKEN_ISSUER "users" /* the service that signs tokens and serves its key set */
+
+/* Each URL of the comma-separated list urls with path appended, into out. */
+static void each_with_path(char *out, size_t cap, const char *urls, const char *path)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (const char *p = urls; *p != '\0' && len < cap;) {
+        size_t n = strcspn(p, ",");
+        int w = fmt(out + len, cap - len, "%s%.*s%s", len > 0 ? "," : "", (int)n, p, path);
+        if (w < 0)
+            break;
+        len += (size_t)w;
+        p += n + (p[n] == ',');
+    }
+}
+
+/* Where every service finds the issuer's key set and token endpoint: the kit reads
+ * SOUK_JWKS_URL and SOUK_TOKEN_URL and names no service itself. */
+static void set_issuer_urls(const struct config *c)
+{
+    char buf[URLS_MAX * 2];
+    for (int i = 0; i < NSERVICES; i++) {
+        if (strcmp(services[i].name, TOKEN_ISSUER) != 0)
+            continue;
+        each_with_path(buf, sizeof buf, c->urls[i], "/.well-known/jwks.json");
+        setenv("SOUK_JWKS_URL", buf, 0);
+        each_with_path(buf, sizeof buf, c->urls[i], "/oauth/token");
+        setenv("SOUK_TOKEN_URL", buf, 0);
+    }
+}
+
 /*
  * In the child, between fork and exec: own session (so Ctrl-C reaches only the
  * supervisor), die with the parent, log to file, then the per-service environment.
@@ -77,6 +109,7 @@ void child_exec(const struct config *c, int svc, int replica, pid_t parent, cons
             key[j] = (char)(key[j] >= 'a' && key[j] <= 'z' ? key[j] - 'a' + 'A' : key[j]);
         setenv(key, c->urls[i], 0);
     }
+    set_issuer_urls(c);
     if (fmt(path, sizeof path, "%s/%s", c->bin_dir, name) >= 0)
         execl(path, path, arg, (char *)NULL);
     fprintf(stderr, "souk: cannot run %s: %s\n", path, strerror(errno));

@@ -1,5 +1,5 @@
-/* auth.c: route access checks. Verifies the RS256 access JWTs of the users
- * service against its JWKS (fetched and cached; refetched when old or on an unknown
+/* auth.c: route access checks. Verifies RS256 access JWTs against the issuer's
+ * JWKS (SOUK_JWKS_URL: fetched and cached; refetched when old or on an unknown
  * kid, at most once per few seconds even before the first set has loaded; the last
  * good set kept while refetching fails), checks every claim, caches verified tokens
  * by hash, and obtains this service's own client-credentials token for calls to
@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth_int.h"
 #include "client_int.h"
 #include "server_int.h"
 #include "souk/auth.h"
@@ -30,13 +31,26 @@
 #define RENEW_BEFORE          60   /* renew our service token this long before it expires */
 #define URL_MAX               1024
 
-static const char *issuer = "souk-users", *audience = "souk";
-static const char *users_url, *client_id, *client_secret;
+/* Defaults stand when souk_auth_init() is not called (unit tests): the table's. */
+static const char *issuer = "souk", *audience = "souk";
+static const char *jwks_url = "", *token_url = "", *client_id = "", *client_secret = "";
 static pthread_once_t once = PTHREAD_ONCE_INIT;
-
-/* Defaults stand when souk_auth_init() is not called (unit tests). */
 static int64_t cfg_max_age_ms = 300000, cfg_refetch_ms = 5000;
 static const struct souk_conf auth_config[] = {
+    {"SOUK_TOKEN_ISSUER", SOUK_CONF_STR, "souk", 1, 256, &issuer,
+     "iss of access tokens: the issuer signs with it, every service requires it"},
+    {"SOUK_TOKEN_AUDIENCE", SOUK_CONF_STR, "souk", 1, 256, &audience,
+     "aud of access tokens: the issuer signs with it, every service requires it"},
+    {"SOUK_JWKS_URL", SOUK_CONF_STR, "", 0, 4096, &jwks_url,
+     "the issuer's key set (JWKS), URLs comma-separated; empty: no token verifies "
+     "(but at the issuer, which has its keys)"},
+    {"SOUK_TOKEN_URL", SOUK_CONF_STR, "", 0, 4096, &token_url,
+     "the issuer's OAuth token endpoint, URLs comma-separated: this service's own "
+     "client-credentials token; empty: none"},
+    {"SOUK_CLIENT_ID", SOUK_CONF_STR, "", 0, 128, &client_id,
+     "this service's OAuth client id (for its own token)"},
+    {"SOUK_CLIENT_SECRET", SOUK_CONF_SECRET, "", 0, 1024, &client_secret,
+     "this service's OAuth client secret"},
     {"SOUK_JWKS_MAX_AGE_MS", SOUK_CONF_INT, "300000", 1000, 86400000, &cfg_max_age_ms,
      "a key set this old is refetched on next use (and kept while that fails)"},
     {"SOUK_JWKS_REFETCH_MS", SOUK_CONF_INT, "5000", 100, 3600000, &cfg_refetch_ms,
@@ -45,18 +59,7 @@ static const struct souk_conf auth_config[] = {
 };
 static struct souk_metric *m_fetch_failures, *m_stale;
 
-static void load_settings(void)
-{
-    const char *v;
-    if ((v = getenv("SOUK_TOKEN_ISSUER")) != NULL && v[0] != '\0')
-        issuer = v;
-    if ((v = getenv("SOUK_TOKEN_AUDIENCE")) != NULL && v[0] != '\0')
-        audience = v;
-    users_url = getenv("SOUK_USERS_URL");
-    client_id = getenv("SOUK_CLIENT_ID");
-    client_secret = getenv("SOUK_CLIENT_SECRET");
-    r_global_init();
-}
+static void load_settings(void) { r_global_init(); }
 
 const char *souk_auth_issuer(void)
 {
@@ -85,10 +88,9 @@ void souk_auth_set_local_jwks(json_t *(*get)(void)) { local_jwks = get; }
 
 static json_t *fetch_remote(void)
 {
-    char base[URL_MAX], url[URL_MAX + 32];
-    if (users_url == NULL || souk_client_pick(users_url, base, sizeof(base)) == NULL)
+    char url[URL_MAX];
+    if (jwks_url[0] == '\0' || souk_client_pick(jwks_url, url, sizeof(url)) == NULL)
         return NULL;
-    souk_client_url(url, sizeof(url), base, "/.well-known/jwks.json");
     struct souk_call call = {
         .method = "GET", .url = url, .timeout_ms = JWKS_TIMEOUT_MS, .retries = 1};
     struct souk_response res;
@@ -393,16 +395,15 @@ static size_t form_escape(char *out, size_t cap, size_t len, const char *s)
 int souk_auth_service_token(char *out, size_t cap)
 {
     pthread_once(&once, load_settings);
-    if (client_id == NULL || client_secret == NULL || users_url == NULL)
+    if (client_id[0] == '\0' || client_secret[0] == '\0' || token_url[0] == '\0')
         return SOUK_EUNAVAIL;
     int rc = 0;
     pthread_mutex_lock(&token_lock);
     int64_t now = souk_wall_ms() / 1000;
     if (service_token[0] != '\0' && service_token_exp - RENEW_BEFORE > now)
         goto copy;
-    char base[URL_MAX], url[URL_MAX + 16], body[1024];
-    souk_client_pick(users_url, base, sizeof(base));
-    souk_client_url(url, sizeof(url), base, "/oauth/token");
+    char url[URL_MAX], body[1024];
+    souk_client_pick(token_url, url, sizeof(url));
     size_t n = (size_t)snprintf(body, sizeof(body), "grant_type=client_credentials&client_id=");
     n = form_escape(body, sizeof(body), n, client_id);
     n += (size_t)snprintf(body + n, sizeof(body) - n, "&client_secret=");
@@ -439,6 +440,8 @@ copy:
 
 /* ---- life cycle ---- */
 
+void souk__auth_print_config(FILE *out) { souk_config_print_table(out, auth_config); }
+
 bool souk_auth_placeholder_secret(const char *secret)
 {
     /* what deploy/k8s/secrets.env commits: "placeholder-users-replace-with-gen-secrets" */
@@ -466,8 +469,8 @@ int souk_auth_init(const char *service)
     m_stale = souk_metric_counter(
         "souk_auth_jwks_stale_total",
         "Tokens verified with a key set past SOUK_JWKS_MAX_AGE_MS: refetching it failed.", NULL);
-    if (local_jwks == NULL && (users_url == NULL || users_url[0] == '\0'))
-        souk_warn("SOUK_USERS_URL not set: tokens cannot be verified", NULL);
+    if (local_jwks == NULL && jwks_url[0] == '\0')
+        souk_warn("SOUK_JWKS_URL not set: tokens cannot be verified", NULL);
     /* the layers below (server, client) reach auth only through these */
     souk__server_set_verifier(souk_auth_verify);
     souk__client_set_token_source(souk_auth_service_token);

@@ -1,8 +1,11 @@
-/* config.c: environment variables checked against a table of types, defaults
- * and bounds. The first bad value produces one message naming the variable, its
- * value and what was expected (a text value only by its length: it may be a
- * secret). Also the masking of credentials in configured URLs before they are logged. */
+/* config.c: environment variables checked against tables of types, defaults and
+ * bounds. The first bad value produces one message naming the variable, its value
+ * and what was expected (a text value only by its length: it may be a secret). The
+ * tables loaded are kept (copied) as the process's configuration, so a variable has
+ * one home, and printed by `<service> --help`. Also the masking of credentials in
+ * configured URLs before they are logged or shown. The kit's only getenv is here. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,7 +108,8 @@ static int parse_bool(const char *s, bool *out)
 int souk_config_parse(const struct souk_conf *c, const char *text, char *err, size_t errlen)
 {
     switch (c->type) {
-    case SOUK_CONF_STR: {
+    case SOUK_CONF_STR:
+    case SOUK_CONF_SECRET: {
         size_t n = strlen(text);
         if ((int64_t)n < c->min || (c->max > 0 && (int64_t)n > c->max)) {
             snprintf(err, errlen, "%s: length %zu is outside %lld..%lld", c->name, n,
@@ -160,8 +164,167 @@ int souk_config_parse(const struct souk_conf *c, const char *text, char *err, si
     return SOUK_EINVAL;
 }
 
+/* ---- the loaded configuration ---- */
+
+#define TABLES_MAX 32
+
+struct entry {
+    char *name, *def; /* copies; def NULL: required */
+};
+
+/* A loaded table, known by the name of its first variable: loading a table whose
+ * first variable is that one again replaces it (a copy on the stack is the same
+ * table; another table naming that variable would be a second declaration). */
+struct loaded {
+    struct entry *e;
+    size_t n;
+};
+
+static struct loaded tables[TABLES_MAX];
+static size_t ntables;
+static pthread_mutex_t tables_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static char *dup_or_null(const char *s) { return s != NULL ? souk_xstrdup(s) : NULL; }
+
+static void forget(struct loaded *t)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        free(t->e[i].name);
+        free(t->e[i].def);
+    }
+    free(t->e);
+}
+
+/* The entry of name in the tables loaded, but for the one at skip (-1: none). */
+static const struct entry *find(const char *name, size_t skip)
+{
+    for (size_t t = 0; t < ntables; t++)
+        for (size_t i = 0; t != skip && i < tables[t].n; i++)
+            if (strcmp(tables[t].e[i].name, name) == 0)
+                return &tables[t].e[i];
+    return NULL;
+}
+
+/* Keep a copy of table; refuse a variable another table declares. */
+static int remember(const struct souk_conf *table, char *err, size_t errlen)
+{
+    int rc = 0;
+    pthread_mutex_lock(&tables_lock);
+    size_t n = 0;
+    while (table[n].name != NULL)
+        n++;
+    if (n == 0)
+        goto out;
+    size_t slot = 0;
+    while (slot < ntables && strcmp(tables[slot].e[0].name, table[0].name) != 0)
+        slot++;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (find(table[i].name, slot) != NULL) {
+            snprintf(err, errlen, "%s is declared twice (in two configuration tables)",
+                     table[i].name);
+            rc = SOUK_EINVAL;
+        }
+    }
+    if (rc == 0 && slot == TABLES_MAX) {
+        snprintf(err, errlen, "%s: more than %d configuration tables", table[0].name, TABLES_MAX);
+        rc = SOUK_EINVAL;
+    }
+    if (rc == 0) {
+        if (slot < ntables)
+            forget(&tables[slot]);
+        else
+            ntables++;
+        struct entry *e = souk_xcalloc(n + 1, sizeof(*e));
+        for (size_t i = 0; i < n; i++)
+            e[i] = (struct entry){souk_xstrdup(table[i].name), dup_or_null(table[i].def)};
+        tables[slot] = (struct loaded){e, n};
+    }
+out:
+    pthread_mutex_unlock(&tables_lock);
+    return rc;
+}
+
+void souk_config_reset(void)
+{
+    pthread_mutex_lock(&tables_lock);
+    for (size_t t = 0; t < ntables; t++)
+        forget(&tables[t]);
+    ntables = 0;
+    pthread_mutex_unlock(&tables_lock);
+}
+
+const char *souk_config_value(const char *name)
+{
+    pthread_mutex_lock(&tables_lock);
+    const struct entry *e = find(name, (size_t)-1);
+    const char *v = e == NULL ? NULL : getenv(name);
+    if (e != NULL && v == NULL)
+        v = e->def;
+    pthread_mutex_unlock(&tables_lock);
+    return v;
+}
+
+bool souk_config_declared(const char *name)
+{
+    pthread_mutex_lock(&tables_lock);
+    bool found = find(name, (size_t)-1) != NULL;
+    pthread_mutex_unlock(&tables_lock);
+    return found;
+}
+
+static const char *type_name(enum souk_conf_type t)
+{
+    switch (t) {
+    case SOUK_CONF_STR:
+        return "text";
+    case SOUK_CONF_INT:
+        return "integer";
+    case SOUK_CONF_BOOL:
+        return "true or false";
+    case SOUK_CONF_ADDR:
+        return "host:port";
+    case SOUK_CONF_SECRET:
+        return "secret";
+    }
+    return "?";
+}
+
+/* A value as it may be shown: a secret never, a URL without its credentials. */
+static const char *shown(const struct souk_conf *c, const char *v, char *buf, size_t cap)
+{
+    if (c->type == SOUK_CONF_SECRET)
+        return v[0] != '\0' ? "***" : "";
+    return c->type == SOUK_CONF_STR ? souk_config_redact_url(v, buf, cap) : v;
+}
+
+void souk_config_print_table(FILE *out, const struct souk_conf *table)
+{
+    char buf[1024], dbuf[1024];
+    for (const struct souk_conf *c = table; c != NULL && c->name != NULL; c++) {
+        const char *env = getenv(c->name);
+        const char *v = env != NULL ? env : c->def;
+        fprintf(out, "%c %s=%s\n", env != NULL ? '*' : ' ', c->name,
+                v != NULL ? shown(c, v, buf, sizeof(buf)) : "");
+        fprintf(out, "      %s [%s", c->help != NULL && c->help[0] ? c->help : "(no help)",
+                type_name(c->type));
+        if (c->type == SOUK_CONF_INT)
+            fprintf(out, " %lld..%lld", (long long)c->min, (long long)c->max);
+        else if ((c->type == SOUK_CONF_STR || c->type == SOUK_CONF_SECRET) && c->max > 0)
+            fprintf(out, " of %lld..%lld bytes", (long long)c->min, (long long)c->max);
+        if (c->def == NULL)
+            fprintf(out, "; required");
+        else if (c->def[0] == '\0')
+            fprintf(out, "; default empty");
+        else
+            fprintf(out, "; default %s", shown(c, c->def, dbuf, sizeof(dbuf)));
+        fprintf(out, "]\n");
+    }
+}
+
 int souk_config_load(const struct souk_conf *table, char *err, size_t errlen)
 {
+    if (remember(table, err, errlen) != 0)
+        return SOUK_EINVAL;
     for (const struct souk_conf *c = table; c->name != NULL; c++) {
         const char *text = getenv(c->name);
         if (text == NULL)

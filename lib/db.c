@@ -32,6 +32,8 @@ static const struct souk_conf db_config[] = {
     {NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
+void souk__db_print_config(FILE *out) { souk_config_print_table(out, db_config); }
+
 static char *default_url;
 static pthread_key_t thread_key;
 static pthread_once_t thread_once = PTHREAD_ONCE_INIT;

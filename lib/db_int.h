@@ -5,6 +5,7 @@
 #define SOUK_DB_INT_H
 
 #include <stdarg.h>
+#include <stdio.h>
 
 #include "souk/db.h"
 
@@ -50,6 +51,9 @@ extern const struct souk__db_ops souk__db_pg;
 /* sql with the other engines' SOUK_IF_* pieces dropped and the markers of its own
  * removed, in a malloc'd copy; NULL when sql has none (use it as is). */
 char *souk__db_variant(const char *sql, enum souk_db_engine engine);
+
+/* The database's configuration table, for `<service> --help`. */
+void souk__db_print_config(FILE *out);
 
 /* Counted in the database metrics (no-ops before souk_db_configure). */
 void souk__db_count_error(int code);

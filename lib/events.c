@@ -44,6 +44,47 @@ static const struct souk_conf ev_config[] = {
     {NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
+/* The feed URL of each producer the service consumes (SOUK_<PRODUCER>_URL) that its
+ * own table does not declare: the feed transport reads it (a broker does not, so
+ * it may be empty). Built from the subscriptions; the first 8 producers. */
+#define PRODUCERS_MAX 8
+static struct souk_conf producer_config[PRODUCERS_MAX + 1];
+static char producer_vars[PRODUCERS_MAX][64], producer_help[PRODUCERS_MAX][96];
+static const char *producer_urls[PRODUCERS_MAX];
+
+static bool declares(const struct souk_conf *table, const char *name)
+{
+    for (; table != NULL && table->name != NULL; table++)
+        if (strcmp(table->name, name) == 0)
+            return true;
+    return false;
+}
+
+static void producer_table(const struct souk_service *svc)
+{
+    size_t n = 0;
+    memset(producer_config, 0, sizeof(producer_config));
+    for (const struct souk_subscription *s = svc->subscriptions;
+         s != NULL && s->type != NULL && s->producer != NULL && n < PRODUCERS_MAX; s++) {
+        souk__ev_producer_var(s->producer, producer_vars[n], sizeof(producer_vars[n]));
+        if (declares(svc->config, producer_vars[n]) || declares(producer_config, producer_vars[n]))
+            continue;
+        snprintf(producer_help[n], sizeof(producer_help[n]),
+                 "the %s feed (events consumed): URLs, comma-separated; feed transport only",
+                 s->producer);
+        producer_config[n] = (struct souk_conf){producer_vars[n],  SOUK_CONF_STR,   "", 0, 2047,
+                                                &producer_urls[n], producer_help[n]};
+        n++;
+    }
+}
+
+void souk__events_print_config(FILE *out, const struct souk_service *svc)
+{
+    souk_config_print_table(out, ev_config);
+    producer_table(svc);
+    souk_config_print_table(out, producer_config);
+}
+
 /* The kit's tables live beside the service's own; names start with souk_. For both
  * engines (docs/db.md): BIGINT is SQLite's INTEGER and PostgreSQL's 64 bits. */
 // clang-format off
@@ -132,7 +173,9 @@ int souk__events_init(const struct souk_service *svc, struct souk_db *db)
     char err[512];
     souk__ev_svc = svc;
     snprintf(source_name, sizeof(source_name), "%s", svc->name);
-    if (souk_config_load(ev_config, err, sizeof(err)) != 0) {
+    producer_table(svc);
+    if (souk_config_load(ev_config, err, sizeof(err)) != 0 ||
+        souk_config_load(producer_config, err, sizeof(err)) != 0) {
         fprintf(stderr, "%s: configuration error: %s\n", svc->name, err);
         return SOUK_EINVAL;
     }

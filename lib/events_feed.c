@@ -328,7 +328,7 @@ static void *follow_main(void *arg)
     return NULL;
 }
 
-static void producer_env(const char *producer, char *name, size_t cap)
+void souk__ev_producer_var(const char *producer, char *name, size_t cap)
 {
     size_t n = (size_t)snprintf(name, cap, "SOUK_%s_URL", producer);
     for (size_t i = 5; i < n && i < cap; i++)
@@ -362,8 +362,8 @@ int souk__feed_start(void)
         }
         struct follower *fl = &followers[nfollowers++];
         char env[64];
-        producer_env(s->producer, env, sizeof(env));
-        const char *urls = getenv(env);
+        souk__ev_producer_var(s->producer, env, sizeof(env));
+        const char *urls = souk_config_value(env); /* events.c or the service declares it */
         if (urls == NULL || strncmp(urls, "http", 4) != 0 || strlen(urls) >= URL_MAX) {
             souk_error("a consumed producer has no URL", "{s:s}", "variable", env);
             return SOUK_EINVAL;

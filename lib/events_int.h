@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "souk/events.h"
 #include "souk/server.h"
@@ -47,6 +48,10 @@ enum souk__outcome {
  * the events configuration), give the feed route when the service publishes, and
  * start/stop the relay and consumers. */
 int souk__events_init(const struct souk_service *svc, struct souk_db *db);
+/* The events configuration as svc would load it, for `<service> --help`. */
+void souk__events_print_config(FILE *out, const struct souk_service *svc);
+/* The variable naming a producer's feed: "orders" → "SOUK_ORDERS_URL". */
+void souk__ev_producer_var(const char *producer, char *name, size_t cap);
 const struct souk_route *souk__events_routes(void); /* NULL-ended, may be empty */
 int souk__events_start(void);
 void souk__events_stop(void);

@@ -7,6 +7,7 @@
 #include <grpc/grpc.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "souk/grpc.h"
 
@@ -54,6 +55,8 @@ int souk__grpc_health(const char *service);
 
 /* ---- the server's life, driven by the service main (service.c) ---- */
 
+/* SOUK_GRPC_*, as svc would load them, for `<service> --help`. */
+void souk__grpc_print_config(FILE *out, const struct souk_service *svc);
 /* Load SOUK_GRPC_* and start serving svc->grpc (no-op when NULL). 0 or error. */
 int souk__grpc_start(const struct souk_service *svc);
 /* SIGTERM: health turns NOT_SERVING, new calls are refused, calls in flight go on. */

@@ -143,7 +143,7 @@ static const char **service_names;
 
 static const char *cfg_listen;
 static int64_t cfg_threads, cfg_max_message, cfg_deadline_ms;
-static bool cfg_reflection, cfg_access_log;
+static bool cfg_reflection;
 
 static const struct souk_conf grpc_config[] = {
     {"SOUK_GRPC_LISTEN", SOUK_CONF_STR, NULL, 0, 256, &cfg_listen,
@@ -155,7 +155,6 @@ static const struct souk_conf grpc_config[] = {
      "the deadline of a call that came without one (and the cap of any)"},
     {"SOUK_GRPC_REFLECTION", SOUK_CONF_BOOL, "true", 0, 0, &cfg_reflection,
      "serve grpc.reflection.v1alpha"},
-    {"SOUK_ACCESS_LOG", SOUK_CONF_BOOL, "true", 0, 0, &cfg_access_log, "log every request"},
     {NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
@@ -226,7 +225,7 @@ static void observe(struct method_rt *mrt, int code, uint64_t t0)
 static void access_line(const char *path, const char *request_id, const char *traceparent,
                         const char *client, int code, size_t bytes, uint64_t t0)
 {
-    if (!cfg_access_log)
+    if (!souk__srv.access_log) /* SOUK_ACCESS_LOG, the kit's */
         return;
     struct souk__access a = {
         .method = "POST",
@@ -1078,12 +1077,25 @@ static int collect_services(void)
     return 0;
 }
 
+/* grpc_config with svc's default SOUK_GRPC_LISTEN */
+static void grpc_table(const struct souk_service *svc, struct souk_conf *table)
+{
+    memcpy(table, grpc_config, sizeof(grpc_config));
+    table[0].def = svc->grpc->listen != NULL ? svc->grpc->listen : "off";
+}
+
+void souk__grpc_print_config(FILE *out, const struct souk_service *svc)
+{
+    struct souk_conf table[SOUK_ARRAY_LEN(grpc_config)];
+    grpc_table(svc, table);
+    souk_config_print_table(out, table);
+}
+
 static int load_config(const struct souk_service *svc)
 {
     struct souk_conf table[SOUK_ARRAY_LEN(grpc_config)];
     char err[512];
-    memcpy(table, grpc_config, sizeof(grpc_config));
-    table[0].def = svc->grpc->listen != NULL ? svc->grpc->listen : "off";
+    grpc_table(svc, table);
     if (souk_config_load(table, err, sizeof(err)) != 0) {
         fprintf(stderr, "%s: configuration error: %s\n", svc->name, err);
         return SOUK_EINVAL;

@@ -19,6 +19,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "auth_int.h"
+#include "db_int.h"
 #include "events_int.h"
 #include "grpc_int.h"
 #include "log_int.h"
@@ -47,7 +49,7 @@ static struct souk__listener public_l, admin_l;
 static char admin_addr[300];     /* resolved SOUK_ADMIN_LISTEN; "" for none */
 static char *tls_cert, *tls_key; /* PEM, read at start */
 
-static const char *cfg_listen, *cfg_db;
+static const char *cfg_var, *cfg_listen, *cfg_db;
 static int64_t cfg_threads, cfg_max_conns, cfg_conn_timeout, cfg_max_body, cfg_drain_seconds;
 static int64_t cfg_max_per_ip, cfg_header_timeout, cfg_hsts_max_age;
 static const char *cfg_log_level, *cfg_trusted_proxies, *cfg_admin_listen, *cfg_tls_cert,
@@ -55,19 +57,29 @@ static const char *cfg_log_level, *cfg_trusted_proxies, *cfg_admin_listen, *cfg_
 static bool cfg_access_log;
 static struct souk_realip *trusted_proxies;
 
+/* First, alone: the other defaults are made from it. */
+static const struct souk_conf var_config[] = {
+    {"SOUK_VAR", SOUK_CONF_STR, "var", 1, 4096, &cfg_var,
+     "the directory of local state: databases, keys, mail files"},
+    {NULL, 0, NULL, 0, 0, NULL, NULL},
+};
+
+/* SOUK_LISTEN, SOUK_DB, SOUK_MAX_CONNECTIONS_PER_IP and SOUK_ADMIN_LISTEN get their
+ * defaults per service (kit_table()). */
 static const struct souk_conf kit_config[] = {
     {"SOUK_LISTEN", SOUK_CONF_ADDR, NULL, 0, 0, &cfg_listen, "host:port to listen on"},
-    {"SOUK_DB", SOUK_CONF_STR, NULL, 1, 4096, &cfg_db, "sqlite:PATH or postgres://…"},
+    {"SOUK_DB", SOUK_CONF_STR, NULL, 1, 4096, &cfg_db,
+     "sqlite:PATH or postgres://… (default sqlite:$SOUK_VAR/db/<service>.db)"},
     {"SOUK_THREADS", SOUK_CONF_INT, "2", 1, 256, &cfg_threads, "HTTP worker threads"},
     {"SOUK_MAX_CONNECTIONS", SOUK_CONF_INT, "4096", 1, 1000000, &cfg_max_conns, "open connections"},
-    /* default per service in load_config(): 128 at the edge, 0 inside */
+    /* 128 at the edge, 0 inside */
     {"SOUK_MAX_CONNECTIONS_PER_IP", SOUK_CONF_INT, "0", 0, 1000000, &cfg_max_per_ip,
      "open connections one client address may hold; 0 no cap"},
     {"SOUK_CONN_TIMEOUT", SOUK_CONF_INT, "60", 1, 3600, &cfg_conn_timeout,
      "seconds a connection may sit idle"},
     {"SOUK_HEADER_TIMEOUT", SOUK_CONF_INT, "10", 1, 3600, &cfg_header_timeout,
      "seconds to send a request's headers, from connect (after an answer: idle time too)"},
-    /* default per service in load_config(): "auto" at the edge, "" inside */
+    /* "auto" at the edge, "" inside */
     {"SOUK_ADMIN_LISTEN", SOUK_CONF_STR, "", 0, 255, &cfg_admin_listen,
      "host:port for /metrics, /healthz, /readyz; auto: 127.0.0.1, SOUK_LISTEN's port + 1100; "
      "empty or off: none"},
@@ -168,13 +180,13 @@ static int build_routes(const struct souk_service *svc)
     return 0;
 }
 
-static int load_config(const struct souk_service *svc)
+/* kit_config with this service's defaults into table; db_default is the buffer
+ * SOUK_DB's default is made in (from SOUK_VAR, which is loaded first). */
+static void kit_table(const struct souk_service *svc, struct souk_conf *table, char *db_default,
+                      size_t cap)
 {
-    char err[512];
-    char db_default[4096];
-    const char *var = getenv("SOUK_VAR");
-    snprintf(db_default, sizeof(db_default), "sqlite:%s/db/%s.db", var ? var : "var", svc->name);
-    struct souk_conf table[SOUK_ARRAY_LEN(kit_config)];
+    const char *var = souk_config_value("SOUK_VAR");
+    snprintf(db_default, cap, "sqlite:%s/db/%s.db", var != NULL ? var : "var", svc->name);
     memcpy(table, kit_config, sizeof(kit_config));
     for (size_t i = 0; table[i].name != NULL; i++) {
         if (strcmp(table[i].name, "SOUK_LISTEN") == 0)
@@ -186,6 +198,18 @@ static int load_config(const struct souk_service *svc)
         else if (strcmp(table[i].name, "SOUK_ADMIN_LISTEN") == 0)
             table[i].def = svc->edge ? "auto" : "";
     }
+}
+
+static int load_config(const struct souk_service *svc)
+{
+    char err[512];
+    char db_default[4096];
+    struct souk_conf table[SOUK_ARRAY_LEN(kit_config)];
+    if (souk_config_load(var_config, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s: configuration error: %s\n", svc->name, err);
+        return SOUK_EINVAL;
+    }
+    kit_table(svc, table, db_default, sizeof(db_default));
     if (souk_config_load(table, err, sizeof(err)) != 0 ||
         (svc->config != NULL && souk_config_load(svc->config, err, sizeof(err)) != 0)) {
         fprintf(stderr, "%s: configuration error: %s\n", svc->name, err);
@@ -426,14 +450,42 @@ static int start_admin(void)
     return 0;
 }
 
-static void usage(const char *name)
+static void usage(FILE *out, const char *name)
 {
-    fprintf(stderr,
-            "usage: %s [serve|migrate|seed]\n"
+    fprintf(out,
+            "usage: %s [serve|migrate|seed|--help]\n"
             "  serve    run the service (default)\n"
             "  migrate  apply database migrations and exit\n"
-            "  seed     apply migrations, load demo data and exit\n",
+            "  seed     apply migrations, load demo data and exit\n"
+            "  --help   this, and every variable the service reads (also: config)\n",
             name);
+}
+
+/* `<service> --help`: every table the service would load, with the values the
+ * environment gives now (* marks a value set there). Loads nothing but SOUK_VAR
+ * (SOUK_DB's default is made from it), so a bad value does not hide the table. */
+static void print_config(FILE *out, const struct souk_service *svc)
+{
+    char err[512], db_default[4096];
+    struct souk_conf table[SOUK_ARRAY_LEN(kit_config)];
+    souk_config_load(var_config, err, sizeof(err)); /* a bad one is shown as it is */
+    kit_table(svc, table, db_default, sizeof(db_default));
+    fprintf(out, "\nconfiguration: environment variables (* set now), [type, bounds; default]\n");
+    fprintf(out, "%s:\n", svc->name);
+    souk_config_print_table(out, svc->config);
+    fprintf(out, "kit, service:\n");
+    souk_config_print_table(out, var_config);
+    souk_config_print_table(out, table);
+    fprintf(out, "kit, database:\n");
+    souk__db_print_config(out);
+    fprintf(out, "kit, identity:\n");
+    souk__auth_print_config(out);
+    fprintf(out, "kit, events:\n");
+    souk__events_print_config(out, svc);
+    if (svc->grpc != NULL) {
+        fprintf(out, "kit, gRPC:\n");
+        souk__grpc_print_config(out, svc);
+    }
 }
 
 static void drain(void)
@@ -473,9 +525,14 @@ int souk_main(int argc, char **argv, const struct souk_service *svc)
 {
     service = svc;
     const char *cmd = argc > 1 ? argv[1] : "serve";
+    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "config") == 0) {
+        usage(stdout, argv[0]);
+        print_config(stdout, svc);
+        return fflush(stdout) == 0 ? 0 : 1;
+    }
     if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "migrate") != 0 && strcmp(cmd, "seed") != 0) {
-        usage(argv[0]);
-        return strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 ? 0 : 2;
+        usage(stderr, argv[0]);
+        return 2;
     }
     if (sodium_init() < 0) {
         fprintf(stderr, "%s: libsodium failed to initialise\n", svc->name);

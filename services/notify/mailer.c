@@ -350,7 +350,7 @@ int notify_mailer_start(void)
     if (notify_mail_dir[0] != '\0') {
         snprintf(mail_dir, sizeof(mail_dir), "%s", notify_mail_dir);
     } else {
-        const char *var = getenv("SOUK_VAR");
+        const char *var = souk_config_value("SOUK_VAR");
         snprintf(mail_dir, sizeof(mail_dir), "%s/mail", var ? var : "var");
     }
     if (notify_smtp_url[0] == '\0')

@@ -13,7 +13,7 @@ static const struct souk_conf config[] = {
     {"SOUK_SMTP_URL", SOUK_CONF_STR, "", 0, 1024, &notify_smtp_url,
      "smtp://host:port or smtps://…; empty: files under SOUK_MAIL_DIR"},
     {"SOUK_SMTP_USER", SOUK_CONF_STR, "", 0, 256, &notify_smtp_user, "SMTP login (AUTH)"},
-    {"SOUK_SMTP_PASSWORD", SOUK_CONF_STR, "", 0, 1024, &notify_smtp_password,
+    {"SOUK_SMTP_PASSWORD", SOUK_CONF_SECRET, "", 0, 1024, &notify_smtp_password,
      "SMTP password (or SOUK_SMTP_PASSWORD_FILE)"},
     {"SOUK_SMTP_PASSWORD_FILE", SOUK_CONF_STR, "", 0, 4096, &notify_smtp_password_file,
      "a file holding the SMTP password"},

@@ -11,13 +11,11 @@
 #define CHARGE_SCOPE "payments:charge"
 #define KEY_HEX_LEN  64
 
-static const char *cfg_key, *cfg_var, *cfg_db;
+static const char *cfg_key;
 
 static const struct souk_conf config[] = {
     {"SOUK_PAYMENTS_KEY", SOUK_CONF_STR, "", 0, KEY_HEX_LEN, &cfg_key,
      "card vault key, 64 hex digits; empty: generated into SOUK_VAR/keys/payments.key"},
-    {"SOUK_VAR", SOUK_CONF_STR, "var", 1, 4096, &cfg_var, "local state directory"},
-    {"SOUK_DB", SOUK_CONF_STR, "", 0, 4096, &cfg_db, "the database (checked by the kit)"},
     {NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
@@ -45,10 +43,10 @@ static int start(void)
             souk_error("SOUK_PAYMENTS_KEY must be 64 hex digits", NULL);
             return SOUK_EINVAL;
         }
-    } else if (strncmp(cfg_db, "postgres", 8) == 0) {
+    } else if (souk_db_engine(souk_db_thread()) == SOUK_DB_POSTGRES) {
         souk_error("SOUK_PAYMENTS_KEY is required outside local mode", NULL);
         return SOUK_EINVAL;
-    } else if (vault_key_file(cfg_var) != 0) {
+    } else if (vault_key_file(souk_config_value("SOUK_VAR")) != 0) {
         return SOUK_EIO;
     }
     payments_total =

@@ -245,7 +245,7 @@ static void refresh_locked(bool force)
 
 int keys_init(void)
 {
-    const char *var = getenv("SOUK_VAR");
+    const char *var = souk_config_value("SOUK_VAR");
     snprintf(dir, sizeof(dir), "%s/keys", var != NULL && var[0] != '\0' ? var : "var");
     char parent[PATH_MAX];
     snprintf(parent, sizeof(parent), "%s", var != NULL && var[0] != '\0' ? var : "var");

@@ -7,7 +7,7 @@
 int64_t cfg_access_ttl, cfg_refresh_ttl, cfg_key_rotate, cfg_hash_concurrency, cfg_hash_queue;
 int64_t cfg_login_window, cfg_login_max_account, cfg_login_max_addr, cfg_login_delay_after,
     cfg_login_delay_max;
-const char *cfg_clients_file, *cfg_public_url;
+const char *cfg_clients_file, *cfg_public_url, *cfg_admin_email, *cfg_admin_password;
 
 #define DAY            86400
 #define TOKEN_BODY_MAX 8192 /* the OAuth endpoints take small forms only */
@@ -36,6 +36,10 @@ static const struct souk_conf config[] = {
      "service client secrets (JSON)"},
     {"SOUK_PUBLIC_URL", SOUK_CONF_STR, "http://127.0.0.1:8080", 1, 1024, &cfg_public_url,
      "base URL in the discovery document"},
+    {"SOUK_ADMIN_EMAIL", SOUK_CONF_STR, "admin@souk.local", 0, 320, &cfg_admin_email,
+     "users seed: the admin account's email (empty: admin@souk.local)"},
+    {"SOUK_ADMIN_PASSWORD", SOUK_CONF_SECRET, "", 0, 1024, &cfg_admin_password,
+     "users seed: its password; empty: generated into $SOUK_VAR/admin-password"},
     {NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 

@@ -66,9 +66,8 @@ static int existing_role(struct souk_db *db, const char *norm, char role[16])
 
 int users_seed(struct souk_db *db)
 {
-    const char *var = getenv("SOUK_VAR");
-    const char *email = getenv("SOUK_ADMIN_EMAIL");
-    const char *given = getenv("SOUK_ADMIN_PASSWORD");
+    const char *var = souk_config_value("SOUK_VAR");
+    const char *email = cfg_admin_email, *given = cfg_admin_password;
     char path[PATH_MAX], password[PASSWORD_MAX + 2], norm[EMAIL_MAX + 1], role[16] = "";
     if (email == NULL || email[0] == '\0')
         email = DEFAULT_ADMIN;

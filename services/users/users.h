@@ -9,18 +9,20 @@
 #include "souk/server.h"
 
 /* Configuration (main.c's table). */
-extern int64_t cfg_access_ttl;        /* seconds an access token lives */
-extern int64_t cfg_refresh_ttl;       /* seconds a refresh token lives */
-extern int64_t cfg_key_rotate;        /* seconds before the signing key is replaced */
-extern int64_t cfg_hash_concurrency;  /* argon2id hashes at once (worker threads) */
-extern int64_t cfg_hash_queue;        /* jobs waiting per kind before 503 */
-extern int64_t cfg_login_window;      /* seconds of the throttling window */
-extern int64_t cfg_login_max_account; /* failed logins per (account, address) per window */
-extern int64_t cfg_login_max_addr;    /* failed logins per client address per window */
-extern int64_t cfg_login_delay_after; /* failures of an account, from anywhere, before delays */
-extern int64_t cfg_login_delay_max;   /* the longest delay, ms */
-extern const char *cfg_clients_file;  /* SOUK_CLIENTS_FILE */
-extern const char *cfg_public_url;    /* base URL in the discovery document */
+extern int64_t cfg_access_ttl;         /* seconds an access token lives */
+extern int64_t cfg_refresh_ttl;        /* seconds a refresh token lives */
+extern int64_t cfg_key_rotate;         /* seconds before the signing key is replaced */
+extern int64_t cfg_hash_concurrency;   /* argon2id hashes at once (worker threads) */
+extern int64_t cfg_hash_queue;         /* jobs waiting per kind before 503 */
+extern int64_t cfg_login_window;       /* seconds of the throttling window */
+extern int64_t cfg_login_max_account;  /* failed logins per (account, address) per window */
+extern int64_t cfg_login_max_addr;     /* failed logins per client address per window */
+extern int64_t cfg_login_delay_after;  /* failures of an account, from anywhere, before delays */
+extern int64_t cfg_login_delay_max;    /* the longest delay, ms */
+extern const char *cfg_clients_file;   /* SOUK_CLIENTS_FILE */
+extern const char *cfg_public_url;     /* base URL in the discovery document */
+extern const char *cfg_admin_email;    /* `users seed`: the admin account ("": the default) */
+extern const char *cfg_admin_password; /* `users seed`: its password ("": generated) */
 
 #define EMAIL_MAX    254
 #define NAME_MAX_LEN 100

@@ -221,6 +221,9 @@ def test_identity_secrets_and_peers():
     assert gen == [{"name": SECRET, "envs": ["secrets.env"]}]
     common = dict(kv.split("=", 1) for kv in kustomization()["configMapGenerator"][0]["literals"])
     assert common["SOUK_USERS_URL"] == f"http://users:{DEFAULT_PORT['users']}"
+    # the token issuer's key set and token endpoint: the kit reads these, not SOUK_USERS_URL
+    assert common["SOUK_JWKS_URL"] == common["SOUK_USERS_URL"] + "/.well-known/jwks.json"
+    assert common["SOUK_TOKEN_URL"] == common["SOUK_USERS_URL"] + "/oauth/token"
     for svc in SERVICES:
         pod, c = container(svc)
         env = env_of(c)

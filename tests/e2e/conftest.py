@@ -212,6 +212,11 @@ class Service:
         })
         self.env.update(events)
         self.env.update(env or {})
+        # The token issuer is users, as `souk up` says (cli/child.c): its key set and
+        # token endpoint, unless the test names others.
+        issuer = self.env["SOUK_USERS_URL"].split(",")
+        self.env.setdefault("SOUK_JWKS_URL", ",".join(u + "/.well-known/jwks.json" for u in issuer))
+        self.env.setdefault("SOUK_TOKEN_URL", ",".join(u + "/oauth/token" for u in issuer))
         self.proc = None
         self.log_path = os.path.join(self.var, "log", f"{name}-{self.port}.log")
 

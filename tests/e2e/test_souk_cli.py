@@ -205,6 +205,10 @@ def test_up_environment_restart_and_down(souk):
     assert env["SOUK_CATALOG_URL"] == ",".join(
         f"http://127.0.0.1:{replica_port(souk.base, 'catalog', k)}" for k in range(2))
     assert env["SOUK_ORDERS_URL"] == f"http://127.0.0.1:{souk.base + 4}"
+    # the token issuer is users, and souk says so: the kit reads these two
+    users = env["SOUK_USERS_URL"].split(",")
+    assert env["SOUK_JWKS_URL"] == ",".join(u + "/.well-known/jwks.json" for u in users)
+    assert env["SOUK_TOKEN_URL"] == ",".join(u + "/oauth/token" for u in users)
     clients = Path(env["SOUK_CLIENTS_FILE"])
     assert clients.is_absolute() and stat.S_IMODE(clients.stat().st_mode) == 0o600
     secrets = json.loads(clients.read_text())

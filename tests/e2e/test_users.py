@@ -238,7 +238,7 @@ def test_hashes_are_argon2id_and_never_returned(users, tmp_path):
 
 def test_discovery_and_jwks(users):
     d = requests.get(users.url + "/.well-known/openid-configuration").json()
-    assert d["issuer"] == "souk-users"
+    assert d["issuer"] == "souk"
     assert set(d["grant_types_supported"]) == {"password", "refresh_token", "client_credentials"}
     keys = requests.get(users.url + "/.well-known/jwks.json").json()["keys"]
     assert keys and all(k["kty"] == "RSA" and k["alg"] == "RS256" and k["kid"] for k in keys)

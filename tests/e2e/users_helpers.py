@@ -15,7 +15,7 @@ from conftest import Service, free_port
 ADMIN_EMAIL = "root@souk.test"
 ADMIN_PASSWORD = "admin-password-for-tests"
 PASSWORD = "correct horse battery"
-ISSUER = "souk-users"
+ISSUER = "souk"  # SOUK_TOKEN_ISSUER's default
 AUDIENCE = "souk"
 CLIENT_SECRETS = {"catalog": secrets.token_hex(32), "orders": secrets.token_hex(32),
                   "cart": secrets.token_hex(32), "notify": secrets.token_hex(32)}

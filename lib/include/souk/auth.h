@@ -19,8 +19,9 @@
 /* Longest bearer token looked at; longer ones are refused unparsed. */
 #define SOUK_AUTH_TOKEN_MAX 8192
 
-/* Load settings (SOUK_TOKEN_ISSUER, SOUK_TOKEN_AUDIENCE, SOUK_USERS_URL,
- * SOUK_CLIENT_ID/SECRET, SOUK_JWKS_MAX_AGE_MS, SOUK_JWKS_REFETCH_MS); called once by
+/* Load settings (SOUK_TOKEN_ISSUER, SOUK_TOKEN_AUDIENCE, SOUK_JWKS_URL,
+ * SOUK_TOKEN_URL, SOUK_CLIENT_ID/SECRET, SOUK_JWKS_MAX_AGE_MS, SOUK_JWKS_REFETCH_MS:
+ * a table, printed by `<service> --help`; the kit names no issuer); called once by
  * souk_main() before serving. Returns SOUK_EINVAL (logged) on a bad value or when
  * SOUK_CLIENT_SECRET is a committed placeholder: the service must not start. */
 int souk_auth_init(const char *service);
@@ -31,9 +32,9 @@ int souk_auth_init(const char *service);
 bool souk_auth_placeholder_secret(const char *secret);
 void souk_auth_shutdown(void);
 
-/* The issuer ("iss") and audience ("aud") every token carries; the users service
+/* The issuer ("iss") and audience ("aud") every token carries; the issuer (users)
  * signs with these and every verifier requires them. Environment
- * SOUK_TOKEN_ISSUER (default "souk-users") and SOUK_TOKEN_AUDIENCE ("souk"). */
+ * SOUK_TOKEN_ISSUER (default "souk") and SOUK_TOKEN_AUDIENCE ("souk"). */
 const char *souk_auth_issuer(void);
 const char *souk_auth_audience(void);
 
@@ -47,12 +48,13 @@ int souk_auth_verify(const char *token, struct souk_identity *who, char *why, si
 
 /* For the users service, which verifies with its own keys in-process: jwks
  * returns a new reference to the current public JWKS ({"keys":[…]}) or NULL.
- * Call before souk_main(); other services fetch SOUK_USERS_URL/.well-known/jwks.json. */
+ * Call before souk_main(); other services fetch the key set at SOUK_JWKS_URL. */
 void souk_auth_set_local_jwks(json_t *(*jwks)(void));
 
-/* This service's client-credentials access token (obtained from the users
- * service with SOUK_CLIENT_ID/SOUK_CLIENT_SECRET, cached and renewed before it
- * expires) copied into out. Returns 0 or a negative code. */
+/* This service's client-credentials access token (obtained from the issuer's
+ * token endpoint SOUK_TOKEN_URL with SOUK_CLIENT_ID/SOUK_CLIENT_SECRET, cached and
+ * renewed before it expires) copied into out. Returns 0 or a negative code
+ * (SOUK_EUNAVAIL when any of the three is empty). */
 int souk_auth_service_token(char *out, size_t cap);
 
 #endif

@@ -146,7 +146,9 @@ def test_users_catalog_and_gateway_containers_work_together(podman):
 
     def env(svc, **extra):
         e = {"SOUK_LISTEN": f"127.0.0.1:{ports[svc]}", "SOUK_CLIENT_ID": svc,
-             "SOUK_CLIENT_SECRET": secret[svc], "SOUK_USERS_URL": url["users"], **extra}
+             "SOUK_CLIENT_SECRET": secret[svc], "SOUK_USERS_URL": url["users"],
+             "SOUK_JWKS_URL": url["users"] + "/.well-known/jwks.json",
+             "SOUK_TOKEN_URL": url["users"] + "/oauth/token", **extra}
         return [a for k, v in e.items() for a in ("-e", f"{k}={v}")]
 
     users_env = env("users", SOUK_CLIENTS_FILE="/tmp/clients.json",

@@ -1,10 +1,12 @@
 /* config.c: tests lib/config.c: each type's parsing and bounds, defaults, the
  * required case, that the message names the variable, and the masking of
  * credentials in configured URLs. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "souk/config.h"
+#include "souk/souk.h"
 #include "test.h"
 
 struct parse_case {
@@ -143,12 +145,91 @@ static void test_redact_url(void **state)
         strstr(souk_config_redact_url("smtp://u:secretpassword@host", out, sizeof(out)), "secret"));
 }
 
+/* The loaded tables are the process's configuration: one home per variable. */
+static void test_one_home(void **state)
+{
+    (void)state;
+    const char *a = NULL, *b = NULL, *c = NULL;
+    int64_t n = 0;
+    const struct souk_conf kit[] = {
+        {"SOUK_T_HOME", SOUK_CONF_STR, "here", 1, 64, &a, "a home"},
+        {"SOUK_T_REQ", SOUK_CONF_STR, "", 0, 64, &b, "maybe empty"},
+        {NULL, 0, NULL, 0, 0, NULL, NULL},
+    };
+    const struct souk_conf svc[] = {
+        {"SOUK_T_N", SOUK_CONF_INT, "3", 1, 9, &n, "n"},
+        {"SOUK_T_HOME", SOUK_CONF_STR, "there", 1, 64, &c, "a second home"},
+        {NULL, 0, NULL, 0, 0, NULL, NULL},
+    };
+    char err[256];
+    souk_config_reset();
+    unsetenv("SOUK_T_HOME");
+    setenv("SOUK_T_REQ", "set", 1);
+    assert_null(souk_config_value("SOUK_T_HOME"));
+    assert_false(souk_config_declared("SOUK_T_HOME"));
+    assert_int_equal(souk_config_load(kit, err, sizeof(err)), 0);
+    assert_true(souk_config_declared("SOUK_T_HOME"));
+    assert_string_equal(souk_config_value("SOUK_T_HOME"), "here"); /* the default */
+    assert_string_equal(souk_config_value("SOUK_T_REQ"), "set");   /* the environment */
+    assert_null(souk_config_value("SOUK_T_N"));                    /* nobody's */
+    /* a second table declaring the same variable is refused, naming it */
+    assert_int_equal(souk_config_load(svc, err, sizeof(err)), SOUK_EINVAL);
+    assert_non_null(strstr(err, "SOUK_T_HOME is declared twice"));
+    assert_null(c);
+    /* loading the same table again (a copy, as the service main's) replaces it */
+    struct souk_conf copy[3];
+    memcpy(copy, kit, sizeof(copy));
+    copy[0].def = "elsewhere";
+    assert_int_equal(souk_config_load(copy, err, sizeof(err)), 0);
+    assert_string_equal(souk_config_value("SOUK_T_HOME"), "elsewhere");
+    souk_config_reset();
+    assert_null(souk_config_value("SOUK_T_HOME"));
+    unsetenv("SOUK_T_REQ");
+}
+
+/* --help's lines: a value set is marked, a secret is never shown, nor a URL's
+ * password, and each variable has its help, type, bounds and default. */
+static void test_print_table(void **state)
+{
+    (void)state;
+    const char *s = NULL, *u = NULL, *r = NULL;
+    int64_t n = 0;
+    const struct souk_conf table[] = {
+        {"SOUK_T_PW", SOUK_CONF_SECRET, "", 0, 64, &s, "a password"},
+        {"SOUK_T_URL", SOUK_CONF_STR, "", 0, 256, &u, "a peer"},
+        {"SOUK_T_COUNT", SOUK_CONF_INT, "7", 1, 9, &n, "how many"},
+        {"SOUK_T_MUST", SOUK_CONF_STR, NULL, 1, 9, &r, "required one"},
+        {NULL, 0, NULL, 0, 0, NULL, NULL},
+    };
+    setenv("SOUK_T_PW", "hunter2", 1);
+    setenv("SOUK_T_URL", "amqp://user:pa55@host/", 1);
+    unsetenv("SOUK_T_COUNT");
+    unsetenv("SOUK_T_MUST");
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    souk_config_print_table(f, table);
+    fclose(f);
+    assert_null(strstr(text, "hunter2"));
+    assert_null(strstr(text, "pa55"));
+    assert_non_null(strstr(text, "* SOUK_T_PW=***\n"));
+    assert_non_null(strstr(text, "* SOUK_T_URL=amqp://***@host/\n"));
+    assert_non_null(strstr(text, "  SOUK_T_COUNT=7\n      how many [integer 1..9; default 7]\n"));
+    assert_non_null(
+        strstr(text, "  SOUK_T_MUST=\n      required one [text of 1..9 bytes; required]"));
+    free(text);
+    unsetenv("SOUK_T_PW");
+    unsetenv("SOUK_T_URL");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_table), cmocka_unit_test(test_load_defaults_and_env),
         cmocka_unit_test(test_required),    cmocka_unit_test(test_split_addr),
-        cmocka_unit_test(test_redact_url),
+        cmocka_unit_test(test_redact_url),  cmocka_unit_test(test_one_home),
+        cmocka_unit_test(test_print_table),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

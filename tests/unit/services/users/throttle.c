@@ -14,7 +14,8 @@ int64_t cfg_access_ttl = 900, cfg_refresh_ttl = 3600, cfg_key_rotate = 86400,
         cfg_hash_concurrency = 1, cfg_hash_queue = 4, cfg_login_window = 900,
         cfg_login_max_account = 5, cfg_login_max_addr = 50, cfg_login_delay_after = 10,
         cfg_login_delay_max = 10000;
-const char *cfg_clients_file = "", *cfg_public_url = "http://127.0.0.1:8080";
+const char *cfg_clients_file = "", *cfg_public_url = "http://127.0.0.1:8080", *cfg_admin_email = "",
+           *cfg_admin_password = "";
 
 static void test_delay_table(void **state)
 {
