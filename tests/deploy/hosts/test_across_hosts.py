@@ -72,6 +72,9 @@ class Cluster(Stores):
                    SOUK_TRUSTED_PROXIES=",".join(h.address for h in self.replicas["gateway"]))
         for peer in code_calls(svc) | ({"users"} if svc != "users" else set()):
             env[f"SOUK_{peer.upper()}_URL"] = self.url(peer)
+        # the token issuer: users' key set and token endpoint, on every replica
+        env["SOUK_JWKS_URL"] = ",".join(u + "/.well-known/jwks.json" for u in self.url("users").split(","))
+        env["SOUK_TOKEN_URL"] = ",".join(u + "/oauth/token" for u in self.url("users").split(","))
         if svc == "gateway":
             for peer in SERVICES:
                 if peer != "gateway":
