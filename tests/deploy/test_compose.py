@@ -272,9 +272,9 @@ def test_gen_secrets_gives_fresh_hex_secrets_for_everything():
     a, b = gen_secret_names(1), gen_secret_names(2)
     dbs = [s for s in SERVICES if has_database(s)]
     assert set(a) == ({f"SOUK_SECRET_{s.upper()}" for s in SERVICES} | {f"SOUK_DB_PASSWORD_{s.upper()}" for s in dbs}
-                      | {"SOUK_POSTGRES_PASSWORD", "SOUK_RABBITMQ_PASSWORD", "SOUK_AMQP_URL", "SOUK_PAYMENTS_KEY"})
+                      | {"SOUK_POSTGRES_PASSWORD", "SOUK_RABBITMQ_PASSWORD", "SOUK_EVENTS", "SOUK_PAYMENTS_KEY"})
     for k, v in a.items():
-        if k != "SOUK_AMQP_URL":
+        if k != "SOUK_EVENTS":
             assert re.fullmatch(r"[0-9a-f]{64}", v), k
         assert b[k] != v
 

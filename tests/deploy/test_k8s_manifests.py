@@ -10,6 +10,7 @@ import re
 import subprocess
 
 from conftest import ADMIN_PORT, DEPLOY, SERVICES, DEFAULT_PORT, load_yaml, load_yaml_all
+from netpol import Cluster
 from peers import code_calls, consumes, has_database, publishes
 
 K8S = os.path.join(DEPLOY, "k8s")
@@ -125,7 +126,7 @@ def test_events_go_through_the_broker_for_publishers_and_consumers_only():
     for svc in SERVICES:
         env = env_of(container(svc)[1])
         if publishes(svc) or consumes(svc):
-            assert env["SOUK_EVENTS"]["valueFrom"]["secretKeyRef"] == {"name": SECRET, "key": "SOUK_AMQP_URL"}, svc
+            assert env["SOUK_EVENTS"]["valueFrom"]["secretKeyRef"] == {"name": SECRET, "key": "SOUK_EVENTS"}, svc
         else:
             assert "SOUK_EVENTS" not in env, svc
     common = dict(kv.split("=", 1) for kv in kustomization()["configMapGenerator"][0]["literals"])
@@ -211,7 +212,7 @@ def test_stores_are_statefulsets_on_claims_with_secrets_from_the_generator():
         assert svc["ports"][0]["port"] == port
     # one broker user: the URL the services get names the password the broker is given
     fresh = gen_secrets()
-    assert fresh["SOUK_AMQP_URL"] == f"amqp://souk:{fresh['SOUK_RABBITMQ_PASSWORD']}@rabbitmq:5672/%2f"
+    assert fresh["SOUK_EVENTS"] == f"amqp://souk:{fresh['SOUK_RABBITMQ_PASSWORD']}@rabbitmq:5672/%2f"
     assert set(fresh) == keys, "secrets.env and deploy/gen-secrets name the same keys"
 
 
@@ -257,55 +258,7 @@ def test_every_image_is_mapped_by_the_kustomization():
     assert mapped["postgres"]["newTag"].startswith("15")
 
 
-# ---- NetworkPolicies, evaluated as a cluster would ----
-
-def pod_labels(name):
-    return {"app.kubernetes.io/name": name}
-
-
-def matches(selector, labels):
-    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
-
-
-def peer_matches(peer, ns, labels):
-    """A NetworkPolicyPeer against a pod (its namespace name and labels), the policy in souk."""
-    if "ipBlock" in peer:
-        return False
-    if "namespaceSelector" in peer:
-        if not matches(peer["namespaceSelector"], {"kubernetes.io/metadata.name": ns}):
-            return False
-    elif ns != "souk":
-        return False
-    return matches(peer.get("podSelector", {}), labels)
-
-
-def port_matches(rule_ports, port, port_name):
-    if not rule_ports:
-        return True
-    return any(p.get("protocol", "TCP") == "TCP" and p["port"] in (port, port_name) for p in rule_ports)
-
-
-def allowed(direction, selected, other_ns, other_labels, port, port_name):
-    pols = [o for o in objects() if o["kind"] == "NetworkPolicy" and direction in o["spec"].get("policyTypes", [])
-            and matches(o["spec"]["podSelector"], selected)]
-    assert pols, f"no {direction} policy selects {selected}: default deny must"
-    key, side = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
-    for p in pols:
-        for rule in p["spec"].get(key, []):
-            peers = rule.get(side)
-            if (not peers or any(peer_matches(x, other_ns, other_labels) for x in peers)) and \
-                    port_matches(rule.get("ports"), port, port_name):
-                return True
-    return False
-
-
-def can_connect(src, dst):
-    """src (a souk pod) opens a TCP connection to dst's serving port."""
-    port, name = (STORES[dst], dst if dst == "postgres" else "amqp") if dst in STORES else (DEFAULT_PORT[dst], "http")
-    out = allowed("Egress", pod_labels(src), "souk", pod_labels(dst), port, None)
-    into = allowed("Ingress", pod_labels(dst), "souk", pod_labels(src), port, name)
-    return out and into
-
+# ---- NetworkPolicies, evaluated as a cluster would (netpol.py) ----
 
 def expected_targets(svc):
     out = set(code_calls(svc))
@@ -316,33 +269,50 @@ def expected_targets(svc):
     return out
 
 
+def serving_port(dst):
+    return {"postgres": "postgres", "rabbitmq": "amqp"}.get(dst, "http")
+
+
 def test_network_policies_allow_exactly_the_service_graph_from_the_code():
+    cluster = Cluster(objects())
     pods = list(SERVICES) + list(STORES)
+    assert set(cluster.pods) == set(pods)
     for src in pods:
         for dst in pods:
             if src == dst:
                 continue
-            want = src in SERVICES and dst in expected_targets(src)
-            assert can_connect(src, dst) == want, f"{src} → {dst}: {'blocked' if want else 'allowed'}"
+            want = src in SERVICES and dst in expected_targets(src)   # each side exactly
+            egress, ingress = cluster.sides(src, dst, serving_port(dst))
+            assert egress == want, f"{src}'s egress to {dst}: {'blocked' if want else 'allowed'}"
+            assert ingress == want, f"{dst}'s ingress from {src}: {'blocked' if want else 'allowed'}"
+    for svc in SERVICES:   # the broker's clients are labelled so (deploy/kafka's policies select them by it)
+        assert (cluster.labels(svc).get("souk/events") == "client") == (publishes(svc) or consumes(svc)), svc
 
 
 def test_only_the_ingress_reaches_the_gateway_and_prometheus_scrapes_everyone():
+    cluster = Cluster(objects())
     for svc in SERVICES:
-        port, name = (DEFAULT_PORT[svc], "http")
-        from_ingress = allowed("Ingress", pod_labels(svc), "ingress-nginx", {"app": "x"}, port, name)
+        labels, named = cluster.labels(svc), cluster.ports(svc)
+        port = DEFAULT_PORT[svc]
+        from_ingress = cluster.allowed("Ingress", labels, "ingress-nginx", {"app": "x"}, port, named)
         assert from_ingress == (svc == "gateway"), svc
-        elsewhere = allowed("Ingress", pod_labels(svc), "default", {"app.kubernetes.io/name": "gateway"}, port, name)
+        elsewhere = cluster.allowed("Ingress", labels, "default", {"app.kubernetes.io/name": "gateway"}, port, named)
         assert not elsewhere, f"{svc}: reachable from another namespace"
-        scrape = (ADMIN_PORT, "admin") if svc == "gateway" else (port, name)
-        assert allowed("Ingress", pod_labels(svc), "monitoring", pod_labels("prometheus"), *scrape), svc
-        assert not allowed("Ingress", pod_labels(svc), "monitoring", pod_labels("grafana"), *scrape), svc
-    assert not allowed("Ingress", pod_labels("postgres"), "monitoring", pod_labels("prometheus"), 5432, "postgres")
+        scrape = ADMIN_PORT if svc == "gateway" else port
+        assert cluster.allowed("Ingress", labels, "monitoring", {"app.kubernetes.io/name": "prometheus"}, scrape,
+                               named), svc
+        assert not cluster.allowed("Ingress", labels, "monitoring", {"app.kubernetes.io/name": "grafana"}, scrape,
+                                   named), svc
+    assert not cluster.allowed("Ingress", cluster.labels("postgres"), "monitoring",
+                               {"app.kubernetes.io/name": "prometheus"}, 5432, cluster.ports("postgres"))
 
 
 def test_everyone_resolves_names_and_nothing_else_leaves_but_notifys_mail():
+    cluster = Cluster(objects())
     dns = {"k8s-app": "kube-dns"}
     for name in list(SERVICES) + list(STORES):
-        assert allowed("Egress", pod_labels(name), "kube-system", dns, 53, None), name
-        outside = allowed("Egress", pod_labels(name), "elsewhere", {"x": "y"}, 443, None)
+        labels = cluster.labels(name)
+        assert cluster.allowed("Egress", labels, "kube-system", dns, 53, {}), name
+        outside = cluster.allowed("Egress", labels, "elsewhere", {"x": "y"}, 443, {})
         assert not outside, f"{name} may reach any address on 443"
-        assert allowed("Egress", pod_labels(name), "elsewhere", {"x": "y"}, 587, None) == (name == "notify"), name
+        assert cluster.allowed("Egress", labels, "elsewhere", {"x": "y"}, 587, {}) == (name == "notify"), name

@@ -11,8 +11,13 @@ import shutil
 import signal
 import subprocess
 
+import pytest
 import requests
 import yaml
+
+import kustomize
+from netpol import Cluster
+from peers import code_calls, consumes, has_database, publishes
 
 from conftest import BIN, DEPLOY, REPO, SERVICES, free_port, load_yaml, load_yaml_all, wait_until
 
@@ -105,8 +110,9 @@ def overlay_url():
     k = kustomization()
     assert k["resources"] == ["../k8s", "kafka.yaml"]
     assert k["namespace"] == load_yaml("k8s", "kustomization.yaml")["namespace"]
-    [gen] = k["configMapGenerator"]
-    assert gen["name"] == "souk-common" and gen["behavior"] == "merge"
+    assert "configMapGenerator" not in k, "souk-common reaches every pod: the transport is the Secret's"
+    [gen] = k["secretGenerator"]
+    assert gen["name"] == "souk-secrets" and gen["behavior"] == "merge"
     lits = dict(l.split("=", 1) for l in gen["literals"])
     assert set(lits) == {"SOUK_EVENTS"}, "the overlay changes only the transport"
     return lits["SOUK_EVENTS"]
@@ -159,20 +165,99 @@ def test_overlay_job_creates_the_topics_the_code_uses():
     assert c["image"] == find("StatefulSet", "kafka")["spec"]["template"]["spec"]["containers"][0]["image"]
 
 
-def test_kubectl_renders_the_overlay_when_present():
-    """kubectl is no Debian package: where it exists, the overlay must render and keep
-    every base object with the transport merged into souk-common."""
-    if shutil.which("kubectl") is None:
-        return   # deploy-check renders it with the built-in renderer as well
-    out = subprocess.run(["kubectl", "kustomize", os.path.join(DEPLOY, "kafka")], capture_output=True,
-                         text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    docs = [d for d in yaml.safe_load_all(out.stdout) if d]
-    cms = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("souk-common")]
-    assert len(cms) == 1 and cms[0]["data"]["SOUK_EVENTS"] == overlay_url()
-    deps = {d["metadata"]["name"] for d in docs if d["kind"] == "Deployment"}
-    assert deps == set(SERVICES)
-    assert all(d["metadata"].get("namespace") == "souk" for d in docs if d["kind"] != "Namespace")
+RENDERERS = ["kubectl", "built-in"]
+
+
+def rendered(kdir, how):
+    if how == "kubectl" and not kustomize.have_kubectl():
+        pytest.skip("kubectl is no Debian package (deploy-check renders with the built-in renderer too)")
+    return kustomize.render(os.path.join(DEPLOY, kdir), how)
+
+
+def events_of(docs, svc):
+    """SOUK_EVENTS as svc's containers (and its migrate init container) get it, or None."""
+    pod = kustomize.find(docs, "Deployment", svc)["spec"]["template"]["spec"]
+    seen = {kustomize.container_env(docs, c).get("SOUK_EVENTS") for c in pod["containers"] + pod.get("initContainers", [])}
+    assert len(seen) == 1, (svc, seen)
+    return seen.pop()
+
+
+@pytest.mark.parametrize("how", RENDERERS)
+def test_the_transport_is_the_secrets_in_the_base_and_kafka_in_the_overlay(how):
+    """Every publisher and consumer reads SOUK_EVENTS, in the base the broker's URL with
+    its password, in the overlay the kafka URL; the others get none; the overlay keeps
+    every base object but RabbitMQ's, whose password is no one's any more."""
+    base, over = rendered("k8s", how), rendered("kafka", how)
+    secret = [d for d in base if d["kind"] == "Secret"]
+    amqp_password = kustomize.container_env(base, {"env": [{"name": "P", "valueFrom": {"secretKeyRef": {
+        "name": secret[0]["metadata"]["name"], "key": "SOUK_RABBITMQ_PASSWORD"}}}]})["P"]
+    for svc in SERVICES:
+        client = publishes(svc) or consumes(svc)
+        assert events_of(base, svc) == (f"amqp://souk:{amqp_password}@rabbitmq:5672/%2f" if client else None), svc
+        assert events_of(over, svc) == (overlay_url() if client else None), svc
+    names = lambda docs: {(d["kind"], re.sub(r"-[a-z0-9]{10}$", "", d["metadata"]["name"])) for d in docs}
+    rabbitmq = {o for o in names(base) if o[1].startswith("rabbitmq")}
+    assert rabbitmq == {("StatefulSet", "rabbitmq"), ("Service", "rabbitmq"), ("PodDisruptionBudget", "rabbitmq"),
+                        ("NetworkPolicy", "rabbitmq"), ("NetworkPolicy", "rabbitmq-clients")}
+    assert names(over) == (names(base) - rabbitmq) | {(d["kind"], d["metadata"]["name"]) for d in overlay_objects()}
+    assert all(d["metadata"].get("namespace") == "souk" for d in over if d["kind"] != "Namespace")
+    assert "rabbitmq" not in yaml.safe_dump_all(over)
+
+
+def flows_needed(src, dst, port):
+    """What the kafka variant must let through: the base's service graph (read from the
+    code), each database's service, the broker's clients and the topics Job to its client
+    port, the broker to itself (its controller quorum)."""
+    if src == "kafka":
+        return dst == "kafka"
+    if src == "kafka-topics":
+        return dst == "kafka" and port == "kafka"
+    if src not in SERVICES:
+        return False
+    if dst == "kafka":
+        return port == "kafka" and (publishes(src) or consumes(src))
+    if dst == "postgres":
+        return has_database(src)
+    return dst in code_calls(src)
+
+
+@pytest.mark.parametrize("how", RENDERERS)
+def test_overlay_policies_allow_exactly_the_needed_flows(how):
+    cluster = Cluster(rendered("kafka", how))
+    assert set(cluster.pods) == set(SERVICES) | {"postgres", "kafka", "kafka-topics"}
+    checked = {"http", "postgres", "kafka", "controller"}   # the serving ports (not /metrics')
+    for src in cluster.pods:
+        for dst in cluster.pods:
+            for port in sorted(checked & set(cluster.ports(dst))):
+                if src == dst and dst != "kafka":
+                    continue
+                want = flows_needed(src, dst, port)   # each side exactly, not only their meet
+                egress, ingress = cluster.sides(src, dst, port)
+                assert egress == want, f"{src}'s egress to {dst}:{port}: {'blocked' if want else 'allowed'}"
+                assert ingress == want, f"{dst}'s ingress from {src} on {port}: {'blocked' if want else 'allowed'}"
+    for pod in ("kafka", "kafka-topics"):   # both resolve kafka-0.kafka; nothing else leaves
+        labels = cluster.labels(pod)
+        assert cluster.allowed("Egress", labels, "kube-system", {"k8s-app": "kube-dns"}, 53, {}), pod
+        assert not cluster.allowed("Egress", labels, "elsewhere", {"x": "y"}, 9092, {}), pod
+    for ns in ("elsewhere", "monitoring", "ingress-nginx"):
+        assert not cluster.allowed("Ingress", cluster.labels("kafka"), ns, {"app.kubernetes.io/name": "kafka"}, 9092,
+                                   cluster.ports("kafka")), ns
+
+
+@pytest.mark.parametrize("kdir", ["k8s", "kafka"])
+def test_the_built_in_renderer_agrees_with_kubectl(kdir):
+    """The built-in renderer (tests without kubectl, the kube play test) gives kubectl's
+    documents but for generated names' hash suffixes and the order."""
+    if not kustomize.have_kubectl():
+        pytest.skip("kubectl is no Debian package")
+    def norm(docs):
+        for d in docs:   # kubectl wraps a long base64 value over lines (the API server skips them)
+            if d["kind"] == "Secret":
+                d["data"] = {k: "".join(v.split()) for k, v in d["data"].items()}
+        text = re.sub(r"\b(souk-common|postgres-initdb|souk-secrets)-[a-z0-9]{10}\b", r"\1",
+                      yaml.safe_dump_all(docs, sort_keys=True))
+        return sorted(yaml.safe_dump(d, sort_keys=True) for d in yaml.safe_load_all(text))
+    assert norm(rendered(kdir, "built-in")) == norm(rendered(kdir, "kubectl"))
 
 
 def test_the_services_accept_both_variants_urls(tmp_path):

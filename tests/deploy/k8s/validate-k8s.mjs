@@ -31,11 +31,12 @@ function render() {
 }
 
 // The subset of kustomize these kustomizations use: resources (files, or a base's
-// directory), namespace, labels, configMapGenerator literals and files (new, or behavior:
-// merge into a base's), secretGenerator envs, images. Unknown keys are refused.
+// directory), namespace, labels, configMapGenerator and secretGenerator literals, files and
+// envs (new, or behavior: merge into a base's), patches that delete by labelSelector,
+// images. Unknown keys are refused. (tests/deploy/kustomize.py is the same in Python.)
 function miniKustomize(kdir = dir) {
   const k = YAML.parse(readFileSync(path.join(kdir, "kustomization.yaml"), "utf8"));
-  const known = new Set(["apiVersion", "kind", "namespace", "labels", "resources", "configMapGenerator", "secretGenerator", "images"]);
+  const known = new Set(["apiVersion", "kind", "namespace", "labels", "resources", "configMapGenerator", "secretGenerator", "patches", "images"]);
   for (const key of Object.keys(k)) if (!known.has(key)) throw new Error(`built-in renderer: unsupported kustomization field ${key}`);
   let docs = [];
   for (const f of k.resources) {
@@ -43,29 +44,38 @@ function miniKustomize(kdir = dir) {
     if (statSync(p).isDirectory()) docs.push(...miniKustomize(p));
     else docs.push(...YAML.parseAllDocuments(readFileSync(p, "utf8")).map((d) => d.toJSON()).filter(Boolean));
   }
-  for (const g of k.configMapGenerator || []) {
-    const data = Object.fromEntries((g.literals || []).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
-    for (const f of g.files || []) data[path.basename(f)] = readFileSync(path.join(kdir, f), "utf8");
-    if (g.behavior === "merge") {
-      const base = docs.find((d) => d.kind === "ConfigMap" && d.metadata.name === g.name);
-      if (!base) throw new Error(`built-in renderer: no ConfigMap ${g.name} to merge into`);
-      Object.assign(base.data, data);
-      continue;
-    }
-    if (g.behavior && g.behavior !== "create") throw new Error(`built-in renderer: unsupported behavior ${g.behavior}`);
-    docs.push({ apiVersion: "v1", kind: "ConfigMap", metadata: { name: g.name }, data });
-  }
-  for (const g of k.secretGenerator || []) {
-    const data = {};
-    for (const f of g.envs || []) {
-      for (const line of readFileSync(path.join(kdir, f), "utf8").split("\n")) {
-        const t = line.trim();
-        if (!t || t.startsWith("#")) continue;
-        const i = t.indexOf("=");
-        data[t.slice(0, i)] = Buffer.from(t.slice(i + 1)).toString("base64");
+  for (const [key, kind] of [["configMapGenerator", "ConfigMap"], ["secretGenerator", "Secret"]]) {
+    for (const g of k[key] || []) {
+      const data = Object.fromEntries((g.literals || []).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+      for (const f of g.envs || []) {
+        for (const line of readFileSync(path.join(kdir, f), "utf8").split("\n")) {
+          const t = line.trim();
+          if (!t || t.startsWith("#")) continue;
+          const i = t.indexOf("=");
+          data[t.slice(0, i)] = t.slice(i + 1);
+        }
       }
+      for (const f of g.files || []) data[path.basename(f)] = readFileSync(path.join(kdir, f), "utf8");
+      if (kind === "Secret") for (const d of Object.keys(data)) data[d] = Buffer.from(data[d]).toString("base64");
+      if (g.behavior === "merge") {
+        const base = docs.find((d) => d.kind === kind && d.metadata.name === g.name);
+        if (!base) throw new Error(`built-in renderer: no ${kind} ${g.name} to merge into`);
+        Object.assign(base.data, data);
+        continue;
+      }
+      if (g.behavior && g.behavior !== "create") throw new Error(`built-in renderer: unsupported behavior ${g.behavior}`);
+      docs.push(kind === "Secret" ? { apiVersion: "v1", kind, type: "Opaque", metadata: { name: g.name }, data }
+        : { apiVersion: "v1", kind, metadata: { name: g.name }, data });
     }
-    docs.push({ apiVersion: "v1", kind: "Secret", type: "Opaque", metadata: { name: g.name }, data });
+  }
+  for (const p of k.patches || []) {
+    const patch = YAML.parse(p.patch || "{}");
+    const sel = p.target?.labelSelector;
+    if (!sel || Object.keys(p.target).length !== 1 || patch?.$patch !== "delete")
+      throw new Error(`built-in renderer: only deletions by labelSelector: ${JSON.stringify(p)}`);
+    const terms = sel.split(",").map((t) => t.split("=").map((x) => x.trim()));
+    if (terms.some((t) => t.length !== 2 || t[0].endsWith("!"))) throw new Error(`built-in renderer: unsupported labelSelector ${sel}`);
+    docs = docs.filter((d) => !terms.every(([key, v]) => (d.metadata.labels || {})[key] === v));
   }
   const images = new Map((k.images || []).map((i) => [i.name, `${i.newName || i.name}${i.newTag ? ":" + i.newTag : ""}`]));
   for (const d of docs) {
@@ -73,6 +83,7 @@ function miniKustomize(kdir = dir) {
     for (const l of k.labels || []) {
       d.metadata.labels = { ...(d.metadata.labels || {}), ...l.pairs };
       if (l.includeTemplates && d.spec?.template?.metadata) d.spec.template.metadata.labels = { ...d.spec.template.metadata.labels, ...l.pairs };
+      if (l.includeTemplates) for (const v of d.spec?.volumeClaimTemplates || []) v.metadata.labels = { ...(v.metadata.labels || {}), ...l.pairs };
     }
     for (const c of [...(d.spec?.template?.spec?.containers || []), ...(d.spec?.template?.spec?.initContainers || [])])
       if (images.has(c.image)) c.image = images.get(c.image);

@@ -35,6 +35,7 @@ import yaml
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from conftest import BUILD, DEFAULT_PORT, DEPLOY, REPO, SERVICES, wait_until  # noqa: E402
+import kustomize  # noqa: E402
 import netns  # noqa: E402
 from stores import Stores, on_postgres  # noqa: E402
 
@@ -44,42 +45,6 @@ PASSWORD = "correct horse battery"
 ADDRESS = {"name": "K", "line1": "1 Market St", "city": "Springfield", "postal_code": "12345", "country": "US"}
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="podman and network namespaces need root (CI is root)")
-
-
-def render(k8s_dir):
-    """kubectl kustomize when present; else the subset this kustomization uses (the
-    same one tests/deploy/k8s/validate-k8s.mjs implements)."""
-    if shutil.which("kubectl"):
-        out = subprocess.run(["kubectl", "kustomize", k8s_dir], capture_output=True, text=True, check=True).stdout
-        return [d for d in yaml.safe_load_all(out) if d]
-    with open(os.path.join(k8s_dir, "kustomization.yaml")) as f:
-        k = yaml.safe_load(f)
-    docs = []
-    for r in k["resources"]:
-        with open(os.path.join(k8s_dir, r)) as f:
-            docs += [d for d in yaml.safe_load_all(f) if d]
-    for g in k.get("configMapGenerator", []):
-        data = dict(kv.split("=", 1) for kv in g.get("literals", []))
-        for path in g.get("files", []):
-            with open(os.path.join(k8s_dir, path)) as f:
-                data[os.path.basename(path)] = f.read()
-        docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": g["name"]}, "data": data})
-    for g in k.get("secretGenerator", []):
-        data = {}
-        for path in g.get("envs", []):
-            with open(os.path.join(k8s_dir, path)) as f:
-                for line in f:
-                    line = line.strip()
-                    if line and not line.startswith("#"):
-                        key, value = line.split("=", 1)
-                        data[key] = base64.b64encode(value.encode()).decode()
-        docs.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": g["name"]}, "data": data})
-    images = {i["name"]: f"{i.get('newName', i['name'])}:{i['newTag']}" for i in k.get("images", [])}
-    for d in docs:
-        spec = d.get("spec", {}).get("template", {}).get("spec", {})
-        for c in spec.get("containers", []) + spec.get("initContainers", []):
-            c["image"] = images.get(c["image"], c["image"])
-    return docs
 
 
 class Podman:
@@ -189,7 +154,7 @@ def played():
         with open(os.path.join(k8s, "secrets.env"), "w") as f:
             f.write(subprocess.run([os.path.join(DEPLOY, "gen-secrets")], capture_output=True, text=True,
                                    check=True).stdout)
-        docs = render(k8s)
+        docs = kustomize.render(k8s)
         values = play.secret_values(docs)
         # the stores' hosts, with the Secret's passwords
         play.amqp_password = values["SOUK_RABBITMQ_PASSWORD"]
