@@ -65,9 +65,12 @@ def _used_subnets():
 class Host:
     def __init__(self, net, name, ns, veth, address):
         self.net, self.name, self.ns, self.veth, self.address = net, name, ns, veth, address
+        self.pid = None   # a planned host (Network.plan): the PID whose namespace it is
 
     def cmd(self, *args):
-        """argv that runs args inside this host's namespace (ip execs it: same PID)."""
+        """argv that runs args inside this host's namespace (ip and nsenter exec it: same PID)."""
+        if self.ns is None:
+            return ["nsenter", f"--net=/proc/{self.pid}/ns/net", *args]
         return ["ip", "netns", "exec", self.ns, *args]
 
     def popen(self, args, **kw):
@@ -139,6 +142,31 @@ class Network:
         host.run("ip", "link", "set", "lo", "up")
         host.run("ip", "route", "add", "default", "via", self.gateway_ip)
         return host
+
+    def plan(self, name):
+        """A host whose namespace another program makes (a container's: podman 4.3
+        cannot put a pod in a named namespace), its address known now; attach() wires
+        it once that namespace exists."""
+        n = len(self.hosts)
+        host = Host(self, name, None, f"souk{self.tag}v{n}", str(self.subnet.network_address + 10 + n))
+        self.hosts[name] = host
+        return host
+
+    def attach(self, host, pid):
+        """A veth on the bridge moved into the namespace of pid, as eth0 with the
+        host's address. The namespace stays its owner's; teardown() deletes the veth
+        (and with it the end inside)."""
+        host.pid = pid
+        inside = f"souk{self.tag}i{host.veth[len(f'souk{self.tag}v'):]}"
+        run("ip", "link", "add", host.veth, "type", "veth", "peer", "name", inside)
+        run("ip", "link", "set", inside, "netns", str(pid))
+        run("ip", "link", "set", host.veth, "master", self.bridge)
+        run("ip", "link", "set", host.veth, "up")
+        host.run("ip", "link", "set", inside, "name", "eth0")
+        host.run("ip", "addr", "add", f"{host.address}/24", "dev", "eth0")
+        host.run("ip", "link", "set", "eth0", "up")
+        host.run("ip", "link", "set", "lo", "up")
+        host.run("ip", "route", "add", "default", "via", self.gateway_ip)
 
     def namespaces(self):
         r = run("ip", "netns", "list", check=False)

@@ -1,11 +1,14 @@
 """deploy/k8s started by `podman kube play` (root, `make test-deploy`): the images built
 offline (deploy/docker/build-offline; the debootstrap bases cached in
 SOUK_DEBOOTSTRAP_CACHE, default build/deploy/debootstrap), the kustomization rendered
-with a fresh deploy/gen-secrets file, and every Deployment played in its own network
-namespace on a bridge (tests/deploy/netns.py), which stands for a pod network: each
-pod has its own address, and the Service names resolve to those addresses through
-hostAliases the test adds. Then a checkout through the gateway: register, log in, a
-card, a product in the cart, an order, confirmed.
+with a fresh deploy/gen-secrets file, and every Deployment played as a pod whose network
+namespace is wired to a bridge (tests/deploy/netns.py), which stands for a pod network:
+each pod has its own address, and the Service names resolve to those addresses through
+an /etc/hosts file the test mounts into every container (podman 4.3 writes hostAliases
+only into the infra container's hosts file when the pod has no network of its own).
+Then a checkout through the gateway: register, log in, a card, a product in the cart,
+an order, confirmed. SOUK_PODMAN_STORE=DIR keeps the podman storage (the images: a
+rebuild in it takes seconds) between runs; by default a new one is made and removed.
 
 What podman 4.3 (Debian 12) plays: Pods, Deployments (one pod each), ConfigMaps in the
 same file, hostPath, emptyDir and PVC volumes, init containers. What it does not, and
@@ -17,8 +20,11 @@ how the test stands in, the rest of each object played as rendered:
   directory holding the items it names (mode and owner as the volume would have);
 - probes are dropped (podman would run them as healthchecks with curl, which the
   images do not carry): the test polls /readyz; container ports too (podman turns
-  them into host port mappings, which a joined namespace refuses); one replica (two
-  would share the namespace's address: replicas are the across-hosts test's);
+  them into host port mappings, which a pod without a network refuses); one replica
+  (two would share the namespace's address: replicas are the across-hosts test's);
+- restartPolicy OnFailure (a Deployment's is Always): podman 4.3 gives the pod's
+  policy to its init containers too, and restarts `migrate` after it exits 0 until
+  removing it fails, so no pod would start;
 - Services, NetworkPolicies, PDBs and HPAs are not played (NetworkPolicies are
   checked against the code's call graph in test_k8s_manifests.py)."""
 import base64
@@ -48,8 +54,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="podman and network na
 
 
 class Podman:
-    def __init__(self, store):
-        self.store = store
+    def __init__(self, store, keep=False):
+        self.store, self.keep = store, keep
         self.env = dict(os.environ, CONTAINERS_CONF=f"{store}/containers.conf",
                         CONTAINERS_STORAGE_CONF=f"{store}/storage.conf", TMPDIR=f"{store}/tmp")
 
@@ -62,6 +68,8 @@ class Podman:
     def cleanup(self):
         self("pod", "rm", "-a", "-f", "-t", "5", check=False)
         self("rm", "-a", "-f", "-t", "0", check=False)
+        if self.keep:   # SOUK_PODMAN_STORE: its images are the next run's layer cache
+            return
         self("system", "reset", "-f", check=False)
         with open("/proc/mounts") as f:
             mounts = [line.split()[1] for line in f if f" {self.store}/" in line]
@@ -94,12 +102,27 @@ class Play(Stores):
                            text=True, timeout=120, cwd="/")
         assert r.returncode == 0, r.stdout + r.stderr
 
-    def pod_file(self, dep, docs, values, aliases):
-        """One Deployment as podman 4.3 plays it (see the module's docstring)."""
+    def play(self, path, host):
+        """kube play one pod onto its host: podman 4.3 refuses a pod in a named
+        namespace, so the pod is made with a private one (--network none), its infra
+        container started alone, a veth on the bridge moved into that namespace, and
+        then the pod started (init containers first, which reach PostgreSQL)."""
+        out = self.podman("kube", "play", "--start=false", "--network", "none", path, timeout=300).stdout.split()
+        pod = out[out.index("Pod:") + 1]
+        infra = self.podman("pod", "inspect", "--format", "{{.InfraContainerID}}", pod).stdout.strip()
+        self.podman("start", infra)
+        pid = int(self.podman("inspect", "--format", "{{.State.Pid}}", infra).stdout)
+        self.net.attach(host, pid)
+        self.podman("pod", "start", pod, timeout=300)
+
+    def pod_file(self, dep, docs, values, hosts):
+        """One Deployment as podman 4.3 plays it (see the module's docstring); hosts:
+        the /etc/hosts file every container gets."""
         name = dep["metadata"]["name"]
         dep["spec"]["replicas"] = 1   # two would share this namespace's address and port
         spec = dep["spec"]["template"]["spec"]
-        spec["hostAliases"] = aliases
+        spec["restartPolicy"] = "OnFailure"
+        spec["volumes"].append({"name": "cluster-dns", "hostPath": {"path": hosts, "type": "File"}})
         for vol in spec.get("volumes", []):
             if "secret" in vol:
                 d = os.path.join(self.tmp, "secrets", name, vol["name"])
@@ -118,7 +141,8 @@ class Play(Stores):
                 c["env"] = [e for e in c["env"] if e["name"] not in ("SOUK_DB", "SOUK_DB_PASSWORD_FILE")]
             c.pop("readinessProbe", None)
             c.pop("livenessProbe", None)
-            c.pop("ports", None)   # podman publishes them, which a joined namespace refuses
+            c.pop("ports", None)   # podman publishes them, which a pod without a network refuses
+            c["volumeMounts"] = c["volumeMounts"] + [{"name": "cluster-dns", "mountPath": "/etc/hosts", "readOnly": True}]
             for e in c.get("env", []):
                 ref = e.get("valueFrom", {}).get("secretKeyRef")
                 if ref:
@@ -139,8 +163,8 @@ def played():
     netns.sweep_stale()
     tmp = tempfile.mkdtemp(prefix="souk-kube-")
     os.chmod(tmp, 0o755)
-    store = tempfile.mkdtemp(prefix="souk-podman-")
-    podman = Podman(store)
+    store = os.environ.get("SOUK_PODMAN_STORE") or tempfile.mkdtemp(prefix="souk-podman-")
+    podman = Podman(store, keep="SOUK_PODMAN_STORE" in os.environ)
     play = Play(tmp, podman)
     try:
         cache = os.environ.get("SOUK_DEBOOTSTRAP_CACHE") or os.path.join(BUILD, "deploy", "debootstrap")
@@ -165,15 +189,18 @@ def played():
         (pg,) = [d for d in docs if d["kind"] == "StatefulSet" and d["metadata"]["name"] == "postgres"]
         pg_env = {e["name"]: e.get("value") for e in pg["spec"]["template"]["spec"]["containers"][0]["env"]}
         play.make_databases(values, pg_env["SOUK_DATABASES"].split())
-        for svc in SERVICES:
-            play.hosts[svc] = play.net.add(svc)
-        aliases = [{"ip": play.db.address, "hostnames": ["postgres"]},
-                   {"ip": play.mq.address, "hostnames": ["rabbitmq"]}]
-        aliases += [{"ip": h.address, "hostnames": [svc]} for svc, h in play.hosts.items()]
+        for svc in SERVICES:   # their addresses now (the names' file), their namespaces podman's
+            play.hosts[svc] = play.net.plan(svc)
+        names = [(play.db.address, "postgres"), (play.mq.address, "rabbitmq")]
+        names += [(h.address, svc) for svc, h in play.hosts.items()]
+        hosts = os.path.join(tmp, "hosts")
+        with open(hosts, "w") as f:
+            f.write("127.0.0.1\tlocalhost\n" + "".join(f"{a}\t{n}\n" for a, n in names))
+        os.chmod(hosts, 0o644)
         play.wait_rabbitmq()
         for svc in SERVICES:
-            path = play.pod_file(deps[svc], docs, values, aliases)
-            podman("kube", "play", "--network", f"ns:/run/netns/{play.hosts[svc].ns}", path, timeout=300)
+            path = play.pod_file(deps[svc], docs, values, hosts)
+            play.play(path, play.hosts[svc])
         for svc in SERVICES:
             url = f"http://{play.hosts[svc].address}:{DEFAULT_PORT[svc]}/readyz"
 
