@@ -28,11 +28,13 @@ how the test stands in, the rest of each object played as rendered:
 - Services, NetworkPolicies, PDBs and HPAs are not played (NetworkPolicies are
   checked against the code's call graph in test_k8s_manifests.py)."""
 import base64
+import concurrent.futures
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 
 import pytest
@@ -66,7 +68,7 @@ class Podman:
         return r
 
     def cleanup(self):
-        self("pod", "rm", "-a", "-f", "-t", "5", check=False)
+        self("pod", "rm", "-a", "-f", "-t", "2", check=False)
         self("rm", "-a", "-f", "-t", "0", check=False)
         if self.keep:   # SOUK_PODMAN_STORE: its images are the next run's layer cache
             return
@@ -166,12 +168,11 @@ def played():
     store = os.environ.get("SOUK_PODMAN_STORE") or tempfile.mkdtemp(prefix="souk-podman-")
     podman = Podman(store, keep="SOUK_PODMAN_STORE" in os.environ)
     play = Play(tmp, podman)
+    t0 = time.monotonic()
+
+    def stamp(what):   # where the time goes, in the test's output (-s)
+        print(f"kube play test: {what} at {time.monotonic() - t0:.0f} s")
     try:
-        cache = os.environ.get("SOUK_DEBOOTSTRAP_CACHE") or os.path.join(BUILD, "deploy", "debootstrap")
-        r = subprocess.run([BUILD_OFFLINE, "-k", "-s", store, *SERVICES], capture_output=True, text=True,
-                           timeout=3600, env=dict(os.environ, SOUK_DEBOOTSTRAP_CACHE=cache))
-        assert r.returncode == 0, r.stdout + r.stderr
-        print(r.stdout, end="")
         # the manifests with fresh secrets, as an operator would render them
         k8s = os.path.join(tmp, "k8s")
         shutil.copytree(os.path.join(DEPLOY, "k8s"), k8s)
@@ -184,6 +185,14 @@ def played():
         play.amqp_password = values["SOUK_RABBITMQ_PASSWORD"]
         play.start_rabbitmq()
         play.start_postgres()
+        stamp("PostgreSQL up, RabbitMQ starting")
+        # the images while RabbitMQ boots
+        cache = os.environ.get("SOUK_DEBOOTSTRAP_CACHE") or os.path.join(BUILD, "deploy", "debootstrap")
+        r = subprocess.run([BUILD_OFFLINE, "-k", "-s", store, *SERVICES], capture_output=True, text=True,
+                           timeout=3600, env=dict(os.environ, SOUK_DEBOOTSTRAP_CACHE=cache))
+        assert r.returncode == 0, r.stdout + r.stderr
+        print(r.stdout, end="")
+        stamp("images built")
         deps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
         assert set(deps) == set(SERVICES)
         (pg,) = [d for d in docs if d["kind"] == "StatefulSet" and d["metadata"]["name"] == "postgres"]
@@ -198,9 +207,12 @@ def played():
             f.write("127.0.0.1\tlocalhost\n" + "".join(f"{a}\t{n}\n" for a, n in names))
         os.chmod(hosts, 0o644)
         play.wait_rabbitmq()
-        for svc in SERVICES:
-            path = play.pod_file(deps[svc], docs, values, hosts)
-            play.play(path, play.hosts[svc])
+        stamp("PostgreSQL and RabbitMQ up")
+        paths = {svc: play.pod_file(deps[svc], docs, values, hosts) for svc in SERVICES}
+        with concurrent.futures.ThreadPoolExecutor(len(SERVICES)) as pool:   # as a cluster would
+            for f in [pool.submit(play.play, paths[svc], play.hosts[svc]) for svc in SERVICES]:
+                f.result()
+        stamp("pods played, migrations done")
         for svc in SERVICES:
             url = f"http://{play.hosts[svc].address}:{DEFAULT_PORT[svc]}/readyz"
 
@@ -211,7 +223,9 @@ def played():
                 return requests.get(url, timeout=2).status_code == 200
             wait_until(f"{svc}'s pod ready", ready, timeout=120, interval=0.5)
         # seeding, as deploy/README.md tells an operator to (kubectl exec)
+        stamp("pods ready")
         podman("exec", container(podman, "catalog"), "souk-service", "seed", timeout=120)
+        stamp("seeded")
         yield play
     finally:
         try:
