@@ -212,8 +212,9 @@ deploy-test: $(BINS)
 # The manifests played by podman (tests/deploy/podman/test_kube_play.py) run in
 # deploy-check, with the image tests: ~4 min with the images cached, 11-13 from a
 # clean clone (debootstrap, image builds), too long for CI.
-test-deploy: $(BINS)
+test-deploy:
 	@scripts/setup deploy
+	@$(MAKE) --no-print-directory -j$(shell nproc) all
 	tests/deploy/validate-schemas
 	SOUK_BUILD_DIR=$(abspath $(B)) $(PYTEST) -q tests/deploy/hosts $(PYTEST_ARGS)
 
