@@ -96,6 +96,13 @@ void child_exec(const struct config *c, int svc, int replica, pid_t parent, cons
         setenv("SOUK_ADMIN_LISTEN", buf, 1);
     else
         unsetenv("SOUK_ADMIN_LISTEN");
+    /* gRPC beside HTTP on the layout's port (8081 → 9081); like the admin listener, a
+     * value from the shell would put every service on the same port */
+    if (!services[svc].edge &&
+        fmt(buf, sizeof buf, "%s:%d", c->host, config_grpc_port(c, svc, replica)) >= 0)
+        setenv("SOUK_GRPC_LISTEN", buf, 1);
+    else
+        unsetenv("SOUK_GRPC_LISTEN");
     /* Behind the gateway, a service takes X-Forwarded-For (the client's address, for
      * throttling) from the gateway alone. The gateway itself faces the clients: it
      * trusts nobody's X-Forwarded-For unless the user set a proxy in front of it. */
@@ -108,6 +115,14 @@ void child_exec(const struct config *c, int svc, int replica, pid_t parent, cons
         for (int j = 0; j < n; j++)
             key[j] = (char)(key[j] >= 'a' && key[j] <= 'z' ? key[j] - 'a' + 'A' : key[j]);
         setenv(key, c->urls[i], 0);
+        /* calls between services over gRPC unless SOUK_RPC=rest (the HTTP URLs stay:
+         * the feed, the keys and the gateway are HTTP) */
+        if (!services[i].edge && !c->rest &&
+            fmt(key, sizeof key, "SOUK_%s_GRPC_URL", services[i].name) > 0) {
+            for (int j = 5; key[j] != '_'; j++)
+                key[j] = (char)(key[j] >= 'a' && key[j] <= 'z' ? key[j] - 'a' + 'A' : key[j]);
+            setenv(key, c->grpc_urls[i], 0);
+        }
     }
     set_issuer_urls(c);
     if (fmt(path, sizeof path, "%s/%s", c->bin_dir, name) >= 0)

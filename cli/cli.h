@@ -24,6 +24,8 @@ enum {
      * SOUK_ADMIN_LISTEN=auto), clear of every port of the layout (base … base+1099:
      * services.txt keeps every port offset below 100) */
     ADMIN_PORT_OFFSET = 1100,
+    /* gRPC: its instance's port + this (8081 → 9081), clear of the admin ports */
+    GRPC_PORT_OFFSET = 1000,
     SECRET_BYTES = 32,
     SECRET_HEX = 2 * SECRET_BYTES,
     URLS_MAX = 4096,
@@ -63,6 +65,8 @@ struct config {
     int replicas[NSERVICES];
     char secrets[NSERVICES][SECRET_HEX + 1];
     char urls[NSERVICES][URLS_MAX];
+    bool rest;                           /* SOUK_RPC=rest: no SOUK_<PEER>_GRPC_URL given */
+    char grpc_urls[NSERVICES][URLS_MAX]; /* grpc:// lists ("" for the gateway) */
 };
 
 /* ---- util.c: small helpers ---- */
@@ -90,6 +94,8 @@ int config_load_secrets(struct config *c);
 int config_build_urls(struct config *c);
 /* The port of replica k of service svc (an index into services[]). */
 int config_port(const struct config *c, int svc, int replica);
+/* The gRPC port of that instance, or 0 for the gateway (which has none). */
+int config_grpc_port(const struct config *c, int svc, int replica);
 /* The admin listener's port of that instance, or 0 when it has none. */
 int config_admin_port(const struct config *c, int svc, int replica);
 /* The address the services see the gateway's calls come from (SOUK_TRUSTED_PROXIES). */

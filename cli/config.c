@@ -30,6 +30,11 @@ int config_admin_port(const struct config *c, int svc, int replica)
     return services[svc].edge ? config_port(c, svc, replica) + ADMIN_PORT_OFFSET : 0;
 }
 
+int config_grpc_port(const struct config *c, int svc, int replica)
+{
+    return services[svc].edge ? 0 : config_port(c, svc, replica) + GRPC_PORT_OFFSET;
+}
+
 const char *config_gateway_addr(const struct config *c) { return c->gateway_addr; }
 
 /* The address the gateway's calls come from, as the services' SOUK_TRUSTED_PROXIES
@@ -122,6 +127,7 @@ int config_load(struct config *c, const char *replicas_arg, bool create)
     static const char *const subdirs[] = {"log", "db", "run", "mail"};
     const char *var = getenv("SOUK_VAR");
     const char *reps = getenv("SOUK_REPLICAS"), *host = getenv("SOUK_HOST");
+    const char *rpc = getenv("SOUK_RPC");
     char path[PATH_MAX];
     long port_base, timeout_s;
 
@@ -133,6 +139,11 @@ int config_load(struct config *c, const char *replicas_arg, bool create)
         env_int("SOUK_READY_TIMEOUT", READY_TIMEOUT_S, 1, MAX_READY_TIMEOUT_S, &timeout_s) < 0)
         return -1;
     c->port_base = (int)port_base;
+    if (rpc != NULL && *rpc != '\0' && strcmp(rpc, "grpc") != 0 && strcmp(rpc, "rest") != 0) {
+        fprintf(stderr, "souk: SOUK_RPC=\"%s\": expected grpc or rest\n", rpc);
+        return -1;
+    }
+    c->rest = rpc != NULL && strcmp(rpc, "rest") == 0;
     c->ready_timeout_ms = (int)timeout_s * 1000;
     for (int i = 0; i < NSERVICES; i++)
         c->replicas[i] = 1;
@@ -224,12 +235,20 @@ out:
     return rc;
 }
 
-/* SOUK_<PEER>_URL values: every replica of each service, comma-separated. */
+/* SOUK_<PEER>_URL values: every replica of each service, comma-separated; and the
+ * same lists on the gRPC ports (every service but the gateway has one). */
 int config_build_urls(struct config *c)
 {
     for (int i = 0; i < NSERVICES; i++) {
-        size_t len = 0;
+        size_t len = 0, glen = 0;
 
+        for (int k = 0; !services[i].edge && k < c->replicas[i]; k++) {
+            int n = fmt(c->grpc_urls[i] + glen, URLS_MAX - glen, "%sgrpc://%s:%d", k ? "," : "",
+                        c->host, config_grpc_port(c, i, k));
+            if (n < 0)
+                return -1;
+            glen += (size_t)n;
+        }
         for (int k = 0; k < c->replicas[i]; k++) {
             int n = fmt(c->urls[i] + len, URLS_MAX - len, "%shttp://%s:%d", k ? "," : "", c->host,
                         config_port(c, i, k));

@@ -458,6 +458,10 @@ int souk_grpc_call_json(const char *peers_list, const struct souk_grpc_call *cal
     unsigned char *buf = NULL;
     size_t n = 0;
     char err[256];
+    if (call->response_type == NULL) { /* the answer could not be read back as JSON */
+        souk_error("a JSON call needs its response type", "{s:s}", "rpc", call->method);
+        return SOUK_EINVAL;
+    }
     if (souk_pb_from_json(request_type, request, &buf, &n, err, sizeof(err)) != 0) {
         souk_warn("a request does not fit its message type", "{s:s,s:s}", "rpc", call->method,
                   "error", err);

@@ -65,4 +65,16 @@ void souk__grpc_drain_begin(void);
  * stop the server and its threads. */
 void souk__grpc_drain_end(uint64_t deadline_ns);
 
+/* ---- the bridge (grpc_bridge.c): an RPC answered by an HTTP route ---- */
+
+/* Check m->rest against the service's routes and the request type, and take the
+ * route's auth and scope into m. 0 or SOUK_EINVAL (logged). */
+int souk__grpc_bridge_prepare(struct souk_rpc_method *m);
+/* The handler of a bridged method: builds the request, runs the route's handler,
+ * answers with its body or problem. */
+int souk__grpc_bridge_call(struct souk_rpc *c, const ProtobufCMessage *in);
+/* The call's table entry and client address (for the bridge). */
+const struct souk_rpc_method *souk__rpc_entry(struct souk_rpc *c);
+const char *souk__rpc_client(struct souk_rpc *c);
+
 #endif

@@ -342,6 +342,8 @@ const struct souk_identity *souk_rpc_identity(struct souk_rpc *c) { return &c->w
 const char *souk_rpc_id(struct souk_rpc *c) { return c->request_id; }
 const char *souk_rpc_traceparent(struct souk_rpc *c) { return c->traceparent; }
 const char *souk_rpc_method(struct souk_rpc *c) { return c->path; }
+const struct souk_rpc_method *souk__rpc_entry(struct souk_rpc *c) { return &c->mrt->m; }
+const char *souk__rpc_client(struct souk_rpc *c) { return c->client; }
 struct souk_arena *souk_rpc_arena(struct souk_rpc *c) { return &c->arena; }
 void *souk_rpc_alloc(struct souk_rpc *c, size_t n) { return souk_arena_alloc(&c->arena, n); }
 struct souk_db *souk_rpc_db(struct souk_rpc *c)
@@ -1037,9 +1039,16 @@ static int add_method(const struct souk_rpc_method *m, enum shape shape)
     struct method_rt *mrt = &methods[nmethods];
     mrt->m = *m;
     mrt->shape = shape;
+    if (shape == UNARY && m->rest != NULL) {
+        if (m->handler != NULL || souk__grpc_bridge_prepare(&mrt->m) != 0) {
+            souk_error("bad bridged gRPC method", "{s:s}", "rpc", m->path ? m->path : "(null)");
+            return SOUK_EINVAL;
+        }
+        mrt->m.handler = souk__grpc_bridge_call;
+    }
     if (!souk__grpc_split_path(m->path, mrt->service, sizeof(mrt->service), mrt->name,
                                sizeof(mrt->name)) ||
-        (shape == UNARY && (m->handler == NULL || m->request == NULL || m->response == NULL))) {
+        (shape == UNARY && (mrt->m.handler == NULL || m->request == NULL || m->response == NULL))) {
         souk_error("bad gRPC method", "{s:s}", "rpc", m->path ? m->path : "(null)");
         return SOUK_EINVAL;
     }
@@ -1158,7 +1167,7 @@ int souk__grpc_start(const struct souk_service *svc)
     if (rc == 0)
         rc = add_method(&builtin[1], WATCH);
     if (rc == 0 && cfg_reflection) {
-        struct souk_rpc_method r = {reflect_path, NULL, SOUK_PUBLIC, NULL, NULL, NULL, 0};
+        struct souk_rpc_method r = {reflect_path, NULL, SOUK_PUBLIC, NULL, NULL, NULL, 0, NULL};
         rc = add_method(&r, REFLECT);
     }
     if (rc != 0)

@@ -75,6 +75,10 @@ struct souk_req {
     const char *content_type;
     struct resp_header headers[MAX_RESP_HEADERS];
     size_t nheaders;
+
+    /* a request made without HTTP (the section at the end): conn and via are NULL */
+    const struct souk__synth *synth;
+    json_t *resp_json; /* a synthesized request's JSON answer, kept unrendered */
 };
 
 struct souk__server souk__srv;
@@ -118,8 +122,19 @@ const char *souk_req_param(struct souk_req *r, const char *name)
     return NULL;
 }
 
+/* A synthesized request's query parameter (exact name) or header (any case). */
+static const char *synth_lookup(const struct souk__kv *kv, size_t n, const char *name, bool nocase)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((nocase ? strcasecmp(kv[i].key, name) : strcmp(kv[i].key, name)) == 0)
+            return kv[i].value;
+    return NULL;
+}
+
 const char *souk_req_query(struct souk_req *r, const char *name)
 {
+    if (r->synth != NULL)
+        return synth_lookup(r->synth->query, r->synth->nquery, name, false);
     return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
@@ -183,7 +198,12 @@ static enum MHD_Result query_arg(void *cls, enum MHD_ValueKind kind, const char 
 const char *souk_req_query_string(struct souk_req *r)
 {
     struct query_enc q = {&r->arena, NULL, 0, 0};
-    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, query_arg, &q);
+    if (r->synth != NULL) {
+        for (size_t i = 0; i < r->synth->nquery; i++)
+            query_arg(&q, MHD_GET_ARGUMENT_KIND, r->synth->query[i].key, r->synth->query[i].value);
+    } else {
+        MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, query_arg, &q);
+    }
     if (q.len == 0)
         return "";
     query_char(&q, '\0');
@@ -192,11 +212,17 @@ const char *souk_req_query_string(struct souk_req *r)
 
 const char *souk_req_header(struct souk_req *r, const char *name)
 {
+    if (r->synth != NULL)
+        return synth_lookup(r->synth->headers, r->synth->nheaders, name, true);
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
 }
 
 const char *souk_req_body(struct souk_req *r, size_t *len)
 {
+    if (r->synth != NULL && r->body == NULL && r->json != NULL) { /* rendered when asked */
+        r->body = souk_json_dump(r->json, &r->body_len);
+        r->body_cap = r->body_len + 1;
+    }
     if (len != NULL)
         *len = r->body_len;
     return r->body ? r->body : "";
@@ -247,6 +273,10 @@ static void set_body(struct souk_req *r, const char *type, char *body, size_t le
 {
     if (r->resp_owned)
         free(r->resp);
+    if (r->resp_json != NULL) {
+        json_decref(r->resp_json);
+        r->resp_json = NULL;
+    }
     r->content_type = type;
     r->resp = body;
     r->resp_len = len;
@@ -255,6 +285,12 @@ static void set_body(struct souk_req *r, const char *type, char *body, size_t le
 
 void souk_reply_json(struct souk_req *r, json_t *body)
 {
+    if (r->synth != NULL) { /* the caller encodes it its own way */
+        set_body(r, "application/json", NULL, 0, false);
+        json_decref(r->resp_json);
+        r->resp_json = body;
+        return;
+    }
     size_t len;
     char *s = souk_json_dump(body, &len);
     json_decref(body);
@@ -291,6 +327,12 @@ void souk_reply_header(struct souk_req *r, const char *name, const char *value)
 
 static void reply_problem(struct souk_req *r, int status, json_t *p)
 {
+    if (r->synth != NULL) {
+        set_body(r, "application/problem+json", NULL, 0, false);
+        r->resp_json = p;
+        r->status = status;
+        return;
+    }
     size_t len;
     char *s = souk_json_dump(p, &len);
     json_decref(p);
@@ -455,6 +497,11 @@ void souk_req_resume(struct souk_req *r, int status)
         status = 500;
     }
     r->status = status;
+    if (r->synth != NULL) {
+        atomic_store(&r->state, REQ_READY);
+        r->synth->resumed(r, r->synth->arg);
+        return;
+    }
     if (atomic_exchange(&r->state, REQ_READY) == REQ_SUSPENDED)
         MHD_resume_connection(r->conn);
 }
@@ -702,6 +749,90 @@ void souk__server_on_completed(void *cls, struct MHD_Connection *c, void **con_c
         access_log(r, secs);
     if (r->resp_owned)
         free(r->resp);
+    json_decref(r->json);
+    free(r->body);
+    souk_arena_free(&r->arena);
+    free(r);
+    atomic_fetch_sub(&souk__srv.inflight, 1);
+}
+
+/* ---- requests made without HTTP (the gRPC bridge: grpc_bridge.c) ----
+ * The same route, access decision already taken by the caller, handler and
+ * problem documents as a request from libmicrohttpd; only the transport differs.
+ * No HTTP metrics or access line: the caller counts and logs its own calls. */
+
+int souk__server_route_find(const char *method, const char *path)
+{
+    struct souk_param params[SOUK_MAX_PARAMS];
+    size_t n = 0;
+    return souk__srv.router == NULL ? -404
+                                    : souk_router_match(souk__srv.router, method, path, params, &n);
+}
+
+const struct souk_route *souk__server_route_at(int idx)
+{
+    return idx >= 0 && (size_t)idx < souk__srv.nroutes ? &souk__srv.routes[idx] : NULL;
+}
+
+int souk__server_synth_run(const struct souk__synth *s, struct souk_req **out)
+{
+    struct souk_req *r = souk_xcalloc(1, sizeof(*r));
+    *out = r;
+    r->synth = s;
+    r->method = s->method;
+    r->t0 = souk_now_ns();
+    souk_arena_init(&r->arena);
+    r->path = souk_arena_strdup(&r->arena, s->path);
+    r->route = souk_router_match(souk__srv.router, s->method, r->path, r->params, &r->nparams);
+    for (size_t i = 0; i < r->nparams; i++)
+        r->params[i].value = souk_arena_strndup(&r->arena, r->params[i].value, r->params[i].len);
+    r->json = json_incref(s->body);
+    r->who = *s->who;
+    snprintf(r->request_id, sizeof(r->request_id), "%s", s->request_id);
+    snprintf(r->traceparent, sizeof(r->traceparent), "%s", s->traceparent);
+    memcpy(r->trace_id, r->traceparent + 3, 32); /* 00-<trace>-… is all the caller passes */
+    snprintf(r->client, sizeof(r->client), "%s", s->client);
+    r->status = 200;
+    atomic_fetch_add(&souk__srv.inflight, 1);
+    if (r->route < 0) { /* the bridge's table names a route the service does not have */
+        souk_error("no route for a bridged call", "{s:s,s:s}", "method", s->method, "path",
+                   s->path);
+        return souk_problem(r, r->route == -405 ? 405 : 404, "not_found", "no route for %s",
+                            r->path);
+    }
+    const struct souk_route *route = &souk__srv.routes[r->route];
+    souk__log_set_context(r->request_id, r->traceparent);
+    int status = route->handler(r);
+    souk__log_set_context(NULL, NULL);
+    if (status == SOUK_SUSPEND) /* s->resumed gets it; r may be gone already */
+        return SOUK_SUSPEND;
+    if (status < 100 || status > 599) {
+        souk_error("handler returned a bad status", "{s:s,s:i}", "route", route->pattern, "status",
+                   status);
+        return souk_problem(r, 500, "internal", "internal error");
+    }
+    r->status = status;
+    if (r->resp == NULL && r->resp_json == NULL && status >= 400)
+        souk_problem(r, status, "error", "%s", souk_status_title(status));
+    return status;
+}
+
+void souk__server_synth_answer(struct souk_req *r, struct souk__answer *a)
+{
+    a->status = r->status;
+    a->json = r->resp_json;
+    a->body = r->resp;
+    a->len = r->resp_len;
+    a->content_type = r->content_type;
+}
+
+void souk__server_synth_free(struct souk_req *r)
+{
+    if (r == NULL)
+        return;
+    if (r->resp_owned)
+        free(r->resp);
+    json_decref(r->resp_json);
     json_decref(r->json);
     free(r->body);
     souk_arena_free(&r->arena);

@@ -5,6 +5,7 @@
 #ifndef SOUK_SERVER_INT_H
 #define SOUK_SERVER_INT_H
 
+#include <jansson.h>
 #include <microhttpd.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -29,6 +30,7 @@ struct souk__listener {
 struct souk__server {
     const struct souk_route *routes;           /* the service's, the events', then the built-ins */
     size_t nroutes;                            /* index nroutes is the "other" metrics series */
+    const struct souk_router *router;          /* all of routes, for requests made without HTTP */
     size_t max_body;                           /* SOUK_MAX_BODY, for routes without their own */
     bool access_log;                           /* SOUK_ACCESS_LOG */
     const struct souk_realip *trusted_proxies; /* whose X-Forwarded-For is believed */
@@ -97,5 +99,49 @@ void souk__conn_request_done(struct MHD_Connection *c);
  * after it): when MHD closes, shut down our side and read the rest for a while, so
  * the close sends no reset that would destroy the answer before the client reads it. */
 void souk__conn_linger(struct MHD_Connection *c);
+
+/* ---- requests made without HTTP (server.c; the gRPC bridge in grpc_bridge.c) ---- */
+
+struct souk__kv {
+    const char *key, *value;
+};
+
+/* What a request made elsewhere carries: everything is borrowed for its life. */
+struct souk__synth {
+    const char *method;           /* "POST" */
+    const char *path;             /* decoded, as libmicrohttpd would pass it */
+    const struct souk__kv *query; /* decoded parameters, in order */
+    size_t nquery;
+    const struct souk__kv *headers; /* looked up in any case */
+    size_t nheaders;
+    json_t *body;                    /* the parsed body (souk_req_json's answer); NULL: none */
+    const struct souk_identity *who; /* established by the caller's own access check */
+    const char *request_id, *traceparent, *client;
+    /* a handler that returned SOUK_SUSPEND resumed: the answer is ready (any thread) */
+    void (*resumed)(struct souk_req *r, void *arg);
+    void *arg;
+};
+
+/* What a synthesized request's handler answered: a JSON body or problem kept as
+ * JSON (json, borrowed), or a rendered body (body/len, e.g. a replayed response). */
+struct souk__answer {
+    int status;
+    json_t *json;
+    const char *body;
+    size_t len;
+    const char *content_type;
+};
+
+/* The route method and path resolve to (an index into the full table), or -404 or
+ * -405 like souk_router_match. */
+int souk__server_route_find(const char *method, const char *path);
+const struct souk_route *souk__server_route_at(int idx); /* NULL when out of range */
+/* Run the matching route's handler for s (no access check: s->who stands). *out is
+ * the request, to read with souk__server_synth_answer and free with
+ * souk__server_synth_free. Returns the status, or SOUK_SUSPEND when the handler
+ * waits: then s->resumed(r) is called later and nothing must touch *out before. */
+int souk__server_synth_run(const struct souk__synth *s, struct souk_req **out);
+void souk__server_synth_answer(struct souk_req *r, struct souk__answer *a);
+void souk__server_synth_free(struct souk_req *r);
 
 #endif

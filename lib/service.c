@@ -171,6 +171,7 @@ static int build_routes(const struct souk_service *svc)
         return SOUK_EINVAL;
     souk__srv.routes = routes;
     souk__srv.nroutes = nroutes;
+    souk__srv.router = router;
     const char **names = souk_xcalloc(nroutes + 1, sizeof(*names));
     for (size_t i = 0; i < nroutes; i++)
         names[i] = routes[i].pattern;

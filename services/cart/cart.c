@@ -6,7 +6,9 @@
 #include <string.h>
 
 #include "cart.h"
+#include "souk/catalog/v1/catalog.pb-c.h"
 #include "souk/client.h"
+#include "souk/grpc.h"
 #include "souk/handler.h"
 #include "souk/id.h"
 #include "souk/json.h"
@@ -69,10 +71,99 @@ int cart_internal_get(struct souk_req *r)
     return reply_cart(r, user, 200);
 }
 
+/* Is s an RFC 3339 UTC time as the kit writes them ("2026-11-29T22:18:01.123Z")?
+ * The cart compares it as text with the lines' updated_at. */
+static bool utc_time(const char *s)
+{
+    static const char shape[] = "dddd-dd-ddTdd:dd:dd";
+    size_t n = strlen(s);
+    if (n < sizeof(shape) || n >= SOUK_TIME_MAX || s[n - 1] != 'Z')
+        return false;
+    for (size_t i = 0; i < sizeof(shape) - 1; i++)
+        if (shape[i] == 'd' ? (s[i] < '0' || s[i] > '9') : s[i] != shape[i])
+            return false;
+    for (size_t i = sizeof(shape) - 1; i < n - 1; i++)
+        if (!(s[i] == '.' && i == sizeof(shape) - 1) && (s[i] < '0' || s[i] > '9'))
+            return false;
+    return true;
+}
+
+/* POST /internal/v1/carts/{user_id}/clear {product_ids?, placed_at?}: what
+ * order.confirmed does, for a caller that wants it at once (ClearCart over gRPC). */
+int cart_internal_clear(struct souk_req *r)
+{
+    static const char *const fields[] = {"product_ids", "placed_at", NULL};
+    const char *user = souk_req_param(r, "user_id");
+    if (!souk_id_valid(user, "usr"))
+        return souk_problem(r, 404, "not_found", "no such user");
+    struct souk_check c;
+    json_t *body = souk_handler_open(r, &c, fields);
+    if (body == NULL)
+        return souk_req_status(r);
+    json_t *ids = souk_json_array(&c, body, "product_ids", SOUK_OPTIONAL, CART_LINES_MAX * 2);
+    const char *placed = souk_json_str(&c, body, "placed_at", SOUK_OPTIONAL, 1, SOUK_TIME_MAX - 1);
+    if (placed != NULL && !utc_time(placed))
+        souk_check_fail(&c, "placed_at", "must be an RFC 3339 UTC time");
+    size_t i;
+    json_t *it;
+    json_array_foreach(ids, i,
+                       it) if (!json_is_string(it) || !souk_id_valid(json_string_value(it), "prd"))
+        souk_check_fail(&c, souk_req_printf(r, "product_ids[%zu]", i), "must be a product id");
+    if (!souk_check_ok(&c))
+        return souk_problem_check(r, &c);
+    souk_check_free(&c);
+    /* an empty list names no line: the whole cart, like a missing one */
+    int rc = cart_empty(souk_req_db(r), user, json_array_size(ids) > 0 ? ids : NULL, placed);
+    if (rc != 0)
+        return souk_handler_db_error(r, rc, "cannot write the cart");
+    return reply_cart(r, user, 200);
+}
+
+/* Where product lookups go: SOUK_CATALOG_GRPC_URL when set, else SOUK_CATALOG_URL. */
+static const char *catalog_peer(void)
+{
+    return cart_catalog_rpc[0] != '\0' ? cart_catalog_rpc : cart_catalog_url;
+}
+
+/* The catalog's product id over gRPC (SOUK_CATALOG_URL=grpc://…): GetProducts with
+ * one id; an id in missing_ids is the REST 404. The same answer as fetch_product. */
+static int fetch_product_rpc(struct souk_req *r, const char *id, json_t **out)
+{
+    struct souk_response res = {0};
+    struct souk_grpc_call call = {.method = "/souk.catalog.v1.CatalogInternal/GetProducts",
+                                  .response_type =
+                                      &souk__catalog__v1__get_products_response__descriptor,
+                                  .service_token = true,
+                                  .parent = r,
+                                  .timeout_ms = CATALOG_TIMEOUT_MS,
+                                  .retries = 1 /* a read: another replica may answer */};
+    json_t *req = json_pack("{s:[s]}", "ids", id);
+    int rc = souk_grpc_call_json(catalog_peer(), &call,
+                                 &souk__catalog__v1__get_products_request__descriptor, req, &res),
+        status = 503;
+    json_decref(req);
+    json_t *item = json_array_get(json_object_get(res.json, "items"), 0);
+    *out = NULL;
+    if (rc == 0 && res.status == 200 && json_is_object(item)) {
+        *out = json_incref(item);
+        status = 200;
+    } else if (rc == 0 && res.status == 200 &&
+               json_array_size(json_object_get(res.json, "missing_ids")) == 1) {
+        status = 404;
+    } else {
+        souk_warn("catalog lookup failed", "{s:s,s:i,s:s}", "product_id", id, "status", res.status,
+                  "error", souk_strerror(rc));
+    }
+    souk_response_free(&res);
+    return status;
+}
+
 /* Ask the catalog for product id. Returns 200 with *out (owned by the caller), 404
  * when the catalog does not know it, or 503 when the catalog could not answer. */
 static int fetch_product(struct souk_req *r, const char *id, json_t **out)
 {
+    if (souk_grpc_url(catalog_peer()))
+        return fetch_product_rpc(r, id, out);
     char base[URL_MAX], url[URL_MAX + 128];
     struct souk_response res = {0};
     int rc = souk_client_url(url, sizeof(url),

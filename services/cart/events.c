@@ -36,6 +36,31 @@ int cart_on_product_updated(struct souk_db *db, const struct souk_event *ev)
     return rc < 0 ? SOUK_EDB : 0;
 }
 
+int cart_empty(struct souk_db *db, const char *user, const json_t *products, const char *placed)
+{
+    if (products == NULL) /* no lines named: the whole cart went */
+        return souk_db_run(db,
+                           "DELETE FROM cart_items WHERE user_id = ? AND (?2 IS NULL OR"
+                           " updated_at <= ?2)",
+                           "sS", user, placed) < 0
+                   ? SOUK_EDB
+                   : 0;
+    size_t i;
+    json_t *it;
+    json_array_foreach(products, i, it)
+    {
+        const char *product = json_string_value(it);
+        if (product == NULL)
+            continue;
+        if (souk_db_run(db,
+                        "DELETE FROM cart_items WHERE user_id = ? AND product_id = ?"
+                        " AND (?3 IS NULL OR updated_at <= ?3)",
+                        "ssS", user, product, placed) < 0)
+            return SOUK_EDB;
+    }
+    return 0;
+}
+
 int cart_on_order_confirmed(struct souk_db *db, const struct souk_event *ev)
 {
     const char *user = json_string_value(json_object_get(ev->data, "user_id"));
@@ -49,20 +74,18 @@ int cart_on_order_confirmed(struct souk_db *db, const struct souk_event *ev)
     if (!json_is_array(items)) /* no lines named: the whole cart went into the order */
         return souk_db_run(db, "DELETE FROM cart_items WHERE user_id = ?", "s", user) < 0 ? SOUK_EDB
                                                                                           : 0;
+    json_t *products = json_array(), *it;
     size_t i;
-    json_t *it;
     json_array_foreach(items, i, it)
     {
-        const char *product = json_string_value(json_object_get(it, "product_id"));
-        if (product == NULL)
-            continue;
-        if (souk_db_run(db,
-                        "DELETE FROM cart_items WHERE user_id = ? AND product_id = ?"
-                        " AND (?3 IS NULL OR updated_at <= ?3)",
-                        "ssS", user, product, placed) < 0)
-            return SOUK_EDB;
+        json_t *p = json_object_get(it, "product_id");
+        if (json_is_string(p))
+            json_array_append(products, p);
     }
-    souk_info("cart emptied by order", "{s:s,s:s}", "user_id", user, "order_id",
-              ev->subject ? ev->subject : "");
-    return 0;
+    int rc = cart_empty(db, user, products, placed);
+    json_decref(products);
+    if (rc == 0)
+        souk_info("cart emptied by order", "{s:s,s:s}", "user_id", user, "order_id",
+                  ev->subject ? ev->subject : "");
+    return rc;
 }

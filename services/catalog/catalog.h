@@ -23,6 +23,8 @@
 int products_list(struct souk_req *r);
 int products_get(struct souk_req *r);
 int categories_list(struct souk_req *r);
+#define LOOKUP_MAX 100 /* ids in one products_lookup */
+int products_lookup(struct souk_req *r);
 
 /* admin.c: admin writes */
 int products_create(struct souk_req *r);

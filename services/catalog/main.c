@@ -6,7 +6,9 @@
 #include "demo.h"
 #include "search.h"
 #include "souk/service.h"
+#include "souk/catalog/v1/catalog.pb-c.h"
 #include "souk/events.h"
+#include "souk/grpc.h"
 #include "souk/souk.h"
 
 static const struct souk_route routes[] = {
@@ -22,7 +24,44 @@ static const struct souk_route routes[] = {
      "catalog:reserve", 0},
     {"DELETE", "/internal/v1/reservations/{id}", reservations_release, SOUK_SERVICE,
      "catalog:reserve", 0},
+    {"POST", "/internal/v1/products/lookup", products_lookup, SOUK_SERVICE, "catalog:read", 0},
     {NULL, NULL, NULL, 0, NULL, 0},
+};
+
+/* Every RPC is answered by the route it names (the kit's bridge, docs/grpc.md). */
+static const struct souk_rpc_method rpcs[] = {
+    SOUK_RPC_ROUTE("/souk.catalog.v1.Catalog/GetProduct", "GET /api/v1/products/{id}",
+                   souk__catalog__v1__get_product_request, souk__catalog__v1__product),
+    SOUK_RPC_ROUTE("/souk.catalog.v1.Catalog/ListProducts", "GET /api/v1/products",
+                   souk__catalog__v1__list_products_request,
+                   souk__catalog__v1__list_products_response),
+    SOUK_RPC_ROUTE("/souk.catalog.v1.Catalog/SearchProducts", "GET /api/v1/products",
+                   souk__catalog__v1__search_products_request,
+                   souk__catalog__v1__list_products_response),
+    SOUK_RPC_ROUTE("/souk.catalog.v1.Catalog/ListCategories", "GET /api/v1/categories",
+                   souk__catalog__v1__list_categories_request,
+                   souk__catalog__v1__list_categories_response),
+    SOUK_RPC_ROUTE("/souk.catalog.v1.CatalogInternal/GetProducts",
+                   "POST /internal/v1/products/lookup", souk__catalog__v1__get_products_request,
+                   souk__catalog__v1__get_products_response),
+    SOUK_RPC_ROUTE("/souk.catalog.v1.CatalogInternal/Reserve", "POST /internal/v1/reservations",
+                   souk__catalog__v1__reserve_request, souk__catalog__v1__reservation),
+    SOUK_RPC_ROUTE("/souk.catalog.v1.CatalogInternal/CommitReservation",
+                   "POST /internal/v1/reservations/{reservation_id}/commit",
+                   souk__catalog__v1__commit_reservation_request,
+                   souk__catalog__v1__reservation_state),
+    SOUK_RPC_ROUTE("/souk.catalog.v1.CatalogInternal/ReleaseReservation",
+                   "DELETE /internal/v1/reservations/{reservation_id}",
+                   souk__catalog__v1__release_reservation_request,
+                   souk__catalog__v1__reservation_state),
+    {NULL, NULL, 0, NULL, NULL, NULL, 0, NULL},
+};
+
+static const struct souk_grpc_service grpc = {
+    .listen = "127.0.0.1:9082",
+    .methods = rpcs,
+    .descriptors = souk_proto_descriptors,
+    .descriptors_len = &souk_proto_descriptors_len,
 };
 
 static const struct souk_subscription subscriptions[] = {
@@ -40,6 +79,7 @@ static const struct souk_service catalog = {
     .stop = reservations_stop,
     .publishes = true,
     .subscriptions = subscriptions,
+    .grpc = &grpc,
 };
 
 int catalog_start(void)

@@ -39,6 +39,57 @@ int products_get(struct souk_req *r)
     return 200;
 }
 
+/* POST /internal/v1/products/lookup {ids}: several products at once, in the order
+ * asked, for the cart (GetProducts over gRPC). Unknown, archived or malformed ids
+ * are listed in missing_ids, not an error. */
+int products_lookup(struct souk_req *r)
+{
+    static const char *const fields[] = {"ids", NULL};
+    struct souk_check c;
+    json_t *body = souk_handler_open(r, &c, fields);
+    if (body == NULL)
+        return souk_req_status(r);
+    json_t *ids = souk_json_array(&c, body, "ids", SOUK_REQUIRED, LOOKUP_MAX), *it;
+    size_t i;
+    json_array_foreach(ids, i, it) if (!json_is_string(it))
+        souk_check_fail(&c, souk_req_printf(r, "ids[%zu]", i), "must be a string");
+    if (!souk_check_ok(&c))
+        return souk_problem_check(r, &c);
+    souk_check_free(&c);
+    json_t *items = json_array(), *missing = json_array();
+    int rc = 0;
+    json_array_foreach(ids, i, it)
+    {
+        const char *id = json_string_value(it);
+        json_t *doc = NULL;
+        if (souk_id_valid(id, "prd")) {
+            struct souk_stmt *st = souk_db_query(souk_req_db(r),
+                                                 "SELECT " PRODUCT_JSON " FROM products p"
+                                                 " WHERE p.id = ? AND p.archived = 0",
+                                                 "s", id);
+            if (st == NULL) {
+                rc = SOUK_EDB;
+                break;
+            }
+            rc = souk_stmt_step(st);
+            if (rc == SOUK_ROW)
+                doc = json_loads(souk_stmt_text(st, 0), 0, NULL);
+            souk_stmt_done(st);
+            if (rc < 0)
+                break;
+            rc = 0;
+        }
+        json_array_append_new(doc != NULL ? items : missing, doc != NULL ? doc : json_incref(it));
+    }
+    if (rc < 0) {
+        json_decref(items);
+        json_decref(missing);
+        return souk_handler_db_error(r, rc, "cannot read the products");
+    }
+    souk_reply_json(r, json_pack("{s:o,s:o}", "items", items, "missing_ids", missing));
+    return 200;
+}
+
 int categories_list(struct souk_req *r)
 {
     struct souk_stmt *st = souk_db_query(souk_req_db(r), list_statements[L_CATEGORIES].sql, NULL);

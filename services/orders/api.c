@@ -9,7 +9,9 @@
 
 #include "orders.h"
 #include "souk/client.h"
+#include "souk/cart/v1/cart.pb-c.h"
 #include "souk/config.h"
+#include "souk/grpc.h"
 #include "souk/handler.h"
 #include "souk/id.h"
 #include "souk/idempotency.h"
@@ -17,6 +19,7 @@
 #include "souk/log.h"
 #include "souk/page.h"
 #include "souk/souk.h"
+#include "souk/users/v1/users.pb-c.h"
 
 #define REF_MAX   64
 #define LINES_MAX 50
@@ -233,6 +236,32 @@ static int peer_get(struct souk_req *r, const char *peers, json_t **out, const c
     return status;
 }
 
+/* The same read over gRPC (peers is a grpc:// list): the RPC rpc with req (REST
+ * names; taken). The same answer as peer_get: the HTTP-equivalent status, *out on 200. */
+static int peer_rpc(struct souk_req *r, const char *peers, json_t **out, const char *rpc,
+                    const ProtobufCMessageDescriptor *type,
+                    const ProtobufCMessageDescriptor *resp_type, json_t *req)
+{
+    struct souk_response res = {0};
+    struct souk_grpc_call call = {.method = rpc,
+                                  .response_type = resp_type,
+                                  .service_token = true,
+                                  .parent = r,
+                                  .timeout_ms = orders_call_timeout_ms,
+                                  .retries = 1 /* a read: another replica may answer */};
+    int rc = souk_grpc_call_json(peers, &call, type, req, &res);
+    json_decref(req);
+    int status = rc == 0 ? res.status : 0;
+    *out = status == 200 && json_is_object(res.json) ? json_incref(res.json) : NULL;
+    if (status == 200 && *out == NULL)
+        status = 502;
+    if (status != 200 && status != 404)
+        souk_warn("peer call failed", "{s:s,s:i,s:s}", "rpc", rpc, "status", status, "error",
+                  souk_strerror(rc));
+    souk_response_free(&res);
+    return status;
+}
+
 /* The cart's lines as order lines, checked; NULL (with *empty) when there are none
  * or they are malformed. */
 static json_t *cart_lines(json_t *cart, bool *empty)
@@ -317,7 +346,14 @@ static int place(struct souk_req *r, struct souk_idem *k, const struct place_in 
 {
     const char *user = souk_req_identity(r)->sub;
     json_t *cart = NULL, *address = in->address ? json_incref(in->address) : NULL, *lines = NULL;
-    int status = peer_get(r, orders_cart_url, &cart, "/internal/v1/carts/%s", user);
+    const char *cart_peer = orders_peer(orders_cart_rpc, orders_cart_url);
+    const char *users_peer = orders_peer(orders_users_rpc, orders_users_url);
+    int status =
+        souk_grpc_url(cart_peer)
+            ? peer_rpc(r, cart_peer, &cart, "/souk.cart.v1.Carts/GetCart",
+                       &souk__cart__v1__get_cart_request__descriptor,
+                       &souk__cart__v1__cart__descriptor, json_pack("{s:s}", "user_id", user))
+            : peer_get(r, orders_cart_url, &cart, "/internal/v1/carts/%s", user);
     if (status != 200) {
         status = souk_problem(r, 503, "cart_unavailable", "the cart cannot be read; retry");
         goto release;
@@ -329,8 +365,14 @@ static int place(struct souk_req *r, struct souk_idem *k, const struct place_in 
         goto release;
     }
     if (address == NULL) {
-        status = peer_get(r, orders_users_url, &address, "/internal/v1/users/%s/addresses/%s", user,
-                          in->address_id);
+        status =
+            souk_grpc_url(users_peer)
+                ? peer_rpc(r, users_peer, &address, "/souk.users.v1.Users/GetAddress",
+                           &souk__users__v1__get_address_request__descriptor,
+                           &souk__users__v1__address__descriptor,
+                           json_pack("{s:s,s:s}", "user_id", user, "address_id", in->address_id))
+                : peer_get(r, orders_users_url, &address, "/internal/v1/users/%s/addresses/%s",
+                           user, in->address_id);
         if (status == 404) {
             struct souk_check c;
             souk_check_init(&c);

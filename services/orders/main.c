@@ -6,6 +6,7 @@
 #include "souk/souk.h"
 
 const char *orders_catalog_url, *orders_payments_url, *orders_cart_url, *orders_users_url;
+const char *orders_catalog_rpc, *orders_payments_rpc, *orders_cart_rpc, *orders_users_rpc;
 int64_t orders_wait_ms, orders_workers, orders_reservation_ttl, orders_call_timeout_ms;
 
 static const struct souk_conf config[] = {
@@ -17,6 +18,16 @@ static const struct souk_conf config[] = {
      "the cart"},
     {"SOUK_USERS_URL", SOUK_CONF_STR, "http://127.0.0.1:8081", 1, 4096, &orders_users_url,
      "users (addresses)"},
+    /* SOUK_<PEER>_URL is also where the feed and the keys are (HTTP): a peer's gRPC
+     * address has a variable of its own; a grpc:// SOUK_<PEER>_URL works too */
+    {"SOUK_CATALOG_GRPC_URL", SOUK_CONF_STR, "", 0, 4096, &orders_catalog_rpc,
+     "the catalog over gRPC (grpc://…): the saga's calls go there; empty: SOUK_CATALOG_URL"},
+    {"SOUK_PAYMENTS_GRPC_URL", SOUK_CONF_STR, "", 0, 4096, &orders_payments_rpc,
+     "payments over gRPC; empty: SOUK_PAYMENTS_URL"},
+    {"SOUK_CART_GRPC_URL", SOUK_CONF_STR, "", 0, 4096, &orders_cart_rpc,
+     "the cart over gRPC; empty: SOUK_CART_URL"},
+    {"SOUK_USERS_GRPC_URL", SOUK_CONF_STR, "", 0, 4096, &orders_users_rpc,
+     "users over gRPC (addresses); empty: SOUK_USERS_URL"},
     {"SOUK_ORDERS_WAIT_MS", SOUK_CONF_INT, "5000", 0, 30000, &orders_wait_ms,
      "how long POST /orders and cancel wait for the saga before answering 202"},
     {"SOUK_ORDERS_WORKERS", SOUK_CONF_INT, "4", 1, 64, &orders_workers, "saga worker threads"},

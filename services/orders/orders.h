@@ -13,6 +13,14 @@
 
 /* ---- configuration (main.c) ---- */
 extern const char *orders_catalog_url, *orders_payments_url, *orders_cart_url, *orders_users_url;
+/* SOUK_<PEER>_GRPC_URL: "" or a grpc:// list; orders_peer() picks what a call uses */
+extern const char *orders_catalog_rpc, *orders_payments_rpc, *orders_cart_rpc, *orders_users_rpc;
+/* Where a call to a peer goes: its gRPC list when one is set, else its URL (REST,
+ * or gRPC when it is a grpc:// list itself). */
+static inline const char *orders_peer(const char *rpc, const char *url)
+{
+    return rpc[0] != '\0' ? rpc : url;
+}
 extern int64_t orders_wait_ms;         /* bounded wait of POST /orders and cancel */
 extern int64_t orders_workers;         /* saga worker threads */
 extern int64_t orders_reservation_ttl; /* seconds a reservation holds stock */

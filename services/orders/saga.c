@@ -13,9 +13,12 @@
 
 #include "orders.h"
 #include "souk/backoff.h"
+#include "souk/catalog/v1/catalog.pb-c.h"
 #include "souk/client.h"
+#include "souk/grpc.h"
 #include "souk/id.h"
 #include "souk/log.h"
+#include "souk/payments/v1/payments.pb-c.h"
 #include "souk/souk.h"
 
 #define LEASE_MS          10000 /* longer than one step's call; renewed every step */
@@ -134,8 +137,22 @@ struct call_out {
     json_t *body; /* the answer's JSON (owned) */
 };
 
-/* One call of a step: the path is fmt with each "%s" argument percent-encoded as
- * one segment (souk_client_url); a path that cannot be built is a failed call. */
+/* What came back, the same from either transport: the rc, the HTTP status (the
+ * equivalent one over gRPC), the problem's code and the payment's status. */
+static void take_answer(struct call_out *out, struct souk_response *res)
+{
+    out->a.http = res->status;
+    if (json_is_object(res->json)) {
+        out->body = json_incref(res->json);
+        out->a.code = json_string_value(json_object_get(out->body, "code"));
+        out->a.pay_status = json_string_value(json_object_get(out->body, "status"));
+    }
+    souk_response_free(res);
+}
+
+/* One call of a step over REST: the path is fmt with each "%s" argument
+ * percent-encoded as one segment (souk_client_url); a path that cannot be built is
+ * a failed call. */
 static void call(const char *method, const char *peers, json_t *body, const char *key,
                  struct call_out *out, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 static void call(const char *method, const char *peers, json_t *body, const char *key,
@@ -159,14 +176,99 @@ static void call(const char *method, const char *peers, json_t *body, const char
                           .timeout_ms = orders_call_timeout_ms,
                           .retries = 0 /* the saga retries with its own backoff */};
     out->a.rc = souk_client_do(&c, &res);
-    out->a.http = res.status;
-    if (json_is_object(res.json)) {
-        out->body = json_incref(res.json);
-        out->a.code = json_string_value(json_object_get(out->body, "code"));
-        out->a.pay_status = json_string_value(json_object_get(out->body, "status"));
-    }
-    souk_response_free(&res);
+    take_answer(out, &res);
 }
+
+/* The same call over gRPC (the peer list is grpc://…): req is the REST body with
+ * the path's ids and the idempotency key as fields (api/proto: the names are the
+ * REST names), so the answer and its problem read as over REST. */
+static void call_rpc(const char *peers, const char *rpc, const ProtobufCMessageDescriptor *type,
+                     const ProtobufCMessageDescriptor *resp_type, json_t *req, struct call_out *out)
+{
+    struct souk_response res = {0};
+    memset(out, 0, sizeof(*out));
+    struct souk_grpc_call c = {.method = rpc,
+                               .response_type = resp_type,
+                               .service_token = true,
+                               .timeout_ms = orders_call_timeout_ms,
+                               .retries = 0 /* the saga retries with its own backoff */};
+    out->a.rc = souk_grpc_call_json(peers, &c, type, req, &res);
+    take_answer(out, &res);
+}
+
+/* A step's call on the peer's transport. body (taken) is the REST body or NULL;
+ * id_field/id fill the path's one id; key is the Idempotency-Key or NULL. */
+struct step_call {
+    const char *method, *path; /* REST: "POST", "/internal/v1/payments/%s/capture" */
+    const char *rpc;           /* "/souk.payments.v1.Payments/CapturePayment" */
+    const ProtobufCMessageDescriptor *type, *resp_type;
+    const char *id_field; /* the path's id as a request field; NULL: none */
+};
+
+static void step_call(const struct step_call *sc, const char *peers, json_t *body, const char *id,
+                      const char *key, struct call_out *out)
+{
+    if (souk_grpc_url(peers)) {
+        json_t *req = body != NULL ? json_incref(body) : json_object();
+        if (sc->id_field != NULL)
+            json_object_set_new(req, sc->id_field, json_string(id));
+        if (key != NULL)
+            json_object_set_new(req, "idempotency_key", json_string(key));
+        call_rpc(peers, sc->rpc, sc->type, sc->resp_type, req, out);
+        json_decref(req);
+    } else { /* the path has a "%s" for the id when there is one */
+        call(sc->method, peers, body, key, out, sc->path, id != NULL ? id : "");
+    }
+    json_decref(body);
+}
+
+static const struct step_call reserve_call = {"POST",
+                                              "/internal/v1/reservations",
+                                              "/souk.catalog.v1.CatalogInternal/Reserve",
+                                              &souk__catalog__v1__reserve_request__descriptor,
+                                              &souk__catalog__v1__reservation__descriptor,
+                                              NULL};
+static const struct step_call commit_call = {
+    "POST",
+    "/internal/v1/reservations/%s/commit",
+    "/souk.catalog.v1.CatalogInternal/CommitReservation",
+    &souk__catalog__v1__commit_reservation_request__descriptor,
+    &souk__catalog__v1__reservation_state__descriptor,
+    "reservation_id"};
+static const struct step_call release_call = {
+    "DELETE",
+    "/internal/v1/reservations/%s",
+    "/souk.catalog.v1.CatalogInternal/ReleaseReservation",
+    &souk__catalog__v1__release_reservation_request__descriptor,
+    &souk__catalog__v1__reservation_state__descriptor,
+    "reservation_id"};
+static const struct step_call authorize_call = {
+    "POST",
+    "/internal/v1/payments",
+    "/souk.payments.v1.Payments/AuthorizePayment",
+    &souk__payments__v1__authorize_payment_request__descriptor,
+    &souk__payments__v1__payment__descriptor,
+    NULL};
+static const struct step_call capture_call = {
+    "POST",
+    "/internal/v1/payments/%s/capture",
+    "/souk.payments.v1.Payments/CapturePayment",
+    &souk__payments__v1__capture_payment_request__descriptor,
+    &souk__payments__v1__payment__descriptor,
+    "payment_id"};
+static const struct step_call void_call = {"POST",
+                                           "/internal/v1/payments/%s/void",
+                                           "/souk.payments.v1.Payments/VoidPayment",
+                                           &souk__payments__v1__void_payment_request__descriptor,
+                                           &souk__payments__v1__payment__descriptor,
+                                           "payment_id"};
+static const struct step_call refund_call = {
+    "POST",
+    "/internal/v1/payments/%s/refunds",
+    "/souk.payments.v1.Payments/RefundPayment",
+    &souk__payments__v1__refund_payment_request__descriptor,
+    &souk__payments__v1__refund__descriptor,
+    "payment_id"};
 
 /* [{product_id, quantity}] for the catalog. */
 static json_t *reservation_items(const json_t *items)
@@ -189,20 +291,23 @@ static void run_step(const struct saga *s, struct call_out *out)
         body = json_pack("{s:s,s:o,s:I}", "reservation_id", s->id, "items",
                          reservation_items(s->items), "ttl_seconds",
                          (json_int_t)orders_reservation_ttl);
-        call("POST", orders_catalog_url, body, NULL, out, "/internal/v1/reservations");
+        step_call(&reserve_call, orders_peer(orders_catalog_rpc, orders_catalog_url), body, NULL,
+                  NULL, out);
         break;
     case STEP_AUTHORIZE:
         body = json_pack("{s:s,s:s,s:s,s:I,s:s}", "order_id", s->id, "user_id", s->user_id,
                          "payment_method_id", s->payment_method_id, "amount_cents",
                          (json_int_t)s->total, "currency", s->currency);
-        call("POST", orders_payments_url, body, key, out, "/internal/v1/payments");
+        step_call(&authorize_call, orders_peer(orders_payments_rpc, orders_payments_url), body,
+                  NULL, key, out);
         break;
     case STEP_COMMIT:
-        call("POST", orders_catalog_url, NULL, NULL, out, "/internal/v1/reservations/%s/commit",
-             s->id);
+        step_call(&commit_call, orders_peer(orders_catalog_rpc, orders_catalog_url), NULL, s->id,
+                  NULL, out);
         break;
     case STEP_RELEASE:
-        call("DELETE", orders_catalog_url, NULL, NULL, out, "/internal/v1/reservations/%s", s->id);
+        step_call(&release_call, orders_peer(orders_catalog_rpc, orders_catalog_url), NULL, s->id,
+                  NULL, out);
         break;
     case STEP_CAPTURE:
     case STEP_VOID:
@@ -216,11 +321,11 @@ static void run_step(const struct saga *s, struct call_out *out)
         }
         if (s->step == STEP_REFUND)
             body = json_pack("{s:I}", "amount_cents", (json_int_t)(s->total - s->refunded));
-        call("POST", orders_payments_url, body, key, out,
-             s->step == STEP_CAPTURE ? "/internal/v1/payments/%s/capture"
-             : s->step == STEP_VOID  ? "/internal/v1/payments/%s/void"
-                                     : "/internal/v1/payments/%s/refunds",
-             s->payment_id);
+        step_call(s->step == STEP_CAPTURE ? &capture_call
+                  : s->step == STEP_VOID  ? &void_call
+                                          : &refund_call,
+                  orders_peer(orders_payments_rpc, orders_payments_url), body, s->payment_id, key,
+                  out);
         break;
     case STEP_DONE:
     case STEP_COUNT:
@@ -228,7 +333,6 @@ static void run_step(const struct saga *s, struct call_out *out)
         out->a.http = 200;
         break;
     }
-    json_decref(body);
 }
 
 /* The reservation's prices into the order's lines and totals. False when the

@@ -5,7 +5,9 @@
 #include "payments.h"
 #include "souk/service.h"
 #include "souk/db.h"
+#include "souk/grpc.h"
 #include "souk/log.h"
+#include "souk/payments/v1/payments.pb-c.h"
 #include "souk/souk.h"
 
 #define CHARGE_SCOPE "payments:charge"
@@ -32,6 +34,30 @@ static const struct souk_route routes[] = {
      1024},
     {"GET", "/internal/v1/ledger", ledger_get, SOUK_SERVICE, CHARGE_SCOPE, 0},
     {NULL, NULL, NULL, 0, NULL, 0},
+};
+
+/* Every RPC is answered by the route it names (the kit's bridge, docs/grpc.md); the
+ * request's idempotency_key is the route's Idempotency-Key. */
+static const struct souk_rpc_method rpcs[] = {
+    SOUK_RPC_ROUTE("/souk.payments.v1.Payments/AuthorizePayment", "POST /internal/v1/payments",
+                   souk__payments__v1__authorize_payment_request, souk__payments__v1__payment),
+    SOUK_RPC_ROUTE("/souk.payments.v1.Payments/CapturePayment",
+                   "POST /internal/v1/payments/{payment_id}/capture",
+                   souk__payments__v1__capture_payment_request, souk__payments__v1__payment),
+    SOUK_RPC_ROUTE("/souk.payments.v1.Payments/VoidPayment",
+                   "POST /internal/v1/payments/{payment_id}/void",
+                   souk__payments__v1__void_payment_request, souk__payments__v1__payment),
+    SOUK_RPC_ROUTE("/souk.payments.v1.Payments/RefundPayment",
+                   "POST /internal/v1/payments/{payment_id}/refunds",
+                   souk__payments__v1__refund_payment_request, souk__payments__v1__refund),
+    {NULL, NULL, 0, NULL, NULL, NULL, 0, NULL},
+};
+
+static const struct souk_grpc_service grpc = {
+    .listen = "127.0.0.1:9085",
+    .methods = rpcs,
+    .descriptors = souk_proto_descriptors,
+    .descriptors_len = &souk_proto_descriptors_len,
 };
 
 /* The vault key: configured, or (local mode only) generated once under SOUK_VAR. A
@@ -63,6 +89,7 @@ static const struct souk_service payments = {
     .config = config,
     .start = start,
     .publishes = true,
+    .grpc = &grpc,
 };
 
 int main(int argc, char **argv) { return souk_main(argc, argv, &payments); }

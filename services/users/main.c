@@ -2,6 +2,8 @@
  * signing keys and their JWKS (DESIGN §4 Identity, §7). */
 #include "souk/service.h"
 #include "souk/auth.h"
+#include "souk/grpc.h"
+#include "souk/users/v1/users.pb-c.h"
 #include "users.h"
 
 int64_t cfg_access_ttl, cfg_refresh_ttl, cfg_key_rotate, cfg_hash_concurrency, cfg_hash_queue;
@@ -62,6 +64,23 @@ static const struct souk_route routes[] = {
     {NULL, NULL, NULL, 0, NULL, 0},
 };
 
+/* Every RPC is answered by the route it names (the kit's bridge, docs/grpc.md). */
+static const struct souk_rpc_method rpcs[] = {
+    SOUK_RPC_ROUTE("/souk.users.v1.Users/GetUser", "GET /internal/v1/users/{user_id}",
+                   souk__users__v1__get_user_request, souk__users__v1__user),
+    SOUK_RPC_ROUTE("/souk.users.v1.Users/GetAddress",
+                   "GET /internal/v1/users/{user_id}/addresses/{address_id}",
+                   souk__users__v1__get_address_request, souk__users__v1__address),
+    {NULL, NULL, 0, NULL, NULL, NULL, 0, NULL},
+};
+
+static const struct souk_grpc_service grpc = {
+    .listen = "127.0.0.1:9081",
+    .methods = rpcs,
+    .descriptors = souk_proto_descriptors,
+    .descriptors_len = &souk_proto_descriptors_len,
+};
+
 static int start(void)
 {
     int rc = password_init();
@@ -88,6 +107,7 @@ static const struct souk_service users = {
     .stop = stop,
     .seed = users_seed,
     .publishes = true,
+    .grpc = &grpc,
 };
 
 int main(int argc, char **argv)

@@ -2,7 +2,10 @@
 loopback ports, each in its own temporary SOUK_VAR, and stop them by PID.
 SOUK_TEST_EVENTS=feed|amqp|kafka picks the event transport of every service a test
 starts without choosing one itself (default feed): a fresh kafka-mock cluster per
-test, or one private RabbitMQ node whose souk queues are emptied before each test."""
+test, or one private RabbitMQ node whose souk queues are emptied before each test.
+SOUK_TEST_RPC=grpc|rest picks how services call each other (default grpc, as `souk
+up` runs them): every service serves gRPC on a free port, and under grpc a service
+whose SOUK_<PEER>_URL names a service a test started gets SOUK_<PEER>_GRPC_URL too."""
 import json
 import os
 import random
@@ -42,6 +45,10 @@ PORT_OFFSET = services_table.OFFSET
 # The gateway's admin listener (/metrics) defaults to 127.0.0.1 on its port + 1100.
 GATEWAY_ADMIN_OFFSET = 1100
 
+# gRPC (souk up): an instance's port + 1000, for the services that serve RPCs
+GRPC_PORT_OFFSET = 1000
+GRPC_SERVERS = ("users", "catalog", "cart", "payments")
+
 DEAD_PORT = 9   # "discard": nothing listens on it here, connections are refused at once
 
 
@@ -66,6 +73,7 @@ def free_port_base():
         base = random.randrange(20000, 32768 - GATEWAY_ADMIN_OFFSET - 200, 10)
         ports = [replica_port(base, n, k) for n in SERVICES for k in range(3)]
         ports += [admin_port(base, k) for k in range(3)]
+        ports += [replica_port(base, n, k) + GRPC_PORT_OFFSET for n in GRPC_SERVERS for k in range(3)]
         socks = []
         try:
             for p in ports:
@@ -146,6 +154,42 @@ class _Transport:
 
 
 _transport = _Transport()
+
+
+# ---- SOUK_TEST_RPC: calls between services over gRPC or REST ----
+
+RPC_KINDS = ("grpc", "rest")
+RPC = os.environ.get("SOUK_TEST_RPC", "grpc")
+if RPC not in RPC_KINDS:
+    raise pytest.UsageError(f"SOUK_TEST_RPC={RPC!r}: expected one of {RPC_KINDS}")
+# Who calls the GRPC_SERVERS over gRPC (orders' saga, the cart's product lookups);
+# everything else (the gateway, the feed, keys) stays on HTTP.
+GRPC_CALLERS = ("orders", "cart")
+_grpc_ports = {}   # HTTP port of a started service -> its gRPC port (kept across restarts)
+
+
+def grpc_env(name, port, env):
+    """SOUK_GRPC_LISTEN on a free port (the same one again for a service restarted on
+    its HTTP port), and under SOUK_TEST_RPC=grpc the peers' gRPC lists for a caller."""
+    out = {}
+    if name in GRPC_SERVERS and "SOUK_GRPC_LISTEN" not in (env or {}):
+        _grpc_ports.setdefault(port, free_port())
+        out["SOUK_GRPC_LISTEN"] = f"127.0.0.1:{_grpc_ports[port]}"
+    if RPC != "grpc" or name not in GRPC_CALLERS:
+        return out
+    for peer in GRPC_SERVERS:
+        urls = (env or {}).get(f"SOUK_{peer.upper()}_URL", "")
+        if not urls or f"SOUK_{peer.upper()}_GRPC_URL" in (env or {}):
+            continue
+        grpc_urls = []
+        for u in urls.split(","):
+            host, _, p = u.strip().removeprefix("http://").partition(":")
+            if not p.isdigit() or int(p) not in _grpc_ports:
+                break   # a fake peer or one not started here: REST it is
+            grpc_urls.append(f"grpc://{host}:{_grpc_ports[int(p)]}")
+        else:
+            out[f"SOUK_{peer.upper()}_GRPC_URL"] = ",".join(grpc_urls)
+    return out
 _feed_producers = set()   # URLs of the tests' fake feed producers (events_helpers.FakeProducer)
 
 
@@ -211,12 +255,14 @@ class Service:
             "SOUK_LOG_LEVEL": "info",
         })
         self.env.update(events)
+        self.env.update(grpc_env(name, self.port, env))
         self.env.update(env or {})
         # The token issuer is users, as `souk up` says (cli/child.c): its key set and
         # token endpoint, unless the test names others.
         issuer = self.env["SOUK_USERS_URL"].split(",")
         self.env.setdefault("SOUK_JWKS_URL", ",".join(u + "/.well-known/jwks.json" for u in issuer))
         self.env.setdefault("SOUK_TOKEN_URL", ",".join(u + "/oauth/token" for u in issuer))
+        self.grpc_target = self.env.get("SOUK_GRPC_LISTEN") if name in GRPC_SERVERS else None
         self.proc = None
         self.log_path = os.path.join(self.var, "log", f"{name}-{self.port}.log")
 

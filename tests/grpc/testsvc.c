@@ -121,7 +121,7 @@ static const struct souk_rpc_method rpcs[] = {
              souk__test__v1__relay_reply),
     SOUK_RPC("/souk.test.v1.Test/Mirror", mirror, SOUK_PUBLIC, NULL, souk__test__v1__sample,
              souk__test__v1__sample),
-    {NULL, NULL, 0, NULL, NULL, NULL, 0},
+    {NULL, NULL, 0, NULL, NULL, NULL, 0, NULL},
 };
 
 static const struct souk_grpc_service grpc = {

@@ -39,6 +39,13 @@ struct souk_rpc_method {
     const char *scope;   /* for SOUK_SERVICE: the scope required */
     const ProtobufCMessageDescriptor *request, *response;
     size_t max_message; /* request bytes; 0: SOUK_GRPC_MAX_MESSAGE */
+    /* The bridge: the service's own HTTP route answers the call (handler NULL).
+     * "POST /internal/v1/payments/{payment_id}/capture": {field} is filled from the
+     * request; a field named idempotency_key travels as the Idempotency-Key header;
+     * the other fields are the JSON body (POST, PUT, PATCH; none when no field is
+     * left) or the query (GET, DELETE; proto3 defaults left out, a set oneof member
+     * always sent). auth and scope are the route's. docs/grpc.md "The bridge". */
+    const char *rest;
 };
 
 /* One table entry from the generated names: SOUK_RPC("/souk.users.v1.Users/GetAddress",
@@ -46,7 +53,15 @@ struct souk_rpc_method {
  * souk__users__v1__address). */
 #define SOUK_RPC(path, handler, auth, scope, req, resp)                                            \
     {                                                                                              \
-        (path), (handler), (auth), (scope), &req##__descriptor, &resp##__descriptor, 0             \
+        (path), (handler), (auth), (scope), &req##__descriptor, &resp##__descriptor, 0, NULL       \
+    }
+
+/* One table entry answered by an HTTP route of the service (the bridge):
+ * SOUK_RPC_ROUTE("/souk.users.v1.Users/GetUser", "GET /internal/v1/users/{user_id}",
+ * souk__users__v1__get_user_request, souk__users__v1__user). */
+#define SOUK_RPC_ROUTE(path, rest, req, resp)                                                      \
+    {                                                                                              \
+        (path), NULL, SOUK_PUBLIC, NULL, &req##__descriptor, &resp##__descriptor, 0, (rest)        \
     }
 
 /* What a service serves over gRPC; set as souk_service.grpc. */

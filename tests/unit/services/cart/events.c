@@ -18,6 +18,7 @@
 #define PRODUCT "prd_01JB9ZQ7R1X3T9V2K8M4N6P0QB"
 
 const char *cart_catalog_url = "http://127.0.0.1:9"; /* main.c's, not linked here */
+const char *cart_catalog_rpc = "";                   /* REST: the test answers no gRPC */
 
 static struct souk_db *db;
 

@@ -15,6 +15,8 @@
 
 /* main.c is not linked into unit tests: its configuration lives here. */
 const char *orders_catalog_url, *orders_payments_url, *orders_cart_url, *orders_users_url;
+const char *orders_catalog_rpc = "", *orders_payments_rpc = "", *orders_cart_rpc = "",
+           *orders_users_rpc = "";
 int64_t orders_wait_ms, orders_workers, orders_reservation_ttl, orders_call_timeout_ms;
 
 static const struct {
