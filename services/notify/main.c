@@ -2,6 +2,7 @@
  * about into in-app notifications and emails. */
 #include "notify.h"
 #include "souk/service.h"
+#include "souk/grpc.h"
 #include "souk/souk.h"
 
 const char *notify_smtp_url, *notify_mail_dir, *notify_mail_from;
@@ -46,6 +47,10 @@ static const struct souk_subscription subscriptions[] = {
     {NULL, NULL, NULL},
 };
 
+/* No RPCs of its own (no service calls notify while answering): its gRPC port serves
+ * the standard health service, so that every service is probed the same way. */
+static const struct souk_grpc_service grpc = {.listen = "127.0.0.1:9086"};
+
 static const struct souk_service notify = {
     .name = "notify",
     .listen = "127.0.0.1:8086",
@@ -55,6 +60,7 @@ static const struct souk_service notify = {
     .start = notify_mailer_start,
     .stop = notify_mailer_stop,
     .subscriptions = subscriptions,
+    .grpc = &grpc,
 };
 
 int main(int argc, char **argv) { return souk_main(argc, argv, &notify); }

@@ -3,6 +3,7 @@
 #include "orders.h"
 #include "souk/service.h"
 #include "souk/idempotency.h"
+#include "souk/grpc.h"
 #include "souk/souk.h"
 
 const char *orders_catalog_url, *orders_payments_url, *orders_cart_url, *orders_users_url;
@@ -65,6 +66,10 @@ static void stop(void)
     wait_stop();
 }
 
+/* No RPCs of its own (no service calls orders while answering): its gRPC port serves
+ * the standard health service, so that every service is probed the same way. */
+static const struct souk_grpc_service grpc = {.listen = "127.0.0.1:9084"};
+
 static const struct souk_service orders = {
     .name = "orders",
     .listen = "127.0.0.1:8084",
@@ -74,6 +79,7 @@ static const struct souk_service orders = {
     .start = start,
     .stop = stop,
     .publishes = true,
+    .grpc = &grpc,
 };
 
 int main(int argc, char **argv) { return souk_main(argc, argv, &orders); }

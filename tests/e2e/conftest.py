@@ -45,8 +45,10 @@ PORT_OFFSET = services_table.OFFSET
 # The gateway's admin listener (/metrics) defaults to 127.0.0.1 on its port + 1100.
 GATEWAY_ADMIN_OFFSET = 1100
 
-# gRPC (souk up): an instance's port + 1000, for the services that serve RPCs
+# gRPC (souk up): an instance's port + 1000 on every service behind the gateway
+# (health on all; RPCs of their own on GRPC_SERVERS, which the others call)
 GRPC_PORT_OFFSET = 1000
+GRPC_LISTENERS = tuple(UPSTREAMS)
 GRPC_SERVERS = ("users", "catalog", "cart", "payments")
 
 DEAD_PORT = 9   # "discard": nothing listens on it here, connections are refused at once
@@ -73,7 +75,7 @@ def free_port_base():
         base = random.randrange(20000, 32768 - GATEWAY_ADMIN_OFFSET - 200, 10)
         ports = [replica_port(base, n, k) for n in SERVICES for k in range(3)]
         ports += [admin_port(base, k) for k in range(3)]
-        ports += [replica_port(base, n, k) + GRPC_PORT_OFFSET for n in GRPC_SERVERS for k in range(3)]
+        ports += [replica_port(base, n, k) + GRPC_PORT_OFFSET for n in GRPC_LISTENERS for k in range(3)]
         socks = []
         try:
             for p in ports:
@@ -172,7 +174,7 @@ def grpc_env(name, port, env):
     """SOUK_GRPC_LISTEN on a free port (the same one again for a service restarted on
     its HTTP port), and under SOUK_TEST_RPC=grpc the peers' gRPC lists for a caller."""
     out = {}
-    if name in GRPC_SERVERS and "SOUK_GRPC_LISTEN" not in (env or {}):
+    if name in GRPC_LISTENERS and "SOUK_GRPC_LISTEN" not in (env or {}):
         _grpc_ports.setdefault(port, free_port())
         out["SOUK_GRPC_LISTEN"] = f"127.0.0.1:{_grpc_ports[port]}"
     if RPC != "grpc" or name not in GRPC_CALLERS:
@@ -262,7 +264,7 @@ class Service:
         issuer = self.env["SOUK_USERS_URL"].split(",")
         self.env.setdefault("SOUK_JWKS_URL", ",".join(u + "/.well-known/jwks.json" for u in issuer))
         self.env.setdefault("SOUK_TOKEN_URL", ",".join(u + "/oauth/token" for u in issuer))
-        self.grpc_target = self.env.get("SOUK_GRPC_LISTEN") if name in GRPC_SERVERS else None
+        self.grpc_target = self.env.get("SOUK_GRPC_LISTEN") if name in GRPC_LISTENERS else None
         self.proc = None
         self.log_path = os.path.join(self.var, "log", f"{name}-{self.port}.log")
 
