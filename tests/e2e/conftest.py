@@ -364,7 +364,7 @@ class Platform:
         self.base = free_port_base()
         self.env = dict(os.environ)
         self.env.update({"SOUK_VAR": self.var, "SOUK_PORT_BASE": str(self.base),
-                         "SOUK_BIN_DIR": BIN})
+                         "SOUK_BIN_DIR": BIN, "SOUK_RPC": RPC})
         self.env.update(events)
         self.env.update(env or {})
 
