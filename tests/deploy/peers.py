@@ -44,6 +44,12 @@ def code_calls(svc):
     return peers
 
 
+def code_rpc_calls(svc):
+    """The peers svc calls over gRPC when configured to: the SOUK_<PEER>_GRPC_URL its
+    own sources read (docs/grpc.md)."""
+    return {m.lower() for m in re.findall(r"SOUK_([A-Z]+)_GRPC_URL", _sources(svc))} & set(SERVICES)
+
+
 def has_database(svc):
     """A service with migrations keeps state: with PostgreSQL, its own database."""
     d = os.path.join(REPO, "services", svc, "migrations")

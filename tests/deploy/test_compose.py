@@ -16,7 +16,7 @@ import subprocess
 import yaml
 
 from conftest import DEPLOY, SERVICES, DEFAULT_PORT, load_yaml
-from peers import code_calls, consumes, has_database, publishes, required_peers
+from peers import code_calls, code_rpc_calls, consumes, has_database, publishes, required_peers
 
 URL = re.compile(r"^http://([a-z0-9-]+):(\d+)$")
 SCALE = "compose.yaml"
@@ -245,6 +245,28 @@ def test_every_peer_a_service_needs_is_wired():
         env = env_of(svc)
         for peer in code_calls(svc):
             assert f"SOUK_{peer.upper()}_URL" in env, f"{SCALE}: {svc} needs SOUK_{peer.upper()}_URL"
+
+
+def test_grpc_ports_and_every_grpc_peer_the_code_calls():
+    """Every service behind the gateway serves gRPC on its port + 1000 (souk up's
+    layout); a service whose code reads SOUK_<PEER>_GRPC_URL gets it, at that peer's
+    gRPC port, in both files (calls between services over gRPC, as souk up runs them)."""
+    for file in (SCALE, LOCAL):
+        for svc in SERVICES:
+            env = env_of(svc, file)
+            grpc = env.get("SOUK_GRPC_LISTEN")
+            if svc == "gateway":
+                assert grpc is None, f"{file}: the gateway serves no gRPC"
+                continue
+            assert grpc == f"0.0.0.0:{listen_port(svc, file) + 1000}", f"{file}: {svc} SOUK_GRPC_LISTEN={grpc}"
+            for key, value in env.items():
+                m = re.fullmatch(r"SOUK_([A-Z]+)_GRPC_URL", key)
+                if m:
+                    peer = m.group(1).lower()
+                    assert peer in code_rpc_calls(svc), f"{file}: {svc} sets {key}, which its code never reads"
+                    assert value == f"grpc://{peer}:{listen_port(peer, file) + 1000}", f"{file}: {svc} {key}={value}"
+            for peer in code_rpc_calls(svc):
+                assert f"SOUK_{peer.upper()}_GRPC_URL" in env, f"{file}: {svc} needs SOUK_{peer.upper()}_GRPC_URL"
 
 
 def test_each_service_has_its_own_identity_and_secret():

@@ -11,11 +11,12 @@ import subprocess
 
 from conftest import ADMIN_PORT, DEPLOY, SERVICES, DEFAULT_PORT, load_yaml, load_yaml_all
 from netpol import Cluster
-from peers import code_calls, consumes, has_database, publishes
+from peers import code_calls, code_rpc_calls, consumes, has_database, publishes
 
 K8S = os.path.join(DEPLOY, "k8s")
 STORES = {"postgres": 5432, "rabbitmq": 5672}
 SECRET = "souk-secrets"
+GRPC_OFFSET = 1000   # SOUK_GRPC_LISTEN: every service but the gateway, its port + 1000
 
 
 def kustomization():
@@ -149,7 +150,13 @@ def test_probes_ports_and_scrape_annotations():
                                   {"name": "admin", "containerPort": ADMIN_PORT}]
             assert env["SOUK_ADMIN_LISTEN"]["value"] == f"0.0.0.0:{ADMIN_PORT}"
         else:
-            assert c["ports"] == [{"name": "http", "containerPort": port}]
+            assert c["ports"] == [{"name": "http", "containerPort": port},
+                                  {"name": "grpc", "containerPort": port + GRPC_OFFSET}]
+            assert env["SOUK_GRPC_LISTEN"]["value"] == f"0.0.0.0:{port + GRPC_OFFSET}"
+            grpc_svc = find("Service", f"{svc}-grpc")["spec"]
+            assert grpc_svc["clusterIP"] == "None", "headless: callers balance over the pods"
+            assert grpc_svc["selector"] == dep["spec"]["selector"]["matchLabels"]
+            assert grpc_svc["ports"] == [{"name": "grpc", "port": port + GRPC_OFFSET, "targetPort": "grpc"}]
         ann = dep["spec"]["template"]["metadata"]["annotations"]
         assert ann == {"prometheus.io/scrape": "true", "prometheus.io/port": str(scrape),
                        "prometheus.io/path": "/metrics"}
@@ -241,6 +248,11 @@ def test_identity_secrets_and_peers():
             url = urls.get(f"SOUK_{peer.upper()}_URL")
             assert url == f"http://{peer}:{DEFAULT_PORT[peer]}", f"{svc}: SOUK_{peer.upper()}_URL={url}"
             find("Service", peer)
+        for peer in code_rpc_calls(svc):
+            url = env.get(f"SOUK_{peer.upper()}_GRPC_URL", {}).get("value")
+            assert url == f"grpc://{peer}-grpc:{DEFAULT_PORT[peer] + GRPC_OFFSET}", \
+                f"{svc}: SOUK_{peer.upper()}_GRPC_URL={url}"
+            find("Service", f"{peer}-grpc")
     pod, c = container("users")
     assert c["command"][0] == "/usr/local/bin/souk-clients-file"
     env = env_of(c)
@@ -285,6 +297,10 @@ def test_network_policies_allow_exactly_the_service_graph_from_the_code():
             egress, ingress = cluster.sides(src, dst, serving_port(dst))
             assert egress == want, f"{src}'s egress to {dst}: {'blocked' if want else 'allowed'}"
             assert ingress == want, f"{dst}'s ingress from {src}: {'blocked' if want else 'allowed'}"
+            if src in SERVICES and dst in SERVICES and dst != "gateway":   # its gRPC port
+                want = dst in code_rpc_calls(src)
+                assert cluster.can_connect(src, dst, "grpc") == want, \
+                    f"{src} → {dst} gRPC: {'blocked' if want else 'allowed'}"
     for svc in SERVICES:   # the broker's clients are labelled so (deploy/kafka's policies select them by it)
         assert (cluster.labels(svc).get("souk/events") == "client") == (publishes(svc) or consumes(svc)), svc
 

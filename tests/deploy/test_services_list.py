@@ -16,9 +16,13 @@ def main_c(svc):
 
 def test_every_service_listens_by_default_on_its_port():
     for svc in SERVICES:
-        m = re.search(r'\.listen\s*=\s*"127\.0\.0\.1:(\d+)"', main_c(svc))
+        # the souk_service's own .listen (a souk_grpc_service has one too: port + 1000)
+        m = re.search(r'struct souk_service \w+ = \{[^}]*?\.listen\s*=\s*"127\.0\.0\.1:(\d+)"', main_c(svc))
         assert m, f"services/{svc}/main.c has no .listen = \"127.0.0.1:<port>\""
         assert int(m.group(1)) == services_table.PORT[svc], svc
+        g = re.search(r'struct souk_grpc_service \w+ = \{[^}]*?\.listen\s*=\s*"127\.0\.0\.1:(\d+)"', main_c(svc))
+        if svc != services_table.EDGE:   # SOUK_GRPC_LISTEN's default mirrors it (docs/grpc.md)
+            assert g and int(g.group(1)) == services_table.PORT[svc] + 1000, svc
 
 
 def test_the_edge_and_only_it_says_so():
