@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 
-from . import config, peers, scenarios, sizes
+from . import config, peers, rpc, scenarios, sizes
 from .config import (AIM_CEILING, AIM_CHECKOUTS, AIM_EXPRESS, BENCH, COLD_RUNS, QUICK,
                      QUICK_RESULTS, QUICK_SCENARIOS, RESULTS, ROOT, ROUNDS, SERVICES, WARMUP, WRK,
                      log)
@@ -231,6 +231,12 @@ def main():
         except Exception as e:   # report what was measured, and why the rest was not
             ctx["size_error"] = str(e)
             log("catalog-size axis: %s" % e)
+    if not only or "rpc" in only:   # gRPC vs REST between services: two platforms of its own
+        try:
+            ctx["rpc"] = rpc.measure(tmp, admin)
+        except Exception as e:
+            ctx["rpc_error"] = str(e)
+            log("internal calls gRPC vs REST: %s" % e)
     out = QUICK_RESULTS if QUICK else RESULTS
     os.makedirs(os.path.dirname(out), exist_ok=True)
     write_results(ctx, out)

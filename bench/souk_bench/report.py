@@ -6,7 +6,7 @@ import time
 
 from .config import (AIM_CEILING, AIM_CHECKOUTS, AIM_COLD_S, AIM_EXPRESS, AIM_IDLE_RSS_KB,
                      GATEWAY_OVERRIDES, NOTES, PROFILE_SECONDS, RESULTS, ROUNDS, SERVICES, T0, WRK)
-from . import config, sizes
+from . import config, rpc, sizes
 from .measurement import loadavg
 
 # scenario -> (vs ceiling, vs nginx proxy, vs express) references
@@ -347,6 +347,10 @@ def write_results(ctx, path=RESULTS):
     results_section(L, S, M)
     sizes_section(L, ctx)
     journey_section(L, ctx)
+    if ctx.get("rpc"):
+        L += rpc.section(ctx["rpc"])
+    elif ctx.get("rpc_error"):
+        L += ["## Internal calls: gRPC vs REST (the checkout)", "", "Not measured: " + ctx["rpc_error"], ""]
     memory_section(L, ctx)
     aims_section(L, ctx, M)
     profiles_section(L, ctx)
