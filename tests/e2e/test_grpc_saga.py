@@ -3,10 +3,13 @@ a declined card on the whole platform (souk up -d), then every peer's counters. 
 SOUK_TEST_RPC=grpc (souk up's default) each call of the saga, of the checkout's reads
 and of the cart's product lookups is a gRPC call (grpc_server_handled_total) and the
 REST twins answered none; under SOUK_TEST_RPC=rest (SOUK_RPC=rest) the reverse."""
+import os
+import subprocess
+
 import pytest
 import requests
 
-from conftest import RPC
+from conftest import BIN, RPC
 from orders_helpers import ADDRESS, CARD_DECLINED, Shop, bearer, wait_until
 
 # (peer, gRPC service, method, and the REST route a caller uses instead)
@@ -82,3 +85,11 @@ def test_the_saga_takes_the_configured_transport(shop):
             assert ok >= 1 and (rest == 0 or route.startswith("/api/")), (peer, method, ok, rest)
         else:
             assert rpcs == 0 and rest >= 1, (peer, method, rpcs, rest)
+
+
+def test_souk_refuses_an_unknown_rpc_mode(tmp_path):
+    env = dict(os.environ, SOUK_VAR=str(tmp_path), SOUK_BIN_DIR=BIN, SOUK_RPC="soap")
+    r = subprocess.run([os.path.join(BIN, "souk"), "up", "-d"], env=env, capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode != 0 and 'SOUK_RPC="soap": expected grpc or rest' in r.stderr, (r.returncode, r.stderr)
+    assert not (tmp_path / "run" / "souk.pid").exists()
