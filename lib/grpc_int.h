@@ -1,6 +1,7 @@
 /* grpc_int.h: what the gRPC modules share (grpc_common.c: status mapping and call
- * context; grpc_server.c: serving; grpc_builtin.c: health and reflection;
- * grpc_client.c: calling peers; grpc_json.c: protobuf ⇄ JSON). Not a contract. */
+ * context; grpc_server.c: serving and health; grpc_reflect.c: reflection;
+ * grpc_bridge.c: RPCs answered by HTTP routes; grpc_client.c: calling peers;
+ * grpc_json.c: protobuf ⇄ JSON). Not a contract. */
 #ifndef SOUK_GRPC_INT_H
 #define SOUK_GRPC_INT_H
 
