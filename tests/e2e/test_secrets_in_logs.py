@@ -148,7 +148,8 @@ def run_logged(name, tmp_path, env, timeout=20):
     e = dict(os.environ)
     for peer in UPSTREAMS:
         e[f"SOUK_{peer.upper()}_URL"] = f"http://127.0.0.1:{DEAD_PORT}"
-    e.update({"SOUK_LISTEN": f"127.0.0.1:{free_port()}", "SOUK_VAR": str(tmp_path)})
+    e.update({"SOUK_LISTEN": f"127.0.0.1:{free_port()}", "SOUK_VAR": str(tmp_path),
+              "SOUK_GRPC_LISTEN": f"127.0.0.1:{free_port()}"})   # not the default 9083 others may hold
     e.update(env)
     out = tmp_path / f"{name}.out"
     with open(out, "wb") as f:
