@@ -115,7 +115,7 @@ class SizedCatalog:
         dead = "http://127.0.0.1:9"   # its peers are not part of this measure
         env = dict(os.environ, SOUK_VAR=self.var, SOUK_DB="sqlite:" + self.db,
                    SOUK_LISTEN="127.0.0.1:%d" % self.port, SOUK_USERS_URL=dead,
-                   SOUK_ORDERS_URL=dead)
+                   SOUK_ORDERS_URL=dead, SOUK_GRPC_LISTEN="off")   # HTTP pages only
         for k in ("SOUK_REPLICAS", "SOUK_SERVICE", "SOUK_CLIENT_ID", "SOUK_CLIENT_SECRET"):
             env.pop(k, None)
         self.proc = CLEAN.spawn([os.path.join(config.BIN, "catalog")], env=env,
