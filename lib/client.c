@@ -20,6 +20,7 @@
 #include "souk/log.h"
 #include "souk/server.h"
 #include "souk/souk.h"
+#include "souk/trace.h"
 
 #define DEFAULT_TIMEOUT_MS 3000
 #define CONNECT_TIMEOUT_MS 1000
@@ -324,7 +325,8 @@ static int attempt(const struct souk_call *c, const char *body, size_t body_len,
     return 0;
 }
 
-static struct curl_slist *build_headers(const struct souk_call *c, const char *content_type)
+static struct curl_slist *build_headers(const struct souk_call *c, const char *content_type,
+                                        const struct souk_span *span)
 {
     struct curl_slist *hs = NULL;
     char line[TOKEN_MAX + 64];
@@ -338,13 +340,72 @@ static struct curl_slist *build_headers(const struct souk_call *c, const char *c
         snprintf(line, sizeof(line), "Idempotency-Key: %s", c->idempotency_key);
         hs = curl_slist_append(hs, line);
     }
+    snprintf(line, sizeof(line), "traceparent: %s", span->traceparent);
+    hs = curl_slist_append(hs, line);
     if (c->parent != NULL) {
-        snprintf(line, sizeof(line), "traceparent: %s", souk_req_traceparent(c->parent));
-        hs = curl_slist_append(hs, line);
         snprintf(line, sizeof(line), "X-Request-Id: %s", souk_req_id(c->parent));
         hs = curl_slist_append(hs, line);
     }
     return hs;
+}
+
+/* ---- the call's span (docs/tracing.md) ---- */
+
+/* A client span for the call: a child of the thread's current span (a request, a
+ * saga step, an event handler), else of the request named as parent. A call made
+ * outside both (a token refresh, a feed poll) belongs to no trace: it passes on an
+ * unsampled context, so the peer records nothing for it either. */
+static void span_begin(const struct souk_call *c, const char *origin, struct souk_span *span)
+{
+    const struct souk_span *cur = souk_trace_current();
+    struct souk_span_ctx ctx;
+    const char *method = c->method ? c->method : "GET";
+    if (cur != NULL) {
+        souk_span_start(span, SOUK_SPAN_CLIENT, method, &cur->ctx, false);
+    } else if (c->parent != NULL && souk_trace_ctx_parse(souk_req_traceparent(c->parent), &ctx)) {
+        souk_span_start(span, SOUK_SPAN_CLIENT, method, &ctx, false);
+    } else {
+        memset(&ctx, 0, sizeof(ctx));
+        souk_random(ctx.trace_id, sizeof(ctx.trace_id));
+        souk_random(ctx.span_id, sizeof(ctx.span_id));
+        souk_span_start(span, SOUK_SPAN_CLIENT, method, &ctx, true); /* flags 00 */
+    }
+    if (!souk_span_recording(span))
+        return;
+    char shown[LOG_URL_MAX], host[128];
+    const char *h = strstr(origin, "://");
+    snprintf(host, sizeof(host), "%s", h ? h + 3 : origin);
+    char *colon = strrchr(host, ':');
+    long port = colon ? strtol(colon + 1, NULL, 10) : strncmp(origin, "https", 5) == 0 ? 443 : 80;
+    if (colon != NULL)
+        *colon = '\0';
+    souk_span_set_str(span, "http.request.method", method);
+    souk_span_set_str(span, "server.address", host);
+    souk_span_set_int(span, "server.port", port);
+    souk_span_set_str(span, "url.full", souk_config_redact_url(c->url, shown, sizeof(shown)));
+}
+
+static void span_end(struct souk_span *span, int rc, const struct souk_response *res, int tries)
+{
+    if (!souk_span_recording(span)) {
+        souk_span_end(span);
+        return;
+    }
+    char code[16];
+    if (tries > 1)
+        souk_span_set_int(span, "http.request.resend_count", tries - 1);
+    if (rc == 0) {
+        souk_span_set_int(span, "http.response.status_code", res->status);
+        if (res->status >= 400) { /* semconv: a client's 4xx is an error too */
+            snprintf(code, sizeof(code), "%d", res->status);
+            souk_span_set_str(span, "error.type", code);
+            souk_span_set_status(span, SOUK_SPAN_ERROR, NULL);
+        }
+    } else {
+        souk_span_set_str(span, "error.type", souk_strerror(rc));
+        souk_span_set_status(span, SOUK_SPAN_ERROR, souk_strerror(rc));
+    }
+    souk_span_end(span);
 }
 
 int souk_client_do(const struct souk_call *c, struct souk_response *res)
@@ -371,12 +432,16 @@ int souk_client_do(const struct souk_call *c, struct souk_response *res)
         body_len = strlen(body);
         type = c->raw_type ? c->raw_type : "application/octet-stream";
     }
-    struct curl_slist *headers = build_headers(c, type);
+    struct curl_slist *headers = NULL;
     char token[TOKEN_MAX], auth[TOKEN_MAX + 32];
-    int rc = 0;
+    int rc = 0, tried = 0;
+    struct souk_span span;
+    /* before the span: a token fetched now is its own call, not a part of this one */
+    if (c->bearer == NULL && c->service_token && (rc = service_token(token, sizeof(token))) != 0)
+        goto out;
+    span_begin(c, origin, &span);
+    headers = build_headers(c, type, &span);
     if (c->bearer != NULL || c->service_token) {
-        if (c->bearer == NULL && (rc = service_token(token, sizeof(token))) != 0)
-            goto out;
         snprintf(auth, sizeof(auth), "Authorization: Bearer %s", c->bearer ? c->bearer : token);
         headers = curl_slist_append(headers, auth);
     }
@@ -385,6 +450,9 @@ int souk_client_do(const struct souk_call *c, struct souk_response *res)
     for (int i = 0; i < tries; i++) {
         if (i > 0) {
             static const struct souk_backoff retry = {BACKOFF_BASE_MS, BACKOFF_MAX_MS};
+            souk_span_add_event(&span, "retry");
+            souk_span_event_str(&span, "error.type",
+                                rc != 0 ? souk_strerror(rc) : souk_status_title(res->status));
             usleep((useconds_t)souk_backoff_ms(&retry, i) * 1000u);
         }
         if (!breaker_allow(origin)) {
@@ -394,6 +462,7 @@ int souk_client_do(const struct souk_call *c, struct souk_response *res)
         free(res->body);
         memset(res, 0, sizeof(*res));
         bool refused;
+        tried++;
         rc = attempt(c, body, body_len, headers, res, &refused);
         breaker_report(origin, refused                         ? SOUK_BREAKER_REFUSED
                                : rc != 0 || res->status >= 500 ? SOUK_BREAKER_FAILED
@@ -403,6 +472,7 @@ int souk_client_do(const struct souk_call *c, struct souk_response *res)
     }
     if (rc == 0 && res->body != NULL && strstr(res->content_type, "json") != NULL)
         res->json = json_loadb(res->body, res->len, 0, NULL);
+    span_end(&span, rc, res, tried);
 out:
     curl_slist_free_all(headers);
     free(owned);

@@ -277,16 +277,40 @@ char *souk__db_variant(const char *sql, enum souk_db_engine engine)
 
 /* ---- transactions ---- */
 
-int souk_db_begin(struct souk_db *db) { return db->ops->begin(db, SOUK_TX_SERIAL); }
-
-int souk_db_begin_mode(struct souk_db *db, enum souk_tx_mode mode)
+/* Every transaction passes here, so a slow one gets a span (souk__trace_tx_*). */
+static const char *db_system(const struct souk_db *db)
 {
-    return db->ops->begin(db, mode);
+    return db->ops->engine == SOUK_DB_POSTGRES ? "postgresql" : "sqlite";
 }
 
-int souk_db_commit(struct souk_db *db) { return db->ops->commit(db); }
+static int tx_begin(struct souk_db *db, enum souk_tx_mode mode)
+{
+    int rc = db->ops->begin(db, mode);
+    if (rc == 0)
+        souk__trace_tx_begin(&db->tx);
+    return rc;
+}
 
-void souk_db_rollback(struct souk_db *db) { db->ops->rollback(db); }
+static int tx_commit(struct souk_db *db)
+{
+    int rc = db->ops->commit(db);
+    souk__trace_tx_end(&db->tx, db_system(db), true, rc);
+    return rc;
+}
+
+static void tx_rollback(struct souk_db *db)
+{
+    db->ops->rollback(db);
+    souk__trace_tx_end(&db->tx, db_system(db), false, 0);
+}
+
+int souk_db_begin(struct souk_db *db) { return tx_begin(db, SOUK_TX_SERIAL); }
+
+int souk_db_begin_mode(struct souk_db *db, enum souk_tx_mode mode) { return tx_begin(db, mode); }
+
+int souk_db_commit(struct souk_db *db) { return tx_commit(db); }
+
+void souk_db_rollback(struct souk_db *db) { tx_rollback(db); }
 
 static void backoff(int attempt)
 {
@@ -304,15 +328,15 @@ int souk_db_tx_mode(struct souk_db *db, enum souk_tx_mode mode, souk_db_tx_fn fn
 {
     int attempts = db->ops->engine == SOUK_DB_POSTGRES ? TX_ATTEMPTS_PG : TX_ATTEMPTS_SQLITE;
     for (int attempt = 0;; attempt++) {
-        int rc = db->ops->begin(db, mode);
+        int rc = tx_begin(db, mode);
         if (rc == 0) {
             int v = fn(db, arg);
             if (v >= 0) {
-                rc = db->ops->commit(db); /* rolls back by itself when it fails */
+                rc = tx_commit(db); /* rolls back by itself when it fails */
                 if (rc == 0)
                     return v;
             } else {
-                db->ops->rollback(db);
+                tx_rollback(db);
                 rc = v;
             }
         }

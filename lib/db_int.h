@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "souk/db.h"
+#include "trace_int.h"
 
 struct souk__db_ops {
     enum souk_db_engine engine;
@@ -38,7 +39,8 @@ struct souk__db_ops {
 
 struct souk_db {
     const struct souk__db_ops *ops;
-    int err; /* the code of the last failure */
+    int err;                 /* the code of the last failure */
+    struct souk__tx_span tx; /* a span for the open transaction when it proves slow */
 };
 
 struct souk_stmt {

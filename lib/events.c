@@ -10,12 +10,14 @@
 #include <time.h>
 
 #include "events_int.h"
+#include "log_int.h"
 #include "souk/backoff.h"
 #include "souk/id.h"
 #include "souk/json.h"
 #include "souk/log.h"
 #include "souk/metrics.h"
 #include "souk/souk.h"
+#include "souk/trace.h"
 
 #define MAX_THREADS    16
 #define ERROR_TEXT_MAX 200
@@ -199,6 +201,25 @@ const struct souk_route *souk__events_routes(void)
     return souk__ev_svc != NULL && souk__ev_svc->publishes ? souk__feed_routes : no_routes;
 }
 
+/* ---- spans (docs/tracing.md) ---- */
+
+/* messaging.system: the transport's name in OpenTelemetry's list, ours for the feed */
+static const char *messaging_system(void)
+{
+    return souk__ev.kafka ? "kafka" : souk__ev.amqp ? "rabbitmq" : "souk_feed";
+}
+
+/* The event's type is its destination under every transport: what consumers subscribe
+ * to (the feed and amqp route by it; kafka's topic is per producer, keyed by subject). */
+static void messaging_attrs(struct souk_span *s, const char *op, const char *type, const char *id)
+{
+    souk_span_set_str(s, "messaging.system", messaging_system());
+    souk_span_set_str(s, "messaging.operation.type", op);
+    souk_span_set_str(s, "messaging.operation.name", op);
+    souk_span_set_str(s, "messaging.destination.name", type);
+    souk_span_set_str(s, "messaging.message.id", id);
+}
+
 /* ---- the outbox ---- */
 
 static bool valid_type(const char *t)
@@ -235,12 +256,29 @@ int souk_event_emit(struct souk_db *db, const char *type, const char *subject, j
         goto out;
     if (subject != NULL)
         json_object_set_new(env, "subject", json_string(subject));
+    /* the creation context (CloudEvents distributed tracing extension): a producer span
+     * under what the thread is doing, whose context consumers continue */
+    struct souk_span *cur = souk_trace_current(), span;
+    if (cur != NULL) {
+        char name[SOUK_SPAN_NAME_MAX];
+        snprintf(name, sizeof(name), "create %s", type);
+        souk_span_start(&span, SOUK_SPAN_PRODUCER, name, souk_span_context(cur), false);
+        messaging_attrs(&span, "create", type, id);
+        if (subject != NULL)
+            souk_span_set_str(&span, "souk.event.subject", subject);
+        json_object_set_new(env, "traceparent", json_string(souk_span_traceparent(&span)));
+    }
     size_t len;
     text = souk_json_dump(env, &len);
     rc = souk_db_run(db,
                      "INSERT INTO souk_outbox (id, type, subject, created_ms, envelope)"
                      " VALUES (?, ?, ?, ?, ?)",
                      "sSSis", id, type, subject, ms, text);
+    if (cur != NULL) {
+        if (rc < 0)
+            souk_span_set_status(&span, SOUK_SPAN_ERROR, souk_strerror(rc));
+        souk_span_end(&span);
+    }
     if (rc < 0)
         goto out;
     rc = 0;
@@ -369,12 +407,57 @@ fail:
     return SOUK__EV_RETRY;
 }
 
+/* A consumer span around one delivery (inbox check, handler, commit), made the
+ * thread's current span. Its parent is the event's creation context (the envelope's
+ * traceparent): one event is processed at a time, outside any other span, so the
+ * producer's trace goes on through the consumer (semconv allows the creation context
+ * as parent for single messages); the same context is linked too, as semconv asks of
+ * every consumer span. Without one, the event starts a trace of its own. */
+struct delivery_span {
+    struct souk_span span, *prev;
+    const char *rid, *tp; /* the log context it replaces */
+};
+
+static void delivery_begin(struct delivery_span *d, json_t *env, const struct souk_event *ev)
+{
+    struct souk_span_ctx created;
+    char name[SOUK_SPAN_NAME_MAX];
+    bool linked =
+        souk_trace_ctx_parse(json_string_value(json_object_get(env, "traceparent")), &created);
+    snprintf(name, sizeof(name), "process %s", ev->type);
+    souk_span_start(&d->span, SOUK_SPAN_CONSUMER, name, linked ? &created : NULL, linked);
+    if (linked)
+        souk_span_add_link(&d->span, &created);
+    messaging_attrs(&d->span, "process", ev->type, ev->id);
+    souk_span_set_str(&d->span, "messaging.consumer.group.name", source_name);
+    souk_span_set_str(&d->span, "souk.event.source", ev->source);
+    d->prev = souk_trace_enter(&d->span);
+    souk__log_get_context(&d->rid, &d->tp); /* the handler's log lines carry the trace */
+    souk__log_set_context(d->rid, souk_span_traceparent(&d->span));
+}
+
+static void delivery_end(struct delivery_span *d, enum souk__outcome out, bool duplicate)
+{
+    static const char *const names[] = {"done", "retry", "failed", "dead"};
+    souk__log_set_context(d->rid, d->tp);
+    souk_trace_leave(d->prev);
+    souk_span_set_str(&d->span, "souk.event.outcome", duplicate ? "duplicate" : names[out]);
+    if (out != SOUK__EV_DONE) {
+        souk_span_set_str(&d->span, "error.type", names[out]);
+        souk_span_set_status(&d->span, SOUK_SPAN_ERROR, NULL);
+    }
+    souk_span_end(&d->span);
+}
+
 enum souk__outcome souk__ev_deliver(struct souk_db *db, const char *producer, int64_t seq,
                                     const char *text, size_t len)
 {
     struct souk_event ev;
     char type[SOUK__EV_TYPE_MAX + 1], source[64], idbuf[SOUK__EV_ID_MAX + 1];
     enum souk__outcome out = SOUK__EV_RETRY;
+    const struct souk_subscription *sub = NULL;
+    struct delivery_span span;
+    int64_t seen = 0;
     json_error_t jerr;
     json_t *env = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     const char *bad = env == NULL            ? "not JSON"
@@ -395,10 +478,11 @@ enum souk__outcome souk__ev_deliver(struct souk_db *db, const char *producer, in
         souk__ev_count_consumed("malformed", "dead");
         goto out;
     }
-    const struct souk_subscription *sub = find_sub(source, type);
+    sub = find_sub(source, type);
+    if (sub != NULL)
+        delivery_begin(&span, env, &ev);
     if (souk_db_begin(db) != 0)
         goto out;
-    int64_t seen = 0;
     int rc = souk_db_int(db, &seen, "SELECT 1 FROM souk_inbox WHERE event_id = ?", "s", ev.id);
     if (rc < 0)
         goto rollback;
@@ -436,6 +520,8 @@ enum souk__outcome souk__ev_deliver(struct souk_db *db, const char *producer, in
 rollback:
     souk_db_rollback(db);
 out:
+    if (sub != NULL)
+        delivery_end(&span, out, seen != 0);
     json_decref(env);
     return out;
 }

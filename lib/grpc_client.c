@@ -23,6 +23,7 @@
 #include "souk/log.h"
 #include "souk/metrics.h"
 #include "souk/souk.h"
+#include "souk/trace.h"
 
 #define TIMEOUT_DEFAULT_MS 3000
 #define PEERS_MAX          64 /* distinct peer lists a process calls */
@@ -304,6 +305,8 @@ static int transport(const char *peers_list, const struct souk_grpc_call *call,
         parent_tp = souk_req_traceparent(call->parent);
         rid = souk_req_id(call->parent);
     }
+    if (souk_trace_current() != NULL) /* the call's own span (span_begin) */
+        parent_tp = souk_span_traceparent(souk_trace_current());
     if (parent_tp == NULL || parent_tp[0] == '\0') {
         souk__grpc_trace_context(NULL, tp); /* a call of our own starts a trace */
         parent_tp = tp;
@@ -342,6 +345,59 @@ static int transport(const char *peers_list, const struct souk_grpc_call *call,
         free(auth);
     }
     return 0;
+}
+
+/* ---- the call's span (docs/tracing.md) ---- */
+
+/* A client span for the call, made the thread's current span while the call runs (so
+ * transport() passes its context on): a child of the current span, else of the call
+ * or request named as parent; a call made outside all of them passes on an unsampled
+ * context. Returns the span it replaces as current. */
+static struct souk_span *span_begin(const char *peers_list, const struct souk_grpc_call *call,
+                                    struct souk_span *span)
+{
+    const struct souk_span *cur = souk_trace_current();
+    const char *tp = call->rpc_parent != NULL ? souk_rpc_traceparent(call->rpc_parent)
+                     : call->parent != NULL   ? souk_req_traceparent(call->parent)
+                                              : NULL;
+    char svc[128], name[96], host[TARGET_MAX];
+    struct souk_span_ctx ctx;
+    if (!souk__grpc_split_path(call->method, svc, sizeof(svc), name, sizeof(name)))
+        snprintf(svc, sizeof(svc), "unknown"), snprintf(name, sizeof(name), "unknown");
+    if (cur != NULL) {
+        souk_span_start(span, SOUK_SPAN_CLIENT, call->method + 1, &cur->ctx, false);
+    } else if (souk_trace_ctx_parse(tp, &ctx)) {
+        souk_span_start(span, SOUK_SPAN_CLIENT, call->method + 1, &ctx, false);
+    } else {
+        memset(&ctx, 0, sizeof(ctx));
+        souk_random(ctx.trace_id, sizeof(ctx.trace_id));
+        souk_random(ctx.span_id, sizeof(ctx.span_id));
+        souk_span_start(span, SOUK_SPAN_CLIENT, call->method + 1, &ctx, true); /* flags 00 */
+    }
+    if (souk_span_recording(span)) {
+        souk_span_set_str(span, "rpc.system", "grpc");
+        souk_span_set_str(span, "rpc.service", svc);
+        souk_span_set_str(span, "rpc.method", name);
+        /* the first replica of the list: the core picks among them */
+        const char *p = peers_list && souk_grpc_url(peers_list) ? peers_list + 7 : "";
+        snprintf(host, sizeof(host), "%.*s", (int)strcspn(p, ","), p);
+        char *colon = strrchr(host, ':');
+        if (colon != NULL) {
+            souk_span_set_int(span, "server.port", strtol(colon + 1, NULL, 10));
+            *colon = '\0';
+        }
+        souk_span_set_str(span, "server.address", host);
+    }
+    return souk_trace_enter(span);
+}
+
+static void span_end(struct souk_span *span, struct souk_span *previous, int code)
+{
+    souk_trace_leave(previous);
+    souk_span_set_int(span, "rpc.grpc.status_code", code);
+    if (code != 0) /* semconv: every status but OK is a client's error */
+        souk_span_set_status(span, SOUK_SPAN_ERROR, souk_grpc_status_name(code));
+    souk_span_end(span);
 }
 
 /* ---- what the caller sees ---- */
@@ -431,11 +487,13 @@ int souk_grpc_call(const char *peers_list, const struct souk_grpc_call *call,
     uint8_t *buf = souk_xmalloc(n ? n : 1);
     protobuf_c_message_pack(call->request, buf);
     struct wire w;
+    struct souk_span span, *prev = span_begin(peers_list, call, &span);
     transport(peers_list, call, buf, n, &w);
     free(buf);
     res->answered = outcome(&w, res);
     decode_response(&w, call->response_type, res);
     wire_free(&w);
+    span_end(&span, prev, res->code);
     if (m_handled != NULL)
         observe(call->method, res->code, t0);
     return souk_grpc_error(res->code);
@@ -471,15 +529,18 @@ int souk_grpc_call_json(const char *peers_list, const struct souk_grpc_call *cal
     struct souk_grpc_result res;
     memset(&res, 0, sizeof(res));
     struct wire w;
+    struct souk_span span, *prev = span_begin(peers_list, call, &span);
     int rc = transport(peers_list, call, buf, n, &w);
     free(buf);
     if (rc != 0) {
         wire_free(&w);
+        span_end(&span, prev, w.status);
         return rc;
     }
     res.answered = outcome(&w, &res);
     decode_response(&w, call->response_type, &res);
     wire_free(&w);
+    span_end(&span, prev, res.code);
     if (m_handled != NULL)
         observe(call->method, res.code, t0);
     if (!res.answered) {

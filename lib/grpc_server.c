@@ -26,6 +26,7 @@
 #include "souk/log.h"
 #include "souk/metrics.h"
 #include "souk/souk.h"
+#include "souk/trace.h"
 
 #define REQUESTS_PER_METHOD 2    /* calls the core may hand over before a worker re-posts */
 #define STREAMS_PER_CONN    1000 /* calls at once on one connection (HTTP/2's setting) */
@@ -101,6 +102,7 @@ struct souk_rpc {
     size_t ntrailing;
     grpc_slice details;
     int cancelled;
+    struct souk_span span; /* the server span (docs/tracing.md) */
 };
 
 struct stream {                     /* a Health/Watch or a ServerReflectionInfo call */
@@ -257,6 +259,39 @@ static void call_context(const grpc_metadata_array *md, struct souk_arena *a, ch
     souk__grpc_trace_context(souk__grpc_md_get(md, SOUK__GRPC_TRACEPARENT, a), traceparent);
 }
 
+/* ---- the call's span (docs/tracing.md) ---- */
+
+/* A server span, a child of the caller's traceparent (else a new trace); its context
+ * becomes the call's traceparent. The kit's own services (health, reflection) are
+ * probed all the time and are not recorded. */
+static void span_begin(struct souk_rpc *c)
+{
+    const char *tp = souk__grpc_md_get(&c->md, SOUK__GRPC_TRACEPARENT, &c->arena);
+    const char *svc = c->mrt ? c->mrt->service : "unknown",
+               *name = c->mrt ? c->mrt->name : "unknown";
+    char span_name[SERVICE_MAX + NAME_MAX_ + 2]; /* cut to SOUK_SPAN_NAME_MAX by the span */
+    snprintf(span_name, sizeof(span_name), "%s/%s", svc, name);
+    souk_span_start_from(&c->span, SOUK_SPAN_SERVER, span_name, tp);
+    if (strncmp(svc, "grpc.", 5) == 0)
+        souk_span_mute(&c->span);
+    snprintf(c->traceparent, sizeof(c->traceparent), "%s", souk_span_traceparent(&c->span));
+    souk_span_set_str(&c->span, "rpc.system", "grpc");
+    souk_span_set_str(&c->span, "rpc.service", svc);
+    souk_span_set_str(&c->span, "rpc.method", name);
+    souk_span_set_str(&c->span, "client.address", c->client);
+}
+
+/* semconv: a server's error is only what is its own fault */
+static void span_end(struct souk_rpc *c, int code)
+{
+    souk_span_set_int(&c->span, "rpc.grpc.status_code", code);
+    if (code == GRPC_STATUS_UNKNOWN || code == GRPC_STATUS_DEADLINE_EXCEEDED ||
+        code == GRPC_STATUS_UNIMPLEMENTED || code == GRPC_STATUS_INTERNAL ||
+        code == GRPC_STATUS_UNAVAILABLE || code == GRPC_STATUS_DATA_LOSS)
+        souk_span_set_status(&c->span, SOUK_SPAN_ERROR, souk_grpc_status_name(code));
+    souk_span_end(&c->span);
+}
+
 /* ---- posting requests ---- */
 
 static void post_slot(struct slot *s)
@@ -310,6 +345,7 @@ static struct souk_rpc *rpc_new(struct method_rt *mrt, grpc_call *call, grpc_met
     c->deadline_ns = c->t0 + (uint64_t)(left > 0 ? left : 0) * 1000000u;
     call_context(&c->md, &c->arena, c->request_id, c->traceparent);
     peer_address(call, c->client, sizeof(c->client));
+    span_begin(c);
     atomic_fetch_add(&inflight, 1);
     return c;
 }
@@ -331,6 +367,7 @@ static void rpc_free(struct souk_rpc *c)
     grpc_metadata_array_destroy(&c->md);
     if (c->call != NULL)
         grpc_call_unref(c->call);
+    souk_span_end(&c->span); /* a call that never reached on_done */
     souk_arena_free(&c->arena);
     free(c);
     atomic_fetch_sub(&inflight, 1);
@@ -542,6 +579,7 @@ static void on_done(struct souk_rpc *c)
             souk_now_ns() >= c->deadline_ns ? GRPC_STATUS_DEADLINE_EXCEEDED : GRPC_STATUS_CANCELLED;
     observe(c->mrt, code, c->t0);
     access_line(c->path, c->request_id, c->traceparent, c->client, code, c->response_len, c->t0);
+    span_end(c, code);
     rpc_free(c);
 }
 
@@ -589,7 +627,9 @@ static void serve(struct souk_rpc *c)
                                   "the deadline passed before the call ran");
     else if ((status = authorize(c)) == 0 && (status = decode(c)) == 0) {
         souk__log_set_context(c->request_id, c->traceparent);
+        struct souk_span *prev = souk_trace_enter(&c->span);
         status = c->mrt->m.handler(c, c->request);
+        souk_trace_leave(prev);
         souk__log_set_context(NULL, NULL);
         if (status == SOUK_RPC_LATER)
             return;

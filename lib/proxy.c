@@ -24,6 +24,7 @@
 #include "souk/proxy.h"
 #include "souk/server.h"
 #include "souk/souk.h"
+#include "souk/trace.h"
 
 #define MAX_INSTANCES     32 /* one bit each in a job's tried mask */
 #define MAX_UPSTREAMS     16
@@ -94,6 +95,7 @@ struct job {
     char *content_type;
     struct pass_header pass[PASS_HEADERS_MAX];
     size_t npass;
+    struct souk_span span; /* the client span of the whole exchange, retries included */
 };
 
 /* One event loop: a thread, its curl multi (and so its own keep-alive pool), its
@@ -294,6 +296,52 @@ static void wake(struct loop *lp)
         souk_warn("proxy wakeup failed", "{s:s}", "error", strerror(errno));
 }
 
+/* ---- the exchange's span (docs/tracing.md): a child of the request's ---- */
+
+static void span_begin(struct job *j)
+{
+    const struct souk_span *cur = souk_trace_current(); /* the request's server span */
+    struct souk_span_ctx ctx;
+    if (cur != NULL)
+        souk_span_start(&j->span, SOUK_SPAN_CLIENT, j->method, &cur->ctx, false);
+    else
+        souk_span_start(&j->span, SOUK_SPAN_CLIENT, j->method,
+                        souk_trace_ctx_parse(souk_req_traceparent(j->r), &ctx) ? &ctx : NULL,
+                        false);
+    souk_span_set_str(&j->span, "http.request.method", j->method);
+    souk_span_set_str(&j->span, "souk.upstream", j->up->name);
+}
+
+/* At the answer: the instance that gave it, the status or what went wrong. */
+static void span_end(struct job *j, int status, const char *error)
+{
+    struct souk_span *s = &j->span;
+    if (souk_span_recording(s)) {
+        if (j->inst != NULL) {
+            const char *colon = strrchr(j->inst->label, ':');
+            char host[BASE_MAX];
+            snprintf(host, sizeof(host), "%.*s",
+                     (int)(colon ? (size_t)(colon - j->inst->label) : strlen(j->inst->label)),
+                     j->inst->label);
+            souk_span_set_str(s, "server.address", host);
+            if (colon != NULL)
+                souk_span_set_int(s, "server.port", strtol(colon + 1, NULL, 10));
+            souk_span_set_str(s, "url.full", j->inst->base); /* the path is the request's */
+        }
+        if (j->attempts > 1)
+            souk_span_set_int(s, "http.request.resend_count", j->attempts - 1);
+        if (error == NULL)
+            souk_span_set_int(s, "http.response.status_code", status);
+        if (error != NULL || status >= 400) {
+            char code[16];
+            snprintf(code, sizeof(code), "%d", status);
+            souk_span_set_str(s, "error.type", error ? error : code);
+            souk_span_set_status(s, SOUK_SPAN_ERROR, error);
+        }
+    }
+    souk_span_end(s);
+}
+
 static bool idempotent(const char *method, bool has_key)
 {
     return has_key || strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 ||
@@ -325,7 +373,8 @@ int souk_proxy_forward(struct souk_req *r, struct souk_upstream *u)
         h = add_header(r, h, forwarded[i], v);
     }
     h = add_header(r, h, "X-Request-Id", souk_req_id(r));
-    h = add_header(r, h, "traceparent", souk_req_traceparent(r));
+    span_begin(j);
+    h = add_header(r, h, "traceparent", j->span.traceparent);
     /* One address, the client's as the kit resolved it: the peer, or the client a
      * proxy the gateway trusts (SOUK_TRUSTED_PROXIES) names. What a client sent as
      * X-Forwarded-For itself is never passed on, so it cannot pose as another. */
@@ -477,8 +526,9 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
     return len;
 }
 
-static void answer(struct job *j, int status)
+static void answer(struct job *j, int status, const char *error)
 {
+    span_end(j, status, error);
     struct souk_req *r = j->r;
     j->r = NULL;
     souk_req_resume(r, status); /* r may be gone after this */
@@ -489,7 +539,7 @@ static void fail(struct job *j, int status, const char *code, const char *detail
     free(j->buf);
     j->buf = NULL;
     souk_problem(j->r, status, code, "%s: %s", j->up->name, detail);
-    answer(j, status);
+    answer(j, status, code);
 }
 
 static void launch(struct job *j, struct instance *in);
@@ -523,6 +573,7 @@ static bool retry(struct job *j, uint64_t now)
     if (in == NULL)
         return false;
     souk_metric_inc(m_retries, j->up->name);
+    souk_span_add_event(&j->span, "retry");
     launch(j, in);
     return true;
 }
@@ -612,7 +663,7 @@ static void finish_job(struct loop *lp, struct job *j, CURLcode rc, uint64_t now
         }
         free(j->buf); /* an empty final answer after a retried attempt */
         j->buf = NULL;
-        answer(j, (int)j->status);
+        answer(j, (int)j->status, NULL);
         return;
     }
 

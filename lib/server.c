@@ -30,7 +30,6 @@
 #include "souk/trace.h"
 
 #define REQUEST_ID_MAX   64
-#define TRACEPARENT_LEN  55
 #define DROP_MAX_FACTOR  4  /* an oversized streamed body is drained up to 4x the cap */
 #define MAX_RESP_HEADERS 24 /* the gateway passes on upstream headers and adds CORS, RateLimit */
 
@@ -63,8 +62,7 @@ struct souk_req {
 
     struct souk_identity who;
     char request_id[REQUEST_ID_MAX + 1];
-    char trace_id[33];
-    char traceparent[TRACEPARENT_LEN + 1]; /* ours, to pass on */
+    struct souk_span span; /* the server span; its traceparent is ours, to pass on */
     char client[INET6_ADDRSTRLEN];
 
     _Atomic int state;
@@ -90,7 +88,7 @@ bool souk_server_draining(void) { return atomic_load(&souk__srv.draining); }
 const char *souk_req_method(struct souk_req *r) { return r->method; }
 const char *souk_req_path(struct souk_req *r) { return r->path; }
 const char *souk_req_id(struct souk_req *r) { return r->request_id; }
-const char *souk_req_traceparent(struct souk_req *r) { return r->traceparent; }
+const char *souk_req_traceparent(struct souk_req *r) { return r->span.traceparent; }
 const char *souk_req_client_addr(struct souk_req *r) { return r->client; }
 int souk_req_status(struct souk_req *r) { return r->status; }
 struct souk_arena *souk_req_arena(struct souk_req *r) { return &r->arena; }
@@ -390,21 +388,44 @@ static bool valid_request_id(const char *s)
     return n > 0;
 }
 
-/* Accept a W3C traceparent "00-<32 hex trace>-<16 hex parent>-<2 hex flags>" and keep
- * its trace id; otherwise start a trace. Either way pass on our own span id. */
-static void trace_context(struct souk_req *r)
+/* The request's server span (docs/tracing.md): a child of the caller's traceparent
+ * when it is well formed, else a new trace; its span id is the one passed on. The
+ * kit's own routes (probes, metrics, the event feed's long polls, the trace route)
+ * are plumbing: their context passes on unsampled and nothing of them is recorded. */
+static void trace_begin(struct souk_req *r)
 {
-    char flags[3] = "01";
-    unsigned char rnd[16];
-    if (!souk_trace_parse(souk_req_header(r, "traceparent"), r->trace_id, flags)) {
-        souk_random(rnd, 16);
-        sodium_bin2hex(r->trace_id, sizeof(r->trace_id), rnd, 16);
+    const char *route = r->route >= 0 ? souk__srv.routes[r->route].pattern : NULL;
+    char name[SOUK_SPAN_NAME_MAX], path[SOUK_SPAN_VALUE_MAX];
+    snprintf(name, sizeof(name), route ? "%s %s" : "%s", r->method, route);
+    souk_span_start_from(&r->span, SOUK_SPAN_SERVER, name, souk_req_header(r, "traceparent"));
+    if (r->route >= 0 && (size_t)r->route >= souk__srv.kit_routes_from)
+        souk_span_mute(&r->span);
+    if (!souk_span_recording(&r->span))
+        return;
+    snprintf(path, sizeof(path), "%s", r->path);
+    souk__redact_digits(path); /* as in the access log: a URL may carry what it should not */
+    souk_span_set_str(&r->span, "http.request.method", r->method);
+    souk_span_set_str(&r->span, "url.path", path);
+    souk_span_set_str(&r->span, "url.scheme", r->via->tls ? "https" : "http");
+    if (route != NULL)
+        souk_span_set_str(&r->span, "http.route", route);
+    souk_span_set_str(&r->span, "client.address", r->client);
+    souk_span_set_str(&r->span, "user_agent.original", souk_req_header(r, "User-Agent"));
+}
+
+static void trace_end(struct souk_req *r)
+{
+    struct souk_span *s = &r->span;
+    if (souk_span_recording(s)) {
+        char code[16];
+        souk_span_set_int(s, "http.response.status_code", r->status);
+        if (r->status >= 500) { /* semconv: a server's 4xx is the client's error */
+            snprintf(code, sizeof(code), "%d", r->status);
+            souk_span_set_str(s, "error.type", code);
+            souk_span_set_status(s, SOUK_SPAN_ERROR, NULL);
+        }
     }
-    r->trace_id[32] = '\0';
-    char span[17];
-    souk_random(rnd, 8);
-    sodium_bin2hex(span, sizeof(span), rnd, 8);
-    snprintf(r->traceparent, sizeof(r->traceparent), "00-%s-%s-%s", r->trace_id, span, flags);
+    souk_span_end(s);
 }
 
 /* Every X-Forwarded-For line of a request, joined with "," in order (RFC 9110
@@ -467,16 +488,15 @@ static void dispatch(struct souk_req *r)
         return;
     }
     const struct souk_route *route = &souk__srv.routes[r->route];
-    souk__log_set_context(r->request_id, r->traceparent);
+    souk__log_set_context(r->request_id, r->span.traceparent);
+    struct souk_span *prev = souk_trace_enter(&r->span);
     int status = souk__server_check_access(r, route, &r->who);
-    if (status == 0) {
+    if (status == 0)
         status = route->handler(r);
-        if (status == SOUK_SUSPEND) {
-            souk__log_set_context(NULL, NULL);
-            return;
-        }
-    }
+    souk_trace_leave(prev);
     souk__log_set_context(NULL, NULL);
+    if (status == SOUK_SUSPEND)
+        return;
     if (status < 100 || status > 599) {
         souk_error("handler returned a bad status", "{s:s,s:i}", "route", route->pattern, "status",
                    status);
@@ -552,8 +572,8 @@ static struct souk_req *req_new(struct MHD_Connection *c, const struct souk__lis
         char id[SOUK_ID_MAX];
         strcpy(r->request_id, souk_id_new(id, "req"));
     }
-    trace_context(r);
     client_address(r);
+    trace_begin(r);
     r->status = 200;
     atomic_fetch_add(&souk__srv.inflight, 1);
     return r;
@@ -722,7 +742,7 @@ static void access_log(struct souk_req *r, double secs)
                      ? souk__srv.routes[r->route].pattern
                      : NULL,
         .request_id = r->request_id,
-        .traceparent = r->traceparent,
+        .traceparent = r->span.traceparent,
         .client = r->client,
         .status = r->status,
         .bytes = r->resp_len,
@@ -747,6 +767,7 @@ void souk__server_on_completed(void *cls, struct MHD_Connection *c, void **con_c
     souk__metrics_http_observe(series, r->method, r->status, secs);
     if (souk__srv.access_log)
         access_log(r, secs);
+    trace_end(r);
     if (r->resp_owned)
         free(r->resp);
     json_decref(r->json);

@@ -26,6 +26,7 @@
 #include "log_int.h"
 #include "metrics_int.h"
 #include "server_int.h"
+#include "otlp_int.h"
 #include "souk/auth.h"
 #include "souk/log.h"
 #include "souk/metrics.h"
@@ -153,19 +154,24 @@ static int listen_address(const char *addr, struct sockaddr_in *sa)
 
 static int build_routes(const struct souk_service *svc)
 {
-    size_t n = 0, ne = 0;
-    const struct souk_route *ev = souk__events_routes();
+    size_t n = 0, ne = 0, nt = 0;
+    /* at the edge the trace route stays out: /internal/ is never public there */
+    const struct souk_route *ev = souk__events_routes(), *tr = souk__otlp_routes(svc->edge);
     while (svc->routes != NULL && svc->routes[n].method != NULL)
         n++;
     while (ev != NULL && ev[ne].method != NULL)
         ne++;
-    nroutes = n + ne + SOUK_ARRAY_LEN(builtin_routes);
+    while (tr[nt].method != NULL)
+        nt++;
+    nroutes = n + ne + nt + SOUK_ARRAY_LEN(builtin_routes);
     routes = souk_xcalloc(nroutes + 1, sizeof(*routes));
     if (n > 0)
         memcpy(routes, svc->routes, n * sizeof(*routes));
     if (ne > 0)
         memcpy(routes + n, ev, ne * sizeof(*routes));
-    memcpy(routes + n + ne, builtin_routes, sizeof(builtin_routes));
+    memcpy(routes + n + ne, tr, nt * sizeof(*routes));
+    memcpy(routes + n + ne + nt, builtin_routes, sizeof(builtin_routes));
+    souk__srv.kit_routes_from = n; /* the kit's own routes are not traced */
     router = souk_router_new(routes);
     if (router == NULL)
         return SOUK_EINVAL;
@@ -507,6 +513,7 @@ static void drain(void)
         souk__events_stop();
         if (service->stop != NULL)
             service->stop();
+        souk__otlp_stop();
         return;
     }
     MHD_stop_daemon(public_l.daemon);
@@ -519,6 +526,7 @@ static void drain(void)
     if (service->stop != NULL)
         service->stop();
     souk_db_stop_checkpointer();
+    souk__otlp_stop(); /* last: the spans of the drain itself go out too */
     souk__log_flush();
 }
 
@@ -541,7 +549,7 @@ int souk_main(int argc, char **argv, const struct souk_service *svc)
     }
     signal(SIGPIPE, SIG_IGN);
     umask(077); /* databases, keys and logs we create are ours alone */
-    if (load_config(svc) != 0)
+    if (load_config(svc) != 0 || souk__otlp_init(svc->name, cfg_listen) != 0)
         return 2;
     if (open_database(svc) != 0) {
         souk_error("database not ready", NULL);
@@ -577,7 +585,8 @@ int souk_main(int argc, char **argv, const struct souk_service *svc)
 
     if (souk_auth_init(svc->name) != 0 || souk_db_start_checkpointer() != 0)
         return 1;
-    if ((svc->start != NULL && svc->start() != 0) || souk__events_start() != 0) {
+    if (souk__otlp_start() != 0 || (svc->start != NULL && svc->start() != 0) ||
+        souk__events_start() != 0) {
         souk_error("start failed", NULL);
         return 1;
     }
