@@ -19,6 +19,7 @@
 #include "souk/log.h"
 #include "souk/page.h"
 #include "souk/souk.h"
+#include "souk/trace.h"
 #include "souk/users/v1/users.pb-c.h"
 
 #define REF_MAX   64
@@ -83,11 +84,29 @@ static int visible(struct souk_req *r, const char *id)
 
 /* ---- GET ---- */
 
+/* The admin sees the trace of the order's checkout (docs/tracing.md): trace_id, the
+ * id GET /api/v1/admin/traces/{id} takes. An order placed before it was recorded has
+ * none. */
+static int add_trace_id(struct souk_db *db, const char *id, json_t *o)
+{
+    struct souk_stmt *st = souk_db_query(db, "SELECT trace_id FROM orders WHERE id = ?", "s", id);
+    int rc = st != NULL ? souk_stmt_step(st) : SOUK_EDB;
+    if (rc != SOUK_ROW)
+        return rc < 0 ? rc : SOUK_ENOTFOUND;
+    const char *trace_id = souk_stmt_text(st, 0);
+    if (trace_id != NULL && trace_id[0] != '\0')
+        json_object_set_new(o, "trace_id", json_string(trace_id));
+    souk_stmt_done(st);
+    return 0;
+}
+
 /* Answer with the order as it is now. */
 static int reply_order(struct souk_req *r, const char *id, int status)
 {
     json_t *o;
     int rc = order_read(souk_req_db(r), id, NULL, &o);
+    if (rc == 0 && souk_req_identity(r)->admin && (rc = add_trace_id(souk_req_db(r), id, o)) != 0)
+        json_decref(o);
     if (rc != 0)
         return souk_handler_db_error(r, rc, "cannot read the order");
     souk_reply_json(r, o);
@@ -304,7 +323,10 @@ static int insert_order(struct souk_req *r, struct souk_idem *k, const struct pl
     json_array_foreach(lines, i, it) subtotal +=
         json_integer_value(json_object_get(it, "line_total_cents"));
     int64_t shipping = orders_shipping_cents(subtotal);
-    char now[SOUK_TIME_MAX], response[SOUK_ID_MAX + 32];
+    char now[SOUK_TIME_MAX], response[SOUK_ID_MAX + 32], trace_id[SOUK_TRACE_ID_HEX + 1], flags[3];
+    const char *tp = souk_req_traceparent(r);
+    if (!souk_trace_parse(tp, trace_id, flags)) /* the kit's own: always well formed */
+        trace_id[0] = '\0';
     souk_id_new(id, "ord");
     souk_time_now(now);
     char *items_text = souk_json_dump(lines, NULL), *addr_text = souk_json_dump(address, NULL);
@@ -315,11 +337,11 @@ static int insert_order(struct souk_req *r, struct souk_idem *k, const struct pl
                          "INSERT INTO orders (id, user_id, status, step, items_json, "
                          "subtotal_cents, shipping_cents,"
                          " total_cents, currency, shipping_address_json, payment_method_id, "
-                         "created_at, updated_at)"
-                         " VALUES (?, ?, 'pending', 'reserve', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                         "sssiiisssss", id, souk_req_identity(r)->sub, items_text, subtotal,
+                         "created_at, updated_at, trace_id, traceparent)"
+                         " VALUES (?, ?, 'pending', 'reserve', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         "sssiiisssssss", id, souk_req_identity(r)->sub, items_text, subtotal,
                          shipping, subtotal + shipping, currency, addr_text, in->payment_method_id,
-                         now, now);
+                         now, now, trace_id, tp);
     if (rc >= 0)
         rc = souk_idem_complete(db, k, 201, response);
     if (rc >= 0)
@@ -526,8 +548,8 @@ int orders_cancel(struct souk_req *r)
     int rc = souk_db_run(
         db,
         "UPDATE orders SET step = 'refund', reason = ?, attempts = 0, next_attempt_ms = 0,"
-        " updated_at = ? WHERE id = ?",
-        "sss", reason, now, id);
+        " updated_at = ?, traceparent = ? WHERE id = ?", /* the refund: this request's trace */
+        "ssss", reason, now, souk_req_traceparent(r), id);
     if (rc >= 0)
         rc = rc == 1 ? souk_db_commit(db) : SOUK_EDB; /* locked and read: it is there */
     if (rc != 0) {

@@ -20,6 +20,7 @@
 #include "souk/log.h"
 #include "souk/payments/v1/payments.pb-c.h"
 #include "souk/souk.h"
+#include "souk/trace.h"
 
 #define LEASE_MS          10000 /* longer than one step's call; renewed every step */
 #define SCAN_MS           200   /* how often due sagas are looked for */
@@ -85,6 +86,7 @@ struct saga {
     bool stock_committed;
     json_t *items; /* [{product_id,name,unit_price_cents,quantity,line_total_cents}] */
     char lease[SOUK_ID_MAX];
+    char traceparent[SOUK_TRACEPARENT_LEN + 1]; /* the steps' parent: checkout or cancel */
 };
 
 static void copy(char *dst, size_t cap, const char *src)
@@ -101,7 +103,7 @@ static int load(struct souk_db *db, const char *id, struct saga *s)
         db,
         "SELECT user_id, payment_method_id, payment_id, currency, reason, status, step,"
         " subtotal_cents, shipping_cents, total_cents, attempts, refunded_cents, stock_committed,"
-        " items_json, created_at FROM orders WHERE id = ?",
+        " items_json, created_at, traceparent FROM orders WHERE id = ?",
         "s", id);
     if (st == NULL)
         return SOUK_EDB;
@@ -126,6 +128,7 @@ static int load(struct souk_db *db, const char *id, struct saga *s)
     json_decref(s->items);
     s->items = json_loads(souk_stmt_text(st, 13), 0, NULL);
     copy(s->created_at, sizeof(s->created_at), souk_stmt_text(st, 14));
+    copy(s->traceparent, sizeof(s->traceparent), souk_stmt_text(st, 15));
     souk_stmt_done(st);
     return s->items != NULL ? 1 : SOUK_EDB;
 }
@@ -559,6 +562,17 @@ static void run(const char *id)
         if (souk_db_run(db, "UPDATE orders SET lease_until = ? WHERE id = ? AND lease_owner = ?",
                         "iss", souk_wall_ms() + LEASE_MS, id, s.lease) != 1)
             goto out; /* lost the lease: another worker has it */
+        /* each step is a span of the trace of the request that set the saga going
+         * (the checkout, a cancel), however late it runs: its call to the peer and the
+         * event of the final status are its children */
+        struct souk_span span, *prev;
+        char name[48];
+        snprintf(name, sizeof(name), "saga %s", saga_step_name(s.step));
+        souk_span_start_from(&span, SOUK_SPAN_INTERNAL, name, s.traceparent);
+        souk_span_set_str(&span, "souk.order.id", id);
+        souk_span_set_str(&span, "souk.saga.step", saga_step_name(s.step));
+        souk_span_set_int(&span, "souk.saga.attempt", s.attempts + 1);
+        prev = souk_trace_enter(&span);
         struct call_out out;
         uint64_t t0 = souk_now_ns();
         run_step(&s, &out);
@@ -571,6 +585,14 @@ static void run(const char *id)
                       "step", saga_step_name(s.step), "http", out.a.http, "code",
                       out.a.code ? out.a.code : "", "error", souk_strerror(out.a.rc));
         int rc = persist(db, &s, &m, &out);
+        souk_trace_leave(prev);
+        souk_span_set_str(&span, "souk.saga.outcome", m.retry ? "retry" : saga_step_name(m.next));
+        if (m.status != NULL)
+            souk_span_set_str(&span, "souk.order.status", m.status);
+        if (m.retry || rc < 0)
+            souk_span_set_status(&span, SOUK_SPAN_ERROR,
+                                 m.retry ? "transient failure" : "not saved");
+        souk_span_end(&span);
         json_decref(out.body);
         if (rc != 0)
             goto out; /* retry scheduled (lease given back), lease lost, or db error */
