@@ -41,4 +41,10 @@ int edge_preflight(struct souk_req *r);
 int static_init(const char *web_dir);
 int static_serve(struct souk_req *r);
 
+/* GET /api/v1/admin/traces/{id}: one trace from every service's ring (traces.c).
+ * traces_init gives the upstreams' names and SOUK_<NAME>_URL lists, kept by
+ * reference. */
+void traces_init(const char *const *up_names, const char *const *up_urls, size_t n);
+int traces_serve(struct souk_req *r);
+
 #endif

@@ -98,6 +98,16 @@ SOUK_GATEWAY_FORWARDS(FORWARD)
 
 static int preflight(struct souk_req *r) { return edge_preflight(r); }
 
+/* The admin's trace view (traces.c): the gateway's own, under the edge's limits. */
+static int admin_trace(struct souk_req *r)
+{
+    int status = edge_rate_limit(r, EDGE_PLAIN);
+    if (status != 0)
+        return status;
+    edge_cors(r);
+    return traces_serve(r);
+}
+
 static int storefront(struct souk_req *r)
 {
     int status = edge_rate_limit(r, EDGE_PLAIN);
@@ -115,6 +125,7 @@ static int storefront(struct souk_req *r)
 /* clang-format off */
 static const struct souk_route routes[] = {
     {"OPTIONS", "/{*path}", preflight, SOUK_PUBLIC, NULL, 0},
+    {"GET", "/api/v1/admin/traces/{id}", admin_trace, SOUK_ADMIN, NULL, 0},
     SOUK_GATEWAY_ROUTES(ROUTE)
     /* clang-format on */
     {ANY, "/{*path}", storefront, SOUK_PUBLIC, NULL, 0},
@@ -134,6 +145,7 @@ static int start(void)
     if (edge_init(&edge) != 0)
         return SOUK_EINVAL;
     static_init(cfg_web_dir); /* a missing web root only means no storefront */
+    traces_init(up_names, urls, UP_COUNT);
     struct souk_proxy_conf pc = {
         .timeout_ms = cfg_timeout,
         .connect_timeout_ms = cfg_connect_timeout,
