@@ -2,7 +2,8 @@
 // search "coffee", open a product, register, add to cart, change the quantity, save
 // the test card (after a mistyped one is refused with its field error) and an
 // address, check out, see the order confirmed, cancel it; read and mark a
-// notification; then the admin edits that product's price. Screenshots go to
+// notification; then the admin edits that product's price and sees the checkout's
+// trace as a waterfall on the order page. Screenshots go to
 // build/screenshots/. Run: make browser-test (or `node --test` here).
 
 import { test, before, after } from 'node:test';
@@ -221,6 +222,39 @@ test('the admin changes a product price with If-Match', async () => {
   await page.getByRole('button', { name: 'Save price' }).click();
   await page.getByText(/Someone changed this product meanwhile/).waitFor();
   assert.equal(await page.getByLabel('Price ($)').inputValue(), '7.77');
+  assert.deepEqual(pageErrors, []);
+});
+
+test('the admin sees the checkout of an order as a trace waterfall', async () => {
+  await login(ADMIN.email, ADMIN.password);
+  await nav.getByRole('link', { name: 'Admin' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Admin' }).waitFor();
+  await page.locator('.admin tbody a').first().click();   // the newest order: the shopper's, checked out above
+  await page.getByRole('heading', { level: 2, name: 'Checkout trace' }).waitFor();
+  await page.getByText(/^\d+ spans from \d+ services/).waitFor();
+  assert.doesNotMatch(await page.locator('.trace').textContent(), /null|undefined|NaN/);
+  const rows = page.locator('.waterfall .span-row');
+  await rows.first().waitFor();
+  const spans = await rows.evaluateAll((rs) => rs.map((r) => ({
+    service: r.dataset.service, depth: Number(r.dataset.depth), name: r.querySelector('.span-name').textContent,
+    bar: r.querySelector('.span-bar').getBoundingClientRect().toJSON(),
+    track: r.querySelector('.span-track').getBoundingClientRect().toJSON() })));
+  const services = new Set(spans.map((s) => s.service));
+  for (const s of ['gateway', 'orders', 'catalog', 'payments', 'cart', 'notify'])
+    assert.ok(services.has(s), `no ${s} span in the waterfall: ${[...services]}`);
+  // the tree: the gateway's request first, at depth 0; each row at most one deeper than the one before
+  assert.equal(spans[0].service, 'gateway');
+  assert.equal(spans[0].depth, 0);
+  assert.match(spans[0].name, /^POST \/api\/v1\/orders/);
+  spans.slice(1).forEach((s, i) => assert.ok(s.depth >= 1 && s.depth <= spans[i].depth + 1, `row ${i + 1}: ${JSON.stringify(s)}`));
+  // the root's bar starts the timeline (the events' consumers may end after it); every
+  // bar is drawn inside its track, none before the root's
+  assert.ok(Math.abs(spans[0].bar.left - spans[0].track.left) < 1, JSON.stringify(spans[0]));
+  for (const s of spans) {
+    assert.ok(s.bar.width >= 1 && s.bar.left >= s.track.left - 1 && s.bar.right <= s.track.right + 1, JSON.stringify(s));
+    assert.ok(s.bar.left - s.track.left >= spans[0].bar.left - spans[0].track.left - 1, JSON.stringify(s));
+  }
+  await page.locator('.trace').screenshot({ path: path.join(SHOTS, 'order-trace.png') });
   assert.deepEqual(pageErrors, []);
 });
 

@@ -1,9 +1,11 @@
 // views/orders.js: the customer's orders and one order: status (polling while
-// pending, as after a 202 from checkout), lines, totals, and cancel.
+// pending, as after a 202 from checkout), lines, totals, and cancel; an admin also
+// sees the order's checkout trace (views/trace.js).
 
-import { api } from '../api.js';
+import { api, session } from '../api.js';
 import { h, money, when, notice, reasonText } from '../ui.js';
 import { needLogin } from './account.js';
+import { traceSection } from './trace.js';
 
 const POLL_MS = 1000;
 const POLL_LIMIT = 60;   // then the page says it is still running and stops asking
@@ -71,6 +73,8 @@ export async function orderView({ params, query, stale }) {
   const placed = query.get('placed') === '1';
   const root = h('section', { class: 'order' });
   const live = h('div', { 'aria-live': 'polite' });
+  // made once: the polls redraw the order, not the trace
+  const trace = session()?.admin && o.trace_id ? [traceSection(o.trace_id)] : [];
 
   function draw() {
     const cancel = o.status === 'confirmed' && !o.cancellation_pending ? h('button', { type: 'button', class: 'btn btn-secondary', onclick: async () => {
@@ -107,7 +111,8 @@ export async function orderView({ params, query, stale }) {
         o.refunded_cents ? [h('dt', {}, 'Refunded'), h('dd', {}, money(o.refunded_cents, o.currency))] : null),
       h('h2', {}, 'Shipping to'),
       h('address', {}, [a.name, a.line1, a.line2, `${a.postal_code || ''} ${a.city || ''}`, a.region, a.country].filter((x) => x && x.trim()).map((l) => [l, h('br')])),
-      h('p', { class: 'actions' }, h('a', { href: '/orders', class: 'btn btn-secondary' }, 'All orders'), cancel));
+      h('p', { class: 'actions' }, h('a', { href: '/orders', class: 'btn btn-secondary' }, 'All orders'), cancel),
+      ...trace);
   }
   // 202 from checkout, or a cancel whose refund is still running: ask again until settled.
   let polling = false;
