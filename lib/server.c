@@ -810,8 +810,11 @@ int souk__server_synth_run(const struct souk__synth *s, struct souk_req **out)
     r->json = json_incref(s->body);
     r->who = *s->who;
     snprintf(r->request_id, sizeof(r->request_id), "%s", s->request_id);
-    snprintf(r->traceparent, sizeof(r->traceparent), "%s", s->traceparent);
-    memcpy(r->trace_id, r->traceparent + 3, 32); /* 00-<trace>-… is all the caller passes */
+    /* The call's server span is the RPC's (grpc_server.c), current while this runs: the
+     * request carries its context, records nothing of its own and is never ended. */
+    souk_trace_ctx_parse(s->traceparent, &r->span.ctx);
+    snprintf(r->span.traceparent, sizeof(r->span.traceparent), "%s", s->traceparent);
+    r->span.ended = true;
     snprintf(r->client, sizeof(r->client), "%s", s->client);
     r->status = 200;
     atomic_fetch_add(&souk__srv.inflight, 1);
@@ -822,7 +825,7 @@ int souk__server_synth_run(const struct souk__synth *s, struct souk_req **out)
                             r->path);
     }
     const struct souk_route *route = &souk__srv.routes[r->route];
-    souk__log_set_context(r->request_id, r->traceparent);
+    souk__log_set_context(r->request_id, r->span.traceparent);
     int status = route->handler(r);
     souk__log_set_context(NULL, NULL);
     if (status == SOUK_SUSPEND) /* s->resumed gets it; r may be gone already */

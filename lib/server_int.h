@@ -28,12 +28,12 @@ struct souk__listener {
 /* What the service main sets before the listeners start, and the request path
  * reads (the counters and flags it also writes). */
 struct souk__server {
-    const struct souk_route *routes;           /* the service's, the events', then the built-ins */
-    size_t nroutes;                            /* index nroutes is the "other" metrics series */
-    size_t kit_routes_from;                    /* routes from here on are the kit's own: not traced */
-    const struct souk_router *router;          /* all of routes, for requests made without HTTP */
-    size_t max_body;                           /* SOUK_MAX_BODY, for routes without their own */
-    bool access_log;                           /* SOUK_ACCESS_LOG */
+    const struct souk_route *routes;  /* the service's, the events', then the built-ins */
+    size_t nroutes;                   /* index nroutes is the "other" metrics series */
+    size_t kit_routes_from;           /* routes from here on are the kit's own: not traced */
+    const struct souk_router *router; /* all of routes, for requests made without HTTP */
+    size_t max_body;                  /* SOUK_MAX_BODY, for routes without their own */
+    bool access_log;                  /* SOUK_ACCESS_LOG */
     const struct souk_realip *trusted_proxies; /* whose X-Forwarded-For is believed */
     char hsts[64]; /* the Strict-Transport-Security value under TLS; "" for none */
     _Atomic long inflight;
