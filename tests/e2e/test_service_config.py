@@ -16,6 +16,8 @@ VAR = re.compile(r"SOUK_[A-Z0-9_]*[A-Z0-9]")
 # (souk up) and the kit's C names for route access and handler suspension.
 NOT_THE_BINARYS = {
     "SOUK_PORT_BASE",  # souk up's, for where the gateway's admin listener is
+    "SOUK_RPC",  # souk up's: gRPC between the services or not
+    "SOUK_GRPC",  # SOUK_GRPC_*, the family
     "SOUK_SERVICE", "SOUK_USER", "SOUK_SUSPEND",  # enum souk_auth and handler constants
 }
 
@@ -47,7 +49,9 @@ def test_help_prints_the_whole_table_and_matches_the_readme(svc):
     assert "(no help)" not in text, "a variable without help text"
     readme = open(os.path.join(REPO, "services", svc, "README.md"), encoding="utf-8").read()
     named = set(VAR.findall(readme))
-    unknown = named - set(every) - NOT_THE_BINARYS
+    # a service's README names the variable its callers reach its gRPC port by
+    callers = {f"SOUK_{svc.upper()}_GRPC_URL"}
+    unknown = named - set(every) - NOT_THE_BINARYS - callers
     assert not unknown, f"services/{svc}/README.md names variables {svc} does not read: {sorted(unknown)}"
     undocumented = set(sections[svc]) - named
     assert not undocumented, f"{svc}'s own variables missing from its README: {sorted(undocumented)}"
