@@ -1,7 +1,7 @@
 # souk: plain GNU Make with pkg-config, no configure step.
 #   make            build the kit, every service and the souk command
 #   make run        set up, build, seed, and run the platform (souk up)
-#   make test       set up, build, run unit, black-box and browser tests
+#   make test       set up, build, run unit, black-box (in three modes) and browser tests
 #   make browser-test  the storefront in Debian's chromium (playwright-core) on the real platform
 #   make bench      run the benchmark suite (bench/RESULTS.md; QUICK=1 for a 2-minute subset)
 #   make bench-db   a keyed read's latency and CPU, SQLite beside PostgreSQL (docs/db.md)
@@ -9,6 +9,7 @@
 #   make deploy-check  build the container images offline and validate deploy/ (slow)
 #   make SANITIZE=address,undefined test   the same tree with sanitizers, in build/san
 #   make e2e EVENTS=kafka   the black-box suite with every service on kafka (or amqp)
+#   make e2e RPC=rest       ... with the services calling each other over REST, not gRPC
 
 SANITIZE ?=
 ifeq ($(SANITIZE),)
@@ -74,7 +75,7 @@ export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1
 FUZZ_SECONDS ?= 20
 FUZZ_DRIVERS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/*.c))
 
-.PHONY: all setup run test unit kit-check e2e browser-test bench bench-db clean fmt fmt-check fuzz \
+.PHONY: all setup run test unit kit-check e2e e2e-modes browser-test bench bench-db clean fmt fmt-check fuzz \
   deploy-test test-deploy deploy-check
 all: $(BINS)
 
@@ -179,9 +180,20 @@ unit: $(UNIT_BINS)
 	@fail=0; for t in $(UNIT_BINS); do echo "== $$t"; $$t || fail=1; done; exit $$fail
 
 # EVENTS=amqp|kafka: every service the e2e tests start without a transport of its own uses
-# that one (a private RabbitMQ node, or a kafka-mock cluster per test); default feed
+# that one (a private RabbitMQ node, or a kafka-mock cluster per test); default feed.
+# RPC=rest: the services call each other over REST only; default gRPC where they can.
 e2e: $(BINS) $(GRPC_TEST_BINS)
-	SOUK_BUILD_DIR=$(abspath $(B)) SOUK_TEST_EVENTS=$(or $(EVENTS),$(SOUK_TEST_EVENTS),feed) $(PYTEST) -q tests/e2e $(PYTEST_ARGS)
+	SOUK_BUILD_DIR=$(abspath $(B)) SOUK_TEST_EVENTS=$(or $(EVENTS),$(SOUK_TEST_EVENTS),feed) \
+	  SOUK_TEST_RPC=$(or $(RPC),$(SOUK_TEST_RPC),grpc) $(PYTEST) -q tests/e2e $(PYTEST_ARGS)
+
+# The whole black-box suite again in the other modes make test covers: REST between the
+# services with events over RabbitMQ, and gRPC with events over Kafka (the first run is
+# gRPC with the HTTP feed).
+e2e-modes:
+	@echo "== e2e: RPC=rest EVENTS=amqp"
+	@$(MAKE) --no-print-directory e2e RPC=rest EVENTS=amqp
+	@echo "== e2e: RPC=grpc EVENTS=kafka"
+	@$(MAKE) --no-print-directory e2e RPC=grpc EVENTS=kafka
 
 test: setup
 	@$(MAKE) --no-print-directory fmt-check
@@ -189,6 +201,7 @@ test: setup
 	@$(MAKE) --no-print-directory -j$(shell nproc) all
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory e2e
+	@$(MAKE) --no-print-directory e2e-modes
 	@$(MAKE) --no-print-directory deploy-test
 	@$(MAKE) --no-print-directory browser-test
 
