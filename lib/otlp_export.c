@@ -106,6 +106,8 @@ static bool parse_ratio(const char *s, double *out)
     return true;
 }
 
+void souk__otlp_print_config(FILE *out) { souk_config_print_table(out, otlp_config); }
+
 int souk__otlp_init(const char *service, const char *listen)
 {
     char err[512], shown[256], host[128] = "localhost", instance[300];

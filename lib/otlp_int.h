@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 struct souk_route;
 
@@ -34,6 +35,8 @@ void souk__otlp_encode(struct souk__tbuf *b, const unsigned char *recs, size_t l
 /* Load SOUK_OTLP_* and SOUK_TRACE_*, set up the trace core; listen ("host:port")
  * names this instance. 0, or SOUK_EINVAL after a message on stderr. */
 int souk__otlp_init(const char *service, const char *listen);
+/* The table of SOUK_OTLP_* and SOUK_TRACE_*, for `<service> --help`. */
+void souk__otlp_print_config(FILE *out);
 /* Start the exporter thread when SOUK_OTLP_ENDPOINT is set. */
 int souk__otlp_start(void);
 /* Send what is queued (one attempt, within the export timeout) and stop the exporter. */

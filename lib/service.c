@@ -493,6 +493,8 @@ static void print_config(FILE *out, const struct souk_service *svc)
         fprintf(out, "kit, gRPC:\n");
         souk__grpc_print_config(out, svc);
     }
+    fprintf(out, "kit, tracing:\n");
+    souk__otlp_print_config(out);
 }
 
 static void drain(void)
