@@ -68,10 +68,11 @@ class Host:
         self.pid = None   # a planned host (Network.plan): the PID whose namespace it is
 
     def cmd(self, *args):
-        """argv that runs args inside this host's namespace (ip and nsenter exec it: same PID)."""
-        if self.ns is None:
-            return ["nsenter", f"--net=/proc/{self.pid}/ns/net", *args]
-        return ["ip", "netns", "exec", self.ns, *args]
+        """argv that runs args inside this host's namespace (nsenter execs it: same PID).
+        Not `ip netns exec`, which remounts / and /sys and so fails in a chroot, where /
+        is no mount point (fresh-check's)."""
+        path = f"/proc/{self.pid}/ns/net" if self.ns is None else f"/run/netns/{self.ns}"
+        return ["nsenter", f"--net={path}", *args]
 
     def popen(self, args, **kw):
         p = subprocess.Popen(self.cmd(*args), **kw)
