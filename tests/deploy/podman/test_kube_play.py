@@ -22,6 +22,8 @@ how the test stands in, the rest of each object played as rendered:
   images do not carry): the test polls /readyz; container ports too (podman turns
   them into host port mappings, which a pod without a network refuses); one replica
   (two would share the namespace's address: replicas are the across-hosts test's);
+- GRPC_DNS_RESOLVER=native in every container: gRPC's c-ares resolver reads no hosts
+  file, so the <peer>-grpc names would not resolve without a DNS server;
 - restartPolicy OnFailure (a Deployment's is Always): podman 4.3 gives the pod's
   policy to its init containers too, and restarts `migrate` after it exits 0 until
   removing it fails, so no pod would start;
@@ -145,6 +147,9 @@ class Play(Stores):
             c.pop("livenessProbe", None)
             c.pop("ports", None)   # podman publishes them, which a pod without a network refuses
             c["volumeMounts"] = c["volumeMounts"] + [{"name": "cluster-dns", "mountPath": "/etc/hosts", "readOnly": True}]
+            # gRPC's own resolver (c-ares) asks a DNS server and reads no hosts file: the
+            # system's does (a cluster's DNS answers both)
+            c["env"] = c["env"] + [{"name": "GRPC_DNS_RESOLVER", "value": "native"}]
             for e in c.get("env", []):
                 ref = e.get("valueFrom", {}).get("secretKeyRef")
                 if ref:
@@ -200,8 +205,13 @@ def played():
         play.make_databases(values, pg_env["SOUK_DATABASES"].split())
         for svc in SERVICES:   # their addresses now (the names' file), their namespaces podman's
             play.hosts[svc] = play.net.plan(svc)
-        names = [(play.db.address, "postgres"), (play.mq.address, "rabbitmq")]
-        names += [(h.address, svc) for svc, h in play.hosts.items()]
+        # every Service's name (a service's, its headless <name>-grpc one, the stores')
+        # to the address of the pod it selects
+        address = {"postgres": play.db.address, "rabbitmq": play.mq.address,
+                   **{svc: h.address for svc, h in play.hosts.items()}}
+        names = [(address[d["spec"]["selector"]["app.kubernetes.io/name"]], d["metadata"]["name"])
+                 for d in docs if d["kind"] == "Service"]
+        assert {n for _, n in names} >= set(address), names
         hosts = os.path.join(tmp, "hosts")
         with open(hosts, "w") as f:
             f.write("127.0.0.1\tlocalhost\n" + "".join(f"{a}\t{n}\n" for a, n in names))
