@@ -223,7 +223,7 @@ deploy-test: $(BINS)
 # Kubernetes manifest against the schemas (kubernetes-models from npm, under build/)
 # and the platform across network namespaces with a partition (tests/deploy/hosts).
 # The manifests played by podman (tests/deploy/podman/test_kube_play.py) run in
-# deploy-check, with the image tests: ~4 min with the images cached, 11-13 from a
+# deploy-check, with the image tests: 2.5-7 min with the images cached, 11-13 from a
 # clean clone (debootstrap, image builds), too long for CI.
 test-deploy:
 	@scripts/setup deploy
