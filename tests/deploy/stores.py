@@ -78,7 +78,11 @@ class Stores:
                     return True
             except OSError:
                 return False
-        wait_until("RabbitMQ's AMQP port", up, timeout=60, interval=0.2)
+        try:   # an Erlang VM's boot on a loaded shared machine has taken over a minute
+            wait_until("RabbitMQ's AMQP port", up, timeout=150, interval=0.2)
+        except AssertionError as e:
+            with open(os.path.join(self.tmp, "rabbitmq", "server.out"), "rb") as f:
+                raise AssertionError(f"{e}; rabbitmq-server's output ends: {f.read()[-3000:]!r}") from None
 
     def stop_stores(self):
         if self.pg_started:
