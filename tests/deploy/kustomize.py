@@ -11,6 +11,7 @@ import subprocess
 
 import yaml
 
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 CLUSTER_SCOPED = {"Namespace", "PersistentVolume", "ClusterRole", "ClusterRoleBinding", "StorageClass"}
 KNOWN = {"apiVersion", "kind", "namespace", "labels", "resources", "configMapGenerator", "secretGenerator",
          "patches", "images"}
@@ -28,7 +29,7 @@ def render(kdir, how=None):
     if how == "kubectl":
         out = subprocess.run(["kubectl", "kustomize", kdir], capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
-        return [d for d in yaml.safe_load_all(out.stdout) if d]
+        return [d for d in yaml.load_all(out.stdout, Loader=LOADER) if d]
     return builtin(kdir)
 
 
@@ -77,7 +78,7 @@ def builtin(kdir):
             docs += builtin(p)
         else:
             with open(p) as f:
-                docs += [d for d in yaml.safe_load_all(f) if d]
+                docs += [d for d in yaml.load_all(f, Loader=LOADER) if d]
     for key, kind in (("configMapGenerator", "ConfigMap"), ("secretGenerator", "Secret")):
         for g in k.get(key, []):
             data = _generated(kdir, g, kind)
