@@ -25,7 +25,9 @@ CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
 WRK = ["wrk", "-t1", "-c%d" % CONNECTIONS, "-d" + DURATION, "--latency"]
 WARMUP = ["wrk", "-t1", "-c%d" % CONNECTIONS, "-d1s"]
 QUICK_SCENARIOS = ["ceiling", "catalog", "gateway", "nginx_proxy", "catalog_q", "catalog_cat",
-                   "journey", "sizes"]
+                   "route_browse", "route_cart", "journey", "sizes"]
+# scenarios whose CPU is also counted per service (the per-route table of the journey)
+PER_SERVICE = ("route_browse", "route_cart", "journey")
 
 # The catalog-size axis (souk_bench/sizes.py): catalogs of these sizes, every list page
 # against each, SIZE_ROUNDS interleaved rounds of SIZE_DURATION.

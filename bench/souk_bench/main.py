@@ -10,13 +10,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 from . import config, peers, rpc, scenarios, sizes
-from .config import (AIM_CEILING, AIM_CHECKOUTS, AIM_EXPRESS, BENCH, COLD_RUNS, QUICK,
+from .config import (AIM_CEILING, AIM_CHECKOUTS, AIM_EXPRESS, BENCH, COLD_RUNS, PER_SERVICE, QUICK,
                      QUICK_RESULTS, QUICK_SCENARIOS, RESULTS, ROOT, ROUNDS, SERVICES, WARMUP, WRK,
                      log)
 from .measurement import (TICKS, RssSampler, cpu_ticks, group_rss_kb, loadavg, machine,
-                          mem_detail_kb, profile, rss_kb, wrk)
+                          mem_detail_kb, profile, rss_kb, wait_idle, wrk)
 from .net import http
 from .procs import CLEAN, install
 from .report import fmt_ms, write_results
@@ -76,10 +77,26 @@ def journey_data(ctx, plat, tag, products, admin, path):
     if needed:
         return "; ".join(why_missing(ctx, plat, x) for x in needed)
     try:
-        scenarios.write_lua(path, scenarios.prepare_journey(plat.url("gateway"), tag, products, admin))
+        data = scenarios.prepare_journey(plat.url("gateway"), tag, products, admin)
+        scenarios.write_lua(path, data)
+        ctx["journey_users"] = data["users"]
     except Exception as e:
         return str(e)
     return None
+
+
+def idle_cpu(ctx, plat, seconds=5):
+    """Each service's CPU per second at rest (probes, long polls, timers), taken off its
+    per-route CPU: at 1 ms/s it would otherwise add ~0.3 µs to a request at 3,000 req/s
+    but several µs to a checkout."""
+    pids = dict(plat.pids)
+    wait_idle(list(pids.values()))
+    c0 = {n: cpu_ticks(p) for n, p in pids.items()}
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    wall = time.monotonic() - t0
+    ctx["idle_cpu"] = {n: (cpu_ticks(p) - c0[n]) / TICKS / wall for n, p in pids.items()}
+    log("idle CPU ms/s: %s" % {n: round(v * 1e3, 2) for n, v in ctx["idle_cpu"].items()})
 
 
 def idle_memory(ctx, watched):
@@ -95,17 +112,24 @@ def idle_memory(ctx, watched):
 def measure_once(ctx, s, pids, plat, watched, wrk_log):
     """One wrk run of one scenario, with the CPU of its serving processes."""
     c0 = sum(cpu_ticks(p) for p in pids)
-    per0 = {n: cpu_ticks(p) for n, p in plat.pids.items()} if s.key == "journey" else None
+    per0 = {n: cpu_ticks(p) for n, p in plat.pids.items()} if s.key in PER_SERVICE else None
+    t0 = time.monotonic()
     with RssSampler({k: v for k, v in watched.items()}) as sampler:
         r = wrk(WRK, s.url, s.script, s.args, wrk_log)
+    wall = time.monotonic() - t0
     c1 = sum(cpu_ticks(p) for p in pids)
     if pids and r["requests"]:
         r["cpu_us"] = (c1 - c0) * 1e6 / TICKS / r["requests"]
-    if per0 is not None and r.get("checkouts"):
-        # where a checkout's CPU goes: each service's CPU / confirmed checkouts
+    n_done = r.get("checkouts") if s.key == "journey" else r["requests"]
+    if per0 is not None and n_done:
+        # each service's CPU (less its idle rate) per confirmed checkout, or per
+        # request of a route alone
+        idle = ctx.get("idle_cpu", {})
         for n, p in plat.pids.items():
-            ctx["journey_cpu"].setdefault(n, []).append(
-                (cpu_ticks(p) - per0[n]) * 1e6 / TICKS / r["checkouts"])
+            us = ((cpu_ticks(p) - per0[n]) / TICKS - idle.get(n, 0.0) * wall) * 1e6 / n_done
+            ctx["route_cpu"].setdefault(s.key, {}).setdefault(n, []).append(max(0.0, us))
+            if s.key == "journey":
+                ctx["journey_cpu"].setdefault(n, []).append(max(0.0, us))
     for k, v in sampler.peak.items():
         ctx["rss_peak"][k] = max(ctx["rss_peak"].get(k, 0), v)
     return r
@@ -121,6 +145,8 @@ def run_rounds(ctx, live, serving, plat, watched, wrk_log):
             pids = [p for p in serving.get(s.key, []) if p]
             r = measure_once(ctx, s, pids, plat, watched, wrk_log)
             s.runs.append(r)
+            if s.key == "route_cart":   # the journey starts from empty carts
+                scenarios.empty_carts(plat.url("gateway"), ctx.get("journey_users", []))
             log("round %d %-12s %s req/s p50 %s p99 %s cpu %s µs/req%s" % (
                 rnd + 1, s.key, "{:,.0f}".format(r["rps"] or 0), fmt_ms(r["p50"]), fmt_ms(r["p99"]),
                 "%.0f" % r["cpu_us"] if r.get("cpu_us") else "–",
@@ -171,7 +197,7 @@ def main():
     admin = ("admin-%s@bench.local" % tag, "bench-admin-" + secrets.token_hex(8))
     ctx = {"machine": machine(), "date": datetime.datetime.now(datetime.timezone.utc)
            .strftime("%Y-%m-%d %H:%M UTC"), "profiles": {}, "rss_peak": {}, "load_before": loadavg(),
-           "journey_cpu": {}, "size_seed_secs": {}, "size_rss_kb": {}, "size_db_mb": {}}
+           "journey_cpu": {}, "route_cpu": {}, "size_seed_secs": {}, "size_rss_kb": {}, "size_db_mb": {}}
     only = [k for k in os.environ.get("BENCH_ONLY", "").split(",") if k] or \
         (QUICK_SCENARIOS if QUICK else [])
     log("temp dir %s; services built: %s" % (tmp, ", ".join(built_services())))
@@ -222,6 +248,8 @@ def main():
         watched["express (node)"] = express.pid
     idle_memory(ctx, watched)
     serving = scenarios.serving_pids(plat.pids, nginx.pid, express.pid if express else None)
+    if any(s.key in PER_SERVICE for s in live):
+        idle_cpu(ctx, plat)
     run_rounds(ctx, live, serving, plat, watched, wrk_log)
     if not QUICK:
         profile_missed(ctx, plat, tmp, ids_file, token, journey_file, tag)

@@ -141,12 +141,44 @@ def journey_section(L, ctx):
     L.append("p50/p99 are over every request of the journey (wrk cannot split them by step). "
              "Non-2xx answers: %s.\n" % ("; ".join(x.get("bad_detail", "") for x in j.runs
                                                    if x.get("bad_detail")) or "none"))
+    route_table(L, ctx)
     jc = ctx["journey_cpu"]
-    if jc:
+    if jc and not ctx["route_cpu"].get("route_browse"):
         L.append("CPU per confirmed checkout (the whole journey of 14 requests), by service, "
                  "median of the rounds: " + ", ".join(
                      "%s %.0f µs" % (n, statistics.median(v)) for n, v in
                      sorted(jc.items(), key=lambda kv: -statistics.median(kv[1]))) + ".\n")
+
+
+def route_table(L, ctx):
+    """CPU per request by route and by service in the journey: the steps measured
+    alone (7a, 7b), the journey per confirmed checkout, and a checkout's own share
+    (the journey less 10 browses and 3 cart puts, so what a checkout causes later
+    in other services, events and relays, is counted with it)."""
+    rc = ctx["route_cpu"]
+    if not all(rc.get(k) for k in ("route_browse", "route_cart", "journey")):
+        return
+    svcs = [n for n in SERVICES if n in rc["journey"]]
+    med = {k: {n: statistics.median(rc[k][n]) for n in svcs} for k in rc}
+    checkout = {n: med["journey"][n] - 10 * med["route_browse"][n] - 3 * med["route_cart"][n]
+                for n in svcs}
+    L.append("CPU per request by route and by service (µs of user + system CPU, each service's "
+             "idle rate taken off, medians of the rounds; the routes through the gateway with a "
+             "user's token, measured alone as scenarios 7a and 7b):\n")
+    L.append("| route | " + " | ".join(svcs) + " | all |")
+    L.append("|---|" + "---:|" * (len(svcs) + 1))
+    for label, vals in (("`GET /api/v1/products/{id}` (browse)", med["route_browse"]),
+                        ("`PUT /api/v1/cart/items/{id}`", med["route_cart"]),
+                        ("`POST /api/v1/orders` (checkout, with what it causes later: the journey "
+                         "less 10 browses and 3 cart puts)", checkout),
+                        ("the journey per confirmed checkout (10 + 3 + 1 requests)", med["journey"])):
+        L.append("| %s | %s | **%.0f** |" % (label, " | ".join("%.0f" % vals[n] for n in svcs),
+                                            sum(vals.values())))
+    S = ctx["scenarios"]
+    L.append("\nbrowse alone %s req/s, cart put alone %s req/s. A checkout's row can go below "
+             "zero for a service within the noise of the subtraction.\n" % (
+                 "{:,.0f}".format(S["route_browse"].median("rps") or 0),
+                 "{:,.0f}".format(S["route_cart"].median("rps") or 0)))
 
 
 def memory_section(L, ctx):

@@ -61,6 +61,12 @@ def build(catalog, gw, ceiling, proxy, ex, ids_file, token, gw_err, express_err,
            [CAT, token or ""], gw_err),
         Sc("express_cat", "6f. Express `?category=kitchen&sort=price_asc`", ex, "path.lua",
            [CAT], express_err),
+        # the journey's steps alone, for the CPU per route and service (report's
+        # per-route table); the cart route's carts are emptied before the journey runs
+        Sc("route_browse", "7a. journey step alone: browse, GET /products/{id}, user token",
+           gw, "profile/route.lua", [journey_file, "browse"], journey_err),
+        Sc("route_cart", "7b. journey step alone: PUT /cart/items/{id}", gw, "profile/route.lua",
+           [journey_file, "cart"], journey_err),
         Sc("journey", "7. journey through the gateway", gw, "journey.lua",
            [journey_file, tag], journey_err),
     ]
@@ -73,7 +79,8 @@ def serving_pids(pids, nginx_pid, express_pid):
     serving = {"ceiling": [nginx_pid], "catalog": [cat_pid], "nginx_proxy": [nginx_pid, cat_pid],
                "gateway": gw_pids, "catalog_q": [cat_pid], "catalog_cat": [cat_pid],
                "gateway_q": gw_pids, "gateway_cat": gw_pids,
-               "journey": [p for p in pids.values()]}
+               "journey": [p for p in pids.values()], "route_browse": [p for p in pids.values()],
+               "route_cart": [p for p in pids.values()]}
     if express_pid:
         for k in ("express", "express_q", "express_cat"):
             serving[k] = [express_pid]
@@ -152,7 +159,14 @@ def prepare_journey(gw, tag, products, admin):
             http("PUT", gw + "/api/v1/products/%s/stock" % pid, {"on_hand": 1000000}, token=admin_token)
     users = [journey_user(gw, tag, i) for i in range(JOURNEY_USERS)]
     trial_checkout(gw, tag, users[0], cart[0])
+    empty_carts(gw, users)
     return {"products": [p["id"] for p in products], "cart_products": cart, "users": users}
+
+
+def empty_carts(gw, users):
+    """Every journey user's cart emptied (after the cart route, before the journey)."""
+    for u in users:
+        http("DELETE", gw + "/api/v1/cart", token=u["token"])
 
 
 def lua_value(v):
