@@ -22,7 +22,7 @@
 #include "souk/souk.h"
 #include "souk/trace.h"
 
-#define LEASE_MS          10000 /* longer than one step's call; renewed every step */
+#define LEASE_MS          10000 /* longer than one step's call; renewed by each step's commit */
 #define SCAN_MS           200   /* how often due sagas are looked for */
 #define STATS_EVERY_SCANS 10    /* orders_by_status refreshed every 2 s */
 #define SCAN_BATCH        64
@@ -438,8 +438,11 @@ static int log_step(struct souk_db *db, const struct saga *s, const char *outcom
     return rc < 0 ? rc : 0;
 }
 
-/* Write the move in one transaction, provided we still hold the lease. Returns 0,
- * 1 when the lease was lost (stop), or a negative code (retry later). */
+/* Write the move in one transaction, provided we still hold the lease, and renew
+ * the lease with it for the next step's call (claim() took it for the first), or
+ * give it back when the move settles the order: a renewal before each call and a
+ * release after the last were a write transaction each (bench/profile-notes.md).
+ * Returns 0, 1 when the lease was lost (stop), or a negative code (retry later). */
 static int persist(struct souk_db *db, struct saga *s, const struct saga_move *m,
                    const struct call_out *out)
 {
@@ -503,15 +506,18 @@ static int persist(struct souk_db *db, struct saga *s, const struct saga_move *m
         s->refunded = s->total;
     if (mv.reason != NULL)
         copy(s->reason, sizeof(s->reason), mv.reason);
+    bool done = mv.next == STEP_DONE; /* settled: the lease goes back with it */
     rc = souk_db_run(
         db,
         "UPDATE orders SET step = ?, status = COALESCE(?, status), reason = ?, payment_id = ?,"
         " stock_committed = ?, refunded_cents = ?, attempts = 0, next_attempt_ms = 0, updated_at = "
         "?,"
-        " cancelled_at = CASE WHEN ? = 'cancelled' THEN ? ELSE cancelled_at END WHERE id = ?",
-        "sSSSiissss", saga_step_name(mv.next), mv.status, s->reason[0] ? s->reason : NULL,
+        " cancelled_at = CASE WHEN ? = 'cancelled' THEN ? ELSE cancelled_at END, lease_until = ?,"
+        " lease_owner = ? WHERE id = ?",
+        "sSSSiisssiss", saga_step_name(mv.next), mv.status, s->reason[0] ? s->reason : NULL,
         s->payment_id[0] ? s->payment_id : NULL, (int64_t)s->stock_committed, s->refunded, now,
-        mv.status ? mv.status : "", now, s->id);
+        mv.status ? mv.status : "", now, done ? (int64_t)0 : souk_wall_ms() + LEASE_MS,
+        done ? "" : s->lease, s->id);
     if (rc < 0)
         goto fail;
     if (mv.status != NULL &&
@@ -559,9 +565,6 @@ static void run(const char *id)
     for (int n = 0; n < STEPS_PER_RUN; n++) {
         if (load(db, id, &s) != 1 || s.step == STEP_DONE)
             break;
-        if (souk_db_run(db, "UPDATE orders SET lease_until = ? WHERE id = ? AND lease_owner = ?",
-                        "iss", souk_wall_ms() + LEASE_MS, id, s.lease) != 1)
-            goto out; /* lost the lease: another worker has it */
         /* each step is a span of the trace of the request that set the saga going
          * (the checkout, a cancel), however late it runs: its call to the peer and the
          * event of the final status are its children */
@@ -594,9 +597,10 @@ static void run(const char *id)
                                  m.retry ? "transient failure" : "not saved");
         souk_span_end(&span);
         json_decref(out.body);
-        if (rc != 0)
-            goto out; /* retry scheduled (lease given back), lease lost, or db error */
-        wait_notify(id);
+        /* retry scheduled or settled (the lease given back with either), lease lost,
+         * or db error; only a settled order answers a waiter, at out */
+        if (rc != 0 || s.step == STEP_DONE)
+            goto out;
     }
     if (souk_db_run(db,
                     "UPDATE orders SET lease_until = 0, lease_owner = '' WHERE id = ?"
