@@ -75,7 +75,7 @@ export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1
 FUZZ_SECONDS ?= 20
 FUZZ_DRIVERS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/*.c))
 
-.PHONY: all setup run test unit kit-check e2e e2e-modes browser-test bench bench-db clean fmt fmt-check fuzz \
+.PHONY: all setup run test unit kit-check e2e e2e-modes browser-test bench soak bench-db clean fmt fmt-check fuzz \
   deploy-test test-deploy deploy-check
 all: $(BINS)
 
@@ -247,6 +247,14 @@ bench:
 	@scripts/setup bench
 	@$(MAKE) --no-print-directory all
 	@BENCH_QUICK=$(QUICK) bench/run
+
+# The checkout journey for SOAK_MINUTES (10), RSS, open fds and latency sampled each
+# minute: bench/SOAK.md and bench/soak.svg (bench/soak).
+SOAK_MINUTES ?= 10
+soak:
+	@scripts/setup bench
+	@$(MAKE) --no-print-directory all
+	@SOAK_MINUTES=$(SOAK_MINUTES) bench/soak
 
 # One keyed read through the kit's db calls, SQLite beside PostgreSQL (a private
 # cluster from scripts/pg): latency and CPU per read (docs/db.md).
