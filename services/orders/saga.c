@@ -563,7 +563,10 @@ static void run(const char *id)
     if (db == NULL || !claim(db, id, s.lease))
         return;
     for (int n = 0; n < STEPS_PER_RUN; n++) {
-        if (load(db, id, &s) != 1 || s.step == STEP_DONE)
+        /* read once per run: while the lease is ours nothing else writes the row
+         * (cancel and ship wait for a settled order), and persist() keeps s as it
+         * wrote it */
+        if (n == 0 && (load(db, id, &s) != 1 || s.step == STEP_DONE))
             break;
         /* each step is a span of the trace of the request that set the saga going
          * (the checkout, a cancel), however late it runs: its call to the peer and the
