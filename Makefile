@@ -188,12 +188,17 @@ e2e: $(BINS) $(GRPC_TEST_BINS)
 
 # The whole black-box suite again in the other modes make test covers: REST between the
 # services with events over RabbitMQ, and gRPC with events over Kafka (the first run is
-# gRPC with the HTTP feed).
+# gRPC with the HTTP feed). These two run E2E_JOBS test files at once (pytest-xdist, a
+# module's tests on one worker): the tests wait on processes far more than they compute,
+# and every test binds free ports and keeps to its own directory and broker.
+E2E_JOBS ?= 3
 e2e-modes:
 	@echo "== e2e: RPC=rest EVENTS=amqp"
-	@$(MAKE) --no-print-directory e2e RPC=rest EVENTS=amqp
+	@$(MAKE) --no-print-directory e2e RPC=rest EVENTS=amqp \
+	  PYTEST_ARGS="-p xdist -n $(E2E_JOBS) --dist loadfile $(PYTEST_ARGS)"
 	@echo "== e2e: RPC=grpc EVENTS=kafka"
-	@$(MAKE) --no-print-directory e2e RPC=grpc EVENTS=kafka
+	@$(MAKE) --no-print-directory e2e RPC=grpc EVENTS=kafka \
+	  PYTEST_ARGS="-p xdist -n $(E2E_JOBS) --dist loadfile $(PYTEST_ARGS)"
 
 test: setup
 	@$(MAKE) --no-print-directory fmt-check
