@@ -4,6 +4,7 @@ and stopped by PID: a RabbitMQ node (RECIPES) and librdkafka's mock Kafka cluste
 durable broker). Used by the events tests and by conftest's SOUK_TEST_EVENTS switch."""
 import json
 import os
+import random
 import select
 import signal
 import socket
@@ -12,10 +13,23 @@ import time
 import uuid
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port():
+    """A loopback port nobody listens on right now, below the kernel's ephemeral range
+    (32768+): a port the kernel hands out for bind(0) is one it may hand any outgoing
+    connection on the machine before our service binds it (seen: a gRPC listener's
+    "Address already in use" while test files ran side by side)."""
+    for _ in range(200):
+        port = random.randrange(20000, 32700)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
+_free_port = free_port
 
 
 class KafkaMock:

@@ -20,7 +20,7 @@ import time
 import pytest
 import requests
 
-from brokers import KafkaMock, RabbitNode
+from brokers import KafkaMock, RabbitNode, free_port  # noqa: F401  (tests import it from here)
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("SOUK_BUILD_DIR", os.path.join(REPO, "build"))
@@ -29,11 +29,6 @@ sys.path.insert(0, os.path.join(REPO, "scripts"))
 import services_table  # noqa: E402  (services.txt)
 
 
-def free_port():
-    """A port nobody listens on right now (the kernel picks it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # The supervisor's service order and port layout (services.txt, cli/README.md).
