@@ -210,13 +210,14 @@ test: setup
 	@$(MAKE) --no-print-directory deploy-test
 	@$(MAKE) --no-print-directory browser-test
 
-# The storefront as a person uses it (tests/browser, two platforms side by side, 25-40 s): chromium from Debian,
+# The storefront as a person uses it (tests/browser, one test file at a time: the 100k catalog's seeding
+# starved a platform started beside it; ~40-60 s): chromium from Debian,
 # playwright-core from npm (tests/browser/package-lock.json); screenshots in build/screenshots.
 browser-test: $(BINS)
 	@scripts/setup browser
 	cd tests/browser && npm ci --prefer-offline --no-audit --no-fund --loglevel=error
 	cd tests/browser && SOUK_BUILD_DIR=$(abspath $(B)) node --test \
-	  $$(node --help | grep -q -- --test-concurrency && echo --test-concurrency=2)
+	  $$(node --help | grep -q -- --test-concurrency && echo --test-concurrency=1)
 
 # deploy/ checked without containers (compose, k8s manifests, Prometheus, Grafana; ~15 s);
 # deploy-check adds the Kubernetes schemas and builds and runs the images (slow, root)

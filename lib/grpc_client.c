@@ -288,12 +288,6 @@ static int transport(const char *peers_list, const struct souk_grpc_call *call,
         snprintf(w->message, sizeof(w->message), "not a grpc:// peer list");
         return SOUK_EINVAL;
     }
-    long ms = call->timeout_ms > 0 ? call->timeout_ms : TIMEOUT_DEFAULT_MS;
-    if (call->rpc_parent != NULL && souk_rpc_deadline_ms(call->rpc_parent) < ms)
-        ms = souk_rpc_deadline_ms(call->rpc_parent); /* never outlive the call we serve */
-    gpr_timespec deadline =
-        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
-
     grpc_metadata md[3];
     size_t nmd = 0;
     char tp[SOUK__GRPC_TRACEPARENT_LEN + 1];
@@ -325,6 +319,13 @@ static int transport(const char *peers_list, const struct souk_grpc_call *call,
             md[nmd++] = md_pair("authorization", auth);
         /* else: sent without; the peer answers UNAUTHENTICATED, which says why */
     }
+    /* The deadline counts from here: fetching this service's token (users, on a first
+     * call or after expiry) has its own timeout and must not eat the call's. */
+    long ms = call->timeout_ms > 0 ? call->timeout_ms : TIMEOUT_DEFAULT_MS;
+    if (call->rpc_parent != NULL && souk_rpc_deadline_ms(call->rpc_parent) < ms)
+        ms = souk_rpc_deadline_ms(call->rpc_parent); /* never outlive the call we serve */
+    gpr_timespec deadline =
+        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
     int attempts = 1 + (call->retries > 0 ? call->retries : 0);
     for (int a = 0; a < attempts; a++) {
         if (a > 0) {
