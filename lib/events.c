@@ -21,10 +21,16 @@
 
 #define MAX_THREADS    16
 #define ERROR_TEXT_MAX 200
+/* pg_advisory_xact_lock key of the outbox (advisory locks are per database, so one
+ * constant serves every service): "soukoutb" in ASCII */
+#define OUTBOX_LOCK    INT64_C(0x736f756b6f757462)
+#define LEASE_TTL_MS   5000 /* a dead holder's lease is taken over after this */
+#define LEASE_RENEW_MS 1000
 
 struct souk__ev_conf souk__ev;
 const struct souk_service *souk__ev_svc;
 static char source_name[64] = "unknown";
+static char instance[SOUK_ID_MAX]; /* this process, as a lease holder */
 
 static const struct souk_conf ev_config[] = {
     {"SOUK_EVENTS", SOUK_CONF_STR, "feed", 4, 1024, &souk__ev.transport,
@@ -111,7 +117,10 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS souk_dead_letters ("
     " event_id TEXT PRIMARY KEY, source TEXT NOT NULL, type TEXT NOT NULL,"
     " envelope TEXT NOT NULL, error TEXT NOT NULL, attempts INTEGER NOT NULL,"
-    " created_ms BIGINT NOT NULL);";
+    " created_ms BIGINT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS souk_leases (" /* one holder among replicas: the relay, */
+    " name TEXT PRIMARY KEY, owner TEXT NOT NULL," /* a feed's follower */
+    " until_ms BIGINT NOT NULL);";
 // clang-format on
 
 /* ---- metrics ---- */
@@ -193,7 +202,87 @@ int souk__events_init(const struct souk_service *svc, struct souk_db *db)
         return SOUK_EINVAL;
     }
     pthread_once(&metrics_once, metrics_register);
+    souk_id_new(instance, "ins");
     return souk_db_schema(db, schema);
+}
+
+/* ---- leases: one replica at a time ---- */
+
+/* The leases this process took, and until when it surely holds each: the renewals
+ * only push until_ms further, and no one else takes a lease before it has run out, so
+ * half the TTL after a take it is still ours without asking the database. */
+#define HELD_MAX 16
+static struct {
+    char name[48];
+    uint64_t sure_until_ns;
+} held[HELD_MAX];
+static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static bool held_surely(const char *name)
+{
+    bool sure = false;
+    pthread_mutex_lock(&held_lock);
+    for (size_t i = 0; i < HELD_MAX && !sure; i++)
+        sure = strcmp(held[i].name, name) == 0 && souk_now_ns() < held[i].sure_until_ns;
+    pthread_mutex_unlock(&held_lock);
+    return sure;
+}
+
+static void held_note(const char *name, bool taken)
+{
+    uint64_t until = taken ? souk_now_ns() + (uint64_t)LEASE_TTL_MS * 1000000u / 2 : 0;
+    pthread_mutex_lock(&held_lock);
+    size_t slot = HELD_MAX;
+    for (size_t i = 0; i < HELD_MAX; i++) {
+        if (strcmp(held[i].name, name) == 0 || (slot == HELD_MAX && held[i].name[0] == '\0'))
+            slot = i;
+        if (strcmp(held[i].name, name) == 0)
+            break;
+    }
+    if (slot < HELD_MAX) {
+        snprintf(held[slot].name, sizeof(held[slot].name), "%s", name);
+        held[slot].sure_until_ns = until;
+    }
+    pthread_mutex_unlock(&held_lock);
+}
+
+bool souk__ev_lease(struct souk_db *db, const char *name)
+{
+    if (held_surely(name))
+        return true;
+    int64_t now = souk_wall_ms();
+    /* one statement, atomic on both engines: insert, or take over a lease that is
+     * ours or has run out; a changed row means we hold it */
+    int rc = souk_db_run(db,
+                         "INSERT INTO souk_leases (name, owner, until_ms) VALUES (?, ?, ?)"
+                         " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner,"
+                         " until_ms = excluded.until_ms WHERE souk_leases.owner = excluded.owner"
+                         " OR souk_leases.until_ms < ?",
+                         "ssii", name, instance, now + LEASE_TTL_MS, now);
+    held_note(name, rc == 1);
+    return rc == 1;
+}
+
+void souk__ev_lease_renew(struct souk_db *db)
+{
+    static _Thread_local int64_t last;
+    int64_t now = souk_wall_ms();
+    if (now - last < LEASE_RENEW_MS)
+        return;
+    last = now;
+    /* a failure is no harm: the holders take theirs again before each round */
+    souk_db_run(db, "UPDATE souk_leases SET until_ms = ? WHERE owner = ? AND until_ms >= ?", "isi",
+                now + LEASE_TTL_MS, instance, now);
+}
+
+void souk__ev_lease_release_all(struct souk_db *db)
+{
+    /* a replica that stops hands its work over at once, not after the TTL */
+    pthread_mutex_lock(&held_lock);
+    memset(held, 0, sizeof(held));
+    pthread_mutex_unlock(&held_lock);
+    if (db != NULL && instance[0] != '\0')
+        souk_db_run(db, "DELETE FROM souk_leases WHERE owner = ?", "s", instance);
 }
 
 const struct souk_route *souk__events_routes(void)
@@ -270,6 +359,13 @@ int souk_event_emit(struct souk_db *db, const char *type, const char *subject, j
     }
     size_t len;
     text = souk_json_dump(env, &len);
+    /* PostgreSQL: writers run side by side, and a row whose seq was taken first could
+     * commit after a later one; a feed reader already past the later seq would never
+     * see it. One emitting transaction at a time from here to its commit makes the
+     * commit order the seq order (SQLite's single writer gives that for free). */
+    if (souk_db_engine(db) == SOUK_DB_POSTGRES &&
+        (rc = souk_db_run(db, "SELECT pg_advisory_xact_lock(?)", "i", OUTBOX_LOCK)) < 0)
+        goto out;
     rc = souk_db_run(db,
                      "INSERT INTO souk_outbox (id, type, subject, created_ms, envelope)"
                      " VALUES (?, ?, ?, ?, ?)",
@@ -641,4 +737,5 @@ void souk__events_stop(void)
     souk__amqp_stop();
     souk__kafka_stop();
     souk__ev_join_all(2000);
+    souk__ev_lease_release_all(souk_db_thread());
 }

@@ -325,7 +325,9 @@ static bool relay_loop(amqp_connection_state_t c, struct souk_db *db)
     uint64_t next_tag = 1; /* confirm mode numbers the channel's publishes from 1 */
     while (!souk__ev_stopping()) {
         struct row *rows = NULL;
-        ssize_t n = load_unsent(db, &rows);
+        /* one replica relays at a time: the others would publish the same rows (the
+         * inboxes drop copies, but the broker and the consumers would do the work) */
+        ssize_t n = souk__ev_lease(db, "relay") ? load_unsent(db, &rows) : 0;
         if (n <= 0) {
             free(rows);
             souk__ev_wait_nudge(IDLE_MS);

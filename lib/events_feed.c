@@ -5,6 +5,7 @@
  * follows the feed from the cursor kept in its own database. */
 #include <ctype.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@
 #define CALL_SLACK_MS  5000 /* client timeout beyond the wait asked for */
 #define EMPTY_PAUSE_MS 200  /* an empty answer that came at once: do not spin */
 #define PRUNE_MAX_MS   60000
+#define FOLLOW_IDLE_MS 500 /* a replica without the feed's lease looks again after this */
 
 /* ---- producer: the feed route ---- */
 
@@ -199,6 +201,7 @@ static void *waiter_main(void *arg)
             souk__ev_prune(db);
             next_prune = souk_now_ns() + (uint64_t)prune_every * 1000000u;
         }
+        souk__ev_lease_renew(db);
         pthread_mutex_lock(&wlock);
         bool any = waiters != NULL;
         pthread_mutex_unlock(&wlock);
@@ -217,6 +220,7 @@ static void *waiter_main(void *arg)
 
 struct follower {
     char producer[32];
+    char lease[48]; /* "feed:<producer>": one replica of the service follows it */
     char urls[URL_MAX];
 };
 
@@ -286,6 +290,13 @@ static void *follow_main(void *arg)
     int failures = 0, attempt = 0;
     char base[URL_MAX], url[URL_MAX + 128];
     while (db != NULL && !souk__ev_stopping()) {
+        /* the cursor is the service's, shared by its replicas: one of them follows
+         * (the inbox would keep effects single anyway; this keeps the work single) */
+        if (!souk__ev_lease(db, fl->lease)) {
+            if (!souk__ev_sleep(FOLLOW_IDLE_MS / 2 + (int64_t)randombytes_uniform(FOLLOW_IDLE_MS)))
+                break;
+            continue;
+        }
         int64_t after = cursor_of(db, fl->producer);
         int rc = after < 0 ? SOUK_EDB /* backs off below, like a feed that failed */
                            : souk_client_url(url, sizeof(url),
@@ -369,6 +380,7 @@ int souk__feed_start(void)
             return SOUK_EINVAL;
         }
         snprintf(fl->producer, sizeof(fl->producer), "%s", s->producer);
+        snprintf(fl->lease, sizeof(fl->lease), "feed:%s", s->producer);
         snprintf(fl->urls, sizeof(fl->urls), "%s", urls);
     }
     for (size_t i = 0; i < nfollowers; i++)

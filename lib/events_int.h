@@ -76,6 +76,15 @@ bool souk__ev_sleep(int64_t ms);
 bool souk__ev_stopping(void);
 int64_t souk__ev_backoff(int attempt); /* jittered delay for the n-th retry (1-based) */
 
+/* Leases (souk_leases): work one replica of a service does at a time (the relay,
+ * following a producer's feed). souk__ev_lease takes the named lease, or keeps it
+ * when this process holds it; true while held. The waiter thread renews what this
+ * process holds every second; a holder that dies loses its leases after 5 s, one
+ * that stops releases them at once. */
+bool souk__ev_lease(struct souk_db *db, const char *name);
+void souk__ev_lease_renew(struct souk_db *db);
+void souk__ev_lease_release_all(struct souk_db *db);
+
 /* Wake whoever waits for new outbox rows (feed long polls, the amqp relay). */
 void souk__ev_nudge(void);
 /* Wait until nudged or ms passed. */

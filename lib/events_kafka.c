@@ -472,7 +472,9 @@ static size_t produce_rows(rd_kafka_t *rk, struct souk_db *db, struct relay *r)
     int64_t room = INFLIGHT_MAX - (int64_t)r->outstanding;
     if (room > souk__ev.batch)
         room = souk__ev.batch;
-    if (room <= 0 || r->resend)
+    /* one replica relays at a time: the others would produce the same rows (the inboxes
+     * drop copies, but the brokers and the consumers would do the work) */
+    if (room <= 0 || r->resend || !souk__ev_lease(db, "relay"))
         return 0;
     size_t n = 0;
     struct souk_stmt *st = souk_db_query(db,
