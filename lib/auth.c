@@ -91,8 +91,11 @@ static json_t *fetch_remote(void)
     char url[URL_MAX];
     if (jwks_url[0] == '\0' || souk_client_pick(jwks_url, url, sizeof(url)) == NULL)
         return NULL;
-    struct souk_call call = {
-        .method = "GET", .url = url, .timeout_ms = JWKS_TIMEOUT_MS, .retries = 1};
+    struct souk_call call = {.method = "GET",
+                             .url = url,
+                             .timeout_ms = JWKS_TIMEOUT_MS,
+                             .retries = 1,
+                             .peers = jwks_url};
     struct souk_response res;
     json_t *out = NULL;
     if (souk_client_do(&call, &res) == 0 && res.status == 200 && json_is_object(res.json))
@@ -413,7 +416,8 @@ int souk_auth_service_token(char *out, size_t cap)
                              .raw_body = body,
                              .raw_type = "application/x-www-form-urlencoded",
                              .timeout_ms = JWKS_TIMEOUT_MS,
-                             .retries = 1};
+                             .retries = 1,
+                             .peers = token_url};
     struct souk_response res;
     rc = souk_client_do(&call, &res);
     sodium_memzero(body, sizeof(body));

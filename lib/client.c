@@ -33,6 +33,7 @@
 #define BREAKER_OPEN_MS    2000 /* then one trial call is let through */
 #define TOKEN_MAX          4096
 #define LOG_URL_MAX        512
+#define URL_BUF_MAX        8192 /* a call's URL, rewritten for another peer */
 
 /* ---- building URLs: text from outside is one segment or one value, never more ---- */
 
@@ -275,8 +276,9 @@ static bool idempotent(const struct souk_call *c)
            strcmp(m, "DELETE") == 0 || c->idempotency_key != NULL;
 }
 
-/* One try. *refused: no connection could be made (nothing was sent). */
-static int attempt(const struct souk_call *c, const char *body, size_t body_len,
+/* One try at url (c->url, or another peer's base with its path). *refused: no
+ * connection could be made (nothing was sent). */
+static int attempt(const struct souk_call *c, const char *url, const char *body, size_t body_len,
                    struct curl_slist *headers, struct souk_response *res, bool *refused)
 {
     *refused = false;
@@ -284,7 +286,7 @@ static int attempt(const struct souk_call *c, const char *body, size_t body_len,
     struct sink sink = {res, false};
     long timeout = c->timeout_ms > 0 ? c->timeout_ms : DEFAULT_TIMEOUT_MS;
     curl_easy_reset(h);
-    curl_easy_setopt(h, CURLOPT_URL, c->url);
+    curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L); /* the path as built: no ".." removed */
     curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method ? c->method : "GET");
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -306,7 +308,7 @@ static int attempt(const struct souk_call *c, const char *body, size_t body_len,
     if (rc != CURLE_OK) {
         char shown[LOG_URL_MAX];
         souk_log(SOUK_LOG_DEBUG, "call failed", "{s:s,s:s}", "url",
-                 souk_config_redact_url(c->url, shown, sizeof(shown)), "error",
+                 souk_config_redact_url(url, shown, sizeof(shown)), "error",
                  curl_easy_strerror(rc));
         free(res->body);
         res->body = NULL;
@@ -408,6 +410,41 @@ static void span_end(struct souk_span *span, int rc, const struct souk_response 
     souk_span_end(span);
 }
 
+/* The same call on the next peer of c->peers after the one url goes to: url is
+ * rewritten in place (its base swapped, the rest kept). False when there is no other
+ * peer, or url's base is none of them. */
+static bool next_peer(const struct souk_call *c, char *url, size_t cap)
+{
+    if (c->peers == NULL || strchr(c->peers, ',') == NULL)
+        return false;
+    const char *p = c->peers, *mine = NULL;
+    size_t mine_len = 0;
+    while (*p != '\0') {
+        size_t len = strcspn(p, ","), base = len;
+        while (base > 0 && p[base - 1] == '/')
+            base--;
+        if (base > 0 && strncmp(url, p, base) == 0 &&
+            (url[base] == '/' || url[base] == '?' || url[base] == '\0')) {
+            mine = p;
+            mine_len = base;
+            break;
+        }
+        p += len + (p[len] == ',');
+    }
+    if (mine == NULL)
+        return false;
+    const char *next = mine + strcspn(mine, ",");
+    next = *next == ',' ? next + 1 : c->peers; /* the last one wraps around */
+    size_t next_len = strcspn(next, ",");
+    while (next_len > 0 && next[next_len - 1] == '/')
+        next_len--;
+    char rest[URL_BUF_MAX];
+    if (snprintf(rest, sizeof(rest), "%s", url + mine_len) >= (int)sizeof(rest) ||
+        snprintf(url, cap, "%.*s%s", (int)next_len, next, rest) >= (int)cap)
+        return false;
+    return true;
+}
+
 int souk_client_do(const struct souk_call *c, struct souk_response *res)
 {
     memset(res, 0, sizeof(*res));
@@ -417,8 +454,13 @@ int souk_client_do(const struct souk_call *c, struct souk_response *res)
                    c->url ? souk_config_redact_url(c->url, shown, sizeof(shown)) : "");
         return SOUK_EINVAL;
     }
-    char origin[128];
-    origin_of(c->url, origin, sizeof(origin));
+    char origin[128], url[URL_BUF_MAX];
+    if (snprintf(url, sizeof(url), "%s", c->url) >= (int)sizeof(url))
+        return SOUK_ETOOBIG;
+    origin_of(url, origin, sizeof(origin));
+    int peers_left = 0; /* the other replicas a failed connection may still try */
+    for (const char *p = c->peers; p != NULL && *p != '\0'; p++)
+        peers_left += *p == ',';
 
     char *owned = NULL;
     const char *body = NULL, *type = NULL;
@@ -447,28 +489,37 @@ int souk_client_do(const struct souk_call *c, struct souk_response *res)
     }
 
     int tries = 1 + (idempotent(c) ? (c->retries >= 0 ? c->retries : DEFAULT_RETRIES) : 0);
+    bool other_peer = false; /* this try goes to another replica: no backoff before it */
     for (int i = 0; i < tries; i++) {
-        if (i > 0) {
+        if (i > 0 && !other_peer) {
             static const struct souk_backoff retry = {BACKOFF_BASE_MS, BACKOFF_MAX_MS};
             souk_span_add_event(&span, "retry");
             souk_span_event_str(&span, "error.type",
                                 rc != 0 ? souk_strerror(rc) : souk_status_title(res->status));
             usleep((useconds_t)souk_backoff_ms(&retry, i) * 1000u);
         }
+        other_peer = false;
+        bool unsent = true; /* an open circuit sends nothing either */
         if (!breaker_allow(origin)) {
             rc = SOUK_EUNAVAIL;
-            continue;
+        } else {
+            free(res->body);
+            memset(res, 0, sizeof(*res));
+            tried++;
+            rc = attempt(c, url, body, body_len, headers, res, &unsent);
+            breaker_report(origin, unsent                          ? SOUK_BREAKER_REFUSED
+                                   : rc != 0 || res->status >= 500 ? SOUK_BREAKER_FAILED
+                                                                   : SOUK_BREAKER_OK);
+            if (rc == 0 && !(res->status == 502 || res->status == 503 || res->status == 504))
+                break;
         }
-        free(res->body);
-        memset(res, 0, sizeof(*res));
-        bool refused;
-        tried++;
-        rc = attempt(c, body, body_len, headers, res, &refused);
-        breaker_report(origin, refused                         ? SOUK_BREAKER_REFUSED
-                               : rc != 0 || res->status >= 500 ? SOUK_BREAKER_FAILED
-                                                               : SOUK_BREAKER_OK);
-        if (rc == 0 && !(res->status == 502 || res->status == 503 || res->status == 504))
-            break;
+        /* nothing reached this replica: the next one gets the call, as an extra try */
+        if (rc != 0 && unsent && peers_left > 0 && next_peer(c, url, sizeof(url))) {
+            peers_left--;
+            origin_of(url, origin, sizeof(origin));
+            other_peer = true;
+            i--;
+        }
     }
     if (rc == 0 && res->body != NULL && strstr(res->content_type, "json") != NULL)
         res->json = json_loadb(res->body, res->len, 0, NULL);

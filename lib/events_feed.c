@@ -308,7 +308,8 @@ static void *follow_main(void *arg)
                                  .url = url,
                                  .service_token = true,
                                  .timeout_ms = souk__ev.wait_s * 1000 + CALL_SLACK_MS,
-                                 .retries = 0};
+                                 .retries = 0,
+                                 .peers = fl->urls};
         struct souk_response res = {0};
         uint64_t t0 = souk_now_ns();
         if (rc == 0)

@@ -176,7 +176,8 @@ static int fetch_product(struct souk_req *r, const char *id, json_t **out)
                                  .service_token = true,
                                  .parent = r,
                                  .timeout_ms = CATALOG_TIMEOUT_MS,
-                                 .retries = -1};
+                                 .retries = -1,
+                                 .peers = cart_catalog_url};
         rc = souk_client_do(&call, &res);
     }
     *out = NULL;

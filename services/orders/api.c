@@ -240,7 +240,8 @@ static int peer_get(struct souk_req *r, const char *peers, json_t **out, const c
                                  .service_token = true,
                                  .parent = r,
                                  .timeout_ms = orders_call_timeout_ms,
-                                 .retries = -1};
+                                 .retries = -1,
+                                 .peers = peers};
         rc = souk_client_do(&call, &res);
     }
     int status = rc == 0 ? res.status : 0;

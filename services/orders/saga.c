@@ -177,7 +177,8 @@ static void call(const char *method, const char *peers, json_t *body, const char
                           .idempotency_key = key,
                           .service_token = true,
                           .timeout_ms = orders_call_timeout_ms,
-                          .retries = 0 /* the saga retries with its own backoff */};
+                          .retries = 0, /* the saga retries with its own backoff */
+                          .peers = peers};
     out->a.rc = souk_client_do(&c, &res);
     take_answer(out, &res);
 }

@@ -26,6 +26,11 @@ struct souk_call {
     struct souk_req *parent;     /* pass on its traceparent and request id; may be NULL */
     long timeout_ms;             /* whole call; 0: 3000 */
     int retries;                 /* extra attempts for idempotent calls; -1: 2 */
+    /* The peer list url's base was picked from (souk_client_pick), or NULL. An attempt
+     * that cannot connect (nothing was sent, whatever the method) or whose peer's
+     * circuit is open goes to the next peer of the list at once, each peer once: a
+     * replica that is restarting or gone costs no failed call while another answers. */
+    const char *peers;
 };
 
 struct souk_response {
@@ -36,7 +41,8 @@ struct souk_response {
     char content_type[128];
 };
 
-/* Perform the call. Returns 0 when an HTTP response came (any status; see
+/* Perform the call (see peers above for replicas). Returns 0 when an HTTP response
+ * came (any status; see
  * res->status), or SOUK_ETIMEDOUT / SOUK_EIO / SOUK_EUNAVAIL (circuit open) with
  * res->status 0, or SOUK_EINVAL (nothing sent) when the URL holds a "." or ".."
  * segment (plain or percent-encoded), a space or a control character. The path is

@@ -1,8 +1,14 @@
 /* client_url.c: tests the URL builder of lib/client.c (souk_client_url): text from
  * outside becomes one percent-encoded segment or value, dot segments and empty
- * ids are refused, the cap holds; and that souk_client_do refuses, before sending
- * anything, a URL whose path holds a dot segment. */
+ * ids are refused, the cap holds; that souk_client_do refuses, before sending
+ * anything, a URL whose path holds a dot segment; and that a call to a replica that
+ * refuses the connection goes to the next peer of its list, even a POST. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "souk/client.h"
 #include "souk/souk.h"
@@ -116,6 +122,73 @@ static void test_do_refuses_dot_segments(void **state)
     souk_response_free(&res);
 }
 
+/* A one-shot HTTP server on a free loopback port: it answers one request with 200
+ * and the request line it got. */
+struct one_shot {
+    int fd, port;
+    char line[256];
+};
+
+static void *serve_one(void *arg)
+{
+    struct one_shot *o = arg;
+    int c = accept(o->fd, NULL, NULL);
+    char buf[4096];
+    ssize_t n = c >= 0 ? recv(c, buf, sizeof(buf) - 1, 0) : -1;
+    if (n > 0) {
+        buf[n] = '\0';
+        snprintf(o->line, sizeof(o->line), "%.*s", (int)strcspn(buf, "\r"), buf);
+        static const char reply[] = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                    "Content-Length: 2\r\nConnection: close\r\n\r\n{}";
+        if (send(c, reply, sizeof(reply) - 1, 0) < 0)
+            o->line[0] = '\0';
+    }
+    if (c >= 0)
+        close(c);
+    return NULL;
+}
+
+static int listen_free(int *port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static void test_refused_replica_passes_the_call_on(void **state)
+{
+    (void)state;
+    struct one_shot o = {0};
+    o.fd = listen_free(&o.port);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, serve_one, &o), 0);
+    /* port 9 refuses at once; the list goes on to the live one, and wraps around */
+    char peers[128], url[256];
+    snprintf(peers, sizeof(peers), "http://127.0.0.1:9,http://127.0.0.1:%d/", o.port);
+    assert_int_equal(
+        souk_client_url(url, sizeof(url), "http://127.0.0.1:9", "/a/%s?x=%s", "b", "c"), 0);
+    struct souk_call call = {
+        .method = "POST", .url = url, .raw_body = "{}", .timeout_ms = 2000, .peers = peers};
+    struct souk_response res;
+    assert_int_equal(souk_client_do(&call, &res), 0);
+    assert_int_equal(res.status, 200);
+    souk_response_free(&res);
+    pthread_join(t, NULL);
+    close(o.fd);
+    assert_string_equal(o.line, "POST /a/b?x=c HTTP/1.1");
+    /* every peer refusing: the call fails, each tried once, no endless loop */
+    snprintf(peers, sizeof(peers), "http://127.0.0.1:9,http://127.0.0.1:%d", o.port);
+    call.url = url;
+    assert_int_equal(souk_client_do(&call, &res), SOUK_EIO);
+    souk_response_free(&res);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -123,6 +196,7 @@ int main(void)
         cmocka_unit_test(test_query_and_numbers),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_do_refuses_dot_segments),
+        cmocka_unit_test(test_refused_replica_passes_the_call_on),
     };
     return cmocka_run_group_tests_name("client_url", tests, NULL, NULL);
 }
