@@ -46,6 +46,40 @@ static void set_issuer_urls(const struct config *c)
     }
 }
 
+/* "SOUK_<NAME><suffix>" with the service's name in capitals. */
+static int service_var(char *out, size_t size, const char *name, const char *suffix)
+{
+    int n = fmt(out, size, "SOUK_%s%s", name, suffix);
+    for (int j = 5; j < n && name[j - 5] != '\0'; j++)
+        out[j] = (char)(out[j] >= 'a' && out[j] <= 'z' ? out[j] - 'a' + 'A' : out[j]);
+    return n;
+}
+
+/* SOUK_DB: the service's own database when SOUK_<NAME>_DB names one (the scale-out
+ * mode: a PostgreSQL database and role per service, its password in the file
+ * SOUK_<NAME>_DB_PASSWORD_FILE), else its SQLite file under var/ (all its replicas
+ * share either). A password file meant for another service is never passed on. */
+static void set_database(const struct config *c, const char *name)
+{
+    char key[96], buf[PATH_MAX + 64];
+    const char *own = NULL, *password_file = NULL;
+
+    if (service_var(key, sizeof key, name, "_DB") >= 0)
+        own = getenv(key);
+    if (own && *own) {
+        setenv("SOUK_DB", own, 1);
+        if (service_var(key, sizeof key, name, "_DB_PASSWORD_FILE") >= 0)
+            password_file = getenv(key);
+        if (password_file && *password_file)
+            setenv("SOUK_DB_PASSWORD_FILE", password_file, 1);
+        else
+            unsetenv("SOUK_DB_PASSWORD_FILE");
+        return;
+    }
+    if (fmt(buf, sizeof buf, "sqlite:%s/db/%s.db", c->var_dir, name) >= 0)
+        setenv("SOUK_DB", buf, 1);
+}
+
 /*
  * In the child, between fork and exec: own session (so Ctrl-C reaches only the
  * supervisor), die with the parent, log to file, then the per-service environment.
@@ -84,8 +118,7 @@ void child_exec(const struct config *c, int svc, int replica, pid_t parent, cons
     setenv("SOUK_VAR", c->var_dir, 1); /* the same directory, made absolute */
     if (fmt(buf, sizeof buf, "%s:%d", c->host, config_port(c, svc, replica)) >= 0)
         setenv("SOUK_LISTEN", buf, 1);
-    if (fmt(buf, sizeof buf, "sqlite:%s/db/%s.db", c->var_dir, name) >= 0)
-        setenv("SOUK_DB", buf, 1);
+    set_database(c, name);
     if (fmt(buf, sizeof buf, "%d", replica) >= 0)
         setenv("SOUK_REPLICA", buf, 1);
     /* The admin listener (/metrics, /healthz, /readyz) where the layout has one, on

@@ -164,7 +164,7 @@ int souk_idem_complete(struct souk_db *db, struct souk_idem *k, int status, cons
 
 int souk_idem_release(struct souk_db *db, struct souk_idem *k, bool in_tx)
 {
-    int rc = in_tx ? 0 : souk_db_begin(db);
+    int rc = in_tx ? 0 : souk_db_begin_mode(db, SOUK_TX_LOCKS); /* one row, atomic */
     if (rc != 0)
         return rc;
     rc = souk_db_run(db,

@@ -25,10 +25,11 @@
 static int load(struct souk_db *db, const char *id, json_t **out, int64_t *version, bool *archived)
 {
     *out = NULL;
-    struct souk_stmt *st = souk_db_query(db,
-                                         "SELECT " PRODUCT_COLUMNS ", p.version, p.archived"
-                                         " FROM products p WHERE p.id = ?",
-                                         "s", id);
+    struct souk_stmt *st =
+        souk_db_query(db,
+                      "SELECT " PRODUCT_COLUMNS ", p.version, p.archived"
+                      " FROM products p WHERE p.id = ?" SOUK_IF_PG(" FOR UPDATE"),
+                      "s", id);
     int rc = st != NULL ? souk_stmt_step(st) : SOUK_EDB;
     if (rc != SOUK_ROW)
         return rc < 0 ? rc : 0;
@@ -214,7 +215,7 @@ int products_create(struct souk_req *r)
     char id[SOUK_ID_MAX], now[SOUK_TIME_MAX];
     souk_id_new(id, "prd");
     souk_time_now(now);
-    int rc = souk_db_begin(db);
+    int rc = souk_db_begin_mode(db, SOUK_TX_LOCKS);
     if (rc != 0) {
         free(f.attributes);
         return souk_handler_db_error(r, rc, "cannot create the product");
@@ -251,7 +252,9 @@ static int begin_checked(struct souk_req *r, struct souk_db *db, const char *id,
                             "send If-Match with the ETag of the product you read");
     if (!souk_id_valid(id, "prd"))
         return souk_problem(r, 404, "product_not_found", "no product %s", id);
-    int rc = souk_db_begin(db);
+    /* the product's row is locked as load() reads it (PostgreSQL; SQLite: the write
+     * lock): If-Match and the stock check decide on it */
+    int rc = souk_db_begin_mode(db, SOUK_TX_LOCKS);
     if (rc != 0)
         return souk_handler_db_error(r, rc, what);
     int64_t version;

@@ -3,6 +3,7 @@
 #ifndef CATALOG_H
 #define CATALOG_H
 
+#include "souk/db.h"
 #include "souk/server.h"
 
 /* The column list every product query selects, in the order product_json() reads. */
@@ -11,14 +12,19 @@
     " p.attributes AS attributes_json, p.on_hand - p.reserved AS stock_available,"                 \
     " p.created_at, p.updated_at"
 
-/* The same product rendered by SQLite itself, byte for byte what jansson would
- * write: the hot read paths answer with this text and never build a JSON tree. */
+/* The same product rendered by the database itself (SQLite: byte for byte what jansson
+ * would write; PostgreSQL: the same members, its own spacing): the hot read paths answer
+ * with this text and never build a JSON tree. */
+// clang-format off
 #define PRODUCT_JSON                                                                               \
-    "json_object('id', p.id, 'sku', p.sku, 'name', p.name, 'description', p.description,"          \
+    SOUK_IF_SQLITE("json_object(") SOUK_IF_PG("json_build_object(")                                \
+    "'id', p.id, 'sku', p.sku, 'name', p.name, 'description', p.description,"                      \
     " 'price_cents', p.price_cents, 'currency', p.currency, 'category', p.category,"               \
-    " 'image_url', p.image_url, 'attributes', json(p.attributes),"                                 \
+    " 'image_url', p.image_url,"                                                                   \
+    " 'attributes', " SOUK_IF_SQLITE("json(p.attributes)") SOUK_IF_PG("p.attributes::json") ","    \
     " 'stock_available', p.on_hand - p.reserved, 'created_at', p.created_at,"                      \
-    " 'updated_at', p.updated_at)"
+    " 'updated_at', p.updated_at)" SOUK_IF_PG("::text")
+// clang-format on
 
 int products_list(struct souk_req *r);
 int products_get(struct souk_req *r);

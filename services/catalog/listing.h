@@ -5,6 +5,9 @@
 #define CATALOG_LISTING_H
 
 #include <stdbool.h>
+#include <stdint.h>
+
+#include "souk/db.h"
 
 enum list_stmt {
     L_NEW,                /* newest first */
@@ -54,5 +57,22 @@ extern const struct list_statement list_statements[L_COUNT];
 #define BAND_PROBE    16
 #define BAND_SORT_MIN 200
 #define BAND_SORT_MAX 20000
+
+/* A search on PostgreSQL (listing_pg.c): its tsvectors and GIN indexes stand in for the
+ * FTS5 tables; the same filters, orders, tiers and keyset positions as listing.c's. */
+enum search_order { SEARCH_RELEVANCE, SEARCH_PRICE_ASC, SEARCH_PRICE_DESC, SEARCH_NEWEST };
+struct search_query {
+    const char *tsquery;  /* search.c's expression for to_tsquery('souk', …) */
+    const char *category; /* or NULL */
+    int64_t lo, hi;       /* the price range, inclusive */
+    bool in_stock;
+    enum search_order order;
+    bool after;                   /* the previous page ended at: */
+    int64_t after_rid, after_key; /* its last row, and its price or relevance tier */
+};
+/* The rows of the page (at most want) in order into rid[], price[] and tier[]: *n of
+ * them. 0, or the failed step's error. */
+int search_pg_page(struct souk_db *db, const struct search_query *q, int want, int64_t *rid,
+                   int64_t *price, int *tier, int *n);
 
 #endif

@@ -157,10 +157,14 @@ static int take_stock(struct souk_req *r, struct souk_db *db, const char *id,
     json_t *short_items = json_array();
     int status = 0;
     for (size_t i = 0; i < n && status == 0; i++) {
-        struct souk_stmt *st = souk_db_query(db,
-                                             "SELECT on_hand - reserved FROM products"
-                                             " WHERE id = ? AND archived = 0",
-                                             "s", lines[i].product_id);
+        /* each line's row locked as it is read, in product id order (the lines are
+         * sorted): reservations on other catalog replicas queue, never deadlock, and
+         * never both take the last unit (the CHECKs would refuse it anyway) */
+        struct souk_stmt *st =
+            souk_db_query(db,
+                          "SELECT on_hand - reserved FROM products"
+                          " WHERE id = ? AND archived = 0" SOUK_IF_PG(" FOR UPDATE"),
+                          "s", lines[i].product_id);
         int rc = st != NULL ? souk_stmt_step(st) : SOUK_EDB;
         if (rc < 0) {
             status = souk_handler_db_error(r, rc, "cannot hold stock");
@@ -234,13 +238,13 @@ int reservations_create(struct souk_req *r)
         return souk_problem_check(r, &c);
 
     struct souk_db *db = souk_req_db(r);
-    int rc = souk_db_begin(db);
+    int rc = souk_db_begin_mode(db, SOUK_TX_LOCKS);
     if (rc != 0)
         return souk_handler_db_error(r, rc, "cannot reserve");
     int status;
     char *existing = NULL;
-    struct souk_stmt *st =
-        souk_db_query(db, "SELECT status FROM reservations WHERE id = ?", "s", id);
+    struct souk_stmt *st = souk_db_query(
+        db, "SELECT status FROM reservations WHERE id = ?" SOUK_IF_PG(" FOR UPDATE"), "s", id);
     rc = st != NULL ? souk_stmt_step(st) : SOUK_EDB;
     if (rc == SOUK_ROW) {
         existing = souk_req_printf(r, "%s", souk_stmt_text(st, 0));
@@ -281,7 +285,7 @@ static int commit_locked(struct souk_req *r, struct souk_db *db, const char *id)
 {
     struct souk_stmt *st = souk_db_query(db,
                                          "SELECT status, release_reason FROM reservations"
-                                         " WHERE id = ?",
+                                         " WHERE id = ?" SOUK_IF_PG(" FOR UPDATE"),
                                          "s", id);
     int rc = st != NULL ? souk_stmt_step(st) : SOUK_EDB;
     if (rc < 0)
@@ -345,7 +349,7 @@ int reservations_commit(struct souk_req *r)
 {
     const char *id = souk_req_param(r, "id");
     struct souk_db *db = souk_req_db(r);
-    int rc = souk_db_begin(db);
+    int rc = souk_db_begin_mode(db, SOUK_TX_LOCKS);
     if (rc != 0)
         return souk_handler_db_error(r, rc, "cannot commit");
     int status = commit_locked(r, db, id);
@@ -362,8 +366,8 @@ int reservations_commit(struct souk_req *r)
  * late (after its caller gave up and released) cannot hold stock forever. */
 static int release_locked(struct souk_req *r, struct souk_db *db, const char *id)
 {
-    struct souk_stmt *st =
-        souk_db_query(db, "SELECT status FROM reservations WHERE id = ?", "s", id);
+    struct souk_stmt *st = souk_db_query(
+        db, "SELECT status FROM reservations WHERE id = ?" SOUK_IF_PG(" FOR UPDATE"), "s", id);
     char now[SOUK_TIME_MAX];
     souk_time_now(now);
     int rc = st != NULL ? souk_stmt_step(st) : SOUK_EDB;
@@ -392,7 +396,7 @@ int reservations_release(struct souk_req *r)
     if (!valid_reservation_id(id))
         return souk_problem(r, 404, "reservation_not_found", "no reservation %s", id);
     struct souk_db *db = souk_req_db(r);
-    int rc = souk_db_begin(db);
+    int rc = souk_db_begin_mode(db, SOUK_TX_LOCKS);
     if (rc != 0)
         return souk_handler_db_error(r, rc, "cannot release");
     int status = release_locked(r, db, id);
@@ -413,8 +417,8 @@ int reservations_on_order_cancelled(struct souk_db *db, const struct souk_event 
         id = ev->subject;
     if (id == NULL)
         return SOUK_EINVAL;
-    struct souk_stmt *st =
-        souk_db_query(db, "SELECT status FROM reservations WHERE id = ?", "s", id);
+    struct souk_stmt *st = souk_db_query(
+        db, "SELECT status FROM reservations WHERE id = ?" SOUK_IF_PG(" FOR UPDATE"), "s", id);
     if (st == NULL || souk_stmt_step(st) != SOUK_ROW)
         return 0; /* never reserved: nothing to give back */
     char status[16];
@@ -457,13 +461,15 @@ static void sweep_once(struct souk_db *db)
         snprintf(ids[n++], sizeof(ids[0]), "%s", souk_stmt_text(st, 0));
     souk_stmt_done(st);
     for (size_t i = 0; i < n; i++) {
-        if (souk_db_begin(db) != 0)
+        if (souk_db_begin_mode(db, SOUK_TX_LOCKS) != 0)
             return;
-        /* re-check under the write lock: a commit may have won the race */
+        /* re-check with the row locked: a commit (here or on another replica) may
+         * have won the race */
         int64_t still = 0;
         if (souk_db_int(db, &still,
-                        "SELECT count(*) FROM reservations WHERE id = ? AND status = 'held'", "s",
-                        ids[i]) < 0 ||
+                        "SELECT 1 FROM reservations WHERE id = ? AND status = 'held'" SOUK_IF_PG(
+                            " FOR UPDATE"),
+                        "s", ids[i]) < 0 ||
             !still || release_held(db, ids[i], "expired") != 0 || souk_db_commit(db) != 0) {
             souk_db_rollback(db);
             continue;

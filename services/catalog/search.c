@@ -1,6 +1,7 @@
-/* search.c: free text to FTS5 queries over the catalog's two full-text tables, and the
- * vocabulary (search_words) that turns prefix search into an OR of known words, which
- * FTS5 evaluates lazily in rowid order, so a page of results costs a page. */
+/* search.c: free text to FTS5 queries over the catalog's two full-text tables (on
+ * PostgreSQL: to tsquery text for its tsvectors, listing_pg.c), and the vocabulary
+ * (search_words) that turns prefix search into an OR of known words, which FTS5
+ * evaluates lazily in rowid order, so a page of results costs a page. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,8 +99,9 @@ int search_vocab_write(struct search_vocab *v, struct souk_db *db)
     for (size_t i = 0; i < v->cap; i++) {
         if (v->slot[i] == NULL)
             continue;
-        int rc = souk_db_run(db, "INSERT OR IGNORE INTO search_words (word) VALUES (?)", "s",
-                             v->slot[i]);
+        int rc =
+            souk_db_run(db, "INSERT INTO search_words (word) VALUES (?) ON CONFLICT DO NOTHING",
+                        "s", v->slot[i]);
         if (rc < 0)
             return rc;
     }
@@ -156,6 +158,7 @@ out:
 
 struct expr {
     struct souk_db *db;
+    bool pg; /* tsquery text: 'w' | 'x', 'w':*, & (else FTS5's "w" OR "x", "w"*, AND) */
     char buf[EXPR_MAX], key[EXPR_MAX];
     size_t len, key_len;
     int words, rc;
@@ -173,10 +176,13 @@ static bool put(char *buf, size_t *len, const char *s, size_t n)
 
 static bool put_str(struct expr *e, const char *s) { return put(e->buf, &e->len, s, strlen(s)); }
 
-/* `"word"`: a word holds no quote, so it is only ever a phrase. */
+/* `"word"` (PostgreSQL: `'word'`): a word holds no quote or backslash, so it is only
+ * ever a phrase, never an operator. */
 static bool put_phrase(struct expr *e, const char *word, size_t n, bool prefix)
 {
-    return put_str(e, "\"") && put(e->buf, &e->len, word, n) && put_str(e, prefix ? "\"*" : "\"");
+    const char *q = e->pg ? "'" : "\"";
+    return put_str(e, q) && put(e->buf, &e->len, word, n) &&
+           put_str(e, prefix ? (e->pg ? "':*" : "\"*") : q);
 }
 
 /* The known words that start with word (not itself), at most SEARCH_EXPAND_MAX + 1. */
@@ -185,6 +191,10 @@ static int completions(struct expr *e, const char *word, size_t n, char (*out)[S
 {
     *count = 0;
     if (n < SEARCH_PREFIX_MIN || n > SEARCH_WORD_MAX || (unsigned char)word[n - 1] == 0xff)
+        return 0;
+    /* PostgreSQL takes only UTF-8 text, and the bound past a prefix that ends inside a
+     * multibyte character is none: such a word matches whole words */
+    if (e->pg && (unsigned char)word[n - 1] >= 0x80)
         return 0;
     char hi[SEARCH_WORD_MAX + 1];
     memcpy(hi, word, n);
@@ -213,13 +223,14 @@ static void expr_word(void *ctx, const char *raw, size_t n)
     if (e->rc != 0)
         return;
     size_t mark = e->len;
-    bool ok = put_str(e, e->words ? " AND (" : "(");
+    bool ok = put_str(e, e->words ? (e->pg ? " & (" : " AND (") : "(");
     if (nmore > SEARCH_EXPAND_MAX) { /* a very short prefix: FTS5 gathers the matches */
         ok = ok && put_phrase(e, word, n, true);
     } else {
         ok = ok && put_phrase(e, word, n, false);
         for (size_t i = 0; i < nmore; i++)
-            ok = ok && put_str(e, " OR ") && put_phrase(e, more[i], strlen(more[i]), false);
+            ok = ok && put_str(e, e->pg ? " | " : " OR ") &&
+                 put_phrase(e, more[i], strlen(more[i]), false);
     }
     ok = ok && put_str(e, ")");
     if (!ok) { /* too long a query: this word is left out, as the key shows */
@@ -238,6 +249,7 @@ int search_expression(struct souk_db *db, struct souk_arena *a, const char *q, c
 {
     struct expr *e = souk_xcalloc(1, sizeof(*e));
     e->db = db;
+    e->pg = souk_db_engine(db) == SOUK_DB_POSTGRES;
     search_split(q, expr_word, e);
     int rc = e->rc;
     *expr = souk_arena_strdup(a, e->buf);

@@ -38,7 +38,8 @@ int search_words_add(struct souk_db *db, const char *text);
  * migrated from before it); one transaction. 0 or a negative code. */
 int search_words_build(struct souk_db *db);
 
-/* The FTS5 expression for q, ANDing each word with its completions, allocated in a;
+/* The FTS5 expression for q (PostgreSQL: the tsquery text, for to_tsquery('souk', …)),
+ * ANDing each word with its completions, allocated in a;
  * "" when q has no words. *key gets the normalised words ("coff mug"), which is what a
  * page token is bound to. Returns 0 or a negative code (the vocabulary lookup failed). */
 int search_expression(struct souk_db *db, struct souk_arena *a, const char *q, const char **expr,

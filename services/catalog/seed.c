@@ -117,6 +117,20 @@ out:
     return rc;
 }
 
+/* PostgreSQL: the rows one by one (the count trigger and the tsvectors with them; the
+ * indexes stay), then the identity moved past the rids given here, so the catalog's own
+ * inserts continue the numbering. */
+static int pg_load(struct souk_db *db, struct search_vocab *vocab)
+{
+    int rc = seed_products_rows(db, vocab);
+    if (rc == 0)
+        rc = souk_db_run(db,
+                         "SELECT setval(pg_get_serial_sequence('products', 'rid'),"
+                         " (SELECT max(rid) FROM products))",
+                         NULL);
+    return rc < 0 ? rc : 0;
+}
+
 int catalog_seed(struct souk_db *db)
 {
     const struct demo_category *cats;
@@ -124,16 +138,18 @@ int catalog_seed(struct souk_db *db)
     struct search_vocab vocab = {0};
     int64_t existing = 0;
     uint64_t t0 = souk_now_ns();
+    bool pg = souk_db_engine(db) == SOUK_DB_POSTGRES;
     /* a big load wants more than SQLite's 2 MB of page cache; this process only seeds */
-    int rc = souk_db_exec(db, "PRAGMA cache_size = -262144");
+    int rc = pg ? 0 : souk_db_exec(db, "PRAGMA cache_size = -262144");
     if (rc == 0)
         rc = souk_db_begin(db);
     if (rc != 0)
         return rc;
     for (size_t i = 0; i < ncats; i++) {
-        rc = souk_db_run(
-            db, "INSERT OR IGNORE INTO categories (slug, name, description) VALUES (?, ?, ?)",
-            "sss", cats[i].slug, cats[i].name, cats[i].description);
+        rc = souk_db_run(db,
+                         "INSERT INTO categories (slug, name, description) VALUES (?, ?, ?)"
+                         " ON CONFLICT DO NOTHING",
+                         "sss", cats[i].slug, cats[i].name, cats[i].description);
         if (rc < 0)
             goto out;
     }
@@ -147,13 +163,15 @@ int catalog_seed(struct souk_db *db)
                       (json_int_t)existing);
         goto out;
     }
-    if ((rc = bulk_load(db, &vocab)) < 0 || (rc = search_vocab_write(&vocab, db)) < 0)
+    if ((rc = pg ? pg_load(db, &vocab) : bulk_load(db, &vocab)) < 0 ||
+        (rc = search_vocab_write(&vocab, db)) < 0)
         goto out;
     rc = souk_db_commit(db);
     /* the load went to the WAL: move it into the database file now rather than leave a
        WAL the size of the catalog to the first process that opens it */
+    /* PostgreSQL: statistics for the planner now, not at autovacuum's leisure */
     if (rc == 0)
-        rc = souk_db_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)");
+        rc = souk_db_exec(db, pg ? "ANALYZE products" : "PRAGMA wal_checkpoint(TRUNCATE)");
     if (rc == 0)
         souk_info("demo catalog seeded", "{s:i,s:i,s:I,s:I}", "categories", (int)ncats, "products",
                   (int)seed_products, "words", (json_int_t)vocab.n, "ms",

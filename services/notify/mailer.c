@@ -28,10 +28,15 @@
 #define ERR_MAX         256
 #define SECRET_MAX      1024
 #define DB_RETRY_MS     1000 /* the pause after the database failed us */
+/* A delivery taken for sending (one at a time, just before it is sent) is not due
+ * again for this long: replicas of notify share the queue, and one sends it; if that
+ * one dies mid-send, another tries after this (longer than an SMTP exchange may take). */
+#define CLAIM_MS (SMTP_TIMEOUT_MS + 5000)
 
 struct mail {
     int64_t id, attempts;
     char *ntf, *to, *subject, *body;
+    int64_t due_ms; /* next_attempt_ms as read: the claim moves it from this value */
 };
 
 static pthread_t thread;
@@ -202,7 +207,7 @@ static int record(struct souk_db *db, const struct mail *m, int rc, const char *
     if (rc != 0)
         souk_warn("mail delivery failed", "{s:s,s:I,s:s,s:s}", "notification", m->ntf, "attempts",
                   (json_int_t)attempts, "status", status, "error", err);
-    int w = souk_db_begin(db);
+    int w = souk_db_begin_mode(db, SOUK_TX_LOCKS); /* an insert and our delivery's row */
     if (w == 0 &&
         souk_db_run(
             db, "INSERT INTO delivery_attempts (delivery_id, at, ok, error) VALUES (?, ?, ?, ?)",
@@ -225,16 +230,26 @@ static int record(struct souk_db *db, const struct mail *m, int rc, const char *
     return w;
 }
 
-/* Up to BATCH due deliveries into out; their count, or a negative code. */
+static void free_mail(struct mail *m)
+{
+    free(m->ntf);
+    free(m->to);
+    free(m->subject);
+    free(m->body);
+}
+
+/* Up to BATCH due deliveries into out, each claimed for this replica; their count,
+ * or a negative code. */
 static int due(struct souk_db *db, struct mail *out)
 {
     int n = 0, rc = SOUK_DONE;
+    int64_t now = souk_wall_ms();
     struct souk_stmt *st = souk_db_query(
         db,
-        "SELECT d.id, d.attempts, d.notification_id, d.recipient, n.subject, n.body"
-        " FROM deliveries d JOIN notifications n ON n.id = d.notification_id"
+        "SELECT d.id, d.attempts, d.notification_id, d.recipient, n.subject, n.body,"
+        " d.next_attempt_ms FROM deliveries d JOIN notifications n ON n.id = d.notification_id"
         " WHERE d.status = 'pending' AND d.next_attempt_ms <= ? ORDER BY d.next_attempt_ms LIMIT ?",
-        "ii", souk_wall_ms(), (int64_t)BATCH);
+        "ii", now, (int64_t)BATCH);
     if (st == NULL)
         return SOUK_EDB;
     while (n < BATCH && (rc = souk_stmt_step(st)) == SOUK_ROW) {
@@ -243,11 +258,22 @@ static int due(struct souk_db *db, struct mail *out)
                                souk_xstrdup(souk_stmt_text(st, 2)),
                                souk_xstrdup(souk_stmt_text(st, 3)),
                                souk_xstrdup(souk_stmt_text(st, 4)),
-                               souk_xstrdup(souk_stmt_text(st, 5))};
+                               souk_xstrdup(souk_stmt_text(st, 5)),
+                               souk_stmt_int(st, 6)};
         n++;
     }
     souk_stmt_done(st);
     return rc < 0 && n == 0 ? rc : n; /* what was read before an error still goes out */
+}
+
+/* Claim m for this replica: its next_attempt_ms moved on from the value read, in one
+ * statement (atomic on both engines). False when another replica claimed it first. */
+static bool claim(struct souk_db *db, const struct mail *m)
+{
+    return souk_db_run(db,
+                       "UPDATE deliveries SET next_attempt_ms = ? WHERE id = ?"
+                       " AND status = 'pending' AND next_attempt_ms = ?",
+                       "iii", souk_wall_ms() + CLAIM_MS, m->id, m->due_ms) == 1;
 }
 
 static void *mailer_main(void *arg)
@@ -280,19 +306,29 @@ static void *mailer_main(void *arg)
         for (int i = 0; i < n; i++) {
             char err[ERR_MAX] = "";
             size_t len;
+            if (!unrecorded && !claim(db, &batch[i])) { /* another replica's, or unreadable */
+                free_mail(&batch[i]);
+                continue;
+            }
             char *msg = unrecorded ? NULL : message(&batch[i], &len);
+            bool recorded = false;
             /* after a failed write, stop sending: each further mail would go out
              * unrecorded and be sent again */
             if (msg != NULL) {
                 int rc = notify_smtp_url[0] ? send_smtp(&batch[i], msg, len, err)
                                             : write_file(&batch[i], msg, len, err);
                 unrecorded = record(db, &batch[i], rc, err) != 0;
+                recorded = !unrecorded;
             }
+            /* one not recorded is due again at once, not when our claim runs out (if
+             * this write fails too, the claim's end makes it due) */
+            if (!recorded)
+                souk_db_run(db,
+                            "UPDATE deliveries SET next_attempt_ms = ? WHERE id = ?"
+                            " AND status = 'pending'",
+                            "ii", souk_wall_ms(), batch[i].id);
             free(msg);
-            free(batch[i].ntf);
-            free(batch[i].to);
-            free(batch[i].subject);
-            free(batch[i].body);
+            free_mail(&batch[i]);
         }
         if (unrecorded)
             usleep(DB_RETRY_MS * 1000);

@@ -70,11 +70,12 @@ static int visible(struct souk_req *r, const char *id)
 {
     const struct souk_identity *who = souk_req_identity(r);
     int64_t n = 0;
-    int rc = souk_id_valid(id, "ord")
-                 ? souk_db_int(souk_req_db(r), &n,
-                               "SELECT count(*) FROM orders WHERE id = ? AND (? OR user_id = ?)",
-                               "sis", id, (int64_t)who->admin, who->sub)
-                 : 1;
+    int rc =
+        souk_id_valid(id, "ord")
+            ? souk_db_int(souk_req_db(r), &n,
+                          "SELECT count(*) FROM orders WHERE id = ? AND (? <> 0 OR user_id = ?)",
+                          "sis", id, (int64_t)who->admin, who->sub)
+            : 1;
     if (rc < 0)
         return souk_handler_db_error(r, rc, "cannot read the order");
     if (n != 1)
@@ -332,17 +333,21 @@ static int insert_order(struct souk_req *r, struct souk_idem *k, const struct pl
     souk_time_now(now);
     char *items_text = souk_json_dump(lines, NULL), *addr_text = souk_json_dump(address, NULL);
     snprintf(response, sizeof(response), "{\"order_id\":\"%s\"}", id);
-    int rc = souk_db_begin(db);
+    /* two statements, each atomic (a new row, our key's row): row locks are enough. The
+     * order is born leased to this replica, which runs its saga and answers the wait;
+     * another replica's scanner takes it only if this one dies first (saga.c) */
+    int rc = souk_db_begin_mode(db, SOUK_TX_LOCKS);
     if (rc == 0)
-        rc = souk_db_run(db,
-                         "INSERT INTO orders (id, user_id, status, step, items_json, "
-                         "subtotal_cents, shipping_cents,"
-                         " total_cents, currency, shipping_address_json, payment_method_id, "
-                         "created_at, updated_at, trace_id, traceparent)"
-                         " VALUES (?, ?, 'pending', 'reserve', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                         "sssiiisssssss", id, souk_req_identity(r)->sub, items_text, subtotal,
-                         shipping, subtotal + shipping, currency, addr_text, in->payment_method_id,
-                         now, now, trace_id, tp);
+        rc = souk_db_run(
+            db,
+            "INSERT INTO orders (id, user_id, status, step, items_json, "
+            "subtotal_cents, shipping_cents,"
+            " total_cents, currency, shipping_address_json, payment_method_id, "
+            "created_at, updated_at, trace_id, traceparent, lease_owner, lease_until)"
+            " VALUES (?, ?, 'pending', 'reserve', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "sssiiissssssssi", id, souk_req_identity(r)->sub, items_text, subtotal, shipping,
+            subtotal + shipping, currency, addr_text, in->payment_method_id, now, now, trace_id, tp,
+            saga_handover(), souk_wall_ms() + SAGA_LEASE_MS);
     if (rc >= 0)
         rc = souk_idem_complete(db, k, 201, response);
     if (rc >= 0)
@@ -491,8 +496,8 @@ int orders_create(struct souk_req *r)
 /* Read status and step inside the open transaction. 0, or the database's error. */
 static int order_state(struct souk_db *db, const char *id, char status[16], char step[16])
 {
-    struct souk_stmt *st =
-        souk_db_query(db, "SELECT status, step FROM orders WHERE id = ?", "s", id);
+    struct souk_stmt *st = souk_db_query(
+        db, "SELECT status, step FROM orders WHERE id = ?" SOUK_IF_PG(" FOR UPDATE"), "s", id);
     int rc = st != NULL ? souk_stmt_step(st) : SOUK_EDB;
     if (rc != SOUK_ROW) /* none: it was there a moment ago (visible()), orders are never deleted */
         return rc < 0 ? rc : SOUK_EDB;
@@ -502,15 +507,16 @@ static int order_state(struct souk_db *db, const char *id, char status[16], char
     return 0;
 }
 
-/* For cancel and ship: the caller may see the order; take the write lock and read
- * its status and step. 0 with the transaction open, or a problem's status. */
+/* For cancel and ship: the caller may see the order; lock it (SQLite: the write lock;
+ * PostgreSQL: its row) and read its status and step. 0 with the transaction open, or
+ * a problem's status. */
 static int lock_order(struct souk_req *r, struct souk_db *db, const char *id, char status[16],
                       char step[16])
 {
     int seen = visible(r, id);
     if (seen != 0)
         return seen;
-    int rc = souk_db_begin(db);
+    int rc = souk_db_begin_mode(db, SOUK_TX_LOCKS);
     if (rc == 0)
         rc = order_state(db, id, status, step);
     if (rc != 0) {
@@ -549,8 +555,10 @@ int orders_cancel(struct souk_req *r)
     int rc = souk_db_run(
         db,
         "UPDATE orders SET step = 'refund', reason = ?, attempts = 0, next_attempt_ms = 0,"
-        " updated_at = ?, traceparent = ? WHERE id = ?", /* the refund: this request's trace */
-        "ssss", reason, now, souk_req_traceparent(r), id);
+        " updated_at = ?, traceparent = ?, lease_owner = ?, lease_until = ? WHERE id = ?",
+        /* the refund: this request's trace, run by this replica */
+        "ssssis", reason, now, souk_req_traceparent(r), saga_handover(),
+        souk_wall_ms() + SAGA_LEASE_MS, id);
     if (rc >= 0)
         rc = rc == 1 ? souk_db_commit(db) : SOUK_EDB; /* locked and read: it is there */
     if (rc != 0) {

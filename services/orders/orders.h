@@ -76,6 +76,16 @@ void saga_decide(enum saga_step step, const struct saga_answer *a, const char *r
 bool saga_transient(const struct saga_answer *a);
 
 /* ---- the saga engine (saga.c) ---- */
+
+/* A saga is driven under a lease (orders.lease_owner, lease_until): one worker of one
+ * replica at a time, renewed at every step; a dead replica's sagas are taken over by
+ * the others' scanners once their lease runs out. */
+#define SAGA_LEASE_MS 10000
+/* The lease an order is written with when this replica is about to run its saga (a
+ * new order, a cancellation): this replica's workers may claim it at once, other
+ * replicas only after SAGA_LEASE_MS, so the request waiting here is answered by the
+ * saga run here. */
+const char *saga_handover(void);
 int saga_start(void);
 void saga_stop(void);
 /* Ask a worker to run order id's saga now (a no-op if it is settled). */

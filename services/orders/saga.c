@@ -22,9 +22,9 @@
 #include "souk/souk.h"
 #include "souk/trace.h"
 
-#define LEASE_MS          10000 /* longer than one step's call; renewed by each step's commit */
-#define SCAN_MS           200   /* how often due sagas are looked for */
-#define STATS_EVERY_SCANS 10    /* orders_by_status refreshed every 2 s */
+#define LEASE_MS          SAGA_LEASE_MS /* longer than one step's call; renewed by each step's commit */
+#define SCAN_MS           200           /* how often due sagas are looked for */
+#define STATS_EVERY_SCANS 10            /* orders_by_status refreshed every 2 s */
 #define SCAN_BATCH        64
 #define QUEUE_MAX         1024
 #define STEPS_PER_RUN     16 /* a run ends after this many steps (there are at most 6) */
@@ -35,6 +35,9 @@
 static const struct souk_backoff saga_retry = {100, 5000};
 
 struct souk_metric *orders_transitions, *orders_step_seconds, *orders_by_status;
+static char handover[SOUK_ID_MAX + 8]; /* "new:ins_…": this replica's hand-over lease */
+
+const char *saga_handover(void) { return handover; }
 
 /* ---- the run queue: order ids, each at most once ---- */
 
@@ -457,13 +460,17 @@ static int persist(struct souk_db *db, struct saga *s, const struct saga_move *m
         mv.next = STEP_RELEASE;
         mv.reason = "reservation_failed";
     }
-    if (souk_db_begin(db) != 0) {
+    /* the order's row, locked, decides: is the lease still ours (another replica may
+     * have taken over a lease that ran out), then the step's outcome is written */
+    if (souk_db_begin_mode(db, SOUK_TX_LOCKS) != 0) {
         json_decref(lines);
         return SOUK_EBUSY;
     }
     int64_t mine = 0;
-    int rc = souk_db_int(db, &mine, "SELECT count(*) FROM orders WHERE id = ? AND lease_owner = ?",
-                         "ss", s->id, s->lease);
+    int rc = souk_db_int(
+        db, &mine,
+        "SELECT 1 FROM orders WHERE id = ? AND lease_owner = ?" SOUK_IF_PG(" FOR UPDATE"), "ss",
+        s->id, s->lease);
     if (rc < 0 || mine == 0) {
         souk_db_rollback(db);
         json_decref(lines);
@@ -550,10 +557,12 @@ static bool claim(struct souk_db *db, const char *id, char lease[SOUK_ID_MAX])
 {
     souk_id_new(lease, "lse");
     int64_t now = souk_wall_ms();
+    /* free, run out, or handed over to this replica (saga_handover) */
     int rc = souk_db_run(db,
                          "UPDATE orders SET lease_until = ?, lease_owner = ? WHERE id = ?"
-                         " AND step <> 'done' AND lease_until <= ? AND next_attempt_ms <= ?",
-                         "issii", now + LEASE_MS, lease, id, now, now);
+                         " AND step <> 'done' AND (lease_until <= ? OR lease_owner = ?)"
+                         " AND next_attempt_ms <= ?",
+                         "issisi", now + LEASE_MS, lease, id, now, handover, now);
     return rc == 1;
 }
 
@@ -687,6 +696,8 @@ int saga_start(void)
     orders_step_seconds = souk_metric_histogram(
         "orders_saga_step_duration_seconds", "time of one saga step (one call to a peer)", "step");
     orders_by_status = souk_metric_gauge("orders_by_status", "orders by current status", "status");
+    char ins[SOUK_ID_MAX];
+    snprintf(handover, sizeof(handover), "new:%s", souk_id_new(ins, "ins"));
     nworkers = (size_t)orders_workers;
     workers = souk_xcalloc(nworkers, sizeof(*workers));
     for (size_t i = 0; i < nworkers; i++)

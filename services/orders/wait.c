@@ -14,7 +14,9 @@
 #include "souk/log.h"
 #include "souk/souk.h"
 
-#define TICK_MS 25
+#define TICK_MS       25
+#define RECHECK_TICKS 20 /* every 0.5 s, a waiter's order is read again */
+#define RECHECK_MAX   64
 
 struct waiter {
     struct souk_req *r;
@@ -107,6 +109,21 @@ int wait_for_order(struct souk_req *r, const char *order_id, int settled_status)
     return SOUK_SUSPEND;
 }
 
+/* The saga of a waiter's order normally runs here and says when it moved; another
+ * replica may have run it (this one's worker was busy past the hand-over lease), so
+ * now and then the waiters' orders are read again. */
+static void recheck(void)
+{
+    char ids[RECHECK_MAX][SOUK_ID_MAX];
+    size_t n = 0;
+    pthread_mutex_lock(&lock);
+    for (struct waiter *w = waiters; w != NULL && n < RECHECK_MAX; w = w->next)
+        snprintf(ids[n++], SOUK_ID_MAX, "%s", w->order_id);
+    pthread_mutex_unlock(&lock);
+    for (size_t i = 0; i < n; i++)
+        wait_notify(ids[i]);
+}
+
 /* Answer the expired waiters (all of them when draining) with the order as it is. */
 static void expire(bool all)
 {
@@ -123,12 +140,14 @@ static void expire(bool all)
 static void *timer_main(void *arg)
 {
     SOUK_UNUSED(arg);
-    for (;;) {
+    for (unsigned tick = 1;; tick++) {
         pthread_mutex_lock(&lock);
         bool stop = stopping;
         pthread_mutex_unlock(&lock);
         if (stop)
             break;
+        if (tick % RECHECK_TICKS == 0)
+            recheck();
         expire(souk_server_draining());
         usleep(TICK_MS * 1000);
     }

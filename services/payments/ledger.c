@@ -101,7 +101,7 @@ int ledger_report(struct souk_db *db, json_t **report)
     int64_t debits = 0, credits = 0, payments = 0;
     *report = NULL;
     /* one read transaction, so the report is a single consistent snapshot */
-    int rc = souk_db_exec(db, "BEGIN");
+    int rc = souk_db_begin_mode(db, SOUK_TX_READ);
     if (rc == 0)
         rc = accounts(db, acc, &debits, &credits);
     if (rc >= 0)

@@ -183,7 +183,7 @@ static int idem_finish(struct souk_req *r, struct souk_db *db, struct souk_idem 
 static int idem_fail(struct souk_req *r, struct souk_db *db, struct souk_idem *k, bool tx,
                      int status, const char *code, const char *detail)
 {
-    int rc = tx ? 0 : souk_db_begin(db);
+    int rc = tx ? 0 : souk_db_begin_mode(db, SOUK_TX_LOCKS);
     if (rc != 0) {
         souk_idem_release(db, k, false);
         return souk_handler_db_error(r, rc, NOT_DONE);
@@ -264,7 +264,8 @@ static int record_authorization(struct souk_req *r, struct souk_db *db, struct s
     souk_time_now(now);
     const char *status = approved ? "authorized" : "declined";
     json_t *p = NULL;
-    int rc = souk_db_begin(db);
+    /* a new payment, its ledger lines, our key's row: each atomic, no read decides */
+    int rc = souk_db_begin_mode(db, SOUK_TX_LOCKS);
     if (rc == 0)
         rc = one_row(souk_db_run(db,
                                  "INSERT INTO payments (id, order_id, user_id, payment_method_id,"
@@ -339,7 +340,7 @@ static int load_payment(struct souk_db *db, const char *id, struct payment_row *
     struct souk_stmt *st = souk_db_query(
         db,
         "SELECT status, amount_cents, captured_cents, refunded_cents, currency FROM payments"
-        " WHERE id = ?",
+        " WHERE id = ?" SOUK_IF_PG(" FOR UPDATE"),
         "s", id);
     if (st == NULL)
         return SOUK_EDB;
@@ -454,7 +455,9 @@ static int transition(struct souk_req *r, enum pay_op op)
     int status = idem_start(r, db, &k, body);
     if (status != 0)
         return status;
-    int rc = souk_db_begin(db);
+    /* the payment's row is locked as it is read (PostgreSQL; SQLite: the write lock):
+     * the transition is decided on it, so two calls under different keys queue */
+    int rc = souk_db_begin_mode(db, SOUK_TX_LOCKS);
     if (rc == 0)
         rc = souk_id_valid(id, "pay") ? load_payment(db, id, &p) : SOUK_ENOTFOUND;
     if (rc == SOUK_ENOTFOUND)

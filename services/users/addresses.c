@@ -55,9 +55,14 @@ int addresses_create(struct souk_req *r)
     char id[SOUK_ID_MAX], now[SOUK_TIME_MAX];
     souk_id_new(id, "adr");
     souk_time_now(now);
-    int64_t count = 0;
-    int rc = souk_db_begin(db);
+    int64_t count = 0, one = 0;
+    /* the count and the insert decide together: the user's row, locked, queues the
+     * user's other additions behind this one (SQLite's write lock does that alone) */
+    int rc = souk_db_begin_mode(db, SOUK_TX_LOCKS);
     if (rc == 0)
+        rc = souk_db_int(db, &one, "SELECT 1 FROM users WHERE id = ?" SOUK_IF_PG(" FOR UPDATE"),
+                         "s", user);
+    if (rc >= 0)
         rc = souk_db_int(db, &count, "SELECT count(*) FROM addresses WHERE user_id = ?", "s", user);
     if (rc >= 0 && count >= ADDRESSES_MAX) {
         souk_db_rollback(db);

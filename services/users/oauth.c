@@ -223,13 +223,15 @@ int64_t login_delay_ms(int64_t failures, int64_t after, int64_t max_ms)
 static int count_attempt(struct souk_db *db, const char *key, int64_t now, int64_t *count,
                          int64_t *left)
 {
-    int rc = souk_db_run(
-        db,
-        "INSERT INTO login_failures (key, window_start, failures) VALUES (?1, ?2, 1)"
-        " ON CONFLICT (key) DO UPDATE SET"
-        " failures = CASE WHEN window_start + ?3 <= ?2 THEN 1 ELSE failures + 1 END,"
-        " window_start = CASE WHEN window_start + ?3 <= ?2 THEN ?2 ELSE window_start END",
-        "sii", key, now, cfg_login_window);
+    int rc =
+        souk_db_run(db,
+                    "INSERT INTO login_failures (key, window_start, failures) VALUES (?1, ?2, 1)"
+                    " ON CONFLICT (key) DO UPDATE SET"
+                    " failures = CASE WHEN login_failures.window_start + ?3 <= ?2 THEN 1"
+                    " ELSE login_failures.failures + 1 END,"
+                    " window_start = CASE WHEN login_failures.window_start + ?3 <= ?2 THEN ?2"
+                    " ELSE login_failures.window_start END",
+                    "sii", key, now, cfg_login_window);
     struct souk_stmt *st =
         rc < 0
             ? NULL
@@ -254,7 +256,9 @@ struct attempt {
 
 static int count_login(struct souk_db *db, struct attempt *a, bool account, int64_t now)
 {
-    int rc = souk_db_begin(db);
+    /* each upsert is atomic and holds its row to the commit, and the count read after
+     * it is this attempt's: row locks are enough, and parallel guesses queue */
+    int rc = souk_db_begin_mode(db, SOUK_TX_LOCKS);
     if (rc == 0)
         rc = count_attempt(db, a->addr, now, &a->n_addr, &a->left_addr);
     if (rc == 0 && account)
@@ -277,7 +281,7 @@ static int count_login(struct souk_db *db, struct attempt *a, bool account, int6
  * starts afresh. Not fatal when it fails: the attempt stays counted, no more. */
 static void uncount_login(struct souk_db *db, const struct attempt *a, bool account)
 {
-    int rc = souk_db_begin(db);
+    int rc = souk_db_begin_mode(db, SOUK_TX_LOCKS);
     if (rc == 0)
         rc = souk_db_run(db,
                          "UPDATE login_failures SET failures = failures - 1"
@@ -414,14 +418,16 @@ static int grant_refresh(struct souk_req *r, json_t *p, const struct oauth_clien
     int64_t now = souk_wall_ms() / 1000;
     const char *fail = NULL;
     bool reused = false;
-    int rc = souk_db_begin(db);
+    /* the token's row is locked as it is read: a second use of it waits for the first
+     * and then finds it used (reuse: the family is revoked), as SQLite's write lock has it */
+    int rc = souk_db_begin_mode(db, SOUK_TX_LOCKS);
     if (rc != 0)
         return souk_handler_db_error(r, rc, "cannot read the refresh token");
     struct souk_stmt *st = souk_db_query(
         db,
         "SELECT t.family_id, t.user_id, t.client_id, t.expires_at, t.used_at IS NOT NULL,"
         " t.revoked_at IS NOT NULL, u.role FROM refresh_tokens t JOIN users u ON u.id = t.user_id"
-        " WHERE t.token_hash = ?",
+        " WHERE t.token_hash = ?" SOUK_IF_PG(" FOR UPDATE OF t"),
         "s", hash);
     rc = st != NULL ? souk_stmt_step(st) : SOUK_EDB;
     if (rc < 0) { /* not "unknown": we could not look */
