@@ -116,12 +116,15 @@ RABBIT_START_TIMEOUT = 60
 
 
 class RabbitNode:
-    """A private RabbitMQ node on loopback ports, its files under one directory."""
+    """A private RabbitMQ node on loopback ports, its files under one directory. ports
+    (amqp, dist, epmd) and node name it again on the same ports and files (make
+    run-scale keeps its node between runs); free ports and a fresh name by default."""
 
-    def __init__(self, base):
+    def __init__(self, base, ports=None, node=None):
         self.base = str(base)
-        self.port = _free_port()
-        self.node = f"souk-test-{uuid.uuid4().hex[:8]}@localhost"
+        amqp, dist, epmd = ports or (_free_port(), _free_port(), _free_port())
+        self.port = amqp
+        self.node = node or f"souk-test-{uuid.uuid4().hex[:8]}@localhost"
         self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/%2f"
         plugins = os.path.join(self.base, "enabled_plugins")
         os.makedirs(os.path.join(self.base, "home"), exist_ok=True)
@@ -140,8 +143,8 @@ class RabbitNode:
             "RABBITMQ_NODENAME": self.node,
             "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
             "RABBITMQ_NODE_PORT": str(self.port),
-            "RABBITMQ_DIST_PORT": str(_free_port()),
-            "ERL_EPMD_PORT": str(_free_port()),
+            "RABBITMQ_DIST_PORT": str(dist),
+            "ERL_EPMD_PORT": str(epmd),
             "ERL_EPMD_ADDRESS": "127.0.0.1",
             "RABBITMQ_ENABLED_PLUGINS_FILE": plugins,
             "ERL_INETRC": inetrc,

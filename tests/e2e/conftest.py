@@ -5,16 +5,23 @@ starts without choosing one itself (default feed): a fresh kafka-mock cluster pe
 test, or one private RabbitMQ node whose souk queues are emptied before each test.
 SOUK_TEST_RPC=grpc|rest picks how services call each other (default grpc, as `souk
 up` runs them): every service serves gRPC on a free port, and under grpc a service
-whose SOUK_<PEER>_URL names a service a test started gets SOUK_<PEER>_GRPC_URL too."""
+whose SOUK_<PEER>_URL names a service a test started gets SOUK_<PEER>_GRPC_URL too.
+
+SOUK_TEST_MODE=scale runs the same tests in the scale-out mode: every service a test
+starts keeps its state in a PostgreSQL database of its own (a role and a database per
+service and state directory, on one private cluster for the session), events go
+through RabbitMQ, and a platform (souk up) runs two replicas of every service."""
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import pytest
@@ -27,6 +34,14 @@ BUILD = os.environ.get("SOUK_BUILD_DIR", os.path.join(REPO, "build"))
 BIN = os.path.join(BUILD, "bin")
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import services_table  # noqa: E402  (services.txt)
+
+MODE = os.environ.get("SOUK_TEST_MODE", "local")
+if MODE not in ("local", "scale"):
+    raise pytest.UsageError(f"SOUK_TEST_MODE={MODE!r}: expected local or scale")
+SCALE = MODE == "scale"
+SCALE_REPLICAS = 2   # of every service, where a test starts the platform
+# payments on a shared database wants its vault key given (every replica the same one)
+SCALE_PAYMENTS_KEY = os.urandom(32).hex()
 
 
 
@@ -110,7 +125,7 @@ class _Transport:
     KINDS = ("feed", "amqp", "kafka")
 
     def __init__(self):
-        self.kind = os.environ.get("SOUK_TEST_EVENTS", "feed")
+        self.kind = os.environ.get("SOUK_TEST_EVENTS", "amqp" if SCALE else "feed")
         if self.kind not in self.KINDS:
             raise pytest.UsageError(f"SOUK_TEST_EVENTS={self.kind!r}: expected one of {self.KINDS}")
         self.in_test = False
@@ -228,6 +243,144 @@ def _no_process_outlives_the_session():
             proc.wait()
 
 
+class _Databases:
+    """The scale mode's databases: one private PostgreSQL cluster for the session
+    (scripts/pg, started on first use), a role and a database for each service's state
+    directory, so a service started again on the same directory finds its state, and
+    two tests never share one. Databases are made ahead, a batch at a time in one psql
+    session, by a thread of their own: a test takes a ready one (about 0.3 s of the
+    server's work each, otherwise spent while the test waits)."""
+
+    PG = os.path.join(REPO, "scripts", "pg")
+    BATCH = 8
+
+    def __init__(self):
+        self.dir = None
+        self.made = {}   # (name, state dir) -> database name
+        self.urls = {}   # database name -> its URL
+        self.ready = []  # made, not yet taken
+        self.n = 0
+        self.cond = threading.Condition()
+        self.filler = None
+        self.failed = None
+        self.closing = False
+
+    def cmd(self, command, *args, input=None):
+        r = subprocess.run([self.PG, command, self.dir, *args], capture_output=True, text=True,
+                           timeout=120, input=input)
+        if r.returncode != 0:
+            raise RuntimeError(f"scripts/pg {command} failed: {r.stderr}{r.stdout}")
+        return r.stdout
+
+    def _fill(self):
+        while True:
+            with self.cond:
+                while len(self.ready) >= self.BATCH and not self.closing:
+                    self.cond.wait()
+                if self.closing:
+                    return
+                names = [f"svc_{self.n + i + 1}" for i in range(self.BATCH)]
+                self.n += self.BATCH
+            try:
+                urls = self.cmd("createdb", *names).split()
+            except Exception as e:   # said by the next database() call
+                with self.cond:
+                    self.failed = e
+                    self.cond.notify_all()
+                return
+            with self.cond:
+                self.urls.update(zip(names, urls))
+                self.ready += names
+                self.cond.notify_all()
+
+    def database(self, name, var):
+        key = (name, os.path.realpath(str(var)))
+        if key in self.made:
+            return self.made[key]
+        with self.cond:
+            if self.dir is None:
+                self.dir = tempfile.mkdtemp(prefix="souk-e2e-pg-", dir="/tmp")
+                self.cmd("start")
+                self.filler = threading.Thread(target=self._fill, daemon=True)
+                self.filler.start()
+            while not self.ready and self.failed is None:
+                self.cond.wait(timeout=120)
+            if self.failed is not None:
+                raise RuntimeError(f"cannot make a database: {self.failed}")
+            db = self.ready.pop(0)
+            self.cond.notify_all()
+        self.made[key] = db
+        return db
+
+    def env(self, name, var, prefix="SOUK_"):
+        """{SOUK_DB, SOUK_DB_PASSWORD_FILE} for service name with state in var (prefix:
+        "SOUK_<NAME>_" for what souk up hands to that service)."""
+        db = self.database(name, var)
+        return {f"{prefix}DB": self.urls[db],
+                f"{prefix}DB_PASSWORD_FILE": os.path.join(self.dir, "passwords", db)}
+
+    @staticmethod
+    def _bind(sql, params, tag, args):
+        """sql with each '?' (outside quotes) made a psql variable :'<tag>N' holding its
+        value (a quoted literal, so no value is ever SQL); the -v options into args."""
+        n = iter(range(1, len(params) + 1))
+        text = re.sub(r"'[^']*'|\?", lambda m: m.group(0) if m.group(0) != "?"
+                      else f":'{tag}{next(n)}'", sql.strip().rstrip(";"))
+        for i, v in enumerate(params, 1):
+            args += ["-v", f"{tag}{i}={'' if v is None else v}"]
+        return text
+
+    def query(self, db, sql, params=()):
+        """Run sql (sqlite3's '?' placeholders) in db as the superuser: the rows of a
+        query as tuples (numbers as numbers, NULL as None), else the changed count."""
+        args = ["--", "-X", "-At", "-v", "ON_ERROR_STOP=1", "-d", db]
+        text = self._bind(sql, params, "p", args)
+        rows = text.split(None, 1)[0].upper() in ("SELECT", "WITH", "VALUES")
+        if rows:
+            text = f"SELECT coalesce(json_agg(row_to_json(t)), '[]') FROM ({text}) t"
+        out = self.cmd("psql", *args, input=text + ";\n").strip()
+        if not rows:
+            return int(out.split()[-1]) if out.split() and out.split()[-1].isdigit() else 0
+        decoder = json.JSONDecoder(object_pairs_hook=lambda pairs: tuple(v for _, v in pairs))
+        return [tuple(r) for r in decoder.decode(out.splitlines()[-1])]
+
+    def execute_many(self, db, sql, rows):
+        """sql once per row of parameters, in one psql session and one transaction."""
+        args = ["--", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-1", "-d", db]
+        text = "".join(self._bind(sql, row, f"r{k}_", args) + ";\n" for k, row in enumerate(rows))
+        self.cmd("psql", *args, input=text)
+
+    def close(self):
+        with self.cond:
+            self.closing = True
+            self.cond.notify_all()
+        if self.filler is not None:
+            self.filler.join(timeout=120)
+        if self.dir is not None:
+            subprocess.run([self.PG, "destroy", self.dir], capture_output=True, timeout=300)
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None
+
+
+_databases = _Databases()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _databases_session():
+    yield
+    _databases.close()
+
+
+def sqlite_query(path, sql, params=()):
+    import sqlite3
+    con = sqlite3.connect(path, timeout=10, isolation_level=None)
+    try:
+        cur = con.execute(sql, params)
+        return cur.fetchall() if cur.description is not None else cur.rowcount
+    finally:
+        con.close()
+
+
 class Service:
     """One running service binary. env adds to (and overrides) the defaults."""
 
@@ -251,6 +404,9 @@ class Service:
             "SOUK_DB": f"sqlite:{self.var}/db/{name}.db",
             "SOUK_LOG_LEVEL": "info",
         })
+        if SCALE and "SOUK_DB" not in (env or {}):
+            self.env.update(_databases.env(name, self.var))
+            self.env.setdefault("SOUK_PAYMENTS_KEY", SCALE_PAYMENTS_KEY)
         self.env.update(events)
         self.env.update(grpc_env(name, self.port, env))
         self.env.update(env or {})
@@ -264,6 +420,27 @@ class Service:
         self.log_path = os.path.join(self.var, "log", f"{name}-{self.port}.log")
 
     @property
+    def postgres(self):
+        return self.env["SOUK_DB"].startswith(("postgres://", "postgresql://"))
+
+    def query(self, sql, params=()):
+        """sql (with '?' placeholders) on this service's own database, whichever the
+        engine: a query's rows as tuples, else the number of rows changed."""
+        if self.postgres:
+            return _databases.query(_databases.database(self.name, self.var), sql, params)
+        return sqlite_query(self.env["SOUK_DB"][len("sqlite:"):], sql, params)
+
+    def execute_many(self, sql, rows):
+        """sql once for each row of parameters, in one transaction, whichever the engine."""
+        if self.postgres:
+            return _databases.execute_many(_databases.database(self.name, self.var), sql, rows)
+        import sqlite3
+        con = sqlite3.connect(self.env["SOUK_DB"][len("sqlite:"):], timeout=10)
+        with con:
+            con.executemany(sql, rows)
+        con.close()
+
+    @property
     def admin_url(self):
         """Where the admin listener (/metrics) is, when SOUK_ADMIN_LISTEN names one."""
         addr = self.env.get("SOUK_ADMIN_LISTEN", "")
@@ -272,7 +449,7 @@ class Service:
     def run(self, *args, check=True):
         """Run a one-shot command of the binary (seed, migrate) with our env."""
         return subprocess.run([os.path.join(BIN, self.name), *args], env=self.env,
-                              check=check, capture_output=True, text=True, timeout=60)
+                              check=check, capture_output=True, text=True, timeout=240 if self.postgres else 60)
 
     def start(self, wait=True):
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
@@ -360,6 +537,11 @@ class Platform:
         self.env = dict(os.environ)
         self.env.update({"SOUK_VAR": self.var, "SOUK_PORT_BASE": str(self.base),
                          "SOUK_BIN_DIR": BIN, "SOUK_RPC": RPC})
+        if SCALE:   # every service on a database of its own, two replicas of each
+            for name in SERVICES:
+                self.env.update(_databases.env(name, self.var, prefix=f"SOUK_{name.upper()}_"))
+            self.env["SOUK_REPLICAS"] = ",".join(f"{n}={SCALE_REPLICAS}" for n in SERVICES)
+            self.env.setdefault("SOUK_PAYMENTS_KEY", SCALE_PAYMENTS_KEY)
         self.env.update(events)
         self.env.update(env or {})
 
@@ -369,6 +551,20 @@ class Platform:
 
     def url(self, name, k=0):
         return f"http://127.0.0.1:{replica_port(self.base, name, k)}"
+
+    def replicas(self, name):
+        """How many instances of name souk runs."""
+        for item in self.env.get("SOUK_REPLICAS", "").split(","):
+            if item.startswith(name + "="):
+                return int(item.split("=")[1])
+        return 1
+
+    def query(self, name, sql, params=()):
+        """sql on service name's database (see Service.query)."""
+        url = self.env.get(f"SOUK_{name.upper()}_DB")
+        if url:
+            return _databases.query(_databases.database(name, self.var), sql, params)
+        return sqlite_query(os.path.join(self.var, "db", f"{name}.db"), sql, params)
 
     def admin_url(self, k=0):
         """The gateway's admin listener (its /metrics): loopback, its port + 1100; souk

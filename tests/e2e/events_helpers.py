@@ -8,7 +8,6 @@ import http.server
 import json
 import os
 import re
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -194,11 +193,8 @@ def mailed(env):
 
 
 def db_rows(svc, sql, *args):
-    con = sqlite3.connect(os.path.join(svc.var, "db", f"{svc.name}.db"), timeout=10)
-    try:
-        return con.execute(sql, args).fetchall()
-    finally:
-        con.close()
+    """The rows of sql on the service's own database (SQLite or PostgreSQL)."""
+    return svc.query(sql, args)
 
 
 def metric(svc, name, **labels):

@@ -2,7 +2,6 @@
 import base64
 import json
 import signal
-import sqlite3
 import subprocess
 import time
 
@@ -292,10 +291,10 @@ def test_health(catalog):
 def test_seed_is_idempotent_and_migrations_recorded(services, tmp_path):
     svc = services("catalog", seed=True)
     svc.run("seed")
-    db = sqlite3.connect(f"{tmp_path}/db/catalog.db")
-    assert db.execute("SELECT count(*) FROM products").fetchone()[0] == DEMO_PRODUCTS
-    assert db.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] >= 1
-    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert svc.query("SELECT count(*) FROM products") == [(DEMO_PRODUCTS,)]
+    assert svc.query("SELECT count(*) FROM schema_migrations")[0][0] >= 1
+    if not svc.postgres:
+        assert svc.query("PRAGMA journal_mode") == [("wal",)]
 
 
 def test_bad_config_is_a_clear_error(services, tmp_path):

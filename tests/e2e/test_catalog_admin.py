@@ -1,8 +1,6 @@
 """Catalog admin writes with real tokens from a real users service: create, edit
 with If-Match (412 stale, 428 missing), archive, set stock (409 below reserved),
 version and updated_at bumped on every change; 401/403 for everyone else."""
-import sqlite3
-import os
 
 import pytest
 import requests
@@ -74,20 +72,14 @@ def test_stock_and_archive(env, tmp_path):
     r = requests.put(url + "/stock", json={"on_hand": 12}, headers=bearer(adm))
     assert r.status_code == 200 and r.json()["stock_available"] == 12 and r.headers["ETag"] == '"v2"'
     # reserve 4 behind the API's back, as a reservation would; stock may not go below it
-    db = sqlite3.connect(os.path.join(catalog.var, "db", "catalog.db"))
-    with db:
-        db.execute("UPDATE products SET reserved = 4 WHERE id = ?", (p["id"],))
-    db.close()
+    assert catalog.query("UPDATE products SET reserved = 4 WHERE id = ?", (p["id"],)) == 1
     assert_problem(requests.put(url + "/stock", json={"on_hand": 3}, headers=bearer(adm)), 409, "below_reserved")
     assert requests.put(url + "/stock", json={"on_hand": 4}, headers=bearer(adm)).status_code == 200
     assert_problem(requests.put(url + "/stock", json={"on_hand": -1}, headers=bearer(adm)), 400)
     assert requests.delete(url, headers=bearer(adm)).status_code == 204
     assert_problem(requests.get(url), 404)
     assert_problem(requests.delete(url, headers=bearer(adm)), 404)
-    db = sqlite3.connect(os.path.join(catalog.var, "db", "catalog.db"))
-    version, archived = db.execute("SELECT version, archived FROM products WHERE id = ?", (p["id"],)).fetchone()
-    db.close()
-    assert (version, archived) == (4, 1)
+    assert catalog.query("SELECT version, archived FROM products WHERE id = ?", (p["id"],)) == [(4, 1)]
 
 
 def test_admin_writes_need_an_admin(env):

@@ -6,7 +6,6 @@ import concurrent.futures
 import json
 import os
 import secrets
-import sqlite3
 import time
 import uuid
 
@@ -232,17 +231,20 @@ def test_a_failed_database_step_holds_nothing_and_says_so(env):
     is the kit's 500, rolled back whole; the same reservation id works once it can."""
     (a,) = products_with_stock(env, 2, n=1)
     before = product(env, a["id"])["stock_available"]
-    con = sqlite3.connect(os.path.join(env.catalog.var, "db", "catalog.db"), timeout=10,
-                          isolation_level=None)
-    con.execute("CREATE TRIGGER no_lines BEFORE INSERT ON reservation_items"
-                " BEGIN SELECT abs(-9223372036854775807 - 1); END")
+    if env.catalog.postgres:
+        env.catalog.query("CREATE FUNCTION no_lines() RETURNS trigger LANGUAGE plpgsql"
+                          " AS $$ BEGIN RAISE EXCEPTION 'no lines'; END $$")
+        env.catalog.query("CREATE TRIGGER no_lines BEFORE INSERT ON reservation_items"
+                          " FOR EACH ROW EXECUTE FUNCTION no_lines()")
+    else:
+        env.catalog.query("CREATE TRIGGER no_lines BEFORE INSERT ON reservation_items"
+                          " BEGIN SELECT abs(-9223372036854775807 - 1); END")
     r_id = rid()
     try:
         body = assert_problem(reserve(env, r_id, [{"product_id": a["id"], "quantity": 1}]), 500,
                               "internal")
     finally:
-        con.execute("DROP TRIGGER no_lines")
-        con.close()
+        env.catalog.query("DROP TRIGGER no_lines" + (" ON reservation_items" if env.catalog.postgres else ""))
     assert body["detail"] == "cannot hold stock"
     assert product(env, a["id"])["stock_available"] == before   # nothing held
     assert reserve(env, r_id, [{"product_id": a["id"], "quantity": 1}]).status_code == 201

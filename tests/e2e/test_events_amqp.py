@@ -214,7 +214,8 @@ def test_sigkill_between_commit_and_publish_loses_nothing(env):
     assert db_rows(env.users, "SELECT count(*) FROM souk_outbox WHERE sent_ms IS NULL") == [(0,)]
     # in commit order: the notifications carry the events' order
     order = [r[0] for r in db_rows(env.users, "SELECT id FROM souk_outbox ORDER BY seq")]
-    got = [r[0] for r in db_rows(env.notify, "SELECT event_id FROM notifications ORDER BY rowid")]
+    got = [r[0] for r in db_rows(env.notify, "SELECT n.event_id FROM notifications n JOIN deliveries d"
+                                         " ON d.notification_id = n.id ORDER BY d.id")]
     assert got == order
 
 

@@ -3,7 +3,6 @@ binary, fake producers serving feeds, a real SMTP sink. Run:
 /usr/bin/python3 -m pytest tests/e2e/test_events_notify.py"""
 import os
 import signal
-import sqlite3
 import time
 
 import pytest
@@ -47,11 +46,7 @@ def notify_service(tmp_path, producers, smtp_url, **extra):
 
 
 def db_rows(svc, sql, *args):
-    con = sqlite3.connect(os.path.join(svc.var, "db", "notify.db"), timeout=10)
-    try:
-        return con.execute(sql, args).fetchall()
-    finally:
-        con.close()
+    return svc.query(sql, args)
 
 
 def register(producers, k, email=None, name=None):

@@ -6,7 +6,6 @@ import json
 import os
 import secrets
 import signal
-import sqlite3
 import threading
 import time
 import uuid

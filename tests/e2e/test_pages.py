@@ -7,9 +7,7 @@ another list (of this service or another), of another user or of another query i
 The real users, orders, payments and notify binaries serve the lists; the rows they
 list are written into each service's own database by the test (fast, and exactly
 known), except addresses and payment methods, added through their API."""
-import os
 import secrets
-import sqlite3
 
 import pytest
 import requests
@@ -29,10 +27,7 @@ def new_id(prefix):
 
 
 def sql(svc, name, statement, rows):
-    con = sqlite3.connect(os.path.join(svc.var, "db", f"{name}.db"), timeout=10)
-    with con:
-        con.executemany(statement, rows)
-    con.close()
+    svc.execute_many(statement, rows)
 
 
 def token_of(users, email, password=PASSWORD):

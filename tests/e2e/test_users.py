@@ -2,7 +2,6 @@
 and reuse detection, revocation, /me, addresses, admin routes, throttling, and
 what is (and is not) stored. Run: make e2e PYTEST_ARGS="-k users" """
 import os
-import sqlite3
 import stat
 
 import pytest
@@ -220,12 +219,8 @@ def test_hashes_are_argon2id_and_never_returned(users, tmp_path):
     adm = admin_token(users)
     bodies = [requests.get(users.url + "/api/v1/users/me", headers=bearer(t["access_token"])).text,
               requests.get(users.url + "/api/v1/users?page_size=100", headers=bearer(adm)).text]
-    db = sqlite3.connect(os.path.join(users.var, "db", "users.db"))
-    try:
-        hashes = [h for (h,) in db.execute("SELECT password_hash FROM users")]
-        stored = [h for (h,) in db.execute("SELECT token_hash FROM refresh_tokens")]
-    finally:
-        db.close()
+    hashes = [h for (h,) in users.query("SELECT password_hash FROM users")]
+    stored = [h for (h,) in users.query("SELECT token_hash FROM refresh_tokens")]
     assert len(hashes) == 2
     for h in hashes:
         assert h.startswith("$argon2id$v=19$m=19456,t=2,p=1$"), h
