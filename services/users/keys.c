@@ -1,15 +1,17 @@
-/* keys.c: the token signing keys. Each key is an RSA-2048 private JWK in its own
- * file SOUK_VAR/keys/<kid>.jwk (directory 0700, files 0600; a file readable by
- * others is refused). The newest key signs; an older key stays published in the
- * JWKS until every token it signed has expired, then its file is deleted. A key
- * older than SOUK_KEY_ROTATE_SECONDS is replaced by a fresh one. The directory is
- * re-read when it changes, so an operator (or a test) can drop a key in. */
+/* keys.c: the token signing keys. Each key is an RSA-2048 private JWK in a row of
+ * users' database (signing_keys), so every users replica signs with the same set and
+ * publishes the same JWKS. The newest key signs; an older key stays published until
+ * every token it signed has expired, then its row is deleted. A key older than
+ * SOUK_KEY_ROTATE_SECONDS is replaced by a fresh one, made by one replica (the others
+ * load it within a second). An operator rotates at once by dropping a private JWK file
+ * into SOUK_VAR/keys (directory 0700, file 0600; a file readable by others is
+ * refused): it is imported into the table, then deleted. */
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <rhonabwy.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,7 @@
 #include <unistd.h>
 
 #include "souk/auth.h"
+#include "souk/db.h"
 #include "souk/id.h"
 #include "souk/log.h"
 #include "souk/souk.h"
@@ -26,7 +29,7 @@
 #define KEY_FILE_MAX   16384
 #define KEY_BITS       2048
 #define KID_MAX        64
-#define RECHECK_MS     1000           /* look at the directory at most this often */
+#define RECHECK_MS     1000           /* look at the table and directory at most this often */
 #define PUBLISH_GRACE  120            /* seconds a retired key outlives its last token */
 #define CREATED_MEMBER "souk_created" /* our own member: when the key was made */
 
@@ -70,12 +73,54 @@ static bool kid_ok(const char *kid)
     return true;
 }
 
-/* Load one key file into k. 0, or a negative code (the file is skipped, logged). */
-static int load_key(const char *path, struct key *k)
+/* Parse one private JWK (with its CREATED_MEMBER, or created_default) into k. 0, or
+ * SOUK_EINVAL with *why set. */
+static int parse_key(json_t *j, int64_t created_default, struct key *k, const char **why)
+{
+    *why = "not an RSA private JWK with a valid kid";
+    const char *kid = json_string_value(json_object_get(j, "kid"));
+    if (!json_is_object(j) || kid == NULL || !kid_ok(kid) || json_object_get(j, "d") == NULL)
+        return SOUK_EINVAL;
+    json_t *created = json_object_get(j, CREATED_MEMBER);
+    k->created = json_is_integer(created) ? json_integer_value(created) : created_default;
+    snprintf(k->kid, sizeof(k->kid), "%s", kid);
+    json_t *bare = json_deep_copy(j);
+    json_object_del(bare, CREATED_MEMBER);
+    unsigned int bits = 0;
+    int rc = SOUK_EINVAL;
+    k->priv = NULL;
+    k->pub = NULL;
+    if (bare == NULL || r_jwk_init(&k->priv) != RHN_OK)
+        goto out;
+    if (r_jwk_import_from_json_t(k->priv, bare) != RHN_OK ||
+        (r_jwk_key_type(k->priv, &bits, 0) & (R_KEY_TYPE_RSA | R_KEY_TYPE_PRIVATE)) !=
+            (R_KEY_TYPE_RSA | R_KEY_TYPE_PRIVATE) ||
+        bits < KEY_BITS) {
+        *why = "not an RSA private key of at least 2048 bits";
+        goto out;
+    }
+    k->pub =
+        json_pack("{s:s,s:s,s:s,s:s,s:O,s:O}", "kty", "RSA", "kid", k->kid, "use", "sig", "alg",
+                  SOUK_AUTH_ALG, "n", json_object_get(bare, "n"), "e", json_object_get(bare, "e"));
+    rc = k->pub != NULL ? 0 : SOUK_EINVAL;
+out:
+    if (rc != 0) {
+        r_jwk_free(k->priv);
+        k->priv = NULL;
+    }
+    json_decref(bare);
+    return rc;
+}
+
+/* Read one key file an operator dropped in: its JSON into *out (with CREATED_MEMBER
+ * set, from the file's time when it had none), checked by parse_key. 0, or a
+ * negative code (the file is left alone, logged). */
+static int read_key_file(const char *path, json_t **out)
 {
     int rc = SOUK_EINVAL;
     json_t *j = NULL;
     const char *why = "unreadable";
+    struct key k = {0};
     struct stat st;
     if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > KEY_FILE_MAX)
         goto out;
@@ -87,67 +132,95 @@ static int load_key(const char *path, struct key *k)
     j = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
     if (!json_is_object(j))
         goto out;
-    why = "not an RSA private JWK with a valid kid";
-    const char *kid = json_string_value(json_object_get(j, "kid"));
-    if (kid == NULL || !kid_ok(kid) || json_object_get(j, "d") == NULL)
-        goto out;
-    json_t *created = json_object_get(j, CREATED_MEMBER);
-    k->created = json_is_integer(created) ? json_integer_value(created) : (int64_t)st.st_mtime;
-    json_object_del(j, CREATED_MEMBER);
-    snprintf(k->kid, sizeof(k->kid), "%s", kid);
-    unsigned int bits = 0;
-    if (r_jwk_init(&k->priv) != RHN_OK)
-        goto out;
-    if (r_jwk_import_from_json_t(k->priv, j) != RHN_OK ||
-        (r_jwk_key_type(k->priv, &bits, 0) & (R_KEY_TYPE_RSA | R_KEY_TYPE_PRIVATE)) !=
-            (R_KEY_TYPE_RSA | R_KEY_TYPE_PRIVATE) ||
-        bits < KEY_BITS) {
-        why = "not an RSA private key of at least 2048 bits";
-        r_jwk_free(k->priv);
-        k->priv = NULL;
-        goto out;
-    }
-    k->pub =
-        json_pack("{s:s,s:s,s:s,s:s,s:O,s:O}", "kty", "RSA", "kid", k->kid, "use", "sig", "alg",
-                  SOUK_AUTH_ALG, "n", json_object_get(j, "n"), "e", json_object_get(j, "e"));
-    rc = k->pub != NULL ? 0 : SOUK_EINVAL;
-    if (rc != 0) {
-        r_jwk_free(k->priv);
-        k->priv = NULL;
-    }
+    rc = parse_key(j, (int64_t)st.st_mtime, &k, &why);
+    if (rc == 0)
+        json_object_set_new(j, CREATED_MEMBER, json_integer(k.created));
 out:
-    if (rc != 0)
-        souk_error("signing key skipped", "{s:s,s:s}", "file", path, "why", why);
-    json_decref(j);
+    r_jwk_free(k.priv);
+    json_decref(k.pub);
+    if (rc != 0) {
+        souk_error("signing key file skipped", "{s:s,s:s}", "file", path, "why", why);
+        json_decref(j);
+        j = NULL;
+    }
+    *out = j;
     return rc;
 }
 
-static int by_created(const void *a, const void *b)
+/* Add a key (private JWK with CREATED_MEMBER) to the table, unless its kid is there. */
+static int store_key(struct souk_db *db, json_t *j)
 {
-    const struct key *x = a, *y = b;
-    return x->created < y->created ? -1 : x->created > y->created ? 1 : strcmp(x->kid, y->kid);
+    json_t *bare = json_deep_copy(j);
+    json_object_del(bare, CREATED_MEMBER);
+    char *text = json_dumps(bare, JSON_COMPACT);
+    json_decref(bare);
+    if (text == NULL)
+        return SOUK_ENOMEM;
+    int rc = souk_db_run(db,
+                         "INSERT INTO signing_keys (kid, created, jwk) VALUES (?, ?, ?)"
+                         " ON CONFLICT (kid) DO NOTHING",
+                         "sis", json_string_value(json_object_get(j, "kid")),
+                         (int64_t)json_integer_value(json_object_get(j, CREATED_MEMBER)), text);
+    sodium_memzero(text, strlen(text));
+    free(text);
+    return rc < 0 ? rc : 0;
 }
 
-/* Re-read the directory; choose the signer; publish, and delete what is retired. */
-static void load_dir(int64_t now)
+/* Import the key files in the drop directory into the table; each one stored is
+ * deleted (the table is the one copy). */
+static void import_dir(struct souk_db *db)
 {
-    clear_keys();
     DIR *d = opendir(dir);
     if (d == NULL)
         return;
     struct dirent *e;
     char path[PATH_MAX + 512];
-    while ((e = readdir(d)) != NULL && nkeys < KEYS_MAX) {
+    while ((e = readdir(d)) != NULL) {
         size_t n = strlen(e->d_name);
         if (e->d_name[0] == '.' || n < 5 || strcmp(e->d_name + n - 4, ".jwk") != 0)
             continue;
         if (snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= (int)sizeof(path))
             continue;
-        if (load_key(path, &keys[nkeys]) == 0)
-            nkeys++;
+        json_t *j;
+        if (read_key_file(path, &j) != 0)
+            continue;
+        int rc = store_key(db, j);
+        if (rc == 0 && unlink(path) == 0)
+            souk_info("signing key imported", "{s:s,s:s}", "kid",
+                      json_string_value(json_object_get(j, "kid")), "file", path);
+        else if (rc != 0)
+            souk_error("cannot import a signing key", "{s:s,s:s}", "file", path, "error",
+                       souk_strerror(rc));
+        json_decref(j);
     }
     closedir(d);
-    qsort(keys, nkeys, sizeof(keys[0]), by_created);
+}
+
+/* Does the table hold exactly the keys loaded (kid and created, in order)? 1 yes, 0
+ * no, or a negative code. */
+static int table_unchanged(struct souk_db *db)
+{
+    struct souk_stmt *st =
+        souk_db_query(db, "SELECT kid, created FROM signing_keys ORDER BY created, kid", "");
+    if (st == NULL)
+        return souk_db_last_error(db);
+    size_t i = 0;
+    int rc, same = 1;
+    while ((rc = souk_stmt_step(st)) == SOUK_ROW) {
+        if (i >= nkeys || strcmp(keys[i].kid, souk_stmt_text(st, 0)) != 0 ||
+            keys[i].created != souk_stmt_int(st, 1))
+            same = 0;
+        i++;
+    }
+    souk_stmt_done(st);
+    return rc < 0 ? rc : same && i == nkeys;
+}
+
+/* Choose the signer (the newest key not made for later); publish the keys; delete
+ * the rows of those retired. */
+static void choose(struct souk_db *db, int64_t now)
+{
+    active = -1;
     for (size_t i = 0; i < nkeys; i++)
         if (keys[i].created <= now)
             active = (int)i;
@@ -162,85 +235,132 @@ static void load_dir(int64_t now)
             json_array_append(list, keys[i].pub);
             continue;
         }
-        if (snprintf(path, sizeof(path), "%s/%s.jwk", dir, keys[i].kid) < (int)sizeof(path) &&
-            unlink(path) == 0)
+        if (souk_db_run(db, "DELETE FROM signing_keys WHERE kid = ?", "s", keys[i].kid) > 0)
             souk_info("retired signing key deleted", "{s:s}", "kid", keys[i].kid);
     }
+    json_decref(jwks);
     jwks = json_pack("{s:o}", "keys", list);
 }
 
-static int write_key(json_t *priv, const char *kid)
+/* Load the table's keys when they changed, then choose(). On a database error the
+ * keys loaded before stay (a failed look is not a rotation). */
+static int load_table(struct souk_db *db, int64_t now)
 {
-    char tmp[PATH_MAX + 512], path[PATH_MAX + 512];
-    char *text = json_dumps(priv, JSON_COMPACT);
-    int rc = SOUK_EIO, fd = -1;
-    if (snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, kid) >= (int)sizeof(tmp) ||
-        snprintf(path, sizeof(path), "%s/%s.jwk", dir, kid) >= (int)sizeof(path))
-        goto out;
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0 || text == NULL)
-        goto out;
-    size_t len = strlen(text);
-    if (write(fd, text, len) != (ssize_t)len || fsync(fd) != 0)
-        goto out;
-    rc = rename(tmp, path) == 0 ? 0 : SOUK_EIO;
-out:
-    if (fd >= 0)
-        close(fd);
+    int rc = table_unchanged(db);
     if (rc != 0) {
-        souk_error("cannot write signing key", "{s:s,s:s}", "file", path, "error", strerror(errno));
-        unlink(tmp);
+        if (rc > 0)
+            choose(db, now);
+        return rc < 0 ? rc : 0;
     }
-    free(text);
+    struct souk_stmt *st =
+        souk_db_query(db, "SELECT kid, created, jwk FROM signing_keys ORDER BY created, kid", "");
+    if (st == NULL)
+        return souk_db_last_error(db);
+    struct key fresh[KEYS_MAX];
+    size_t n = 0;
+    while ((rc = souk_stmt_step(st)) == SOUK_ROW && n < KEYS_MAX) {
+        const char *why = "not JSON";
+        json_t *j = json_loads(souk_stmt_text(st, 2), JSON_REJECT_DUPLICATES, NULL);
+        if (j != NULL && parse_key(j, souk_stmt_int(st, 1), &fresh[n], &why) == 0) {
+            fresh[n].created = souk_stmt_int(st, 1);
+            n++;
+        } else {
+            souk_error("signing key row skipped", "{s:s,s:s}", "kid", souk_stmt_text(st, 0), "why",
+                       why);
+        }
+        json_decref(j);
+    }
+    souk_stmt_done(st);
+    if (rc < 0) { /* the keys loaded before stay */
+        for (size_t i = 0; i < n; i++) {
+            r_jwk_free(fresh[i].priv);
+            json_decref(fresh[i].pub);
+        }
+        return rc;
+    }
+    clear_keys();
+    memcpy(keys, fresh, n * sizeof(fresh[0]));
+    nkeys = n;
+    choose(db, now);
+    return 0;
+}
+
+struct rotation {
+    json_t *key; /* the new key, private JWK with CREATED_MEMBER */
+    int64_t now;
+    bool stored;
+};
+
+/* In a serializable transaction: store the new key only if no other replica made a
+ * fresh one meanwhile (two replicas rotating together: one transaction fails and is
+ * run again, and then finds the other's key). */
+static int rotate_tx(struct souk_db *db, void *arg)
+{
+    struct rotation *rot = arg;
+    int64_t newest = 0;
+    int rc = souk_db_int(db, &newest, "SELECT coalesce(max(created), 0) FROM signing_keys", "");
+    if (rc < 0)
+        return rc;
+    rot->stored = false;
+    if (rc == 1 && rot->now - newest < cfg_key_rotate) /* a clock ahead of ours: its key is fresh */
+        return 0;
+    rc = store_key(db, rot->key);
+    rot->stored = rc == 0;
     return rc;
 }
 
-static int generate_key(int64_t now)
+static int generate_key(struct souk_db *db, int64_t now)
 {
     char kid[SOUK_ID_MAX];
     souk_id_new(kid, "key");
     jwk_t *priv = NULL, *pub = NULL;
-    json_t *j = NULL;
+    struct rotation rot = {NULL, now, false};
     int rc = SOUK_EIO;
     if (r_jwk_init(&priv) != RHN_OK || r_jwk_init(&pub) != RHN_OK ||
         r_jwk_generate_key_pair(priv, pub, R_KEY_TYPE_RSA, KEY_BITS, kid) != RHN_OK)
         goto out;
-    j = r_jwk_export_to_json_t(priv);
-    if (j == NULL)
+    rot.key = r_jwk_export_to_json_t(priv);
+    if (rot.key == NULL)
         goto out;
-    json_object_set_new(j, "alg", json_string(SOUK_AUTH_ALG));
-    json_object_set_new(j, "use", json_string("sig"));
-    json_object_set_new(j, CREATED_MEMBER, json_integer(now));
-    rc = write_key(j, kid);
-    if (rc == 0)
+    json_object_set_new(rot.key, "alg", json_string(SOUK_AUTH_ALG));
+    json_object_set_new(rot.key, "use", json_string("sig"));
+    json_object_set_new(rot.key, CREATED_MEMBER, json_integer(now));
+    rc = souk_db_tx(db, rotate_tx, &rot);
+    if (rc >= 0 && rot.stored)
         souk_info("signing key created", "{s:s}", "kid", kid);
+    if (rc < 0)
+        souk_error("cannot store a new signing key", "{s:s}", "error", souk_strerror(rc));
 out:
-    json_decref(j);
+    json_decref(rot.key);
     r_jwk_free(priv);
     r_jwk_free(pub);
-    return rc;
+    return rc < 0 ? rc : 0;
 }
 
-/* With lock held: reload when the directory changed, rotate when the key is old. */
+/* With lock held: import dropped files, reload when the table changed, rotate when
+ * the signer is old. */
 static void refresh_locked(bool force)
 {
     int64_t now_ms = souk_wall_ms(), now = now_ms / 1000;
     if (!force && now_ms - last_check_ms < RECHECK_MS)
         return;
     last_check_ms = now_ms;
+    struct souk_db *db = souk_db_thread();
+    if (db == NULL)
+        return;
     struct stat st;
-    bool changed = stat(dir, &st) == 0 && (st.st_mtim.tv_sec != dir_mtime.tv_sec ||
-                                           st.st_mtim.tv_nsec != dir_mtime.tv_nsec);
-    if (changed || force || jwks == NULL) {
+    if (stat(dir, &st) == 0 && (force || st.st_mtim.tv_sec != dir_mtime.tv_sec ||
+                                st.st_mtim.tv_nsec != dir_mtime.tv_nsec)) {
         dir_mtime = st.st_mtim;
-        load_dir(now);
+        import_dir(db);
     }
-    if (active < 0 || now - keys[active].created >= cfg_key_rotate) {
-        if (generate_key(now) == 0 && stat(dir, &st) == 0) {
-            dir_mtime = st.st_mtim;
-            load_dir(now);
-        }
-    }
+    int rc = load_table(db, now);
+    if (rc == 0 && (active < 0 || now - keys[active].created >= cfg_key_rotate) &&
+        generate_key(db, now) == 0)
+        rc = load_table(db, now);
+    if (rc < 0)
+        souk_warn("cannot read the signing keys; the loaded ones stay", "{s:s}", "error",
+                  souk_strerror(rc));
 }
 
 int keys_init(void)
@@ -260,7 +380,7 @@ int keys_init(void)
     refresh_locked(true);
     int rc = active >= 0 ? 0 : SOUK_EIO;
     if (rc == 0)
-        souk_info("signing keys loaded", "{s:s,s:i,s:s}", "dir", dir, "keys", (int)nkeys, "active",
+        souk_info("signing keys loaded", "{s:i,s:s}", "keys", (int)nkeys, "active",
                   keys[active].kid);
     pthread_mutex_unlock(&lock);
     return rc;

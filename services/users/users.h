@@ -83,7 +83,8 @@ const struct oauth_client *clients_find(const char *id);
 /* Does secret match the client's? Constant time. */
 bool clients_check_secret(const struct oauth_client *c, const char *secret);
 
-/* keys.c: RS256 signing keys under SOUK_VAR/keys (one private JWK per file, 0600). */
+/* keys.c: RS256 signing keys in the database (signing_keys); key files dropped in
+ * SOUK_VAR/keys (0600) are imported. */
 int keys_init(void);
 void keys_free(void);
 /* A new reference to the public JWKS; NULL when no key is loaded. */

@@ -1,15 +1,19 @@
 """Black-box tests of the users service: registration, login, refresh rotation
 and reuse detection, revocation, /me, addresses, admin routes, throttling, and
 what is (and is not) stored. Run: make e2e PYTEST_ARGS="-k users" """
+import json
 import os
 import stat
+import time
+
+import jwt
 
 import pytest
 import requests
 
 from conftest import assert_problem
-from users_helpers import (ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, admin_token, bearer, login,
-                           register, start_users, tokens)
+from users_helpers import (ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, admin_token, bearer,
+                           install_key, login, register, start_users, tokens)
 
 
 @pytest.fixture
@@ -241,13 +245,52 @@ def test_discovery_and_jwks(users):
         assert not set(k) & {"d", "p", "q", "dp", "dq", "qi"}
 
 
-def test_keys_on_disk_are_private(users):
-    d = os.path.join(users.var, "keys")
-    assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
-    files = [f for f in os.listdir(d) if f.endswith(".jwk")]
-    assert files
-    for f in files:
-        assert stat.S_IMODE(os.stat(os.path.join(d, f)).st_mode) == 0o600
+def test_signing_keys_live_in_the_database(users):
+    rows = users.query("SELECT kid, jwk FROM signing_keys")
+    published = {k["kid"] for k in requests.get(users.url + "/.well-known/jwks.json").json()["keys"]}
+    assert rows and {kid for kid, _ in rows} == published
+    assert all("d" in json.loads(jwk) for _, jwk in rows)          # the private key, here only
+    d = os.path.join(users.var, "keys")                              # the drop box stays empty
+    assert stat.S_IMODE(os.stat(d).st_mode) == 0o700 and not os.listdir(d)
+
+
+def same_database(svc):
+    """env that puts another replica of svc on svc's own database."""
+    return {k: v for k, v in svc.env.items() if k in ("SOUK_DB", "SOUK_DB_PASSWORD_FILE")}
+
+
+def test_replicas_sign_with_one_key_set_and_an_operator_key_reaches_both(services, tmp_path):
+    """Two users replicas on one database, each with a state directory of its own (as
+    two pods), started together on an empty key table: one key is made, both publish
+    it, and a token one signs is good at the other. A key an operator drops into one
+    replica's SOUK_VAR/keys is imported, signs on both, and its file is gone."""
+    a = start_users(services, tmp_path / "a", seed_admin=True)
+    a.kill()
+    a.query("DELETE FROM signing_keys")
+    a = start_users(services, tmp_path / "a", seed_admin=False, wait=False)
+    b = start_users(services, tmp_path / "b", env=same_database(a), seed_admin=False, wait=False)
+    a.wait_ready()
+    b.wait_ready()
+    assert len(a.query("SELECT kid FROM signing_keys")) == 1
+
+    def jwks(svc):
+        return sorted(k["kid"] for k in requests.get(svc.url + "/.well-known/jwks.json").json()["keys"])
+
+    assert jwks(a) == jwks(b)
+    token = tokens(a, ADMIN_EMAIL, ADMIN_PASSWORD)["access_token"]
+    assert requests.get(b.url + "/api/v1/users/me", headers=bearer(token)).status_code == 200
+
+    install_key(tmp_path / "b", "operator-key", created=time.time())
+    deadline = time.monotonic() + 10
+    while jwks(a) != jwks(b) or "operator-key" not in jwks(a):
+        assert time.monotonic() < deadline, (jwks(a), jwks(b))
+        time.sleep(0.1)
+    assert not os.listdir(tmp_path / "b" / "keys")
+    for svc in (a, b):
+        t = tokens(svc, ADMIN_EMAIL, ADMIN_PASSWORD)["access_token"]
+        assert jwt.get_unverified_header(t)["kid"] == "operator-key"
+        other = b if svc is a else a
+        assert requests.get(other.url + "/api/v1/users/me", headers=bearer(t)).status_code == 200
 
 
 def test_seed_generates_a_password_when_none_given(services, tmp_path):

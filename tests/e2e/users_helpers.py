@@ -30,12 +30,12 @@ def write_clients(var):
     return path
 
 
-def start_users(services, var, env=None, seed_admin=True):
+def start_users(services, var, env=None, seed_admin=True, wait=True):
     """users on a free port, with the clients file and (optionally) a seeded admin."""
     e = {"SOUK_CLIENTS_FILE": write_clients(var), "SOUK_ADMIN_EMAIL": ADMIN_EMAIL,
          "SOUK_ADMIN_PASSWORD": ADMIN_PASSWORD}
     e.update(env or {})
-    return services("users", env=e, seed=seed_admin, var_dir=var)
+    return services("users", env=e, seed=seed_admin, var_dir=var, wait=wait)
 
 
 def start_catalog(services, var, users, seed=True):
