@@ -1,6 +1,7 @@
 # souk: plain GNU Make with pkg-config, no configure step.
 #   make            build the kit, every service and the souk command
 #   make run        set up, build, seed, and run the platform (souk up)
+#   make run-scale  the same in the scale-out mode: PostgreSQL, RabbitMQ, two replicas of each
 #   make test       set up, build, run unit, black-box (in three modes) and browser tests
 #   make browser-test  the storefront in Debian's chromium (playwright-core) on the real platform
 #   make bench      run the benchmark suite (bench/RESULTS.md; QUICK=1 for a 2-minute subset)
@@ -10,6 +11,7 @@
 #   make SANITIZE=address,undefined test   the same tree with sanitizers, in build/san
 #   make e2e EVENTS=kafka   the black-box suite with every service on kafka (or amqp)
 #   make e2e RPC=rest       ... with the services calling each other over REST, not gRPC
+#   make e2e MODE=scale     the same suite in the scale-out mode (PostgreSQL, replicas)
 
 SANITIZE ?=
 ifeq ($(SANITIZE),)
@@ -75,7 +77,7 @@ export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1
 FUZZ_SECONDS ?= 20
 FUZZ_DRIVERS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/*.c))
 
-.PHONY: all setup run test unit kit-check e2e e2e-modes browser-test bench soak bench-db clean fmt fmt-check fuzz \
+.PHONY: all setup run run-scale test unit kit-check e2e e2e-modes browser-test bench soak bench-db clean fmt fmt-check fuzz \
   deploy-test test-deploy deploy-check
 all: $(BINS)
 
@@ -182,8 +184,12 @@ unit: $(UNIT_BINS)
 # EVENTS=amqp|kafka: every service the e2e tests start without a transport of its own uses
 # that one (a private RabbitMQ node, or a kafka-mock cluster per test); default feed.
 # RPC=rest: the services call each other over REST only; default gRPC where they can.
+# MODE=scale: the scale-out mode (tests/e2e/conftest.py): every service on a PostgreSQL
+# database of its own, two replicas of each in a platform, events on amqp by default
+E2E_MODE := $(or $(MODE),$(SOUK_TEST_MODE),local)
+E2E_EVENTS := $(or $(EVENTS),$(SOUK_TEST_EVENTS),$(if $(filter scale,$(E2E_MODE)),amqp,feed))
 e2e: $(BINS) $(GRPC_TEST_BINS)
-	SOUK_BUILD_DIR=$(abspath $(B)) SOUK_TEST_EVENTS=$(or $(EVENTS),$(SOUK_TEST_EVENTS),feed) \
+	SOUK_BUILD_DIR=$(abspath $(B)) SOUK_TEST_MODE=$(E2E_MODE) SOUK_TEST_EVENTS=$(E2E_EVENTS) \
 	  SOUK_TEST_RPC=$(or $(RPC),$(SOUK_TEST_RPC),grpc) $(PYTEST) -q tests/e2e $(PYTEST_ARGS)
 
 # The whole black-box suite again in the other modes make test covers: REST between the
@@ -247,6 +253,14 @@ run:
 	@scripts/setup build
 	@$(MAKE) --no-print-directory -j$(shell nproc) all
 	@scripts/run
+
+# A private PostgreSQL cluster and RabbitMQ node under var/scale, a database and role per
+# service, two replicas of every service (scripts/run-scale). Ctrl-C stops it all.
+# CHECK=1: start it all, read the demo data through the gateway, stop (for fresh-check).
+run-scale:
+	@scripts/setup scale
+	@$(MAKE) --no-print-directory -j$(shell nproc) all
+	@scripts/run-scale $(if $(CHECK),--check)
 
 # QUICK=1: a two-minute subset, reported to build/bench/RESULTS-quick.md
 bench:
