@@ -192,15 +192,18 @@ e2e: $(BINS) $(GRPC_TEST_BINS)
 	SOUK_BUILD_DIR=$(abspath $(B)) SOUK_TEST_MODE=$(E2E_MODE) SOUK_TEST_EVENTS=$(E2E_EVENTS) \
 	  SOUK_TEST_RPC=$(or $(RPC),$(SOUK_TEST_RPC),grpc) $(PYTEST) -q tests/e2e $(PYTEST_ARGS)
 
-# The whole black-box suite again in the other modes make test covers: REST between the
-# services with events over RabbitMQ, and gRPC with events over Kafka (the first run is
-# gRPC with the HTTP feed). These two run E2E_JOBS test files at once (pytest-xdist, a
-# module's tests on one worker): the tests wait on processes far more than they compute,
-# and every test binds free ports and keeps to its own directory and broker.
+# The whole black-box suite again in the other modes make test covers: the scale-out
+# mode (every service on PostgreSQL, two replicas of each in the platforms,
+# tests/e2e/test_scale.py's crash and rolling-restart tests) with REST between the
+# services and events over RabbitMQ; and gRPC with events over Kafka on SQLite (the
+# first run is gRPC with the HTTP feed on SQLite). These two run E2E_JOBS test files at
+# once (pytest-xdist, a module's tests on one worker): the tests wait on processes far
+# more than they compute, and every test binds free ports and keeps to its own
+# directory, database and broker.
 E2E_JOBS ?= 3
 e2e-modes:
-	@echo "== e2e: RPC=rest EVENTS=amqp"
-	@$(MAKE) --no-print-directory e2e RPC=rest EVENTS=amqp \
+	@echo "== e2e: MODE=scale RPC=rest EVENTS=amqp"
+	@$(MAKE) --no-print-directory e2e MODE=scale RPC=rest EVENTS=amqp \
 	  PYTEST_ARGS="-p xdist -n $(E2E_JOBS) --dist loadfile $(PYTEST_ARGS)"
 	@echo "== e2e: RPC=grpc EVENTS=kafka"
 	@$(MAKE) --no-print-directory e2e RPC=grpc EVENTS=kafka \

@@ -12,17 +12,14 @@ from peers import has_database
 
 PG = os.path.join(REPO, "scripts", "pg")
 RABBIT_BIN = "/usr/lib/rabbitmq/bin"
-# ported to PostgreSQL so far (issue 14); the port adds to this default
-PORTED = {"cart"}
 
 
 def on_postgres():
-    """The services the deploy tests run on PostgreSQL (with two replicas across hosts);
-    SOUK_HOSTS_POSTGRES overrides: names, or "all". The others keep SQLite."""
+    """The services the deploy tests run on PostgreSQL (with two replicas across hosts):
+    every service with a database, unless SOUK_HOSTS_POSTGRES names some ("" for none,
+    to run all on SQLite, one replica each). The others keep SQLite."""
     v = os.environ.get("SOUK_HOSTS_POSTGRES")
-    if v is None:
-        return {s for s in PORTED if has_database(s)}
-    if v.strip() == "all":
+    if v is None or v.strip() == "all":
         return {s for s in SERVICES if has_database(s)}
     return set(v.replace(",", " ").split())
 

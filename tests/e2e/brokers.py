@@ -13,20 +13,45 @@ import time
 import uuid
 
 
+PORTS_LO, PORTS_HI = 20000, 32700   # below the kernel's ephemeral range (32768+)
+
+
+def port_share():
+    """This test process's share [lo, hi) of the test ports. pytest-xdist's workers run
+    side by side, and a port one of them found free stays free to the others until its
+    service binds it: disjoint shares make that race impossible (seen: a platform's
+    souk up finding its users port taken, a service answering another one's /readyz).
+    The lower part of a share is free_port()'s, the upper part platforms' port ranges'."""
+    n = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+    w = os.environ.get("PYTEST_XDIST_WORKER", "gw0")   # gw0, gw1, ...
+    k = int(w[2:]) if w[2:].isdigit() else 0
+    size = (PORTS_HI - PORTS_LO) // max(n, 1)
+    return PORTS_LO + k * size, PORTS_LO + (k + 1) * size
+
+
+_cursor = []
+
+
 def free_port():
-    """A loopback port nobody listens on right now, below the kernel's ephemeral range
-    (32768+): a port the kernel hands out for bind(0) is one it may hand any outgoing
-    connection on the machine before our service binds it (seen: a gRPC listener's
-    "Address already in use" while test files ran side by side)."""
-    for _ in range(200):
-        port = random.randrange(20000, 32700)
+    """A loopback port nobody listens on right now, from this process's share, taken in
+    turn (a port handed out is not handed out again before the share wraps, bound or
+    not yet). Below the kernel's ephemeral range (32768+): a port the kernel hands out
+    for bind(0) is one it may hand any outgoing connection on the machine before our
+    service binds it (seen: a gRPC listener's "Address already in use")."""
+    lo, hi = port_share()
+    hi = lo + (hi - lo) // 3
+    if not _cursor:
+        _cursor.append(random.randrange(lo, hi))
+    for _ in range(hi - lo):
+        port = _cursor[0]
+        _cursor[0] = lo if port + 1 >= hi else port + 1
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise RuntimeError("no free port below the ephemeral range")
+    raise RuntimeError(f"no free port in {lo}-{hi}")
 
 
 _free_port = free_port

@@ -27,7 +27,7 @@ import time
 import pytest
 import requests
 
-from brokers import KafkaMock, RabbitNode, free_port  # noqa: F401  (tests import it from here)
+from brokers import KafkaMock, RabbitNode, free_port, port_share  # noqa: F401  (tests import it from here)
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("SOUK_BUILD_DIR", os.path.join(REPO, "build"))
@@ -81,8 +81,10 @@ def free_port_base():
     replicas) are all free, below the kernel's ephemeral range (32768+): there an
     outgoing connection of anything on the machine can take a port between this check
     and the services' bind."""
+    lo, hi = port_share()
+    lo += (hi - lo) // 3   # the lower third is free_port()'s
     for _ in range(200):
-        base = random.randrange(20000, 32768 - GATEWAY_ADMIN_OFFSET - 200, 10)
+        base = random.randrange(lo, hi - GATEWAY_ADMIN_OFFSET - 200, 10)
         ports = [replica_port(base, n, k) for n in SERVICES for k in range(3)]
         ports += [admin_port(base, k) for k in range(3)]
         ports += [replica_port(base, n, k) + GRPC_PORT_OFFSET for n in GRPC_LISTENERS for k in range(3)]

@@ -74,7 +74,9 @@ def test_the_saga_takes_the_configured_transport(shop):
     assert shop.wait_final(d["token"], r.json()["id"])["status"] == "rejected"
     wait_until(lambda: shop.stock(pid) == 4, 15, "stock back after the cancel and the decline")
 
-    texts = {name: requests.get(shop.url(name) + "/metrics", timeout=5).text
+    # every replica's counters (the scale-out mode runs two of each)
+    texts = {name: "\n".join(requests.get(shop.platform.url(name, k) + "/metrics", timeout=5).text
+                             for k in range(shop.platform.replicas(name)))
              for name in ("cart", "users", "catalog", "payments")}
     for peer, service, method, verb, route in CALLS:
         rpcs = counted(texts[peer], "grpc_server_handled_total", service=service, method=method)

@@ -8,8 +8,9 @@ that namespace's alone, so nothing can lean on it. Checkouts go through each gat
 then orders and payments are cut apart (nft drop in every orders namespace) for 10 s
 while checkouts are placed, and once healed every saga settles, every confirmed order
 was charged exactly once, nothing else was charged, and the ledger balances.
-SOUK_HOSTS_POSTGRES: the services on PostgreSQL with two replicas (default: those whose
-SQL is ported; "all"); the others run one replica on SQLite in their own namespace."""
+SOUK_HOSTS_POSTGRES: the services on PostgreSQL with two replicas (default: every service
+with a database; names to pick some, "" for none); the others run one replica on SQLite
+in their own namespace."""
 import json
 import os
 import secrets
