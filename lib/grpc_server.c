@@ -462,26 +462,20 @@ int souk_rpc_problem_json(struct souk_rpc *c, int status, json_t *problem)
 
 int souk_rpc_problem(struct souk_rpc *c, int status, const char *code, const char *fmt, ...)
 {
-    char detail[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(detail, sizeof(detail), fmt, ap);
+    json_t *p = souk_problem_vjson(status, code, NULL, fmt, ap);
     va_end(ap);
-    return souk_rpc_problem_json(c, status, souk_problem_json(status, code, detail));
+    return souk_rpc_problem_json(c, status, p);
 }
 
 int souk_rpc_problem_with(struct souk_rpc *c, int status, const char *code, json_t *extra,
                           const char *fmt, ...)
 {
-    char detail[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(detail, sizeof(detail), fmt, ap);
+    json_t *p = souk_problem_vjson(status, code, extra, fmt, ap);
     va_end(ap);
-    json_t *p = souk_problem_json(status, code, detail);
-    if (json_is_object(extra))
-        json_object_update_missing(p, extra);
-    json_decref(extra);
     return souk_rpc_problem_json(c, status, p);
 }
 
@@ -745,12 +739,10 @@ static void watch_send(struct stream *s, int status)
     }
 }
 
-/* Watch: end the call with a status (called locked, nothing being sent). */
-static void watch_finish(struct stream *s, grpc_status_code code, const char *msg)
+/* The ops that end a streaming call with code (its initial metadata first when none
+ * was sent): their count, at most 2. */
+static size_t status_ops(struct stream *s, grpc_op *ops, grpc_status_code code, grpc_slice *details)
 {
-    grpc_slice details = msg ? grpc_slice_from_copied_string(msg) : grpc_empty_slice();
-    grpc_op ops[2];
-    memset(ops, 0, sizeof(ops));
     size_t k = 0;
     if (!s->started) {
         ops[k++].op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -758,8 +750,18 @@ static void watch_finish(struct stream *s, grpc_status_code code, const char *ms
     }
     ops[k].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     ops[k].data.send_status_from_server.status = code;
-    ops[k++].data.send_status_from_server.status_details = &details;
+    ops[k++].data.send_status_from_server.status_details = details;
     s->code = code;
+    return k;
+}
+
+/* Watch: end the call with a status (called locked, nothing being sent). */
+static void watch_finish(struct stream *s, grpc_status_code code, const char *msg)
+{
+    grpc_slice details = msg ? grpc_slice_from_copied_string(msg) : grpc_empty_slice();
+    grpc_op ops[2];
+    memset(ops, 0, sizeof(ops));
+    size_t k = status_ops(s, ops, code, &details);
     s->finishing = true;
     s->sending = true;
     s->refs++;
@@ -897,17 +899,9 @@ static void reflect_finish(struct stream *s, grpc_status_code code, const char *
     grpc_slice details = grpc_slice_from_copied_string(msg ? msg : "");
     grpc_op ops[3];
     memset(ops, 0, sizeof(ops));
-    size_t k = 0;
-    if (!s->started) {
-        ops[k++].op = GRPC_OP_SEND_INITIAL_METADATA;
-        s->started = true;
-    }
-    ops[k].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-    ops[k].data.send_status_from_server.status = code;
-    ops[k++].data.send_status_from_server.status_details = &details;
+    size_t k = status_ops(s, ops, code, &details);
     ops[k].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     ops[k++].data.recv_close_on_server.cancelled = &s->cancelled;
-    s->code = code;
     s->refs = 2;
     if (start(s, ops, k, &s->send_tag) != GRPC_STATUS_OK)
         stream_free(s);

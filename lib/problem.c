@@ -69,3 +69,14 @@ json_t *souk_problem_json(int status, const char *code, const char *detail)
     }
     return p;
 }
+
+json_t *souk_problem_vjson(int status, const char *code, json_t *extra, const char *fmt, va_list ap)
+{
+    char detail[512];
+    vsnprintf(detail, sizeof(detail), fmt, ap);
+    json_t *p = souk_problem_json(status, code, detail);
+    if (json_is_object(extra))
+        json_object_update_missing(p, extra);
+    json_decref(extra);
+    return p;
+}

@@ -340,27 +340,21 @@ static void reply_problem(struct souk_req *r, int status, json_t *p)
 
 int souk_problem(struct souk_req *r, int status, const char *code, const char *fmt, ...)
 {
-    char detail[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(detail, sizeof(detail), fmt, ap);
+    json_t *p = souk_problem_vjson(status, code, NULL, fmt, ap);
     va_end(ap);
-    reply_problem(r, status, souk_problem_json(status, code, detail));
+    reply_problem(r, status, p);
     return status;
 }
 
 int souk_problem_with(struct souk_req *r, int status, const char *code, json_t *extra,
                       const char *fmt, ...)
 {
-    char detail[512];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(detail, sizeof(detail), fmt, ap);
+    json_t *p = souk_problem_vjson(status, code, extra, fmt, ap);
     va_end(ap);
-    json_t *p = souk_problem_json(status, code, detail);
-    if (json_is_object(extra))
-        json_object_update_missing(p, extra);
-    json_decref(extra);
     reply_problem(r, status, p);
     return status;
 }
