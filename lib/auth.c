@@ -453,12 +453,12 @@ bool souk_auth_placeholder_secret(const char *secret)
            (strncasecmp(secret, "placeholder", 11) == 0 || strstr(secret, "replace-with") != NULL);
 }
 
-int souk_auth_init(const char *service)
+int souk_auth_init(void)
 {
     char err[256];
     pthread_once(&once, load_settings);
     if (souk_config_load(auth_config, err, sizeof(err)) != 0) {
-        fprintf(stderr, "%s: configuration error: %s\n", service, err);
+        souk_log_config_error("%s", err);
         return SOUK_EINVAL;
     }
     if (souk_auth_placeholder_secret(client_secret)) {

@@ -187,7 +187,7 @@ int souk__events_init(const struct souk_service *svc, struct souk_db *db)
     producer_table(svc);
     if (souk_config_load(ev_config, err, sizeof(err)) != 0 ||
         souk_config_load(producer_config, err, sizeof(err)) != 0) {
-        fprintf(stderr, "%s: configuration error: %s\n", svc->name, err);
+        souk_log_config_error("%s", err);
         return SOUK_EINVAL;
     }
     souk__ev.amqp = strncmp(souk__ev.transport, "amqp://", 7) == 0;
@@ -195,10 +195,8 @@ int souk__events_init(const struct souk_service *svc, struct souk_db *db)
     souk__ev.broker = souk__ev.amqp || souk__ev.kafka;
     if (!souk__ev.broker && strcmp(souk__ev.transport, "feed") != 0) {
         char shown[512]; /* an unsupported URL may still carry a password */
-        fprintf(stderr,
-                "%s: configuration error: SOUK_EVENTS=\"%s\": expected feed, amqp://… or "
-                "kafka://…\n",
-                svc->name, souk_config_redact_url(souk__ev.transport, shown, sizeof(shown)));
+        souk_log_config_error("SOUK_EVENTS=\"%s\": expected feed, amqp://… or kafka://…",
+                              souk_config_redact_url(souk__ev.transport, shown, sizeof(shown)));
         return SOUK_EINVAL;
     }
     pthread_once(&metrics_once, metrics_register);

@@ -59,7 +59,8 @@ static void cq_free(void *p)
 
 static void init(void)
 {
-    grpc_init(); /* reference counted: the server's own init does not disturb it */
+    souk__grpc_core_init(); /* grpc_init() is reference counted: the server's own init does not
+                               disturb it */
     pthread_key_create(&cq_key, cq_free);
     m_handled = souk_metric_counter("grpc_client_handled_total",
                                     "gRPC calls to peers completed, by service, method and status.",

@@ -2,11 +2,13 @@
  * codes, HTTP statuses, gRPC statuses and kit errors (one table each, tested as
  * tables), the request id and trace context rules, and metadata helpers. */
 #include <grpc/status.h>
+#include <grpc/support/log.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "grpc_int.h"
+#include "souk/log.h"
 #include "souk/souk.h"
 
 static const char *const status_names[] = {
@@ -233,4 +235,25 @@ bool souk__grpc_split_path(const char *path, char *service, size_t scap, char *m
     service[sn] = '\0';
     memcpy(method, slash + 1, mn + 1);
     return true;
+}
+
+/* gRPC core writes "E1130 02:00:00.123 42 chttp2_server.cc:1053] …" on stderr by
+ * default: a listener it cannot bind, a broken peer. The line is ours instead, its
+ * text as message, where in gRPC's sources it came from under log.origin.*. */
+static void grpc_log(gpr_log_func_args *a)
+{
+    enum souk_log_level level = a->severity == GPR_LOG_SEVERITY_ERROR  ? SOUK_LOG_ERROR
+                                : a->severity == GPR_LOG_SEVERITY_INFO ? SOUK_LOG_INFO
+                                                                       : SOUK_LOG_DEBUG;
+    if (!souk_log_enabled(level))
+        return;
+    souk_log(level, a->message != NULL ? a->message : "", "{s:s,s:s,s:i}", "log.logger", "grpc",
+             "log.origin.file.name", a->file != NULL ? a->file : "", "log.origin.file.line",
+             a->line);
+}
+
+void souk__grpc_core_init(void)
+{
+    gpr_set_log_function(grpc_log); /* before grpc_init: its first messages too */
+    grpc_init();
 }

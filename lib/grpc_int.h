@@ -20,6 +20,10 @@
 #define SOUK__GRPC_REQUEST_ID   "x-request-id"
 #define SOUK__GRPC_TRACEPARENT  "traceparent"
 
+/* grpc_init(), with gRPC core's own messages (gpr_log) sent to our log as ECS lines
+ * instead of its plain text on stderr. Called where grpc_init() was. */
+void souk__grpc_core_init(void);
+
 /* Is s a request id we pass on (1-64 of [A-Za-z0-9._-])? */
 bool souk__grpc_request_id_ok(const char *s);
 /* Our traceparent from the caller's (NULL or malformed: a new trace), with a span

@@ -1140,16 +1140,14 @@ static int load_config(const struct souk_service *svc)
     char err[512];
     grpc_table(svc, table);
     if (souk_config_load(table, err, sizeof(err)) != 0) {
-        fprintf(stderr, "%s: configuration error: %s\n", svc->name, err);
+        souk_log_config_error("%s", err);
         return SOUK_EINVAL;
     }
     char host[256];
     uint16_t port;
     if (strcmp(cfg_listen, "off") != 0 &&
         souk_config_split_addr(cfg_listen, host, sizeof(host), &port) != 0) {
-        fprintf(stderr,
-                "%s: configuration error: SOUK_GRPC_LISTEN=\"%s\": expected host:port or off\n",
-                svc->name, cfg_listen);
+        souk_log_config_error("SOUK_GRPC_LISTEN=\"%s\": expected host:port or off", cfg_listen);
         return SOUK_EINVAL;
     }
     return 0;
@@ -1172,7 +1170,7 @@ int souk__grpc_start(const struct souk_service *svc)
     m_seconds =
         souk_metric_histogram("grpc_server_handling_seconds",
                               "Time from a gRPC call's arrival to its status.", "service,method");
-    grpc_init();
+    souk__grpc_core_init();
     size_t n = 0, max_message = (size_t)cfg_max_message;
     while (svc->grpc->methods != NULL && svc->grpc->methods[n].path != NULL) {
         if (svc->grpc->methods[n].max_message > max_message)

@@ -313,6 +313,22 @@ void souk_log(enum souk_log_level level, const char *msg, const char *fields, ..
     (void)w;
 }
 
+void souk_log_config_error(const char *fmt, ...)
+{
+    char line[LOG_LINE_MAX], why[MESSAGE_MAX];
+    const size_t cap = sizeof(line) - 2;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    size_t len = put_head(line, cap, SOUK_LOG_ERROR, "configuration error", dataset);
+    len = put_str(line, len, cap, "error.message", why, MESSAGE_MAX);
+    line[len++] = '}';
+    line[len++] = '\n';
+    ssize_t w = write(STDERR_FILENO, line, len);
+    (void)w;
+}
+
 void souk__log_access(const struct souk__access *a)
 {
     char line[ACCESS_LINE_MAX];

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "metrics_int.h"
+#include "souk/log.h"
 #include "souk/metrics.h"
 #include "souk/souk.h"
 
@@ -194,7 +195,7 @@ static struct souk_metric *family(enum kind kind, const char *name, const char *
                                   const char *labels)
 {
     if (!valid_name(name) || (kind == COUNTER && strstr(name, "_total") == NULL)) {
-        fprintf(stderr, "metrics: bad metric name %s\n", name);
+        souk_error("bad metric name", "{s:s}", "metric", name); /* a bug: stop here */
         abort();
     }
     struct souk_metric *m = souk_xcalloc(1, sizeof(*m));
@@ -205,7 +206,7 @@ static struct souk_metric *family(enum kind kind, const char *name, const char *
         char *copy = souk_xstrdup(labels), *save = NULL;
         for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
             if (m->nlabels == SOUK_METRIC_MAX_LABELS || !valid_name(t)) {
-                fprintf(stderr, "metrics: bad labels %s for %s\n", labels, name);
+                souk_error("bad metric labels", "{s:s,s:s}", "metric", name, "labels", labels);
                 abort();
             }
             m->labels[m->nlabels++] = souk_xstrdup(t);

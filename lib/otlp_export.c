@@ -112,22 +112,19 @@ int souk__otlp_init(const char *service, const char *listen)
 {
     char err[512], shown[256], host[128] = "localhost", instance[300];
     if (souk_config_load(otlp_config, err, sizeof(err)) != 0) {
-        fprintf(stderr, "%s: configuration error: %s\n", service, err);
+        souk_log_config_error("%s", err);
         return SOUK_EINVAL;
     }
     if (!parse_ratio(cfg.ratio_text, &cfg.ratio)) {
-        fprintf(stderr,
-                "%s: configuration error: SOUK_TRACE_SAMPLE_RATIO=\"%s\": expected a number "
-                "from 0 to 1\n",
-                service, cfg.ratio_text);
+        souk_log_config_error("SOUK_TRACE_SAMPLE_RATIO=\"%s\": expected a number from 0 to 1",
+                              cfg.ratio_text);
         return SOUK_EINVAL;
     }
     const char *e = cfg.endpoint;
     if (e[0] != '\0' && strncmp(e, "http://", 7) != 0 && strncmp(e, "https://", 8) != 0) {
-        fprintf(stderr,
-                "%s: configuration error: SOUK_OTLP_ENDPOINT=\"%s\": expected an http:// or "
-                "https:// base URL\n",
-                service, souk_config_redact_url(e, shown, sizeof(shown)));
+        souk_log_config_error("SOUK_OTLP_ENDPOINT=\"%s\": expected an http:// or https:// "
+                              "base URL",
+                              souk_config_redact_url(e, shown, sizeof(shown)));
         return SOUK_EINVAL;
     }
     gethostname(host, sizeof(host) - 1);

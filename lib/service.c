@@ -213,18 +213,18 @@ static int load_config(const struct souk_service *svc)
     char db_default[4096];
     struct souk_conf table[SOUK_ARRAY_LEN(kit_config)];
     if (souk_config_load(var_config, err, sizeof(err)) != 0) {
-        fprintf(stderr, "%s: configuration error: %s\n", svc->name, err);
+        souk_log_config_error("%s", err);
         return SOUK_EINVAL;
     }
     kit_table(svc, table, db_default, sizeof(db_default));
     if (souk_config_load(table, err, sizeof(err)) != 0 ||
         (svc->config != NULL && souk_config_load(svc->config, err, sizeof(err)) != 0)) {
-        fprintf(stderr, "%s: configuration error: %s\n", svc->name, err);
+        souk_log_config_error("%s", err);
         return SOUK_EINVAL;
     }
     if (souk_db_configure("SOUK_DB", cfg_db, err, sizeof(err)) != 0 ||
         souk_realip_parse(cfg_trusted_proxies, &trusted_proxies, err, sizeof(err)) != 0) {
-        fprintf(stderr, "%s: configuration error: %s\n", svc->name, err);
+        souk_log_config_error("%s", err);
         return SOUK_EINVAL;
     }
     souk__srv.trusted_proxies = trusted_proxies;
@@ -234,10 +234,8 @@ static int load_config(const struct souk_service *svc)
         cfg_db = souk_xstrdup(db_default);
     enum souk_log_level level;
     if (souk_log_level_parse(cfg_log_level, &level) != 0) {
-        fprintf(stderr,
-                "%s: configuration error: SOUK_LOG_LEVEL=\"%s\": expected debug, info, "
-                "warn or error\n",
-                svc->name, cfg_log_level);
+        souk_log_config_error("SOUK_LOG_LEVEL=\"%s\": expected debug, info, warn or error",
+                              cfg_log_level);
         return SOUK_EINVAL;
     }
     souk_log_init(svc->name, level);
@@ -257,7 +255,7 @@ static int open_database(const struct souk_service *svc)
 /* ---- listeners: the public one (TLS when configured) and the admin one ---- */
 
 /* SOUK_ADMIN_LISTEN into admin_addr ("" for none). 0, or -1 after a message. */
-static int resolve_admin(const struct souk_service *svc)
+static int resolve_admin(void)
 {
     char host[256];
     uint16_t port;
@@ -268,10 +266,9 @@ static int resolve_admin(const struct souk_service *svc)
     if (strcmp(cfg_admin_listen, "auto") == 0) {
         if (souk_config_split_addr(cfg_listen, host, sizeof(host), &port) != 0 || port == 0 ||
             port > 65535 - ADMIN_PORT_OFFSET) {
-            fprintf(stderr,
-                    "%s: SOUK_ADMIN_LISTEN=auto needs a SOUK_LISTEN port from 1 to %d; "
-                    "set SOUK_ADMIN_LISTEN to host:port, or off\n",
-                    svc->name, 65535 - ADMIN_PORT_OFFSET);
+            souk_log_config_error("SOUK_ADMIN_LISTEN=auto needs a SOUK_LISTEN port from 1 to %d; "
+                                  "set SOUK_ADMIN_LISTEN to host:port, or off",
+                                  65535 - ADMIN_PORT_OFFSET);
             return -1;
         }
         snprintf(admin_addr, sizeof(admin_addr), "127.0.0.1:%u",
@@ -279,8 +276,8 @@ static int resolve_admin(const struct souk_service *svc)
         return 0;
     }
     if (listen_address(cfg_admin_listen, &sa) != 0) {
-        fprintf(stderr, "%s: SOUK_ADMIN_LISTEN=\"%s\": expected an IPv4 host:port, auto or off\n",
-                svc->name, cfg_admin_listen);
+        souk_log_config_error("SOUK_ADMIN_LISTEN=\"%s\": expected an IPv4 host:port, auto or off",
+                              cfg_admin_listen);
         return -1;
     }
     snprintf(admin_addr, sizeof(admin_addr), "%s", cfg_admin_listen);
@@ -288,7 +285,7 @@ static int resolve_admin(const struct souk_service *svc)
 }
 
 /* A whole PEM file, NUL-terminated and malloc'd, or NULL after a message. */
-static char *read_pem(const char *svc, const char *var, const char *path)
+static char *read_pem(const char *var, const char *path)
 {
     char *buf = NULL;
     size_t len = 0;
@@ -302,15 +299,15 @@ static char *read_pem(const char *svc, const char *var, const char *path)
     fclose(f);
     f = NULL;
     if (len == 0 || len > TLS_FILE_MAX) {
-        fprintf(stderr, "%s: %s=%s: %s\n", svc, var, path,
-                len == 0 ? "the file is empty" : "the file is over 1 MiB");
+        souk_log_config_error("%s=%s: %s", var, path,
+                              len == 0 ? "the file is empty" : "the file is over 1 MiB");
         free(buf);
         return NULL;
     }
     buf[len] = '\0';
     return buf;
 fail:
-    fprintf(stderr, "%s: %s=%s: cannot read: %s\n", svc, var, path, strerror(errno));
+    souk_log_config_error("%s=%s: cannot read: %s", var, path, strerror(errno));
     if (f != NULL)
         fclose(f);
     free(buf);
@@ -318,24 +315,23 @@ fail:
 }
 
 /* SOUK_TLS_CERT and SOUK_TLS_KEY: both or neither. 0, or -1 after a message. */
-static int load_tls(const struct souk_service *svc)
+static int load_tls(void)
 {
     bool cert = cfg_tls_cert[0] != '\0', key = cfg_tls_key[0] != '\0';
     if (!cert && !key)
         return 0;
     if (!cert || !key) {
-        fprintf(stderr, "%s: %s is set but %s is not: TLS needs a certificate and its key\n",
-                svc->name, cert ? "SOUK_TLS_CERT" : "SOUK_TLS_KEY",
-                cert ? "SOUK_TLS_KEY" : "SOUK_TLS_CERT");
+        souk_log_config_error("%s is set but %s is not: TLS needs a certificate and its key",
+                              cert ? "SOUK_TLS_CERT" : "SOUK_TLS_KEY",
+                              cert ? "SOUK_TLS_KEY" : "SOUK_TLS_CERT");
         return -1;
     }
     if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
-        fprintf(stderr, "%s: SOUK_TLS_CERT is set but libmicrohttpd has no TLS support\n",
-                svc->name);
+        souk_log_config_error("SOUK_TLS_CERT is set but libmicrohttpd has no TLS support");
         return -1;
     }
-    tls_cert = read_pem(svc->name, "SOUK_TLS_CERT", cfg_tls_cert);
-    tls_key = tls_cert != NULL ? read_pem(svc->name, "SOUK_TLS_KEY", cfg_tls_key) : NULL;
+    tls_cert = read_pem("SOUK_TLS_CERT", cfg_tls_cert);
+    tls_key = tls_cert != NULL ? read_pem("SOUK_TLS_KEY", cfg_tls_key) : NULL;
     if (tls_key == NULL)
         return -1;
     if (cfg_hsts_max_age > 0)
@@ -414,12 +410,13 @@ static int start_public(const struct sockaddr_in *sa)
                                        MHD_OPTION_ARRAY, o, MHD_OPTION_END);
     if (public_l.daemon != NULL)
         return 0;
-    if (public_l.tls)
-        fprintf(stderr,
-                "%s: cannot serve TLS on %s: is SOUK_TLS_CERT a PEM certificate chain and "
-                "SOUK_TLS_KEY its private key? (%s)\n",
-                service->name, cfg_listen, strerror(errno));
-    souk_error("cannot listen", "{s:s,s:s}", "addr", cfg_listen, "error", strerror(errno));
+    const char *why = strerror(errno);
+    if (public_l.tls) /* MHD says no more: a bad pair is the likely cause */
+        souk_error("cannot serve TLS: is SOUK_TLS_CERT a PEM certificate chain and "
+                   "SOUK_TLS_KEY its private key?",
+                   "{s:s,s:s}", "addr", cfg_listen, "error", why);
+    else
+        souk_error("cannot listen", "{s:s,s:s}", "addr", cfg_listen, "error", why);
     return SOUK_EIO;
 }
 
@@ -545,8 +542,11 @@ int souk_main(int argc, char **argv, const struct souk_service *svc)
         usage(stderr, argv[0]);
         return 2;
     }
+    /* from here every line, a refused configuration's too, is an ECS line under the
+     * service's name; load_config() sets the level */
+    souk_log_init(svc->name, SOUK_LOG_INFO);
     if (sodium_init() < 0) {
-        fprintf(stderr, "%s: libsodium failed to initialise\n", svc->name);
+        souk_error("libsodium failed to initialise", NULL);
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -570,11 +570,10 @@ int souk_main(int argc, char **argv, const struct souk_service *svc)
 
     struct sockaddr_in sa;
     if (listen_address(cfg_listen, &sa) != 0) {
-        fprintf(stderr, "%s: SOUK_LISTEN=\"%s\": expected an IPv4 host:port\n", svc->name,
-                cfg_listen);
+        souk_log_config_error("SOUK_LISTEN=\"%s\": expected an IPv4 host:port", cfg_listen);
         return 2;
     }
-    if (resolve_admin(svc) != 0 || load_tls(svc) != 0)
+    if (resolve_admin() != 0 || load_tls() != 0)
         return 2;
     if (listener_routes(svc) != 0)
         return 1;
@@ -585,7 +584,7 @@ int souk_main(int argc, char **argv, const struct souk_service *svc)
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
-    if (souk_auth_init(svc->name) != 0 || souk_db_start_checkpointer() != 0)
+    if (souk_auth_init() != 0 || souk_db_start_checkpointer() != 0)
         return 1;
     if (souk__otlp_start() != 0 || (svc->start != NULL && svc->start() != 0) ||
         souk__events_start() != 0) {

@@ -24,7 +24,7 @@
  * a table, printed by `<service> --help`; the kit names no issuer); called once by
  * souk_main() before serving. Returns SOUK_EINVAL (logged) on a bad value or when
  * SOUK_CLIENT_SECRET is a committed placeholder: the service must not start. */
-int souk_auth_init(const char *service);
+int souk_auth_init(void);
 
 /* Is secret one of the committed placeholders (deploy/k8s/secrets.env,
  * "placeholder-…-replace-with-gen-secrets") rather than a secret? Whoever reads a

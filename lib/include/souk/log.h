@@ -37,6 +37,13 @@ int souk_log_enabled(enum souk_log_level level);
  * or the lines that disagree are rejected at ingestion (tests/e2e/test_log_ecs.py checks). */
 void souk_log(enum souk_log_level level, const char *msg, const char *fields, ...);
 
+/* souk_log_config_error(fmt, ...): the one line of a service that refuses its
+ * configuration at start: log.level "error", message "configuration error", and the
+ * printf-style text (which variable, what it expects; never a secret) as error.message.
+ * Usable from the first moment (before souk_log_init() the line says service.name
+ * "souk"); it allocates nothing. The caller still exits, with status 2. */
+__attribute__((format(printf, 1, 2))) void souk_log_config_error(const char *fmt, ...);
+
 #define souk_info(msg, ...)  souk_log(SOUK_LOG_INFO, msg, __VA_ARGS__)
 #define souk_warn(msg, ...)  souk_log(SOUK_LOG_WARN, msg, __VA_ARGS__)
 #define souk_error(msg, ...) souk_log(SOUK_LOG_ERROR, msg, __VA_ARGS__)

@@ -267,6 +267,45 @@ static void test_hostile_input_stays_valid_json(void **state)
         json_decref(lines[i]);
 }
 
+/* A refused configuration: one error line, the detail escaped in error.message, and
+ * capped rather than cut into invalid JSON; written whatever the level. */
+static void test_config_error_line(void **state)
+{
+    (void)state;
+    char long_value[3000];
+    memset(long_value, 'x', sizeof(long_value) - 1);
+    long_value[sizeof(long_value) - 1] = '\0';
+    souk_log_init("catalog", SOUK_LOG_ERROR);
+    capture_begin();
+    souk_log_config_error("SOUK_LISTEN=\"%s\": expected host:port", "a\"b\\c\n\x01\xff");
+    souk_log_config_error("SOUK_X=%s", long_value);
+    capture_end();
+    souk_log_init("catalog", SOUK_LOG_INFO);
+    json_t *lines[4];
+    assert_int_equal(read_lines(lines, 4), 2);
+    static const char *const order[] = {"@timestamp",   "log.level",    "message",
+                                        "ecs.version",  "service.name", "event.dataset",
+                                        "error.message"};
+    const char *key;
+    json_t *v;
+    size_t i = 0;
+    json_object_foreach(lines[0], key, v)
+    {
+        assert_true(i < sizeof(order) / sizeof(order[0]));
+        assert_string_equal(key, order[i++]);
+    }
+    assert_int_equal(i, 7);
+    assert_string_equal(str(lines[0], "log.level"), "error");
+    assert_string_equal(str(lines[0], "message"), "configuration error");
+    assert_string_equal(str(lines[0], "service.name"), "catalog");
+    assert_string_equal(str(lines[0], "error.message"),
+                        "SOUK_LISTEN=\"a\"b\\c\n\x01\xef\xbf\xbd\": expected host:port");
+    const char *cut = str(lines[1], "error.message");
+    assert_true(strncmp(cut, "SOUK_X=xxx", 10) == 0 && strlen(cut) < sizeof(long_value));
+    json_decref(lines[0]);
+    json_decref(lines[1]);
+}
+
 static void test_escape(void **state)
 {
     (void)state;
@@ -341,6 +380,7 @@ int main(void)
         cmocka_unit_test(test_request_context),
         cmocka_unit_test(test_access_line),
         cmocka_unit_test(test_hostile_input_stays_valid_json),
+        cmocka_unit_test(test_config_error_line),
         cmocka_unit_test(test_escape),
         cmocka_unit_test(test_escape_keeps_utf8_and_replaces_the_rest),
         cmocka_unit_test(test_redact),
