@@ -147,9 +147,11 @@ $(B)/tests/unit/services/$(1)/%: tests/unit/services/$(1)/%.c $$(filter-out %/ma
 endef
 $(foreach s,$(SERVICES),$(eval $(call service_rules,$(s))))
 
-# the supervisor: its own files, plus the kit's backoff alone (no other part of the
-# kit: it depends on libsodium only), plus libsodium
-CLI_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(wildcard cli/*.c)) $(B)/obj/lib/backoff.o
+# the supervisor: its own files, plus three of the kit's: backoff (the restart delay),
+# log and util (ECS lines, cli/log.c); no other part of the kit: it needs libsodium and
+# jansson only
+CLI_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(wildcard cli/*.c)) \
+  $(B)/obj/lib/backoff.o $(B)/obj/lib/log.o $(B)/obj/lib/util.o
 $(B)/bin/souk: $(CLI_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

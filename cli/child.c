@@ -104,6 +104,7 @@ void child_exec(const struct config *c, int svc, int replica, pid_t parent, cons
         if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0)
             _exit(EXIT_EXEC_FAILED);
         close(fd);
+        log_set_format(LOG_ECS); /* the service's log is ECS: a failed exec says so there too */
         fd = open("/dev/null", O_RDONLY);
         if (fd >= 0 && fd != STDIN_FILENO) {
             dup2(fd, STDIN_FILENO);
@@ -160,7 +161,8 @@ void child_exec(const struct config *c, int svc, int replica, pid_t parent, cons
     set_issuer_urls(c);
     if (fmt(path, sizeof path, "%s/%s", c->bin_dir, name) >= 0)
         execl(path, path, arg, (char *)NULL);
-    fprintf(stderr, "souk: cannot run %s: %s\n", path, strerror(errno));
+    fmt(buf, sizeof buf, "cannot run %s: %s", path, strerror(errno));
+    say(SOUK_LOG_ERROR, buf, "{s:s,s:s}", "file.path", path, "error", strerror(errno));
     _exit(EXIT_EXEC_FAILED);
 }
 

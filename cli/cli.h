@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "services.h" /* generated from services.txt: the list of services */
+#include "souk/log.h" /* the kit's ECS logger: what log.c writes through */
 
 enum {
     NSERVICES = SOUK_SERVICES_COUNT,
@@ -83,8 +84,27 @@ int write_atomic(const char *path, const char *text, mode_t mode);
 /* "exited with status 3" or "killed by signal 9 (Killed)" for a wait status. */
 void describe_exit(int status, char *buf, size_t size);
 
+/* ---- log.c: the supervisor's lines ---- */
+
+enum log_format {
+    LOG_TEXT, /* "souk: <message>" for a person: info on stdout, the rest on stderr */
+    LOG_ECS,  /* one ECS JSON object per line on stderr (lib/log.c), service.name "souk" */
+};
+void log_set_format(enum log_format f);
+enum log_format log_get_format(void);
+/* One line: msg as the text (after "souk: ", or as "message"), and in ECS the extra
+ * fields of fields, a jansson pack format as for souk_log() (souk/log.h: "error" is
+ * error.message, a dotted key is ECS, a plain one goes under souk.), plus
+ * process.pid. Keep each key's JSON type the same everywhere (tests/e2e/test_log_ecs.py). */
+void say(enum souk_log_level level, const char *msg, const char *fields, ...);
+/* say() with a printf-style text and no fields. */
+__attribute__((format(printf, 2, 3))) void sayf(enum souk_log_level level, const char *f, ...);
+
 /* ---- config.c: configuration and secrets ---- */
 
+/* SOUK_LOG_FORMAT: text (the default) or ecs, set as the output's form; -1 with a
+ * message on a bad value. */
+int config_log_format(void);
 /* Everything from the environment (replicas_arg: `--replicas`, or NULL); create
  * makes the var/ layout first. Returns 0, or -1 with a message on stderr. */
 int config_load(struct config *c, const char *replicas_arg, bool create);

@@ -38,7 +38,7 @@ int cmd_up(int argc, char **argv)
     fd = pidfile_running(&c, &pid);
     if (fd >= 0) {
         close(fd);
-        fprintf(stderr, "souk: already running (pid %ld) for %s\n", (long)pid, c.var_dir);
+        sayf(SOUK_LOG_ERROR, "already running (pid %ld) for %s", (long)pid, c.var_dir);
         return 1;
     }
     return detach ? daemonize(&c) : supervise(&c, -1);
@@ -55,23 +55,23 @@ int cmd_down(void)
         return 1;
     fd = pidfile_running(&c, &pid);
     if (fd < 0) {
-        printf("souk: not running\n");
+        sayf(SOUK_LOG_INFO, "not running");
         return 0;
     }
     if (kill(pid, SIGTERM) < 0) {
-        fprintf(stderr, "souk: cannot signal pid %ld: %s\n", (long)pid, strerror(errno));
+        sayf(SOUK_LOG_ERROR, "cannot signal pid %ld: %s", (long)pid, strerror(errno));
         goto out;
     }
     /* The lock goes away only when the supervisor process is gone. */
     while (flock(fd, LOCK_SH | LOCK_NB) < 0) {
         if (now_ms() >= deadline) {
-            fprintf(stderr, "souk: supervisor pid %ld still running after %d s\n", (long)pid,
-                    DOWN_WAIT_MS / 1000);
+            sayf(SOUK_LOG_ERROR, "supervisor pid %ld still running after %d s", (long)pid,
+                 DOWN_WAIT_MS / 1000);
             goto out;
         }
         usleep(READY_POLL_MS * 1000);
     }
-    printf("souk: stopped (pid %ld)\n", (long)pid);
+    sayf(SOUK_LOG_INFO, "stopped (pid %ld)", (long)pid);
     rc = 0;
 out:
     close(fd);
@@ -102,11 +102,11 @@ int cmd_status(void)
         return 1;
     fd = pidfile_running(&c, &sup);
     if (fd < 0) {
-        printf("souk: not running\n");
+        sayf(SOUK_LOG_INFO, "not running");
         goto out;
     }
     if (fmt(path, sizeof path, "%s/run/souk.state", c.var_dir) < 0 || !(state = read_file(path))) {
-        fprintf(stderr, "souk: no state file in %s/run\n", c.var_dir);
+        sayf(SOUK_LOG_ERROR, "no state file in %s/run", c.var_dir);
         goto out;
     }
     printf("supervisor pid %ld, var %s\n", (long)sup, c.var_dir);
@@ -150,22 +150,22 @@ int cmd_seed(void)
     for (int i = 0; i < NSERVICES; i++) {
         if (!config_have_binary(&c, i))
             continue;
-        printf("souk: seeding %s\n", services[i].name);
+        sayf(SOUK_LOG_INFO, "seeding %s", services[i].name);
         fflush(stdout);
         pid = fork();
         if (pid == 0)
             child_exec(&c, i, 0, parent, NULL, false, "seed");
         if (pid < 0 || waitpid(pid, &status, 0) != pid) {
-            perror("souk: seed");
+            sayf(SOUK_LOG_ERROR, "seed: %s", strerror(errno));
             return 1;
         }
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
             char why[128];
             describe_exit(status, why, sizeof why);
-            fprintf(stderr, "souk: seeding %s failed: %s\n", services[i].name, why);
+            sayf(SOUK_LOG_ERROR, "seeding %s failed: %s", services[i].name, why);
             return 1;
         }
     }
-    printf("souk: seed done\n");
+    sayf(SOUK_LOG_INFO, "seed done");
     return 0;
 }

@@ -58,7 +58,7 @@ static int find_gateway_addr(struct config *c)
     if (ai)
         freeaddrinfo(ai);
     if (rc != 0)
-        fprintf(stderr, "souk: SOUK_HOST '%s': %s\n", h, gai_strerror(rc));
+        sayf(SOUK_LOG_ERROR, "SOUK_HOST '%s': %s", h, gai_strerror(rc));
     return rc == 0 ? 0 : -1;
 }
 
@@ -115,10 +115,27 @@ static int env_int(const char *name, long def, long min, long max, long *out)
         return 0;
     *out = strtol(v, &end, 10);
     if (*end || *out < min || *out > max) {
-        fprintf(stderr, "souk: bad %s '%s' (want %ld..%ld)\n", name, v, min, max);
+        sayf(SOUK_LOG_ERROR, "bad %s '%s' (want %ld..%ld)", name, v, min, max);
         return -1;
     }
     return 0;
+}
+
+int config_log_format(void)
+{
+    const char *v = getenv("SOUK_LOG_FORMAT");
+
+    if (!v || !*v || strcmp(v, "text") == 0) {
+        log_set_format(LOG_TEXT);
+        return 0;
+    }
+    if (strcmp(v, "ecs") == 0) {
+        log_set_format(LOG_ECS);
+        return 0;
+    }
+    log_set_format(LOG_TEXT);
+    sayf(SOUK_LOG_ERROR, "SOUK_LOG_FORMAT=\"%s\": expected text or ecs", v);
+    return -1;
 }
 
 /* Everything from the environment; create makes the var/ layout first. */
@@ -140,7 +157,7 @@ int config_load(struct config *c, const char *replicas_arg, bool create)
         return -1;
     c->port_base = (int)port_base;
     if (rpc != NULL && *rpc != '\0' && strcmp(rpc, "grpc") != 0 && strcmp(rpc, "rest") != 0) {
-        fprintf(stderr, "souk: SOUK_RPC=\"%s\": expected grpc or rest\n", rpc);
+        sayf(SOUK_LOG_ERROR, "SOUK_RPC=\"%s\": expected grpc or rest", rpc);
         return -1;
     }
     c->rest = rpc != NULL && strcmp(rpc, "rest") == 0;
@@ -149,12 +166,12 @@ int config_load(struct config *c, const char *replicas_arg, bool create)
         c->replicas[i] = 1;
     if ((reps && *reps && parse_replicas(reps, c->replicas) < 0) ||
         (replicas_arg && parse_replicas(replicas_arg, c->replicas) < 0)) {
-        fprintf(stderr, "souk: bad replicas spec (want e.g. catalog=2,users=3; 1..%d)\n",
-                MAX_REPLICAS);
+        sayf(SOUK_LOG_ERROR, "bad replicas spec (want e.g. catalog=2,users=3; 1..%d)",
+             MAX_REPLICAS);
         return -1;
     }
     if (find_bin_dir(c->bin_dir) < 0) {
-        fprintf(stderr, "souk: cannot find the service binaries: %s\n", strerror(errno));
+        sayf(SOUK_LOG_ERROR, "cannot find the service binaries: %s", strerror(errno));
         return -1;
     }
     var = var && *var ? var : "var";
@@ -174,7 +191,7 @@ int config_load(struct config *c, const char *replicas_arg, bool create)
         goto fail;
     return 0;
 fail:
-    fprintf(stderr, "souk: cannot create %s: %s\n", var, strerror(errno));
+    sayf(SOUK_LOG_ERROR, "cannot create %s: %s", var, strerror(errno));
     return -1;
 }
 

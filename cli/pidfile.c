@@ -64,9 +64,9 @@ int pidfile_take(const struct config *c)
     return fd;
 fail:
     if (errno == EWOULDBLOCK)
-        fprintf(stderr, "souk: another supervisor is running for %s\n", c->var_dir);
+        sayf(SOUK_LOG_ERROR, "another supervisor is running for %s", c->var_dir);
     else
-        fprintf(stderr, "souk: %s: %s\n", path, strerror(errno));
+        sayf(SOUK_LOG_ERROR, "%s: %s", path, strerror(errno));
     if (fd >= 0)
         close(fd);
     return -1;

@@ -3,6 +3,7 @@
  * var/run/souk.state current, and stop them all on a signal; and `up -d`, which
  * runs it in the background. */
 #include <errno.h>
+#include <jansson.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -93,7 +94,7 @@ static int log_path(const struct supervisor *s, const struct instance *in, char 
 
 static void start_instance(struct supervisor *s, struct instance *in)
 {
-    char log_path_[PATH_MAX], name[64];
+    char log_path_[PATH_MAX], name[64], msg[256];
     const char *what = label(in, name, sizeof name);
     pid_t parent = getpid(), pid;
     struct stat st;
@@ -107,13 +108,16 @@ static void start_instance(struct supervisor *s, struct instance *in)
     in->started_at = time(NULL);
     in->started_ms = now_ms();
     if (pid < 0) { /* treated like an instant crash: retried with backoff */
-        fprintf(stderr, "souk: fork for %s: %s\n", what, strerror(errno));
+        const char *err = strerror(errno);
+        fmt(msg, sizeof msg, "fork for %s: %s", what, err);
+        say(SOUK_LOG_ERROR, msg, "{s:s,s:s}", "instance", what, "error", err);
         in->pid = 0;
         in->restart_at_ms = in->started_ms + restart_delay(in);
         return;
     }
     in->pid = pid;
-    printf("souk: %-12s port %d pid %ld\n", what, in->port, (long)pid);
+    fmt(msg, sizeof msg, "%s port %d pid %ld", what, in->port, (long)pid);
+    say(SOUK_LOG_INFO, msg, "{s:s,s:i,s:i}", "instance", what, "port", in->port, "pid", (int)pid);
 }
 
 /* The instance's port (or admin port) that is in the given state, or 0. */
@@ -157,29 +161,44 @@ static void start_failed(struct supervisor *s, const struct instance *in, const 
     s->failed = s->stopping = true;
     if (taken) {
         fmt(s->failure, sizeof s->failure,
-            "souk: %s: port %d is in use — is another souk running? `souk status` "
-            "(or move every port with SOUK_PORT_BASE)\n",
+            "%s: port %d is in use — is another souk running? `souk status` "
+            "(or move every port with SOUK_PORT_BASE)",
             what, taken);
-    } else {
-        if (log_path(s, in, path) >= 0)
-            diagnose_log(path, in->log_from, reason, sizeof reason);
-        fmt(s->failure, sizeof s->failure,
-            "souk: %s %s before it was ready%s%s\nsouk: its log: %s\n", what, why,
-            reason[0] ? ": " : "", reason, path);
+        say(SOUK_LOG_ERROR, s->failure, "{s:s,s:i}", "instance", what, "port", taken);
+        return;
     }
-    fputs(s->failure, stderr);
+    if (log_path(s, in, path) >= 0)
+        diagnose_log(path, in->log_from, reason, sizeof reason);
+    fmt(s->failure, sizeof s->failure, "%s %s before it was ready%s%s; its log: %s", what, why,
+        reason[0] ? ": " : "", reason, path);
+    say(SOUK_LOG_ERROR, s->failure, "{s:s,s:s,s:s*}", "instance", what, "file.path", path, "error",
+        reason[0] ? reason : NULL);
+}
+
+/* How an instance ended, as fields: "exit_code" or "signal" (jansson "o*": the other
+ * one is left out). */
+static void exit_fields(int status, json_t **code, json_t **sig)
+{
+    *code = WIFEXITED(status) ? json_integer(WEXITSTATUS(status)) : NULL;
+    *sig = WIFSIGNALED(status) ? json_integer(WTERMSIG(status)) : NULL;
 }
 
 static void on_exit_status(struct supervisor *s, struct instance *in, int status)
 {
-    char name[64], why[128], path[PATH_MAX], reason[512] = "";
+    char name[64], why[128], path[PATH_MAX], reason[512] = "", msg[1024];
+    const char *what = label(in, name, sizeof name);
     long long now = now_ms(), up = now - in->started_ms;
+    int pid = (int)in->pid;
+    json_t *code, *sig;
 
     describe_exit(status, why, sizeof why);
     in->pid = 0;
     in->ready = false;
     if (s->stopping) {
-        printf("souk: %s stopped (%s)\n", label(in, name, sizeof name), why);
+        fmt(msg, sizeof msg, "%s stopped (%s)", what, why);
+        exit_fields(status, &code, &sig);
+        say(SOUK_LOG_INFO, msg, "{s:s,s:i,s:o*,s:o*}", "instance", what, "pid", pid, "exit_code",
+            code, "signal", sig);
         return;
     }
     if (!in->ever_ready && !s->ready_done && !lost_bind_race(s, in)) {
@@ -193,8 +212,12 @@ static void on_exit_status(struct supervisor *s, struct instance *in, int status
     /* a service that exits by itself says why in its log; a signal says nothing there */
     if (WIFEXITED(status) && WEXITSTATUS(status) != 0 && log_path(s, in, path) >= 0)
         diagnose_log(path, in->log_from, reason, sizeof reason);
-    printf("souk: %s %s after %.1f s%s%s; restarting in %d ms\n", label(in, name, sizeof name), why,
-           up / 1000.0, reason[0] ? ": " : "", reason, delay);
+    fmt(msg, sizeof msg, "%s %s after %.1f s%s%s; restarting in %d ms", what, why, up / 1000.0,
+        reason[0] ? ": " : "", reason, delay);
+    exit_fields(status, &code, &sig);
+    say(SOUK_LOG_WARN, msg, "{s:s,s:i,s:o*,s:o*,s:I,s:i,s:s*}", "instance", what, "pid", pid,
+        "exit_code", code, "signal", sig, "uptime_ms", (json_int_t)up, "delay_ms", delay, "error",
+        reason[0] ? reason : NULL);
 }
 
 static void reap_children(struct supervisor *s)
@@ -254,7 +277,7 @@ static void notify_parent(struct supervisor *s, char mark, const char *text)
         return;
     n = text ? fmt(msg, sizeof msg, "%c%s", mark, text) : 0;
     if (n > 0 && write(s->notify_fd, msg, (size_t)n) < 0)
-        perror("souk: notify");
+        sayf(SOUK_LOG_ERROR, "notify: %s", strerror(errno));
     close(s->notify_fd);
     s->notify_fd = -1;
 }
@@ -296,8 +319,8 @@ static bool start_wave(struct supervisor *s)
 static void check_ready(struct supervisor *s)
 {
     long long now = now_ms();
-    char line[128], name[64];
-    int waiting = 0;
+    char line[128], name[64], names[512] = "";
+    int waiting = 0, len = 0;
 
     if (s->ready_done || now - s->last_probe_ms < START_POLL_MS)
         return;
@@ -313,28 +336,27 @@ static void check_ready(struct supervisor *s)
     if (waiting == 0 && (start_wave(s) || s->stopping))
         return; /* the next service: its instances are probed from the next round */
     if (waiting == 0) {
+        long long took = now_ms() - s->start_ms;
         s->ready_done = true;
-        fmt(line, sizeof line, "souk: all %d instances ready in %.2f s\n", s->ninst,
-            (now_ms() - s->start_ms) / 1000.0);
-        fputs(line, stdout);
+        fmt(line, sizeof line, "all %d instances ready in %.2f s", s->ninst, took / 1000.0);
+        say(SOUK_LOG_INFO, line, "{s:i,s:I}", "instances", s->ninst, "event.duration",
+            (json_int_t)took * 1000000);
         notify_parent(s, '+', line);
     } else if (now - s->start_ms >= s->cfg->ready_timeout_ms) {
-        int len = fmt(s->failure, sizeof s->failure,
-                      "souk: not ready after %d s:", s->cfg->ready_timeout_ms / 1000);
-        for (int i = 0; len > 0 && i < s->ninst; i++) {
+        for (int i = 0; len >= 0 && i < s->ninst; i++) {
             if (!s->inst[i].launched || s->inst[i].ready)
                 continue;
-            int n = fmt(s->failure + len, sizeof s->failure - (size_t)len, " %s",
+            int n = fmt(names + len, sizeof names - (size_t)len, "%s%s", len ? " " : "",
                         label(&s->inst[i], name, sizeof name));
             len = n < 0 ? -1 : len + n;
         }
-        if (len > 0)
-            fmt(s->failure + len, sizeof s->failure - (size_t)len, " (logs in %s/log)\n",
-                s->cfg->var_dir);
-        fputs(s->failure, stdout);
+        fmt(s->failure, sizeof s->failure, "not ready after %d s: %s (logs in %s/log)",
+            s->cfg->ready_timeout_ms / 1000, names, s->cfg->var_dir);
         s->ready_done = true;
         if (s->notify_fd >= 0) /* `up -d` fails: stop, then tell the parent */
             s->failed = s->stopping = true;
+        /* in the foreground supervision goes on: a warning */
+        say(s->failed ? SOUK_LOG_ERROR : SOUK_LOG_WARN, s->failure, "{s:s}", "not_ready", names);
         while (!s->stopping && start_wave(s)) /* the rest start anyway: supervision goes on */
             ;
     }
@@ -374,12 +396,14 @@ static void kill_instance(const struct instance *in, int sig)
 /* SIGTERM everyone, give them STOP_GRACE_MS, then SIGKILL the rest. */
 static void stop_all(struct supervisor *s)
 {
+    char msg[64];
     long long deadline = now_ms() + STOP_GRACE_MS;
     struct pollfd p = {.fd = s->sigfd, .events = POLLIN};
     int status;
 
     s->stopping = true;
-    printf("souk: stopping %d instances\n", alive_count(s));
+    fmt(msg, sizeof msg, "stopping %d instances", alive_count(s));
+    say(SOUK_LOG_INFO, msg, "{s:i}", "instances", alive_count(s));
     for (int i = 0; i < s->ninst; i++)
         kill_instance(&s->inst[i], SIGTERM);
     for (long long left; alive_count(s) > 0 && (left = deadline - now_ms()) > 0;)
@@ -412,8 +436,11 @@ static void plan_instances(struct supervisor *s)
                                                     .port = config_port(c, i, k),
                                                     .admin_port = config_admin_port(c, i, k)};
     }
-    if (len)
-        printf("souk: not built, skipped:%s (looked in %s)\n", missing, c->bin_dir);
+    if (len) {
+        char msg[sizeof missing + PATH_MAX + 32];
+        fmt(msg, sizeof msg, "not built, skipped:%s (looked in %s)", missing, c->bin_dir);
+        say(SOUK_LOG_INFO, msg, "{s:s}", "skipped", missing + 1);
+    }
 }
 
 int supervise(struct config *c, int notify_fd)
@@ -436,7 +463,7 @@ int supervise(struct config *c, int notify_fd)
     signal(SIGPIPE, SIG_IGN);
     if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0 ||
         (s.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
-        perror("souk: signalfd");
+        sayf(SOUK_LOG_ERROR, "signalfd: %s", strerror(errno));
         goto out;
     }
     p.fd = s.sigfd;
@@ -451,7 +478,7 @@ int supervise(struct config *c, int notify_fd)
         check_ready(&s);
     }
     stop_all(&s);
-    printf("souk: stopped\n");
+    say(SOUK_LOG_INFO, "stopped", NULL);
     rc = s.failed ? 1 : 0;
 out:
     if (s.sigfd >= 0)
@@ -472,7 +499,7 @@ out:
  * why it failed. */
 int daemonize(struct config *c)
 {
-    char log_path[PATH_MAX], buf[2048];
+    char log_path[PATH_MAX], buf[2048], msg[PATH_MAX + 64];
     struct pollfd p = {.events = POLLIN};
     long long deadline = now_ms() + c->ready_timeout_ms + DAEMON_GRACE_MS;
     size_t got = 0;
@@ -482,7 +509,7 @@ int daemonize(struct config *c)
 
     if (fmt(log_path, sizeof log_path, "%s/log/souk.log", c->var_dir) < 0 ||
         pipe2(fds, O_CLOEXEC) < 0 || (pid = fork()) < 0) {
-        perror("souk: up -d");
+        sayf(SOUK_LOG_ERROR, "up -d: %s", strerror(errno));
         return 1;
     }
     if (pid == 0) {
@@ -492,6 +519,7 @@ int daemonize(struct config *c)
         if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0)
             _exit(1);
         close(fd);
+        log_set_format(LOG_ECS); /* the file is for Filebeat as much as for a person */
         fd = open("/dev/null", O_RDONLY);
         if (fd >= 0 && fd != STDIN_FILENO)
             dup2(fd, STDIN_FILENO);
@@ -506,10 +534,14 @@ int daemonize(struct config *c)
     close(fds[0]);
     buf[got] = '\0';
     if (buf[0] != '+') {
-        fprintf(stderr, "%ssouk: failed to start, see %s\n", buf[0] == '-' ? buf + 1 : "",
-                log_path);
+        if (buf[0] == '-' && buf[1])
+            say(SOUK_LOG_ERROR, buf + 1, NULL);
+        fmt(msg, sizeof msg, "failed to start, see %s", log_path);
+        say(SOUK_LOG_ERROR, msg, "{s:s}", "file.path", log_path);
         return 1;
     }
-    printf("%ssouk: supervisor pid %ld, log %s\n", buf + 1, (long)pid, log_path);
+    say(SOUK_LOG_INFO, buf + 1, NULL);
+    fmt(msg, sizeof msg, "supervisor pid %ld, log %s", (long)pid, log_path);
+    say(SOUK_LOG_INFO, msg, "{s:i,s:s}", "pid", (int)pid, "file.path", log_path);
     return 0;
 }

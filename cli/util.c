@@ -97,7 +97,7 @@ out:
     if (fd >= 0)
         close(fd);
     if (rc < 0)
-        fprintf(stderr, "souk: cannot write %s: %s\n", path, strerror(errno));
+        sayf(SOUK_LOG_ERROR, "cannot write %s: %s", path, strerror(errno));
     return rc;
 }
 

@@ -1,88 +1,29 @@
-"""Every kind of log line the services write is ECS-shaped, read from a real platform
-run: start-up and seeding, access lines of every service, warnings (a card that fails
-transiently, peers not up yet), errors (users refusing to start), event handlers, the
-checkout saga (confirmed, rejected, cancelled, shipped), debug lines (a catalog whose
-peers are down), and the drain.
-Each line must be one JSON object, in the ecs-logging order, with the fields Filebeat
-and Elasticsearch expect under their ECS names and types; our own fields sit under
-souk.* with one JSON type each (Elasticsearch maps a field once and rejects the lines
-that disagree); no line carries a card number.
-The supervisor's own var/log/souk.log is plain text and not checked here."""
-import ipaddress
-import json
+"""Every kind of log line the services and the supervisor write is ECS-shaped, read
+from a real platform run: start-up and seeding, access lines of every service, warnings
+(a card that fails transiently, peers not up yet), errors (users refusing to start),
+event handlers, the checkout saga (confirmed, rejected, cancelled, shipped), debug lines
+(a catalog whose peers are down), and the drain; the supervisor's var/log/souk.log and
+`souk seed` with SOUK_LOG_FORMAT=ecs; every configuration a service refuses at start
+(one line each, before its logger has a level) and gRPC core's own error line.
+Each line must be one JSON object (a plain-text line anywhere fails the whole module),
+in the ecs-logging order, with the fields Filebeat and Elasticsearch expect under their
+ECS names and types (ecs_schema.py); our own fields sit under souk.* with one JSON type
+each (Elasticsearch maps a field once and rejects the lines that disagree); no line
+carries a card number. The supervisor's failure paths (a start that fails, a restart,
+the ready timeout) write their lines in test_souk_cli.py, which checks them the same way."""
 import os
 import re
-from datetime import datetime
+import socket
+import subprocess
 
 import pytest
 import requests
 
-from conftest import SERVICES, Service
+from conftest import BIN, SERVICES, Service
+from ecs_schema import check_line, parse_line
 from orders_helpers import CARD_DECLINED, CARD_FLAKY, Shop, bearer, wait_until
 
-ECS_VERSION = "8.11.0"
-LEVELS = {"debug", "info", "warn", "error"}
-
-# The ECS 8.11 fields souk may write, with their Elasticsearch types (names and types as
-# in ECS's generated/ecs/ecs_flat.yml; identical in 9.4). A dotted key outside this table
-# and outside souk.* fails the test: add the field here only after checking it in ECS.
-ECS = {
-    "@timestamp": "date", "message": "match_only_text", "tags": "keyword[]", "labels": "object",
-    "ecs.version": "keyword",
-    "log.level": "keyword", "log.logger": "keyword", "log.origin.file.name": "keyword",
-    "log.origin.file.line": "long", "log.origin.function": "keyword",
-    "service.name": "keyword", "service.version": "keyword", "service.environment": "keyword",
-    "service.node.name": "keyword", "service.id": "keyword", "service.address": "keyword",
-    "event.dataset": "keyword", "event.duration": "long", "event.action": "keyword",
-    "event.kind": "keyword", "event.category": "keyword[]", "event.type": "keyword[]",
-    "event.outcome": "keyword", "event.id": "keyword", "event.reason": "keyword",
-    "event.code": "keyword", "event.provider": "keyword", "event.sequence": "long",
-    "event.start": "date", "event.end": "date", "event.created": "date",
-    "error.message": "match_only_text", "error.code": "keyword", "error.type": "keyword",
-    "error.id": "keyword", "error.stack_trace": "wildcard",
-    "trace.id": "keyword", "span.id": "keyword", "transaction.id": "keyword",
-    "http.request.id": "keyword", "http.request.method": "keyword",
-    "http.request.body.bytes": "long", "http.request.bytes": "long",
-    "http.request.mime_type": "keyword", "http.request.referrer": "keyword",
-    "http.response.status_code": "long", "http.response.body.bytes": "long",
-    "http.response.bytes": "long", "http.response.mime_type": "keyword", "http.version": "keyword",
-    "url.path": "wildcard", "url.full": "wildcard", "url.original": "wildcard",
-    "url.query": "keyword", "url.scheme": "keyword", "url.domain": "keyword", "url.port": "long",
-    "client.ip": "ip", "client.address": "keyword", "client.port": "long",
-    "server.ip": "ip", "server.address": "keyword", "server.port": "long",
-    "user.id": "keyword", "user.name": "keyword", "user.email": "keyword", "user.roles": "keyword[]",
-    "file.path": "keyword", "file.name": "keyword", "file.directory": "keyword",
-    "process.pid": "long", "process.name": "keyword", "process.exit_code": "long",
-    "process.thread.id": "long", "process.thread.name": "keyword",
-    "host.name": "keyword", "host.hostname": "keyword",
-}
-CUSTOM = re.compile(r"souk\.[a-z0-9_]+")          # ECS naming: lowercase, words joined by _
-HEX = {"trace.id": re.compile(r"[0-9a-f]{32}"), "span.id": re.compile(r"[0-9a-f]{16}")}
-
-
-def ecs_type_ok(kind, v):
-    if kind in ("keyword", "match_only_text", "wildcard"):
-        return isinstance(v, str)
-    if kind == "keyword[]":
-        return isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))
-    if kind == "long":
-        return isinstance(v, int) and not isinstance(v, bool) and -2**63 <= v < 2**63
-    if kind == "date":
-        try:
-            datetime.strptime(v, "%Y-%m-%dT%H:%M:%S.%fZ")
-            return True
-        except (TypeError, ValueError):
-            return False
-    if kind == "ip":
-        try:
-            ipaddress.ip_address(v)
-            return True
-        except (TypeError, ValueError):
-            return False
-    if kind == "object":
-        return isinstance(v, dict)
-    raise AssertionError(f"no check for ECS type {kind}")
-
+NAMES = set(SERVICES) | {"souk"}   # service.name: a service, or the supervisor
 
 def json_kind(v):
     """The mapping Elasticsearch would infer for a value, coarsely."""
@@ -99,12 +40,6 @@ def json_kind(v):
     if isinstance(v, list):
         return "array"
     return "null"
-
-
-def no_duplicates(pairs):
-    keys = [k for k, _ in pairs]
-    assert len(keys) == len(set(keys)), f"duplicate keys {keys}"
-    return dict(pairs)
 
 
 def luhn(digits):
@@ -127,13 +62,59 @@ class Lines:
                 self.raw.append((source, t))
 
     def parsed(self):
-        out = []
-        for source, t in self.raw:
-            try:
-                out.append((source, json.loads(t, object_pairs_hook=no_duplicates)))
-            except (ValueError, AssertionError) as e:
-                raise AssertionError(f"{source}: not one JSON object ({e}): {t[:300]}")
-        return out
+        return [(source, parse_line(source, t)) for source, t in self.raw]
+
+
+# Configurations a service refuses at start, one per place of the kit that checks one:
+# (service, environment, exit status, text error.message must have). Each writes its
+# one ECS line before SOUK_LOG_LEVEL is known, under the service's name.
+REFUSED = [
+    ("catalog", {"SOUK_THREADS": "0"}, 2, "SOUK_THREADS"),                  # the kit's table
+    ("catalog", {"SOUK_LOG_LEVEL": "loud"}, 2, 'SOUK_LOG_LEVEL="loud"'),
+    ("catalog", {"SOUK_LISTEN": "[::1]:80"}, 2, "SOUK_LISTEN"),
+    ("gateway", {"SOUK_ADMIN_LISTEN": "nowhere"}, 2, 'SOUK_ADMIN_LISTEN="nowhere"'),
+    ("gateway", {"SOUK_TLS_CERT": "/nonexistent/cert.pem"}, 2, "SOUK_TLS_KEY"),
+    ("catalog", {"SOUK_TRACE_SAMPLE_RATIO": "2"}, 2, "SOUK_TRACE_SAMPLE_RATIO"),   # otlp
+    ("catalog", {"SOUK_OTLP_ENDPOINT": "ftp://collector"}, 2, "SOUK_OTLP_ENDPOINT"),
+    ("cart", {"SOUK_EVENTS": "amqps://souk:pw@127.0.0.1/x"}, 1, "SOUK_EVENTS"),       # events
+    ("catalog", {"SOUK_JWKS_MAX_AGE_MS": "soon"}, 1, "SOUK_JWKS_MAX_AGE_MS"),         # auth
+    ("catalog", {"SOUK_GRPC_LISTEN": "nonsense"}, 1, "SOUK_GRPC_LISTEN"),            # grpc
+]
+
+
+def refused_configurations(var, collected):
+    """Run every REFUSED case at once (and catalog on a gRPC port that is taken: gRPC
+    core's own error line), each with its stdout and stderr in one file; collect the
+    lines, and return [(case, lines as text)]."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    cases = REFUSED + [("catalog", {"SOUK_GRPC_LISTEN": f"127.0.0.1:{taken.getsockname()[1]}"}, 1,
+                        None)]
+    runs = []
+    try:
+        for i, (name, env, status, text) in enumerate(cases):
+            d = var / f"refused-{i}"
+            svc = Service(name, d, env=env)
+            (d / "log").mkdir(parents=True)
+            out = open(d / "log" / "out", "wb")
+            runs.append((cases[i], d / "log" / "out",
+                         subprocess.Popen([os.path.join(BIN, name)], env=svc.env, stdout=out,
+                                          stderr=subprocess.STDOUT, cwd=str(d))))
+            out.close()
+        results = []
+        for case, path, proc in runs:
+            assert proc.wait(timeout=30) == case[2], (case, path.read_text(errors="replace"))
+            text = path.read_text(errors="replace")
+            collected.add_text(f"{case[0]} refusing {case[1]}", text)
+            results.append((case, text))
+        return results
+    finally:
+        for _, _, proc in runs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        taken.close()
 
 
 @pytest.fixture(scope="module")
@@ -144,9 +125,14 @@ def lines(tmp_path_factory):
     shop.platform.env["SOUK_LOG_LEVEL"] = "debug"
     collected = Lines()
     try:
+        refused_configurations(var, collected)
+        # SOUK_LOG_FORMAT=ecs: souk seed's own lines ("seeding users") are ECS too, on
+        # stderr with the services' lines; stdout keeps only what `users seed` tells the
+        # person who seeds (the admin account's outcome: a result, not a log line)
+        shop.platform.env["SOUK_LOG_FORMAT"] = "ecs"
         seed = shop.platform.souk("seed")
-        # souk seed prints its own progress ("souk: seeding users") on stdout; the
-        # services' lines go to stderr
+        del shop.platform.env["SOUK_LOG_FORMAT"]
+        assert all(l.startswith("users: admin account ") for l in seed.stdout.splitlines()), seed.stdout
         collected.add_text("seed", seed.stderr)
         shop.up()   # seeds again (idempotent, nothing new), starts, waits for every route
         gw = shop.url("gateway")
@@ -202,37 +188,66 @@ def lines(tmp_path_factory):
     finally:
         shop.down()   # SIGTERM: draining, stopped
     logdir = var / "log"
-    for name in sorted(os.listdir(logdir)):
-        if name == "souk.log":
-            continue   # the supervisor's plain-text log (cli/)
+    for name in sorted(os.listdir(logdir)):   # the services' logs and the supervisor's souk.log
         with open(logdir / name, errors="strict") as f:   # UTF-8, or this raises
             collected.add_text(name, f.read())
     return collected.parsed()
 
 
-def test_every_line_has_the_ecs_base_fields_in_order(lines):
+def test_every_line_is_ecs_with_the_right_fields_and_types(lines):
+    """ecs_schema.check_line: the base fields in the ecs-logging order, the ECS
+    version, a level, who wrote it; every other field ECS's (with its type) or ours."""
     assert len(lines) > 200, len(lines)
     for source, l in lines:
-        keys = list(l)
-        assert keys[:3] == ["@timestamp", "log.level", "message"], (source, keys[:4])
-        assert l["ecs.version"] == ECS_VERSION, (source, l)
-        assert l["log.level"] in LEVELS, (source, l)
-        assert l["service.name"] in SERVICES, (source, l)
-        assert l["event.dataset"] in (l["service.name"], l["service.name"] + ".access"), (source, l)
-        assert isinstance(l["message"], str) and l["message"], (source, l)
+        check_line(source, l, NAMES)
 
 
-def test_every_field_is_ecs_or_ours_with_the_right_type(lines):
-    for source, l in lines:
-        for key, value in l.items():
-            if key in ECS:
-                assert ecs_type_ok(ECS[key], value), f"{source}: {key}={value!r} is not an ECS {ECS[key]}"
-            else:
-                assert CUSTOM.fullmatch(key), f"{source}: {key} is neither an ECS field nor souk.*: {l}"
-            if key in HEX:
-                assert HEX[key].fullmatch(value), (source, key, value)
-        if "event.duration" in l:
-            assert l["event.duration"] >= 0
+def test_each_refused_configuration_is_one_ecs_error_line(lines):
+    for name, env, status, text in REFUSED:
+        mine = [l for s, l in lines if s == f"{name} refusing {env}"]
+        refused = [l for l in mine if l["message"] == "configuration error"]
+        assert len(refused) == 1, (name, env, mine)
+        l = refused[0]
+        assert l["log.level"] == "error" and l["service.name"] == name, l
+        assert text in l["error.message"], (text, l)
+        if status == 2:   # refused before it opened anything: its last word
+            assert mine[-1] is l, mine
+    assert not any("pw@" in l.get("error.message", "") for _, l in lines)   # SOUK_EVENTS's password
+    # gRPC core's own error (a port it cannot bind) is a line of ours, not its "E1130 …" text
+    grpc = [l for s, l in lines if s.startswith("catalog refusing") and l.get("log.logger") == "grpc"]
+    assert any(l["log.level"] == "error" and "Address already in use" in l["message"] and
+               l["log.origin.file.name"] and l["log.origin.file.line"] > 0 for l in grpc), grpc
+
+
+def test_the_supervisor_writes_ecs_too(lines):
+    """var/log/souk.log (souk up -d) and souk seed under SOUK_LOG_FORMAT=ecs: service.name
+    souk, process.pid on every line; an instance's start, the ready line, the stop."""
+    sup = [(s, l) for s, l in lines if l["service.name"] == "souk"]
+    assert all(l["event.dataset"] == "souk" and l["process.pid"] > 0 for _, l in sup), sup
+    log = [l for s, l in sup if s == "souk.log"]
+    started = [l for l in log if "souk.port" in l and "souk.pid" in l]
+    assert {l["souk.instance"] for l in started} == set(SERVICES), started
+    for l in started:
+        assert l["message"] == f'{l["souk.instance"]} port {l["souk.port"]} pid {l["souk.pid"]}', l
+    ready = [l for l in log if re.fullmatch(r"all \d+ instances ready in [0-9.]+ s", l["message"])]
+    assert len(ready) == 1 and ready[0]["souk.instances"] == len(SERVICES), ready
+    assert ready[0]["event.duration"] > 0
+    assert any(l["message"].startswith("stopping ") and l["souk.instances"] > 0 for l in log), log[-10:]
+    stopped = [l for l in log if " stopped (" in l["message"]]
+    assert {l["souk.instance"] for l in stopped} == set(SERVICES), stopped
+    assert all("souk.exit_code" in l or "souk.signal" in l for l in stopped), stopped
+    assert log[-1]["message"] == "stopped", log[-1]
+    seed = [l["message"] for s, l in sup if s == "seed"]
+    assert {f"seeding {name}" for name in SERVICES} <= set(seed) and seed[-1] == "seed done", seed
+
+
+def test_a_plain_line_fails_the_check():
+    """What a service or the supervisor printed before: not a line this test lets by."""
+    for plain in ("catalog: configuration error: SOUK_THREADS=0: must be from 1 to 256",
+                  "souk: catalog port 8082 pid 123",
+                  '{"level":"error","msg":"out of memory"}'):
+        with pytest.raises(AssertionError):
+            check_line("plain", parse_line("plain", plain), NAMES)
 
 
 def test_our_fields_keep_one_type_each(lines):

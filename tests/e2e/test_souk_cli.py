@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from conftest import SERVICES, admin_port, free_port_base, replica_port
+from ecs_schema import ecs_lines
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("SOUK_BUILD_DIR", REPO / "build"))
@@ -180,12 +181,22 @@ def test_help_and_unknown_command(souk):
     assert r.returncode == 1 and "not running" in r.stdout
     r = souk.run("down")
     assert r.returncode == 0 and "not running" in r.stdout
+    r = souk.run("status", env={"SOUK_LOG_FORMAT": "xml"})
+    assert r.returncode == 2 and 'SOUK_LOG_FORMAT="xml": expected text or ecs' in r.stderr
+
+
+def souk_log(souk):
+    """var/log/souk.log as dicts, every line checked as ECS (ecs_schema.py): a plain
+    line fails the test."""
+    return ecs_lines("souk.log", (souk.var / "log" / "souk.log").read_text(), {"souk"})
 
 
 def test_up_environment_restart_and_down(souk):
-    # values from the shell that the supervisor must not pass on as they are
+    # values from the shell that the supervisor must not pass on as they are; the
+    # terminal gets ECS lines (SOUK_LOG_FORMAT=ecs), as var/log/souk.log would
     souk.up_foreground("--replicas", "catalog=2,gateway=2",
-                       env={"SOUK_ADMIN_LISTEN": "127.0.0.1:9", "SOUK_TRUSTED_PROXIES": "10.9.9.9"})
+                       env={"SOUK_ADMIN_LISTEN": "127.0.0.1:9", "SOUK_TRUSTED_PROXIES": "10.9.9.9",
+                            "SOUK_LOG_FORMAT": "ecs"})
     assert "all 5 instances ready" in souk.output()
     rows = souk.state()
     assert set(rows) == {("users", 0), ("catalog", 0), ("catalog", 1), ("gateway", 0),
@@ -247,6 +258,10 @@ def test_up_environment_restart_and_down(souk):
     assert souk.state()[("users", 0)]["restarts"] == 1
     wait_for(lambda: ready(rows[("users", 0)]["port"]), 5, "restarted users ready")
     assert "users killed by signal 9" in souk.output()
+    restart = [l for l in ecs_lines("terminal", souk.output(), {"souk"})
+               if l["message"].startswith("users killed by signal 9")]
+    assert restart[0]["log.level"] == "warn" and restart[0]["souk.signal"] == 9, restart
+    assert restart[0]["souk.pid"] == old and restart[0]["souk.delay_ms"] >= 0
     status = souk.run("status").stdout
     users_line = next(line for line in status.splitlines() if line.startswith("users "))
     assert users_line.split()[2] == str(new) and users_line.split()[4] == "1"
@@ -266,6 +281,10 @@ def test_sigterm_to_foreground_supervisor_stops_children(souk):
     souk.foreground.send_signal(signal.SIGINT)
     assert souk.foreground.wait(timeout=12) == 0
     assert not any(alive(p) for p in children)
+    # a person's terminal (SOUK_LOG_FORMAT unset): text lines, no JSON
+    lines = souk.output().splitlines()
+    assert lines and all(l.startswith("souk: ") for l in lines), lines
+    assert lines[-1] == "souk: stopped"
 
 
 def test_daemon_mode_and_supervisor_death(souk):
@@ -292,9 +311,17 @@ def test_daemon_mode_and_supervisor_death(souk):
 
 
 def started_pids(text):
-    """Pids from the supervisor's "souk: <name> port N pid P" lines."""
-    return [int(line.rsplit(" pid ", 1)[1]) for line in text.splitlines()
-            if line.startswith("souk: ") and " port " in line and " pid " in line]
+    """Pids from the supervisor's start lines: "souk: <name> port N pid P" on a
+    terminal, or in ECS (var/log/souk.log; SOUK_LOG_FORMAT=ecs) souk.pid beside souk.port."""
+    pids = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            l = json.loads(line)
+            if "souk.port" in l and "souk.pid" in l:
+                pids.append(l["souk.pid"])
+        elif line.startswith("souk: ") and " port " in line and " pid " in line:
+            pids.append(int(line.rsplit(" pid ", 1)[1]))
+    return pids
 
 
 def test_a_service_failing_at_start_stops_the_start_with_its_own_error(souk):
@@ -315,6 +342,12 @@ def test_a_service_failing_at_start_stops_the_start_with_its_own_error(souk):
     assert "noise" not in r.stderr
     log = (souk.var / "log" / "souk.log").read_text()
     assert "restarting" not in log                     # never retried
+    failed = [l for l in souk_log(souk) if "before it was ready" in l["message"]]
+    assert failed[0]["log.level"] == "error" and failed[0]["souk.instance"] == "cart", failed
+    assert failed[0]["file.path"].endswith("/log/cart.log")
+    assert "SOUK_FROB: expected an integer" in failed[0]["error.message"]
+    skipped = [l for l in souk_log(souk) if "souk.skipped" in l]
+    assert skipped[0]["souk.skipped"] == "orders payments notify", skipped   # not built
     pids = started_pids(log)
     assert len(pids) == 3                              # users, catalog, cart; gateway never
     assert not any(alive(p) for p in pids)             # what was started is stopped
@@ -334,6 +367,11 @@ def test_a_taken_port_stops_the_start_and_says_so(souk):
             assert r.returncode != 0, out
             assert f"catalog: port {port} is in use" in r.stderr, out
             assert "souk status" in r.stderr
+            if args == ["up", "-d"]:   # the file says it too, with the port as a field
+                taken = [l for l in souk_log(souk) if l.get("souk.port") == port and "in use" in l["message"]]
+                assert taken and taken[0]["log.level"] == "error", souk_log(souk)
+            else:                      # a person's terminal: text
+                assert not any(l.startswith("{") for l in out.splitlines()), out
             pids = started_pids(out if args == ["up"] else
                                 (souk.var / "log" / "souk.log").read_text())
             assert pids and not any(alive(p) for p in pids)
@@ -373,6 +411,9 @@ def test_a_port_held_by_a_passing_connection_only_delays_the_start(souk):
         r = souk.run("up", "-d")
         assert r.returncode == 0, r.stdout + r.stderr
         assert souk.state()[("catalog", 0)]["restarts"] >= 1
+        restart = [l for l in souk_log(souk) if "restarting in" in l["message"]]
+        assert restart[0]["log.level"] == "warn" and restart[0]["souk.instance"] == "catalog", restart
+        assert restart[0]["souk.exit_code"] != 0 and restart[0]["souk.uptime_ms"] >= 0
     finally:
         release.join()
         holder.close()
@@ -386,6 +427,8 @@ def test_daemon_fails_when_a_running_service_never_gets_ready(souk):
     assert r.returncode != 0
     assert 2 <= time.monotonic() - t0 < 15
     assert "not ready after 2 s: catalog" in r.stderr, r.stderr
+    late = [l for l in souk_log(souk) if "souk.not_ready" in l]
+    assert late[0]["souk.not_ready"] == "catalog" and late[0]["log.level"] == "error", late
     log = (souk.var / "log" / "souk.log").read_text()
     pids = started_pids(log)
     assert len(pids) == 2 and not any(alive(p) for p in pids)   # users, catalog
