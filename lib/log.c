@@ -37,6 +37,7 @@ static _Thread_local const char *ctx_traceparent;
 void souk_log_init(const char *service, enum souk_log_level min)
 {
     service_name = service;
+    souk_oom_set_service(service);
     snprintf(dataset, sizeof(dataset), "%s", service);
     snprintf(access_dataset, sizeof(access_dataset), "%s.access", service);
     min_level = min;

@@ -40,11 +40,26 @@ const char *souk_strerror(int err)
     return "unknown error";
 }
 
+static const char *oom_service = "souk";
+
+void souk_oom_set_service(const char *service) { oom_service = service; }
+
 void souk_oom(void)
 {
-    static const char msg[] = "{\"level\":\"error\",\"msg\":\"out of memory\"}\n";
-    ssize_t n = write(STDERR_FILENO, msg, sizeof(msg) - 1);
-    (void)n;
+    /* log.c's line, built here on the stack: nothing may allocate now. A service
+     * name is [a-z0-9-] (services.txt): nothing in it to escape. */
+    char ts[SOUK_TIME_MAX], line[512];
+    souk_time_now(ts);
+    int len =
+        snprintf(line, sizeof(line),
+                 "{\"@timestamp\":\"%s\",\"log.level\":\"error\",\"message\":\"out of "
+                 "memory\",\"ecs.version\":\"" SOUK_ECS_VERSION "\",\"service.name\":\"%.64s\","
+                 "\"event.dataset\":\"%.64s\"}\n",
+                 ts, oom_service, oom_service);
+    if (len > 0 && (size_t)len < sizeof(line)) {
+        ssize_t n = write(STDERR_FILENO, line, (size_t)len);
+        (void)n;
+    }
     abort();
 }
 

@@ -7,9 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The ECS version the lines follow; every field we write has the same name and type
- * from ECS 8.0 to 9.4. */
-#define SOUK_ECS_VERSION "8.11.0"
+#include "souk/souk.h" /* SOUK_ECS_VERSION: the version the lines follow */
 
 enum souk_log_level { SOUK_LOG_DEBUG, SOUK_LOG_INFO, SOUK_LOG_WARN, SOUK_LOG_ERROR };
 

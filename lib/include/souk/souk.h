@@ -28,12 +28,20 @@ const char *souk_strerror(int err);
 #define SOUK_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define SOUK_UNUSED(x)    ((void)(x))
 
-/* Out of memory is not recoverable in a service: say so and abort. */
+/* The Elastic Common Schema version the log lines follow (log.h); every field we write
+ * has the same name and type from ECS 8.0 to 9.4. */
+#define SOUK_ECS_VERSION "8.11.0"
+
+/* Out of memory is not recoverable in a service: say so in one ECS error line
+ * ("out of memory", written without allocating) and abort. */
 void *souk_xmalloc(size_t n);
 void *souk_xcalloc(size_t n, size_t size);
 void *souk_xrealloc(void *p, size_t n);
 char *souk_xstrdup(const char *s);
 void souk_oom(void) __attribute__((noreturn));
+/* The service.name of souk_oom()'s line ("souk" until then): souk_log_init() sets it,
+ * the logger being a layer above this one. The string must outlive the process. */
+void souk_oom_set_service(const char *service);
 
 /* n unpredictable bytes (kernel randomness, pooled per thread). */
 void souk_random(void *out, size_t n);

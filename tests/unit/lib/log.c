@@ -3,9 +3,11 @@
  * and the redaction of what could be a card number. Lines are read back from stderr
  * redirected to a temporary file. */
 #include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "log_int.h"
@@ -306,6 +308,41 @@ static void test_config_error_line(void **state)
     json_decref(lines[1]);
 }
 
+/* Out of memory: the process says so in an ECS line under the service's name (set by
+ * souk_log_init) and aborts; run in a child, its stderr a pipe. */
+static void test_out_of_memory_line(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(fds[1], STDERR_FILENO);
+        souk_oom();
+    }
+    close(fds[1]);
+    char buf[1024];
+    ssize_t n = read(fds[0], buf, sizeof(buf) - 1);
+    close(fds[0]);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    assert_true(n > 0 && buf[n - 1] == '\n');
+    buf[n] = '\0';
+    json_error_t err;
+    json_t *line = json_loads(buf, JSON_REJECT_DUPLICATES, &err);
+    if (line == NULL)
+        fail_msg("not one JSON object: %s (%s)", buf, err.text);
+    assert_string_equal(json_object_iter_key(json_object_iter(line)), "@timestamp");
+    assert_string_equal(str(line, "log.level"), "error");
+    assert_string_equal(str(line, "message"), "out of memory");
+    assert_string_equal(str(line, "ecs.version"), SOUK_ECS_VERSION);
+    assert_string_equal(str(line, "service.name"), "catalog");
+    assert_string_equal(str(line, "event.dataset"), "catalog");
+    json_decref(line);
+}
+
 static void test_escape(void **state)
 {
     (void)state;
@@ -381,6 +418,7 @@ int main(void)
         cmocka_unit_test(test_access_line),
         cmocka_unit_test(test_hostile_input_stays_valid_json),
         cmocka_unit_test(test_config_error_line),
+        cmocka_unit_test(test_out_of_memory_line),
         cmocka_unit_test(test_escape),
         cmocka_unit_test(test_escape_keeps_utf8_and_replaces_the_rest),
         cmocka_unit_test(test_redact),
