@@ -95,7 +95,8 @@ enum log_format log_get_format(void);
 /* One line: msg as the text (after "souk: ", or as "message"), and in ECS the extra
  * fields of fields, a jansson pack format as for souk_log() (souk/log.h: "error" is
  * error.message, a dotted key is ECS, a plain one goes under souk.), plus
- * process.pid. Keep each key's JSON type the same everywhere (tests/e2e/test_log_ecs.py). */
+ * process.pid. Keep each key's JSON type the same everywhere (tests/e2e/test_log_ecs.py).
+ * A json_t given with "o" is released whatever the format. */
 void say(enum souk_log_level level, const char *msg, const char *fields, ...);
 /* say() with a printf-style text and no fields. */
 __attribute__((format(printf, 2, 3))) void sayf(enum souk_log_level level, const char *f, ...);

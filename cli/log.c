@@ -26,14 +26,15 @@ void say(enum souk_log_level level, const char *msg, const char *fields, ...)
     json_t *extra = NULL;
     va_list ap;
 
-    if (format == LOG_TEXT) {
-        fprintf(level >= SOUK_LOG_WARN ? stderr : stdout, "souk: %s\n", msg);
-        return;
-    }
-    if (fields) {
+    if (fields) { /* packed in text too: "o" arguments are the pack's to release */
         va_start(ap, fields);
         extra = json_vpack_ex(&err, 0, fields, ap);
         va_end(ap);
+    }
+    if (format == LOG_TEXT) {
+        fprintf(level >= SOUK_LOG_WARN ? stderr : stdout, "souk: %s\n", msg);
+        json_decref(extra);
+        return;
     }
     if (!json_is_object(extra)) {
         json_decref(extra);
