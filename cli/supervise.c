@@ -3,8 +3,8 @@
  * var/run/souk.state current, and stop them all on a signal; and `up -d`, which
  * runs it in the background. */
 #include <errno.h>
-#include <jansson.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
