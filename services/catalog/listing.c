@@ -152,6 +152,14 @@ const struct list_statement list_statements[L_COUNT] = {
                " WHERE products_fts MATCH ?8 AND f.rowid < ?1" STOCK BAND
                " ORDER BY f.rowid DESC LIMIT ?7",
                "VIRTUAL TABLE", ":M3<", false, false, 8},
+    [L_FTS_CAT] = {"search in a category, newest or a relevance tier",
+                   "SELECT f.rowid FROM products_fts_cat f"
+                   " JOIN products p ON p.rid = f.rowid % 4294967296"
+                   " WHERE products_fts_cat MATCH ?8 AND f.rowid >= ?2 AND f.rowid < ?1" STOCK BAND
+                   " ORDER BY f.rowid DESC LIMIT ?7",
+                   "VIRTUAL TABLE", ":M2><", false, false, 8},
+    [L_CAT_NO] = {"a category's number", "SELECT rowid FROM categories WHERE slug = ?",
+                  "sqlite_autoindex_categories_1", "(slug=?)", false, false, 1},
     [L_FTS_PRICE] = {"search, price_asc",
                      "SELECT f.rowid FROM products_fts_price f"
                      " JOIN products p ON p.rid = f.rowid % 4294967296"
@@ -288,7 +296,7 @@ struct run {
 };
 
 /* How a statement's first column becomes a row of the page. */
-enum cols { RID, RID_PRICE, FTS_PRICE_ROWID };
+enum cols { RID, RID_PRICE, FTS_PRICE_ROWID, FTS_CAT_ROWID };
 
 static struct souk_stmt *query(struct souk_db *db, enum list_stmt s, const struct list_query *lq,
                                const struct run *a, int64_t limit)
@@ -314,7 +322,7 @@ static int run_page(struct souk_db *db, enum list_stmt s, const struct list_quer
             break;
         }
         int64_t v = souk_stmt_int(st, 0);
-        pg->rid[pg->n] = cols == FTS_PRICE_ROWID ? (v & RID_MASK) : v;
+        pg->rid[pg->n] = cols == FTS_PRICE_ROWID || cols == FTS_CAT_ROWID ? (v & RID_MASK) : v;
         pg->price[pg->n] = cols == FTS_PRICE_ROWID ? (v >> 32)
                            : cols == RID_PRICE     ? souk_stmt_int(st, 1)
                                                    : 0;
@@ -430,7 +438,8 @@ static int page_price_desc(struct souk_db *db, const struct list_query *lq, stru
                     0, pg);
 }
 
-/* The FTS5 expression for the words in some columns, within the category. */
+/* The FTS5 expression for the words in some columns, within the category (by its token:
+ * products_fts_price; the newest and relevance streams read products_fts_cat instead). */
 static const char *match(struct souk_req *r, const struct list_query *lq, const char *cols)
 {
     if (lq->category == NULL)
@@ -439,35 +448,66 @@ static const char *match(struct souk_req *r, const struct list_query *lq, const 
                            search_category_token(souk_req_arena(r), lq->category));
 }
 
+/* A newest-first search stream, the words in cols, from rid pos down (pos excluded). In
+ * a category it is that category's rowid range of products_fts_cat (catno << 32 | rid),
+ * else products_fts, whose rowid is the rid. Appends up to limit rows with this tier. */
+static int run_newest(struct souk_req *r, const struct list_query *lq, int64_t catno,
+                      const char *cols, bool not_name, int64_t pos, int limit, int tier,
+                      struct page *pg)
+{
+    const char *in = souk_req_printf(r, "{%s} : (%s)", cols, lq->words);
+    if (not_name) /* the second relevance tier: not every word in the name */
+        in = souk_req_printf(r, "(%s) NOT ({name} : (%s))", in, lq->words);
+    struct run a = {pos, 0, lo_price(lq), hi_price(lq), has_band(lq), in};
+    if (lq->category == NULL)
+        return run_page(souk_req_db(r), L_FTS, lq, &a, RID, limit, tier, pg);
+    a.tie = catno << 32;
+    a.pos = pos > RID_MASK ? (catno + 1) << 32 : catno << 32 | pos;
+    return run_page(souk_req_db(r), L_FTS_CAT, lq, &a, FTS_CAT_ROWID, limit, tier, pg);
+}
+
+/* The number of the category asked for (the high half of its products_fts_cat rowids):
+ * 1, 0 when there is no such category (nothing can match), or a negative code. */
+static int category_number(struct souk_db *db, const struct list_query *lq, int64_t *catno)
+{
+    *catno = 0;
+    if (lq->category == NULL)
+        return 1;
+    int rc = souk_db_int(db, catno, list_statements[L_CAT_NO].sql, "s", lq->category);
+    if (rc == 1 && (*catno <= 0 || *catno >= (INT64_C(1) << 30)))
+        rc = 0; /* not a rowid the range can hold: the triggers indexed nothing under it */
+    return rc;
+}
+
 /* Relevance: products with every word in the name, then the others, each newest first.
  * The order is a static rank, so a page is the next rows of a stream and paging visits
  * every match exactly once. */
 static int page_relevance(struct souk_req *r, const struct list_query *lq, struct page *pg)
 {
-    struct souk_db *db = souk_req_db(r);
-    struct run a = {INT64_MAX, 0, lo_price(lq), hi_price(lq), has_band(lq), NULL};
+    int64_t catno;
+    int rc = category_number(souk_req_db(r), lq, &catno);
+    if (rc <= 0)
+        return rc;
+    int64_t pos = INT64_MAX;
     if (!lq->after || lq->after_key == 0) {
-        a.pos = lq->after ? lq->after_rid : INT64_MAX;
-        a.text = match(r, lq, "name");
-        int rc = run_page(db, L_FTS, lq, &a, RID, pg->want, 0, pg);
+        rc = run_newest(r, lq, catno, "name", false, lq->after ? lq->after_rid : INT64_MAX,
+                        pg->want, 0, pg);
         if (rc < 0 || pg->n >= pg->want)
             return rc;
-        a.pos = INT64_MAX;
     } else {
-        a.pos = lq->after_rid;
+        pos = lq->after_rid;
     }
-    const char *name = match(r, lq, "name");
-    const char *any = match(r, lq, "name description");
-    a.text = souk_req_printf(r, "(%s) NOT (%s)", any, name);
-    return run_page(db, L_FTS, lq, &a, RID, pg->want - pg->n, 1, pg);
+    return run_newest(r, lq, catno, "name description", true, pos, pg->want - pg->n, 1, pg);
 }
 
 static int page_search_newest(struct souk_req *r, const struct list_query *lq, struct page *pg)
 {
-    struct run a = {
-        lq->after ? lq->after_rid : INT64_MAX, 0, lo_price(lq), hi_price(lq), has_band(lq),
-        match(r, lq, "name description")};
-    return run_page(souk_req_db(r), L_FTS, lq, &a, RID, pg->want, 0, pg);
+    int64_t catno;
+    int rc = category_number(souk_req_db(r), lq, &catno);
+    if (rc <= 0)
+        return rc;
+    return run_newest(r, lq, catno, "name description", false,
+                      lq->after ? lq->after_rid : INT64_MAX, pg->want, 0, pg);
 }
 
 static int page_search_price_asc(struct souk_req *r, const struct list_query *lq, struct page *pg)

@@ -29,6 +29,8 @@ enum list_stmt {
     L_PRICE_DESC,         /* dearest first: the prices below */
     L_CAT_PRICE_DESC,     /* the same in a category */
     L_FTS,                /* a search, newest first (relevance reads it once per tier) */
+    L_FTS_CAT,            /* a search in a category, newest first (or a relevance tier) */
+    L_CAT_NO,             /* a category's number: its range of products_fts_cat rowids */
     L_FTS_PRICE,          /* a search, cheapest first (and one price group, by rid) */
     L_FTS_PRICE_DESC,     /* a search, dearest first, by whole price groups */
     L_WORDS,              /* the completions of a word (search.c) */

@@ -46,8 +46,8 @@ static int seed_products_rows(struct souk_db *db, struct search_vocab *v)
     return 0;
 }
 
-/* What the insert trigger of migrations/003_scale.sql does row by row, for the whole
- * catalog at once: the full-text tables filled in rowid order (a row out of order makes
+/* What the insert trigger of migrations/004_search_category.sql does row by row, for the
+ * whole catalog at once: the full-text tables filled in rowid order (a row out of order makes
  * FTS5 write a segment, which is what the trigger would do for products_fts_price), each
  * left as one segment, and the category counts. */
 static const char bulk_index[] =
@@ -57,8 +57,14 @@ static const char bulk_index[] =
     "INSERT INTO products_fts_price (rowid, body, category)"
     " SELECT price_cents * 4294967296 + rid, name || ' ' || description, hex(category) || '0'"
     " FROM products INDEXED BY products_live_price WHERE archived = 0 ORDER BY price_cents, rid;"
+    "INSERT INTO products_fts_cat (rowid, name, description)"
+    " SELECT c.rowid * 4294967296 + p.rid, p.name, p.description FROM categories c"
+    " CROSS JOIN products p INDEXED BY products_cat_new"
+    " ON p.category = c.slug AND p.archived = 0"
+    " ORDER BY c.rowid, p.rid;"
     "INSERT INTO products_fts (products_fts) VALUES ('optimize');"
     "INSERT INTO products_fts_price (products_fts_price) VALUES ('optimize');"
+    "INSERT INTO products_fts_cat (products_fts_cat) VALUES ('optimize');"
     "UPDATE categories SET product_count = (SELECT count(*) FROM products p"
     " WHERE p.category = categories.slug AND p.archived = 0);";
 

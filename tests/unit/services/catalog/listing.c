@@ -1,4 +1,4 @@
-/* Unit tests for services/catalog/listing.c, search.c and migrations/003_scale.sql on a
+/* Unit tests for services/catalog/listing.c, search.c and migrations/003-004 on a
  * seeded in-memory catalog: every list statement's query plan reads the index it was
  * written for, from a position (no full scan, no sort that grows with the catalog); the
  * triggers keep the full-text tables and the category counts right through writes; a
@@ -116,6 +116,64 @@ static int64_t counted(const char *slug)
     return n;
 }
 
+/* The rowid of products_fts_cat matching expr (-1 if none), and a category's number. */
+static int64_t cat_rowid(const char *word)
+{
+    int64_t rowid = -1;
+    assert_true(souk_db_int(db, &rowid,
+                            "SELECT rowid FROM products_fts_cat WHERE products_fts_cat MATCH ?",
+                            "s", word) >= 0);
+    return rowid;
+}
+
+static int64_t catno(const char *slug)
+{
+    int64_t n = -1;
+    assert_int_equal(souk_db_int(db, &n, "SELECT rowid FROM categories WHERE slug = ?", "s", slug),
+                     1);
+    return n;
+}
+
+/* A search in a category reads its own rowid range of products_fts_cat: the same products
+ * as the category token of products_fts says, for every category. */
+static void test_category_search_is_a_rowid_range(void **state)
+{
+    (void)state;
+    struct souk_arena a;
+    souk_arena_init(&a);
+    struct souk_stmt *cats = souk_db_query(db, "SELECT slug FROM categories ORDER BY slug", NULL);
+    assert_non_null(cats);
+    char slugs[32][65];
+    int n = 0;
+    while (souk_stmt_step(cats) == SOUK_ROW && n < 32)
+        snprintf(slugs[n++], sizeof(slugs[0]), "%s", souk_stmt_text(cats, 0));
+    assert_true(n > 5);
+    int nonempty = 0;
+    for (int i = 0; i < n; i++) {
+        char want[8192], got[8192];
+        fts("products_fts",
+            souk_arena_printf(&a, "\"coffee\" AND {category} : \"%s\"",
+                              search_category_token(&a, slugs[i])),
+            want, sizeof(want));
+        int64_t c = catno(slugs[i]);
+        struct souk_stmt *st = souk_db_query(
+            db,
+            "SELECT rowid % 4294967296 FROM products_fts_cat WHERE products_fts_cat MATCH ?"
+            " AND rowid >= ? AND rowid < ? ORDER BY rowid",
+            "sii", "\"coffee\"", c << 32, (c + 1) << 32);
+        assert_non_null(st);
+        size_t len = 0;
+        got[0] = '\0';
+        while (souk_stmt_step(st) == SOUK_ROW)
+            len += (size_t)snprintf(got + len, sizeof(got) - len, "%lld ",
+                                    (long long)souk_stmt_int(st, 0));
+        assert_string_equal(got, want);
+        nonempty += got[0] != '\0';
+    }
+    assert_true(nonempty > 0 && nonempty < n); /* coffee is in some categories, not all */
+    souk_arena_free(&a);
+}
+
 static void test_writes_keep_full_text_and_counts(void **state)
 {
     (void)state;
@@ -144,6 +202,7 @@ static void test_writes_keep_full_text_and_counts(void **state)
     assert_string_equal(got, "900001 ");
     fts("products_fts_price", "{body} : \"quokka\"", got, sizeof(got));
     assert_string_equal(got, "900001 ");
+    assert_int_equal(cat_rowid("quokka"), catno("home") << 32 | 900001);
 
     /* a new price, name and category move it in both tables and in the counts */
     assert_int_equal(souk_db_run(db,
@@ -164,6 +223,8 @@ static void test_writes_keep_full_text_and_counts(void **state)
                                  NULL),
                      1);
     assert_int_equal(rowid, INT64_C(99) * 4294967296 + 900001);
+    assert_int_equal(cat_rowid("zebra"), catno("kitchen") << 32 | 900001);
+    assert_int_equal(cat_rowid("zanzibar"), -1);
 
     /* stock changes touch none of it; archiving takes it out; restoring puts it back */
     assert_int_equal(souk_db_run(db, "UPDATE products SET on_hand = 7 WHERE rid = 900001", NULL),
@@ -174,16 +235,22 @@ static void test_writes_keep_full_text_and_counts(void **state)
     assert_int_equal(count_of("kitchen"), kitchen);
     fts("products_fts_price", "\"zebra\"", got, sizeof(got));
     assert_string_equal(got, "");
+    assert_int_equal(cat_rowid("zebra"), -1);
     assert_int_equal(souk_db_run(db, "UPDATE products SET archived = 0 WHERE rid = 900001", NULL),
                      1);
     fts("products_fts", "\"zebra\"", got, sizeof(got));
     assert_string_equal(got, "900001 ");
+    assert_int_equal(cat_rowid("zebra"), catno("kitchen") << 32 | 900001);
     assert_int_equal(souk_db_run(db, "DELETE FROM products WHERE rid = 900001", NULL), 1);
     assert_int_equal(count_of("kitchen"), kitchen);
     fts("products_fts", "\"zebra\"", got, sizeof(got));
     assert_string_equal(got, "");
+    assert_int_equal(cat_rowid("zebra"), -1);
     /* the full-text tables are whole: FTS5's own check finds nothing wrong */
     assert_int_equal(souk_db_exec(db, "INSERT INTO products_fts (products_fts, rank)"
+                                      " VALUES ('integrity-check', 0)"),
+                     0);
+    assert_int_equal(souk_db_exec(db, "INSERT INTO products_fts_cat (products_fts_cat, rank)"
                                       " VALUES ('integrity-check', 0)"),
                      0);
     souk_arena_free(&a);
@@ -233,6 +300,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_shape_reads_its_index_from_a_position),
+        cmocka_unit_test(test_category_search_is_a_rowid_range),
         cmocka_unit_test(test_writes_keep_full_text_and_counts),
         cmocka_unit_test(test_words_complete_to_known_words),
     };
