@@ -36,10 +36,24 @@
 #define AS_T          SOUK_IF_PG(" AS t")
 #define SQL_TRUE      SOUK_IF_SQLITE("1") SOUK_IF_PG("true")
 
+/* The price bucket of migrations/005_price_buckets.sql, as its indexes have it (SQLite
+ * only: PostgreSQL reads a price range newest first as before, see page_newest). */
+#define PRICE_BUCKET                                                                               \
+    "(length(p.price_cents) * 3 + (substr(p.price_cents, 1, 1) >= '2')"                            \
+    " + (substr(p.price_cents, 1, 1) >= '5'))"
+/* One bucket (?n) newest first from the position, in the range: an arm of a merge. */
+#define BUCKET_ARM(index, cat, n)                                                                  \
+    "SELECT p.rid FROM products p INDEXED BY " index " WHERE p.archived = 0" cat                   \
+    " AND " PRICE_BUCKET " = ?" n " AND p.rid < ?1 AND p.price_cents BETWEEN ?5 AND ?6" STOCK
+#define BUCKET_MERGE(index, cat)                                                                   \
+    BUCKET_ARM(index, cat, "9")                                                                    \
+    " UNION ALL " BUCKET_ARM(index, cat, "10") " UNION ALL " BUCKET_ARM(                           \
+        index, cat, "11") " UNION ALL " BUCKET_ARM(index, cat, "12") " ORDER BY 1 DESC LIMIT ?7"
+
 /* Parameters: ?1 the position (the last row's rid, price or rowid), ?2 its tie-break,
  * ?3 in_stock, ?4 band flag, ?5 ?6 the price range, ?7 the limit, ?8 the category or
- * the FTS5 expression. A statement uses some of them and is bound ?1..?params (an
- * unused number below the highest used is no error). */
+ * the FTS5 expression, ?9..?12 price buckets. A statement uses some of them and is
+ * bound ?1..?params (an unused number below the highest used is no error). */
 // clang-format off
 const struct list_statement list_statements[L_COUNT] = {
     [L_NEW] = {"newest",
@@ -93,6 +107,13 @@ const struct list_statement list_statements[L_COUNT] = {
                         " ORDER BY p.rid DESC LIMIT ?7",
                         "products_cat_price", "(category=? AND price_cents>? AND price_cents<?)",
                         true, false, 8},
+    [L_BAND_MERGE] = {"price range, newest, its buckets merged",
+                      BUCKET_MERGE("products_live_bucket", ""), "products_live_bucket",
+                      "(<expr>=? AND rid<?)", false, false, 12},
+    [L_CAT_BAND_MERGE] = {"category, price range, newest, its buckets merged",
+                          BUCKET_MERGE("products_cat_bucket", " AND p.category = ?8"),
+                          "products_cat_bucket", "(category=? AND <expr>=? AND rid<?)", false,
+                          false, 12},
     [L_PRICE_TIE] = {"price_asc, rest of a price",
                      "SELECT p.rid, p.price_cents FROM products p"
                      INDEXED("products_live_price") " WHERE p.archived = 0"
@@ -154,10 +175,14 @@ const struct list_statement list_statements[L_COUNT] = {
                "VIRTUAL TABLE", ":M3<", false, false, 8},
     [L_FTS_CAT] = {"search in a category, newest or a relevance tier",
                    "SELECT f.rowid FROM products_fts_cat f"
-                   " JOIN products p ON p.rid = f.rowid % 4294967296"
-                   " WHERE products_fts_cat MATCH ?8 AND f.rowid >= ?2 AND f.rowid < ?1" STOCK BAND
-                   " ORDER BY f.rowid DESC LIMIT ?7",
+                   " JOIN products p ON p.rid = 4294967295 - f.rowid % 4294967296"
+                   " WHERE products_fts_cat MATCH ?8 AND f.rowid > ?1 AND f.rowid <= ?2" STOCK BAND
+                   " ORDER BY f.rowid LIMIT ?7",
                    "VIRTUAL TABLE", ":M2><", false, false, 8},
+    [L_FTS_CAT_ALL] = {"search in a category, every match",
+                       "SELECT f.rowid FROM products_fts_cat f WHERE products_fts_cat MATCH ?8"
+                       " AND f.rowid > ?1 AND f.rowid <= ?2 ORDER BY f.rowid",
+                       "VIRTUAL TABLE", ":M2><", false, false, 8},
     [L_CAT_NO] = {"a category's number", "SELECT rowid FROM categories WHERE slug = ?",
                   "sqlite_autoindex_categories_1", "(slug=?)", false, false, 1},
     [L_FTS_PRICE] = {"search, price_asc",
@@ -322,7 +347,9 @@ static int run_page(struct souk_db *db, enum list_stmt s, const struct list_quer
             break;
         }
         int64_t v = souk_stmt_int(st, 0);
-        pg->rid[pg->n] = cols == FTS_PRICE_ROWID || cols == FTS_CAT_ROWID ? (v & RID_MASK) : v;
+        pg->rid[pg->n] = cols == FTS_PRICE_ROWID ? (v & RID_MASK)
+                         : cols == FTS_CAT_ROWID ? RID_MASK - (v & RID_MASK)
+                                                 : v;
         pg->price[pg->n] = cols == FTS_PRICE_ROWID ? (v >> 32)
                            : cols == RID_PRICE     ? souk_stmt_int(st, 1)
                                                    : 0;
@@ -368,10 +395,65 @@ static int band_sort_max(struct souk_db *db, const struct list_query *lq, int wa
     return 0;
 }
 
-/* Newest first without words. A price range is a filter on the way: over the next few
- * hundred rows if they hold a page, else, when the range holds few products, the range
- * itself is read and sorted (a bounded sort), because a narrow range filtered on the way
- * would read much of the catalog to fill a page. */
+/* The bucket of PRICE_BUCKET that holds price, with its lowest and highest price. */
+static int64_t price_bucket(int64_t price, int64_t *lo, int64_t *hi)
+{
+    static const int64_t start[] = {1, 2, 5}, end[] = {2, 5, 10};
+    int64_t unit = 1, digits = 1;
+    while (price >= unit * 10) {
+        unit *= 10;
+        digits++;
+    }
+    int cls = (price / unit >= 2) + (price / unit >= 5);
+    *lo = digits == 1 && cls == 0 ? 0 : start[cls] * unit;
+    *hi = end[cls] * unit - 1;
+    return digits * 3 + cls;
+}
+
+/* The buckets that hold the prices lo..hi, into arm (the rest -1, a bucket that holds
+ * nothing); false when more than BAND_ARMS would. */
+static bool band_buckets(int64_t lo, int64_t hi, int64_t arm[BAND_ARMS])
+{
+    int n = 0;
+    for (int64_t x = lo, blo, bhi; x <= hi; x = bhi + 1) {
+        if (n == BAND_ARMS)
+            return false;
+        arm[n++] = price_bucket(x, &blo, &bhi);
+    }
+    while (n < BAND_ARMS)
+        arm[n++] = -1;
+    return true;
+}
+
+/* A page of the range's buckets merged newest first, each read from the position with
+ * the range as a filter (only the two end buckets hold prices outside it). */
+static int band_merge(struct souk_db *db, const struct list_query *lq, const struct run *a,
+                      const int64_t arm[BAND_ARMS], struct page *pg)
+{
+    bool cat = lq->category != NULL;
+    struct souk_stmt *st = souk_db_query(
+        db, list_statements[cat ? L_CAT_BAND_MERGE : L_BAND_MERGE].sql, "iiiiiiiSiiii", a->pos,
+        (int64_t)0, (int64_t)lq->in_stock, (int64_t)0, a->lo, a->hi, (int64_t)pg->want,
+        cat ? lq->category : "", arm[0], arm[1], arm[2], arm[3]);
+    if (st == NULL)
+        return SOUK_EDB;
+    int rc;
+    while ((rc = souk_stmt_step(st)) == SOUK_ROW && pg->n < pg->want) {
+        pg->rid[pg->n] = souk_stmt_int(st, 0);
+        pg->price[pg->n] = 0;
+        pg->tier[pg->n++] = 0;
+    }
+    if (rc == SOUK_ROW)
+        souk_stmt_done(st); /* never: the LIMIT is want */
+    return rc < 0 ? rc : 0;
+}
+
+/* Newest first without words. A price range is a filter on the way over the next few
+ * hundred rows if they hold a page. Else, if they hold some of it, its few price buckets
+ * merged (reading about page x (the buckets' share of the catalog / the range's)); else,
+ * when the range holds few products, the range itself is read and sorted (a bounded
+ * sort), because a narrow range filtered on the way would read much of the catalog to
+ * fill a page. */
 static int page_newest(struct souk_db *db, const struct list_query *lq, struct page *pg)
 {
     bool cat = lq->category != NULL;
@@ -387,7 +469,12 @@ static int page_newest(struct souk_db *db, const struct list_query *lq, struct p
         int rc = run_page(db, cat ? L_CAT_PROBE_NEW : L_PROBE_NEW, lq, &a, RID, pg->want, 0, pg);
         if (rc < 0 || pg->n >= pg->want)
             return rc;
-        pg->n = 0; /* too sparse to tell: start again from the position */
+        int64_t arm[BAND_ARMS];
+        bool some = pg->n > 0;
+        pg->n = 0; /* too sparse for a page: start again from the position */
+        /* the buckets are an index of SQLite's (PostgreSQL has no such index yet) */
+        if (some && souk_db_engine(db) == SOUK_DB_SQLITE && band_buckets(a.lo, a.hi, arm))
+            return band_merge(db, lq, &a, arm, pg);
         int64_t max = 0;
         rc = band_sort_max(db, lq, pg->want, &max);
         if (rc < 0)
@@ -448,21 +535,78 @@ static const char *match(struct souk_req *r, const struct list_query *lq, const 
                            search_category_token(souk_req_arena(r), lq->category));
 }
 
-/* A newest-first search stream, the words in cols, from rid pos down (pos excluded). In
- * a category it is that category's rowid range of products_fts_cat (catno << 32 | rid),
- * else products_fts, whose rowid is the rid. Appends up to limit rows with this tier. */
+/* The rowid range of products_fts_cat after rid pos (excluded) in category catno:
+ * catno << 32 | (RID_MASK - rid), so newest first is ascending rowid order. */
+static struct run cat_range(const struct list_query *lq, int64_t catno, int64_t pos,
+                            const char *text)
+{
+    int64_t base = catno << 32;
+    struct run a = {pos > RID_MASK ? base - 1 : base | (RID_MASK - pos),
+                    base | RID_MASK,
+                    lo_price(lq),
+                    hi_price(lq),
+                    has_band(lq),
+                    text};
+    return a;
+}
+
+/* Tier 2 in a category: the matches in any column whose name does not hold every word,
+ * newest first. Two streams of products_fts_cat merged, the name hits skipped, because
+ * FTS5 evaluates `any NOT name` from the first rowid of the table, not of the range: it
+ * would walk every category before this one (10 ms at 1M products). */
+static int run_cat_tier2(struct souk_req *r, const struct list_query *lq, int64_t catno,
+                         int64_t pos, int limit, struct page *pg)
+{
+    struct souk_db *db = souk_req_db(r);
+    struct run a = cat_range(lq, catno, pos, souk_req_printf(r, "{name} : (%s)", lq->words));
+    /* the name hits first: they end where the page does, so this reads what it skips */
+    struct souk_stmt *names = query(db, L_FTS_CAT_ALL, lq, &a, 0);
+    a.text = souk_req_printf(r, "{name description} : (%s)", lq->words);
+    struct souk_stmt *any = query(db, L_FTS_CAT, lq, &a, -1); /* no LIMIT: it skips rows */
+    int rc = names == NULL || any == NULL ? SOUK_EDB : souk_stmt_step(names);
+    int64_t skip = rc == SOUK_ROW ? souk_stmt_int(names, 0) : INT64_MAX;
+    int added = 0;
+    while (rc >= 0 && added < limit && (rc = souk_stmt_step(any)) == SOUK_ROW) {
+        int64_t v = souk_stmt_int(any, 0);
+        while (skip < v && (rc = souk_stmt_step(names)) != SOUK_DONE && rc >= 0)
+            skip = souk_stmt_int(names, 0);
+        if (rc < 0)
+            break;
+        if (rc == SOUK_DONE)
+            skip = INT64_MAX; /* no name hit left */
+        rc = SOUK_ROW;
+        if (v == skip)
+            continue;
+        pg->rid[pg->n] = RID_MASK - (v & RID_MASK);
+        pg->price[pg->n] = 0;
+        pg->tier[pg->n] = 1;
+        pg->n++;
+        added++;
+    }
+    if (names != NULL)
+        souk_stmt_done(names);
+    if (any != NULL)
+        souk_stmt_done(any);
+    return rc < 0 ? rc : added;
+}
+
+/* A newest-first search stream, the words in cols, from rid pos down (pos excluded): tier
+ * 0 the words in cols, tier 1 (cols "name description") those not all in the name. In a
+ * category, that category's range of products_fts_cat; else products_fts (rowid = rid).
+ * Appends up to limit rows. */
 static int run_newest(struct souk_req *r, const struct list_query *lq, int64_t catno,
-                      const char *cols, bool not_name, int64_t pos, int limit, int tier,
-                      struct page *pg)
+                      const char *cols, int tier, int64_t pos, int limit, struct page *pg)
 {
     const char *in = souk_req_printf(r, "{%s} : (%s)", cols, lq->words);
-    if (not_name) /* the second relevance tier: not every word in the name */
-        in = souk_req_printf(r, "(%s) NOT ({name} : (%s))", in, lq->words);
-    struct run a = {pos, 0, lo_price(lq), hi_price(lq), has_band(lq), in};
-    if (lq->category == NULL)
+    if (lq->category == NULL) {
+        if (tier == 1)
+            in = souk_req_printf(r, "(%s) NOT ({name} : (%s))", in, lq->words);
+        struct run a = {pos, 0, lo_price(lq), hi_price(lq), has_band(lq), in};
         return run_page(souk_req_db(r), L_FTS, lq, &a, RID, limit, tier, pg);
-    a.tie = catno << 32;
-    a.pos = pos > RID_MASK ? (catno + 1) << 32 : catno << 32 | pos;
+    }
+    if (tier == 1)
+        return run_cat_tier2(r, lq, catno, pos, limit, pg);
+    struct run a = cat_range(lq, catno, pos, in);
     return run_page(souk_req_db(r), L_FTS_CAT, lq, &a, FTS_CAT_ROWID, limit, tier, pg);
 }
 
@@ -490,14 +634,14 @@ static int page_relevance(struct souk_req *r, const struct list_query *lq, struc
         return rc;
     int64_t pos = INT64_MAX;
     if (!lq->after || lq->after_key == 0) {
-        rc = run_newest(r, lq, catno, "name", false, lq->after ? lq->after_rid : INT64_MAX,
-                        pg->want, 0, pg);
+        rc = run_newest(r, lq, catno, "name", 0, lq->after ? lq->after_rid : INT64_MAX, pg->want,
+                        pg);
         if (rc < 0 || pg->n >= pg->want)
             return rc;
     } else {
         pos = lq->after_rid;
     }
-    return run_newest(r, lq, catno, "name description", true, pos, pg->want - pg->n, 1, pg);
+    return run_newest(r, lq, catno, "name description", 1, pos, pg->want - pg->n, pg);
 }
 
 static int page_search_newest(struct souk_req *r, const struct list_query *lq, struct page *pg)
@@ -506,8 +650,8 @@ static int page_search_newest(struct souk_req *r, const struct list_query *lq, s
     int rc = category_number(souk_req_db(r), lq, &catno);
     if (rc <= 0)
         return rc;
-    return run_newest(r, lq, catno, "name description", false,
-                      lq->after ? lq->after_rid : INT64_MAX, pg->want, 0, pg);
+    return run_newest(r, lq, catno, "name description", 0, lq->after ? lq->after_rid : INT64_MAX,
+                      pg->want, pg);
 }
 
 static int page_search_price_asc(struct souk_req *r, const struct list_query *lq, struct page *pg)

@@ -20,6 +20,8 @@ enum list_stmt {
     L_CAT_BAND_COUNT,     /* the same in a category */
     L_BAND_NEW,           /* newest first within a small price range: the range, sorted */
     L_CAT_BAND_NEW,       /* the same in a category */
+    L_BAND_MERGE,         /* newest first within a price range: its price buckets merged */
+    L_CAT_BAND_MERGE,     /* the same in a category */
     L_PRICE_TIE,          /* cheapest first: the rest of the price the last page ended in */
     L_CAT_PRICE_TIE,      /* the same in a category */
     L_PRICE,              /* cheapest first: the prices above */
@@ -30,6 +32,7 @@ enum list_stmt {
     L_CAT_PRICE_DESC,     /* the same in a category */
     L_FTS,                /* a search, newest first (relevance reads it once per tier) */
     L_FTS_CAT,            /* a search in a category, newest first (or a relevance tier) */
+    L_FTS_CAT_ALL,        /* the same, every match, no filter: the name hits tier 2 skips */
     L_CAT_NO,             /* a category's number: its range of products_fts_cat rowids */
     L_FTS_PRICE,          /* a search, cheapest first (and one price group, by rid) */
     L_FTS_PRICE_DESC,     /* a search, dearest first, by whole price groups */
@@ -56,6 +59,10 @@ extern const struct list_statement list_statements[L_COUNT];
  * rows, filtered, when the range is that dense; else a range of at most sqrt(page x
  * products listed) products, within these bounds, is read and sorted, and a wider one
  * read newest first and filtered. */
+/* Or, when the next few hundred hold some of the range, the buckets of about 2x in price
+ * that hold the range (migrations/005_price_buckets.sql), at most BAND_ARMS of them,
+ * merged newest first. */
+#define BAND_ARMS     4
 #define BAND_PROBE    16
 #define BAND_SORT_MIN 200
 #define BAND_SORT_MAX 20000

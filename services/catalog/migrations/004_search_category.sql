@@ -24,7 +24,7 @@ CREATE TRIGGER products_live_insert AFTER INSERT ON products WHEN new.archived =
     VALUES (new.price_cents * 4294967296 + new.rid, new.name || ' ' || new.description,
             hex(new.category) || '0');
     INSERT INTO products_fts_cat (rowid, name, description)
-    SELECT c.rowid * 4294967296 + new.rid, new.name, new.description
+    SELECT c.rowid * 4294967296 + 4294967295 - new.rid, new.name, new.description
     FROM categories c WHERE c.slug = new.category;
     UPDATE categories SET product_count = product_count + 1 WHERE slug = new.category;
 END;
@@ -36,7 +36,7 @@ CREATE TRIGGER products_live_delete AFTER DELETE ON products WHEN old.archived =
     VALUES ('delete', old.price_cents * 4294967296 + old.rid,
             old.name || ' ' || old.description, hex(old.category) || '0');
     INSERT INTO products_fts_cat (products_fts_cat, rowid, name, description)
-    SELECT 'delete', c.rowid * 4294967296 + old.rid, old.name, old.description
+    SELECT 'delete', c.rowid * 4294967296 + 4294967295 - old.rid, old.name, old.description
     FROM categories c WHERE c.slug = old.category;
     UPDATE categories SET product_count = product_count - 1 WHERE slug = old.category;
 END;
@@ -56,7 +56,7 @@ BEGIN
            old.name || ' ' || old.description, hex(old.category) || '0'
     WHERE old.archived = 0;
     INSERT INTO products_fts_cat (products_fts_cat, rowid, name, description)
-    SELECT 'delete', c.rowid * 4294967296 + old.rid, old.name, old.description
+    SELECT 'delete', c.rowid * 4294967296 + 4294967295 - old.rid, old.name, old.description
     FROM categories c WHERE c.slug = old.category AND old.archived = 0;
     UPDATE categories SET product_count = product_count - 1
     WHERE slug = old.category AND old.archived = 0;
@@ -68,7 +68,7 @@ BEGIN
            hex(new.category) || '0'
     WHERE new.archived = 0;
     INSERT INTO products_fts_cat (rowid, name, description)
-    SELECT c.rowid * 4294967296 + new.rid, new.name, new.description
+    SELECT c.rowid * 4294967296 + 4294967295 - new.rid, new.name, new.description
     FROM categories c WHERE c.slug = new.category AND new.archived = 0;
     UPDATE categories SET product_count = product_count + 1
     WHERE slug = new.category AND new.archived = 0;
@@ -77,7 +77,7 @@ END;
 -- The products already here, in rowid order, category by category from the index that
 -- holds them so (seed.c loads a new catalog the same way).
 INSERT INTO products_fts_cat (rowid, name, description)
-SELECT c.rowid * 4294967296 + p.rid, p.name, p.description
+SELECT c.rowid * 4294967296 + 4294967295 - p.rid, p.name, p.description
 FROM categories c CROSS JOIN products p INDEXED BY products_cat_new
     ON p.category = c.slug AND p.archived = 0
-ORDER BY c.rowid, p.rid;
+ORDER BY c.rowid, p.rid DESC;

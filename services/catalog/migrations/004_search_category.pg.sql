@@ -1,0 +1,5 @@
+-- PostgreSQL's 004_search_category.sql: nothing. The search runs on the tsvectors of
+-- 003_scale.pg.sql (listing_pg.c), where a category is a filter on the GIN bitmap of the
+-- words' matches; products_fts_cat is an FTS5 table of SQLite's. A search whose words a
+-- category never holds still reads every match of the words here (services/catalog/
+-- README.md, Scale).

@@ -1,0 +1,3 @@
+-- PostgreSQL's 005_price_buckets.sql: nothing yet. listing.c merges the price buckets on
+-- SQLite only; on PostgreSQL a price range newest first reads as before (the newest
+-- filtered, or the range sorted when it is small).
