@@ -551,24 +551,29 @@ static struct run cat_range(const struct list_query *lq, int64_t catno, int64_t 
 }
 
 /* Tier 2 in a category: the matches in any column whose name does not hold every word,
- * newest first. Two streams of products_fts_cat merged, the name hits skipped, because
- * FTS5 evaluates `any NOT name` from the first rowid of the table, not of the range: it
- * would walk every category before this one (10 ms at 1M products). */
+ * newest first. Two streams of products_fts_cat merged, the name hits skipped (they end
+ * about where the page does, so this reads about what it skips), because FTS5 evaluates
+ * `any NOT name` from the first rowid of the table, not of the range: it would walk every
+ * category before this one (10 ms at 1M products). */
 static int run_cat_tier2(struct souk_req *r, const struct list_query *lq, int64_t catno,
                          int64_t pos, int limit, struct page *pg)
 {
     struct souk_db *db = souk_req_db(r);
-    struct run a = cat_range(lq, catno, pos, souk_req_printf(r, "{name} : (%s)", lq->words));
-    /* the name hits first: they end where the page does, so this reads what it skips */
-    struct souk_stmt *names = query(db, L_FTS_CAT_ALL, lq, &a, 0);
-    a.text = souk_req_printf(r, "{name description} : (%s)", lq->words);
-    struct souk_stmt *any = query(db, L_FTS_CAT, lq, &a, -1); /* no LIMIT: it skips rows */
-    int rc = names == NULL || any == NULL ? SOUK_EDB : souk_stmt_step(names);
-    int64_t skip = rc == SOUK_ROW ? souk_stmt_int(names, 0) : INT64_MAX;
-    int added = 0;
+    struct run a =
+        cat_range(lq, catno, pos, souk_req_printf(r, "{name description} : (%s)", lq->words));
+    struct souk_stmt *any = query(db, L_FTS_CAT, lq, &a, -1), *names = NULL; /* no LIMIT */
+    int64_t skip = -1; /* the first name hit not before the current row; INT64_MAX: none */
+    int rc = any == NULL ? SOUK_EDB : SOUK_ROW, added = 0;
     while (rc >= 0 && added < limit && (rc = souk_stmt_step(any)) == SOUK_ROW) {
         int64_t v = souk_stmt_int(any, 0);
-        while (skip < v && (rc = souk_stmt_step(names)) != SOUK_DONE && rc >= 0)
+        if (names == NULL) { /* at the first match: a search that finds nothing reads one */
+            a.text = souk_req_printf(r, "{name} : (%s)", lq->words);
+            if ((names = query(db, L_FTS_CAT_ALL, lq, &a, 0)) == NULL) {
+                rc = SOUK_EDB;
+                break;
+            }
+        }
+        while (skip < v && (rc = souk_stmt_step(names)) == SOUK_ROW)
             skip = souk_stmt_int(names, 0);
         if (rc < 0)
             break;
