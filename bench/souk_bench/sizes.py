@@ -210,3 +210,27 @@ def run(ctx, tmp, wrk_log):
         ctx["size_db_mb"][c.n] = os.path.getsize(c.db) / 1e6
         CLEAN.stop(c.proc)
     ctx["size_secs"] = time.monotonic() - t
+
+
+def main():
+    """The axis alone (`cd bench && python3 -m souk_bench.sizes`): RESULTS.md's catalog-size
+    section as markdown on stdout, with the load average before and after."""
+    import tempfile
+    from .procs import install
+    from .report import sizes_section
+    install()
+    tmp = tempfile.mkdtemp(prefix="souk-bench-sizes-")
+    CLEAN.actions.insert(0, lambda: shutil.rmtree(tmp, ignore_errors=True))
+    ctx = {"size_seed_secs": {}, "size_rss_kb": {}, "size_db_mb": {}}
+    before = os.getloadavg()
+    run(ctx, tmp, os.path.join(tmp, "wrk.log"))
+    after = os.getloadavg()
+    L = []
+    sizes_section(L, ctx)
+    L.append("Load average (1 min) %.1f before the axis, %.1f after, on the machine's %d cores.\n"
+             % (before[0], after[0], os.cpu_count()))
+    print("\n".join(L))
+
+
+if __name__ == "__main__":
+    main()
