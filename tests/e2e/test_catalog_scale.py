@@ -94,6 +94,28 @@ def test_every_search_shape_visits_each_match_once_in_order(catalog, sort):
             assert ids == [p["id"] for p in want], params
 
 
+def test_search_in_every_category(catalog):
+    """A search in a category reads that category's rowid range of products_fts_cat:
+    every category, the ones a word is never in too, gives the matches of the search
+    without a category that are in it, name hits first, each tier newest first."""
+    cats = [c["slug"] for c in requests.get(catalog.url + "/api/v1/categories",
+                                            timeout=10).json()["items"]]
+    assert len(cats) > 10
+    for q in ("coffee", "wireless charg"):
+        full = walk(catalog, 100, q=q, sort="newest")
+        hits = 0
+        for cat in cats:
+            want = [p for p in full if p["category"] == cat]
+            names = [all(_word_in(w, p["name"]) for w in q.split()) for p in want]
+            want = [p["id"] for p, hit in zip(want, names) if hit] + \
+                   [p["id"] for p, hit in zip(want, names) if not hit]
+            assert [p["id"] for p in walk(catalog, 5, q=q, category=cat)] == want, (q, cat)
+            assert [p["id"] for p in walk(catalog, 100, q=q, category=cat, sort="newest")] == \
+                [p["id"] for p in full if p["category"] == cat], (q, cat)
+            hits += bool(want)
+        assert 0 < hits < len(cats), q   # some categories have matches, some none
+
+
 @pytest.mark.parametrize("params", [{"q": "coffee"}, {"category": "kitchen"}, {}])
 def test_pages_that_end_inside_a_price(catalog, params):
     """Small pages end between products of the same price; the next page must take the
