@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 
-from . import config, peers, rpc, scenarios, sizes
+from . import config, peers, rpc, scale, scenarios, sizes
 from .config import (AIM_CEILING, AIM_CHECKOUTS, AIM_EXPRESS, BENCH, COLD_RUNS, PER_SERVICE, QUICK,
                      QUICK_RESULTS, QUICK_SCENARIOS, RESULTS, ROOT, ROUNDS, SERVICES, WARMUP, WRK,
                      log)
@@ -265,6 +265,12 @@ def main():
         except Exception as e:
             ctx["rpc_error"] = str(e)
             log("internal calls gRPC vs REST: %s" % e)
+    if not only or "scale" in only:   # the journey in the scale-out mode beside the local one
+        try:
+            ctx["scale"] = scale.measure(tmp, admin, wrk_log)
+        except Exception as e:
+            ctx["scale_error"] = str(e)
+            log("the scale-out journey: %s" % e)
     out = QUICK_RESULTS if QUICK else RESULTS
     os.makedirs(os.path.dirname(out), exist_ok=True)
     write_results(ctx, out)

@@ -6,7 +6,7 @@ import time
 
 from .config import (AIM_CEILING, AIM_CHECKOUTS, AIM_COLD_S, AIM_EXPRESS, AIM_IDLE_RSS_KB,
                      GATEWAY_OVERRIDES, NOTES, PROFILE_SECONDS, RESULTS, ROUNDS, SERVICES, T0, WRK)
-from . import config, rpc, sizes
+from . import config, rpc, scale, sizes
 from .measurement import loadavg
 
 # scenario -> (vs ceiling, vs nginx proxy, vs express) references
@@ -379,6 +379,11 @@ def write_results(ctx, path=RESULTS):
     results_section(L, S, M)
     sizes_section(L, ctx)
     journey_section(L, ctx)
+    if ctx.get("scale"):
+        L += scale.section(ctx["scale"])
+    elif ctx.get("scale_error"):
+        L += ["## The journey in the scale-out mode (PostgreSQL, replicas, RabbitMQ) beside the local mode", "",
+              "Not measured: " + ctx["scale_error"], ""]
     if ctx.get("rpc"):
         L += rpc.section(ctx["rpc"])
     elif ctx.get("rpc_error"):
