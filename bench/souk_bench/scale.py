@@ -155,6 +155,17 @@ class Cluster:
                 out.setdefault(db, []).append(int(pid))
         return out
 
+    def xacts(self):
+        """{database: transactions committed or rolled back so far}. A backend reports its
+        counts when it goes idle, at most once a second: read after a quiet second."""
+        q = "SELECT datname, xact_commit + xact_rollback FROM pg_stat_database WHERE datname IS NOT NULL"
+        out = {}
+        for line in self.pg("psql", self.dir, "--", "-At", "-F", " ", "-d", "postgres", "-c", q).splitlines():
+            db, n = line.split()
+            if db in SERVICES:
+                out[db] = int(n)
+        return out
+
     def stop(self):
         subprocess.run([PG, "destroy", self.dir], capture_output=True, timeout=60)
         if self.pid and alive(self.pid, "postgres"):
@@ -294,6 +305,13 @@ class Side:
             out["pg:" + db] = (pids, False)
         return out
 
+    def xacts(self):
+        if self.cluster is None:
+            return {}
+        wait_idle(self.all_pids(), timeout=5)
+        time.sleep(1.2)   # PostgreSQL 15 flushes a backend's counts at most once a second
+        return self.cluster.xacts()
+
     def refresh_backends(self):
         if self.cluster is not None:
             self.backends = self.cluster.backends()
@@ -332,10 +350,13 @@ class Side:
     def round(self, tag, n, wrk_log):
         wait_idle(self.all_pids(), timeout=5)
         self.refresh_backends()
+        x0 = self.xacts()
         c0, t0 = self.ticks(), time.monotonic()
         r = wrk(WRK, self.gw, "journey.lua", [self.data_file, "%s%s%d" % (tag, self.name, n)], wrk_log)
         c1, wall = self.ticks(), time.monotonic() - t0
         done = r.get("checkouts") or 0
+        x1 = self.xacts()
+        r["xacts"] = {db: (x1[db] - x0[db]) / done for db in x1 if db in x0} if done else {}
         c0 = {g: v for g, v in c0.items() if g in c1}
         r["cpu"] = {g: max(0.0, ((c1[g] - c0[g]) / TICKS - self.idle_cpu.get(g, 0.0) * wall) * 1e6 / done)
                     if done else None for g in c0}
@@ -355,7 +376,11 @@ class Side:
         for g in groups:
             vals = [r["cpu"][g] for r in self.runs if r["cpu"].get(g) is not None]
             cpu[g] = statistics.median(vals) if vals else None
-        return {"cps": med("cps"), "rps": med("rps"), "p50": med("p50"), "p99": med("p99"),
+        xacts = {}
+        for db in (self.runs[0].get("xacts") or {}) if self.runs else {}:
+            vals = [r["xacts"][db] for r in self.runs if db in r.get("xacts", {})]
+            xacts[db] = statistics.median(vals)
+        return {"xacts": xacts, "cps": med("cps"), "rps": med("rps"), "p50": med("p50"), "p99": med("p99"),
                 "rounds_cps": [r.get("cps") or 0 for r in self.runs],
                 "confirmed": sum(r.get("checkouts", 0) for r in self.runs),
                 "rejected": sum(r.get("rejected", 0) for r in self.runs),
@@ -490,13 +515,18 @@ def section(r):
         L += ["", "PostgreSQL's CPU per confirmed checkout by database: the client backends connected to "
               "each service's database (sessions: one per thread of each replica that uses the database); "
               "the rest of the row above is the postmaster, the WAL writer, the checkpointer, the "
-              "autovacuum workers and backends that came and went:", "",
-              "| database | sessions | µs/checkout | idle ms/s |", "|---|---:|---:|---:|"]
+              "autovacuum workers and backends that came and went. Transactions are `pg_stat_database`'s "
+              "commits and rollbacks during the round (a statement outside a transaction is one; idle "
+              "work included), a lower bound on the statements, and so on the round trips:", "",
+              "| database | sessions | µs/checkout | idle ms/s | transactions/checkout | µs/transaction |",
+              "|---|---:|---:|---:|---:|---:|"]
         for g in split:
-            ib = sc["idle_cpu"].get(g)
-            L.append("| %s | %s | %s | %s |" % (g[3:], sc["connections"].get(g[3:], "–"), _cell(sc["cpu"][g]),
-                                            _cell(ib * 1e3 if ib is not None else None, "%.1f")))
-        L.append("| (the rest) | | %.0f | |" % max(0.0, (sc["cpu"].get("postgresql") or 0) -
+            ib, x = sc["idle_cpu"].get(g), sc.get("xacts", {}).get(g[3:])
+            L.append("| %s | %s | %s | %s | %s | %s |" % (
+                g[3:], sc["connections"].get(g[3:], "–"), _cell(sc["cpu"][g]),
+                _cell(ib * 1e3 if ib is not None else None, "%.1f"), _cell(x, "%.1f"),
+                _cell(sc["cpu"][g] / x if x and sc["cpu"][g] is not None else None)))
+        L.append("| (the rest) | | %.0f | | | |" % max(0.0, (sc["cpu"].get("postgresql") or 0) -
                                                    sum(sc["cpu"][g] or 0 for g in split)))
     L += ["", "Idle memory (MiB, after the journey's setup, before the rounds; Pss: each process's share "
           "of the pages it maps, summed over a group's processes; anon: anonymous memory. The "
