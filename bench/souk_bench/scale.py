@@ -388,7 +388,8 @@ class Side:
                 "bad": "; ".join(r["bad_detail"] for r in self.runs if r.get("bad_detail")),
                 "errors": sum(r.get("errors", 0) for r in self.runs),
                 "cpu": cpu, "idle_cpu": self.idle_cpu, "mem": self.mem,
-                "replicas": {g: len(p) for g, (p, e) in self.groups().items() if not e},
+                "replicas": {g: len(p) for g, (p, e) in self.groups().items()
+                             if not e and not g.startswith("pg:")},
                 "connections": {db: len(p) for db, p in self.backends.items()},
                 "startup": self.startup, "products": self.products}
 
@@ -416,6 +417,10 @@ def _measure(tmp, admin, tag, wrk_log, load_before):
     for k in [k for k in local.env if k.startswith("SOUK_") and k.endswith(("_DB", "_DB_PASSWORD_FILE"))]:
         del local.env[k]
     local.env.pop("SOUK_EVENTS", None)
+    # its own copy of the services too: in a full run main's platform runs the snapshot
+    # (its pages would lower this side's Pss)
+    local.env["SOUK_BIN_DIR"] = os.path.join(tmp, "bin-local")
+    shutil.copytree(config.BIN, local.env["SOUK_BIN_DIR"])
     sides = [Side("local", local)]
     local.seed()
     sides[0].startup = local.up()
@@ -530,8 +535,9 @@ def section(r):
                                                    sum(sc["cpu"][g] or 0 for g in split)))
     L += ["", "Idle memory (MiB, after the journey's setup, before the rounds; Pss: each process's share "
           "of the pages it maps, summed over a group's processes; anon: anonymous memory. The "
-          "local side is measured before the scale-out side starts, and the scale-out side runs its own "
-          "copy of the binaries, so neither shares an executable page with the other; anon is RssAnon, "
+          "local side is measured before the scale-out side starts, and each side runs its own copy of "
+          "the binaries, so neither shares an executable page with the other or with another platform "
+          "of a full run; anon is RssAnon, "
           "which counts a page a forked process still shares copy-on-write with its parent in each of "
           "them — PostgreSQL's backends — so only Pss adds up across processes):", "",
           "| | local Pss | local anon | scale-out Pss | scale-out anon | scale-out processes |",
