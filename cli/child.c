@@ -130,6 +130,17 @@ void child_exec(const struct config *c, int svc, int replica, pid_t parent, cons
         setenv("SOUK_ADMIN_LISTEN", buf, 1);
     else
         unsetenv("SOUK_ADMIN_LISTEN");
+    /* Behind the gateway, /healthz and /readyz also on a listener with a thread of its
+     * own at the instance's port + 1100 (beside its public one, on the same host), and
+     * the gateway probes there: under load a probe on the public port waits behind the
+     * requests and the gateway would eject a slow instance as a dead one. */
+    if (!services[svc].edge && fmt(buf, sizeof buf, "%s:%d", c->host,
+                                   config_port(c, svc, replica) + ADMIN_PORT_OFFSET) >= 0)
+        setenv("SOUK_PROBE_LISTEN", buf, 1);
+    else
+        unsetenv("SOUK_PROBE_LISTEN");
+    if (services[svc].edge && fmt(buf, sizeof buf, "%d", (int)ADMIN_PORT_OFFSET) >= 0)
+        setenv("SOUK_UPSTREAM_PROBE_PORT_OFFSET", buf, 0);
     /* gRPC beside HTTP on the layout's port (8081 → 9081); like the admin listener, a
      * value from the shell would put every service on the same port */
     if (!services[svc].edge &&

@@ -51,7 +51,9 @@ struct instance {
     CURL *health;
     bool health_busy;
     bool healthy; /* last probe answered 200, or no connection error since */
+    bool slow;    /* unhealthy only because its probe timed out (not refused, not 503) */
     bool seen_up; /* a probe has answered 200 since start */
+    char probe_url[BASE_MAX + 32]; /* its /readyz, on conf.probe_port_offset's port */
     int outstanding;
     struct souk_breaker breaker;
     bool available; /* healthy and breaker not open: mirrored for other threads */
@@ -186,13 +188,14 @@ size_t souk_upstream_available(const struct souk_upstream *u) { return atomic_lo
 
 static void publish(struct souk_upstream *u, uint64_t now)
 {
-    size_t n = 0;
+    size_t n = 0, slow = 0;
     for (size_t i = 0; i < u->n; i++) {
         struct instance *in = &u->inst[i];
         in->available = in->healthy && !souk_breaker_is_open(&in->breaker, now);
         n += in->available;
+        slow += !in->healthy && in->slow && !souk_breaker_is_open(&in->breaker, now);
     }
-    atomic_store(&u->available, n);
+    atomic_store(&u->available, n > 0 ? n : slow); /* pick()'s panic when none is healthy */
 }
 
 static bool eligible(const struct instance *in, uint64_t now)
@@ -214,6 +217,18 @@ static struct instance *pick(struct souk_upstream *u, uint32_t tried, uint64_t n
         if (best == NULL || in->outstanding < best->outstanding)
             best = in;
     }
+    /* Panic (Envoy's panic threshold at its strictest): when no instance is
+     * eligible, one whose only fault is a probe that timed out still takes the
+     * request. A slow instance is not a dead one: under overload its probe waits
+     * behind its requests, and ejecting the last instance turns slow answers into
+     * 503s for everyone. A refused connection, a lost one, a 503 from /readyz
+     * (starting, draining) or an open breaker still keep it out. */
+    for (size_t k = 0; best == NULL && k < u->n; k++) {
+        struct instance *in = &u->inst[(start + k) % u->n];
+        if (!(tried & (1u << ((start + k) % u->n))) && !in->healthy && in->slow &&
+            souk_breaker_ready(&in->breaker, now))
+            best = in;
+    }
     if (best != NULL)
         souk_breaker_allow(&best->breaker, now); /* an open one's trial: this request */
     return best;
@@ -226,8 +241,10 @@ static void breaker_report(struct instance *in, enum souk_breaker_outcome outcom
                   in->label, "failures", in->breaker.failures);
 }
 
-static void set_healthy(struct instance *in, bool ok, const char *why)
+/* slow: the failure was a probe's timeout alone (see pick()'s panic). */
+static void set_healthy(struct instance *in, bool ok, bool slow, const char *why)
 {
+    in->slow = !ok && slow;
     if (in->healthy == ok)
         return;
     in->healthy = ok;
@@ -674,7 +691,7 @@ static void finish_job(struct loop *lp, struct job *j, CURLcode rc, uint64_t now
     in->outstanding--;
     if (!j->too_big) {
         if (never_sent || conn_lost)
-            set_healthy(in, false, curl_easy_strerror(rc)); /* passive ejection */
+            set_healthy(in, false, false, curl_easy_strerror(rc)); /* passive ejection */
         breaker_report(in, never_sent ? SOUK_BREAKER_REFUSED : SOUK_BREAKER_FAILED, now);
         publish(j->up, now);
     }
@@ -701,7 +718,8 @@ static void finish_health(struct loop *lp, struct instance *in, CURLcode rc)
     in->health_busy = false;
     bool ok = rc == CURLE_OK && status == 200;
     pthread_mutex_lock(&state_lock);
-    set_healthy(in, ok, rc != CURLE_OK ? curl_easy_strerror(rc) : "readyz not 200");
+    set_healthy(in, ok, rc == CURLE_OPERATION_TIMEDOUT,
+                rc != CURLE_OK ? curl_easy_strerror(rc) : "readyz not 200");
     in->seen_up = in->seen_up || ok;
     publish(in->up, souk_now_ns());
     pthread_mutex_unlock(&state_lock);
@@ -727,9 +745,7 @@ static void probe_all(struct loop *lp, bool unseen_only)
                 in->health = curl_easy_init();
                 if (in->health == NULL)
                     souk_oom();
-                char url[BASE_MAX + 16];
-                snprintf(url, sizeof(url), "%s/readyz", in->base);
-                curl_easy_setopt(in->health, CURLOPT_URL, url);
+                curl_easy_setopt(in->health, CURLOPT_URL, in->probe_url);
                 curl_easy_setopt(in->health, CURLOPT_PRIVATE, in);
                 curl_easy_setopt(in->health, CURLOPT_NOSIGNAL, 1L);
                 curl_easy_setopt(in->health, CURLOPT_TIMEOUT_MS, (long)HEALTH_TIMEOUT_MS);
@@ -953,6 +969,31 @@ static int loop_init(struct loop *lp)
     return 0;
 }
 
+/* An instance's /readyz: on its own base URL, or, with a probe port offset, plain
+ * HTTP on its host at its port + the offset (the services' probe listener, served
+ * by a thread of its own: docs/server.md). -1 when the port would be out of range. */
+static int probe_url(struct instance *in)
+{
+    if (conf.probe_port_offset == 0) {
+        memcpy(in->probe_url, in->base, in->base_len); /* base_len < BASE_MAX */
+        memcpy(in->probe_url + in->base_len, "/readyz", sizeof("/readyz"));
+        return 0;
+    }
+    const char *host = in->label, *colon = strrchr(host, ':');
+    bool https = strncmp(in->base, "https://", 8) == 0;
+    long port = https ? 443 : 80;
+    size_t hlen = strcspn(host, "/");
+    if (colon != NULL && (size_t)(colon - host) < hlen) {
+        port = strtol(colon + 1, NULL, 10);
+        hlen = (size_t)(colon - host);
+    }
+    port += conf.probe_port_offset;
+    if (port < 1 || port > 65535)
+        return -1;
+    snprintf(in->probe_url, sizeof(in->probe_url), "http://%.*s:%ld/readyz", (int)hlen, host, port);
+    return 0;
+}
+
 int souk_proxy_start(const struct souk_proxy_conf *c)
 {
     conf = *c;
@@ -978,6 +1019,12 @@ int souk_proxy_start(const struct souk_proxy_conf *c)
         for (size_t i = 0; i < upstreams[u]->n; i++) {
             struct instance *in = &upstreams[u]->inst[i];
             souk_breaker_init(&in->breaker, conf.breaker_failures, conf.breaker_open_ms);
+            if (probe_url(in) != 0) {
+                souk_error("probe port out of range", "{s:s,s:s,s:I}", "upstream",
+                           upstreams[u]->name, "instance", in->label, "offset",
+                           (json_int_t)conf.probe_port_offset);
+                return SOUK_EINVAL;
+            }
             souk_metric_set(m_up, 1, upstreams[u]->name, in->label);
         }
     }

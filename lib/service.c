@@ -1,8 +1,9 @@
 /* service.c: the service main (service.h): souk_main() loads the configuration,
  * opens and migrates the database, builds the route table (the service's, the event
  * feed's, the built-in /healthz, /readyz and /metrics), starts the workers and the
- * listeners (the public one, TLS when configured, and the admin one), and on SIGTERM
- * drains in-flight requests before it stops. A request's life is server.c's. */
+ * listeners (the public one, TLS when configured, the admin one and the probe one),
+ * and on SIGTERM drains in-flight requests before it stops. A request's life is
+ * server.c's. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <microhttpd.h>
@@ -46,15 +47,16 @@ static size_t nroutes;
 static struct souk_router *router;
 static atomic_bool started;
 
-static struct souk__listener public_l, admin_l;
+static struct souk__listener public_l, admin_l, probe_l;
 static char admin_addr[300];     /* resolved SOUK_ADMIN_LISTEN; "" for none */
+static char probe_addr[300];     /* SOUK_PROBE_LISTEN; "" for none */
 static char *tls_cert, *tls_key; /* PEM, read at start */
 
 static const char *cfg_var, *cfg_listen, *cfg_db;
 static int64_t cfg_threads, cfg_max_conns, cfg_conn_timeout, cfg_max_body, cfg_drain_seconds;
 static int64_t cfg_max_per_ip, cfg_header_timeout, cfg_hsts_max_age;
-static const char *cfg_log_level, *cfg_trusted_proxies, *cfg_admin_listen, *cfg_tls_cert,
-    *cfg_tls_key;
+static const char *cfg_log_level, *cfg_trusted_proxies, *cfg_admin_listen, *cfg_probe_listen,
+    *cfg_tls_cert, *cfg_tls_key;
 static bool cfg_access_log;
 static struct souk_realip *trusted_proxies;
 
@@ -84,6 +86,9 @@ static const struct souk_conf kit_config[] = {
     {"SOUK_ADMIN_LISTEN", SOUK_CONF_STR, "", 0, 255, &cfg_admin_listen,
      "host:port for /metrics, /healthz, /readyz; auto: 127.0.0.1, SOUK_LISTEN's port + 1100; "
      "empty or off: none"},
+    {"SOUK_PROBE_LISTEN", SOUK_CONF_STR, "", 0, 255, &cfg_probe_listen,
+     "host:port answering only /healthz and /readyz, on a thread no request waits in "
+     "(the gateway's probes); empty or off: none"},
     {"SOUK_TLS_CERT", SOUK_CONF_STR, "", 0, 4096, &cfg_tls_cert,
      "PEM certificate chain file: HTTPS on SOUK_LISTEN (with SOUK_TLS_KEY)"},
     {"SOUK_TLS_KEY", SOUK_CONF_STR, "", 0, 4096, &cfg_tls_key, "PEM private key file"},
@@ -284,6 +289,22 @@ static int resolve_admin(void)
     return 0;
 }
 
+/* SOUK_PROBE_LISTEN into probe_addr ("" for none). 0, or -1 after a message. */
+static int resolve_probe(void)
+{
+    struct sockaddr_in sa;
+    probe_addr[0] = '\0';
+    if (cfg_probe_listen[0] == '\0' || strcmp(cfg_probe_listen, "off") == 0)
+        return 0;
+    if (listen_address(cfg_probe_listen, &sa) != 0) {
+        souk_log_config_error("SOUK_PROBE_LISTEN=\"%s\": expected an IPv4 host:port or off",
+                              cfg_probe_listen);
+        return -1;
+    }
+    snprintf(probe_addr, sizeof(probe_addr), "%s", cfg_probe_listen);
+    return 0;
+}
+
 /* A whole PEM file, NUL-terminated and malloc'd, or NULL after a message. */
 static char *read_pem(const char *var, const char *path)
 {
@@ -345,16 +366,21 @@ static int load_tls(void)
  * /metrics where that is private: at the edge, or when an admin listener is set. */
 static int listener_routes(const struct souk_service *svc)
 {
-    static struct souk_route *public_table;
+    static struct souk_route *public_table, probe_table[3];
     admin_l.route_base = nroutes - SOUK_ARRAY_LEN(builtin_routes);
     admin_l.router = souk_router_new(routes + admin_l.route_base);
+    probe_l.route_base = admin_l.route_base; /* /healthz and /readyz, the first two */
+    memcpy(probe_table, routes + probe_l.route_base, 2 * sizeof(*probe_table));
+    probe_l.router = souk_router_new(probe_table);
     public_l.router = router;
     if (svc->edge || admin_addr[0] != '\0') {
         public_table = souk_xcalloc(nroutes, sizeof(*public_table));
         memcpy(public_table, routes, (nroutes - 1) * sizeof(*public_table)); /* NULL-ended */
         public_l.router = souk_router_new(public_table);
     }
-    return admin_l.router != NULL && public_l.router != NULL ? 0 : SOUK_EINVAL;
+    return admin_l.router != NULL && probe_l.router != NULL && public_l.router != NULL
+               ? 0
+               : SOUK_EINVAL;
 }
 
 /* libmicrohttpd's own messages (refused connections, failed TLS handshakes…) as log
@@ -420,12 +446,15 @@ static int start_public(const struct sockaddr_in *sa)
     return SOUK_EIO;
 }
 
-static int start_admin(void)
+/* A side listener (admin or probes): one thread of its own, plain HTTP, so what
+ * it serves never waits behind the public listener's requests. addr is rewritten
+ * with the port the kernel chose for port 0. */
+static int start_side(char *addr, size_t cap, struct souk__listener *l, const char *what)
 {
     struct sockaddr_in sa;
-    if (admin_addr[0] == '\0')
+    if (addr[0] == '\0')
         return 0;
-    listen_address(admin_addr, &sa); /* checked by resolve_admin() */
+    listen_address(addr, &sa); /* checked by resolve_admin() / resolve_probe() */
     struct MHD_OptionItem o[] = {
         OPT(MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL),
         OPT(MHD_OPTION_SOCK_ADDR, 0, &sa),
@@ -435,21 +464,18 @@ static int start_admin(void)
         OPT(MHD_OPTION_NOTIFY_COMPLETED, souk__server_on_completed, NULL),
         OPT(MHD_OPTION_END, 0, NULL),
     };
-    admin_l.daemon =
-        MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
-                         souk__server_on_request, &admin_l, MHD_OPTION_ARRAY, o, MHD_OPTION_END);
-    if (admin_l.daemon == NULL) {
-        souk_error("cannot listen", "{s:s,s:s,s:s}", "addr", admin_addr, "listener", "admin",
-                   "error", strerror(errno));
+    l->daemon = MHD_start_daemon(MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+                                 souk__server_on_request, l, MHD_OPTION_ARRAY, o, MHD_OPTION_END);
+    if (l->daemon == NULL) {
+        souk_error("cannot listen", "{s:s,s:s,s:s}", "addr", addr, "listener", what, "error",
+                   strerror(errno));
         return SOUK_EIO;
     }
     if (sa.sin_port == 0) { /* port 0: say which one the kernel chose */
-        const union MHD_DaemonInfo *di =
-            MHD_get_daemon_info(admin_l.daemon, MHD_DAEMON_INFO_BIND_PORT);
-        char *colon = strrchr(admin_addr, ':');
+        const union MHD_DaemonInfo *di = MHD_get_daemon_info(l->daemon, MHD_DAEMON_INFO_BIND_PORT);
+        char *colon = strrchr(addr, ':');
         if (di != NULL && colon != NULL)
-            snprintf(colon + 1, sizeof(admin_addr) - (size_t)(colon + 1 - admin_addr), "%u",
-                     (unsigned)di->port);
+            snprintf(colon + 1, cap - (size_t)(colon + 1 - addr), "%u", (unsigned)di->port);
     }
     return 0;
 }
@@ -520,6 +546,9 @@ static void drain(void)
     if (admin_l.daemon != NULL) /* kept answering /readyz "draining" until now */
         MHD_stop_daemon(admin_l.daemon);
     admin_l.daemon = NULL;
+    if (probe_l.daemon != NULL) /* the same */
+        MHD_stop_daemon(probe_l.daemon);
+    probe_l.daemon = NULL;
     souk__conn_stop();
     souk__events_stop();
     if (service->stop != NULL)
@@ -573,7 +602,7 @@ int souk_main(int argc, char **argv, const struct souk_service *svc)
         souk_log_config_error("SOUK_LISTEN=\"%s\": expected an IPv4 host:port", cfg_listen);
         return 2;
     }
-    if (resolve_admin() != 0 || load_tls() != 0)
+    if (resolve_admin() != 0 || resolve_probe() != 0 || load_tls() != 0)
         return 2;
     if (listener_routes(svc) != 0)
         return 1;
@@ -593,7 +622,8 @@ int souk_main(int argc, char **argv, const struct souk_service *svc)
     }
     if (souk__conn_start(cfg_header_timeout, cfg_conn_timeout) != 0 || start_public(&sa) != 0)
         return 1;
-    if (start_admin() != 0) {
+    if (start_side(admin_addr, sizeof(admin_addr), &admin_l, "admin") != 0 ||
+        start_side(probe_addr, sizeof(probe_addr), &probe_l, "probe") != 0) {
         MHD_stop_daemon(public_l.daemon);
         return 1;
     }
@@ -601,8 +631,9 @@ int souk_main(int argc, char **argv, const struct souk_service *svc)
         return 1;
     atomic_store(&started, true);
     char db_shown[512]; /* a database URL may carry a password */
-    souk_info("listening", "{s:s,s:s,s:b,s:I,s:s}", "addr", cfg_listen, "admin",
-              admin_addr[0] != '\0' ? admin_addr : "off", "tls", public_l.tls, "threads",
+    souk_info("listening", "{s:s,s:s,s:s,s:b,s:I,s:s}", "addr", cfg_listen, "admin",
+              admin_addr[0] != '\0' ? admin_addr : "off", "probe",
+              probe_addr[0] != '\0' ? probe_addr : "off", "tls", public_l.tls, "threads",
               (json_int_t)cfg_threads, "db",
               souk_config_redact_url(cfg_db, db_shown, sizeof(db_shown)));
 

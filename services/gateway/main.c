@@ -22,7 +22,8 @@ static const char *const up_names[UP_COUNT] = {SOUK_UPSTREAMS(UPSTREAM_NAME)};
 
 static const char *cfg_web_dir, *cfg_cors;
 static int64_t cfg_timeout, cfg_connect_timeout, cfg_retries, cfg_breaker_failures, cfg_breaker_ms,
-    cfg_health_ms, cfg_ready_wait_ms, cfg_max_response, cfg_max_conns, cfg_proxy_threads;
+    cfg_health_ms, cfg_probe_offset, cfg_ready_wait_ms, cfg_max_response, cfg_max_conns,
+    cfg_proxy_threads;
 static struct edge_conf edge;
 
 /* SOUK_<NAME>_URL for each upstream, by default its port on loopback. (clang-format
@@ -49,6 +50,8 @@ static const struct souk_conf config[] = {
      "open time before a trial"},
     {"SOUK_HEALTH_INTERVAL_MS", SOUK_CONF_INT, "1000", 0, 60000, &cfg_health_ms,
      "active /readyz probes; 0 off"},
+    {"SOUK_UPSTREAM_PROBE_PORT_OFFSET", SOUK_CONF_INT, "0", 0, 60000, &cfg_probe_offset,
+     "probe each instance on its port + this (its SOUK_PROBE_LISTEN); 0 its own port"},
     {"SOUK_UPSTREAM_READY_WAIT_MS", SOUK_CONF_INT, "30000", 0, 600000, &cfg_ready_wait_ms,
      "at start, /readyz waits this long for every upstream; 0 not at all"},
     {"SOUK_UPSTREAM_MAX_RESPONSE", SOUK_CONF_INT, "16777216", 1024, 1073741824, &cfg_max_response,
@@ -153,6 +156,7 @@ static int start(void)
         .breaker_failures = (int)cfg_breaker_failures,
         .breaker_open_ms = cfg_breaker_ms,
         .health_interval_ms = cfg_health_ms,
+        .probe_port_offset = cfg_probe_offset,
         .ready_wait_ms = cfg_ready_wait_ms,
         .max_response = (size_t)cfg_max_response,
         .max_connections = (size_t)cfg_max_conns,

@@ -77,8 +77,8 @@ def admin_port(base, k=0):
 
 
 def free_port_base():
-    """A base whose main and replica ports and the gateway's admin ports (first three
-    replicas) are all free, below the kernel's ephemeral range (32768+): there an
+    """A base whose main and replica ports, the gateway's admin ports and the services'
+    probe ports (first three replicas) are all free, below the kernel's ephemeral range (32768+): there an
     outgoing connection of anything on the machine can take a port between this check
     and the services' bind."""
     lo, hi = port_share()
@@ -87,6 +87,8 @@ def free_port_base():
         base = random.randrange(lo, hi - GATEWAY_ADMIN_OFFSET - 200, 10)
         ports = [replica_port(base, n, k) for n in SERVICES for k in range(3)]
         ports += [admin_port(base, k) for k in range(3)]
+        # every service's probe listener (SOUK_PROBE_LISTEN): its port + 1100 too
+        ports += [replica_port(base, n, k) + GATEWAY_ADMIN_OFFSET for n in UPSTREAMS for k in range(3)]
         ports += [replica_port(base, n, k) + GRPC_PORT_OFFSET for n in GRPC_LISTENERS for k in range(3)]
         socks = []
         try:

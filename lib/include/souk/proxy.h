@@ -3,7 +3,9 @@
  * exchange on curl-multi with keep-alive pools, so a waiting client holds no pool
  * thread: souk_proxy_forward() suspends the request and resumes it with the answer.
  * Instances are chosen by least outstanding requests (ties round robin), probed on
- * /readyz, ejected on connection errors, and guarded by a circuit breaker each. */
+ * /readyz, ejected on connection errors, and guarded by a circuit breaker each. An
+ * instance ejected only because its probe timed out still takes requests while no
+ * instance of its upstream is healthy (a slow instance is not a dead one). */
 #ifndef SOUK_PROXY_H
 #define SOUK_PROXY_H
 
@@ -20,6 +22,7 @@ struct souk_proxy_conf {
     int breaker_failures;    /* consecutive failures that open an instance's breaker */
     long breaker_open_ms;    /* how long it stays open before one trial request */
     long health_interval_ms; /* GET /readyz on every instance this often; 0: never */
+    long probe_port_offset;  /* probe on the instance's port + this (plain HTTP); 0: its own */
     long ready_wait_ms;      /* at start, souk_proxy_ready() waits this long at most */
     size_t max_response;     /* cap on an upstream response body, bytes */
     size_t max_connections;  /* keep-alive connections kept open across all upstreams */
