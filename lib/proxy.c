@@ -16,6 +16,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "souk/breaker.h"
@@ -36,9 +37,13 @@
 #define WARM_PROBE_MS     100 /* at start: re-probe instances not yet seen up this often */
 #define POLL_MAX_MS       1000
 #define LOOPS_MAX         64
-#define EVENTS_MAX        64         /* epoll events taken per wakeup */
-#define EASY_FREE_MAX     256        /* idle easy handles kept per loop */
-#define REGISTERED        0x40000000 /* in a socket's curl_multi_assign value: in our epoll set */
+#define EVENTS_MAX        64        /* epoll events taken per wakeup */
+#define EASY_FREE_MAX     256       /* idle easy handles kept per loop */
+#define REG_FDS_MAX       (1 << 20) /* sockets whose epoll state a loop remembers */
+#define REG_IN            0x01      /* in reg[fd]: registered for EPOLLIN */
+#define REG_OUT           0x02      /* ... for EPOLLOUT */
+#define REGISTERED        0x04      /* in our epoll set */
+#define REG_IDLE          0x08      /* registered, but curl is done with it: a pooled connection */
 
 enum kind { JOB, HEALTH };
 
@@ -115,6 +120,10 @@ struct loop {
     uint64_t timer_at;
     CURL *easy_free[EASY_FREE_MAX]; /* idle handles with only the constant options set */
     size_t neasy_free;
+    /* Each socket's epoll state, by number (REG_*). A pooled connection stays in the
+     * epoll set between its transfers, so reusing it costs no epoll_ctl. */
+    uint8_t *reg;
+    size_t nreg;
 };
 
 static struct souk_proxy_conf conf;
@@ -421,10 +430,22 @@ int souk_proxy_forward(struct souk_req *r, struct souk_upstream *u)
 static size_t on_body(char *data, size_t size, size_t n, void *arg);
 static size_t on_header(char *data, size_t size, size_t n, void *arg);
 
+/* CURLOPT_CLOSESOCKETFUNCTION: the socket's number forgets its epoll state (closing
+ * it takes it out of the set), so a new socket given that number is added afresh. */
+static int on_close(void *clientp, curl_socket_t s)
+{
+    struct loop *lp = clientp;
+    if (s >= 0 && (size_t)s < lp->nreg)
+        lp->reg[s] = 0;
+    return close(s);
+}
+
 /* Options every proxied transfer shares, set once per handle (not after each
  * request: curl_easy_reset and setting them again showed in the profile). */
-static void easy_constants(CURL *e)
+static void easy_constants(CURL *e, struct loop *lp)
 {
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, lp);
     curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, conf.timeout_ms);
@@ -441,7 +462,7 @@ static CURL *easy_get(struct loop *lp)
     CURL *e = curl_easy_init();
     if (e == NULL)
         souk_oom();
-    easy_constants(e);
+    easy_constants(e, lp);
     return e;
 }
 
@@ -455,7 +476,7 @@ static void easy_put(struct loop *lp, CURL *e, bool plain)
     }
     if (!plain) {
         curl_easy_reset(e);
-        easy_constants(e);
+        easy_constants(e, lp);
     }
     lp->easy_free[lp->neasy_free++] = e;
 }
@@ -747,6 +768,8 @@ static void probe_all(struct loop *lp, bool unseen_only)
                     souk_oom();
                 curl_easy_setopt(in->health, CURLOPT_URL, in->probe_url);
                 curl_easy_setopt(in->health, CURLOPT_PRIVATE, in);
+                curl_easy_setopt(in->health, CURLOPT_CLOSESOCKETFUNCTION, on_close);
+                curl_easy_setopt(in->health, CURLOPT_CLOSESOCKETDATA, lp);
                 curl_easy_setopt(in->health, CURLOPT_NOSIGNAL, 1L);
                 curl_easy_setopt(in->health, CURLOPT_TIMEOUT_MS, (long)HEALTH_TIMEOUT_MS);
                 curl_easy_setopt(in->health, CURLOPT_WRITEFUNCTION, discard);
@@ -817,22 +840,39 @@ static void take_queue(struct loop *lp, uint64_t now)
 }
 
 /* curl's CURLMOPT_SOCKETFUNCTION: keep the loop's epoll set in step with what each
- * socket waits for. The assigned value remembers what is registered, so an unchanged
- * interest costs no system call. */
+ * socket waits for. lp->reg remembers what is registered, so an unchanged interest
+ * costs no system call; and a socket curl is done with (CURL_POLL_REMOVE: its
+ * connection goes back to the pool) stays registered for reading, marked idle, so
+ * the next transfer on it re-arms it for free. An idle socket that becomes readable
+ * (the peer closed it) is taken out in loop(); one curl closes leaves the epoll set
+ * with it and its record is cleared (on_close), so a new socket with its number is
+ * added afresh. Without this the pool cost two epoll_ctl per proxied request. */
 static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
 {
     SOUK_UNUSED(e);
+    SOUK_UNUSED(socketp);
     struct loop *lp = userp;
-    uint32_t have = (uint32_t)(uintptr_t)socketp;
+    bool tracked = s >= 0 && (size_t)s < lp->nreg;
+    uint8_t have = tracked ? lp->reg[s] : 0;
     if (what == CURL_POLL_REMOVE) {
-        if (have & REGISTERED)
+        if (tracked && have == (REGISTERED | REG_IN)) {
+            lp->reg[s] = REGISTERED | REG_IN | REG_IDLE; /* kept: a readable one is seen */
+            return 0;
+        }
+        if (!tracked || (have & REGISTERED))
             epoll_ctl(lp->epfd, EPOLL_CTL_DEL, s, NULL);
-        return 0; /* curl forgets the assigned value itself */
-    }
-    uint32_t want = ((what & CURL_POLL_IN) ? EPOLLIN : 0) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
-    if (have == (want | REGISTERED))
+        if (tracked)
+            lp->reg[s] = 0;
         return 0;
-    struct epoll_event ev = {.events = want, .data.fd = s};
+    }
+    uint8_t want = ((what & CURL_POLL_IN) ? REG_IN : 0) | ((what & CURL_POLL_OUT) ? REG_OUT : 0);
+    if (tracked && (have & ~REG_IDLE) == (want | REGISTERED)) {
+        lp->reg[s] = want | REGISTERED;
+        return 0;
+    }
+    struct epoll_event ev = {.events = ((want & REG_IN) ? EPOLLIN : 0u) |
+                                       ((want & REG_OUT) ? EPOLLOUT : 0u),
+                             .data.fd = s};
     int op = (have & REGISTERED) ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
     if (epoll_ctl(lp->epfd, op, s, &ev) != 0) {
         /* our record was stale (a socket number reused): the other operation fits */
@@ -842,7 +882,8 @@ static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *sock
             return -1;
         }
     }
-    curl_multi_assign(lp->multi, s, (void *)(uintptr_t)(want | REGISTERED));
+    if (tracked)
+        lp->reg[s] = want | REGISTERED;
     return 0;
 }
 
@@ -932,6 +973,14 @@ static void *loop(void *arg)
             int fd = evs[i].data.fd;
             if (fd == lp->wakefd)
                 continue; /* the queue is taken at the top of the loop */
+            if ((size_t)fd < lp->nreg && (lp->reg[fd] & REG_IDLE)) {
+                /* a pooled connection the peer closed (or wrote to out of turn): out of
+                 * the set, or it would wake us until curl reuses or drops it; curl's
+                 * liveness check before reuse finds it dead */
+                epoll_ctl(lp->epfd, EPOLL_CTL_DEL, fd, NULL);
+                lp->reg[fd] = 0;
+                continue;
+            }
             uint32_t e = evs[i].events;
             int flags = ((e & EPOLLIN) ? CURL_CSELECT_IN : 0) |
                         ((e & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
@@ -950,6 +999,11 @@ static int loop_init(struct loop *lp)
     lp->multi = curl_multi_init();
     if (lp->multi == NULL)
         return SOUK_ENOMEM;
+    struct rlimit nofile;
+    lp->nreg = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < REG_FDS_MAX
+                   ? (size_t)nofile.rlim_cur
+                   : REG_FDS_MAX;
+    lp->reg = souk_xcalloc(lp->nreg, 1); /* untouched pages cost nothing */
     lp->epfd = epoll_create1(EPOLL_CLOEXEC);
     lp->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (lp->epfd < 0 || lp->wakefd < 0)
