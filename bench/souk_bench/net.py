@@ -23,11 +23,13 @@ def port_free(port):
         s.close()
 
 
-def free_block(n):
-    """n consecutive free ports below the ephemeral range, never 8080-8086."""
+def free_block(n, offsets=(0,)):
+    """n consecutive free ports below the ephemeral range, never 8080-8086; with
+    offsets, the block moved by each of them too (souk up's gRPC ports at + 1000, the
+    gateway's admin and the services' probe listeners at + 1100)."""
     for _ in range(2000):
-        base = random.randrange(20000, 32000 - n)
-        block = range(base, base + n)
+        base = random.randrange(20000, 32000 - n - max(offsets))
+        block = [p + o for o in offsets for p in range(base, base + n)]
         if any(p in USED_PORTS or p in DEFAULT_PORTS for p in block):
             continue
         if all(port_free(p) for p in block):

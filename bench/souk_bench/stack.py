@@ -77,7 +77,7 @@ class Platform:
     def __init__(self, var, admin):
         self.var = var
         self.admin = admin
-        self.base = free_block(7)
+        self.base = free_block(7, (0, 1000, 1100))   # gRPC, admin and probe ports too
         self.env = service_env(var, self.base, admin)
         self.services = built_services()
         self.ports = {s: self.base + PORT_INDEX[s] for s in self.services}
