@@ -114,11 +114,7 @@ def test_a_refused_instance_is_ejected_beside_a_slow_one(tmp_path):
 def test_the_gateway_probes_on_the_port_offset(tmp_path):
     """SOUK_UPSTREAM_PROBE_PORT_OFFSET: the probe goes to port + offset (the service's
     probe listener), not to the public port, whose /readyz here says 503."""
-    public = Echo("catalog")
-    probes = Echo("catalog-probes")
-    while probes.port <= public.port:   # an offset is positive
-        probes.close()
-        probes = Echo("catalog-probes")
+    public, probes = sorted((Echo("catalog"), Echo("catalog")), key=lambda e: e.port)  # offset > 0
     for srv in (public.server, probes.server):
         srv.RequestHandlerClass, srv.readyz_hits = CountingHandler, 0
     public.server.ready_status = 503
