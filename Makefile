@@ -6,7 +6,7 @@
 #   make browser-test  the storefront in Debian's chromium (playwright-core) on the real platform
 #   make bench      run the benchmark suite (bench/RESULTS.md; QUICK=1 for a 2-minute subset)
 #   make bench-db   a keyed read's latency and CPU, SQLite beside PostgreSQL (docs/db.md)
-#   make test-deploy   deploy/ as CI checks it: schemas, the platform across hosts (root)
+#   make test-deploy   deploy/ as CI checks it: schemas, the platform across hosts, kube play (root)
 #   make deploy-check  build the container images offline and validate deploy/ (slow)
 #   make SANITIZE=address,undefined test   the same tree with sanitizers, in build/san
 #   make e2e EVENTS=kafka   the black-box suite with every service on kafka (or amqp)
@@ -237,16 +237,18 @@ deploy-test: $(BINS)
 	  --ignore=tests/deploy/hosts $(PYTEST_ARGS)
 
 # The deploy/ checks that need root and more time (CI runs them, .ci/run): every
-# Kubernetes manifest against the schemas (kubernetes-models from npm, under build/)
-# and the platform across network namespaces with a partition (tests/deploy/hosts).
-# The manifests played by podman (tests/deploy/podman/test_kube_play.py) run in
-# deploy-check, with the image tests: 2.5-7 min with the images cached, 11-13 from a
-# clean clone (debootstrap, image builds), too long for CI.
+# Kubernetes manifest against the schemas (kubernetes-models from npm, under build/),
+# the platform across network namespaces with a partition (tests/deploy/hosts), and
+# the rendered manifests played by `podman kube play` with a checkout through them
+# (tests/deploy/podman/test_kube_play.py, ~1 min: its images are made in seconds
+# from build/bin and the libraries ldd names; the Dockerfile's own build is
+# deploy-check's, test_images.py).
 test-deploy:
 	@scripts/setup deploy
 	@$(MAKE) --no-print-directory -j$(shell nproc) all
 	tests/deploy/validate-schemas
-	SOUK_BUILD_DIR=$(abspath $(B)) $(PYTEST) -q tests/deploy/hosts $(PYTEST_ARGS)
+	SOUK_BUILD_DIR=$(abspath $(B)) $(PYTEST) -q tests/deploy/hosts tests/deploy/podman/test_kube_play.py \
+	  $(PYTEST_ARGS)
 
 deploy-check:
 	@scripts/setup deploy

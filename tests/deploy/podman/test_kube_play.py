@@ -1,14 +1,17 @@
-"""deploy/k8s started by `podman kube play` (root, `make test-deploy`): the images built
-offline (deploy/docker/build-offline; the debootstrap bases cached in
-SOUK_DEBOOTSTRAP_CACHE, default build/deploy/debootstrap), the kustomization rendered
+"""deploy/k8s started by `podman kube play` (root, `make test-deploy`): the service
+images built in seconds from this machine's binaries (host_images.py: FROM scratch,
+the libraries ldd names, the runtime stage's metadata from deploy/docker/Dockerfile;
+the Dockerfile's own build is tested by test_images.py in make deploy-check), in a
+podman store of the test's own (a temp dir: every image, pod, container and volume
+it makes is there, and is removed with it, pass or fail), the kustomization rendered
 with a fresh deploy/gen-secrets file, and every Deployment played as a pod whose network
 namespace is wired to a bridge (tests/deploy/netns.py), which stands for a pod network:
 each pod has its own address, and the Service names resolve to those addresses through
 an /etc/hosts file the test mounts into every container (podman 4.3 writes hostAliases
 only into the infra container's hosts file when the pod has no network of its own).
 Then a checkout through the gateway: register, log in, a card, a product in the cart,
-an order, confirmed. SOUK_PODMAN_STORE=DIR keeps the podman storage (the images: a
-rebuild in it takes seconds) between runs; by default a new one is made and removed.
+an order, confirmed (cart calls catalog and orders calls payments over gRPC, between
+pods).
 
 What podman 4.3 (Debian 12) plays: Pods, Deployments (one pod each), ConfigMaps in the
 same file, hostPath, emptyDir and PVC volumes, init containers. What it does not, and
@@ -32,6 +35,7 @@ how the test stands in, the rest of each object played as rendered:
 import base64
 import concurrent.futures
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -44,12 +48,12 @@ import requests
 import yaml
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from conftest import BUILD, DEFAULT_PORT, DEPLOY, REPO, SERVICES, wait_until  # noqa: E402
+from conftest import DEFAULT_PORT, DEPLOY, REPO, SERVICES, wait_until  # noqa: E402
+import host_images  # noqa: E402
 import kustomize  # noqa: E402
 import netns  # noqa: E402
 from stores import Stores, on_postgres  # noqa: E402
 
-BUILD_OFFLINE = os.path.join(DEPLOY, "docker", "build-offline")
 INIT_SCRIPT = os.path.join(DEPLOY, "k8s", "initdb", "10-souk-databases.sh")
 PASSWORD = "correct horse battery"
 ADDRESS = {"name": "K", "line1": "1 Market St", "city": "Springfield", "postal_code": "12345", "country": "US"}
@@ -58,8 +62,19 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="podman and network na
 
 
 class Podman:
-    def __init__(self, store, keep=False):
-        self.store, self.keep = store, keep
+    """A private podman (as deploy/docker/build-offline makes one): its own config,
+    storage and state under STORE; nothing touches /var/lib/containers."""
+
+    def __init__(self, store):
+        self.store = store
+        for d in ("root", "run", "tmp"):
+            os.makedirs(os.path.join(store, d), exist_ok=True)
+        with open(os.path.join(store, "containers.conf"), "w") as f:
+            f.write('[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n'
+                    f'[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n'
+                    f'events_logfile_path = "{store}/events.log"\n')
+        with open(os.path.join(store, "storage.conf"), "w") as f:
+            f.write(f'[storage]\ndriver = "overlay"\ngraphroot = "{store}/root"\nrunroot = "{store}/run"\n')
         self.env = dict(os.environ, CONTAINERS_CONF=f"{store}/containers.conf",
                         CONTAINERS_STORAGE_CONF=f"{store}/storage.conf", TMPDIR=f"{store}/tmp")
 
@@ -72,8 +87,6 @@ class Podman:
     def cleanup(self):
         self("pod", "rm", "-a", "-f", "-t", "2", check=False)
         self("rm", "-a", "-f", "-t", "0", check=False)
-        if self.keep:   # SOUK_PODMAN_STORE: its images are the next run's layer cache
-            return
         self("system", "reset", "-f", check=False)
         with open("/proc/mounts") as f:
             mounts = [line.split()[1] for line in f if f" {self.store}/" in line]
@@ -127,6 +140,12 @@ class Play(Stores):
         spec = dep["spec"]["template"]["spec"]
         spec["restartPolicy"] = "OnFailure"
         spec["volumes"].append({"name": "cluster-dns", "hostPath": {"path": hosts, "type": "File"}})
+        # podman 4.3 makes an emptyDir a named volume called by the volume's name: every
+        # pod's "data" would be one volume (and pods played side by side race to make
+        # it), so each pod's gets the pod's name in front, as its own in a cluster
+        own = {v["name"]: f"{name}-{v['name']}" for v in spec["volumes"] if "emptyDir" in v}
+        for vol in spec["volumes"]:
+            vol["name"] = own.get(vol["name"], vol["name"])
         for vol in spec.get("volumes", []):
             if "secret" in vol:
                 d = os.path.join(self.tmp, "secrets", name, vol["name"])
@@ -146,7 +165,7 @@ class Play(Stores):
             c.pop("readinessProbe", None)
             c.pop("livenessProbe", None)
             c.pop("ports", None)   # podman publishes them, which a pod without a network refuses
-            c["volumeMounts"] = c["volumeMounts"] + [{"name": "cluster-dns", "mountPath": "/etc/hosts", "readOnly": True}]
+            c["volumeMounts"] = [{**m, "name": own.get(m["name"], m["name"])} for m in c["volumeMounts"]] + [{"name": "cluster-dns", "mountPath": "/etc/hosts", "readOnly": True}]
             # gRPC's own resolver (c-ares) asks a DNS server and reads no hosts file: the
             # system's does (a cluster's DNS answers both)
             c["env"] = c["env"] + [{"name": "GRPC_DNS_RESOLVER", "value": "native"}]
@@ -165,13 +184,27 @@ class Play(Stores):
 PG_SCRIPT = os.path.join(REPO, "scripts", "pg")
 
 
+def sweep_stale():
+    """What a run killed before its cleanup left (its PID is in the names): the pods
+    and containers in its podman store, the store's mounts, its temp dirs. The
+    network namespaces are netns.sweep_stale()'s."""
+    top = tempfile.gettempdir()
+    for d in sorted(os.listdir(top)):
+        m = re.fullmatch(r"souk-kube-(podman-)?(\d+)-\w+", d)
+        if not m or netns._alive(int(m.group(2))):
+            continue
+        if m.group(1):
+            Podman(os.path.join(top, d)).cleanup()
+        shutil.rmtree(os.path.join(top, d), ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def played():
     netns.sweep_stale()
-    tmp = tempfile.mkdtemp(prefix="souk-kube-")
+    sweep_stale()
+    tmp = tempfile.mkdtemp(prefix=f"souk-kube-{os.getpid()}-")
     os.chmod(tmp, 0o755)
-    store = os.environ.get("SOUK_PODMAN_STORE") or tempfile.mkdtemp(prefix="souk-podman-")
-    podman = Podman(store, keep="SOUK_PODMAN_STORE" in os.environ)
+    podman = Podman(tempfile.mkdtemp(prefix=f"souk-kube-podman-{os.getpid()}-"))
     play = Play(tmp, podman)
     t0 = time.monotonic()
 
@@ -192,11 +225,7 @@ def played():
         play.start_postgres()
         stamp("PostgreSQL up, RabbitMQ starting")
         # the images while RabbitMQ boots
-        cache = os.environ.get("SOUK_DEBOOTSTRAP_CACHE") or os.path.join(BUILD, "deploy", "debootstrap")
-        r = subprocess.run([BUILD_OFFLINE, "-k", "-s", store, *SERVICES], capture_output=True, text=True,
-                           timeout=3600, env=dict(os.environ, SOUK_DEBOOTSTRAP_CACHE=cache))
-        assert r.returncode == 0, r.stdout + r.stderr
-        print(r.stdout, end="")
+        host_images.build(podman, tmp, SERVICES, DEFAULT_PORT)
         stamp("images built")
         deps = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
         assert set(deps) == set(SERVICES)
@@ -238,11 +267,13 @@ def played():
         stamp("seeded")
         yield play
     finally:
-        try:
-            play.stop_stores()
+        try:   # the pods first: services whose stores went away first would retry and log
+            podman.cleanup()
+            stamp("pods and podman's store removed")
         finally:
             try:
-                podman.cleanup()
+                play.stop_stores()
+                stamp("stores stopped")
             finally:
                 play.net.teardown()
                 left = play.net.leftovers()
@@ -263,6 +294,17 @@ def logs(podman, svc):
     return (r.stdout + r.stderr)[-2000:]
 
 
+def counted(text, name, **labels):
+    """The sum of a counter's series that carry these labels (0 when none)."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            series, value = line.rsplit(" ", 1)
+            if all(f'{k}="{v}"' in series for k, v in labels.items()):
+                total += float(value)
+    return total
+
+
 def bearer(tok):
     return {"Authorization": f"Bearer {tok}"}
 
@@ -274,6 +316,9 @@ def test_every_pod_migrated_once_and_runs_as_the_manifest_says(played):
         assert "10001" in top or "souk" in top, top
         inspect = played.podman("inspect", "--format", "{{.HostConfig.ReadonlyRootfs}}", name).stdout
         assert inspect.strip() == "true", svc
+    # each pod its own emptyDir (see pod_file), none shared
+    volumes = played.podman("volume", "ls", "--format", "{{.Name}}").stdout.split()
+    assert {f"{svc}-data" for svc in SERVICES} <= set(volumes) and "data" not in volumes, volumes
     # each service's own role, on its own database only
     r = subprocess.run([PG_SCRIPT, "psql", played.pg_dir, "--", "-Atc",
                         "SELECT datname FROM pg_database WHERE datname NOT IN ('postgres','template0','template1')"
@@ -314,3 +359,9 @@ def test_a_checkout_through_the_played_manifests(played):
             gw + f"/api/v1/orders/{order['id']}", headers=bearer(tok), timeout=10).json())["status"] == "confirmed"
             and o, timeout=30)
     assert order["status"] == "confirmed", order
+    # the saga's calls went pod to pod over gRPC, by the <peer>-grpc Service names
+    for svc, service, method in [("catalog", "souk.catalog.v1.CatalogInternal", "Reserve"),
+                                 ("payments", "souk.payments.v1.Payments", "AuthorizePayment")]:
+        text = requests.get(f"http://{played.hosts[svc].address}:{DEFAULT_PORT[svc]}/metrics", timeout=10).text
+        assert counted(text, "grpc_server_handled_total", service=service, method=method, code="OK") >= 1, \
+            f"{svc}: no {method} over gRPC"
