@@ -8,13 +8,14 @@ metadata (ENV, USER, WORKDIR, VOLUME, ENTRYPOINT, CMD…) is the runtime stage o
 deploy/docker/Dockerfile itself, so the test plays what that Dockerfile declares;
 the Dockerfile's build (Debian bases, compiling inside a container) is the image
 test's, tests/deploy/podman/test_images.py, in make deploy-check."""
+import concurrent.futures
 import os
 import re
 import shutil
 import subprocess
 import tarfile
 
-from conftest import BIN, REPO, SERVICES
+from conftest import BIN, REPO
 
 DOCKERFILE = os.path.join(REPO, "deploy", "docker", "Dockerfile")
 # what souk-clients-file runs besides the shell's builtins (users' entrypoint wrapper)
@@ -97,8 +98,9 @@ def _root_owned(info):
     return info
 
 
-def build(podman, tmp, services=SERVICES, port_of=None):
-    """localhost/souk/<service>:latest for each service, in podman's store."""
+def build(podman, tmp, services, port_of):
+    """localhost/souk/<service>:latest for each service (port_of: its port), in
+    podman's store; the base layer is imported, each service's built on it."""
     binaries = [os.path.join(BIN, s) for s in services]
     for b in binaries:
         assert os.access(b, os.X_OK), f"{b}: build the services first (make all)"
@@ -110,7 +112,8 @@ def build(podman, tmp, services=SERVICES, port_of=None):
         t.add(root, arcname=".", filter=_root_owned)
     podman("import", "--quiet", os.path.join(work, "base.tar"), BASE)
     meta = runtime_metadata()
-    for svc in services:
+
+    def one(svc):
         ctx = os.path.join(work, svc)
         bindir = os.path.join(ctx, "usr", "local", "bin")
         os.makedirs(bindir)
@@ -122,4 +125,9 @@ def build(podman, tmp, services=SERVICES, port_of=None):
         _write(os.path.join(ctx, "Containerfile"), "\n".join([f"FROM {BASE}", "ADD service.tar /", *meta]) + "\n")
         podman("build", "--quiet", "--pull=never", "--network", "none", "--build-arg", f"SERVICE={svc}",
                "--build-arg", f"PORT={port_of[svc]}", "-t", f"localhost/souk/{svc}:latest", ctx, timeout=300)
+
+    # side by side: a build is mostly podman's start-up and commit, little CPU
+    with concurrent.futures.ThreadPoolExecutor(len(services)) as pool:
+        for f in [pool.submit(one, svc) for svc in services]:
+            f.result()
     shutil.rmtree(work)
