@@ -240,7 +240,7 @@ deploy-test: $(BINS)
 # Kubernetes manifest against the schemas (kubernetes-models from npm, under build/),
 # the platform across network namespaces with a partition (tests/deploy/hosts), and
 # the rendered manifests played by `podman kube play` with a checkout through them
-# (tests/deploy/podman/test_kube_play.py, ~1 min: its images are made in seconds
+# (tests/deploy/podman/test_kube_play.py, 1-2 min: its images are made in seconds
 # from build/bin and the libraries ldd names; the Dockerfile's own build is
 # deploy-check's, test_images.py).
 test-deploy:
