@@ -202,8 +202,19 @@ def sweep_stale():
         shutil.rmtree(os.path.join(top, d), ignore_errors=True)
 
 
+def root_is_a_mount():
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == "/" for line in f)
+
+
 @pytest.fixture(scope="module")
 def played():
+    if not root_is_a_mount():
+        # podman unpacks a layer by making "/" private and pivoting, and runc exec
+        # enters a container through its mount namespace's root: neither works in a
+        # plain chroot (podman import: "remount /, flags: 0x44000: invalid argument")
+        pytest.fail("/ is not a mount point (a plain chroot?): podman needs a root it can pivot from "
+                    "(unshare -m, a bind of the root onto itself, pivot_root)")
     netns.sweep_stale()
     sweep_stale()
     tmp = tempfile.mkdtemp(prefix=f"souk-kube-{os.getpid()}-")
