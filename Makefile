@@ -29,7 +29,11 @@ GEN := $(B)/gen/proto
 CPPFLAGS := -Ilib/include -I$(GEN) -I$(B)/gen -D_GNU_SOURCE
 CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu11 -Wall -Wextra -Werror -pthread -MMD -MP $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null) $(GRPC_LIBS) -pthread
+# the back-ends' client libraries, loaded with dlopen only in the mode that uses them
+# (lib/dl_int.h): their headers are compiled against, the programs never link them, so
+# a process in another mode maps neither them nor their OpenSSL (bench/profile-notes.md)
+DL_PKGS := librabbitmq rdkafka
+LDLIBS := $(shell pkg-config --libs $(filter-out $(DL_PKGS),$(PKGS)) 2>/dev/null) $(GRPC_LIBS) -pthread
 ifneq ($(SANITIZE),)
 CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=$(SANITIZE)

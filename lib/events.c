@@ -179,9 +179,12 @@ void souk__ev_count_published(const char *type)
 
 static const struct souk_route no_routes[] = {{NULL, NULL, NULL, 0, NULL, 0}};
 
-int souk__events_init(const struct souk_service *svc, struct souk_db *db)
+static const struct souk_service *configured; /* the service souk__events_configure took */
+
+int souk__events_configure(const struct souk_service *svc)
 {
     char err[512];
+    configured = NULL;
     souk__ev_svc = svc;
     snprintf(source_name, sizeof(source_name), "%s", svc->name);
     producer_table(svc);
@@ -199,6 +202,26 @@ int souk__events_init(const struct souk_service *svc, struct souk_db *db)
                               souk_config_redact_url(souk__ev.transport, shown, sizeof(shown)));
         return SOUK_EINVAL;
     }
+    /* the broker's client library is loaded only now, in the mode that uses it: a
+     * process on the feed (or the other broker) maps neither it nor its OpenSSL */
+    char why[512];
+    if ((souk__ev.amqp && souk__amqp_load(why, sizeof(why)) != 0) ||
+        (souk__ev.kafka && souk__kafka_load(why, sizeof(why)) != 0)) {
+        fprintf(stderr, "%s: configuration error: SOUK_EVENTS=%s needs a library: %s\n", svc->name,
+                souk__ev.amqp ? "amqp://…" : "kafka://…", why);
+        return SOUK_EINVAL;
+    }
+    configured = svc;
+    return 0;
+}
+
+int souk__events_init(const struct souk_service *svc, struct souk_db *db)
+{
+    /* souk_main configures before it opens the database, so that a configuration error
+     * (a missing broker library among them) stops the start with status 2 */
+    int rc = configured == svc ? 0 : souk__events_configure(svc);
+    if (rc != 0)
+        return rc;
     pthread_once(&metrics_once, metrics_register);
     souk_id_new(instance, "ins");
     return souk_db_schema(db, schema);

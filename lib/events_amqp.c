@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "dl_int.h"
 #include "events_int.h"
 #include "souk/backoff.h"
 #include "souk/log.h"
@@ -37,6 +38,53 @@
 #define NAME_LEN           160
 #define PERSISTENT         2             /* AMQP delivery mode: written to disk */
 #define BODY_MAX           (1024 * 1024) /* a bigger message is no souk event */
+
+/* librabbitmq, loaded only when SOUK_EVENTS is amqp:// (dl_int.h): the calls this file
+ * makes, each through rmq.<name> */
+/* clang-format off: one call a line */
+#define RMQ_CALLS(X)                                                                               \
+    X(amqp_basic_ack)                                                                              \
+    X(amqp_basic_consume)                                                                          \
+    X(amqp_basic_publish)                                                                          \
+    X(amqp_basic_qos)                                                                              \
+    X(amqp_basic_reject)                                                                           \
+    X(amqp_channel_close)                                                                          \
+    X(amqp_channel_open)                                                                           \
+    X(amqp_confirm_select)                                                                         \
+    X(amqp_connection_close)                                                                       \
+    X(amqp_consume_message)                                                                        \
+    X(amqp_default_connection_info)                                                                \
+    X(amqp_destroy_connection)                                                                     \
+    X(amqp_destroy_envelope)                                                                       \
+    X(amqp_error_string2)                                                                          \
+    X(amqp_exchange_declare)                                                                       \
+    X(amqp_get_rpc_reply)                                                                          \
+    X(amqp_login)                                                                                  \
+    X(amqp_maybe_release_buffers)                                                                  \
+    X(amqp_new_connection)                                                                         \
+    X(amqp_parse_url)                                                                              \
+    X(amqp_queue_bind)                                                                             \
+    X(amqp_queue_declare)                                                                          \
+    X(amqp_set_handshake_timeout)                                                                  \
+    X(amqp_set_rpc_timeout)                                                                        \
+    X(amqp_simple_wait_frame_noblock)                                                              \
+    X(amqp_socket_open_noblock)                                                                    \
+    X(amqp_tcp_socket_new)
+/* clang-format on */
+static struct {
+    RMQ_CALLS(SOUK__DL_SLOT)
+} rmq;
+#define RMQ_SYM(f) SOUK__DL_SYM(rmq, f)
+static const struct souk__dl_sym rmq_syms[] = {RMQ_CALLS(RMQ_SYM)};
+static const struct souk__dl_lib rmq_lib = {"librabbitmq.so.4", "librabbitmq4"};
+static bool rmq_loaded;
+
+/* The library's data and its one-line helper, here: a variable cannot go through the
+ * table, and amqp_cstring_bytes is a struct around strlen */
+static const amqp_table_t no_table = {0, NULL};
+static const amqp_bytes_t no_bytes = {0, NULL};
+
+static amqp_bytes_t cstr(const char *s) { return (amqp_bytes_t){strlen(s), (void *)s}; }
 
 static char url_buf[URL_MAX];
 static struct amqp_connection_info broker;
@@ -89,7 +137,7 @@ static const char *reply_text(amqp_rpc_reply_t r)
     case AMQP_RESPONSE_NONE:
         return "no reply";
     case AMQP_RESPONSE_LIBRARY_EXCEPTION:
-        return amqp_error_string2(r.library_error);
+        return rmq.amqp_error_string2(r.library_error);
     case AMQP_RESPONSE_SERVER_EXCEPTION:
         if (r.reply.id == AMQP_CONNECTION_CLOSE_METHOD || r.reply.id == AMQP_CHANNEL_CLOSE_METHOD)
             return "closed by the broker";
@@ -101,7 +149,7 @@ static const char *reply_text(amqp_rpc_reply_t r)
 /* The last RPC succeeded; else log what and why. */
 static bool rpc_ok(amqp_connection_state_t c, const char *role, const char *what)
 {
-    amqp_rpc_reply_t r = amqp_get_rpc_reply(c);
+    amqp_rpc_reply_t r = rmq.amqp_get_rpc_reply(c);
     if (r.reply_type == AMQP_RESPONSE_NORMAL)
         return true;
     if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION && r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
@@ -119,42 +167,41 @@ static bool rpc_ok(amqp_connection_state_t c, const char *role, const char *what
 /* Connect, log in, open the channel and declare the exchange. NULL on failure. */
 static amqp_connection_state_t open_link(const char *role, int failures)
 {
-    amqp_connection_state_t c = amqp_new_connection();
+    amqp_connection_state_t c = rmq.amqp_new_connection();
     if (c == NULL)
         return NULL;
     struct timeval cto = tv_of(CONNECT_TIMEOUT_MS), rto = tv_of(RPC_TIMEOUT_MS);
-    amqp_socket_t *s = amqp_tcp_socket_new(c);
+    amqp_socket_t *s = rmq.amqp_tcp_socket_new(c);
     int rc = s == NULL ? AMQP_STATUS_NO_MEMORY
-                       : amqp_socket_open_noblock(s, broker.host, broker.port, &cto);
+                       : rmq.amqp_socket_open_noblock(s, broker.host, broker.port, &cto);
     if (rc != AMQP_STATUS_OK) {
         if (failures % LOG_EVERY == 0)
             souk_warn("amqp: cannot reach the broker", "{s:s,s:s,s:i,s:s,s:i}", "role", role,
-                      "host", broker.host, "port", broker.port, "error", amqp_error_string2(rc),
+                      "host", broker.host, "port", broker.port, "error", rmq.amqp_error_string2(rc),
                       "failures", failures);
         goto fail;
     }
-    amqp_set_handshake_timeout(c, &cto);
-    amqp_set_rpc_timeout(c, &rto);
-    amqp_rpc_reply_t r = amqp_login(c, broker.vhost, 0, FRAME_MAX, HEARTBEAT_S,
-                                    AMQP_SASL_METHOD_PLAIN, broker.user, broker.password);
+    rmq.amqp_set_handshake_timeout(c, &cto);
+    rmq.amqp_set_rpc_timeout(c, &rto);
+    amqp_rpc_reply_t r = rmq.amqp_login(c, broker.vhost, 0, FRAME_MAX, HEARTBEAT_S,
+                                        AMQP_SASL_METHOD_PLAIN, broker.user, broker.password);
     if (r.reply_type != AMQP_RESPONSE_NORMAL) {
         if (failures % LOG_EVERY == 0)
             souk_warn("amqp: login failed", "{s:s,s:s,s:s}", "role", role, "vhost", broker.vhost,
                       "error", reply_text(r));
         goto fail;
     }
-    amqp_channel_open(c, CHANNEL);
+    rmq.amqp_channel_open(c, CHANNEL);
     if (!rpc_ok(c, role, "channel.open"))
         goto fail;
-    amqp_exchange_declare(c, CHANNEL, amqp_cstring_bytes(EXCHANGE), amqp_cstring_bytes("topic"), 0,
-                          1, 0, 0, amqp_empty_table);
+    rmq.amqp_exchange_declare(c, CHANNEL, cstr(EXCHANGE), cstr("topic"), 0, 1, 0, 0, no_table);
     if (!rpc_ok(c, role, "exchange.declare"))
         goto fail;
     souk_metric_inc(m_reconnects, role, "ok");
     return c;
 fail:
     souk_metric_inc(m_reconnects, role, "failed");
-    amqp_destroy_connection(c);
+    rmq.amqp_destroy_connection(c);
     return NULL;
 }
 
@@ -163,10 +210,10 @@ static void close_link(amqp_connection_state_t c, const char *role, bool polite)
 {
     set_connected(role, false);
     if (polite) {
-        amqp_channel_close(c, CHANNEL, AMQP_REPLY_SUCCESS);
-        amqp_connection_close(c, AMQP_REPLY_SUCCESS);
+        rmq.amqp_channel_close(c, CHANNEL, AMQP_REPLY_SUCCESS);
+        rmq.amqp_connection_close(c, AMQP_REPLY_SUCCESS);
     }
-    amqp_destroy_connection(c);
+    rmq.amqp_destroy_connection(c);
 }
 
 /* ---- the relay: outbox → exchange, with confirms ---- */
@@ -218,14 +265,14 @@ static int publish(amqp_connection_state_t c, const struct row *r)
     amqp_basic_properties_t p = {
         ._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
                   AMQP_BASIC_MESSAGE_ID_FLAG | AMQP_BASIC_TYPE_FLAG | AMQP_BASIC_APP_ID_FLAG,
-        .content_type = amqp_cstring_bytes(CONTENT_TYPE),
+        .content_type = cstr(CONTENT_TYPE),
         .delivery_mode = PERSISTENT,
-        .message_id = amqp_cstring_bytes(r->id),
-        .type = amqp_cstring_bytes(r->type),
-        .app_id = amqp_cstring_bytes(souk__ev_svc->name),
+        .message_id = cstr(r->id),
+        .type = cstr(r->type),
+        .app_id = cstr(souk__ev_svc->name),
     };
-    return amqp_basic_publish(c, CHANNEL, amqp_cstring_bytes(EXCHANGE), amqp_cstring_bytes(r->type),
-                              0, 0, &p, amqp_cstring_bytes(r->envelope));
+    return rmq.amqp_basic_publish(c, CHANNEL, cstr(EXCHANGE), cstr(r->type), 0, 0, &p,
+                                  cstr(r->envelope));
 }
 
 /* Wait for the broker's verdict on tags first..first+n-1. Returns how many rows
@@ -246,12 +293,12 @@ static size_t await_confirms(amqp_connection_state_t c, uint64_t first, size_t n
         }
         struct timeval tv = tv_of((int64_t)((deadline - now) / 1000000u));
         amqp_frame_t f;
-        int rc = amqp_simple_wait_frame_noblock(c, &f, &tv);
+        int rc = rmq.amqp_simple_wait_frame_noblock(c, &f, &tv);
         if (rc == AMQP_STATUS_TIMEOUT)
             continue;
         if (rc != AMQP_STATUS_OK) {
             souk_warn("amqp: link lost while waiting for confirms", "{s:s}", "error",
-                      amqp_error_string2(rc));
+                      rmq.amqp_error_string2(rc));
             *broken = true;
             break;
         }
@@ -308,7 +355,7 @@ static bool idle_check(amqp_connection_state_t c)
 {
     struct timeval zero = {0, 0};
     amqp_frame_t f;
-    int rc = amqp_simple_wait_frame_noblock(c, &f, &zero);
+    int rc = rmq.amqp_simple_wait_frame_noblock(c, &f, &zero);
     if (rc == AMQP_STATUS_TIMEOUT)
         return true;
     if (rc == AMQP_STATUS_OK && f.frame_type == AMQP_FRAME_METHOD &&
@@ -342,7 +389,7 @@ static bool relay_loop(amqp_connection_state_t c, struct souk_db *db)
         for (; sent < (size_t)n; sent++, next_tag++) {
             int rc = publish(c, &rows[sent]);
             if (rc != AMQP_STATUS_OK) {
-                souk_warn("amqp: publish failed", "{s:s}", "error", amqp_error_string2(rc));
+                souk_warn("amqp: publish failed", "{s:s}", "error", rmq.amqp_error_string2(rc));
                 break;
             }
             souk_metric_inc(m_sent, rows[sent].type);
@@ -365,7 +412,7 @@ static void *relay_main(void *arg)
     while (db != NULL && !souk__ev_stopping()) {
         amqp_connection_state_t c = open_link("relay", failures);
         if (c != NULL) {
-            amqp_confirm_select(c, CHANNEL);
+            rmq.amqp_confirm_select(c, CHANNEL);
             if (rpc_ok(c, "relay", "confirm.select")) {
                 if (failures > 0)
                     souk_info("amqp: relay connected", "{s:i}", "after_failures", failures);
@@ -392,37 +439,33 @@ static void *relay_main(void *arg)
 static bool declare_queues(amqp_connection_state_t c)
 {
     amqp_table_entry_t args[2] = {
-        {.key = amqp_cstring_bytes("x-dead-letter-exchange"),
-         .value = {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(DLX)}},
-        {.key = amqp_cstring_bytes("x-dead-letter-routing-key"),
-         .value = {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = amqp_cstring_bytes(queue_name)}},
+        {.key = cstr("x-dead-letter-exchange"),
+         .value = {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = cstr(DLX)}},
+        {.key = cstr("x-dead-letter-routing-key"),
+         .value = {.kind = AMQP_FIELD_KIND_UTF8, .value.bytes = cstr(queue_name)}},
     };
     amqp_table_t table = {.num_entries = 2, .entries = args};
-    amqp_basic_qos(c, CHANNEL, 0, PREFETCH, 0);
+    rmq.amqp_basic_qos(c, CHANNEL, 0, PREFETCH, 0);
     if (!rpc_ok(c, "consumer", "basic.qos"))
         return false;
-    amqp_exchange_declare(c, CHANNEL, amqp_cstring_bytes(DLX), amqp_cstring_bytes("direct"), 0, 1,
-                          0, 0, amqp_empty_table);
+    rmq.amqp_exchange_declare(c, CHANNEL, cstr(DLX), cstr("direct"), 0, 1, 0, 0, no_table);
     if (!rpc_ok(c, "consumer", "exchange.declare dlx"))
         return false;
-    amqp_queue_declare(c, CHANNEL, amqp_cstring_bytes(dlq_name), 0, 1, 0, 0, amqp_empty_table);
+    rmq.amqp_queue_declare(c, CHANNEL, cstr(dlq_name), 0, 1, 0, 0, no_table);
     if (!rpc_ok(c, "consumer", "queue.declare dlq"))
         return false;
-    amqp_queue_bind(c, CHANNEL, amqp_cstring_bytes(dlq_name), amqp_cstring_bytes(DLX),
-                    amqp_cstring_bytes(queue_name), amqp_empty_table);
+    rmq.amqp_queue_bind(c, CHANNEL, cstr(dlq_name), cstr(DLX), cstr(queue_name), no_table);
     if (!rpc_ok(c, "consumer", "queue.bind dlq"))
         return false;
-    amqp_queue_declare(c, CHANNEL, amqp_cstring_bytes(queue_name), 0, 1, 0, 0, table);
+    rmq.amqp_queue_declare(c, CHANNEL, cstr(queue_name), 0, 1, 0, 0, table);
     if (!rpc_ok(c, "consumer", "queue.declare"))
         return false;
     for (const struct souk_subscription *s = souk__ev_svc->subscriptions; s->type != NULL; s++) {
-        amqp_queue_bind(c, CHANNEL, amqp_cstring_bytes(queue_name), amqp_cstring_bytes(EXCHANGE),
-                        amqp_cstring_bytes(s->type), amqp_empty_table);
+        rmq.amqp_queue_bind(c, CHANNEL, cstr(queue_name), cstr(EXCHANGE), cstr(s->type), no_table);
         if (!rpc_ok(c, "consumer", "queue.bind"))
             return false;
     }
-    amqp_basic_consume(c, CHANNEL, amqp_cstring_bytes(queue_name), amqp_empty_bytes, 0, 0, 0,
-                       amqp_empty_table);
+    rmq.amqp_basic_consume(c, CHANNEL, cstr(queue_name), no_bytes, 0, 0, 0, no_table);
     return rpc_ok(c, "consumer", "basic.consume");
 }
 
@@ -453,23 +496,23 @@ static bool handle(amqp_connection_state_t c, struct souk_db *db, const amqp_env
     switch (o) {
     case SOUK__EV_DONE: /* committed (or a duplicate): only now may the broker forget it */
         *attempt = 0;
-        rc = amqp_basic_ack(c, CHANNEL, m->delivery_tag, 0);
+        rc = rmq.amqp_basic_ack(c, CHANNEL, m->delivery_tag, 0);
         break;
     case SOUK__EV_DEAD: /* the queue's dead-letter exchange moves it to souk.<service>.dlq */
         *attempt = 0;
-        rc = amqp_basic_reject(c, CHANNEL, m->delivery_tag, 0);
+        rc = rmq.amqp_basic_reject(c, CHANNEL, m->delivery_tag, 0);
         if (rc == AMQP_STATUS_OK)
             souk_metric_inc(m_dead, type);
         break;
     default: /* transient, or failed fewer than max attempts: again, later */
         if (!souk__ev_sleep(souk__ev_backoff(++*attempt)))
             return false;
-        rc = amqp_basic_reject(c, CHANNEL, m->delivery_tag, 1);
+        rc = rmq.amqp_basic_reject(c, CHANNEL, m->delivery_tag, 1);
         break;
     }
     if (rc != AMQP_STATUS_OK) {
         souk_warn("amqp: cannot settle a message; the broker will deliver it again", "{s:s}",
-                  "error", amqp_error_string2(rc));
+                  "error", rmq.amqp_error_string2(rc));
         return false;
     }
     return true;
@@ -481,8 +524,8 @@ static bool consume_loop(amqp_connection_state_t c, struct souk_db *db)
     while (!souk__ev_stopping()) {
         amqp_envelope_t m;
         struct timeval tv = tv_of(CONSUME_POLL_MS);
-        amqp_maybe_release_buffers(c);
-        amqp_rpc_reply_t r = amqp_consume_message(c, &m, &tv, 0);
+        rmq.amqp_maybe_release_buffers(c);
+        amqp_rpc_reply_t r = rmq.amqp_consume_message(c, &m, &tv, 0);
         if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
             r.library_error == AMQP_STATUS_TIMEOUT)
             continue;
@@ -492,7 +535,7 @@ static bool consume_loop(amqp_connection_state_t c, struct souk_db *db)
             return false;
         }
         bool fine = handle(c, db, &m, &attempt);
-        amqp_destroy_envelope(&m);
+        rmq.amqp_destroy_envelope(&m);
         if (!fine)
             return false;
     }
@@ -528,6 +571,15 @@ static void *consume_main(void *arg)
 
 /* ---- life cycle ---- */
 
+int souk__amqp_load(char *why, size_t whycap)
+{
+    if (rmq_loaded)
+        return 0;
+    int rc = souk__dl_load(&rmq_lib, rmq_syms, sizeof(rmq_syms) / sizeof(rmq_syms[0]), why, whycap);
+    rmq_loaded = rc == 0;
+    return rc;
+}
+
 int souk__amqp_start(void)
 {
     const struct souk_service *svc = souk__ev_svc;
@@ -537,8 +589,8 @@ int souk__amqp_start(void)
         return SOUK_EINVAL;
     }
     snprintf(url_buf, sizeof(url_buf), "%s", souk__ev.transport);
-    amqp_default_connection_info(&broker);
-    if (amqp_parse_url(url_buf, &broker) != AMQP_STATUS_OK || broker.ssl) {
+    rmq.amqp_default_connection_info(&broker);
+    if (rmq.amqp_parse_url(url_buf, &broker) != AMQP_STATUS_OK || broker.ssl) {
         /* never log the URL: it carries the password */
         souk_error("SOUK_EVENTS is not an amqp://user:pass@host:port/vhost URL", NULL);
         return SOUK_EINVAL;

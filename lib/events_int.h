@@ -48,6 +48,9 @@ enum souk__outcome {
  * the events configuration), give the feed route when the service publishes, and
  * start/stop the relay and consumers. */
 int souk__events_init(const struct souk_service *svc, struct souk_db *db);
+/* The configuration part of souk__events_init alone (SOUK_EVENTS… read and checked, the
+ * broker's library loaded): 0, or SOUK_EINVAL after a message on stderr. */
+int souk__events_configure(const struct souk_service *svc);
 /* The events configuration as svc would load it, for `<service> --help`. */
 void souk__events_print_config(FILE *out, const struct souk_service *svc);
 /* The variable naming a producer's feed: "orders" → "SOUK_ORDERS_URL". */
@@ -96,12 +99,15 @@ int souk__feed_start(void);
 void souk__feed_stop(void);
 void souk__ev_prune(struct souk_db *db);
 
-/* RabbitMQ. */
+/* RabbitMQ. souk__amqp_load opens librabbitmq (dl_int.h), once, before the start:
+ * 0, or SOUK_ENOTFOUND with why naming the library and what failed. */
+int souk__amqp_load(char *why, size_t whycap);
 int souk__amqp_start(void);
 void souk__amqp_stop(void);
 
 /* Kafka. The URL parser is separate for the unit tests: "kafka://h:p[,h:p…]" into
  * librdkafka's "h:p,h:p"; 0, or SOUK_EINVAL with why (which never quotes the URL). */
+int souk__kafka_load(char *why, size_t whycap); /* librdkafka, as souk__amqp_load */
 int souk__kafka_start(void);
 void souk__kafka_stop(void);
 int souk__kafka_parse_url(const char *url, char *out, size_t cap, char *why, size_t whycap);

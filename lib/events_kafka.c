@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dl_int.h"
 #include "events_int.h"
 #include "souk/log.h"
 #include "souk/metrics.h"
@@ -41,6 +42,67 @@
 #define STATS_MS      "1000"
 #define PROPS_MAX     64   /* lines of SOUK_EVENTS_KAFKA_CONFIG that set something */
 #define PROP_LINE_MAX 4096 /* a longer line is refused, not grown */
+
+/* librdkafka, loaded only when SOUK_EVENTS is kafka:// (dl_int.h): the calls this file
+ * makes, each through rdk.<name> */
+/* clang-format off: one call a line */
+#define RDK_CALLS(X)                                                                               \
+    X(rd_kafka_assign)                                                                             \
+    X(rd_kafka_assignment_lost)                                                                    \
+    X(rd_kafka_commit)                                                                             \
+    X(rd_kafka_conf_destroy)                                                                       \
+    X(rd_kafka_conf_new)                                                                           \
+    X(rd_kafka_conf_set)                                                                           \
+    X(rd_kafka_conf_set_dr_msg_cb)                                                                 \
+    X(rd_kafka_conf_set_error_cb)                                                                  \
+    X(rd_kafka_conf_set_log_cb)                                                                    \
+    X(rd_kafka_conf_set_offset_commit_cb)                                                          \
+    X(rd_kafka_conf_set_opaque)                                                                    \
+    X(rd_kafka_conf_set_rebalance_cb)                                                              \
+    X(rd_kafka_conf_set_stats_cb)                                                                  \
+    X(rd_kafka_consumer_close)                                                                     \
+    X(rd_kafka_consumer_poll)                                                                      \
+    X(rd_kafka_destroy)                                                                            \
+    X(rd_kafka_destroy_flags)                                                                      \
+    X(rd_kafka_err2name)                                                                           \
+    X(rd_kafka_error_destroy)                                                                      \
+    X(rd_kafka_error_string)                                                                       \
+    X(rd_kafka_fatal_error)                                                                        \
+    X(rd_kafka_flush)                                                                              \
+    X(rd_kafka_header_add)                                                                         \
+    X(rd_kafka_headers_copy)                                                                       \
+    X(rd_kafka_headers_destroy)                                                                    \
+    X(rd_kafka_headers_new)                                                                        \
+    X(rd_kafka_incremental_assign)                                                                 \
+    X(rd_kafka_incremental_unassign)                                                               \
+    X(rd_kafka_message_destroy)                                                                    \
+    X(rd_kafka_message_errstr)                                                                     \
+    X(rd_kafka_message_headers)                                                                    \
+    X(rd_kafka_new)                                                                                \
+    X(rd_kafka_offsets_store)                                                                      \
+    X(rd_kafka_pause_partitions)                                                                   \
+    X(rd_kafka_poll)                                                                               \
+    X(rd_kafka_poll_set_consumer)                                                                  \
+    X(rd_kafka_producev)                                                                           \
+    X(rd_kafka_purge)                                                                              \
+    X(rd_kafka_rebalance_protocol)                                                                 \
+    X(rd_kafka_resume_partitions)                                                                  \
+    X(rd_kafka_seek_partitions)                                                                    \
+    X(rd_kafka_subscribe)                                                                          \
+    X(rd_kafka_topic_name)                                                                         \
+    X(rd_kafka_topic_partition_list_add)                                                           \
+    X(rd_kafka_topic_partition_list_destroy)                                                       \
+    X(rd_kafka_topic_partition_list_find)                                                          \
+    X(rd_kafka_topic_partition_list_new)                                                           \
+    X(rd_kafka_version_str)
+/* clang-format on */
+static struct {
+    RDK_CALLS(SOUK__DL_SLOT)
+} rdk;
+#define RDK_SYM(f) SOUK__DL_SYM(rdk, f)
+static const struct souk__dl_sym rdk_syms[] = {RDK_CALLS(RDK_SYM)};
+static const struct souk__dl_lib rdk_lib = {"librdkafka.so.1", "librdkafka1"};
+static bool rdk_loaded;
 
 static char bootstrap[BOOTSTRAP_MAX];
 static char topic_name[NAME_LEN], group_name[NAME_LEN], dlq_name[NAME_LEN];
@@ -243,15 +305,15 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     char name[64];
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
         char text[256];
-        err = rd_kafka_fatal_error(rk, text, sizeof(text));
+        err = rdk.rd_kafka_fatal_error(rk, text, sizeof(text));
         c->fatal = true;
         souk_error("kafka: fatal client error; a fresh client takes over", "{s:s,s:s,s:s}", "role",
-                   c->role, "error", rd_kafka_err2name(err), "reason", text);
+                   c->role, "error", rdk.rd_kafka_err2name(err), "reason", text);
     } else if (c->errors++ % LOG_EVERY == 0) {
         souk_warn("kafka: client error (librdkafka retries)", "{s:s,s:s,s:s,s:i}", "role", c->role,
-                  "error", rd_kafka_err2name(err), "reason", reason, "count", (int)c->errors);
+                  "error", rdk.rd_kafka_err2name(err), "reason", reason, "count", (int)c->errors);
     }
-    snprintf(name, sizeof(name), "%s", rd_kafka_err2name(err));
+    snprintf(name, sizeof(name), "%s", rdk.rd_kafka_err2name(err));
     souk_metric_inc(m_errors, c->role, name);
 }
 
@@ -317,7 +379,7 @@ static bool stats_role(const char *role)
 static bool set(rd_kafka_conf_t *conf, const char *k, const char *v)
 {
     char err[256];
-    if (rd_kafka_conf_set(conf, k, v, err, sizeof(err)) == RD_KAFKA_CONF_OK)
+    if (rdk.rd_kafka_conf_set(conf, k, v, err, sizeof(err)) == RD_KAFKA_CONF_OK)
         return true;
     souk_error("kafka: cannot set a client property", "{s:s,s:s}", "property", k, "error", err);
     return false;
@@ -328,7 +390,7 @@ static bool set(rd_kafka_conf_t *conf, const char *k, const char *v)
 static rd_kafka_conf_t *make_conf(struct kclient *c, rd_kafka_type_t type, char *why, size_t whycap)
 {
     char id[NAME_LEN + 16];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_t *conf = rdk.rd_kafka_conf_new();
     snprintf(id, sizeof(id), "souk-%s-%s", souk__ev_svc->name, c->role);
     bool ok = set(conf, "client.id", id) && set(conf, "reconnect.backoff.ms", "100") &&
               set(conf, "reconnect.backoff.max.ms", "2000") &&
@@ -346,7 +408,8 @@ static rd_kafka_conf_t *make_conf(struct kclient *c, rd_kafka_type_t type, char 
              set(conf, "heartbeat.interval.ms", "1000");
     for (size_t i = 0; ok && i < nprops; i++) {
         char err[512];
-        rd_kafka_conf_res_t r = rd_kafka_conf_set(conf, prop_key[i], prop_val[i], err, sizeof(err));
+        rd_kafka_conf_res_t r =
+            rdk.rd_kafka_conf_set(conf, prop_key[i], prop_val[i], err, sizeof(err));
         if (r == RD_KAFKA_CONF_UNKNOWN) {
             snprintf(why, whycap, "SOUK_EVENTS_KAFKA_CONFIG: unknown property %s", prop_key[i]);
             ok = false;
@@ -365,13 +428,13 @@ static rd_kafka_conf_t *make_conf(struct kclient *c, rd_kafka_type_t type, char 
     if (!ok) {
         if (why[0] == '\0')
             snprintf(why, whycap, "a client property was refused");
-        rd_kafka_conf_destroy(conf);
+        rdk.rd_kafka_conf_destroy(conf);
         return NULL;
     }
-    rd_kafka_conf_set_opaque(conf, c);
-    rd_kafka_conf_set_error_cb(conf, on_error);
-    rd_kafka_conf_set_log_cb(conf, on_log);
-    rd_kafka_conf_set_stats_cb(conf, on_stats);
+    rdk.rd_kafka_conf_set_opaque(conf, c);
+    rdk.rd_kafka_conf_set_error_cb(conf, on_error);
+    rdk.rd_kafka_conf_set_log_cb(conf, on_log);
+    rdk.rd_kafka_conf_set_stats_cb(conf, on_stats);
     return conf;
 }
 
@@ -380,9 +443,9 @@ static rd_kafka_t *open_client(struct kclient *c, rd_kafka_type_t type, rd_kafka
 {
     char err[512];
     c->fatal = false;
-    c->rk = rd_kafka_new(type, conf, err, sizeof(err));
+    c->rk = rdk.rd_kafka_new(type, conf, err, sizeof(err));
     if (c->rk == NULL) {
-        rd_kafka_conf_destroy(conf);
+        rdk.rd_kafka_conf_destroy(conf);
         souk_error("kafka: cannot create a client", "{s:s,s:s}", "role", c->role, "error", err);
     }
     return c->rk;
@@ -428,7 +491,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         souk_metric_inc(m_failed, p->type);
         if (r->failures_logged++ % LOG_EVERY == 0)
             souk_warn("kafka: delivery failed; the event is sent again", "{s:s,s:I,s:s}", "type",
-                      p->type, "seq", (json_int_t)p->seq, "error", rd_kafka_err2name(m->err));
+                      p->type, "seq", (json_int_t)p->seq, "error", rdk.rd_kafka_err2name(m->err));
     }
     r->resend = true;
     free(p);
@@ -488,7 +551,7 @@ static size_t produce_rows(rd_kafka_t *rk, struct souk_db *db, struct relay *r)
         const char *subject = souk_stmt_text(st, 2);
         const char *env = souk_stmt_text(st, 3);
         size_t key_len = subject != NULL ? strlen(subject) : 0; /* no subject: no key */
-        rd_kafka_resp_err_t err = rd_kafka_producev(
+        rd_kafka_resp_err_t err = rdk.rd_kafka_producev(
             rk, RD_KAFKA_V_TOPIC(topic_name), RD_KAFKA_V_KEY(subject, key_len),
             RD_KAFKA_V_VALUE((void *)env, strlen(env)), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
             RD_KAFKA_V_HEADER("content-type", CONTENT_TYPE, -1), RD_KAFKA_V_OPAQUE(p),
@@ -497,7 +560,7 @@ static size_t produce_rows(rd_kafka_t *rk, struct souk_db *db, struct relay *r)
             /* a full queue or a fatal error: this row waits for the next turn */
             if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
                 souk_warn("kafka: cannot hand an event to the producer", "{s:s}", "error",
-                          rd_kafka_err2name(err));
+                          rdk.rd_kafka_err2name(err));
             free(p);
             break;
         }
@@ -519,7 +582,7 @@ static bool relay_loop(struct kclient *c, struct souk_db *db, struct relay *r)
         size_t n = produce_rows(c->rk, db, r);
         /* reports come within a round trip; while none come (brokers away), look for
          * new rows no more often than when idle */
-        rd_kafka_poll(c->rk, r->outstanding == 0 ? 0 : n > 0 ? DR_POLL_MS : IDLE_MS);
+        rdk.rd_kafka_poll(c->rk, r->outstanding == 0 ? 0 : n > 0 ? DR_POLL_MS : IDLE_MS);
         mark_done(db, r);
         if (r->resend && r->outstanding == 0) {
             /* everything reported: go again from the first row still unsent, in order */
@@ -533,7 +596,7 @@ static bool relay_loop(struct kclient *c, struct souk_db *db, struct relay *r)
             resends = 0;
         if (n == 0 && r->outstanding == 0) {
             souk__ev_wait_nudge(IDLE_MS);
-            rd_kafka_poll(c->rk, 0); /* statistics and errors while idle */
+            rdk.rd_kafka_poll(c->rk, 0); /* statistics and errors while idle */
         }
     }
     return !c->fatal;
@@ -542,14 +605,14 @@ static bool relay_loop(struct kclient *c, struct souk_db *db, struct relay *r)
 static void relay_close(struct kclient *c, struct souk_db *db, struct relay *r)
 {
     if (!c->fatal) {
-        rd_kafka_flush(c->rk, STOP_FLUSH_MS);
+        rdk.rd_kafka_flush(c->rk, STOP_FLUSH_MS);
         mark_done(db, r);
     }
     /* what is left stays unsent in the outbox and goes out after the restart */
-    rd_kafka_purge(c->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-    rd_kafka_poll(c->rk, 0); /* the purged reports free their rows' bookkeeping */
+    rdk.rd_kafka_purge(c->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rdk.rd_kafka_poll(c->rk, 0); /* the purged reports free their rows' bookkeeping */
     mark_done(db, r);
-    rd_kafka_destroy(c->rk);
+    rdk.rd_kafka_destroy(c->rk);
     c->rk = NULL;
     r->outstanding = 0;
     r->next_after = 0;
@@ -568,7 +631,7 @@ static void *relay_main(void *arg)
         char why[256] = "";
         rd_kafka_conf_t *conf = make_conf(&c, RD_KAFKA_PRODUCER, why, sizeof(why));
         if (conf != NULL) {
-            rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+            rdk.rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
             if (open_client(&c, RD_KAFKA_PRODUCER, conf) != NULL) {
                 failures = 0;
                 bool fine = relay_loop(&c, db, &r);
@@ -616,8 +679,8 @@ static void drop_held(struct consumer *k, struct held *h) { *h = k->held[--k->nh
 static rd_kafka_topic_partition_list_t *one_partition(const char *topic, int32_t partition,
                                                       int64_t offset)
 {
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = offset;
+    rd_kafka_topic_partition_list_t *l = rdk.rd_kafka_topic_partition_list_new(1);
+    rdk.rd_kafka_topic_partition_list_add(l, topic, partition)->offset = offset;
     return l;
 }
 
@@ -630,8 +693,8 @@ static void resume_due(struct consumer *k)
         if (h->until_ns == 0 || h->until_ns > now)
             continue;
         rd_kafka_topic_partition_list_t *l = one_partition(h->topic, h->partition, h->offset);
-        rd_kafka_resume_partitions(k->c.rk, l);
-        rd_kafka_topic_partition_list_destroy(l);
+        rdk.rd_kafka_resume_partitions(k->c.rk, l);
+        rdk.rd_kafka_topic_partition_list_destroy(l);
         h->until_ns = 0;
     }
 }
@@ -660,16 +723,17 @@ static bool hold(struct consumer *k, const rd_kafka_message_t *m, const char *to
     }
     h->until_ns = souk_now_ns() + (uint64_t)souk__ev_backoff(++h->attempt) * 1000000u;
     rd_kafka_topic_partition_list_t *l = one_partition(topic, m->partition, m->offset);
-    rd_kafka_pause_partitions(k->c.rk, l);
-    rd_kafka_error_t *err = rd_kafka_seek_partitions(k->c.rk, l, SEEK_MS);
+    rdk.rd_kafka_pause_partitions(k->c.rk, l);
+    rd_kafka_error_t *err = rdk.rd_kafka_seek_partitions(k->c.rk, l, SEEK_MS);
     bool ok = err == NULL && l->elems[0].err == RD_KAFKA_RESP_ERR_NO_ERROR;
     if (!ok)
         souk_warn("kafka: cannot hold a partition back", "{s:s,s:i,s:s}", "topic", topic,
                   "partition", (int)m->partition, "error",
-                  err != NULL ? rd_kafka_error_string(err) : rd_kafka_err2name(l->elems[0].err));
+                  err != NULL ? rdk.rd_kafka_error_string(err)
+                              : rdk.rd_kafka_err2name(l->elems[0].err));
     if (err != NULL)
-        rd_kafka_error_destroy(err);
-    rd_kafka_topic_partition_list_destroy(l);
+        rdk.rd_kafka_error_destroy(err);
+    rdk.rd_kafka_topic_partition_list_destroy(l);
     souk_metric_inc(m_retried, topic);
     return ok;
 }
@@ -682,9 +746,9 @@ static void commit(struct consumer *k, const rd_kafka_message_t *m, const char *
     if (h != NULL)
         drop_held(k, h);
     rd_kafka_topic_partition_list_t *l = one_partition(topic, m->partition, m->offset + 1);
-    rd_kafka_offsets_store(k->c.rk, l);
-    rd_kafka_commit(k->c.rk, l, 1);
-    rd_kafka_topic_partition_list_destroy(l);
+    rdk.rd_kafka_offsets_store(k->c.rk, l);
+    rdk.rd_kafka_commit(k->c.rk, l, 1);
+    rdk.rd_kafka_topic_partition_list_destroy(l);
 }
 
 static void on_dlq_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -705,48 +769,49 @@ static bool dead_letter(struct consumer *k, const rd_kafka_message_t *m, const c
         rd_kafka_conf_t *conf = make_conf(&k->dlq, RD_KAFKA_PRODUCER, why, sizeof(why));
         if (conf == NULL)
             return false;
-        rd_kafka_conf_set_dr_msg_cb(conf, on_dlq_delivery);
+        rdk.rd_kafka_conf_set_dr_msg_cb(conf, on_dlq_delivery);
         if (open_client(&k->dlq, RD_KAFKA_PRODUCER, conf) == NULL)
             return false;
     }
     rd_kafka_headers_t *src = NULL, *hdrs;
-    if (rd_kafka_message_headers(m, &src) == RD_KAFKA_RESP_ERR_NO_ERROR)
-        hdrs = rd_kafka_headers_copy(src);
+    if (rdk.rd_kafka_message_headers(m, &src) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        hdrs = rdk.rd_kafka_headers_copy(src);
     else
-        hdrs = rd_kafka_headers_new(5);
-    rd_kafka_header_add(hdrs, "souk.dlq.topic", -1, topic, -1);
+        hdrs = rdk.rd_kafka_headers_new(5);
+    rdk.rd_kafka_header_add(hdrs, "souk.dlq.topic", -1, topic, -1);
     snprintf(num, sizeof(num), "%d", (int)m->partition);
-    rd_kafka_header_add(hdrs, "souk.dlq.partition", -1, num, -1);
+    rdk.rd_kafka_header_add(hdrs, "souk.dlq.partition", -1, num, -1);
     snprintf(num, sizeof(num), "%lld", (long long)m->offset);
-    rd_kafka_header_add(hdrs, "souk.dlq.offset", -1, num, -1);
-    rd_kafka_header_add(hdrs, "souk.dlq.group", -1, group_name, -1);
-    rd_kafka_header_add(hdrs, "souk.dlq.reason", -1, reason, -1);
+    rdk.rd_kafka_header_add(hdrs, "souk.dlq.offset", -1, num, -1);
+    rdk.rd_kafka_header_add(hdrs, "souk.dlq.group", -1, group_name, -1);
+    rdk.rd_kafka_header_add(hdrs, "souk.dlq.reason", -1, reason, -1);
     bool oversized = m->len > BODY_MAX;
     int result = 0;
-    rd_kafka_resp_err_t err =
-        rd_kafka_producev(k->dlq.rk, RD_KAFKA_V_TOPIC(dlq_name), RD_KAFKA_V_KEY(m->key, m->key_len),
-                          RD_KAFKA_V_VALUE(oversized ? NULL : m->payload, oversized ? 0 : m->len),
-                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
-                          RD_KAFKA_V_OPAQUE(&result), RD_KAFKA_V_END);
+    rd_kafka_resp_err_t err = rdk.rd_kafka_producev(
+        k->dlq.rk, RD_KAFKA_V_TOPIC(dlq_name), RD_KAFKA_V_KEY(m->key, m->key_len),
+        RD_KAFKA_V_VALUE(oversized ? NULL : m->payload, oversized ? 0 : m->len),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+        RD_KAFKA_V_OPAQUE(&result), RD_KAFKA_V_END);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        rd_kafka_headers_destroy(hdrs); /* ours again when producev fails */
-        souk_warn("kafka: cannot write a dead letter", "{s:s}", "error", rd_kafka_err2name(err));
+        rdk.rd_kafka_headers_destroy(hdrs); /* ours again when producev fails */
+        souk_warn("kafka: cannot write a dead letter", "{s:s}", "error",
+                  rdk.rd_kafka_err2name(err));
         return false;
     }
     uint64_t deadline = souk_now_ns() + (uint64_t)DLQ_WAIT_MS * 1000000u;
     while (result == 0 && souk_now_ns() < deadline && !souk__ev_stopping())
-        rd_kafka_poll(k->dlq.rk, 100);
+        rdk.rd_kafka_poll(k->dlq.rk, 100);
     if (result == 0) {
         /* the report must not land on a stack frame that is gone */
-        rd_kafka_purge(k->dlq.rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-        rd_kafka_poll(k->dlq.rk, 0);
-        rd_kafka_flush(k->dlq.rk, 1000);
+        rdk.rd_kafka_purge(k->dlq.rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rdk.rd_kafka_poll(k->dlq.rk, 0);
+        rdk.rd_kafka_flush(k->dlq.rk, 1000);
     }
     if (result != 1 || k->dlq.fatal) {
         souk_warn("kafka: a dead letter was not delivered; the record is read again", "{s:s,s:i}",
                   "topic", topic, "partition", (int)m->partition);
         if (k->dlq.fatal || result == 0) {
-            rd_kafka_destroy(k->dlq.rk);
+            rdk.rd_kafka_destroy(k->dlq.rk);
             k->dlq.rk = NULL;
         }
         return false;
@@ -759,7 +824,7 @@ static bool dead_letter(struct consumer *k, const rd_kafka_message_t *m, const c
  * Returns false when the client must be remade. */
 static bool handle(struct consumer *k, struct souk_db *db, const rd_kafka_message_t *m)
 {
-    const char *topic = rd_kafka_topic_name(m->rkt);
+    const char *topic = rdk.rd_kafka_topic_name(m->rkt);
     const char *producer = topic + strlen(TOPIC_PREFIX);
     struct held *h = find_held(k, topic, m->partition);
     if (h != NULL && h->until_ns != 0)
@@ -771,11 +836,11 @@ static bool handle(struct consumer *k, struct souk_db *db, const rd_kafka_messag
                   "topic", topic, "partition", (int)m->partition, "at", (json_int_t)m->offset,
                   "held", (json_int_t)h->offset);
         rd_kafka_topic_partition_list_t *l = one_partition(topic, m->partition, h->offset);
-        rd_kafka_error_t *err = rd_kafka_seek_partitions(k->c.rk, l, SEEK_MS);
+        rd_kafka_error_t *err = rdk.rd_kafka_seek_partitions(k->c.rk, l, SEEK_MS);
         bool ok = err == NULL && l->elems[0].err == RD_KAFKA_RESP_ERR_NO_ERROR;
         if (err != NULL)
-            rd_kafka_error_destroy(err);
-        rd_kafka_topic_partition_list_destroy(l);
+            rdk.rd_kafka_error_destroy(err);
+        rdk.rd_kafka_topic_partition_list_destroy(l);
         return ok;
     }
     enum souk__outcome o = SOUK__EV_DEAD;
@@ -812,8 +877,8 @@ static void destroy_error(rd_kafka_error_t *e)
 {
     if (e != NULL) {
         souk_warn("kafka: incremental rebalance step failed", "{s:s}", "error",
-                  rd_kafka_error_string(e));
-        rd_kafka_error_destroy(e);
+                  rdk.rd_kafka_error_string(e));
+        rdk.rd_kafka_error_destroy(e);
     }
 }
 
@@ -821,14 +886,14 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     struct consumer *k = opaque;
-    bool cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    bool cooperative = strcmp(rdk.rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         souk_metric_add(m_rebalances, parts->cnt, "assigned");
         souk_info("kafka: partitions assigned", "{s:i}", "partitions", parts->cnt);
         if (cooperative)
-            destroy_error(rd_kafka_incremental_assign(rk, parts));
+            destroy_error(rdk.rd_kafka_incremental_assign(rk, parts));
         else
-            rd_kafka_assign(rk, parts);
+            rdk.rd_kafka_assign(rk, parts);
         return;
     }
     /* Revoked (or lost). This runs inside consumer_poll, on the one thread that also
@@ -837,21 +902,21 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
      * still ours; a record held back for a retry has no stored offset and is read
      * again by whoever gets the partition (its inbox row, if any, drops the copy). */
     souk_metric_add(m_rebalances, parts->cnt, "revoked");
-    if (!rd_kafka_assignment_lost(rk))
-        rd_kafka_commit(rk, NULL, 0);
+    if (!rdk.rd_kafka_assignment_lost(rk))
+        rdk.rd_kafka_commit(rk, NULL, 0);
     for (int i = 0; i < parts->cnt; i++) {
         struct held *h = find_held(k, parts->elems[i].topic, parts->elems[i].partition);
         if (h != NULL) {
             rd_kafka_topic_partition_list_t *l = one_partition(h->topic, h->partition, h->offset);
-            rd_kafka_resume_partitions(rk, l); /* no pause outlives the assignment */
-            rd_kafka_topic_partition_list_destroy(l);
+            rdk.rd_kafka_resume_partitions(rk, l); /* no pause outlives the assignment */
+            rdk.rd_kafka_topic_partition_list_destroy(l);
             drop_held(k, h);
         }
     }
     if (cooperative)
-        destroy_error(rd_kafka_incremental_unassign(rk, parts));
+        destroy_error(rdk.rd_kafka_incremental_unassign(rk, parts));
     else
-        rd_kafka_assign(rk, NULL);
+        rdk.rd_kafka_assign(rk, NULL);
 }
 
 static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -863,14 +928,14 @@ static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     /* a lost commit costs a redelivery the inbox drops, nothing more */
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET &&
         k->c.errors++ % LOG_EVERY == 0)
-        souk_warn("kafka: offset commit failed", "{s:s}", "error", rd_kafka_err2name(err));
+        souk_warn("kafka: offset commit failed", "{s:s}", "error", rdk.rd_kafka_err2name(err));
 }
 
 static bool consume_loop(struct consumer *k, struct souk_db *db)
 {
     while (!souk__ev_stopping() && !k->c.fatal) {
         resume_due(k);
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(k->c.rk, CONSUME_MS);
+        rd_kafka_message_t *m = rdk.rd_kafka_consumer_poll(k->c.rk, CONSUME_MS);
         if (m == NULL)
             continue;
         bool fine = true;
@@ -878,8 +943,8 @@ static bool consume_loop(struct consumer *k, struct souk_db *db)
             fine = handle(k, db, m);
         else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF && k->c.errors++ % LOG_EVERY == 0)
             souk_warn("kafka: consumer error (librdkafka retries)", "{s:s,s:s}", "error",
-                      rd_kafka_err2name(m->err), "text", rd_kafka_message_errstr(m));
-        rd_kafka_message_destroy(m);
+                      rdk.rd_kafka_err2name(m->err), "text", rdk.rd_kafka_message_errstr(m));
+        rdk.rd_kafka_message_destroy(m);
         if (!fine)
             return false;
     }
@@ -901,14 +966,15 @@ static void *consume_main(void *arg)
         rd_kafka_conf_t *conf = make_conf(&k->c, RD_KAFKA_CONSUMER, why, sizeof(why));
         if (conf != NULL) {
             /* the callbacks' opaque is &k->c, which is k: the rebalance one reads it whole */
-            rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
-            rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
+            rdk.rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+            rdk.rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
             if (open_client(&k->c, RD_KAFKA_CONSUMER, conf) != NULL) {
-                rd_kafka_poll_set_consumer(k->c.rk);
-                rd_kafka_resp_err_t err = rd_kafka_subscribe(k->c.rk, topics);
+                rdk.rd_kafka_poll_set_consumer(k->c.rk);
+                rd_kafka_resp_err_t err = rdk.rd_kafka_subscribe(k->c.rk, topics);
                 bool fine = false;
                 if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-                    souk_error("kafka: cannot subscribe", "{s:s}", "error", rd_kafka_err2name(err));
+                    souk_error("kafka: cannot subscribe", "{s:s}", "error",
+                               rdk.rd_kafka_err2name(err));
                 } else {
                     souk_info("kafka: consuming", "{s:s,s:i}", "group", group_name, "topics",
                               topics->cnt);
@@ -916,8 +982,8 @@ static void *consume_main(void *arg)
                     fine = consume_loop(k, db);
                 }
                 /* leaves the group: the revoke above commits what is finished */
-                rd_kafka_consumer_close(k->c.rk);
-                rd_kafka_destroy(k->c.rk);
+                rdk.rd_kafka_consumer_close(k->c.rk);
+                rdk.rd_kafka_destroy(k->c.rk);
                 k->c.rk = NULL;
                 k->nheld = 0;
                 souk_metric_set(m_brokers, 0, k->c.role);
@@ -929,15 +995,24 @@ static void *consume_main(void *arg)
             break;
     }
     if (k->dlq.rk != NULL) {
-        rd_kafka_flush(k->dlq.rk, STOP_FLUSH_MS);
-        rd_kafka_destroy(k->dlq.rk);
+        rdk.rd_kafka_flush(k->dlq.rk, STOP_FLUSH_MS);
+        rdk.rd_kafka_destroy(k->dlq.rk);
         k->dlq.rk = NULL;
     }
-    rd_kafka_topic_partition_list_destroy(topics);
+    rdk.rd_kafka_topic_partition_list_destroy(topics);
     return NULL;
 }
 
 /* ---- life cycle ---- */
+
+int souk__kafka_load(char *why, size_t whycap)
+{
+    if (rdk_loaded)
+        return 0;
+    int rc = souk__dl_load(&rdk_lib, rdk_syms, sizeof(rdk_syms) / sizeof(rdk_syms[0]), why, whycap);
+    rdk_loaded = rc == 0;
+    return rc;
+}
 
 int souk__kafka_start(void)
 {
@@ -968,14 +1043,14 @@ int souk__kafka_start(void)
     if (conf == NULL)
         goto bad_props;
     char err[256];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    rd_kafka_t *rk = rdk.rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
     if (rk == NULL) {
-        rd_kafka_conf_destroy(conf);
+        rdk.rd_kafka_conf_destroy(conf);
         snprintf(why, sizeof(why), "librdkafka refused the configuration: %s", err);
         goto bad_props;
     }
-    rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-    topics = rd_kafka_topic_partition_list_new(4);
+    rdk.rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    topics = rdk.rd_kafka_topic_partition_list_new(4);
     for (const struct souk_subscription *s = svc->subscriptions; s != NULL && s->type != NULL;
          s++) {
         char t[NAME_LEN];
@@ -985,8 +1060,8 @@ int souk__kafka_start(void)
             goto fail;
         }
         snprintf(t, sizeof(t), TOPIC_PREFIX "%s", s->producer);
-        if (rd_kafka_topic_partition_list_find(topics, t, RD_KAFKA_PARTITION_UA) == NULL)
-            rd_kafka_topic_partition_list_add(topics, t, RD_KAFKA_PARTITION_UA);
+        if (rdk.rd_kafka_topic_partition_list_find(topics, t, RD_KAFKA_PARTITION_UA) == NULL)
+            rdk.rd_kafka_topic_partition_list_add(topics, t, RD_KAFKA_PARTITION_UA);
     }
     if (svc->publishes && souk__ev_spawn(relay_main, NULL) != 0)
         goto fail;
@@ -996,17 +1071,17 @@ int souk__kafka_start(void)
         topics = NULL; /* the consumer thread owns it */
     }
     if (topics != NULL)
-        rd_kafka_topic_partition_list_destroy(topics);
+        rdk.rd_kafka_topic_partition_list_destroy(topics);
 done:
     souk_info("kafka: events transport", "{s:s,s:s,s:b,s:b,s:s}", "brokers", bootstrap, "topic",
               topic_name, "publishes", svc->publishes, "consumes", consumes, "librdkafka",
-              rd_kafka_version_str());
+              rdk.rd_kafka_version_str());
     return 0;
 bad_props:
     souk_error("SOUK_EVENTS_KAFKA_CONFIG is not usable", "{s:s}", "why", why);
 fail:
     if (topics != NULL)
-        rd_kafka_topic_partition_list_destroy(topics);
+        rdk.rd_kafka_topic_partition_list_destroy(topics);
     free_props();
     return SOUK_EINVAL;
 }

@@ -580,7 +580,8 @@ int souk_main(int argc, char **argv, const struct souk_service *svc)
     }
     signal(SIGPIPE, SIG_IGN);
     umask(077); /* databases, keys and logs we create are ours alone */
-    if (load_config(svc) != 0 || souk__otlp_init(svc->name, cfg_listen) != 0)
+    if (load_config(svc) != 0 || souk__otlp_init(svc->name, cfg_listen) != 0 ||
+        souk__events_configure(svc) != 0)
         return 2;
     if (open_database(svc) != 0) {
         souk_error("database not ready", NULL);

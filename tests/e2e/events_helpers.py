@@ -204,3 +204,14 @@ def metric(svc, name, **labels):
     pat = re.compile("^" + re.escape(name) + (r"\{" + re.escape(want) + r"\}" if want else "") + r" (\S+)$", re.M)
     m = pat.search(text)
     return float(m.group(1)) if m else 0.0
+
+
+def mapped_libraries(svc):
+    """The shared libraries a running service has mapped (file names, versions and all)."""
+    with open(f"/proc/{svc.proc.pid}/maps") as f:
+        return {os.path.basename(l.split()[-1]) for l in f if ".so" in l.split()[-1]}
+
+
+def loads(svc, prefix):
+    """Whether the running service has a library whose file name starts with prefix."""
+    return any(l.startswith(prefix) for l in mapped_libraries(svc))

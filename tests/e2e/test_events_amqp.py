@@ -15,8 +15,8 @@ import requests
 
 from brokers import RabbitNode
 from conftest import Service, free_port
-from events_helpers import (PASSWORD, SmtpSink, db_rows, envelope, mailed, metric, register,
-                            wait_for)
+from events_helpers import (PASSWORD, SmtpSink, db_rows, envelope, loads, mailed, metric,
+                            register, wait_for)
 
 EXCHANGE = "souk.events"
 QUEUE = "souk.notify"
@@ -250,3 +250,16 @@ def test_bad_amqp_url_refuses_to_start(tmp_path):
         assert "s3cret-pw" not in log   # the password never reaches a log
     finally:
         svc.kill()
+
+
+def test_only_the_chosen_broker_library_is_loaded(env, tmp_path):
+    """librabbitmq is loaded (dlopen) in amqp mode only, librdkafka not at all; a service
+    on the feed maps neither (bench/profile-notes.md, memory)."""
+    assert loads(env.users, "librabbitmq.so.4")
+    assert not loads(env.users, "librdkafka.so")
+    feed = Service("users", tmp_path / "feed", {"SOUK_EVENTS": "feed", "SOUK_ACCESS_LOG": "false"})
+    try:
+        feed.start()
+        assert not loads(feed, "librabbitmq.so") and not loads(feed, "librdkafka.so")
+    finally:
+        feed.kill()

@@ -16,8 +16,8 @@ import requests
 
 from brokers import KafkaMock
 from conftest import BIN, Service, free_port
-from events_helpers import (PASSWORD, SmtpSink, db_rows, envelope, mailed, metric, register,
-                            validate_event, wait_for)
+from events_helpers import (PASSWORD, SmtpSink, db_rows, envelope, loads, mailed, metric,
+                            register, validate_event, wait_for)
 
 TOPIC = "souk.users"
 DLQ = "souk.notify.dlq"
@@ -141,6 +141,12 @@ def test_registration_delivers_welcome_mail_and_in_app_notification(env):
     wait_for(lambda: metric(env.notify, "souk_events_kafka_brokers_up", role="consumer") >= 1,
              what="the consumer connected")
     wait_for(lag_is_zero(env.notify), what="the group's offset at the end of souk.users")
+
+
+def test_only_the_kafka_client_library_is_loaded(env):
+    """librdkafka is loaded (dlopen) in kafka mode; librabbitmq is not."""
+    assert loads(env.users, "librdkafka.so.1")
+    assert not loads(env.users, "librabbitmq.so")
 
 
 def test_a_stock_client_reads_cloudevents_keyed_by_subject(env):
@@ -370,7 +376,10 @@ def test_bad_kafka_url_refuses_to_start(tmp_path, url, why):
     svc = Service("users", tmp_path, {"SOUK_EVENTS": url, "SOUK_ACCESS_LOG": "false"})
     try:
         svc.start(wait=False)
-        assert svc.proc.wait(timeout=15) != 0
+        rc = svc.proc.wait(timeout=15)
+        assert rc != 0
+        if url.startswith("kafak://"):
+            assert rc == 2, "a configuration error, said before the database is opened"
         log = svc.log_tail(50)
         assert why in log, log
         assert "SOUK_EVENTS" in log
