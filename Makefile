@@ -32,7 +32,7 @@ CFLAGS += -std=gnu11 -Wall -Wextra -Werror -pthread -MMD -MP $(shell pkg-config 
 # the back-ends' client libraries, loaded with dlopen only in the mode that uses them
 # (lib/dl_int.h): their headers are compiled against, the programs never link them, so
 # a process in another mode maps neither them nor their OpenSSL (bench/profile-notes.md)
-DL_PKGS := librabbitmq rdkafka
+DL_PKGS := librabbitmq rdkafka libpq
 LDLIBS := $(shell pkg-config --libs $(filter-out $(DL_PKGS),$(PKGS)) 2>/dev/null) $(GRPC_LIBS) -pthread
 ifneq ($(SANITIZE),)
 CFLAGS += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
@@ -291,7 +291,7 @@ soak:
 # cluster from scripts/pg): latency and CPU per read (docs/db.md).
 $(B)/bench/db/%: bench/db/%.c $(LIB)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs libpq)
 bench-db: $(B)/bench/db/keyed_read
 	@d=$$(mktemp -d /tmp/souk-bench-db.XXXXXX); trap 'scripts/pg destroy $$d/pg; rm -rf $$d' EXIT; \
 	  $(B)/bench/db/keyed_read sqlite:$$d/bench.db $(READS) && scripts/pg start $$d/pg >/dev/null && \

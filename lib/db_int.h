@@ -70,6 +70,9 @@ extern struct souk__pg_settings souk__pg;
 /* Check a postgres:// URL with libpq's own parser; 0 or SOUK_EINVAL with err set
  * (never showing a password). */
 int souk__pg_check_url(const char *name, const char *url, char *err, size_t errlen);
+/* Load libpq (dl_int.h), once per process: souk__pg_check_url and every connection
+ * call it first. 0, or SOUK_ENOTFOUND with why naming the library and what failed. */
+int souk__pg_load(char *why, size_t whycap);
 
 /* SQLite's background checkpointer (db_sqlite.c). */
 int souk__sqlite_start_checkpointer(const char *path);

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <libpq-fe.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "db_int.h"
+#include "dl_int.h"
 #include "souk/config.h"
 #include "souk/log.h"
 #include "souk/souk.h"
@@ -30,6 +32,65 @@
 /* Type OIDs (catalog/pg_type_d.h ships with the server's headers, not libpq's). */
 enum { BOOLOID = 16, INT8OID = 20, INT2OID = 21, INT4OID = 23, TEXTOID = 25, OIDOID = 26 };
 enum { FLOAT4OID = 700, FLOAT8OID = 701, NUMERICOID = 1700 };
+
+/* libpq, loaded only when SOUK_DB is a postgres:// URL (dl_int.h): the calls this file
+ * makes, each through pq.<name> */
+/* clang-format off: one call a line */
+#define PQ_CALLS(X)                                                                                \
+    X(PQclear)                                                                                     \
+    X(PQcmdStatus)                                                                                 \
+    X(PQcmdTuples)                                                                                 \
+    X(PQconnectdbParams)                                                                           \
+    X(PQconninfoFree)                                                                              \
+    X(PQconninfoParse)                                                                             \
+    X(PQconsumeInput)                                                                              \
+    X(PQerrorMessage)                                                                              \
+    X(PQexec)                                                                                      \
+    X(PQexecPrepared)                                                                              \
+    X(PQfinish)                                                                                    \
+    X(PQfname)                                                                                     \
+    X(PQfreemem)                                                                                   \
+    X(PQftype)                                                                                     \
+    X(PQgetisnull)                                                                                 \
+    X(PQgetlength)                                                                                 \
+    X(PQgetvalue)                                                                                  \
+    X(PQnfields)                                                                                   \
+    X(PQnotifies)                                                                                  \
+    X(PQntuples)                                                                                   \
+    X(PQprepare)                                                                                   \
+    X(PQresultErrorField)                                                                          \
+    X(PQresultErrorMessage)                                                                        \
+    X(PQresultStatus)                                                                              \
+    X(PQsetNoticeReceiver)                                                                         \
+    X(PQsocket)                                                                                    \
+    X(PQstatus)                                                                                    \
+    X(PQtransactionStatus)
+/* clang-format on */
+static struct {
+    PQ_CALLS(SOUK__DL_SLOT)
+} pq;
+#define PQ_SYM(f) SOUK__DL_SYM(pq, f)
+static const struct souk__dl_sym pq_syms[] = {PQ_CALLS(PQ_SYM)};
+static const struct souk__dl_lib pq_lib = {"libpq.so.5", "libpq5"};
+static pthread_once_t pq_once = PTHREAD_ONCE_INIT;
+static int pq_rc;
+static char pq_why[512];
+
+static void pq_load_once(void)
+{
+    pq_rc = souk__dl_load(&pq_lib, pq_syms, sizeof(pq_syms) / sizeof(pq_syms[0]), pq_why,
+                          sizeof(pq_why));
+}
+
+int souk__pg_load(char *why, size_t whycap)
+{
+    /* once: every thread's first connection comes here (pg_open), the threads of a
+     * service that configured its database (souk_db_configure) find it done */
+    pthread_once(&pq_once, pq_load_once);
+    if (pq_rc != 0)
+        snprintf(why, whycap, "%s", pq_why);
+    return pq_rc;
+}
 
 struct pg_stmt {
     struct souk_stmt base;
@@ -150,15 +211,21 @@ static bool option_ok(const char *key, const char *val)
 
 int souk__pg_check_url(const char *name, const char *url, char *err, size_t errlen)
 {
+    if (souk__pg_load(err, errlen) != 0) {
+        char why[512];
+        snprintf(why, sizeof(why), "%s", err);
+        snprintf(err, errlen, "%s is a PostgreSQL URL, which needs a library: %s", name, why);
+        return SOUK_EINVAL;
+    }
     char *msg = NULL;
-    PQconninfoOption *opts = PQconninfoParse(url, &msg);
+    PQconninfoOption *opts = pq.PQconninfoParse(url, &msg);
     if (opts == NULL) {
         /* libpq quotes what it could not parse, which may be part of a password */
         bool userinfo = strchr(url, '@') != NULL;
         snprintf(err, errlen, "%s: not a valid PostgreSQL URL%s%.*s", name,
                  userinfo || msg == NULL ? "" : ": ",
                  userinfo || msg == NULL ? 0 : (int)strcspn(msg, "\n"), msg ? msg : "");
-        PQfreemem(msg);
+        pq.PQfreemem(msg);
         return SOUK_EINVAL;
     }
     bool has_password = false;
@@ -173,7 +240,7 @@ int souk__pg_check_url(const char *name, const char *url, char *err, size_t errl
     }
     if (bad != NULL)
         snprintf(err, errlen, "%s: the PostgreSQL URL's %s is not valid", name, bad);
-    PQconninfoFree(opts);
+    pq.PQconninfoFree(opts);
     if (bad != NULL)
         return SOUK_EINVAL;
     if (souk__pg.password_file[0] == '\0')
@@ -204,8 +271,8 @@ static int settle(struct pg_db *db, PGresult *res);
 static void on_notice(void *arg, const PGresult *res)
 {
     struct pg_db *db = arg;
-    const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
-    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    const char *severity = pq.PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    const char *msg = pq.PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
     if (severity != NULL && (strcmp(severity, "FATAL") == 0 || strcmp(severity, "PANIC") == 0)) {
         db->goodbye = true;
         keep_errmsg(db, msg != NULL ? msg : "the server closed the connection");
@@ -241,7 +308,7 @@ static int connect_now(struct pg_db *db)
     }
     kw[n] = val[n] = NULL;
 #undef KV
-    PGconn *conn = PQconnectdbParams(kw, val, 1);
+    PGconn *conn = pq.PQconnectdbParams(kw, val, 1);
     if (password != NULL) {
         explicit_bzero(password, strlen(password));
         free(password);
@@ -250,9 +317,9 @@ static int connect_now(struct pg_db *db)
         snprintf(db->errmsg, sizeof(db->errmsg), "out of memory");
         return SOUK_EUNAVAIL;
     }
-    if (PQstatus(conn) != CONNECTION_OK) {
-        keep_errmsg(db, PQerrorMessage(conn));
-        PQfinish(conn);
+    if (pq.PQstatus(conn) != CONNECTION_OK) {
+        keep_errmsg(db, pq.PQerrorMessage(conn));
+        pq.PQfinish(conn);
         return SOUK_EUNAVAIL;
     }
     char set[256];
@@ -261,16 +328,16 @@ static int connect_now(struct pg_db *db)
              " SET idle_in_transaction_session_timeout = %lld",
              (long long)souk__pg.statement_timeout_ms, (long long)souk__pg.lock_timeout_ms,
              (long long)souk__pg.idle_tx_timeout_ms);
-    PGresult *res = PQexec(conn, set);
-    bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+    PGresult *res = pq.PQexec(conn, set);
+    bool ok = pq.PQresultStatus(res) == PGRES_COMMAND_OK;
     if (!ok)
-        keep_errmsg(db, PQresultErrorMessage(res));
-    PQclear(res);
+        keep_errmsg(db, pq.PQresultErrorMessage(res));
+    pq.PQclear(res);
     if (!ok) {
-        PQfinish(conn);
+        pq.PQfinish(conn);
         return SOUK_EUNAVAIL;
     }
-    PQsetNoticeReceiver(conn, on_notice, db);
+    pq.PQsetNoticeReceiver(conn, on_notice, db);
     db->conn = conn;
     db->gen++;
     db->in_tx = false;
@@ -282,22 +349,22 @@ static int connect_now(struct pg_db *db)
  * message, then closes)? Nothing was sent on it yet, so reconnecting is safe. */
 static bool said_goodbye(struct pg_db *db)
 {
-    struct pollfd p = {.fd = PQsocket(db->conn), .events = POLLIN};
+    struct pollfd p = {.fd = pq.PQsocket(db->conn), .events = POLLIN};
     if (p.fd < 0 || db->goodbye)
         return true;
     if (poll(&p, 1, 0) <= 0)
         return false;
-    if (!PQconsumeInput(db->conn) || PQstatus(db->conn) != CONNECTION_OK)
+    if (!pq.PQconsumeInput(db->conn) || pq.PQstatus(db->conn) != CONNECTION_OK)
         return true;
     PGnotify *note;
-    while ((note = PQnotifies(db->conn)) != NULL) /* we listen to none; drop what came */
-        PQfreemem(note);
+    while ((note = pq.PQnotifies(db->conn)) != NULL) /* we listen to none; drop what came */
+        pq.PQfreemem(note);
     return db->goodbye; /* the FATAL came, the close is on its way */
 }
 
 static void drop_conn(struct pg_db *db)
 {
-    PQfinish(db->conn);
+    pq.PQfinish(db->conn);
     db->conn = NULL;
     if (db->in_tx)
         db->broken = true; /* the transaction died with the session */
@@ -314,13 +381,13 @@ static int ensure(struct pg_db *db)
      * statement does not pay for it again */
     bool fresh = now - db->used_at < IDLE_CHECK_NS;
     db->used_at = now;
-    if (db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK &&
+    if (db->conn != NULL && pq.PQstatus(db->conn) == CONNECTION_OK &&
         (db->in_tx || fresh || !said_goodbye(db)))
         return 0;
     if (db->conn != NULL) {
         bool in_tx = db->in_tx;
         if (!db->goodbye)
-            keep_errmsg(db, PQerrorMessage(db->conn));
+            keep_errmsg(db, pq.PQerrorMessage(db->conn));
         drop_conn(db);
         if (!db->lost_logged)
             souk_warn("database connection lost", "{s:s}", "error", db->errmsg);
@@ -349,6 +416,11 @@ static int ensure(struct pg_db *db)
 
 static int pg_open(struct souk_db **out, const char *url, bool lazy)
 {
+    char why[512];
+    if (souk__pg_load(why, sizeof(why)) != 0) { /* a service checked it at start already */
+        souk_error("database unusable", "{s:s}", "error", why);
+        return SOUK_EDB;
+    }
     struct pg_db *db = souk_xcalloc(1, sizeof(*db));
     db->base.ops = &souk__db_pg;
     db->url = souk_xstrdup(url);
@@ -371,7 +443,7 @@ static int pg_open(struct souk_db **out, const char *url, bool lazy)
 
 static void clear_result(struct pg_stmt *st)
 {
-    PQclear(st->res);
+    pq.PQclear(st->res);
     st->res = NULL;
     st->err = 0;
 }
@@ -384,7 +456,7 @@ static void pg_close(struct souk_db *base)
         free(db->cache[i].sql);
         free(db->cache[i].pgsql);
     }
-    PQfinish(db->conn);
+    pq.PQfinish(db->conn);
     free(db->url);
     free(db);
 }
@@ -421,10 +493,10 @@ static void scrub_quoted(char *msg, size_t cap)
 /* The kit's code for a failed call; logs what is not the caller's to handle. */
 static int map_error(struct pg_db *db, const PGresult *res, const char *sql)
 {
-    const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    const char *msg = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-    keep_errmsg(db, msg != NULL ? msg : PQerrorMessage(db->conn));
-    bool lost = PQstatus(db->conn) != CONNECTION_OK || state == NULL || starts(state, "08") ||
+    const char *state = res != NULL ? pq.PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = res != NULL ? pq.PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    keep_errmsg(db, msg != NULL ? msg : pq.PQerrorMessage(db->conn));
+    bool lost = pq.PQstatus(db->conn) != CONNECTION_OK || state == NULL || starts(state, "08") ||
                 strcmp(state, "57P01") == 0 || strcmp(state, "57P02") == 0 ||
                 strcmp(state, "57P03") == 0;
     if (lost) {
@@ -434,7 +506,7 @@ static int map_error(struct pg_db *db, const PGresult *res, const char *sql)
         drop_conn(db);
         return fail(db, SOUK_EUNAVAIL);
     }
-    db->in_tx = PQtransactionStatus(db->conn) != PQTRANS_IDLE;
+    db->in_tx = pq.PQtransactionStatus(db->conn) != PQTRANS_IDLE;
     if (starts(state, "23")) /* integrity constraint violation: the caller's answer */
         return fail(db, SOUK_ECONFLICT);
     if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 || /* serialization, deadlock */
@@ -456,14 +528,14 @@ static int map_error(struct pg_db *db, const PGresult *res, const char *sql)
 /* 0 when res is a success (kept by the caller), else its code (res freed). */
 static int settle(struct pg_db *db, PGresult *res)
 {
-    ExecStatusType s = res != NULL ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    ExecStatusType s = res != NULL ? pq.PQresultStatus(res) : PGRES_FATAL_ERROR;
     if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK || s == PGRES_EMPTY_QUERY) {
-        db->in_tx = PQtransactionStatus(db->conn) != PQTRANS_IDLE;
-        const char *tag = PQcmdStatus(res);
+        db->in_tx = pq.PQtransactionStatus(db->conn) != PQTRANS_IDLE;
+        const char *tag = pq.PQcmdStatus(res);
         /* like sqlite3_changes(): rows written by the last INSERT, UPDATE or DELETE */
         if (starts(tag, "INSERT") || starts(tag, "UPDATE") || starts(tag, "DELETE") ||
             starts(tag, "MERGE"))
-            db->changes = strtoll(PQcmdTuples(res), NULL, 10);
+            db->changes = strtoll(pq.PQcmdTuples(res), NULL, 10);
         return 0;
     }
     return -1;
@@ -471,13 +543,13 @@ static int settle(struct pg_db *db, PGresult *res)
 
 static int run_simple(struct pg_db *db, const char *sql)
 {
-    PGresult *res = PQexec(db->conn, sql);
+    PGresult *res = pq.PQexec(db->conn, sql);
     if (settle(db, res) == 0) {
-        PQclear(res);
+        pq.PQclear(res);
         return 0;
     }
     int rc = map_error(db, res, sql);
-    PQclear(res);
+    pq.PQclear(res);
     return rc;
 }
 
@@ -579,10 +651,11 @@ static struct pg_stmt *lookup(struct pg_db *db, const char *sql)
         c = &db->cache[db->next_evict];
         db->next_evict = (db->next_evict + 1) % STMT_CACHE;
         if (c->gen == db->gen && db->conn != NULL &&
-            PQtransactionStatus(db->conn) != PQTRANS_INERROR) {
+            pq.PQtransactionStatus(db->conn) != PQTRANS_INERROR) {
             char dealloc[32];
             snprintf(dealloc, sizeof(dealloc), "DEALLOCATE %s", c->name);
-            PQclear(PQexec(db->conn, dealloc)); /* on failure it stays until the session ends */
+            pq.PQclear(
+                pq.PQexec(db->conn, dealloc)); /* on failure it stays until the session ends */
         }
         clear_result(c);
         free(c->sql);
@@ -612,24 +685,24 @@ static int prepare(struct pg_db *db, struct pg_stmt *st, const char *fmt)
     int rc = guarded ? run_simple(db, "SAVEPOINT souk_prepare") : 0;
     for (int attempt = 0; rc == 0; attempt++) {
         snprintf(st->name, sizeof(st->name), "s%u", ++db->next_name);
-        PGresult *res = PQprepare(db->conn, st->name, st->pgsql, st->nparams, types);
+        PGresult *res = pq.PQprepare(db->conn, st->name, st->pgsql, st->nparams, types);
         if (settle(db, res) == 0) {
-            PQclear(res);
+            pq.PQclear(res);
             st->gen = db->gen;
             return guarded ? run_simple(db, "RELEASE SAVEPOINT souk_prepare") : 0;
         }
-        const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        const char *state = res != NULL ? pq.PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
         bool untyped =
             state != NULL && (strcmp(state, "42P08") == 0 || strcmp(state, "42P18") == 0);
         if (!untyped || attempt > 0) {
             rc = map_error(db, res, st->sql);
-            PQclear(res);
+            pq.PQclear(res);
             if (guarded && db->conn != NULL &&
                 run_simple(db, "ROLLBACK TO SAVEPOINT souk_prepare") == 0)
                 db->tx_err = 0; /* the transaction goes on, as SQLite's would */
             return rc;
         }
-        PQclear(res);
+        pq.PQclear(res);
         if (guarded)
             rc = run_simple(db, "ROLLBACK TO SAVEPOINT souk_prepare");
         for (int i = 0; i < st->nparams; i++)
@@ -692,14 +765,14 @@ static struct souk_stmt *pg_query(struct souk_db *base, const char *sql, const c
         st->err = rc;
         return &st->base;
     }
-    PGresult *res = PQexecPrepared(db->conn, st->name, st->nparams, values, NULL, NULL, 0);
+    PGresult *res = pq.PQexecPrepared(db->conn, st->name, st->nparams, values, NULL, NULL, 0);
     if (settle(db, res) == 0) {
         st->res = res;
         st->row = -1;
-        st->nrows = PQntuples(res);
+        st->nrows = pq.PQntuples(res);
     } else {
         st->err = map_error(db, res, st->sql);
-        PQclear(res);
+        pq.PQclear(res);
     }
     return &st->base;
 }
@@ -725,16 +798,16 @@ static void pg_done(struct souk_stmt *st) { clear_result(pst(st)); }
 static bool has(struct pg_stmt *st, int col)
 {
     return st->res != NULL && st->row >= 0 && st->row < st->nrows && col >= 0 &&
-           col < PQnfields(st->res);
+           col < pq.PQnfields(st->res);
 }
 
 static const char *pg_text(struct souk_stmt *stmt, int col)
 {
     struct pg_stmt *st = pst(stmt);
-    if (!has(st, col) || PQgetisnull(st->res, st->row, col))
+    if (!has(st, col) || pq.PQgetisnull(st->res, st->row, col))
         return NULL;
-    const char *v = PQgetvalue(st->res, st->row, col);
-    if (PQftype(st->res, col) == BOOLOID) /* as SQLite shows a boolean: 1 or 0 */
+    const char *v = pq.PQgetvalue(st->res, st->row, col);
+    if (pq.PQftype(st->res, col) == BOOLOID) /* as SQLite shows a boolean: 1 or 0 */
         return v[0] == 't' ? "1" : "0";
     return v;
 }
@@ -742,10 +815,10 @@ static const char *pg_text(struct souk_stmt *stmt, int col)
 static int64_t pg_int(struct souk_stmt *stmt, int col)
 {
     struct pg_stmt *st = pst(stmt);
-    if (!has(st, col) || PQgetisnull(st->res, st->row, col))
+    if (!has(st, col) || pq.PQgetisnull(st->res, st->row, col))
         return 0;
-    const char *v = PQgetvalue(st->res, st->row, col);
-    if (PQftype(st->res, col) == BOOLOID)
+    const char *v = pq.PQgetvalue(st->res, st->row, col);
+    if (pq.PQftype(st->res, col) == BOOLOID)
         return v[0] == 't';
     return strtoll(v, NULL, 10);
 }
@@ -753,23 +826,23 @@ static int64_t pg_int(struct souk_stmt *stmt, int col)
 static double pg_double(struct souk_stmt *stmt, int col)
 {
     struct pg_stmt *st = pst(stmt);
-    if (!has(st, col) || PQgetisnull(st->res, st->row, col))
+    if (!has(st, col) || pq.PQgetisnull(st->res, st->row, col))
         return 0;
-    if (PQftype(st->res, col) == BOOLOID)
-        return PQgetvalue(st->res, st->row, col)[0] == 't';
-    return strtod(PQgetvalue(st->res, st->row, col), NULL);
+    if (pq.PQftype(st->res, col) == BOOLOID)
+        return pq.PQgetvalue(st->res, st->row, col)[0] == 't';
+    return strtod(pq.PQgetvalue(st->res, st->row, col), NULL);
 }
 
 static bool pg_null(struct souk_stmt *stmt, int col)
 {
     struct pg_stmt *st = pst(stmt);
-    return !has(st, col) || PQgetisnull(st->res, st->row, col);
+    return !has(st, col) || pq.PQgetisnull(st->res, st->row, col);
 }
 
 static int pg_columns(struct souk_stmt *stmt)
 {
     struct pg_stmt *st = pst(stmt);
-    return st->res != NULL ? PQnfields(st->res) : 0;
+    return st->res != NULL ? pq.PQnfields(st->res) : 0;
 }
 
 /* A NUMERIC as SQLite would have it: an integer when it is one and fits. */
@@ -789,14 +862,14 @@ static json_t *pg_row_json(struct souk_stmt *stmt)
     json_t *o = json_object();
     int n = pg_columns(stmt);
     for (int i = 0; i < n && has(st, i); i++) {
-        const char *name = PQfname(st->res, i);
+        const char *name = pq.PQfname(st->res, i);
         size_t nlen = strlen(name);
-        const char *v = PQgetvalue(st->res, st->row, i);
+        const char *v = pq.PQgetvalue(st->res, st->row, i);
         json_t *j;
-        if (PQgetisnull(st->res, st->row, i)) {
+        if (pq.PQgetisnull(st->res, st->row, i)) {
             j = json_null();
         } else {
-            switch (PQftype(st->res, i)) {
+            switch (pq.PQftype(st->res, i)) {
             case INT2OID:
             case INT4OID:
             case INT8OID:
@@ -821,7 +894,7 @@ static json_t *pg_row_json(struct souk_stmt *stmt)
                     json_object_set_new(o, key, j != NULL ? j : json_null());
                     continue;
                 }
-                j = json_stringn(v, (size_t)PQgetlength(st->res, st->row, i));
+                j = json_stringn(v, (size_t)pq.PQgetlength(st->res, st->row, i));
                 if (j == NULL)
                     j = json_null();
             }
@@ -856,11 +929,11 @@ static int pg_begin(struct souk_db *base, enum souk_tx_mode mode)
 static void pg_rollback(struct souk_db *base)
 {
     struct pg_db *db = pg(base);
-    if (db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK &&
-        PQtransactionStatus(db->conn) != PQTRANS_IDLE) {
-        PGresult *res = PQexec(db->conn, "ROLLBACK");
-        PQclear(res);
-        if (PQstatus(db->conn) != CONNECTION_OK)
+    if (db->conn != NULL && pq.PQstatus(db->conn) == CONNECTION_OK &&
+        pq.PQtransactionStatus(db->conn) != PQTRANS_IDLE) {
+        PGresult *res = pq.PQexec(db->conn, "ROLLBACK");
+        pq.PQclear(res);
+        if (pq.PQstatus(db->conn) != CONNECTION_OK)
             drop_conn(db);
     }
     db->in_tx = false;
@@ -874,7 +947,7 @@ static int pg_commit(struct souk_db *base)
     int rc;
     if (db->broken || db->conn == NULL) {
         rc = fail(db, SOUK_EUNAVAIL);
-    } else if (PQtransactionStatus(db->conn) == PQTRANS_INERROR) {
+    } else if (pq.PQtransactionStatus(db->conn) == PQTRANS_INERROR) {
         /* COMMIT would answer "ROLLBACK" without an error: say why it cannot commit */
         rc = db->base.err = db->tx_err != 0 ? db->tx_err : SOUK_EDB;
     } else {
@@ -914,23 +987,23 @@ static int pg_migrate_lock(struct souk_db *base)
     if (rc != 0 || atomic_exchange(&collation_checked, true))
         return rc;
     /* keyset pages compare text as SQLite does (bytes) only under the C collation */
-    PGresult *res = PQexec(db->conn, "SELECT datcollate FROM pg_database"
-                                     " WHERE datname = current_database()");
-    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
-        const char *coll = PQgetvalue(res, 0, 0);
+    PGresult *res = pq.PQexec(db->conn, "SELECT datcollate FROM pg_database"
+                                        " WHERE datname = current_database()");
+    if (pq.PQresultStatus(res) == PGRES_TUPLES_OK && pq.PQntuples(res) == 1) {
+        const char *coll = pq.PQgetvalue(res, 0, 0);
         if (strcmp(coll, "C") != 0 && strcmp(coll, "POSIX") != 0 && !starts(coll, "C."))
             souk_warn("the database does not sort text by code point: create it with"
                       " LC_COLLATE 'C' (docs/db.md)",
                       "{s:s}", "collation", coll);
     }
-    PQclear(res);
+    pq.PQclear(res);
     return 0;
 }
 
 static void pg_migrate_unlock(struct souk_db *base)
 {
     struct pg_db *db = pg(base);
-    if (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK)
+    if (db->conn == NULL || pq.PQstatus(db->conn) != CONNECTION_OK)
         return; /* the lock went with the session */
     char set[160];
     snprintf(set, sizeof(set),

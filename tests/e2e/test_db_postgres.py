@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from conftest import BIN, DEAD_PORT, Service, assert_problem, free_port
-from events_helpers import FakeProducer, wait_for
+from events_helpers import FakeProducer, loads, wait_for
 from pg_helpers import PgCluster
 from users_helpers import (CLIENT_SECRETS, admin_token, bearer, register, start_catalog,
                            start_users, tokens)
@@ -69,6 +69,8 @@ def test_cart_runs_on_postgresql(services, tmp_path, pg):
     orders = FakeProducer("orders")
     try:
         cart = start_cart(services, tmp_path / "cart", pg.env("cart"), users, catalog, orders)
+        # libpq is loaded (dlopen) by the service on PostgreSQL only
+        assert loads(cart, "libpq.so.5") and not loads(users, "libpq.so")
         run_cart_on_postgresql(cart, users, catalog, orders, pg, tmp_path)
     finally:
         orders.close()

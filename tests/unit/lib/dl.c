@@ -1,12 +1,13 @@
 /* tests/unit/lib/dl.c: the back-ends' libraries as lib/dl.c loads them: a missing
  * library or function is refused with a reason naming it and its Debian package, and
- * the table keeps its old values; the installed librabbitmq and librdkafka have every
- * function events_amqp.c and events_kafka.c call (what make would have checked when
- * they were linked). */
+ * the table keeps its old values; the installed librabbitmq, librdkafka and libpq have
+ * every function events_amqp.c, events_kafka.c and db_pg.c call (what make would have
+ * checked when they were linked). */
 #include <dlfcn.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "../../../lib/db_int.h"
 #include "../../../lib/dl_int.h"
 #include "../../../lib/events_int.h"
 #include "souk/souk.h"
@@ -56,7 +57,7 @@ static void test_found_functions_are_callable(void **state)
     assert_ptr_equal(c.memchr("souk", 'u', 4), (const char *)"souk" + 2);
 }
 
-static void test_broker_libraries_have_every_call(void **state)
+static void test_backend_libraries_have_every_call(void **state)
 {
     (void)state;
     char why[512] = "";
@@ -66,9 +67,13 @@ static void test_broker_libraries_have_every_call(void **state)
     rc = souk__kafka_load(why, sizeof(why));
     if (rc != 0)
         fail_msg("librdkafka: %s", why);
+    rc = souk__pg_load(why, sizeof(why));
+    if (rc != 0)
+        fail_msg("libpq: %s", why);
     /* and a second load is a no-op */
     assert_int_equal(souk__amqp_load(why, sizeof(why)), 0);
     assert_int_equal(souk__kafka_load(why, sizeof(why)), 0);
+    assert_int_equal(souk__pg_load(why, sizeof(why)), 0);
 }
 
 int main(void)
@@ -77,7 +82,7 @@ int main(void)
         cmocka_unit_test(test_missing_library_is_named),
         cmocka_unit_test(test_missing_function_leaves_the_table_alone),
         cmocka_unit_test(test_found_functions_are_callable),
-        cmocka_unit_test(test_broker_libraries_have_every_call),
+        cmocka_unit_test(test_backend_libraries_have_every_call),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
