@@ -74,9 +74,10 @@ REFUSED = [
     ("catalog", {"SOUK_LISTEN": "[::1]:80"}, 2, "SOUK_LISTEN"),
     ("gateway", {"SOUK_ADMIN_LISTEN": "nowhere"}, 2, 'SOUK_ADMIN_LISTEN="nowhere"'),
     ("gateway", {"SOUK_TLS_CERT": "/nonexistent/cert.pem"}, 2, "SOUK_TLS_KEY"),
+    ("catalog", {"SOUK_PROBE_LISTEN": "nowhere"}, 2, 'SOUK_PROBE_LISTEN="nowhere"'),
     ("catalog", {"SOUK_TRACE_SAMPLE_RATIO": "2"}, 2, "SOUK_TRACE_SAMPLE_RATIO"),   # otlp
     ("catalog", {"SOUK_OTLP_ENDPOINT": "ftp://collector"}, 2, "SOUK_OTLP_ENDPOINT"),
-    ("cart", {"SOUK_EVENTS": "amqps://souk:pw@127.0.0.1/x"}, 1, "SOUK_EVENTS"),       # events
+    ("cart", {"SOUK_EVENTS": "amqps://souk:pw@127.0.0.1/x"}, 2, "SOUK_EVENTS"),       # events
     ("catalog", {"SOUK_JWKS_MAX_AGE_MS": "soon"}, 1, "SOUK_JWKS_MAX_AGE_MS"),         # auth
     ("catalog", {"SOUK_GRPC_LISTEN": "nonsense"}, 1, "SOUK_GRPC_LISTEN"),            # grpc
 ]
