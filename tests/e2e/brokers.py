@@ -46,6 +46,9 @@ def free_port():
         port = _cursor[0]
         _cursor[0] = lo if port + 1 >= hi else port + 1
         with socket.socket() as s:
+            # as the services bind: a port whose old connections wait in TIME_WAIT is
+            # free to them (without it, a busy test's ports looked taken for 60 s)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:

@@ -95,6 +95,10 @@ def free_port_base():
             for p in ports:
                 s = socket.socket()
                 socks.append(s)
+                # as the services and souk up bind: ports in TIME_WAIT after a busy
+                # platform are free to them (without it every base of this worker's
+                # share looked taken after the scale-out crash tests)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.bind(("127.0.0.1", p))
             return base
         except OSError:
