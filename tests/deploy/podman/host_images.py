@@ -39,6 +39,10 @@ def runtime_metadata(path=DOCKERFILE):
     return meta
 
 
+LIBDIR = "/usr/lib/x86_64-linux-gnu"
+DLOPENED = ("libpq.so.5", "librabbitmq.so.4", "librdkafka.so.1")   # as the Dockerfile's check
+
+
 def needed_libraries(binaries):
     """Every file the dynamic loader maps for these binaries (ldd), the loader too."""
     libs = set()
@@ -69,7 +73,10 @@ def base_rootfs(root, binaries):
         os.symlink(f"usr/{link}", os.path.join(root, link))
     os.makedirs(os.path.join(root, "tmp"), mode=0o1777)
     os.chmod(os.path.join(root, "tmp"), 0o1777)
-    for f in TOOLS + needed_libraries(binaries + [shutil.which(t) or t for t in TOOLS]):
+    # the back-ends' client libraries the kit loads with dlopen in the mode that uses
+    # them (lib/dl.c; ldd cannot see them): libpq for SOUK_DB=postgres://, the brokers'
+    dlopened = [os.path.join(LIBDIR, so) for so in DLOPENED]
+    for f in TOOLS + dlopened + needed_libraries(binaries + dlopened + [shutil.which(t) or t for t in TOOLS]):
         # under the directory the loader searches (its real one: /lib is usr/lib here
         # too), by the name ldd gave (the soname), the contents of what it points to
         dest = os.path.join(root, os.path.realpath(os.path.dirname(f)).lstrip("/"), os.path.basename(f))
