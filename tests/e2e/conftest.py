@@ -157,7 +157,9 @@ class _Transport:
     def begin_test(self):
         self.in_test = True
         if self.rabbit is not None:
-            self.rabbit.delete_queues(*[f"souk.{n}{s}" for n in SERVICES for s in ("", ".dlq")])
+            # what stopped services left; a module's platform still consuming keeps its own
+            self.rabbit.delete_queues(*[f"souk.{n}{s}" for n in SERVICES for s in ("", ".dlq")],
+                                      if_unused=True)
 
     def end_test(self):
         self.in_test = False

@@ -17,12 +17,6 @@ import requests
 from conftest import SCALE, free_port
 from orders_helpers import Shop, bearer, wait_until
 
-# NOT WORKING YET in the scale-out mode (two replicas of each service, PostgreSQL,
-# RabbitMQ): in CI and here the checkout's order.confirmed consumer spans (notify,
-# cart) did not reach the receiver within 20 s in most runs, and the dead-collector
-# test reads replica 0's counters only. Not yet understood; the other modes run it.
-pytestmark = pytest.mark.skipif(SCALE, reason="scale-out mode: known failure, see the comment above")
-
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 HEX16 = re.compile(r"^[0-9a-f]{16}$")
 DIGITS = re.compile(r"^[0-9]+$")
@@ -278,6 +272,9 @@ def test_a_cancel_traces_its_refund_under_itself_not_under_the_checkout(traced):
     assert o["trace_id"] == trace_id   # still the checkout's
 
 
+# NOT WORKING YET in the scale-out mode: it reads replica 0's counters only, and with
+# two replicas of each service the checkout's spans may all be dropped by replica 1
+@pytest.mark.skipif(SCALE, reason="scale-out mode: reads replica 0's counters only (see above)")
 def test_a_dead_collector_costs_only_dropped_spans(traced):
     shop, receiver, order, trace_id = traced
     wait_until(lambda: complete(receiver, trace_id), 20, "the first checkout exported")
