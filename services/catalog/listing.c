@@ -770,6 +770,65 @@ static int put_product(struct souk_db *db, struct body *b, int64_t rid)
     return 0;
 }
 
+/* The page of products lq and spg ask for, as the answer, in a read transaction. */
+static int list_page(struct souk_req *r, struct list_query *lq, struct souk_page *spg)
+{
+    bool has_q = lq->q != NULL && lq->q[0] != '\0';
+    struct souk_db *db = souk_req_db(r);
+    int rc = 0;
+    struct page *pg = souk_req_alloc(r, sizeof(*pg));
+    pg->n = 0;
+    pg->want = (int)spg->limit; /* one more tells whether a next page exists */
+    if (has_q && souk_db_engine(db) == SOUK_DB_POSTGRES)
+        rc = page_search_pg(db, lq, pg);
+    else
+        switch (lq->sort) {
+        case SORT_RELEVANCE:
+            rc = page_relevance(r, lq, pg);
+            break;
+        case SORT_NEWEST:
+            rc = has_q ? page_search_newest(r, lq, pg) : page_newest(db, lq, pg);
+            break;
+        case SORT_PRICE_ASC:
+            rc = has_q ? page_search_price_asc(r, lq, pg) : page_price_asc(db, lq, pg);
+            break;
+        case SORT_PRICE_DESC:
+            rc = has_q ? page_search_price_desc(r, lq, pg) : page_price_desc(db, lq, pg);
+            break;
+        }
+    if (rc < 0)
+        return souk_handler_db_error(r, rc, "cannot list the products");
+    bool more = pg->n > spg->size;
+    int n = more ? (int)spg->size : pg->n;
+    struct body b = {NULL, 0, 0};
+    body_puts(&b, "{\"items\":[");
+    for (int i = 0; i < n; i++) {
+        if (i > 0)
+            body_puts(&b, ",");
+        rc = put_product(db, &b, pg->rid[i]);
+        if (rc != 0) { /* a part of a list is not the list */
+            free(b.p);
+            return souk_handler_db_error(r, rc, "cannot list the products");
+        }
+    }
+    body_puts(&b, "],\"next_page_token\":");
+    if (more) {
+        json_t *token = next_token(lq, spg, pg, n - 1);
+        if (token == NULL) {
+            free(b.p);
+            return souk_problem(r, 500, "internal", "cannot list the products");
+        }
+        body_puts(&b, "\""); /* base64url: nothing to escape */
+        body_puts(&b, json_string_value(token));
+        body_puts(&b, "\"}");
+        json_decref(token);
+    } else {
+        body_puts(&b, "null}");
+    }
+    souk_reply_raw(r, "application/json", b.p, b.len, true);
+    return 200;
+}
+
 int products_list(struct souk_req *r)
 {
     struct souk_check c;
@@ -795,7 +854,6 @@ int products_list(struct souk_req *r)
         souk_check_fail(&c, "page_token", "is not a page token of this list, or was altered");
         return souk_problem_check(r, &c);
     }
-
     static const char empty[] = "{\"items\":[],\"next_page_token\":null}";
     bool has_q = lq.q != NULL && lq.q[0] != '\0';
     bool on_pg = souk_db_engine(souk_req_db(r)) == SOUK_DB_POSTGRES;
@@ -804,56 +862,14 @@ int products_list(struct souk_req *r)
         souk_reply_raw(r, "application/json", (char *)empty, sizeof(empty) - 1, false);
         return 200;
     }
+    /* One read snapshot for the page and its rows: the page is consistent, and SQLite
+     * takes its WAL read lock once instead of once a statement (a fifth of a search's
+     * CPU went to that lock's fcntl calls). */
     struct souk_db *db = souk_req_db(r);
-    struct page *pg = souk_req_alloc(r, sizeof(*pg));
-    pg->n = 0;
-    pg->want = (int)spg.limit; /* one more tells whether a next page exists */
-    if (has_q && souk_db_engine(db) == SOUK_DB_POSTGRES)
-        rc = page_search_pg(db, &lq, pg);
-    else
-        switch (lq.sort) {
-        case SORT_RELEVANCE:
-            rc = page_relevance(r, &lq, pg);
-            break;
-        case SORT_NEWEST:
-            rc = has_q ? page_search_newest(r, &lq, pg) : page_newest(db, &lq, pg);
-            break;
-        case SORT_PRICE_ASC:
-            rc = has_q ? page_search_price_asc(r, &lq, pg) : page_price_asc(db, &lq, pg);
-            break;
-        case SORT_PRICE_DESC:
-            rc = has_q ? page_search_price_desc(r, &lq, pg) : page_price_desc(db, &lq, pg);
-            break;
-        }
+    rc = souk_db_begin_mode(db, SOUK_TX_READ);
     if (rc < 0)
         return souk_handler_db_error(r, rc, "cannot list the products");
-    bool more = pg->n > spg.size;
-    int n = more ? (int)spg.size : pg->n;
-    struct body b = {NULL, 0, 0};
-    body_puts(&b, "{\"items\":[");
-    for (int i = 0; i < n; i++) {
-        if (i > 0)
-            body_puts(&b, ",");
-        rc = put_product(db, &b, pg->rid[i]);
-        if (rc != 0) { /* a part of a list is not the list */
-            free(b.p);
-            return souk_handler_db_error(r, rc, "cannot list the products");
-        }
-    }
-    body_puts(&b, "],\"next_page_token\":");
-    if (more) {
-        json_t *token = next_token(&lq, &spg, pg, n - 1);
-        if (token == NULL) {
-            free(b.p);
-            return souk_problem(r, 500, "internal", "cannot list the products");
-        }
-        body_puts(&b, "\""); /* base64url: nothing to escape */
-        body_puts(&b, json_string_value(token));
-        body_puts(&b, "\"}");
-        json_decref(token);
-    } else {
-        body_puts(&b, "null}");
-    }
-    souk_reply_raw(r, "application/json", b.p, b.len, true);
-    return 200;
+    status = list_page(r, &lq, &spg);
+    souk_db_rollback(db); /* read only: nothing to keep */
+    return status;
 }
