@@ -207,8 +207,8 @@ int souk__events_configure(const struct souk_service *svc)
     char why[512];
     if ((souk__ev.amqp && souk__amqp_load(why, sizeof(why)) != 0) ||
         (souk__ev.kafka && souk__kafka_load(why, sizeof(why)) != 0)) {
-        fprintf(stderr, "%s: configuration error: SOUK_EVENTS=%s needs a library: %s\n", svc->name,
-                souk__ev.amqp ? "amqp://…" : "kafka://…", why);
+        souk_log_config_error("SOUK_EVENTS=%s needs a library: %s",
+                              souk__ev.amqp ? "amqp://…" : "kafka://…", why);
         return SOUK_EINVAL;
     }
     configured = svc;

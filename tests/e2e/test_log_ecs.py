@@ -78,6 +78,10 @@ REFUSED = [
     ("catalog", {"SOUK_TRACE_SAMPLE_RATIO": "2"}, 2, "SOUK_TRACE_SAMPLE_RATIO"),   # otlp
     ("catalog", {"SOUK_OTLP_ENDPOINT": "ftp://collector"}, 2, "SOUK_OTLP_ENDPOINT"),
     ("cart", {"SOUK_EVENTS": "amqps://souk:pw@127.0.0.1/x"}, 2, "SOUK_EVENTS"),       # events
+    # the broker's client library cannot be loaded (dlopen: lib/dl.c); the directory,
+    # relative to the service's working directory, holds a librabbitmq.so.4 that is no ELF
+    ("cart", {"SOUK_EVENTS": "amqp://souk:pw@127.0.0.1:1/", "LD_LIBRARY_PATH": "broken-lib"}, 2,
+     "SOUK_EVENTS=amqp://… needs a library: cannot load librabbitmq.so.4"),
     ("catalog", {"SOUK_JWKS_MAX_AGE_MS": "soon"}, 1, "SOUK_JWKS_MAX_AGE_MS"),         # auth
     ("catalog", {"SOUK_GRPC_LISTEN": "nonsense"}, 1, "SOUK_GRPC_LISTEN"),            # grpc
 ]
@@ -101,6 +105,9 @@ def refused_configurations(var, collected):
             svc = Service(name, d, env={"SOUK_DB": f"sqlite:{d}/db/{name}.db", "SOUK_EVENTS": "feed",
                                         **env})
             (d / "log").mkdir(parents=True)
+            if "LD_LIBRARY_PATH" in env:
+                (d / env["LD_LIBRARY_PATH"]).mkdir()
+                (d / env["LD_LIBRARY_PATH"] / "librabbitmq.so.4").write_text("not a library\n")
             out = open(d / "log" / "out", "wb")
             runs.append((cases[i], d / "log" / "out",
                          subprocess.Popen([os.path.join(BIN, name)], env=svc.env, stdout=out,
