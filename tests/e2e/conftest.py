@@ -528,8 +528,11 @@ def services(tmp_path):
 
 @pytest.fixture(scope="session")
 def catalog(tmp_path_factory):
-    """One seeded catalog shared by the read-only tests of a session."""
-    svc = Service("catalog", tmp_path_factory.mktemp("catalog"))
+    """One seeded catalog shared by the read-only tests of a session. On the HTTP feed
+    whatever the mode: on the session's broker it would read the queue souk.catalog
+    beside every later platform's catalog in this worker, and take (round robin) half
+    of their order events (a cancelled order's stock never came back)."""
+    svc = Service("catalog", tmp_path_factory.mktemp("catalog"), {"SOUK_EVENTS": "feed"})
     svc.run("seed")
     svc.start()
     yield svc
