@@ -45,6 +45,15 @@ def listen_port(svc, name=SCALE):
     return int(m.group(1))
 
 
+def probe_port(svc, name=SCALE):
+    """Where its healthcheck asks: a listener whose thread runs no request (the probe
+    listener, at the port + 1100 as under souk up; the gateway's admin listener)."""
+    var = "SOUK_ADMIN_LISTEN" if svc == "gateway" else "SOUK_PROBE_LISTEN"
+    m = re.fullmatch(r"0\.0\.0\.0:(\d+)", env_of(svc, name)[var])
+    assert m, f"{svc}: {var} on 0.0.0.0 inside its container"
+    return int(m.group(1))
+
+
 OBSERVABILITY = {"prometheus", "grafana"}              # always
 PROFILES = {"filebeat": ["logs", "elastic"], "elasticsearch": ["elastic"], "kibana": ["elastic"]}
 
@@ -174,7 +183,8 @@ def test_each_service_has_image_health_restart_and_read_only_root():
             assert "/tmp" in s["tmpfs"], svc
             assert s["user"] == "10001:10001", svc
             test = " ".join(s["healthcheck"]["test"])
-            assert f"/dev/tcp/127.0.0.1/{listen_port(svc, name)}" in test and "/readyz" in test, svc
+            assert f"/dev/tcp/127.0.0.1/{probe_port(svc, name)}" in test and "/readyz" in test, svc
+            assert probe_port(svc, name) == DEFAULT_PORT[svc] + 1100, svc
             assert listen_port(svc, name) == DEFAULT_PORT[svc], svc
     for store in STORES:
         s = compose()["services"][store]
