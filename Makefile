@@ -202,25 +202,26 @@ e2e: $(BINS) $(GRPC_TEST_BINS)
 # mode (every service on PostgreSQL, two replicas of each in the platforms,
 # tests/e2e/test_scale.py's crash and rolling-restart tests) with REST between the
 # services and events over RabbitMQ; and gRPC with events over Kafka on SQLite (the
-# first run is gRPC with the HTTP feed on SQLite). These two run E2E_JOBS test files at
-# once (pytest-xdist, a module's tests on one worker): the tests wait on processes far
-# more than they compute, and every test binds free ports and keeps to its own
-# directory, database and broker.
+# first run is gRPC with the HTTP feed on SQLite). make test runs each of the three
+# with E2E_JOBS test files at once (pytest-xdist, a module's tests on one worker;
+# `make e2e` alone runs one file at a time unless PYTEST_ARGS says otherwise): the
+# tests wait on processes far more than they compute, and every test binds free ports
+# and keeps to its own directory, database and broker.
 E2E_JOBS ?= 3
+E2E_XDIST = -p xdist -n $(E2E_JOBS) --dist loadfile
 e2e-modes:
 	@echo "== e2e: MODE=scale RPC=rest EVENTS=amqp"
 	@$(MAKE) --no-print-directory e2e MODE=scale RPC=rest EVENTS=amqp \
-	  PYTEST_ARGS="-p xdist -n $(E2E_JOBS) --dist loadfile $(PYTEST_ARGS)"
+	  PYTEST_ARGS="$(E2E_XDIST) $(PYTEST_ARGS)"
 	@echo "== e2e: RPC=grpc EVENTS=kafka"
-	@$(MAKE) --no-print-directory e2e RPC=grpc EVENTS=kafka \
-	  PYTEST_ARGS="-p xdist -n $(E2E_JOBS) --dist loadfile $(PYTEST_ARGS)"
+	@$(MAKE) --no-print-directory e2e RPC=grpc EVENTS=kafka PYTEST_ARGS="$(E2E_XDIST) $(PYTEST_ARGS)"
 
 test: setup
 	@$(MAKE) --no-print-directory fmt-check
 	@$(MAKE) --no-print-directory kit-check
 	@$(MAKE) --no-print-directory -j$(shell nproc) all
 	@$(MAKE) --no-print-directory unit
-	@$(MAKE) --no-print-directory e2e
+	@$(MAKE) --no-print-directory e2e PYTEST_ARGS="$(E2E_XDIST) $(PYTEST_ARGS)"
 	@$(MAKE) --no-print-directory e2e-modes
 	@$(MAKE) --no-print-directory deploy-test
 	@$(MAKE) --no-print-directory browser-test
