@@ -149,9 +149,12 @@ class Shop:
         return r.json()
 
     def mails(self):
+        """The mails notify delivered: its .eml files (it writes each under a temporary
+        name, .<id>.tmp, and renames it: a listing can name one that is gone a moment later)."""
         d = os.path.join(self.var, "mail")
         out = []
         for name in sorted(os.listdir(d)) if os.path.isdir(d) else []:
-            with open(os.path.join(d, name), errors="replace") as f:
-                out.append(f.read())
+            if name.endswith(".eml"):
+                with open(os.path.join(d, name), errors="replace") as f:
+                    out.append(f.read())
         return out
