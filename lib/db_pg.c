@@ -71,26 +71,11 @@ static struct {
 } pq;
 #define PQ_SYM(f) SOUK__DL_SYM(pq, f)
 static const struct souk__dl_sym pq_syms[] = {PQ_CALLS(PQ_SYM)};
-static const struct souk__dl_lib pq_lib = {"libpq.so.5", "libpq5"};
-static pthread_once_t pq_once = PTHREAD_ONCE_INIT;
-static int pq_rc;
-static char pq_why[512];
+static struct souk__dl_lib pq_lib = SOUK__DL_LIB("libpq.so.5", "libpq5", pq_syms);
 
-static void pq_load_once(void)
-{
-    pq_rc = souk__dl_load(&pq_lib, pq_syms, sizeof(pq_syms) / sizeof(pq_syms[0]), pq_why,
-                          sizeof(pq_why));
-}
-
-int souk__pg_load(char *why, size_t whycap)
-{
-    /* once: every thread's first connection comes here (pg_open), the threads of a
-     * service that configured its database (souk_db_configure) find it done */
-    pthread_once(&pq_once, pq_load_once);
-    if (pq_rc != 0)
-        snprintf(why, whycap, "%s", pq_why);
-    return pq_rc;
-}
+/* every thread's first connection comes here (pg_open); the threads of a service that
+ * configured its database (souk_db_configure) find it done */
+int souk__pg_load(char *why, size_t whycap) { return souk__dl_load(&pq_lib, why, whycap); }
 
 struct pg_stmt {
     struct souk_stmt base;

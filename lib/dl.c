@@ -9,9 +9,10 @@
 #include "dl_int.h"
 #include "souk/souk.h"
 
-int souk__dl_load(const struct souk__dl_lib *lib, const struct souk__dl_sym *syms, size_t n,
-                  char *why, size_t whycap)
+static int load(const struct souk__dl_lib *lib, char *why, size_t whycap)
 {
+    const struct souk__dl_sym *syms = lib->syms;
+    size_t n = lib->nsyms;
     int rc = SOUK_ENOTFOUND;
     void **addr = NULL;
     /* RTLD_NOW: an incomplete library fails here, at start, not at its first call;
@@ -44,5 +45,22 @@ out:
     if (h != NULL)
         dlclose(h);
     free(addr);
+    return rc;
+}
+
+int souk__dl_load(struct souk__dl_lib *lib, char *why, size_t whycap)
+{
+    /* dlerror's text is per thread and the slots are shared: one loader at a time,
+     * and the first answer kept (a library that failed stays failed: the process
+     * refuses its configuration and stops) */
+    pthread_mutex_lock(&lib->lock);
+    if (!lib->tried) {
+        lib->rc = load(lib, lib->why, sizeof(lib->why));
+        lib->tried = true;
+    }
+    int rc = lib->rc;
+    if (rc != 0)
+        snprintf(why, whycap, "%s", lib->why);
+    pthread_mutex_unlock(&lib->lock);
     return rc;
 }

@@ -5,6 +5,8 @@
 #ifndef SOUK_DL_INT_H
 #define SOUK_DL_INT_H
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 /* One function a back-end calls: its name and the table slot its address goes to. A
@@ -22,19 +24,34 @@ struct souk__dl_sym {
 #define SOUK__DL_SLOT(f)     __typeof__(f) *f;
 #define SOUK__DL_SYM(tab, f) {#f, &(tab).f},
 
-/* A library to load: its soname (the major version the headers are of) and the Debian
- * package that ships it, for the message when it is missing. */
+/* A library to load: its soname (the major version the headers are of), the Debian
+ * package that ships it (for the message when it is missing), its table of calls, and
+ * the first load's answer, which every later load returns. A back-end declares one:
+ *   static struct souk__dl_lib rmq_lib =
+ *       SOUK__DL_LIB("librabbitmq.so.4", "librabbitmq4", rmq_syms);
+ */
 struct souk__dl_lib {
     const char *soname;
     const char *package;
+    const struct souk__dl_sym *syms;
+    size_t nsyms;
+    pthread_mutex_t lock; /* guards the rest */
+    bool tried;
+    int rc;
+    char why[512];
 };
+#define SOUK__DL_LIB(soname, package, syms)                                                        \
+    {                                                                                              \
+        (soname), (package), (syms), sizeof(syms) / sizeof((syms)[0]), PTHREAD_MUTEX_INITIALIZER,  \
+            false, 0, ""                                                                           \
+    }
 
-/* Open lib and fill every slot of syms[0..n); the library then stays for the process's
- * life. 0; or SOUK_ENOTFOUND with why holding what failed (the library or the first
+/* Open lib once and fill every slot of its table; the library then stays for the
+ * process's life, and every later call, from any thread, returns the first call's
+ * answer. 0; or SOUK_ENOTFOUND with why holding what failed (the library or the first
  * missing function, with dlerror()'s text), the slots then left as they were and
- * nothing kept open. A back-end calls it once, at start, before its threads use the
- * table (dlerror is per thread, the slots are not guarded). */
-int souk__dl_load(const struct souk__dl_lib *lib, const struct souk__dl_sym *syms, size_t n,
-                  char *why, size_t whycap);
+ * nothing kept open. The slots are written before the first answer is returned and
+ * never again: a thread that got 0 may call through the table without a lock. */
+int souk__dl_load(struct souk__dl_lib *lib, char *why, size_t whycap);
 
 #endif

@@ -76,8 +76,7 @@ static struct {
 } rmq;
 #define RMQ_SYM(f) SOUK__DL_SYM(rmq, f)
 static const struct souk__dl_sym rmq_syms[] = {RMQ_CALLS(RMQ_SYM)};
-static const struct souk__dl_lib rmq_lib = {"librabbitmq.so.4", "librabbitmq4"};
-static bool rmq_loaded;
+static struct souk__dl_lib rmq_lib = SOUK__DL_LIB("librabbitmq.so.4", "librabbitmq4", rmq_syms);
 
 /* The library's data and its one-line helper, here: a variable cannot go through the
  * table, and amqp_cstring_bytes is a struct around strlen */
@@ -571,14 +570,7 @@ static void *consume_main(void *arg)
 
 /* ---- life cycle ---- */
 
-int souk__amqp_load(char *why, size_t whycap)
-{
-    if (rmq_loaded)
-        return 0;
-    int rc = souk__dl_load(&rmq_lib, rmq_syms, sizeof(rmq_syms) / sizeof(rmq_syms[0]), why, whycap);
-    rmq_loaded = rc == 0;
-    return rc;
-}
+int souk__amqp_load(char *why, size_t whycap) { return souk__dl_load(&rmq_lib, why, whycap); }
 
 int souk__amqp_start(void)
 {

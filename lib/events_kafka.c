@@ -101,8 +101,7 @@ static struct {
 } rdk;
 #define RDK_SYM(f) SOUK__DL_SYM(rdk, f)
 static const struct souk__dl_sym rdk_syms[] = {RDK_CALLS(RDK_SYM)};
-static const struct souk__dl_lib rdk_lib = {"librdkafka.so.1", "librdkafka1"};
-static bool rdk_loaded;
+static struct souk__dl_lib rdk_lib = SOUK__DL_LIB("librdkafka.so.1", "librdkafka1", rdk_syms);
 
 static char bootstrap[BOOTSTRAP_MAX];
 static char topic_name[NAME_LEN], group_name[NAME_LEN], dlq_name[NAME_LEN];
@@ -1005,14 +1004,7 @@ static void *consume_main(void *arg)
 
 /* ---- life cycle ---- */
 
-int souk__kafka_load(char *why, size_t whycap)
-{
-    if (rdk_loaded)
-        return 0;
-    int rc = souk__dl_load(&rdk_lib, rdk_syms, sizeof(rdk_syms) / sizeof(rdk_syms[0]), why, whycap);
-    rdk_loaded = rc == 0;
-    return rc;
-}
+int souk__kafka_load(char *why, size_t whycap) { return souk__dl_load(&rdk_lib, why, whycap); }
 
 int souk__kafka_start(void)
 {
