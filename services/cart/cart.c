@@ -36,6 +36,12 @@
 static int cart_render(struct souk_db *db, const char *user, char **out, size_t *len)
 {
     *out = NULL;
+    *len = 0;
+    char *buf = NULL, currency[32] = "\"USD\"";
+    size_t n = 0;
+    int64_t subtotal = 0;
+    int rc, lines = 0;
+    FILE *f = NULL;
     struct souk_stmt *st =
         souk_db_query(db,
                       "SELECT " LINE_JSON ", unit_price_cents * quantity,"
@@ -45,15 +51,10 @@ static int cart_render(struct souk_db *db, const char *user, char **out, size_t 
                       "s", user);
     if (st == NULL)
         return SOUK_EDB;
-    char *buf = NULL, currency[32] = "\"USD\"";
-    size_t n = 0;
-    FILE *f = open_memstream(&buf, &n);
-    if (f == NULL) {
-        souk_stmt_done(st);
-        return SOUK_ENOMEM;
+    if ((f = open_memstream(&buf, &n)) == NULL) {
+        rc = SOUK_ENOMEM;
+        goto out;
     }
-    int64_t subtotal = 0;
-    int rc, lines = 0;
     fputs("{\"items\":[", f);
     while ((rc = souk_stmt_step(st)) == SOUK_ROW) {
         const char *line = souk_stmt_text(st, 0), *cur = souk_stmt_text(st, 2);
@@ -62,15 +63,19 @@ static int cart_render(struct souk_db *db, const char *user, char **out, size_t 
         if (cur != NULL && strlen(cur) < sizeof(currency))
             snprintf(currency, sizeof(currency), "%s", cur);
         if (ftell(f) > CART_JSON_MAX) {
-            souk_stmt_done(st);
             rc = SOUK_ENOMEM;
-            break;
+            goto out;
         }
     }
-    fprintf(f, "],\"subtotal_cents\":%lld,\"currency\":%s}", (long long)subtotal, currency);
-    if (fclose(f) != 0 && rc == SOUK_DONE)
+    st = NULL; /* done or failed: the statement is reset */
+    if (rc == SOUK_DONE)
+        fprintf(f, "],\"subtotal_cents\":%lld,\"currency\":%s}", (long long)subtotal, currency);
+out:
+    if (st != NULL)
+        souk_stmt_done(st);
+    if (f != NULL && fclose(f) != 0 && rc == SOUK_DONE)
         rc = SOUK_ENOMEM;
-    if (rc < 0) {
+    if (rc != SOUK_DONE) {
         free(buf);
         return rc;
     }
