@@ -27,6 +27,11 @@
     SOUK_IF_SQLITE("json_object(") SOUK_IF_PG("json_build_object(")                                \
     "'product_id', product_id, 'name', name, 'unit_price_cents', unit_price_cents,"                \
     " 'quantity', quantity, 'line_total_cents', unit_price_cents * quantity)" SOUK_IF_PG("::text")
+/* each line, its total, and its currency as a JSON string */
+#define CART_SQL                                                                                   \
+    "SELECT " LINE_JSON ", unit_price_cents * quantity, "                                          \
+    SOUK_IF_SQLITE("json_quote(currency)") SOUK_IF_PG("to_json(currency)::text")                   \
+    " FROM cart_items WHERE user_id = ? ORDER BY added_at, product_id"
 // clang-format on
 #define CART_JSON_MAX (CART_LINES_MAX * 4096 + 256) /* lines of at most ~4 KB each */
 
@@ -42,13 +47,7 @@ static int cart_render(struct souk_db *db, const char *user, char **out, size_t 
     int64_t subtotal = 0;
     int rc, lines = 0;
     FILE *f = NULL;
-    struct souk_stmt *st =
-        souk_db_query(db,
-                      "SELECT " LINE_JSON ", unit_price_cents * quantity,"
-                      " " SOUK_IF_SQLITE("json_quote(currency)")
-                          SOUK_IF_PG("to_json(currency)::text") " FROM cart_items WHERE user_id = "
-                                                                "? ORDER BY added_at, product_id",
-                      "s", user);
+    struct souk_stmt *st = souk_db_query(db, CART_SQL, "s", user);
     if (st == NULL)
         return SOUK_EDB;
     if ((f = open_memstream(&buf, &n)) == NULL) {
