@@ -81,7 +81,7 @@ export UBSAN_OPTIONS ?= halt_on_error=1:print_stacktrace=1
 FUZZ_SECONDS ?= 20
 FUZZ_DRIVERS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/*.c))
 
-.PHONY: all setup run run-scale test unit kit-check e2e e2e-modes browser-test bench soak bench-db clean fmt fmt-check fuzz \
+.PHONY: all setup run run-scale test unit kit-check e2e e2e-gateway-uv e2e-modes browser-test bench soak bench-db clean fmt fmt-check fuzz \
   deploy-test test-deploy deploy-check
 all: $(BINS)
 
@@ -143,12 +143,15 @@ $(B)/obj/gen/$(1)/migrations.o: $(B)/gen/$(1)/migrations.c
 	$$(CC) $$(CPPFLAGS) $$(CFLAGS) -c -o $$@ $$<
 $(B)/bin/$(1): $$($(1)_OBJ) $(LIB) $(PROTO_LIB)
 	@mkdir -p $$(@D)
-	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS) $$($(1)_LIBS)
 # unit tests of the service link everything but its main()
 $(B)/tests/unit/services/$(1)/%: tests/unit/services/$(1)/%.c $$(filter-out %/main.o,$$($(1)_OBJ)) $(LIB) $(PROTO_LIB)
 	@mkdir -p $$(@D)
-	$$(CC) $$(CPPFLAGS) -Iservices/$(1) $$(CFLAGS) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS) -lcmocka
+	$$(CC) $$(CPPFLAGS) -Iservices/$(1) $$(CFLAGS) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS) $$($(1)_LIBS) -lcmocka
 endef
+# the gateway's libuv engine (SOUK_GATEWAY_ENGINE=uv): libuv and Debian's http-parser,
+# linked into the gateway alone
+gateway_LIBS := $(shell pkg-config --libs libuv 2>/dev/null) -lhttp_parser
 $(foreach s,$(SERVICES),$(eval $(call service_rules,$(s))))
 
 # the supervisor: its own files, plus three of the kit's: backoff (the restart delay),
@@ -197,6 +200,18 @@ E2E_EVENTS := $(or $(EVENTS),$(SOUK_TEST_EVENTS),$(if $(filter scale,$(E2E_MODE)
 e2e: $(BINS) $(GRPC_TEST_BINS)
 	SOUK_BUILD_DIR=$(abspath $(B)) SOUK_TEST_MODE=$(E2E_MODE) SOUK_TEST_EVENTS=$(E2E_EVENTS) \
 	  SOUK_TEST_RPC=$(or $(RPC),$(SOUK_TEST_RPC),grpc) $(PYTEST) -q tests/e2e $(PYTEST_ARGS)
+
+# The tests that start a gateway (alone or in a platform), with its public listener on
+# the libuv engine (SOUK_GATEWAY_ENGINE=uv through SOUK_TEST_GATEWAY_ENGINE)
+GATEWAY_E2E := $(wildcard tests/e2e/test_gateway*.py) $(addprefix tests/e2e/, \
+  test_server_hardening.py test_storefront_headers.py test_pages.py test_login_throttling.py \
+  test_signup_flood.py test_log_ecs.py test_secrets_in_logs.py test_tracing.py \
+  test_outbound_ids.py test_platform.py test_orders.py test_grpc.py test_grpc_saga.py \
+  test_service_config.py test_souk_cli.py test_users_seed.py)
+e2e-gateway-uv: $(BINS) $(GRPC_TEST_BINS)
+	SOUK_TEST_GATEWAY_ENGINE=uv SOUK_BUILD_DIR=$(abspath $(B)) SOUK_TEST_MODE=$(E2E_MODE) \
+	  SOUK_TEST_EVENTS=$(E2E_EVENTS) SOUK_TEST_RPC=$(or $(RPC),$(SOUK_TEST_RPC),grpc) \
+	  $(PYTEST) -q -n 2 $(GATEWAY_E2E) $(PYTEST_ARGS)
 
 # The whole black-box suite again in the other modes make test covers: the scale-out
 # mode (every service on PostgreSQL, two replicas of each in the platforms,

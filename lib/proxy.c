@@ -52,7 +52,9 @@ struct instance {
     struct souk_upstream *up;
     char base[BASE_MAX]; /* "http://127.0.0.1:8082" */
     size_t base_len;
-    const char *label; /* "127.0.0.1:8082", for metrics and logs */
+    const char *label;   /* "127.0.0.1:8082", for metrics and logs */
+    char host[BASE_MAX]; /* "127.0.0.1" */
+    int port;
     CURL *health;
     bool health_busy;
     bool healthy; /* last probe answered 200, or no connection error since */
@@ -175,6 +177,11 @@ struct souk_upstream *souk_upstream_new(const char *name, const char *urls)
         in->base[len] = '\0';
         in->base_len = len;
         in->label = in->base + (http ? 7 : 8);
+        size_t hl = strcspn(in->label, "/");
+        const char *colon = memchr(in->label, ':', hl);
+        in->port = colon != NULL ? (int)strtol(colon + 1, NULL, 10) : http ? 80 : 443;
+        snprintf(in->host, sizeof(in->host), "%.*s",
+                 (int)(colon != NULL ? (size_t)(colon - in->label) : hl), in->label);
         in->healthy = true; /* until a probe or a request says otherwise */
         in->available = true;
         p += strcspn(p, ",");
@@ -287,32 +294,44 @@ static const char *const forwarded[] = {
 
 /* Percent-encode the decoded path back (RFC 3986 pchar and "/" stay). Refuses "."
  * and ".." segments so no upstream ever resolves a path the router did not see. */
-static char *encode_path(struct souk_req *r, const char *path, const char *query)
+long souk_proxy_encode_path(const char *path, const char *query, char *out, size_t cap)
 {
     static const char hex[] = "0123456789ABCDEF";
-    size_t n = strlen(path), q = strlen(query);
-    char *out = souk_req_alloc(r, n * 3 + q + 2), *o = out;
+    size_t o = 0, q = strlen(query);
     for (const char *p = path; *p; p++) {
         if (*p == '/' && p[1] == '.' &&
             (p[2] == '/' || p[2] == '\0' || (p[2] == '.' && (p[3] == '/' || p[3] == '\0'))))
-            return NULL;
+            return -1;
+        if (o + 4 > cap)
+            return -1;
         unsigned char c = (unsigned char)*p;
         if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
             strchr("-._~!$&'()*+,;=:@/", c) != NULL) {
-            *o++ = (char)c;
+            out[o++] = (char)c;
         } else {
-            *o++ = '%';
-            *o++ = hex[c >> 4];
-            *o++ = hex[c & 15];
+            out[o++] = '%';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
         }
     }
     if (q > 0) {
-        *o++ = '?';
-        memcpy(o, query, q);
+        if (o + q + 2 > cap)
+            return -1;
+        out[o++] = '?';
+        memcpy(out + o, query, q);
         o += q;
     }
-    *o = '\0';
-    return out;
+    if (o + 1 > cap)
+        return -1;
+    out[o] = '\0';
+    return (long)o;
+}
+
+static char *encode_path(struct souk_req *r, const char *path, const char *query)
+{
+    size_t cap = strlen(path) * 3 + strlen(query) + 2;
+    char *out = souk_req_alloc(r, cap);
+    return souk_proxy_encode_path(path, query, out, cap) < 0 ? NULL : out;
 }
 
 static void wake(struct loop *lp)
@@ -582,6 +601,67 @@ static void fail(struct job *j, int status, const char *code, const char *detail
 
 static void launch(struct job *j, struct instance *in);
 
+static const char *status_label(long status);
+
+/* The end of an attempt on in, whoever made it (curl here, the gateway's own data
+ * path through souk_proxy_report): metrics, the breaker, passive ejection. */
+static void account(struct instance *in, enum souk_proxy_outcome o, int status, const char *why,
+                    uint64_t duration_ns, uint64_t now)
+{
+    souk_metric_observe(m_duration, (double)duration_ns / 1e9, in->up->name, in->label);
+    souk_metric_inc(m_requests, in->up->name, in->label,
+                    o == SOUK_PROXY_ANSWERED ? status_label(status) : "error");
+    pthread_mutex_lock(&state_lock);
+    in->outstanding--;
+    if (o == SOUK_PROXY_ANSWERED) {
+        bool was_closed = in->breaker.state == SOUK_BREAKER_CLOSED;
+        breaker_report(in, status >= 500 ? SOUK_BREAKER_FAILED : SOUK_BREAKER_OK, now);
+        if (status >= 500 || !was_closed)
+            publish(in->up, now);
+    } else if (o != SOUK_PROXY_TOO_BIG) {
+        if (o == SOUK_PROXY_REFUSED || o == SOUK_PROXY_LOST)
+            set_healthy(in, false, false, why); /* passive ejection */
+        breaker_report(in, o == SOUK_PROXY_REFUSED ? SOUK_BREAKER_REFUSED : SOUK_BREAKER_FAILED,
+                       now);
+        publish(in->up, now);
+    }
+    pthread_mutex_unlock(&state_lock);
+}
+
+bool souk_proxy_pick(struct souk_upstream *u, unsigned tried, struct souk_proxy_target *t)
+{
+    pthread_mutex_lock(&state_lock);
+    struct instance *in = pick(u, (uint32_t)tried, souk_now_ns());
+    if (in != NULL)
+        in->outstanding++;
+    pthread_mutex_unlock(&state_lock);
+    if (in == NULL)
+        return false;
+    *t = (struct souk_proxy_target){.index = (int)(in - u->inst),
+                                    .host = in->host,
+                                    .port = in->port,
+                                    .hostport = in->label,
+                                    .https = strncmp(in->base, "https://", 8) == 0};
+    return true;
+}
+
+void souk_proxy_report(struct souk_upstream *u, int index, enum souk_proxy_outcome o, int status,
+                       uint64_t duration_ns)
+{
+    static const char *const why[] = {
+        [SOUK_PROXY_REFUSED] = "connection refused",
+        [SOUK_PROXY_LOST] = "connection lost",
+    };
+    if (index < 0 || (size_t)index >= u->n)
+        return;
+    account(&u->inst[index], o, status, o < SOUK_ARRAY_LEN(why) && why[o] ? why[o] : "error",
+            duration_ns, souk_now_ns());
+}
+
+void souk_proxy_count_retry(struct souk_upstream *u) { souk_metric_inc(m_retries, u->name); }
+
+const struct souk_proxy_conf *souk_proxy_config(void) { return &conf; }
+
 /* The instance for the next attempt, counted as outstanding; NULL when none. */
 static struct instance *take_instance(struct job *j, uint64_t now)
 {
@@ -672,20 +752,12 @@ static void finish_job(struct loop *lp, struct job *j, CURLcode rc, uint64_t now
     curl_multi_remove_handle(lp->multi, j->easy);
     easy_put(lp, j->easy, plain_get(j));
     j->easy = NULL;
-    double secs = (double)(now - j->t0) / 1e9;
-    souk_metric_observe(m_duration, secs, j->up->name, in->label);
+    uint64_t took = now - j->t0;
     j->t0 = now;
 
     if (rc == CURLE_OK) {
-        souk_metric_inc(m_requests, j->up->name, in->label, status_label(j->status));
         bool gateway_error = j->status == 502 || j->status == 503 || j->status == 504;
-        pthread_mutex_lock(&state_lock);
-        in->outstanding--;
-        bool was_closed = in->breaker.state == SOUK_BREAKER_CLOSED;
-        breaker_report(in, j->status >= 500 ? SOUK_BREAKER_FAILED : SOUK_BREAKER_OK, now);
-        if (j->status >= 500 || !was_closed)
-            publish(j->up, now);
-        pthread_mutex_unlock(&state_lock);
+        account(in, SOUK_PROXY_ANSWERED, (int)j->status, NULL, took, now);
         if (gateway_error && j->retryable && retry(j, now))
             return;
         struct souk_req *r = j->r;
@@ -705,18 +777,14 @@ static void finish_job(struct loop *lp, struct job *j, CURLcode rc, uint64_t now
         return;
     }
 
-    souk_metric_inc(m_requests, j->up->name, in->label, "error");
     bool never_sent = rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST;
     bool conn_lost = rc == CURLE_GOT_NOTHING || rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR;
-    pthread_mutex_lock(&state_lock);
-    in->outstanding--;
-    if (!j->too_big) {
-        if (never_sent || conn_lost)
-            set_healthy(in, false, false, curl_easy_strerror(rc)); /* passive ejection */
-        breaker_report(in, never_sent ? SOUK_BREAKER_REFUSED : SOUK_BREAKER_FAILED, now);
-        publish(j->up, now);
-    }
-    pthread_mutex_unlock(&state_lock);
+    enum souk_proxy_outcome o = j->too_big                       ? SOUK_PROXY_TOO_BIG
+                                : never_sent                     ? SOUK_PROXY_REFUSED
+                                : conn_lost                      ? SOUK_PROXY_LOST
+                                : rc == CURLE_OPERATION_TIMEDOUT ? SOUK_PROXY_TIMEOUT
+                                                                 : SOUK_PROXY_FAILED;
+    account(in, o, 0, curl_easy_strerror(rc), took, now);
     if (j->too_big) {
         fail(j, 502, "bad_gateway", "the upstream response is too large");
         return;

@@ -857,3 +857,24 @@ void souk__server_synth_free(struct souk_req *r)
     free(r);
     atomic_fetch_sub(&souk__srv.inflight, 1);
 }
+
+void souk_request_done(const struct souk_request_done *d)
+{
+    size_t series = d->route >= 0 && (size_t)d->route < souk__srv.nroutes ? (size_t)d->route
+                                                                          : souk__srv.nroutes;
+    souk__metrics_http_observe(series, d->method, d->status, (double)d->duration_ns / 1e9);
+    if (!souk__srv.access_log)
+        return;
+    struct souk__access a = {.method = d->method,
+                             .path = d->path,
+                             .route = d->route >= 0 && (size_t)d->route < souk__srv.nroutes
+                                          ? souk__srv.routes[d->route].pattern
+                                          : NULL,
+                             .request_id = d->request_id,
+                             .traceparent = d->traceparent,
+                             .client = d->client,
+                             .status = d->status,
+                             .bytes = d->bytes,
+                             .duration_ns = d->duration_ns};
+    souk__log_access(&a);
+}

@@ -88,21 +88,37 @@ int souk__access_check(enum souk_auth need, const char *scope, const char *autho
 int souk__server_check_access(struct souk_req *r, const struct souk_route *route,
                               struct souk_identity *who)
 {
-    struct souk__denial d;
+    const char *code = NULL;
+    char challenge[384], detail[128]; /* RFC 6750 §3 */
     int status =
-        souk__access_check(route->auth, route->scope, souk_req_header(r, "Authorization"), who, &d);
+        souk_access_decide(route->auth, route->scope, souk_req_header(r, "Authorization"), who,
+                           &code, challenge, sizeof(challenge), detail, sizeof(detail));
     if (status == 0)
         return 0;
-    if (status == 503) {
+    if (status == 503)
         souk_reply_header(r, "Retry-After", "5");
-    } else {
-        char h[384]; /* RFC 6750 §3 */
-        if (d.error == NULL)
-            snprintf(h, sizeof(h), "Bearer realm=\"souk\"");
-        else
-            snprintf(h, sizeof(h), "Bearer realm=\"souk\", error=\"%s\", error_description=\"%s\"",
-                     d.error, d.detail);
-        souk_reply_header(r, "WWW-Authenticate", h);
-    }
-    return souk_problem(r, status, d.code, "%s", d.detail);
+    else
+        souk_reply_header(r, "WWW-Authenticate", challenge);
+    return souk_problem(r, status, code, "%s", detail);
+}
+
+int souk_access_decide(enum souk_auth need, const char *scope, const char *authorization,
+                       struct souk_identity *who, const char **code, char *challenge,
+                       size_t challenge_cap, char *detail, size_t detail_cap)
+{
+    struct souk__denial d;
+    int status = souk__access_check(need, scope, authorization, who, &d);
+    if (status == 0)
+        return 0;
+    *code = d.code;
+    snprintf(detail, detail_cap, "%s", d.detail);
+    if (status == 503)
+        snprintf(challenge, challenge_cap, "%s", "");
+    else if (d.error == NULL)
+        snprintf(challenge, challenge_cap, "Bearer realm=\"souk\"");
+    else
+        snprintf(challenge, challenge_cap,
+                 "Bearer realm=\"souk\", error=\"%s\", error_description=\"%s\"", d.error,
+                 d.detail);
+    return status;
 }

@@ -126,6 +126,18 @@ static int readyz(struct souk_req *r)
     return 200;
 }
 
+/* For a service serving its public listener itself: the kit's part of /readyz. */
+static const char *not_ready(void)
+{
+    if (atomic_load(&souk__srv.draining))
+        return "draining";
+    if (!atomic_load(&started))
+        return "starting";
+    if (service->ready != NULL && !service->ready())
+        return "a dependency is not reachable";
+    return NULL;
+}
+
 static int metrics(struct souk_req *r)
 {
     size_t len;
@@ -524,9 +536,12 @@ static void drain(void)
 {
     atomic_store(&souk__srv.draining, true);
     souk_info("draining", "{s:I}", "inflight", (json_int_t)atomic_load(&souk__srv.inflight));
-    MHD_quiesce_daemon(public_l.daemon);
-    souk__grpc_drain_begin(); /* gRPC drains beside HTTP, within the same deadline */
     uint64_t deadline = souk_now_ns() + (uint64_t)cfg_drain_seconds * 1000000000u;
+    if (public_l.daemon != NULL)
+        MHD_quiesce_daemon(public_l.daemon);
+    else if (service->serve_drain != NULL) /* a public listener of the service's own */
+        service->serve_drain(deadline);
+    souk__grpc_drain_begin(); /* gRPC drains beside HTTP, within the same deadline */
     while (atomic_load(&souk__srv.inflight) > 0 && souk_now_ns() < deadline)
         usleep(10000);
     souk__grpc_drain_end(deadline);
@@ -541,7 +556,8 @@ static void drain(void)
         souk__otlp_stop();
         return;
     }
-    MHD_stop_daemon(public_l.daemon);
+    if (public_l.daemon != NULL)
+        MHD_stop_daemon(public_l.daemon);
     public_l.daemon = NULL;
     if (admin_l.daemon != NULL) /* kept answering /readyz "draining" until now */
         MHD_stop_daemon(admin_l.daemon);
@@ -621,11 +637,30 @@ int souk_main(int argc, char **argv, const struct souk_service *svc)
         souk_error("start failed", NULL);
         return 1;
     }
-    if (souk__conn_start(cfg_header_timeout, cfg_conn_timeout) != 0 || start_public(&sa) != 0)
+    int own = 0; /* the service serves the public listener itself */
+    if (svc->serve != NULL) {
+        struct souk_serve ss = {.listen = cfg_listen,
+                                .threads = (int)cfg_threads,
+                                .tls = public_l.tls,
+                                .max_conns = (long)cfg_max_conns,
+                                .max_per_ip = (long)cfg_max_per_ip,
+                                .header_timeout_s = (long)cfg_header_timeout,
+                                .idle_timeout_s = (long)cfg_conn_timeout,
+                                .max_body = (size_t)cfg_max_body,
+                                .access_log = cfg_access_log,
+                                .trusted_proxies = trusted_proxies,
+                                .not_ready = not_ready};
+        own = svc->serve(&ss);
+        if (own < 0)
+            return own == SOUK_EINVAL ? 2 : 1;
+    }
+    if (souk__conn_start(cfg_header_timeout, cfg_conn_timeout) != 0 ||
+        (own == 0 && start_public(&sa) != 0))
         return 1;
     if (start_side(admin_addr, sizeof(admin_addr), &admin_l, "admin") != 0 ||
         start_side(probe_addr, sizeof(probe_addr), &probe_l, "probe") != 0) {
-        MHD_stop_daemon(public_l.daemon);
+        if (public_l.daemon != NULL)
+            MHD_stop_daemon(public_l.daemon);
         return 1;
     }
     if (souk__grpc_start(svc) != 0) /* SOUK_GRPC_LISTEN, when the service has RPCs */

@@ -143,25 +143,45 @@ static struct verdict take(struct limiter *l, const char *key, uint64_t now)
     return v;
 }
 
-static void limit_headers(struct souk_req *r, const struct limiter *l, const struct verdict *v)
+/* ---- what a request shows the edge, whichever engine parsed it ---- */
+
+static void add(struct edge_headers *h, const char *name, const char *value)
 {
-    char buf[128];
-    snprintf(buf, sizeof(buf), "\"%s\";q=%.0f;w=%.0f", l->name, l->burst,
-             dmax(1.0, dceil(l->burst / l->rate)));
-    souk_reply_header(r, "RateLimit-Policy", buf);
-    snprintf(buf, sizeof(buf), "\"%s\";r=%.0f;t=%.0f", l->name, v->remaining, dceil(v->reset));
-    souk_reply_header(r, "RateLimit", buf);
+    if (h->n == EDGE_HEADERS_MAX)
+        return; /* cannot happen: the most one answer takes is 7 */
+    h->h[h->n].name = name;
+    if (value == NULL) { /* the value is formatted into the slot */
+        h->h[h->n].value = h->h[h->n].buf;
+    } else {
+        h->h[h->n].value = value;
+    }
+    h->n++;
 }
 
-int edge_rate_limit(struct souk_req *r, enum edge_policy policy)
+static char *slot(struct edge_headers *h, const char *name)
 {
-    const struct souk_identity *who = souk_req_identity(r);
-    const char *addr = souk_req_client_addr(r);
+    if (h->n == EDGE_HEADERS_MAX)
+        return h->h[EDGE_HEADERS_MAX - 1].buf; /* overwritten, never added */
+    add(h, name, NULL);
+    return h->h[h->n - 1].buf;
+}
+
+static void limit_headers(struct edge_headers *h, const struct limiter *l, const struct verdict *v)
+{
+    snprintf(slot(h, "RateLimit-Policy"), EDGE_VALUE_MAX, "\"%s\";q=%.0f;w=%.0f", l->name, l->burst,
+             dmax(1.0, dceil(l->burst / l->rate)));
+    snprintf(slot(h, "RateLimit"), EDGE_VALUE_MAX, "\"%s\";r=%.0f;t=%.0f", l->name, v->remaining,
+             dceil(v->reset));
+}
+
+int edge_limit(const struct edge_view *v, enum edge_policy policy, struct edge_headers *out,
+               char *detail, size_t cap)
+{
     const char *keys[LIMIT_KINDS] = {
-        [LIMIT_IP] = addr,
-        [LIMIT_USER] = who->authenticated && who->sub[0] ? who->sub : NULL,
-        [LIMIT_TOKEN] = policy == EDGE_TOKEN ? addr : NULL,
-        [LIMIT_SIGNUP] = policy == EDGE_SIGNUP ? addr : NULL,
+        [LIMIT_IP] = v->addr,
+        [LIMIT_USER] = v->user,
+        [LIMIT_TOKEN] = policy == EDGE_TOKEN ? v->addr : NULL,
+        [LIMIT_SIGNUP] = policy == EDGE_SIGNUP ? v->addr : NULL,
     };
     uint64_t now = souk_now_ns();
     const struct limiter *tightest = NULL;
@@ -170,32 +190,31 @@ int edge_rate_limit(struct souk_req *r, enum edge_policy policy)
         struct limiter *l = &limiters[k];
         if (keys[k] == NULL || l->rate <= 0)
             continue;
-        struct verdict v = take(l, keys[k], now);
-        if (!v.ok) {
-            char secs[32];
-            snprintf(secs, sizeof(secs), "%.0f", dmax(1.0, dceil(v.retry_after)));
-            souk_reply_header(r, "Retry-After", secs);
-            limit_headers(r, l, &v);
+        struct verdict vd = take(l, keys[k], now);
+        if (!vd.ok) {
+            char *secs = slot(out, "Retry-After");
+            snprintf(secs, EDGE_VALUE_MAX, "%.0f", dmax(1.0, dceil(vd.retry_after)));
+            limit_headers(out, l, &vd);
             souk_metric_inc(m_limited, l->name);
-            edge_cors(r);
-            return souk_problem(r, 429, "rate_limited",
-                                "too many requests (%s limit); retry after %s s", l->name, secs);
+            edge_cors_headers(v, out);
+            snprintf(detail, cap, "too many requests (%s limit); retry after %s s", l->name, secs);
+            return 429;
         }
-        if (tightest == NULL || v.remaining / l->burst < tv.remaining / tightest->burst) {
+        if (tightest == NULL || vd.remaining / l->burst < tv.remaining / tightest->burst) {
             tightest = l;
-            tv = v;
+            tv = vd;
         }
     }
     if (tightest != NULL)
-        limit_headers(r, tightest, &tv);
+        limit_headers(out, tightest, &tv);
     return 0;
 }
 
 /* ---- CORS ---- */
 
-static const char *allowed_origin(struct souk_req *r)
+static const char *allowed_origin(const struct edge_view *v)
 {
-    const char *o = souk_req_header(r, "Origin");
+    const char *o = v->origin;
     if (o == NULL)
         return NULL;
     if (any_origin)
@@ -206,32 +225,81 @@ static const char *allowed_origin(struct souk_req *r)
     return NULL;
 }
 
-void edge_cors(struct souk_req *r)
+void edge_cors_headers(const struct edge_view *v, struct edge_headers *out)
 {
-    const char *o = allowed_origin(r);
+    const char *o = allowed_origin(v);
     if (o == NULL)
         return;
-    souk_reply_header(r, "Access-Control-Allow-Origin", o);
-    souk_reply_header(r, "Vary", "Origin");
-    souk_reply_header(r, "Access-Control-Expose-Headers",
-                      "ETag, Location, Retry-After, RateLimit, RateLimit-Policy, X-Request-Id");
+    add(out, "Access-Control-Allow-Origin", o);
+    add(out, "Vary", "Origin");
+    add(out, "Access-Control-Expose-Headers",
+        "ETag, Location, Retry-After, RateLimit, RateLimit-Policy, X-Request-Id");
+}
+
+int edge_preflight_headers(const struct edge_view *v, struct edge_headers *out, char *detail,
+                           size_t cap)
+{
+    static const char methods[] = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
+    if (v->origin == NULL || !v->cors_request) {
+        add(out, "Allow", methods);
+        return 204;
+    }
+    if (allowed_origin(v) == NULL) {
+        snprintf(detail, cap, "origin %.200s is not allowed", v->origin);
+        return 403;
+    }
+    edge_cors_headers(v, out);
+    add(out, "Access-Control-Allow-Methods", methods);
+    add(out, "Access-Control-Allow-Headers",
+        "Authorization, Content-Type, Accept, Idempotency-Key, If-Match, "
+        "If-None-Match, X-Request-Id, traceparent");
+    add(out, "Access-Control-Max-Age", "600");
+    return 204;
+}
+
+/* ---- the kit's HTTP server (SOUK_GATEWAY_ENGINE=mhd): the view of a souk_req ---- */
+
+static struct edge_view view_of(struct souk_req *r)
+{
+    const struct souk_identity *who = souk_req_identity(r);
+    return (struct edge_view){
+        .addr = souk_req_client_addr(r),
+        .user = who->authenticated && who->sub[0] ? who->sub : NULL,
+        .origin = souk_req_header(r, "Origin"),
+        .cors_request = souk_req_header(r, "Access-Control-Request-Method") != NULL,
+    };
+}
+
+static void apply(struct souk_req *r, const struct edge_headers *h)
+{
+    for (size_t i = 0; i < h->n; i++)
+        souk_reply_header(r, h->h[i].name, h->h[i].value);
+}
+
+int edge_rate_limit(struct souk_req *r, enum edge_policy policy)
+{
+    struct edge_view v = view_of(r);
+    struct edge_headers h = {0};
+    char detail[128];
+    int status = edge_limit(&v, policy, &h, detail, sizeof(detail));
+    apply(r, &h);
+    return status == 0 ? 0 : souk_problem(r, status, "rate_limited", "%s", detail);
+}
+
+void edge_cors(struct souk_req *r)
+{
+    struct edge_view v = view_of(r);
+    struct edge_headers h = {0};
+    edge_cors_headers(&v, &h);
+    apply(r, &h);
 }
 
 int edge_preflight(struct souk_req *r)
 {
-    static const char methods[] = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS";
-    const char *origin = souk_req_header(r, "Origin");
-    if (origin == NULL || souk_req_header(r, "Access-Control-Request-Method") == NULL) {
-        souk_reply_header(r, "Allow", methods);
-        return 204;
-    }
-    if (allowed_origin(r) == NULL)
-        return souk_problem(r, 403, "cors_origin_denied", "origin %.200s is not allowed", origin);
-    edge_cors(r);
-    souk_reply_header(r, "Access-Control-Allow-Methods", methods);
-    souk_reply_header(r, "Access-Control-Allow-Headers",
-                      "Authorization, Content-Type, Accept, Idempotency-Key, If-Match, "
-                      "If-None-Match, X-Request-Id, traceparent");
-    souk_reply_header(r, "Access-Control-Max-Age", "600");
-    return 204;
+    struct edge_view v = view_of(r);
+    struct edge_headers h = {0};
+    char detail[256];
+    int status = edge_preflight_headers(&v, &h, detail, sizeof(detail));
+    apply(r, &h);
+    return status == 403 ? souk_problem(r, 403, "cors_origin_denied", "%s", detail) : status;
 }

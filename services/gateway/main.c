@@ -3,6 +3,8 @@
  * lib/proxy.c), after auth and rate limits at the edge; the storefront's files
  * are served at "/". /internal/... and the services' /metrics are never reachable.
  * The upstreams and their routes are services.txt's (build/gen/services.h). */
+#include <string.h>
+
 #include "gateway.h"
 #include "services.h"
 #include "souk/service.h"
@@ -20,7 +22,7 @@ static struct souk_upstream *up[UP_COUNT];
 static const char *const up_names[UP_COUNT] = {SOUK_UPSTREAMS(UPSTREAM_NAME)};
 #undef UPSTREAM_NAME
 
-static const char *cfg_web_dir, *cfg_cors;
+static const char *cfg_web_dir, *cfg_cors, *cfg_engine;
 static int64_t cfg_timeout, cfg_connect_timeout, cfg_retries, cfg_breaker_failures, cfg_breaker_ms,
     cfg_health_ms, cfg_probe_offset, cfg_ready_wait_ms, cfg_max_response, cfg_max_conns,
     cfg_proxy_threads;
@@ -35,6 +37,9 @@ static struct edge_conf edge;
 static const struct souk_conf config[] = {
     SOUK_UPSTREAMS(UPSTREAM_CONF)
     /* clang-format on */
+    {"SOUK_GATEWAY_ENGINE", SOUK_CONF_STR, "mhd", 2, 3, &cfg_engine,
+     "the public listener's engine: mhd (the kit's server, curl-multi proxy) or uv (libuv "
+     "loops, one per SOUK_THREADS, with http-parser and pooled upstream connections)"},
     {"SOUK_WEB_DIR", SOUK_CONF_STR, "web", 1, 4096, &cfg_web_dir, "storefront files served at /"},
     {"SOUK_CORS_ORIGINS", SOUK_CONF_STR, "", 0, 4096, &cfg_cors,
      "allowed origins, comma-separated, or *"},
@@ -136,6 +141,19 @@ static const struct souk_route routes[] = {
 };
 #undef ROUTE
 
+/* The same table's routes for the libuv engine, index for index. */
+#define TARGET(ident, method, pattern, auth, limit) {GW_FORWARD, UP_##ident, EDGE_##limit},
+/* clang-format off */
+static const struct gw_target targets[] = {
+    {GW_PREFLIGHT, 0, EDGE_PLAIN},
+    {GW_TRACES, 0, EDGE_PLAIN},
+    SOUK_GATEWAY_ROUTES(TARGET)
+    /* clang-format on */
+    {GW_STATIC, 0, EDGE_PLAIN},
+};
+#undef TARGET
+_Static_assert(SOUK_ARRAY_LEN(targets) == SOUK_ARRAY_LEN(routes) - 1, "a target for every route");
+
 static int start(void)
 {
     for (int i = 0; i < UP_COUNT; i++) {
@@ -167,6 +185,24 @@ static int start(void)
 
 static void stop(void) { souk_proxy_stop(); }
 
+/* SOUK_GATEWAY_ENGINE=uv: the public listener is uv_serve.c's; mhd leaves it to the kit. */
+static int serve(const struct souk_serve *s)
+{
+    if (strcmp(cfg_engine, "mhd") == 0)
+        return 0;
+    if (strcmp(cfg_engine, "uv") != 0) {
+        souk_log_config_error("SOUK_GATEWAY_ENGINE=\"%s\": expected mhd or uv", cfg_engine);
+        return SOUK_EINVAL;
+    }
+    if (s->tls) { /* never a silent fall back to the other engine */
+        souk_log_config_error("SOUK_GATEWAY_ENGINE=uv does not serve TLS yet: unset "
+                              "SOUK_TLS_CERT/SOUK_TLS_KEY or use SOUK_GATEWAY_ENGINE=mhd");
+        return SOUK_EINVAL;
+    }
+    int rc = uv_serve_start(s, routes, targets, SOUK_ARRAY_LEN(targets), up, UP_COUNT);
+    return rc == 0 ? 1 : rc;
+}
+
 static const struct souk_service gateway = {
     .name = "gateway",
     .listen = "127.0.0.1:8080",
@@ -177,6 +213,8 @@ static const struct souk_service gateway = {
     .stop = stop,
     .edge = true, /* metrics on 127.0.0.1:<port + 1100>, a per-address connection cap */
     .ready = souk_proxy_ready, /* at start: not before every upstream answered a probe */
+    .serve = serve,
+    .serve_drain = uv_serve_drain,
 };
 
 int main(int argc, char **argv) { return souk_main(argc, argv, &gateway); }

@@ -34,13 +34,29 @@ static const char csp[] = "default-src 'self'; script-src 'self'; style-src 'sel
                           "object-src 'none'; base-uri 'none'; form-action 'self'; "
                           "frame-ancestors 'none'";
 
-/* On every storefront answer, the 404s and 304s too. */
-static void security_headers(struct souk_req *r)
+static char *header(struct static_answer *a, const char *name, const char *value)
 {
-    souk_reply_header(r, "Content-Security-Policy", csp);
-    souk_reply_header(r, "X-Content-Type-Options", "nosniff");
-    souk_reply_header(r, "X-Frame-Options", "DENY"); /* frame-ancestors for old browsers */
-    souk_reply_header(r, "Referrer-Policy", "strict-origin-when-cross-origin");
+    struct edge_headers *h = &a->headers;
+    size_t i = h->n < EDGE_HEADERS_MAX ? h->n++ : EDGE_HEADERS_MAX - 1; /* 7 at most */
+    h->h[i].name = name;
+    h->h[i].value = value != NULL ? value : h->h[i].buf;
+    return h->h[i].buf;
+}
+
+/* On every storefront answer, the 404s and 304s too. */
+static void security_headers(struct static_answer *a)
+{
+    header(a, "Content-Security-Policy", csp);
+    header(a, "X-Content-Type-Options", "nosniff");
+    header(a, "X-Frame-Options", "DENY"); /* frame-ancestors for old browsers */
+    header(a, "Referrer-Policy", "strict-origin-when-cross-origin");
+}
+
+static int not_found(struct static_answer *a, const char *fmt, const char *path)
+{
+    a->code = "not_found";
+    snprintf(a->detail, sizeof(a->detail), fmt, path);
+    return a->status = 404;
 }
 
 int static_init(const char *web_dir)
@@ -130,7 +146,7 @@ static bool has_dot_segment(const char *p)
     return false;
 }
 
-static int read_file(struct souk_req *r, const char *file, const struct stat *st)
+static int read_file(struct static_answer *a, const char *file, const struct stat *st)
 {
     int rc = 500;
     int fd = open(file, O_RDONLY | O_CLOEXEC);
@@ -146,61 +162,74 @@ static int read_file(struct souk_req *r, const char *file, const struct stat *st
         got += (size_t)n;
     }
     buf[got] = '\0';
-    souk_reply_raw(r, content_type(file), buf, got, true);
+    a->type = content_type(file);
+    a->body = buf;
+    a->len = got;
     buf = NULL;
     rc = 200;
 out:
     free(buf);
     if (fd >= 0)
         close(fd);
-    if (rc != 200)
-        return souk_problem(r, 500, "internal", "cannot read a static file");
-    return rc;
+    if (rc != 200) {
+        a->code = "internal";
+        snprintf(a->detail, sizeof(a->detail), "cannot read a static file");
+    }
+    return a->status = rc;
 }
 
-int static_serve(struct souk_req *r)
+int static_answer(const char *method, const char *path, const char *inm, const char *ims,
+                  struct static_answer *a)
 {
-    const char *path = souk_req_path(r);
-    const char *method = souk_req_method(r);
-    security_headers(r);
+    memset(a, 0, sizeof(*a));
+    security_headers(a);
     if ((strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) || root[0] == '\0' ||
         api_path(path) || strlen(path) > STATIC_PATH_MAX || has_dot_segment(path) ||
         strchr(path, '\\') != NULL)
-        return souk_problem(r, 404, "not_found", "no route for %.200s", path);
+        return not_found(a, "no route for %.200s", path);
 
-    char file[PATH_MAX];
+    char file[PATH_MAX], rel[STATIC_PATH_MAX + 16];
     struct stat st;
-    const char *rel =
-        path[strlen(path) - 1] == '/' ? souk_req_printf(r, "%sindex.html", path) : path;
+    snprintf(rel, sizeof(rel), "%s%s", path, path[strlen(path) - 1] == '/' ? "index.html" : "");
     if (resolve(rel, file, &st) != 0) {
         /* client-side routes ("/products/prd_1") get the app; missing assets a 404 */
         if (extension(path) != NULL || resolve("/index.html", file, &st) != 0)
-            return souk_problem(r, 404, "not_found", "no file %.200s", path);
+            return not_found(a, "no file %.200s", path);
     }
     if (st.st_size > STATIC_FILE_MAX)
-        return souk_problem(r, 404, "not_found", "no file %.200s", path);
+        return not_found(a, "no file %.200s", path);
 
-    char etag[64], lm[64];
-    snprintf(etag, sizeof(etag), "\"%llx-%llx\"", (unsigned long long)st.st_size,
+    char *etag = header(a, "ETag", NULL);
+    snprintf(etag, EDGE_VALUE_MAX, "\"%llx-%llx\"", (unsigned long long)st.st_size,
              (unsigned long long)st.st_mtim.tv_sec * 1000000000ull +
                  (unsigned long long)st.st_mtim.tv_nsec);
     struct tm tm;
     gmtime_r(&st.st_mtim.tv_sec, &tm);
-    strftime(lm, sizeof(lm), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    strftime(header(a, "Last-Modified", NULL), EDGE_VALUE_MAX, "%a, %d %b %Y %H:%M:%S GMT", &tm);
     bool html = strcmp(content_type(file), types[0].type) == 0;
-    souk_reply_header(r, "ETag", etag);
-    souk_reply_header(r, "Last-Modified", lm);
-    souk_reply_header(r, "Cache-Control", html ? "no-cache" : "public, max-age=3600");
+    header(a, "Cache-Control", html ? "no-cache" : "public, max-age=3600");
 
-    const char *inm = souk_req_header(r, "If-None-Match");
-    const char *ims = souk_req_header(r, "If-Modified-Since");
     if (inm != NULL) {
         if (strstr(inm, etag) != NULL || strcmp(inm, "*") == 0)
-            return 304;
+            return a->status = 304;
     } else if (ims != NULL) {
         time_t since = curl_getdate(ims, NULL);
         if (since != -1 && st.st_mtim.tv_sec <= since)
-            return 304;
+            return a->status = 304;
     }
-    return read_file(r, file, &st);
+    return read_file(a, file, &st);
+}
+
+int static_serve(struct souk_req *r)
+{
+    struct static_answer a;
+    static_answer(souk_req_method(r), souk_req_path(r), souk_req_header(r, "If-None-Match"),
+                  souk_req_header(r, "If-Modified-Since"), &a);
+    for (size_t i = 0; i < a.headers.n; i++)
+        souk_reply_header(r, a.headers.h[i].name, a.headers.h[i].value);
+    if (a.code != NULL)
+        return souk_problem(r, a.status, a.code, "%s", a.detail);
+    if (a.body != NULL)
+        souk_reply_raw(r, a.type, a.body, a.len, true); /* r owns it now */
+    return a.status;
 }

@@ -10,7 +10,9 @@ whose SOUK_<PEER>_URL names a service a test started gets SOUK_<PEER>_GRPC_URL t
 SOUK_TEST_MODE=scale runs the same tests in the scale-out mode: every service a test
 starts keeps its state in a PostgreSQL database of its own (a role and a database per
 service and state directory, on one private cluster for the session), events go
-through RabbitMQ, and a platform (souk up) runs two replicas of every service."""
+through RabbitMQ, and a platform (souk up) runs two replicas of every service.
+SOUK_TEST_GATEWAY_ENGINE=mhd|uv runs every gateway a test starts on that engine
+(SOUK_GATEWAY_ENGINE; `make e2e-gateway-uv`)."""
 import json
 import os
 import random
@@ -177,6 +179,17 @@ class _Transport:
 
 _transport = _Transport()
 
+
+# ---- SOUK_TEST_GATEWAY_ENGINE: the gateway's public listener on mhd or uv ----
+
+# Every gateway a test starts (alone or in a platform) gets it as SOUK_GATEWAY_ENGINE
+# through the environment it inherits; a test that sets SOUK_GATEWAY_ENGINE itself wins.
+GATEWAY_ENGINES = ("mhd", "uv")
+GATEWAY_ENGINE = os.environ.get("SOUK_TEST_GATEWAY_ENGINE", "")
+if GATEWAY_ENGINE and GATEWAY_ENGINE not in GATEWAY_ENGINES:
+    raise pytest.UsageError(f"SOUK_TEST_GATEWAY_ENGINE={GATEWAY_ENGINE!r}: expected one of {GATEWAY_ENGINES}")
+if GATEWAY_ENGINE:
+    os.environ["SOUK_GATEWAY_ENGINE"] = GATEWAY_ENGINE
 
 # ---- SOUK_TEST_RPC: calls between services over gRPC or REST ----
 

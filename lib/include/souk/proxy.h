@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct souk_req;
 struct souk_upstream;
@@ -62,5 +63,44 @@ bool souk_proxy_ready(void);
  * Returns SOUK_SUSPEND: the request is resumed with the answer, 503 no_upstream
  * when no instance is available, 502 bad_gateway or 504 upstream_timeout. */
 int souk_proxy_forward(struct souk_req *r, struct souk_upstream *u);
+
+/* ---- the same instances, breakers and health for a data path of its own ----
+ * (the gateway's libuv engine: services/gateway/uv_serve.c). One implementation of
+ * balancing: souk_proxy_forward() goes through these too. Thread-safe. */
+
+struct souk_proxy_target {
+    int index;            /* the instance within its upstream (a bit in a tried mask) */
+    const char *host;     /* as written in the URL: "127.0.0.1" */
+    int port;             /* 80 when the URL names none */
+    const char *hostport; /* "127.0.0.1:8082": the Host header, the metrics' label */
+    bool https;
+};
+
+/* How an attempt ended. */
+enum souk_proxy_outcome {
+    SOUK_PROXY_ANSWERED, /* a whole response: status says which */
+    SOUK_PROXY_REFUSED,  /* never sent: the connection was refused */
+    SOUK_PROXY_LOST,     /* the connection failed while sending or before an answer */
+    SOUK_PROXY_TIMEOUT,  /* no answer in timeout_ms */
+    SOUK_PROXY_FAILED,   /* another transport error (a malformed answer) */
+    SOUK_PROXY_TOO_BIG,  /* the answer passed max_response: not the instance's fault */
+};
+
+/* The least-outstanding instance of u not in tried (bit i: instance i), counted as
+ * outstanding until its souk_proxy_report(). False when none would take a request. */
+bool souk_proxy_pick(struct souk_upstream *u, unsigned tried, struct souk_proxy_target *t);
+/* The end of an attempt begun by souk_proxy_pick(): the breaker, passive ejection (a
+ * refused or lost connection), metrics. status is the answer's when ANSWERED. */
+void souk_proxy_report(struct souk_upstream *u, int index, enum souk_proxy_outcome o, int status,
+                       uint64_t duration_ns);
+/* A request sent again on another instance (the retries metric). */
+void souk_proxy_count_retry(struct souk_upstream *u);
+/* The decoded path and raw query as sent upstream: path percent-encoded again (RFC
+ * 3986 pchar and "/" stay), "?query" after it. Returns the length written into out
+ * (NUL-terminated), or -1 for a "." or ".." segment (never sent: 404) or when it
+ * does not fit in cap (3 × the path + the query + 2 always does). */
+long souk_proxy_encode_path(const char *path, const char *query, char *out, size_t cap);
+/* The configuration souk_proxy_start() was given. */
+const struct souk_proxy_conf *souk_proxy_config(void);
 
 #endif

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "souk/arena.h"
 #include "souk/config.h"
@@ -53,6 +54,25 @@ struct souk_identity {
     long long expires;      /* exp, seconds since the epoch */
 };
 
+/* What souk_main() hands a service that serves its public listener itself
+ * (struct souk_service's serve: the gateway's libuv engine). Borrowed for the life of
+ * the process. */
+struct souk_realip;
+struct souk_serve {
+    const char *listen;                        /* SOUK_LISTEN, "127.0.0.1:8080" */
+    int threads;                               /* SOUK_THREADS */
+    bool tls;                                  /* SOUK_TLS_CERT/KEY set: HTTPS wanted */
+    long max_conns;                            /* SOUK_MAX_CONNECTIONS */
+    long max_per_ip;                           /* SOUK_MAX_CONNECTIONS_PER_IP; 0: no cap */
+    long header_timeout_s;                     /* SOUK_HEADER_TIMEOUT */
+    long idle_timeout_s;                       /* SOUK_CONN_TIMEOUT */
+    size_t max_body;                           /* SOUK_MAX_BODY */
+    bool access_log;                           /* SOUK_ACCESS_LOG */
+    const struct souk_realip *trusted_proxies; /* SOUK_TRUSTED_PROXIES */
+    /* /readyz's verdict: NULL when ready, else why not ("starting", "draining"…) */
+    const char *(*not_ready)(void);
+};
+
 struct souk_service {
     const char *name;   /* "catalog" */
     const char *listen; /* default SOUK_LISTEN, "127.0.0.1:8082" */
@@ -70,6 +90,13 @@ struct souk_service {
     bool edge;
     const struct souk_subscription *subscriptions; /* events consumed; NULL-ended */
     const struct souk_grpc_service *grpc; /* RPCs served beside HTTP (souk/grpc.h); NULL: none */
+    /* Serve the public listener without the kit's HTTP server (NULL: the kit's). Called
+     * after start, in place of it: 1 when the service serves it, 0 to leave it to the
+     * kit, SOUK_EINVAL for a refused configuration (exit 2), another code to fail (1).
+     * serve_drain stops accepting and returns once what is in flight is answered or
+     * at deadline_ns; the admin and probe listeners stay the kit's either way. */
+    int (*serve)(const struct souk_serve *s);
+    void (*serve_drain)(uint64_t deadline_ns);
 };
 
 /* ---- inside a handler ---- */
@@ -137,6 +164,27 @@ void souk_req_resume(struct souk_req *r, int status);
 bool souk_server_draining(void);
 
 /* ---- routing, exposed for unit tests and the gateway ---- */
+
+/* ---- for a service that parses its requests itself (struct souk_service's serve) ---- */
+
+/* The access decision the server makes for a route needing need (and scope, for
+ * SOUK_SERVICE), given the Authorization value (NULL: absent): 0 with who filled, or
+ * the status (401, 403, 503) with *code, the WWW-Authenticate value (401 and 403;
+ * "" for 503, which takes Retry-After: 5) and the detail set. */
+int souk_access_decide(enum souk_auth need, const char *scope, const char *authorization,
+                       struct souk_identity *who, const char **code, char *challenge,
+                       size_t challenge_cap, char *detail, size_t detail_cap);
+/* A request answered outside the kit's HTTP server: the http_requests_total and
+ * duration series of its route and the kit's ECS access line (when SOUK_ACCESS_LOG). */
+struct souk_request_done {
+    const char *method, *path; /* the decoded path */
+    long route;                /* index in the service's routes, or -1: unmatched */
+    const char *request_id, *traceparent, *client;
+    int status;
+    size_t bytes; /* the response body */
+    uint64_t duration_ns;
+};
+void souk_request_done(const struct souk_request_done *d);
 
 #define SOUK_MAX_PARAMS 8
 struct souk_param {
