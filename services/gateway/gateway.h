@@ -108,5 +108,9 @@ int static_answer(const char *method, const char *path, const char *inm, const c
  * reference. */
 void traces_init(const char *const *up_names, const char *const *up_urls, size_t n);
 int traces_serve(struct souk_req *r);
+/* The same for either engine: 200 with *doc (the caller's), or 400 with c's errors
+ * (a malformed id). parent passes its request id and traceparent on; may be NULL.
+ * Blocks on every instance's answer (PEER_TIMEOUT_MS each): never on an event loop. */
+int traces_answer(const char *id, struct souk_req *parent, json_t **doc, struct souk_check *c);
 
 #endif

@@ -187,17 +187,17 @@ static void ask(struct souk_req *r, const char *name, const char *base, size_t b
     souk_response_free(&res);
 }
 
-int traces_serve(struct souk_req *r)
+int traces_answer(const char *id, struct souk_req *parent, json_t **result, struct souk_check *c)
 {
-    const char *id = souk_req_param(r, "id");
     size_t own_n;
     char *own = souk_otlp_collect(id, &own_n);
+    souk_check_init(c);
+    *result = NULL;
     if (own == NULL) {
-        struct souk_check c;
-        souk_check_init(&c);
-        souk_check_fail(&c, "id", "must be a trace id: 32 lower-case hex digits, not all zero");
-        return souk_problem_check(r, &c);
+        souk_check_fail(c, "id", "must be a trace id: 32 lower-case hex digits, not all zero");
+        return 400;
     }
+    struct souk_req *r = parent;
     json_t *docs = json_array(), *missing = json_array(), *spans = json_array();
     json_t *mine = json_loads(own, 0, NULL);
     free(own);
@@ -227,6 +227,16 @@ int traces_serve(struct souk_req *r)
                             missing, "resourceSpans", all);
     if (over > 0)
         json_object_set_new(out, "spans_not_shown", json_integer((json_int_t)over));
-    souk_reply_json(r, out);
+    *result = out;
+    return 200;
+}
+
+int traces_serve(struct souk_req *r)
+{
+    json_t *doc;
+    struct souk_check c;
+    if (traces_answer(souk_req_param(r, "id"), r, &doc, &c) != 200)
+        return souk_problem_check(r, &c);
+    souk_reply_json(r, doc);
     return 200;
 }

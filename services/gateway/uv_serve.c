@@ -86,6 +86,8 @@ struct conn {
     uint64_t deadline_ns; /* close when passed; 0 while a request is being answered */
     bool busy;            /* a request is being answered: read bytes wait in rest */
     bool closing, stopped, close_after, counted, lingering;
+    bool working, free_pending; /* the trace view runs on libuv's thread pool */
+    char trace_id[80];
     uv_shutdown_t shut;
     struct buf rest;
     /* the request being answered */
@@ -225,6 +227,10 @@ static void alloc_cb(uv_handle_t *h, size_t want, uv_buf_t *b)
 static void conn_free(uv_handle_t *h)
 {
     struct conn *c = h->data;
+    if (c->working) { /* freed when the work is done */
+        c->free_pending = true;
+        return;
+    }
     gw_request_free(&c->q);
     free(c->rest.p);
     free(c->uphead.p);
@@ -930,6 +936,64 @@ static void builtin(struct conn *c)
         answer(c, 200, "application/json", "{\"status\":\"ready\"}", 18, NULL);
 }
 
+/* ---- the admin's trace view: blocking calls to every instance, on the thread pool ---- */
+
+struct trace_job {
+    uv_work_t w;
+    struct conn *c;
+    int status;
+    json_t *doc;
+    struct souk_check chk;
+};
+
+static void trace_work(uv_work_t *w)
+{
+    struct trace_job *j = w->data;
+    j->status = traces_answer(j->c->trace_id, NULL, &j->doc, &j->chk);
+}
+
+static void trace_done(uv_work_t *w, int status)
+{
+    SOUK_UNUSED(status);
+    struct trace_job *j = w->data;
+    struct conn *c = j->c;
+    c->working = false;
+    if (c->free_pending) {
+        c->free_pending = false;
+        conn_free((uv_handle_t *)&c->tcp);
+    } else if (j->status == 200) {
+        size_t len;
+        char *body = souk_json_dump(j->doc, &len);
+        answer(c, 200, "application/json", body, len, NULL);
+        free(body);
+    } else {
+        json_t *p = souk_problem_json(400, "validation_failed", "the request has invalid fields");
+        json_object_set_new(p, "errors", j->chk.errors ? j->chk.errors : json_array());
+        j->chk.errors = NULL;
+        size_t len;
+        char *body = souk_json_dump(p, &len);
+        json_decref(p);
+        answer(c, 400, "application/problem+json", body, len, NULL);
+        free(body);
+    }
+    json_decref(j->doc);
+    json_decref(j->chk.errors);
+    free(j);
+}
+
+static void admin_trace(struct conn *c)
+{
+    struct trace_job *j = souk_xcalloc(1, sizeof(*j));
+    j->c = c;
+    j->w.data = j;
+    c->working = true;
+    if (uv_queue_work(&c->lp->uv, &j->w, trace_work, trace_done) != 0) {
+        c->working = false;
+        free(j);
+        problem(c, 503, "unavailable", NULL, "the trace view cannot run now");
+    }
+}
+
 static void storefront(struct conn *c)
 {
     struct static_answer a;
@@ -1013,8 +1077,8 @@ static void handle(struct conn *c)
         storefront(c);
         return;
     }
-    /* the admin trace view is the kit's server's for now (SOUK_GATEWAY_ENGINE=mhd) */
-    problem(c, 404, "not_found", NULL, "no route for %s", c->path);
+    edge_cors_headers(&v, &c->eh);
+    admin_trace(c);
 }
 
 /* The headers are in: route the request, so its body is capped by its route's
@@ -1051,6 +1115,10 @@ static long on_head(struct gw_request *q, void *arg)
     int r = probe ? -2 : souk_router_match(router, q->method, c->path, params, &np);
     c->route = r;
     c->target = r >= 0 ? &targets[r] : NULL;
+    c->trace_id[0] = '\0';
+    for (size_t i = 0; i < np; i++)                 /* the trace view's {id} */
+        if (strncmp(params[i].name, "id}", 3) == 0) /* names point into the pattern */
+            snprintf(c->trace_id, sizeof(c->trace_id), "%.*s", (int)params[i].len, params[i].value);
     char name[SOUK_SPAN_NAME_MAX];
     snprintf(name, sizeof(name), r >= 0 ? "%s %s" : "%s", q->method,
              r >= 0 ? routes[r].pattern : "");
