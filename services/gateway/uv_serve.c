@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -128,7 +129,8 @@ struct upconn {
     int handles; /* open libuv handles; freed at 0 */
     http_parser p;
     bool fresh, got_bytes, done, in_value, idle, closing;
-    bool extra; /* bytes came after the answer: not reused */
+    bool extra;   /* bytes came after the answer: not reused */
+    bool writing; /* a uv_write of the request is pending */
     struct buf field, value, pass, body;
     char content_type[CONTENT_TYPE_MAX];
     bool has_type;
@@ -146,6 +148,8 @@ struct loop {
     atomic_long inflight;
     struct upconn *idle[UPSTREAMS_MAX][INSTANCES_MAX];
     size_t nidle, idle_max;
+    time_t date_at;
+    char date[40];
     char rbuf[READ_BUF];
 };
 
@@ -374,6 +378,19 @@ static void finish(struct conn *c)
     flush(c);
 }
 
+/* The Date header's value, made once a second per loop. */
+static const char *http_date(struct loop *lp)
+{
+    time_t now = time(NULL);
+    if (now != lp->date_at) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(lp->date, sizeof(lp->date), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        lp->date_at = now;
+    }
+    return lp->date;
+}
+
 /* The head of an answer the gateway makes itself: status line, X-Request-Id, the
  * edge's headers, then extra (already "Name: value\r\n" lines), Content-Length. */
 static void answer(struct conn *c, int status, const char *type, const char *body, size_t len,
@@ -396,7 +413,14 @@ static void answer(struct conn *c, int status, const char *type, const char *bod
         PUTS(&c->out, extra);
     if (c->close_after)
         PUTS(&c->out, "Connection: close\r\n");
-    putf(&c->out, "Content-Length: %zu\r\n\r\n", len);
+    put(&c->out, "Date: ", 6);
+    PUTS(&c->out, http_date(c->lp));
+    put(&c->out, "\r\n", 2);
+    if (status == 204 || status == 304) /* no body, and no length for one (RFC 9110 §8.6) */
+        len = 0;
+    else
+        putf(&c->out, "Content-Length: %zu\r\n", len);
+    put(&c->out, "\r\n", 2);
     if (!c->head_only && len > 0)
         put(&c->out, body, len);
     c->body_bytes = c->head_only ? 0 : len;
@@ -695,6 +719,7 @@ static void up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 static void up_written(uv_write_t *wr, int status)
 {
     struct upconn *u = wr->data;
+    u->writing = false;
     if (status != 0 && !u->closing && u->c != NULL)
         up_failed(u, SOUK_PROXY_LOST);
 }
@@ -727,8 +752,11 @@ static void up_send(struct upconn *u)
             first = i + 1;
     }
     u->wr.data = u;
-    if (uv_write(&u->wr, (uv_stream_t *)&u->tcp, bufs + first, nb - first, up_written) != 0)
+    u->writing = true;
+    if (uv_write(&u->wr, (uv_stream_t *)&u->tcp, bufs + first, nb - first, up_written) != 0) {
+        u->writing = false;
         up_failed(u, SOUK_PROXY_LOST);
+    }
 }
 
 static void up_connected(uv_connect_t *cr, int status)
@@ -801,7 +829,8 @@ static void attempt(struct conn *c)
 static void respond(struct conn *c, struct upconn *u)
 {
     int status = u->p.status_code;
-    bool keep = http_should_keep_alive(&u->p) != 0 && !u->extra;
+    /* an answer before the whole request was sent: the connection is not reusable */
+    bool keep = http_should_keep_alive(&u->p) != 0 && !u->extra && !u->writing;
     http_parser_pause(&u->p, 0);
     u->c = NULL;
     c->up = NULL;
@@ -1031,8 +1060,7 @@ static void handle(struct conn *c)
         } else {
             problem(c, 404, "not_found", NULL, "no route for %s", c->path);
         }
-        c->route = -1;
-        return;
+        return; /* c may be on its next request already */
     }
     const struct souk_route *rt = &routes[c->route];
     const char *code = NULL;
