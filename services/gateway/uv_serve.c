@@ -49,6 +49,8 @@ struct buf {
 
 static void put(struct buf *b, const void *s, size_t n)
 {
+    if (n == 0)
+        return;
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 1024;
         while (cap < b->len + n)
@@ -855,7 +857,6 @@ static void respond(struct conn *c, struct upconn *u)
     if (c->attempts > 1)
         souk_span_set_int(&c->cspan, "http.request.resend_count", c->attempts - 1);
     souk_span_end(&c->cspan);
-    put(&u->pass, "", 0);
     struct buf extra = u->pass;
     u->pass = (struct buf){0};
     put(&extra, "", 1); /* NUL-terminated for answer() */
