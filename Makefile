@@ -330,13 +330,16 @@ build/fuzz/gen/%.o: build/gen/%.c
 build/fuzz/%: tests/fuzz/%.c $(patsubst %.c,build/fuzz/obj/%.o,$(LIB_SRC)) $(FUZZ_GEN_OBJ)
 	clang $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
 build/fuzz/oauth_form: build/fuzz/obj/services/users/form.o
+build/fuzz/gw_request: build/fuzz/obj/services/gateway/uv_http.o
+build/fuzz/gw_request: FUZZ_CFLAGS += -Iservices/gateway
+build/fuzz/gw_request: LDLIBS += -lhttp_parser
 fuzz:
 	@scripts/setup fuzz
 	@$(MAKE) --no-print-directory $(FUZZ_DRIVERS:%=build/fuzz/%)
 	@for d in $(FUZZ_DRIVERS); do echo "== fuzz $$d ($(FUZZ_SECONDS) s)"; mkdir -p build/fuzz/corpus/$$d; \
 	  build/fuzz/$$d -max_total_time=$(FUZZ_SECONDS) -timeout=10 build/fuzz/corpus/$$d tests/fuzz/corpus/$$d \
 	    > build/fuzz/$$d.log 2>&1 || { tail -40 build/fuzz/$$d.log; exit 1; }; tail -1 build/fuzz/$$d.log; done
-.SECONDARY: $(patsubst %.c,build/fuzz/obj/%.o,$(LIB_SRC) services/users/form.c) $(FUZZ_GEN_OBJ)
+.SECONDARY: $(patsubst %.c,build/fuzz/obj/%.o,$(LIB_SRC) services/users/form.c services/gateway/uv_http.c) $(FUZZ_GEN_OBJ)
 
 # every C file of ours (not the peers'), in the house format of .clang-format
 FMT_FILES = $(shell find lib services cli tools tests/unit tests/fuzz tests/grpc bench/db -name '*.[ch]' | sort)
