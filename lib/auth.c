@@ -202,7 +202,10 @@ struct cached {
     bool used;
     struct souk_identity who;
 };
-static struct cached *cache;
+/* An entry (~450 bytes) is allocated when its slot is first filled: a table of
+ * entries would leave a page resident for nearly every token ever seen, 1.8 MB per
+ * service under many users; this costs 32 KB plus the tokens actually cached. */
+static struct cached **cache;
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static size_t slot_of(const unsigned char *h)
@@ -214,7 +217,7 @@ static bool cache_get(const unsigned char *h, struct souk_identity *who, int64_t
 {
     bool hit = false;
     pthread_mutex_lock(&cache_lock);
-    struct cached *c = cache != NULL ? &cache[slot_of(h)] : NULL;
+    struct cached *c = cache != NULL ? cache[slot_of(h)] : NULL;
     if (c != NULL && c->used && memcmp(c->hash, h, sizeof(c->hash)) == 0) {
         if (c->who.expires + LEEWAY > now) {
             *who = c->who;
@@ -232,7 +235,10 @@ static void cache_put(const unsigned char *h, const struct souk_identity *who)
     pthread_mutex_lock(&cache_lock);
     if (cache == NULL)
         cache = souk_xcalloc(CACHE_SLOTS, sizeof(*cache));
-    struct cached *c = &cache[slot_of(h)];
+    struct cached **slot = &cache[slot_of(h)];
+    if (*slot == NULL)
+        *slot = souk_xmalloc(sizeof(**slot));
+    struct cached *c = *slot;
     memcpy(c->hash, h, sizeof(c->hash));
     c->who = *who;
     c->used = true;
@@ -488,6 +494,8 @@ void souk_auth_shutdown(void)
     jwks = NULL;
     pthread_mutex_unlock(&keys_lock);
     pthread_mutex_lock(&cache_lock);
+    for (size_t i = 0; cache != NULL && i < CACHE_SLOTS; i++)
+        free(cache[i]);
     free(cache);
     cache = NULL;
     pthread_mutex_unlock(&cache_lock);

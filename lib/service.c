@@ -25,6 +25,7 @@
 #include "events_int.h"
 #include "grpc_int.h"
 #include "log_int.h"
+#include "memtrim_int.h"
 #include "metrics_int.h"
 #include "server_int.h"
 #include "otlp_int.h"
@@ -55,6 +56,7 @@ static char *tls_cert, *tls_key; /* PEM, read at start */
 static const char *cfg_var, *cfg_listen, *cfg_db;
 static int64_t cfg_threads, cfg_max_conns, cfg_conn_timeout, cfg_max_body, cfg_drain_seconds;
 static int64_t cfg_max_per_ip, cfg_header_timeout, cfg_hsts_max_age;
+static int64_t cfg_malloc_arenas, cfg_trim_quiet_ms;
 static const char *cfg_log_level, *cfg_trusted_proxies, *cfg_admin_listen, *cfg_probe_listen,
     *cfg_tls_cert, *cfg_tls_key;
 static bool cfg_access_log;
@@ -101,6 +103,10 @@ static const struct souk_conf kit_config[] = {
     {"SOUK_ACCESS_LOG", SOUK_CONF_BOOL, "true", 0, 0, &cfg_access_log, "log every request"},
     {"SOUK_TRUSTED_PROXIES", SOUK_CONF_STR, "", 0, 4096, &cfg_trusted_proxies,
      "addresses/CIDRs whose X-Forwarded-For is believed"},
+    {"SOUK_MALLOC_ARENAS", SOUK_CONF_INT, "2", 0, 1024, &cfg_malloc_arenas,
+     "glibc malloc arenas the threads share; 0: glibc's default (8 per core)"},
+    {"SOUK_MEMORY_TRIM_MS", SOUK_CONF_INT, "2000", 0, 3600000, &cfg_trim_quiet_ms,
+     "after this long without work, freed heap goes back to the system (once); 0: never"},
     {NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
@@ -256,6 +262,7 @@ static int load_config(const struct souk_service *svc)
         return SOUK_EINVAL;
     }
     souk_log_init(svc->name, level);
+    souk__memtrim_configure(cfg_malloc_arenas, cfg_trim_quiet_ms);
     return 0;
 }
 
@@ -673,8 +680,12 @@ int souk_main(int argc, char **argv, const struct souk_service *svc)
               (json_int_t)cfg_threads, "db",
               souk_config_redact_url(cfg_db, db_shown, sizeof(db_shown)));
 
-    int sig = 0;
-    sigwait(&sigs, &sig);
+    /* this thread only waits for a signal: between waits it gives the heap back
+     * when the service has gone quiet (memtrim.c) */
+    int sig;
+    const struct timespec tick = {1, 0};
+    while ((sig = sigtimedwait(&sigs, NULL, &tick)) < 0)
+        souk__memtrim_tick();
     souk_info("signal received", "{s:i}", "signal", sig);
     drain();
     souk_info("stopped", NULL);
