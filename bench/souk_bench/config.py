@@ -59,6 +59,9 @@ AIM_CEILING = 0.6
 AIM_EXPRESS = 8.0
 AIM_IDLE_RSS_KB = 6 * 1024
 AIM_PLATFORM_PSS_KB = 32 * 1024   # issue 17: the seven services idle, gRPC in every one
+# Idle memory is read this long after the platform's last CPU use: the kit gives freed
+# heap back after SOUK_MEMORY_TRIM_MS (2 s) of quiet, looking once a second.
+IDLE_SETTLE_S = 3.5
 AIM_COLD_S = 1.0
 AIM_CHECKOUTS = 1000.0
 

@@ -13,7 +13,8 @@ import tempfile
 import time
 
 from . import config, peers, rpc, scale, scenarios, sizes
-from .config import (AIM_CEILING, AIM_CHECKOUTS, AIM_EXPRESS, BENCH, COLD_RUNS, PER_SERVICE, QUICK,
+from .config import (AIM_CEILING, AIM_CHECKOUTS, AIM_EXPRESS, BENCH, COLD_RUNS, IDLE_SETTLE_S,
+                     PER_SERVICE, QUICK,
                      QUICK_RESULTS, QUICK_SCENARIOS, RESULTS, ROOT, ROUNDS, SERVICES, WARMUP, WRK,
                      log)
 from .measurement import (TICKS, RssSampler, cpu_ticks, group_rss_kb, loadavg, machine,
@@ -99,7 +100,22 @@ def idle_cpu(ctx, plat, seconds=5):
     log("idle CPU ms/s: %s" % {n: round(v * 1e3, 2) for n, v in ctx["idle_cpu"].items()})
 
 
-def idle_memory(ctx, watched):
+def settle(pids):
+    """Wait for the processes to go quiet, then IDLE_SETTLE_S more: idle, as a user
+    leaving the platform alone would find it."""
+    wait_idle(list(pids))
+    time.sleep(IDLE_SETTLE_S)
+
+
+def fresh_memory(ctx, plat):
+    """Each service's memory, freshly started (seeded, no request yet but the probes)."""
+    settle(plat.pids.values())
+    ctx["mem_fresh"] = {name: mem_detail_kb(pid) for name, pid in plat.pids.items()}
+
+
+def idle_memory(ctx, watched, plat):
+    """Idle after the setup's work (the ids fetched, users registered, a checkout)."""
+    settle(plat.pids.values())
     ctx["rss_idle"] = {name: group_rss_kb(pid) if "(" in name else rss_kb(pid)
                        for name, pid in watched.items()}
     ctx["mem_idle"] = {name: mem_detail_kb(pid) for name, pid in watched.items() if "(" not in name}
@@ -107,6 +123,10 @@ def idle_memory(ctx, watched):
         if s not in watched:
             ctx["rss_idle"][s] = None
     log("idle RSS (kB): %s" % ctx["rss_idle"])
+    tot = lambda m, k: sum((m.get(s) or {}).get(k) or 0 for s in plat.pids) / 1024
+    log("platform Pss fresh %.1f MB (private %.1f), idle after work %.1f MB (private %.1f)" % (
+        tot(ctx.get("mem_fresh", {}), "pss"), tot(ctx.get("mem_fresh", {}), "private"),
+        tot(ctx["mem_idle"], "pss"), tot(ctx["mem_idle"], "private")))
 
 
 def measure_once(ctx, s, pids, plat, watched, wrk_log):
@@ -216,6 +236,7 @@ def main():
     plat.up()
     ctx["platform_mode"], ctx["port_base"] = plat.mode, plat.base
     log("platform up (%s) on base port %d: %s" % (plat.mode, plat.base, plat.pids))
+    fresh_memory(ctx, plat)
     catalog = plat.url("catalog")
     products = scenarios.fetch_products(catalog)
     ids_file = os.path.join(tmp, "ids.lua")
@@ -246,7 +267,7 @@ def main():
     watched["nginx (master + workers)"] = nginx.pid
     if express:
         watched["express (node)"] = express.pid
-    idle_memory(ctx, watched)
+    idle_memory(ctx, watched, plat)
     serving = scenarios.serving_pids(plat.pids, nginx.pid, express.pid if express else None)
     if any(s.key in PER_SERVICE for s in live):
         idle_cpu(ctx, plat)

@@ -26,13 +26,17 @@ def rss_kb(pid, field="VmRSS"):
 
 
 def mem_detail_kb(pid):
-    """VmRSS, RssAnon (private, what the process adds) and Pss (its share of everything)."""
-    out = {"rss": rss_kb(pid), "anon": rss_kb(pid, "RssAnon"), "pss": None}
+    """VmRSS, RssAnon (anonymous: heap, stacks, and library pages written to), Pss (its
+    share of everything) and private (pages no other process maps: what the process
+    costs whoever else runs on the machine, unlike Pss)."""
+    out = {"rss": rss_kb(pid), "anon": rss_kb(pid, "RssAnon"), "pss": None, "private": None}
     try:
         with open("/proc/%d/smaps_rollup" % pid) as f:
             for line in f:
                 if line.startswith("Pss:"):
                     out["pss"] = int(line.split()[1])
+                elif line.startswith(("Private_Clean:", "Private_Dirty:")):
+                    out["private"] = (out["private"] or 0) + int(line.split()[1])
     except OSError:
         pass
     return out
