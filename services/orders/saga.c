@@ -79,6 +79,39 @@ static bool dequeue(char out[SOUK_ID_MAX])
     return got;
 }
 
+/* ---- the orders this replica's workers run now, each at most once ---- */
+
+/* One worker per order in this process, whatever lease the row carries: a run on
+ * the hand-over lease (below) takes no lease of its own in the database, and this
+ * replica's claim() would take that one over. Other replicas are kept out by the
+ * row's lease. At most one entry per worker. */
+static char (*running)[SOUK_ID_MAX];
+
+static bool running_take(const char *id)
+{
+    bool taken = false;
+    size_t free_slot = nworkers;
+    pthread_mutex_lock(&q_lock);
+    for (size_t i = 0; i < nworkers && !taken; i++) {
+        taken = strcmp(running[i], id) == 0;
+        if (running[i][0] == '\0' && free_slot == nworkers)
+            free_slot = i;
+    }
+    if (!taken && free_slot < nworkers) /* always one: each worker holds at most one */
+        snprintf(running[free_slot], SOUK_ID_MAX, "%s", id);
+    pthread_mutex_unlock(&q_lock);
+    return !taken && free_slot < nworkers;
+}
+
+static void running_drop(const char *id)
+{
+    pthread_mutex_lock(&q_lock);
+    for (size_t i = 0; i < nworkers; i++)
+        if (strcmp(running[i], id) == 0)
+            running[i][0] = '\0';
+    pthread_mutex_unlock(&q_lock);
+}
+
 /* ---- one order's saga state ---- */
 
 struct saga {
@@ -88,7 +121,9 @@ struct saga {
     int64_t subtotal, shipping, total, attempts, refunded;
     bool stock_committed;
     json_t *items; /* [{product_id,name,unit_price_cents,quantity,line_total_cents}] */
-    char lease[SOUK_ID_MAX];
+    char lease[sizeof(handover)];       /* ours: claim()'s, or the hand-over lease */
+    char lease_owner[sizeof(handover)]; /* the row's lease as load() read it */
+    int64_t lease_until;
     char traceparent[SOUK_TRACEPARENT_LEN + 1]; /* the steps' parent: checkout or cancel */
 };
 
@@ -106,7 +141,7 @@ static int load(struct souk_db *db, const char *id, struct saga *s)
         db,
         "SELECT user_id, payment_method_id, payment_id, currency, reason, status, step,"
         " subtotal_cents, shipping_cents, total_cents, attempts, refunded_cents, stock_committed,"
-        " items_json, created_at, traceparent FROM orders WHERE id = ?",
+        " items_json, created_at, traceparent, lease_owner, lease_until FROM orders WHERE id = ?",
         "s", id);
     if (st == NULL)
         return SOUK_EDB;
@@ -132,6 +167,8 @@ static int load(struct souk_db *db, const char *id, struct saga *s)
     s->items = json_loads(souk_stmt_text(st, 13), 0, NULL);
     copy(s->created_at, sizeof(s->created_at), souk_stmt_text(st, 14));
     copy(s->traceparent, sizeof(s->traceparent), souk_stmt_text(st, 15));
+    copy(s->lease_owner, sizeof(s->lease_owner), souk_stmt_text(st, 16));
+    s->lease_until = souk_stmt_int(st, 17);
     souk_stmt_done(st);
     return s->items != NULL ? 1 : SOUK_EDB;
 }
@@ -553,7 +590,7 @@ fail:
 
 /* ---- a run: claim, step until settled or a transient failure, let go ---- */
 
-static bool claim(struct souk_db *db, const char *id, char lease[SOUK_ID_MAX])
+static bool claim(struct souk_db *db, const char *id, char *lease)
 {
     souk_id_new(lease, "lse");
     int64_t now = souk_wall_ms();
@@ -566,18 +603,44 @@ static bool claim(struct souk_db *db, const char *id, char lease[SOUK_ID_MAX])
     return rc == 1;
 }
 
+/* The saga of id into s with a lease of ours: 1, or 0 when it is not ours to run
+ * now (settled, another replica's, waiting for its backoff), or a negative code.
+ * A new order and a cancellation are written leased to this replica (saga_handover)
+ * for SAGA_LEASE_MS: a run that finds that lease with half its time or more left
+ * runs on it (persist() renews it with the first step) without a write of its own,
+ * the claim that was one write transaction per checkout (bench/profile-notes.md);
+ * running_take() keeps this replica's workers apart. Any other run claims the row
+ * first and reads it again, since another replica may have moved it meanwhile. */
+static int take(struct souk_db *db, const char *id, struct saga *s)
+{
+    int rc = load(db, id, s);
+    if (rc != 1 || s->step == STEP_DONE)
+        return rc < 0 ? rc : 0;
+    if (strcmp(s->lease_owner, handover) == 0 && s->lease_until - souk_wall_ms() >= LEASE_MS / 2) {
+        copy(s->lease, sizeof(s->lease), handover);
+        return 1;
+    }
+    if (!claim(db, id, s->lease))
+        return 0;
+    rc = load(db, id, s);
+    return rc == 1 && s->step != STEP_DONE ? 1 : rc < 0 ? rc : 0;
+}
+
 static void run(const char *id)
 {
     struct souk_db *db = souk_db_thread();
     struct saga s = {0};
-    if (db == NULL || !claim(db, id, s.lease))
+    if (db == NULL || !running_take(id))
+        return; /* another worker here runs it, and answers its waiters */
+    if (take(db, id, &s) != 1) {
+        json_decref(s.items);
+        running_drop(id);
         return;
+    }
     for (int n = 0; n < STEPS_PER_RUN; n++) {
-        /* read once per run: while the lease is ours nothing else writes the row
-         * (cancel and ship wait for a settled order), and persist() keeps s as it
-         * wrote it */
-        if (n == 0 && (load(db, id, &s) != 1 || s.step == STEP_DONE))
-            break;
+        /* read once per run (take()): while the lease is ours nothing else writes
+         * the row (cancel and ship wait for a settled order), and persist() keeps s
+         * as it wrote it */
         /* each step is a span of the trace of the request that set the saga going
          * (the checkout, a cancel), however late it runs: its call to the peer and the
          * event of the final status are its children */
@@ -622,6 +685,7 @@ static void run(const char *id)
         souk_warn("cannot give back a saga lease", "{s:s}", "order_id", id);
 out:
     json_decref(s.items);
+    running_drop(id);
     wait_notify(id);
 }
 
@@ -700,6 +764,7 @@ int saga_start(void)
     snprintf(handover, sizeof(handover), "new:%s", souk_id_new(ins, "ins"));
     nworkers = (size_t)orders_workers;
     workers = souk_xcalloc(nworkers, sizeof(*workers));
+    running = souk_xcalloc(nworkers, sizeof(*running));
     for (size_t i = 0; i < nworkers; i++)
         if (pthread_create(&workers[i], NULL, worker_main, NULL) != 0)
             return SOUK_ENOMEM;
@@ -721,5 +786,7 @@ void saga_stop(void)
         pthread_join(scanner, NULL);
     free(workers);
     workers = NULL;
+    free(running);
+    running = NULL;
     nworkers = 0;
 }
