@@ -553,17 +553,29 @@ static void delivery_begin(struct delivery_span *d, json_t *env, const struct so
     souk__log_set_context(d->rid, souk_span_traceparent(&d->span));
 }
 
-static void delivery_end(struct delivery_span *d, enum souk__outcome out, bool duplicate)
+/* The thread's log context and current span as they were before delivery_begin. */
+static void delivery_leave(struct delivery_span *d)
 {
-    static const char *const names[] = {"done", "retry", "failed", "dead"};
     souk__log_set_context(d->rid, d->tp);
     souk_trace_leave(d->prev);
+}
+
+/* The span's outcome, and its end. */
+static void delivery_finish(struct delivery_span *d, enum souk__outcome out, bool duplicate)
+{
+    static const char *const names[] = {"done", "retry", "failed", "dead"};
     souk_span_set_str(&d->span, "souk.event.outcome", duplicate ? "duplicate" : names[out]);
     if (out != SOUK__EV_DONE) {
         souk_span_set_str(&d->span, "error.type", names[out]);
         souk_span_set_status(&d->span, SOUK_SPAN_ERROR, NULL);
     }
     souk_span_end(&d->span);
+}
+
+static void delivery_end(struct delivery_span *d, enum souk__outcome out, bool duplicate)
+{
+    delivery_leave(d);
+    delivery_finish(d, out, duplicate);
 }
 
 enum souk__outcome souk__ev_deliver(struct souk_db *db, const char *producer, int64_t seq,
@@ -641,6 +653,86 @@ out:
         delivery_end(&span, out, seen != 0);
     json_decref(env);
     return out;
+}
+
+/* One event of a batch: its envelope, parsed, and its consumer span. */
+struct batch_event {
+    json_t *env;
+    struct souk_event ev;
+    char type[SOUK__EV_TYPE_MAX + 1], source[64];
+    const struct souk_subscription *sub;
+    bool spanned, seen;
+    struct delivery_span span;
+};
+
+/* The events of one batch in one transaction, as souk__ev_deliver would deliver
+ * them one at a time: 0 when every one of them is committed; else nothing of the
+ * batch is kept (a malformed envelope, a handler's failure, the database's), and
+ * the caller delivers them one at a time, which records what failed. */
+static int deliver_batch(struct souk_db *db, const char *producer,
+                         const struct souk__ev_item *items, struct batch_event *b, size_t n)
+{
+    int rc = souk_db_begin(db);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        struct batch_event *e = &b[i];
+        e->env = json_loadb(items[i].text, items[i].len, JSON_REJECT_DUPLICATES, NULL);
+        if (e->env == NULL || !json_is_object(e->env) ||
+            souk__ev_parse_envelope(e->env, &e->ev, e->type, e->source) != NULL) {
+            rc = SOUK_EINVAL;
+            break;
+        }
+        e->sub = find_sub(e->source, e->type);
+        if (e->sub == NULL) /* not ours: only the cursor moves past it */
+            continue;
+        delivery_begin(&e->span, e->env, &e->ev);
+        e->spanned = true;
+        int64_t seen = 0;
+        rc = souk_db_int(db, &seen, "SELECT 1 FROM souk_inbox WHERE event_id = ?", "s", e->ev.id);
+        e->seen = rc > 0; /* a duplicate: nothing to do */
+        if (rc == 0 && (rc = e->sub->fn(db, &e->ev)) == 0 &&
+            (souk_db_run(db,
+                         "INSERT INTO souk_inbox (event_id, source, type, received_ms)"
+                         " VALUES (?, ?, ?, ?)",
+                         "sssi", e->ev.id, e->source, e->type, souk_wall_ms()) < 0 ||
+             souk_db_run(db, "DELETE FROM souk_event_attempts WHERE event_id = ?", "s", e->ev.id) <
+                 0))
+            rc = SOUK_EDB;
+        if (e->seen)
+            rc = 0;
+        delivery_leave(&e->span);
+    }
+    if (rc == 0)
+        rc = advance_cursor(db, producer, items[n - 1].seq);
+    if (rc == 0)
+        rc = souk_db_commit(db);
+    if (rc != 0)
+        souk_db_rollback(db);
+    return rc;
+}
+
+size_t souk__ev_deliver_batch(struct souk_db *db, const char *producer,
+                              const struct souk__ev_item *items, size_t n)
+{
+    if (n > SOUK__EV_BATCH_MAX)
+        n = SOUK__EV_BATCH_MAX;
+    if (n == 0)
+        return 0;
+    struct batch_event *b = souk_xcalloc(n, sizeof(*b));
+    bool ok = deliver_batch(db, producer, items, b, n) == 0;
+    for (size_t i = 0; i < n; i++) {
+        if (b[i].spanned) {
+            if (ok) {
+                delivery_finish(&b[i].span, SOUK__EV_DONE, b[i].seen);
+                souk__ev_count_consumed(b[i].type, b[i].seen ? "duplicate" : "ok");
+            } else { /* rolled back: the delivery one at a time has the span that counts */
+                souk_span_mute(&b[i].span.span);
+                souk_span_end(&b[i].span.span);
+            }
+        }
+        json_decref(b[i].env);
+    }
+    free(b);
+    return ok ? n : 0;
 }
 
 /* ---- threads, sleeping, nudges ---- */

@@ -257,30 +257,50 @@ static void skip_expired(struct souk_db *db, struct follower *fl, int64_t after,
         souk_error("cannot move the event cursor", "{s:s}", "producer", fl->producer);
 }
 
-/* Deliver one page in order. Returns the retry count to back off with (0: go on). */
+/* Deliver one page in order: up to SOUK__EV_BATCH_MAX events in one transaction
+ * (souk__ev_deliver_batch), a batch that fails one event at a time. Returns the
+ * retry count to back off with (0: go on). */
 static int deliver_page(struct souk_db *db, struct follower *fl, json_t *items, int *attempt)
 {
-    size_t i;
-    json_t *it;
-    json_array_foreach(items, i, it)
-    {
+    size_t n = json_array_size(items), ok = 0, i;
+    struct souk__ev_item *page = souk_xcalloc(n ? n : 1, sizeof(*page));
+    int retry = 0;
+    for (ok = 0; ok < n; ok++) { /* the envelopes as text, up to a malformed item */
+        json_t *it = json_array_get(items, ok);
         json_t *seq = json_object_get(it, "seq"), *ev = json_object_get(it, "event");
-        if (!json_is_integer(seq) || ev == NULL) {
-            souk_error("malformed feed page", "{s:s}", "producer", fl->producer);
-            return ++*attempt;
-        }
-        size_t len;
-        char *text = souk_json_dump(ev, &len);
-        enum souk__outcome o =
-            souk__ev_deliver(db, fl->producer, json_integer_value(seq), text, len);
-        free(text);
-        if (o == SOUK__EV_RETRY || o == SOUK__EV_FAILED)
-            return ++*attempt; /* in order: the same event again after a pause */
-        *attempt = 0;
-        if (souk__ev_stopping())
+        if (!json_is_integer(seq) || ev == NULL)
             break;
+        page[ok].seq = json_integer_value(seq);
+        page[ok].text = souk_json_dump(ev, &page[ok].len);
     }
-    return 0;
+    for (i = 0; i < ok && !souk__ev_stopping();) {
+        size_t k = ok - i < SOUK__EV_BATCH_MAX ? ok - i : SOUK__EV_BATCH_MAX;
+        if (k > 1 && souk__ev_deliver_batch(db, fl->producer, &page[i], k) == k) {
+            *attempt = 0;
+            i += k;
+            continue;
+        }
+        for (size_t end = i + k; i < end; i++) {
+            enum souk__outcome o =
+                souk__ev_deliver(db, fl->producer, page[i].seq, page[i].text, page[i].len);
+            if (o == SOUK__EV_RETRY || o == SOUK__EV_FAILED) {
+                retry = ++*attempt; /* in order: the same event again after a pause */
+                goto out;
+            }
+            *attempt = 0;
+            if (souk__ev_stopping())
+                goto out;
+        }
+    }
+    if (ok < n && i == ok && !souk__ev_stopping()) {
+        souk_error("malformed feed page", "{s:s}", "producer", fl->producer);
+        retry = ++*attempt;
+    }
+out:
+    for (i = 0; i < ok; i++)
+        free((char *)page[i].text);
+    free(page);
+    return retry;
 }
 
 static void *follow_main(void *arg)

@@ -66,6 +66,24 @@ void souk__events_stop(void);
 enum souk__outcome souk__ev_deliver(struct souk_db *db, const char *producer, int64_t seq,
                                     const char *text, size_t len);
 
+/* One event of a feed page: its seq and its envelope's JSON text. */
+struct souk__ev_item {
+    int64_t seq;
+    const char *text;
+    size_t len;
+};
+#define SOUK__EV_BATCH_MAX 32 /* events per delivery transaction */
+
+/* Deliver the first n events of a feed page (at most SOUK__EV_BATCH_MAX) in one
+ * transaction, in order, each exactly as souk__ev_deliver would (inbox, handler,
+ * consumed metric, consumer span), the cursor moved once to the last: one write
+ * transaction a page instead of one an event. Returns how many were delivered: n,
+ * or 0 when one of them could not be (a malformed envelope, a handler's failure, a
+ * database error): then nothing of the batch was kept and the caller delivers them
+ * with souk__ev_deliver, which records what failed. */
+size_t souk__ev_deliver_batch(struct souk_db *db, const char *producer,
+                              const struct souk__ev_item *items, size_t n);
+
 /* Check a CloudEvents envelope (specversion 1.0, id, type "souk.<name>", source
  * "urn:souk:<service>", time, subject, object data) and point ev into it (type and
  * source are copied into the buffers given). Returns NULL when it is good, else

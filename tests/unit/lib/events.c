@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -214,6 +215,78 @@ static void test_unsubscribed_type_only_moves_cursor(void **state)
     free(text);
 }
 
+/* n events (the middle one of a type nobody here takes) as a feed page's items */
+static void emit_page(struct souk_db *db, struct souk__ev_item *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char email[32];
+        snprintf(email, sizeof(email), "p%zu@example.com", i);
+        if (i == n / 2) {
+            assert_int_equal(souk_db_begin(db), 0);
+            assert_int_equal(souk_event_emit(db, "user.deleted", "usr_1", json_object()), 0);
+            assert_int_equal(souk_db_commit(db), 0);
+            struct souk_stmt *st = souk_db_query(
+                db, "SELECT seq, envelope FROM souk_outbox ORDER BY seq DESC LIMIT 1", NULL);
+            assert_int_equal(souk_stmt_step(st), SOUK_ROW);
+            items[i].seq = souk_stmt_int(st, 0);
+            items[i].text = strdup(souk_stmt_text(st, 1));
+            souk_stmt_done(st);
+        } else {
+            items[i].text = emit_one(db, email, &items[i].seq);
+        }
+        items[i].len = strlen(items[i].text);
+    }
+}
+
+static void free_page(struct souk__ev_item *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free((char *)items[i].text);
+}
+
+static void test_batch_delivers_a_page_once(void **state)
+{
+    struct souk_db *db = *state;
+    struct souk__ev_item items[5];
+    emit_page(db, items, 5);
+    /* the first one came alone before: a duplicate in the batch */
+    assert_int_equal(souk__ev_deliver(db, "users", items[0].seq, items[0].text, items[0].len),
+                     SOUK__EV_DONE);
+    assert_int_equal(souk__ev_deliver_batch(db, "users", items, 5), 5);
+    assert_int_equal(calls, 4);
+    assert_int_equal(count(db, "SELECT count(*) FROM effects"), 4);
+    assert_int_equal(count(db, "SELECT count(*) FROM souk_inbox"), 4);
+    assert_int_equal(count(db, "SELECT after FROM souk_cursors"), items[4].seq);
+    /* again: every one a duplicate */
+    assert_int_equal(souk__ev_deliver_batch(db, "users", items, 5), 5);
+    assert_int_equal(calls, 4);
+    free_page(items, 5);
+}
+
+static void test_batch_keeps_nothing_when_one_fails(void **state)
+{
+    struct souk_db *db = *state;
+    struct souk__ev_item items[4];
+    emit_page(db, items, 4);
+    fail_with = SOUK_EUNAVAIL;
+    assert_int_equal(souk__ev_deliver_batch(db, "users", items, 4), 0);
+    assert_int_equal(calls, 1); /* stopped at the first failure */
+    assert_int_equal(count(db, "SELECT count(*) FROM effects"), 0);
+    assert_int_equal(count(db, "SELECT count(*) FROM souk_inbox"), 0);
+    assert_int_equal(count(db, "SELECT count(*) FROM souk_cursors"), 0);
+    assert_int_equal(count(db, "SELECT count(*) FROM souk_event_attempts"), 0);
+    /* a malformed envelope in the middle: nothing kept either */
+    fail_with = 0;
+    struct souk__ev_item bad[3] = {items[0], {items[1].seq, "not json", 8}, items[2]};
+    assert_int_equal(souk__ev_deliver_batch(db, "users", bad, 3), 0);
+    assert_int_equal(count(db, "SELECT count(*) FROM effects"), 0);
+    assert_int_equal(count(db, "SELECT count(*) FROM souk_cursors"), 0);
+    assert_int_equal(souk__ev_deliver_batch(db, "users", items, 4), 4);
+    assert_int_equal(count(db, "SELECT count(*) FROM effects"), 3);
+    assert_int_equal(count(db, "SELECT after FROM souk_cursors"), items[3].seq);
+    free_page(items, 4);
+}
+
 static void test_prune_remembers_what_it_deleted(void **state)
 {
     struct souk_db *db = *state;
@@ -245,6 +318,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_permanent_failure_dead_letters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_is_dead_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unsubscribed_type_only_moves_cursor, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_delivers_a_page_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_keeps_nothing_when_one_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune_remembers_what_it_deleted, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
