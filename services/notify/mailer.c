@@ -194,9 +194,9 @@ static int send_smtp(const struct mail *m, const char *msg, size_t len, char *er
 
 /* ---- the worker ---- */
 
-/* Record the attempt (and the next one's time, or the end). 0, or a negative code
- * when it could not be written: a mail sent then may be sent again (at least once). */
-static int record(struct souk_db *db, const struct mail *m, int rc, const char *err)
+/* The attempt's rows (and the next one's time, or the end), in the open
+ * transaction: 0, or a negative code. */
+static int record_rows(struct souk_db *db, const struct mail *m, int rc, const char *err)
 {
     char now[SOUK_TIME_MAX];
     souk_time_now(now);
@@ -207,25 +207,50 @@ static int record(struct souk_db *db, const struct mail *m, int rc, const char *
     if (rc != 0)
         souk_warn("mail delivery failed", "{s:s,s:I,s:s,s:s}", "notification", m->ntf, "attempts",
                   (json_int_t)attempts, "status", status, "error", err);
-    int w = souk_db_begin_mode(db, SOUK_TX_LOCKS); /* an insert and our delivery's row */
-    if (w == 0 &&
-        souk_db_run(
+    if (souk_db_run(
             db, "INSERT INTO delivery_attempts (delivery_id, at, ok, error) VALUES (?, ?, ?, ?)",
             "isbS", m->id, now, rc == 0, rc == 0 ? NULL : err) < 0)
-        w = SOUK_EDB;
-    if (w == 0 && souk_db_run(db,
-                              "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_ms = ?,"
-                              " last_error = ?, sent_at = ? WHERE id = ?",
-                              "siiSSi", status, attempts, souk_wall_ms() + delay,
-                              rc == 0 ? NULL : err, rc == 0 ? now : NULL, m->id) != 1)
-        w = SOUK_EDB;
+        return SOUK_EDB;
+    if (souk_db_run(db,
+                    "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_ms = ?,"
+                    " last_error = ?, sent_at = ? WHERE id = ?",
+                    "siiSSi", status, attempts, souk_wall_ms() + delay, rc == 0 ? NULL : err,
+                    rc == 0 ? now : NULL, m->id) != 1)
+        return SOUK_EDB;
+    return 0;
+}
+
+/* The outcome of one send, until it is recorded. */
+struct sent {
+    bool tried; /* claimed and sent (or written): to be recorded */
+    int rc;
+    char err[ERR_MAX];
+};
+
+/* Record the attempts of mails [from, to) that were tried, in one transaction. 0,
+ * or a negative code when it could not be written: a mail sent then may be sent
+ * again (at least once); each is then made due again at once, not when our claim
+ * runs out (if that write fails too, the claim's end makes it due). */
+static int record(struct souk_db *db, const struct mail *m, struct sent *out, int from, int to)
+{
+    int w = souk_db_begin_mode(db, SOUK_TX_LOCKS); /* inserts and our deliveries' rows */
+    for (int i = from; w == 0 && i < to; i++)
+        if (out[i].tried)
+            w = record_rows(db, &m[i], out[i].rc, out[i].err);
     if (w == 0)
         w = souk_db_commit(db);
-    if (w != 0) {
-        souk_db_rollback(db);
-        souk_error(rc == 0 ? "mail sent but not recorded: it will be sent again"
-                           : "mail attempt not recorded",
-                   "{s:s,s:s}", "notification", m->ntf, "error", souk_strerror(w));
+    if (w == 0)
+        return 0;
+    souk_db_rollback(db);
+    for (int i = from; i < to; i++) {
+        if (!out[i].tried)
+            continue;
+        souk_error(out[i].rc == 0 ? "mail sent but not recorded: it will be sent again"
+                                  : "mail attempt not recorded",
+                   "{s:s,s:s}", "notification", m[i].ntf, "error", souk_strerror(w));
+        souk_db_run(db,
+                    "UPDATE deliveries SET next_attempt_ms = ? WHERE id = ? AND status = 'pending'",
+                    "ii", souk_wall_ms(), m[i].id);
     }
     return w;
 }
@@ -266,14 +291,64 @@ static int due(struct souk_db *db, struct mail *out)
     return rc < 0 && n == 0 ? rc : n; /* what was read before an error still goes out */
 }
 
-/* Claim m for this replica: its next_attempt_ms moved on from the value read, in one
- * statement (atomic on both engines). False when another replica claimed it first. */
-static bool claim(struct souk_db *db, const struct mail *m)
+/* Claim the n mails read for this replica, in one transaction: each one's
+ * next_attempt_ms moved on from the value read, in one statement (atomic on both
+ * engines); out[i].tried false when another replica claimed it first. 0, or a
+ * negative code (then none is ours). */
+static int claim(struct souk_db *db, const struct mail *m, struct sent *out, int n)
 {
-    return souk_db_run(db,
-                       "UPDATE deliveries SET next_attempt_ms = ? WHERE id = ?"
-                       " AND status = 'pending' AND next_attempt_ms = ?",
-                       "iii", souk_wall_ms() + CLAIM_MS, m->id, m->due_ms) == 1;
+    int rc = souk_db_begin_mode(db, SOUK_TX_LOCKS); /* each statement one row, atomic */
+    for (int i = 0; rc == 0 && i < n; i++) {
+        int changed = souk_db_run(db,
+                                  "UPDATE deliveries SET next_attempt_ms = ? WHERE id = ?"
+                                  " AND status = 'pending' AND next_attempt_ms = ?",
+                                  "iii", souk_wall_ms() + CLAIM_MS, m[i].id, m[i].due_ms);
+        out[i] = (struct sent){.tried = changed == 1};
+        rc = changed < 0 ? changed : 0;
+    }
+    if (rc == 0)
+        rc = souk_db_commit(db);
+    if (rc != 0) {
+        souk_db_rollback(db);
+        for (int i = 0; i < n; i++)
+            out[i].tried = false;
+    }
+    return rc;
+}
+
+/* Send (or write) the claimed mails of a batch and record them. Files are written
+ * all, then recorded in one transaction: a file written again after a crash
+ * replaces itself, so a late record doubles nothing. A mail over SMTP is recorded
+ * as soon as it is sent, so a crash sends at most that one again. After a failed
+ * record, stop sending: each further mail would go out unrecorded and be sent again.
+ * False when a record failed. */
+static bool send_batch(struct souk_db *db, struct mail *batch, struct sent *out, int n)
+{
+    bool files = notify_smtp_url[0] == '\0';
+    int from = 0;
+    for (int i = 0; i < n; i++) {
+        if (!out[i].tried)
+            continue;
+        size_t len;
+        char *msg = message(&batch[i], &len);
+        out[i].rc = files ? write_file(&batch[i], msg, len, out[i].err)
+                          : send_smtp(&batch[i], msg, len, out[i].err);
+        free(msg);
+        if (!files) {
+            if (record(db, batch, out, i, i + 1) != 0) {
+                /* the rest were claimed: due again at once */
+                for (int j = i + 1; j < n; j++)
+                    if (out[j].tried)
+                        souk_db_run(db,
+                                    "UPDATE deliveries SET next_attempt_ms = ? WHERE id = ?"
+                                    " AND status = 'pending'",
+                                    "ii", souk_wall_ms(), batch[j].id);
+                return false;
+            }
+            from = i + 1;
+        }
+    }
+    return !files || from >= n || record(db, batch, out, from, n) == 0;
 }
 
 static void *mailer_main(void *arg)
@@ -281,6 +356,7 @@ static void *mailer_main(void *arg)
     SOUK_UNUSED(arg);
     struct souk_db *db = souk_db_thread();
     struct mail batch[BATCH];
+    struct sent out[BATCH];
     for (;;) {
         pthread_mutex_lock(&lock);
         uint64_t seen = nudges;
@@ -302,35 +378,15 @@ static void *mailer_main(void *arg)
             souk_error("cannot read the mail queue", "{s:s}", "error", souk_strerror(n));
             usleep(DB_RETRY_MS * 1000);
         }
-        bool unrecorded = false;
-        for (int i = 0; i < n; i++) {
-            char err[ERR_MAX] = "";
-            size_t len;
-            if (!unrecorded && !claim(db, &batch[i])) { /* another replica's, or unreadable */
-                free_mail(&batch[i]);
-                continue;
-            }
-            char *msg = unrecorded ? NULL : message(&batch[i], &len);
-            bool recorded = false;
-            /* after a failed write, stop sending: each further mail would go out
-             * unrecorded and be sent again */
-            if (msg != NULL) {
-                int rc = notify_smtp_url[0] ? send_smtp(&batch[i], msg, len, err)
-                                            : write_file(&batch[i], msg, len, err);
-                unrecorded = record(db, &batch[i], rc, err) != 0;
-                recorded = !unrecorded;
-            }
-            /* one not recorded is due again at once, not when our claim runs out (if
-             * this write fails too, the claim's end makes it due) */
-            if (!recorded)
-                souk_db_run(db,
-                            "UPDATE deliveries SET next_attempt_ms = ? WHERE id = ?"
-                            " AND status = 'pending'",
-                            "ii", souk_wall_ms(), batch[i].id);
-            free(msg);
+        if (n <= 0)
+            continue;
+        int rc = claim(db, batch, out, n);
+        if (rc != 0)
+            souk_error("cannot claim mails", "{s:s}", "error", souk_strerror(rc));
+        bool recorded = rc == 0 && send_batch(db, batch, out, n);
+        for (int i = 0; i < n; i++)
             free_mail(&batch[i]);
-        }
-        if (unrecorded)
+        if (!recorded) /* the database failed us: pause */
             usleep(DB_RETRY_MS * 1000);
     }
     return NULL;
