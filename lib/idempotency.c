@@ -131,9 +131,11 @@ static int begin_tx(struct souk_db *db, void *arg)
     return rc;
 }
 
-int souk_idem_begin(struct souk_db *db, struct souk_idem *k, const char *scope, const char *key,
-                    const char *method, const char *path, const char *body, size_t len,
-                    int64_t lease_ms)
+/* begin and begin_in_tx: the key checked and hashed into k, begin_tx run in a
+ * transaction of its own or in the caller's. */
+static int begin(struct souk_db *db, struct souk_idem *k, const char *scope, const char *key,
+                 const char *method, const char *path, const char *body, size_t len,
+                 int64_t lease_ms, bool in_tx)
 {
     memset(k, 0, sizeof(*k));
     if (!souk_idem_key_valid(key) || scope == NULL || strlen(scope) > SOUK_IDEM_SCOPE_MAX)
@@ -142,12 +144,28 @@ int souk_idem_begin(struct souk_db *db, struct souk_idem *k, const char *scope, 
     strcpy(k->key, key);
     request_hash(k->hash, method, path, body, len);
     int64_t now = souk_wall_ms();
-    maybe_purge(db, now);
+    if (!in_tx) /* the purge is a write of its own: never inside the caller's */
+        maybe_purge(db, now);
     struct begin_args a = {k, now, lease_ms > 0 ? lease_ms : SOUK_IDEM_LEASE_MS};
-    int rc = souk_db_tx(db, begin_tx, &a);
+    int rc = in_tx ? begin_tx(db, &a) : souk_db_tx(db, begin_tx, &a);
+    k->in_tx = in_tx;
     if (rc < 0)
         souk_idem_free(k);
     return rc;
+}
+
+int souk_idem_begin(struct souk_db *db, struct souk_idem *k, const char *scope, const char *key,
+                    const char *method, const char *path, const char *body, size_t len,
+                    int64_t lease_ms)
+{
+    return begin(db, k, scope, key, method, path, body, len, lease_ms, false);
+}
+
+int souk_idem_begin_in_tx(struct souk_db *db, struct souk_idem *k, const char *scope,
+                          const char *key, const char *method, const char *path, const char *body,
+                          size_t len, int64_t lease_ms)
+{
+    return begin(db, k, scope, key, method, path, body, len, lease_ms, true);
 }
 
 int souk_idem_complete(struct souk_db *db, struct souk_idem *k, int status, const char *response)

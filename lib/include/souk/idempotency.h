@@ -53,6 +53,7 @@ struct souk_idem {
     int64_t attempts; /* earlier attempts that ended transiently (release) */
     int status;       /* REPLAY: the stored HTTP status */
     char *response;   /* REPLAY: the stored body (malloc'd; souk_idem_free) */
+    bool in_tx;       /* begun in the caller's transaction: the lease goes with it */
 };
 
 /* Create the table if missing (safe to call at every start and concurrently). */
@@ -68,6 +69,17 @@ bool souk_idem_key_valid(const char *key);
 int souk_idem_begin(struct souk_db *db, struct souk_idem *k, const char *scope, const char *key,
                     const char *method, const char *path, const char *body, size_t len,
                     int64_t lease_ms);
+
+/* The same inside the caller's open transaction, for a request whose effect is
+ * local and commits in that same transaction (nothing called outside it between
+ * the look-up and the effect): the lease then never outlives the transaction, and
+ * a concurrent duplicate waits for its commit and is answered with the replay.
+ * SQLite: open it with SOUK_TX_SERIAL or SOUK_TX_LOCKS (the write lock). PostgreSQL:
+ * a duplicate that raced ours to a new key fails with SOUK_ECONFLICT at the insert
+ * or at souk_idem_complete(): roll back and run the request again (it replays). */
+int souk_idem_begin_in_tx(struct souk_db *db, struct souk_idem *k, const char *scope,
+                          const char *key, const char *method, const char *path, const char *body,
+                          size_t len, int64_t lease_ms);
 
 /* Inside the caller's open transaction: record the final response. Returns 0, or
  * SOUK_ECONFLICT when our lease was lost (roll the effect back), or another code. */

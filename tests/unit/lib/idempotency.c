@@ -202,6 +202,66 @@ static void test_replicas_race_for_keys(void **state)
     assert_int_equal(r[0].in_use + r[1].in_use, RACE_KEYS);
 }
 
+/* The same race with the key looked up in the effect's own transaction
+ * (souk_idem_begin_in_tx): for each key one runs the effect and the other replays
+ * it, after a conflict it runs again on PostgreSQL; never both, never neither. */
+static void *race_in_tx(void *arg)
+{
+    struct racer *r = arg;
+    struct souk_db *db;
+    if (souk_db_open(&db, url) != 0) {
+        r->failed = RACE_KEYS;
+        return NULL;
+    }
+    for (int i = 0; i < RACE_KEYS; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "tx-%d", i);
+        int rc = SOUK_ECONFLICT;
+        for (int tries = 0; rc == SOUK_ECONFLICT && tries < 3; tries++) {
+            struct souk_idem k = {0};
+            rc = souk_db_begin_mode(db, SOUK_TX_LOCKS);
+            if (rc == 0)
+                rc = souk_idem_begin_in_tx(db, &k, "orders", key, "POST", "/x", "{}", 2, 0);
+            if (rc == SOUK_IDEM_PROCEED) {
+                rc = souk_db_run(db, "INSERT INTO effects VALUES (1)", "") == 1 ? 0 : SOUK_EDB;
+                if (rc == 0)
+                    rc = souk_idem_complete(db, &k, 201, "{\"n\":1}");
+                if (rc == 0)
+                    rc = souk_db_commit(db);
+                if (rc != 0)
+                    souk_db_rollback(db);
+                r->proceed += rc == 0;
+            } else {
+                souk_db_rollback(db);
+                r->in_use += rc == SOUK_IDEM_REPLAY; /* here: replayed */
+                if (rc == SOUK_IDEM_REPLAY) {
+                    assert_true(k.in_tx);
+                    assert_string_equal(k.response, "{\"n\":1}");
+                    rc = 0;
+                }
+            }
+            souk_idem_free(&k);
+        }
+        r->failed += rc != 0;
+    }
+    souk_db_close(db);
+    return NULL;
+}
+
+static void test_in_tx_race_runs_once_and_replays(void **state)
+{
+    struct racer r[2] = {{0}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, race_in_tx, &r[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(r[0].failed + r[1].failed, 0);
+    assert_int_equal(r[0].proceed + r[1].proceed, RACE_KEYS);
+    assert_int_equal(r[0].in_use + r[1].in_use, RACE_KEYS);
+    assert_int_equal(effects(*state), RACE_KEYS);
+}
+
 static void test_key_validation(void **state)
 {
     (void)state;
@@ -229,6 +289,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rollback_leaves_no_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replicas_race_for_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_in_tx_race_runs_once_and_replays, setup, teardown),
         cmocka_unit_test(test_key_validation),
     };
     char dir[] = "/tmp/souk-test-idem-XXXXXX", cmd[128];
