@@ -1,7 +1,8 @@
 /* saga.c: the checkout saga's engine (DESIGN §5). Worker threads run one order at a
  * time under a lease in the database (so two workers, or two replicas, never run
  * the same saga); each step is one idempotent call to a peer, and its outcome is
- * persisted with the next step in one transaction before the next call. A scanner
+ * persisted with the next step in one transaction before the next call (but a
+ * commit's, written with the capture's: run()). A scanner
  * resumes every unsettled order whose backoff has passed: at start, after a crash
  * (when the dead worker's lease runs out) and after transient failures. */
 #include <pthread.h>
@@ -468,15 +469,21 @@ static int emit_final(struct souk_db *db, const struct saga *s, const char *stat
 
 /* The step's line in saga_log, in the step's transaction: 0 or a negative code
  * (then the step is not persisted either, and runs again). */
-static int log_step(struct souk_db *db, const struct saga *s, const char *outcome,
-                    const struct saga_answer *a, const char *now)
+static int log_step_as(struct souk_db *db, const struct saga *s, enum saga_step step,
+                       const char *outcome, const struct saga_answer *a, const char *now)
 {
     int rc = souk_db_run(
         db,
         "INSERT INTO saga_log (order_id, step, outcome, http, code, at) VALUES (?, ?, ?, ?, ?, ?)",
-        "sssiSs", s->id, saga_step_name(s->step), outcome, (int64_t)a->http,
+        "sssiSs", s->id, saga_step_name(step), outcome, (int64_t)a->http,
         a->code ? a->code : (a->rc ? souk_strerror(a->rc) : a->pay_status), now);
     return rc < 0 ? rc : 0;
+}
+
+static int log_step(struct souk_db *db, const struct saga *s, const char *outcome,
+                    const struct saga_answer *a, const char *now)
+{
+    return log_step_as(db, s, s->step, outcome, a, now);
 }
 
 /* Write the move in one transaction, provided we still hold the lease, and renew
@@ -485,7 +492,7 @@ static int log_step(struct souk_db *db, const struct saga *s, const char *outcom
  * release after the last were a write transaction each (bench/profile-notes.md).
  * Returns 0, 1 when the lease was lost (stop), or a negative code (retry later). */
 static int persist(struct souk_db *db, struct saga *s, const struct saga_move *m,
-                   const struct call_out *out)
+                   const struct call_out *out, const struct saga_answer *held)
 {
     char now[SOUK_TIME_MAX];
     souk_time_now(now);
@@ -513,12 +520,17 @@ static int persist(struct souk_db *db, struct saga *s, const struct saga_move *m
         json_decref(lines);
         return rc < 0 ? rc : 1;
     }
+    /* the commit's line, held over the capture's call (run()); the row's step and
+     * stock_committed are written below from s, which has them */
+    if (held != NULL && (rc = log_step_as(db, s, STEP_COMMIT, "ok", held, now)) < 0)
+        goto fail;
     if (mv.retry) {
         int64_t delay = souk_backoff_ms(&saga_retry, s->attempts + 1);
         rc = souk_db_run(db,
-                         "UPDATE orders SET attempts = attempts + 1, next_attempt_ms = ?,"
-                         " lease_until = 0, lease_owner = '' WHERE id = ?",
-                         "is", souk_wall_ms() + delay, s->id);
+                         "UPDATE orders SET step = ?, stock_committed = ?, attempts = ?,"
+                         " next_attempt_ms = ?, lease_until = 0, lease_owner = '' WHERE id = ?",
+                         "siiis", saga_step_name(s->step), (int64_t)s->stock_committed,
+                         s->attempts + 1, souk_wall_ms() + delay, s->id);
         if (rc >= 0)
             rc = log_step(db, s, "retry", &out->a, now);
         goto commit;
@@ -637,6 +649,10 @@ static void run(const char *id)
         running_drop(id);
         return;
     }
+    /* a commit's answer held over the capture's call, and its body (owned) */
+    struct saga_answer held_answer;
+    json_t *held_body = NULL;
+    bool held = false;
     for (int n = 0; n < STEPS_PER_RUN; n++) {
         /* read once per run (take()): while the lease is ours nothing else writes
          * the row (cancel and ship wait for a settled order), and persist() keeps s
@@ -663,7 +679,29 @@ static void run(const char *id)
             souk_warn("saga step failed transiently", "{s:s,s:s,s:i,s:s,s:s}", "order_id", id,
                       "step", saga_step_name(s.step), "http", out.a.http, "code",
                       out.a.code ? out.a.code : "", "error", souk_strerror(out.a.rc));
-        int rc = persist(db, &s, &m, &out);
+        /* The commit's outcome is written with the capture's, in its transaction: the
+         * capture needs nothing the commit returns, and a crash between the two
+         * calls runs the commit again, which the catalog answers as before for a
+         * committed reservation (idempotent by id). One write transaction less per
+         * checkout. A failed commit, or one whose capture would end the run, is
+         * written at once as every other step. */
+        bool hold = s.step == STEP_COMMIT && !m.retry && m.next == STEP_CAPTURE &&
+                    m.status == NULL && m.reason == NULL && n + 1 < STEPS_PER_RUN;
+        int rc = 0;
+        if (hold) {
+            held = true;
+            held_answer = out.a;
+            held_body = out.body; /* the answer's strings point into it */
+            out.body = NULL;
+            s.stock_committed = true;
+            s.step = STEP_CAPTURE;
+            s.attempts = 0;
+        } else {
+            rc = persist(db, &s, &m, &out, held ? &held_answer : NULL);
+            held = false;
+            json_decref(held_body);
+            held_body = NULL;
+        }
         souk_trace_leave(prev);
         souk_span_set_str(&span, "souk.saga.outcome", m.retry ? "retry" : saga_step_name(m.next));
         if (m.status != NULL)
@@ -684,6 +722,7 @@ static void run(const char *id)
                     "ss", id, s.lease) < 0) /* not lost: the lease runs out by itself */
         souk_warn("cannot give back a saga lease", "{s:s}", "order_id", id);
 out:
+    json_decref(held_body);
     json_decref(s.items);
     running_drop(id);
     wait_notify(id);
