@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -192,6 +193,63 @@ static void test_replicas_apply_an_event_once(void **state)
     souk_db_close(db);
 }
 
+/* A feed page of three events (one not ours), as the feed follower delivers it:
+ * the batch, or one at a time when the batch is not kept. */
+struct page_deliverer {
+    pthread_t t;
+    const struct souk__ev_item *items;
+    bool ok;
+};
+
+static void *deliver_page_main(void *arg)
+{
+    struct page_deliverer *d = arg;
+    struct souk_db *db = open_db();
+    d->ok = souk__ev_deliver_batch(db, "users", d->items, 3) == 3;
+    for (size_t i = 0; !d->ok && i < 3; i++) {
+        enum souk__outcome out = SOUK__EV_RETRY;
+        for (int tries = 0; out != SOUK__EV_DONE && tries < 20; tries++)
+            out = souk__ev_deliver(db, "users", d->items[i].seq, d->items[i].text, d->items[i].len);
+        d->ok = i == 2 && out == SOUK__EV_DONE;
+        if (out != SOUK__EV_DONE)
+            break;
+    }
+    souk_db_close(db);
+    return NULL;
+}
+
+/* Two replicas handed the same page at once: each event applied once, the cursor
+ * at the page's end, both done. */
+static void test_replicas_apply_a_page_once(void **state)
+{
+    (void)state;
+    static const char *const fmt =
+        "{\"specversion\":\"1.0\",\"id\":\"evt_page%d\",\"source\":\"urn:souk:users\","
+        "\"type\":\"souk.%s\",\"time\":\"2026-11-29T00:00:00Z\","
+        "\"data\":{\"user_id\":\"usr_9\",\"email\":\"p@example.com\"}}";
+    char text[3][512];
+    struct souk__ev_item items[3];
+    for (int i = 0; i < 3; i++) {
+        snprintf(text[i], sizeof(text[i]), fmt, i, i == 1 ? "user.deleted" : "user.registered");
+        items[i] = (struct souk__ev_item){100 + i, text[i], strlen(text[i])};
+    }
+    struct page_deliverer d[2];
+    for (int i = 0; i < 2; i++) {
+        d[i] = (struct page_deliverer){.items = items};
+        assert_int_equal(pthread_create(&d[i].t, NULL, deliver_page_main, &d[i]), 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        pthread_join(d[i].t, NULL);
+        assert_true(d[i].ok);
+    }
+    struct souk_db *db = open_db();
+    assert_int_equal(count(db, "SELECT count(*) FROM effects WHERE event_id LIKE 'evt_page%'"), 2);
+    assert_int_equal(count(db, "SELECT count(*) FROM souk_inbox WHERE event_id LIKE 'evt_page%'"),
+                     2);
+    assert_int_equal(count(db, "SELECT after FROM souk_cursors WHERE producer = 'users'"), 102);
+    souk_db_close(db);
+}
+
 static void test_leases(void **state)
 {
     (void)state;
@@ -232,6 +290,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_emitters_commit_in_seq_order),
         cmocka_unit_test(test_rolled_back_emitter_leaves_a_gap),
+        cmocka_unit_test(test_replicas_apply_a_page_once),
         cmocka_unit_test(test_replicas_apply_an_event_once),
         cmocka_unit_test(test_leases),
     };
