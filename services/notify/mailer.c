@@ -325,10 +325,11 @@ static int claim(struct souk_db *db, const struct mail *m, struct sent *out, int
 static bool send_batch(struct souk_db *db, struct mail *batch, struct sent *out, int n)
 {
     bool files = notify_smtp_url[0] == '\0';
-    int from = 0;
+    int from = 0, tried = 0;
     for (int i = 0; i < n; i++) {
         if (!out[i].tried)
             continue;
+        tried++;
         size_t len;
         char *msg = message(&batch[i], &len);
         out[i].rc = files ? write_file(&batch[i], msg, len, out[i].err)
@@ -348,7 +349,7 @@ static bool send_batch(struct souk_db *db, struct mail *batch, struct sent *out,
             from = i + 1;
         }
     }
-    return !files || from >= n || record(db, batch, out, from, n) == 0;
+    return !files || tried == 0 || record(db, batch, out, from, n) == 0;
 }
 
 static void *mailer_main(void *arg)
