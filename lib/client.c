@@ -499,10 +499,11 @@ int souk_client_do(const struct souk_call *c, struct souk_response *res)
             usleep((useconds_t)souk_backoff_ms(&retry, i) * 1000u);
         }
         other_peer = false;
-        bool unsent = true; /* an open circuit sends nothing either */
+        bool unsent = true, reached = false; /* an open circuit sends nothing either */
         if (!breaker_allow(origin)) {
             rc = SOUK_EUNAVAIL;
         } else {
+            reached = true;
             free(res->body);
             memset(res, 0, sizeof(*res));
             tried++;
@@ -515,6 +516,12 @@ int souk_client_do(const struct souk_call *c, struct souk_response *res)
         }
         /* nothing reached this replica: the next one gets the call, as an extra try */
         if (rc != 0 && unsent && peers_left > 0 && next_peer(c, url, sizeof(url))) {
+            /* said once per refused connection (an open circuit says it once itself):
+             * a replica that went away is an operator's business even when the next
+             * one answers */
+            if (reached)
+                souk_warn("peer unreachable, call sent to the next replica", "{s:s,s:s}", "origin",
+                          origin, "error", souk_strerror(rc));
             peers_left--;
             origin_of(url, origin, sizeof(origin));
             other_peer = true;
