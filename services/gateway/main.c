@@ -37,9 +37,10 @@ static struct edge_conf edge;
 static const struct souk_conf config[] = {
     SOUK_UPSTREAMS(UPSTREAM_CONF)
     /* clang-format on */
-    {"SOUK_GATEWAY_ENGINE", SOUK_CONF_STR, "mhd", 2, 3, &cfg_engine,
-     "the public listener's engine: mhd (the kit's server, curl-multi proxy) or uv (libuv "
-     "loops, one per SOUK_THREADS, with http-parser and pooled upstream connections)"},
+    {"SOUK_GATEWAY_ENGINE", SOUK_CONF_STR, "auto", 2, 4, &cfg_engine,
+     "the public listener's engine: uv (libuv loops, one per SOUK_THREADS, with "
+     "http-parser and pooled upstream connections), mhd (the kit's server, curl-multi "
+     "proxy), or auto: uv, and mhd when SOUK_TLS_CERT/KEY are set (uv serves no TLS yet)"},
     {"SOUK_WEB_DIR", SOUK_CONF_STR, "web", 1, 4096, &cfg_web_dir, "storefront files served at /"},
     {"SOUK_CORS_ORIGINS", SOUK_CONF_STR, "", 0, 4096, &cfg_cors,
      "allowed origins, comma-separated, or *"},
@@ -185,13 +186,19 @@ static int start(void)
 
 static void stop(void) { souk_proxy_stop(); }
 
-/* SOUK_GATEWAY_ENGINE=uv: the public listener is uv_serve.c's; mhd leaves it to the kit. */
+/* SOUK_GATEWAY_ENGINE=uv: the public listener is uv_serve.c's; mhd leaves it to the kit.
+ * auto, the default, is uv unless TLS is asked for, which only mhd serves so far; the
+ * start line says which (an explicit uv with TLS is refused, never served by mhd). */
 static int serve(const struct souk_serve *s)
 {
-    if (strcmp(cfg_engine, "mhd") == 0)
+    bool is_auto = strcmp(cfg_engine, "auto") == 0;
+    if (is_auto && s->tls)
+        souk_info("public listener on libmicrohttpd", "{s:s}", "why",
+                  "SOUK_GATEWAY_ENGINE=auto with TLS: the uv engine serves no TLS yet");
+    if (strcmp(cfg_engine, "mhd") == 0 || (is_auto && s->tls))
         return 0;
-    if (strcmp(cfg_engine, "uv") != 0) {
-        souk_log_config_error("SOUK_GATEWAY_ENGINE=\"%s\": expected mhd or uv", cfg_engine);
+    if (!is_auto && strcmp(cfg_engine, "uv") != 0) {
+        souk_log_config_error("SOUK_GATEWAY_ENGINE=\"%s\": expected auto, uv or mhd", cfg_engine);
         return SOUK_EINVAL;
     }
     if (s->tls) { /* never a silent fall back to the other engine */

@@ -11,7 +11,7 @@ SOUK_TEST_MODE=scale runs the same tests in the scale-out mode: every service a 
 starts keeps its state in a PostgreSQL database of its own (a role and a database per
 service and state directory, on one private cluster for the session), events go
 through RabbitMQ, and a platform (souk up) runs two replicas of every service.
-SOUK_TEST_GATEWAY_ENGINE=mhd|uv runs every gateway a test starts on that engine
+SOUK_TEST_GATEWAY_ENGINE=mhd|uv runs every gateway a test starts on that engine (unset: auto)
 (SOUK_GATEWAY_ENGINE; `make e2e-gateway-uv`)."""
 import json
 import os
@@ -184,6 +184,7 @@ _transport = _Transport()
 
 # Every gateway a test starts (alone or in a platform) gets it as SOUK_GATEWAY_ENGINE
 # through the environment it inherits; a test that sets SOUK_GATEWAY_ENGINE itself wins.
+# Unset: the gateway's default, auto (uv, and mhd for a gateway with TLS).
 GATEWAY_ENGINES = ("mhd", "uv")
 GATEWAY_ENGINE = os.environ.get("SOUK_TEST_GATEWAY_ENGINE", "")
 if GATEWAY_ENGINE and GATEWAY_ENGINE not in GATEWAY_ENGINES:

@@ -252,11 +252,11 @@ def test_ambiguous_framing_is_refused_at_once(tmp_path, echo):
                 s.sendall(b"POST /api/v1/users HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
                           b"Content-Type: application/json\r\n" + head + b"\r\n" + body)
                 status, _, text = read_response(s)
-                if head == dup_cl and GATEWAY_ENGINE == "uv":
+                if head == dup_cl and GATEWAY_ENGINE != "mhd":   # uv, or auto (the default)
                     assert status == 400, (head, status, text)
                     continue
                 assert status == 200 and b'\\"a\\":1' in text, (head, text)
-        assert echo.hits == (1 if GATEWAY_ENGINE == "uv" else 2)
+        assert echo.hits == (2 if GATEWAY_ENGINE == "mhd" else 1)
         assert gw.proc.poll() is None, gw.log_tail()
     finally:
         gw.kill()
@@ -380,11 +380,12 @@ def pki(tmp_path):
 
 def tls_gateway(tmp_path, upstreams, pki, **env):
     """The gateway with TLS on its public listener; ready once its admin /readyz says so.
-    TLS is the MHD engine's (the uv engine refuses it: test_tls_needs_the_mhd_engine), so
-    these gateways are on MHD whatever SOUK_TEST_GATEWAY_ENGINE says."""
+    TLS is the MHD engine's (the uv engine refuses it: test_tls_needs_the_mhd_engine);
+    these gateways take the default engine, auto, which serves TLS on MHD, whatever
+    SOUK_TEST_GATEWAY_ENGINE says."""
     admin = free_port()
     e = {"SOUK_TLS_CERT": pki["cert"], "SOUK_TLS_KEY": pki["key"],
-         "SOUK_ADMIN_LISTEN": f"127.0.0.1:{admin}", "SOUK_GATEWAY_ENGINE": "mhd"}
+         "SOUK_ADMIN_LISTEN": f"127.0.0.1:{admin}", "SOUK_GATEWAY_ENGINE": "auto"}
     e.update({k: str(v) for k, v in env.items()})
     gw = gateway(tmp_path, upstreams, wait=False, **e)
     gw.url = f"https://127.0.0.1:{gw.port}"
@@ -408,6 +409,7 @@ def test_tls_on_the_public_listener(tmp_path, echo, pki):
         r = s.get(gw.url + "/api/v1/products?q=tea", verify=ca, timeout=5)
         assert r.status_code == 200 and r.json()["path"] == "/api/v1/products?q=tea"
         assert r.headers["Strict-Transport-Security"] == "max-age=31536000"
+        assert any("SOUK_GATEWAY_ENGINE=auto with TLS" in str(l) for l in gw.log_lines())   # auto: MHD, said
         # a body through the proxy (which suspends the connection) over TLS
         r = s.post(gw.url + "/api/v1/users", json={"email": "a@example.com"}, verify=ca,
                    timeout=5)
@@ -494,6 +496,10 @@ def test_tls_needs_the_mhd_engine(tmp_path, pki):
     assert out.returncode == 2, (out.returncode, out.stderr)
     assert "SOUK_GATEWAY_ENGINE=uv does not serve TLS yet" in out.stderr, out.stderr
     assert '"log.level":"error"' in out.stderr.replace(" ", ""), out.stderr
+    # and an engine that does not exist is refused the same way
+    svc = Service("gateway", tmp_path, {"SOUK_GATEWAY_ENGINE": "h2o", "SOUK_ADMIN_LISTEN": "off"})
+    out = subprocess.run([BIN + "/gateway"], env=svc.env, capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and "expected auto, uv or mhd" in out.stderr, out.stderr
 
 
 def test_tls_settings_are_checked_at_start(tmp_path, pki):
