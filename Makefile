@@ -216,8 +216,9 @@ e2e-gateway-uv: $(BINS) $(GRPC_TEST_BINS)
 # The whole black-box suite again in the other modes make test covers: the scale-out
 # mode (every service on PostgreSQL, two replicas of each in the platforms,
 # tests/e2e/test_scale.py's crash and rolling-restart tests) with REST between the
-# services and events over RabbitMQ; and gRPC with events over Kafka on SQLite (the
-# first run is gRPC with the HTTP feed on SQLite). make test runs each of the three
+# services and events over RabbitMQ; and gRPC with events over Kafka on SQLite, with
+# the gateway's public listener on its other engine, libmicrohttpd (the first run is
+# gRPC with the HTTP feed on SQLite; the first two take the gateway's default engine). make test runs each of the three
 # with E2E_JOBS test files at once (pytest-xdist, a module's tests on one worker;
 # `make e2e` alone runs one file at a time unless PYTEST_ARGS says otherwise): the
 # tests wait on processes far more than they compute, and every test binds free ports
@@ -228,8 +229,9 @@ e2e-modes:
 	@echo "== e2e: MODE=scale RPC=rest EVENTS=amqp"
 	@$(MAKE) --no-print-directory e2e MODE=scale RPC=rest EVENTS=amqp \
 	  PYTEST_ARGS="$(E2E_XDIST) $(PYTEST_ARGS)"
-	@echo "== e2e: RPC=grpc EVENTS=kafka"
-	@$(MAKE) --no-print-directory e2e RPC=grpc EVENTS=kafka PYTEST_ARGS="$(E2E_XDIST) $(PYTEST_ARGS)"
+	@echo "== e2e: RPC=grpc EVENTS=kafka, the gateway on libmicrohttpd"
+	@SOUK_TEST_GATEWAY_ENGINE=mhd $(MAKE) --no-print-directory e2e RPC=grpc EVENTS=kafka \
+	  PYTEST_ARGS="$(E2E_XDIST) $(PYTEST_ARGS)"
 
 test: setup
 	@$(MAKE) --no-print-directory fmt-check
