@@ -5,6 +5,9 @@
  * The upstreams and their routes are services.txt's (build/gen/services.h). */
 #include <string.h>
 
+#include <arpa/inet.h>
+#include <string.h>
+
 #include "gateway.h"
 #include "services.h"
 #include "souk/service.h"
@@ -186,16 +189,46 @@ static int start(void)
 
 static void stop(void) { souk_proxy_stop(); }
 
+/* The first upstream the uv engine cannot reach: it connects to http:// instances
+ * named by an IPv4 address and resolves no host names yet. NULL when it reaches all. */
+static const char *uv_unreachable(void)
+{
+    for (int i = 0; i < UP_COUNT; i++) {
+        const char *p = urls[i];
+        while (*p != '\0') {
+            size_t len = strcspn(p, ","), skip = strspn(p, " ");
+            const char *u = p + skip, *host = u + 7;
+            size_t hlen = strcspn(host, ":/,"), ulen = len - skip;
+            char addr[INET_ADDRSTRLEN];
+            struct in_addr a;
+            if (ulen < 7 || strncmp(u, "http://", 7) != 0 || hlen >= sizeof(addr) ||
+                hlen > ulen - 7)
+                return up_names[i];
+            memcpy(addr, host, hlen);
+            addr[hlen] = '\0';
+            if (inet_pton(AF_INET, addr, &a) != 1)
+                return up_names[i];
+            p += len + (p[len] == ',');
+        }
+    }
+    return NULL;
+}
+
 /* SOUK_GATEWAY_ENGINE=uv: the public listener is uv_serve.c's; mhd leaves it to the kit.
- * auto, the default, is uv unless TLS is asked for, which only mhd serves so far; the
- * start line says which (an explicit uv with TLS is refused, never served by mhd). */
+ * auto, the default, is uv unless TLS is asked for or an upstream is named by host name
+ * (Kubernetes, compose), which only mhd serves so far; the start line says which. An
+ * explicit uv that cannot serve the configuration is refused, never served by mhd. */
 static int serve(const struct souk_serve *s)
 {
     bool is_auto = strcmp(cfg_engine, "auto") == 0;
-    if (is_auto && s->tls)
-        souk_info("public listener on libmicrohttpd", "{s:s}", "why",
-                  "SOUK_GATEWAY_ENGINE=auto with TLS: the uv engine serves no TLS yet");
-    if (strcmp(cfg_engine, "mhd") == 0 || (is_auto && s->tls))
+    const char *named = uv_unreachable();
+    if (is_auto && (s->tls || named != NULL))
+        souk_info("public listener on libmicrohttpd", "{s:s,s:s}", "why",
+                  s->tls ? "SOUK_GATEWAY_ENGINE=auto with TLS: the uv engine serves no TLS yet"
+                         : "SOUK_GATEWAY_ENGINE=auto with an upstream by host name or https: "
+                           "the uv engine reaches IPv4 http:// instances only",
+                  "upstream", named != NULL ? named : "");
+    if (strcmp(cfg_engine, "mhd") == 0 || (is_auto && (s->tls || named != NULL)))
         return 0;
     if (!is_auto && strcmp(cfg_engine, "uv") != 0) {
         souk_log_config_error("SOUK_GATEWAY_ENGINE=\"%s\": expected auto, uv or mhd", cfg_engine);
@@ -204,6 +237,12 @@ static int serve(const struct souk_serve *s)
     if (s->tls) { /* never a silent fall back to the other engine */
         souk_log_config_error("SOUK_GATEWAY_ENGINE=uv does not serve TLS yet: unset "
                               "SOUK_TLS_CERT/SOUK_TLS_KEY or use SOUK_GATEWAY_ENGINE=mhd");
+        return SOUK_EINVAL;
+    }
+    if (named != NULL) {
+        souk_log_config_error("SOUK_GATEWAY_ENGINE=uv reaches http:// instances by IPv4 address "
+                              "only, and %s's are not: use SOUK_GATEWAY_ENGINE=mhd or auto",
+                              named);
         return SOUK_EINVAL;
     }
     int rc = uv_serve_start(s, routes, targets, SOUK_ARRAY_LEN(targets), up, UP_COUNT);
