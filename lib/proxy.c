@@ -520,9 +520,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
     return len;
 }
 
-/* Response headers that describe the connection or that the gateway sets itself
- * are not passed on; nor is anything internal. */
-static bool hop_header(const char *name, size_t n)
+bool souk_proxy_hop_header(const char *name, size_t n)
 {
     static const char *const skip[] = {
         "connection",
@@ -575,7 +573,7 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
             j->buf = souk_xrealloc(j->buf, want + 1);
             j->cap = want + 1;
         }
-    } else if (!hop_header(data, nlen) && j->npass < PASS_HEADERS_MAX) {
+    } else if (!souk_proxy_hop_header(data, nlen) && j->npass < PASS_HEADERS_MAX) {
         j->pass[j->npass].name = souk_arena_strndup(souk_req_arena(r), data, nlen);
         j->pass[j->npass].value = souk_arena_strndup(souk_req_arena(r), v, (size_t)(end - v));
         j->npass++;

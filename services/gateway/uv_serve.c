@@ -574,34 +574,6 @@ static void up_failed(struct upconn *u, enum souk_proxy_outcome o)
 
 static void up_timeout(uv_timer_t *t) { up_failed(t->data, SOUK_PROXY_TIMEOUT); }
 
-/* Response headers that describe the connection or that the gateway sets itself are
- * not passed on, nor anything internal (the same list as lib/proxy.c's). */
-static bool hop_header(const char *name, size_t n)
-{
-    static const char *const skip[] = {
-        "connection",
-        "keep-alive",
-        "transfer-encoding",
-        "content-length",
-        "date",
-        "server",
-        "x-request-id",
-        "upgrade",
-        "te",
-        "trailer",
-        "proxy-authenticate",
-        "content-type",
-        "ratelimit",
-        "ratelimit-policy",
-        "vary",
-    };
-    for (size_t i = 0; i < SOUK_ARRAY_LEN(skip); i++)
-        if (strlen(skip[i]) == n && strncasecmp(name, skip[i], n) == 0)
-            return true;
-    return (n > 7 && strncasecmp(name, "x-souk-", 7) == 0) ||
-           (n > 15 && strncasecmp(name, "access-control-", 15) == 0);
-}
-
 static void up_header_done(struct upconn *u)
 {
     if (u->field.len == 0)
@@ -609,7 +581,7 @@ static void up_header_done(struct upconn *u)
     if (u->field.len == 12 && strncasecmp(u->field.p, "content-type", 12) == 0) {
         snprintf(u->content_type, sizeof(u->content_type), "%.*s", (int)u->value.len, u->value.p);
         u->has_type = true;
-    } else if (!hop_header(u->field.p, u->field.len) &&
+    } else if (!souk_proxy_hop_header(u->field.p, u->field.len) &&
                u->pass.len + u->field.len + u->value.len + 4 <= PASS_MAX) {
         put(&u->pass, u->field.p, u->field.len);
         put(&u->pass, ": ", 2);

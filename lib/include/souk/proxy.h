@@ -100,6 +100,10 @@ void souk_proxy_count_retry(struct souk_upstream *u);
  * (NUL-terminated), or -1 for a "." or ".." segment (never sent: 404) or when it
  * does not fit in cap (3 × the path + the query + 2 always does). */
 long souk_proxy_encode_path(const char *path, const char *query, char *out, size_t cap);
+/* Is this upstream response header one the gateway does not pass on: one that
+ * describes the connection, one the gateway sets itself, or an internal X-Souk-*?
+ * name is n bytes, any case. */
+bool souk_proxy_hop_header(const char *name, size_t n);
 /* The configuration souk_proxy_start() was given. */
 const struct souk_proxy_conf *souk_proxy_config(void);
 
