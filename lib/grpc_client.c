@@ -206,9 +206,11 @@ static void read_trailing(const grpc_metadata_array *md, struct wire *w)
     }
 }
 
+/* wait_ready: the call waits, up to its deadline, for a channel in transient failure
+ * to connect, instead of failing at once with UNAVAILABLE */
 static void call_once(grpc_channel *ch, const struct souk_grpc_call *call, const unsigned char *req,
                       size_t len, grpc_metadata *md, size_t nmd, gpr_timespec deadline,
-                      struct wire *w)
+                      bool wait_ready, struct wire *w)
 {
     grpc_completion_queue *q = thread_cq();
     grpc_slice method = grpc_slice_from_copied_string(call->method);
@@ -227,6 +229,9 @@ static void call_once(grpc_channel *ch, const struct souk_grpc_call *call, const
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
     ops[0].data.send_initial_metadata.count = nmd;
     ops[0].data.send_initial_metadata.metadata = md;
+    if (wait_ready)
+        ops[0].flags = GRPC_INITIAL_METADATA_WAIT_FOR_READY |
+                       GRPC_INITIAL_METADATA_WAIT_FOR_READY_EXPLICITLY_SET;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -335,7 +340,12 @@ static int transport(const char *peers_list, const struct souk_grpc_call *call,
                 grpc_slice_unref(w->response);
             memset(w, 0, sizeof(*w));
         }
-        call_once(p->ch[pick(p)], call, req, len, md, nmd, deadline, w);
+        /* A retry follows an UNAVAILABLE that reached nobody: most often a channel
+         * still in its reconnect backoff (it failed once, before the peer listened, or
+         * across the peer's restart) while the peer is up. The last try waits for a
+         * connection within the call's deadline rather than failing at once (a cart's
+         * first product lookup right after start was a 503 now and then). */
+        call_once(p->ch[pick(p)], call, req, len, md, nmd, deadline, a > 0 && a == attempts - 1, w);
         bool nobody = w->status == GRPC_STATUS_UNAVAILABLE && w->problem == NULL;
         if (!nobody || gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), deadline) >= 0)
             break;
