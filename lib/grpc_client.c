@@ -173,6 +173,26 @@ static size_t pick(struct peer *p)
     return first % p->n;
 }
 
+/* A channel in transient failure waits out its reconnect backoff before it tries
+ * again, and a call made meanwhile fails at once with UNAVAILABLE: wait until its
+ * state moves (the backoff over: connecting), at most until deadline or a backoff's
+ * longest. */
+static void await_reconnect(grpc_channel *ch, gpr_timespec deadline)
+{
+    grpc_connectivity_state s = grpc_channel_check_connectivity_state(ch, 1);
+    if (s != GRPC_CHANNEL_TRANSIENT_FAILURE)
+        return;
+    gpr_timespec until = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                      gpr_time_from_millis(BACKOFF_MAX_MS + 100, GPR_TIMESPAN));
+    if (gpr_time_cmp(deadline, until) < 0)
+        until = deadline;
+    grpc_completion_queue *q = thread_cq();
+    int tag;
+    grpc_channel_watch_connectivity_state(ch, s, until, q, &tag);
+    /* the watch always completes, by until at the latest */
+    grpc_completion_queue_pluck(q, &tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+}
+
 /* ---- one call ---- */
 
 struct wire {
@@ -206,11 +226,9 @@ static void read_trailing(const grpc_metadata_array *md, struct wire *w)
     }
 }
 
-/* wait_ready: the call waits, up to its deadline, for a channel in transient failure
- * to connect, instead of failing at once with UNAVAILABLE */
 static void call_once(grpc_channel *ch, const struct souk_grpc_call *call, const unsigned char *req,
                       size_t len, grpc_metadata *md, size_t nmd, gpr_timespec deadline,
-                      bool wait_ready, struct wire *w)
+                      struct wire *w)
 {
     grpc_completion_queue *q = thread_cq();
     grpc_slice method = grpc_slice_from_copied_string(call->method);
@@ -229,9 +247,6 @@ static void call_once(grpc_channel *ch, const struct souk_grpc_call *call, const
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
     ops[0].data.send_initial_metadata.count = nmd;
     ops[0].data.send_initial_metadata.metadata = md;
-    if (wait_ready)
-        ops[0].flags = GRPC_INITIAL_METADATA_WAIT_FOR_READY |
-                       GRPC_INITIAL_METADATA_WAIT_FOR_READY_EXPLICITLY_SET;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -335,17 +350,18 @@ static int transport(const char *peers_list, const struct souk_grpc_call *call,
     int attempts = 1 + (call->retries > 0 ? call->retries : 0);
     for (int a = 0; a < attempts; a++) {
         if (a > 0) {
+            /* the last try reached nobody: a peer up again may still sit behind its
+             * channel's reconnect backoff (a cart's first product lookup right after
+             * start was a 503 now and then); let the backoff end, within the deadline */
+            await_reconnect(p->ch[pick(p)], deadline);
+            if (gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), deadline) >= 0)
+                break; /* w still says so: UNAVAILABLE, nobody answered */
             json_decref(w->problem);
             if (w->has_response)
                 grpc_slice_unref(w->response);
             memset(w, 0, sizeof(*w));
         }
-        /* A retry follows an UNAVAILABLE that reached nobody: most often a channel
-         * still in its reconnect backoff (it failed once, before the peer listened, or
-         * across the peer's restart) while the peer is up. The last try waits for a
-         * connection within the call's deadline rather than failing at once (a cart's
-         * first product lookup right after start was a 503 now and then). */
-        call_once(p->ch[pick(p)], call, req, len, md, nmd, deadline, a > 0 && a == attempts - 1, w);
+        call_once(p->ch[pick(p)], call, req, len, md, nmd, deadline, w);
         bool nobody = w->status == GRPC_STATUS_UNAVAILABLE && w->problem == NULL;
         if (!nobody || gpr_time_cmp(gpr_now(GPR_CLOCK_MONOTONIC), deadline) >= 0)
             break;
