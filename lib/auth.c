@@ -119,7 +119,9 @@ static void refresh_jwks(bool wait)
     else if (pthread_mutex_trylock(&fetch_lock) != 0)
         return;
     int64_t now = souk_wall_ms();
-    if (now < next_try_ms)
+    /* the in-process set is asked again for every unknown kid: it is cheap, and a key
+     * another replica just made must verify here as soon as this replica has loaded it */
+    if (now < next_try_ms && !(wait && local_jwks != NULL))
         goto out;
     json_t *j = local_jwks != NULL ? local_jwks() : fetch_remote();
     jwks_t *fresh = NULL;

@@ -25,13 +25,14 @@
 #include "souk/souk.h"
 #include "users.h"
 
-#define KEYS_MAX       16
-#define KEY_FILE_MAX   16384
-#define KEY_BITS       2048
-#define KID_MAX        64
-#define RECHECK_MS     1000           /* look at the table and directory at most this often */
-#define PUBLISH_GRACE  120            /* seconds a retired key outlives its last token */
-#define CREATED_MEMBER "souk_created" /* our own member: when the key was made */
+#define KEYS_MAX          16
+#define KEY_FILE_MAX      16384
+#define KEY_BITS          2048
+#define KID_MAX           64
+#define RECHECK_MS        1000           /* look at the table and directory at most this often */
+#define VERIFY_RECHECK_MS 100            /* …or this often for a token of a kid not loaded */
+#define PUBLISH_GRACE     120            /* seconds a retired key outlives its last token */
+#define CREATED_MEMBER    "souk_created" /* our own member: when the key was made */
 
 struct key {
     char kid[KID_MAX];
@@ -339,10 +340,10 @@ out:
 
 /* With lock held: import dropped files, reload when the table changed, rotate when
  * the signer is old. */
-static void refresh_locked(bool force)
+static void refresh_locked(bool force, int64_t gap_ms)
 {
     int64_t now_ms = souk_wall_ms(), now = now_ms / 1000;
-    if (!force && now_ms - last_check_ms < RECHECK_MS)
+    if (!force && now_ms - last_check_ms < gap_ms)
         return;
     last_check_ms = now_ms;
     struct souk_db *db = souk_db_thread();
@@ -377,7 +378,7 @@ int keys_init(void)
     }
     chmod(dir, 0700);
     pthread_mutex_lock(&lock);
-    refresh_locked(true);
+    refresh_locked(true, 0);
     int rc = active >= 0 ? 0 : SOUK_EIO;
     if (rc == 0)
         souk_info("signing keys loaded", "{s:i,s:s}", "keys", (int)nkeys, "active",
@@ -393,21 +394,27 @@ void keys_free(void)
     pthread_mutex_unlock(&lock);
 }
 
-json_t *keys_jwks(void)
+static json_t *jwks_copy(int64_t gap_ms)
 {
     pthread_mutex_lock(&lock);
-    refresh_locked(false);
+    refresh_locked(false, gap_ms);
     json_t *out = jwks != NULL ? json_deep_copy(jwks) : NULL;
     pthread_mutex_unlock(&lock);
     return out;
 }
+
+json_t *keys_jwks(void) { return jwks_copy(RECHECK_MS); }
+
+/* For the token check: asked on a kid not loaded, so it looks at the table sooner, to
+ * know a key another replica made a moment ago. */
+json_t *keys_verify_jwks(void) { return jwks_copy(VERIFY_RECHECK_MS); }
 
 char *keys_sign(json_t *claims)
 {
     char kid[KID_MAX];
     jwk_t *key = NULL;
     pthread_mutex_lock(&lock);
-    refresh_locked(false);
+    refresh_locked(false, RECHECK_MS);
     if (active >= 0) {
         key = r_jwk_copy(keys[active].priv); /* sign outside the lock on our own copy */
         snprintf(kid, sizeof(kid), "%s", keys[active].kid);

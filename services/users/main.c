@@ -112,6 +112,6 @@ static const struct souk_service users = {
 
 int main(int argc, char **argv)
 {
-    souk_auth_set_local_jwks(keys_jwks); /* verify our own tokens without HTTP */
+    souk_auth_set_local_jwks(keys_verify_jwks); /* verify our own tokens without HTTP */
     return souk_main(argc, argv, &users);
 }

@@ -89,6 +89,8 @@ int keys_init(void);
 void keys_free(void);
 /* A new reference to the public JWKS; NULL when no key is loaded. */
 json_t *keys_jwks(void);
+/* The same for verifying tokens: looks at the table at most every 100 ms. */
+json_t *keys_verify_jwks(void);
 /* Sign claims as an at+jwt with the current key; malloc'd compact JWS or NULL. */
 char *keys_sign(json_t *claims);
 

@@ -290,7 +290,8 @@ def test_replicas_sign_with_one_key_set_and_an_operator_key_reaches_both(service
         t = tokens(svc, ADMIN_EMAIL, ADMIN_PASSWORD)["access_token"]
         assert jwt.get_unverified_header(t)["kid"] == "operator-key"
         other = b if svc is a else a
-        assert requests.get(other.url + "/api/v1/users/me", headers=bearer(t)).status_code == 200
+        r = requests.get(other.url + "/api/v1/users/me", headers=bearer(t))
+        assert r.status_code == 200, r.text
 
 
 def test_seed_generates_a_password_when_none_given(services, tmp_path):

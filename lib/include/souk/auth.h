@@ -47,8 +47,9 @@ const char *souk_auth_audience(void);
 int souk_auth_verify(const char *token, struct souk_identity *who, char *why, size_t whycap);
 
 /* For the users service, which verifies with its own keys in-process: jwks
- * returns a new reference to the current public JWKS ({"keys":[…]}) or NULL.
- * Call before souk_main(); other services fetch the key set at SOUK_JWKS_URL. */
+ * returns a new reference to the current public JWKS ({"keys":[…]}) or NULL. It is
+ * called on every token whose kid the loaded set lacks, so it must bound its own
+ * work. Call before souk_main(); other services fetch the key set at SOUK_JWKS_URL. */
 void souk_auth_set_local_jwks(json_t *(*jwks)(void));
 
 /* This service's client-credentials access token (obtained from the issuer's
