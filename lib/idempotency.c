@@ -87,6 +87,7 @@ static int take_lease(struct souk_db *db, struct souk_idem *k, bool insert, int6
 struct begin_args {
     struct souk_idem *k;
     int64_t now, lease_ms;
+    bool peek; /* look only: no lease taken, no row written */
 };
 
 /* Look the key up and take the lease, in one transaction (souk_db_tx runs it again
@@ -107,7 +108,7 @@ static int begin_tx(struct souk_db *db, void *arg)
         return souk_db_last_error(db);
     int rc = souk_stmt_step(st);
     if (rc == SOUK_DONE)
-        return take_lease(db, k, true, a->now, a->lease_ms);
+        return a->peek ? SOUK_IDEM_PROCEED : take_lease(db, k, true, a->now, a->lease_ms);
     if (rc < 0)
         return rc;
     bool same = strcmp(souk_stmt_text(st, 0), k->hash) == 0;
@@ -126,16 +127,18 @@ static int begin_tx(struct souk_db *db, void *arg)
         rc = SOUK_IDEM_IN_USE;
     }
     souk_stmt_done(st);
-    if (same && !done && !leased) /* released or expired: this retry runs it */
+    if (same && !done && !leased && !a->peek) /* released or expired: this retry runs it */
         rc = take_lease(db, k, false, a->now, a->lease_ms);
     return rc;
 }
 
-/* begin and begin_in_tx: the key checked and hashed into k, begin_tx run in a
- * transaction of its own or in the caller's. */
+enum how { OWN_TX, IN_TX, PEEK };
+
+/* begin, begin_in_tx and peek: the key checked and hashed into k, begin_tx run in a
+ * transaction of its own, in the caller's, or (a look only: one SELECT) in none. */
 static int begin(struct souk_db *db, struct souk_idem *k, const char *scope, const char *key,
                  const char *method, const char *path, const char *body, size_t len,
-                 int64_t lease_ms, bool in_tx)
+                 int64_t lease_ms, enum how how)
 {
     memset(k, 0, sizeof(*k));
     if (!souk_idem_key_valid(key) || scope == NULL || strlen(scope) > SOUK_IDEM_SCOPE_MAX)
@@ -144,11 +147,11 @@ static int begin(struct souk_db *db, struct souk_idem *k, const char *scope, con
     strcpy(k->key, key);
     request_hash(k->hash, method, path, body, len);
     int64_t now = souk_wall_ms();
-    if (!in_tx) /* the purge is a write of its own: never inside the caller's */
+    if (how != IN_TX) /* the purge is a write of its own: never inside the caller's */
         maybe_purge(db, now);
-    struct begin_args a = {k, now, lease_ms > 0 ? lease_ms : SOUK_IDEM_LEASE_MS};
-    int rc = in_tx ? begin_tx(db, &a) : souk_db_tx(db, begin_tx, &a);
-    k->in_tx = in_tx;
+    struct begin_args a = {k, now, lease_ms > 0 ? lease_ms : SOUK_IDEM_LEASE_MS, how == PEEK};
+    int rc = how == OWN_TX ? souk_db_tx(db, begin_tx, &a) : begin_tx(db, &a);
+    k->in_tx = how == IN_TX;
     if (rc < 0)
         souk_idem_free(k);
     return rc;
@@ -158,14 +161,20 @@ int souk_idem_begin(struct souk_db *db, struct souk_idem *k, const char *scope, 
                     const char *method, const char *path, const char *body, size_t len,
                     int64_t lease_ms)
 {
-    return begin(db, k, scope, key, method, path, body, len, lease_ms, false);
+    return begin(db, k, scope, key, method, path, body, len, lease_ms, OWN_TX);
 }
 
 int souk_idem_begin_in_tx(struct souk_db *db, struct souk_idem *k, const char *scope,
                           const char *key, const char *method, const char *path, const char *body,
                           size_t len, int64_t lease_ms)
 {
-    return begin(db, k, scope, key, method, path, body, len, lease_ms, true);
+    return begin(db, k, scope, key, method, path, body, len, lease_ms, IN_TX);
+}
+
+int souk_idem_peek(struct souk_db *db, struct souk_idem *k, const char *scope, const char *key,
+                   const char *method, const char *path, const char *body, size_t len)
+{
+    return begin(db, k, scope, key, method, path, body, len, 0, PEEK);
 }
 
 int souk_idem_complete(struct souk_db *db, struct souk_idem *k, int status, const char *response)

@@ -148,7 +148,8 @@ int orders_list(struct souk_req *r)
 
 struct place_in {
     const char *payment_method_id, *address_id;
-    json_t *address; /* inline shipping_address, validated; borrowed */
+    json_t *address;           /* inline shipping_address, validated; borrowed */
+    const char *key, *request; /* the Idempotency-Key; the body as its record hashes it */
 };
 
 /* Validate an address object into a clean copy (only known fields), recording
@@ -313,10 +314,54 @@ bad:
     return NULL;
 }
 
+/* The Idempotency-Key's look-up (rc) as the request's fate: 0 with id empty to place
+ * the order, 0 with id filled to answer as for that order (a replay), or the status
+ * sent. Frees k. */
+static int key_outcome(struct souk_req *r, struct souk_idem *k, int rc, char id[SOUK_ID_MAX])
+{
+    int status = 0;
+    id[0] = '\0';
+    switch (rc) {
+    case SOUK_IDEM_PROCEED:
+        break;
+    case SOUK_IDEM_REPLAY: {
+        json_t *first = json_loads(k->response ? k->response : "", 0, NULL);
+        const char *was = json_string_value(json_object_get(first, "order_id"));
+        snprintf(id, SOUK_ID_MAX, "%s", was != NULL ? was : "");
+        json_decref(first);
+        souk_reply_header(r, "Idempotent-Replayed", "true");
+        if (id[0] == '\0')
+            status = souk_problem(r, 500, "internal", "the first response was lost");
+        break;
+    }
+    case SOUK_IDEM_MISMATCH:
+        status = souk_problem(r, 409, "idempotency_key_reused",
+                              "this Idempotency-Key was used with a different request");
+        break;
+    case SOUK_IDEM_IN_USE:
+        souk_reply_header(r, "Retry-After", "1");
+        status = souk_problem(r, 409, "idempotency_key_in_use",
+                              "a request with this Idempotency-Key is still running");
+        break;
+    default:
+        status = souk_handler_db_error(r, rc, "cannot check the Idempotency-Key");
+    }
+    souk_idem_free(k);
+    return status;
+}
+
+/* Take the key in the open transaction: PROCEED, another outcome, or a code. */
+static int take_key(struct souk_req *r, struct souk_idem *k, const struct place_in *in)
+{
+    return souk_idem_begin_in_tx(souk_req_db(r), k, souk_req_identity(r)->sub, in->key, "POST",
+                                 "/api/v1/orders", in->request, strlen(in->request), 0);
+}
+
 /* Step 1 of the saga: the order, pending, with the idempotency record, in one
- * transaction. Returns 0 with id filled, or a problem status. */
-static int insert_order(struct souk_req *r, struct souk_idem *k, const struct place_in *in,
-                        json_t *lines, const char *currency, json_t *address, char id[SOUK_ID_MAX])
+ * transaction that also takes the key (a duplicate that placed its order meanwhile
+ * is answered with the replay). Returns 0 with id filled, or a problem status. */
+static int insert_order(struct souk_req *r, const struct place_in *in, json_t *lines,
+                        const char *currency, json_t *address, char id[SOUK_ID_MAX])
 {
     struct souk_db *db = souk_req_db(r);
     int64_t subtotal = 0;
@@ -333,44 +378,59 @@ static int insert_order(struct souk_req *r, struct souk_idem *k, const struct pl
     souk_time_now(now);
     char *items_text = souk_json_dump(lines, NULL), *addr_text = souk_json_dump(address, NULL);
     snprintf(response, sizeof(response), "{\"order_id\":\"%s\"}", id);
-    /* two statements, each atomic (a new row, our key's row): row locks are enough. The
-     * order is born leased to this replica, which runs its saga and answers the wait;
-     * another replica's scanner takes it only if this one dies first (saga.c) */
-    int rc = souk_db_begin_mode(db, SOUK_TX_LOCKS);
-    if (rc == 0)
-        rc = souk_db_run(
-            db,
-            "INSERT INTO orders (id, user_id, status, step, items_json, "
-            "subtotal_cents, shipping_cents,"
-            " total_cents, currency, shipping_address_json, payment_method_id, "
-            "created_at, updated_at, trace_id, traceparent, lease_owner, lease_until)"
-            " VALUES (?, ?, 'pending', 'reserve', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            "sssiiissssssssi", id, souk_req_identity(r)->sub, items_text, subtotal, shipping,
-            subtotal + shipping, currency, addr_text, in->payment_method_id, now, now, trace_id, tp,
-            saga_handover(), souk_wall_ms() + SAGA_LEASE_MS);
-    if (rc >= 0)
-        rc = souk_idem_complete(db, k, 201, response);
-    if (rc >= 0)
-        rc = souk_db_commit(db);
+    /* the key's look-up and two writes (a new row, our key's row): row locks are
+     * enough. On PostgreSQL a duplicate that raced us to a new key fails at its insert
+     * and runs again, to find our record. The order is born leased to this replica,
+     * which runs its saga and answers the wait; another replica's scanner takes it
+     * only if this one dies first (saga.c) */
+    struct souk_idem k = {0};
+    int rc, outcome = SOUK_IDEM_PROCEED;
+    for (int tries = 0;; tries++) {
+        rc = souk_db_begin_mode(db, SOUK_TX_LOCKS);
+        if (rc == 0)
+            rc = outcome = take_key(r, &k, in);
+        if (rc == SOUK_IDEM_PROCEED) {
+            rc = souk_db_run(
+                db,
+                "INSERT INTO orders (id, user_id, status, step, items_json, "
+                "subtotal_cents, shipping_cents,"
+                " total_cents, currency, shipping_address_json, payment_method_id, "
+                "created_at, updated_at, trace_id, traceparent, lease_owner, lease_until)"
+                " VALUES (?, ?, 'pending', 'reserve', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "sssiiissssssssi", id, souk_req_identity(r)->sub, items_text, subtotal, shipping,
+                subtotal + shipping, currency, addr_text, in->payment_method_id, now, now, trace_id,
+                tp, saga_handover(), souk_wall_ms() + SAGA_LEASE_MS);
+            if (rc >= 0)
+                rc = souk_idem_complete(db, &k, 201, response);
+            if (rc >= 0)
+                rc = souk_db_commit(db);
+        }
+        if (rc != SOUK_ECONFLICT || tries == 2)
+            break;
+        souk_db_rollback(db);
+        souk_idem_free(&k);
+    }
     free(items_text);
     free(addr_text);
     if (rc < 0) {
         souk_db_rollback(db);
-        if (rc == SOUK_ECONFLICT) /* our key's lease ran out and a retry took it */
-            return souk_problem(r, 409, "idempotency_key_in_use",
-                                "a request with this Idempotency-Key is running");
-        souk_idem_release(db, k, false);
+        souk_idem_free(&k);
         return souk_handler_db_error(r, rc, "cannot save the order");
     }
+    if (outcome != SOUK_IDEM_PROCEED) { /* a duplicate placed its order meanwhile, or a 409 */
+        souk_db_rollback(db);
+        return key_outcome(r, &k, outcome, id);
+    }
+    souk_idem_free(&k);
     souk_metric_inc(orders_transitions, "pending");
     souk_info("order placed", "{s:s,s:s,s:I}", "order_id", id, "user_id", souk_req_identity(r)->sub,
               "subtotal_cents", (json_int_t)subtotal);
     return 0;
 }
 
-/* With the key taken: read the cart and the address, then create the order. */
-static int place(struct souk_req *r, struct souk_idem *k, const struct place_in *in,
-                 char id[SOUK_ID_MAX])
+/* Read the cart and the address (nothing is written, so a failure leaves the key as
+ * it was, usable for a retry once the cause is fixed), then create the order. */
+static int place(struct souk_req *r, const struct place_in *in, char id[SOUK_ID_MAX])
 {
     const char *user = souk_req_identity(r)->sub;
     json_t *cart = NULL, *address = in->address ? json_incref(in->address) : NULL, *lines = NULL;
@@ -384,13 +444,13 @@ static int place(struct souk_req *r, struct souk_idem *k, const struct place_in 
             : peer_get(r, orders_cart_url, &cart, "/internal/v1/carts/%s", user);
     if (status != 200) {
         status = souk_problem(r, 503, "cart_unavailable", "the cart cannot be read; retry");
-        goto release;
+        goto out;
     }
     bool empty;
     if ((lines = cart_lines(cart, &empty)) == NULL) {
         status = empty ? souk_problem(r, 409, "cart_empty", "the cart is empty")
                        : souk_problem(r, 502, "bad_gateway", "the cart sent malformed lines");
-        goto release;
+        goto out;
     }
     if (address == NULL) {
         status =
@@ -406,21 +466,17 @@ static int place(struct souk_req *r, struct souk_idem *k, const struct place_in 
             souk_check_init(&c);
             souk_check_fail(&c, "address_id", "is not one of your addresses");
             status = souk_problem_check(r, &c);
-            goto release;
+            goto out;
         }
         if (status != 200) {
             status = souk_problem(r, 503, "users_unavailable", "the address cannot be read; retry");
-            goto release;
+            goto out;
         }
         json_object_del(address, "created_at");
     }
     const char *currency = json_string_value(json_object_get(cart, "currency"));
-    status = insert_order(r, k, in, lines, currency && strlen(currency) == 3 ? currency : "USD",
+    status = insert_order(r, in, lines, currency && strlen(currency) == 3 ? currency : "USD",
                           address, id);
-    goto out;
-release:
-    /* nothing was decided: the key stays usable for a retry once the cause is fixed */
-    souk_idem_release(souk_req_db(r), k, false);
 out:
     json_decref(cart);
     json_decref(lines);
@@ -451,38 +507,19 @@ int orders_create(struct souk_req *r)
                                           "Idempotency-Key must be 1 to %d printable characters",
                                           SOUK_IDEM_KEY_MAX);
     }
+    /* a look first, so a retry of a placed order replays without reading the cart (it
+     * is emptied by then); the key is taken in the order's own transaction */
     struct souk_idem k;
     char *canon = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
-    int rc = souk_idem_begin(db, &k, souk_req_identity(r)->sub, key, "POST", "/api/v1/orders",
-                             canon, canon ? strlen(canon) : 0, 0);
-    free(canon);
+    in.key = key;
+    in.request = canon != NULL ? canon : "";
     char id[SOUK_ID_MAX] = "";
-    int status;
-    switch (rc) {
-    case SOUK_IDEM_PROCEED:
-        status = place(r, &k, &in, id);
-        break;
-    case SOUK_IDEM_REPLAY: {
-        json_t *first = json_loads(k.response ? k.response : "", 0, NULL);
-        snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(first, "order_id")) ?: "");
-        json_decref(first);
-        souk_idem_free(&k);
-        souk_reply_header(r, "Idempotent-Replayed", "true");
-        status = id[0] ? 0 : souk_problem(r, 500, "internal", "the first response was lost");
-        break;
-    }
-    case SOUK_IDEM_MISMATCH:
-        status = souk_problem(r, 409, "idempotency_key_reused",
-                              "this Idempotency-Key was used with a different request");
-        break;
-    case SOUK_IDEM_IN_USE:
-        souk_reply_header(r, "Retry-After", "1");
-        status = souk_problem(r, 409, "idempotency_key_in_use",
-                              "a request with this Idempotency-Key is still running");
-        break;
-    default:
-        status = souk_handler_db_error(r, rc, "cannot check the Idempotency-Key");
-    }
+    int rc = souk_idem_peek(db, &k, souk_req_identity(r)->sub, key, "POST", "/api/v1/orders",
+                            in.request, strlen(in.request));
+    int status = key_outcome(r, &k, rc, id);
+    if (status == 0 && id[0] == '\0')
+        status = place(r, &in, id);
+    free(canon);
     json_decref(clean_address);
     if (status != 0)
         return status;

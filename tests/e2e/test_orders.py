@@ -148,6 +148,32 @@ def test_idempotency_key_gives_one_order_and_one_charge(shop):
     assert_problem(other, 409, "idempotency_key_reused")
 
 
+def test_concurrent_duplicates_all_answered_with_the_one_order(shop):
+    """Eight requests with one Idempotency-Key at once (a client retrying on a timeout
+    while the first still runs): one order, one charge, one unit of stock, and every
+    request is answered with that order; none is refused as in use."""
+    pid = shop.product(price_cents=2500, stock=5)
+    c = shop.customer()
+    shop.add_to_cart(c["token"], pid, 1)
+    key = str(uuid.uuid4())
+    barrier = threading.Barrier(8)
+
+    def go(_):
+        barrier.wait()
+        return shop.checkout(c, key=key, timeout=60)
+
+    with cf.ThreadPoolExecutor(8) as ex:
+        answers = list(ex.map(go, range(8)))
+    assert all(r.status_code in (201, 202) for r in answers), [(r.status_code, r.text) for r in answers]
+    ids = {r.json()["id"] for r in answers}
+    assert len(ids) == 1, ids
+    assert sum(r.headers.get("Idempotent-Replayed") == "true" for r in answers) == 7
+    order = shop.wait_final(c["token"], ids.pop())
+    assert order["status"] == "confirmed", order
+    assert len(shop.payments(c["token"], order["id"])) == 1
+    assert shop.stock(pid) == 4
+
+
 def test_bad_requests(shop):
     c = shop.customer()
     base = shop.url("orders")

@@ -81,6 +81,16 @@ int souk_idem_begin_in_tx(struct souk_db *db, struct souk_idem *k, const char *s
                           const char *key, const char *method, const char *path, const char *body,
                           size_t len, int64_t lease_ms);
 
+/* Look (scope, key) up, outside any transaction, and take nothing: REPLAY,
+ * MISMATCH or IN_USE as souk_idem_begin() would answer, or PROCEED when the request
+ * should run. For a request whose work before its effect only reads (calls that
+ * change nothing): it does that work, then takes the key with
+ * souk_idem_begin_in_tx() in the effect's transaction, which looks again, so a
+ * duplicate that ran meanwhile is answered with its replay. No release is needed
+ * when the work fails: nothing was written. */
+int souk_idem_peek(struct souk_db *db, struct souk_idem *k, const char *scope, const char *key,
+                   const char *method, const char *path, const char *body, size_t len);
+
 /* Inside the caller's open transaction: record the final response. Returns 0, or
  * SOUK_ECONFLICT when our lease was lost (roll the effect back), or another code. */
 int souk_idem_complete(struct souk_db *db, struct souk_idem *k, int status, const char *response);

@@ -1,7 +1,8 @@
 /* tests/unit/lib/idempotency.c: the Idempotency-Key store against both engines (an
  * SQLite file, a private PostgreSQL cluster): first run, replay, a different body, a
- * key in use, release after a transient failure, a lost lease, rollback with the
- * effect, purging, and two connections racing for the same keys. */
+ * key in use, release after a transient failure, a lost lease, a look that takes
+ * nothing, rollback with the effect, purging, and two connections racing for the same
+ * keys. */
 #include "test.h"
 
 #include <pthread.h>
@@ -127,6 +128,48 @@ static void test_release_keeps_retryable(void **state)
     assert_int_equal(begin(db, &k, "k5", "{}"), SOUK_IDEM_PROCEED);
     assert_int_equal(k.attempts, 2);
     assert_int_equal(begin(db, &k, "k5", "{\"x\":1}"), SOUK_IDEM_MISMATCH);
+}
+
+static int peek(struct souk_db *db, struct souk_idem *k, const char *key, const char *body)
+{
+    return souk_idem_peek(db, k, "orders", key, "POST", "/internal/v1/payments", body,
+                          strlen(body));
+}
+
+static int64_t records(struct souk_db *db)
+{
+    int64_t n = -1;
+    assert_int_equal(souk_db_int(db, &n, "SELECT count(*) FROM idempotency_keys", ""), 1);
+    return n;
+}
+
+/* A look takes nothing: a new key stays new; the look answers as begin would. */
+static void test_peek_takes_nothing(void **state)
+{
+    struct souk_db *db = *state;
+    struct souk_idem k, held;
+    assert_int_equal(peek(db, &k, "k9", "{}"), SOUK_IDEM_PROCEED);
+    assert_int_equal(peek(db, &k, "k9", "{}"), SOUK_IDEM_PROCEED);
+    assert_int_equal(records(db), 0);
+    assert_int_equal(begin(db, &held, "k9", "{}"), SOUK_IDEM_PROCEED);
+    assert_int_equal(peek(db, &k, "k9", "{}"), SOUK_IDEM_IN_USE);
+    assert_int_equal(peek(db, &k, "k9", "{\"x\":1}"), SOUK_IDEM_MISMATCH);
+    assert_int_equal(souk_idem_release(db, &held, false), 0);
+    assert_int_equal(peek(db, &k, "k9", "{}"), SOUK_IDEM_PROCEED); /* released: no lease taken */
+    assert_int_equal(peek(db, &k, "k9", "{}"), SOUK_IDEM_PROCEED);
+    /* then in the effect's transaction, as orders does it */
+    assert_int_equal(souk_db_begin_mode(db, SOUK_TX_LOCKS), 0);
+    assert_int_equal(
+        souk_idem_begin_in_tx(db, &k, "orders", "k9", "POST", "/internal/v1/payments", "{}", 2, 0),
+        SOUK_IDEM_PROCEED);
+    assert_int_equal(souk_db_run(db, "INSERT INTO effects VALUES (1)", ""), 1);
+    assert_int_equal(souk_idem_complete(db, &k, 201, "{\"id\":9}"), 0);
+    assert_int_equal(souk_db_commit(db), 0);
+    assert_int_equal(peek(db, &k, "k9", "{}"), SOUK_IDEM_REPLAY);
+    assert_int_equal(k.status, 201);
+    assert_string_equal(k.response, "{\"id\":9}");
+    souk_idem_free(&k);
+    assert_int_equal(effects(db), 1);
 }
 
 static void test_rollback_leaves_no_record(void **state)
@@ -286,6 +329,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_scopes_are_separate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_in_use_then_lost_lease, setup, teardown),
         cmocka_unit_test_setup_teardown(test_release_keeps_retryable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_peek_takes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rollback_leaves_no_record, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replicas_race_for_keys, setup, teardown),
