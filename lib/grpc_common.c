@@ -1,6 +1,7 @@
 /* grpc_common.c: what serving and calling share: the mapping between our problem
  * codes, HTTP statuses, gRPC statuses and kit errors (one table each, tested as
  * tables), the request id and trace context rules, and metadata helpers. */
+#include <dlfcn.h>
 #include <grpc/status.h>
 #include <grpc/support/log.h>
 #include <sodium.h>
@@ -252,8 +253,24 @@ static void grpc_log(gpr_log_func_args *a)
              a->line);
 }
 
+/* Debian's abseil is built without NDEBUG: every absl::Mutex the core locks (several
+ * per call) also walks abseil's lock graph to detect deadlocks, a few % of a call's
+ * CPU on both ends (docs/grpc.md "Cost"). Turned off as a release build has it; found
+ * by name, so an abseil that names it otherwise (another ABI tag) keeps its default. */
+static void absl_deadlock_detection_off(void)
+{
+    void *sym = dlsym(RTLD_DEFAULT,
+                      "_ZN4absl7debian329SetMutexDeadlockDetectionModeENS0_15OnDeadlockCycleE");
+    void (*set_mode)(int);
+    if (sym == NULL)
+        return;
+    memcpy(&set_mode, &sym, sizeof(set_mode));
+    set_mode(0); /* absl::OnDeadlockCycle::kIgnore */
+}
+
 void souk__grpc_core_init(void)
 {
     gpr_set_log_function(grpc_log); /* before grpc_init: its first messages too */
+    absl_deadlock_detection_off();
     grpc_init();
 }

@@ -34,6 +34,8 @@
 #define SERVICE_MAX         128
 #define NAME_MAX_           96
 #define TEARDOWN_WAIT_MS    1000 /* after cancelling the stragglers */
+#define HELP_AFTER_MS       2    /* a worker held by a handler this long: the next one joins */
+#define QUIET_MS            1000 /* no call this long: helpers sleep without a timer */
 
 #define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
 
@@ -130,8 +132,6 @@ static grpc_server *server;
 static grpc_completion_queue *cq;
 static struct method_rt *methods;
 static size_t nmethods;
-static pthread_t *workers;
-static size_t nworkers;
 static atomic_bool stopping;
 static _Atomic long inflight;
 static struct tag shutdown_tag = {TAG_SHUTDOWN};
@@ -1017,44 +1017,126 @@ static void on_generic(struct generic_slot *g, bool ok)
     souk_rpc_finish(c, souk_rpc_problem(c, 501, "unimplemented", "no method %s here", c->path));
 }
 
-static void *worker(void *arg)
+/* A worker. The first always waits in the queue; each other one looks every
+ * HELP_AFTER_MS at the worker before it and joins the queue while that one has been
+ * held by a handler for HELP_AFTER_MS or more (a slow database, a peer, a lock), until
+ * it is free again; after QUIET_MS without a call it sleeps until the next one, so an
+ * idle service wakes no thread. Two threads waiting in the core's queue hand its
+ * poller role to each other at every completion (futex wake-ups and context switches,
+ * most of a call's CPU: docs/grpc.md "Cost"); one thread does not. */
+struct worker {
+    pthread_t thread;
+    size_t index;
+    _Atomic uint64_t held_since; /* souk_now_ns when its handler began, 0 when none runs */
+    _Atomic uint64_t last_call;  /* when its last handler began */
+    _Atomic bool asleep;         /* the next worker sleeps until this one takes a call */
+};
+
+static struct worker *workers;
+static size_t nworkers;
+static atomic_bool workers_stop;
+static pthread_mutex_t helper_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t helper_cond = PTHREAD_COND_INITIALIZER;
+
+/* One completion from the queue, whatever it is. */
+static void dispatch(struct worker *w, grpc_event ev)
 {
-    SOUK_UNUSED(arg);
-    for (;;) {
-        grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        if (ev.type == GRPC_QUEUE_SHUTDOWN)
-            break;
-        if (ev.type != GRPC_OP_COMPLETE)
+    struct tag *t = ev.tag;
+    switch (t->kind) {
+    case TAG_REQUEST: {
+        uint64_t now = souk_now_ns();
+        atomic_store(&w->held_since, now);
+        atomic_store(&w->last_call, now);
+        if (atomic_load(&w->asleep)) { /* calls again: the next worker watches this one */
+            pthread_mutex_lock(&helper_lock);
+            atomic_store(&w->asleep, false);
+            pthread_cond_broadcast(&helper_cond);
+            pthread_mutex_unlock(&helper_lock);
+        }
+        on_request(container_of(t, struct slot, tag), ev.success);
+        atomic_store(&w->held_since, 0);
+        break;
+    }
+    case TAG_GENERIC:
+        on_generic(container_of(t, struct generic_slot, tag), ev.success);
+        break;
+    case TAG_DONE:
+        on_done(container_of(t, struct souk_rpc, tag));
+        break;
+    case TAG_WATCH_SEND:
+        watch_event(container_of(t, struct stream, send_tag), TAG_WATCH_SEND);
+        break;
+    case TAG_WATCH_CLOSE:
+        watch_event(container_of(t, struct stream, close_tag), TAG_WATCH_CLOSE);
+        break;
+    case TAG_REFLECT:
+        reflect_event(container_of(t, struct stream, send_tag), ev.success);
+        break;
+    case TAG_SHUTDOWN:
+        pthread_mutex_lock(&life_lock);
+        shutdown_done = true;
+        pthread_cond_broadcast(&life_cond);
+        pthread_mutex_unlock(&life_lock);
+        break;
+    }
+}
+
+/* Is the worker before w held by a handler since HELP_AFTER_MS or more? */
+static bool before_held(const struct worker *w, uint64_t now)
+{
+    uint64_t since = atomic_load(&workers[w->index - 1].held_since);
+    return since != 0 && now - since >= HELP_AFTER_MS * 1000000ull;
+}
+
+/* A helper: wait until the worker before is held (true) or the end (false). */
+static bool wait_held(struct worker *w)
+{
+    struct worker *before = &workers[w->index - 1];
+    bool held = false;
+    pthread_mutex_lock(&helper_lock);
+    while (!atomic_load(&workers_stop) && !(held = before_held(w, souk_now_ns()))) {
+        if (souk_now_ns() - atomic_load(&before->last_call) >= QUIET_MS * 1000000ull) {
+            /* quiet: no timer until it takes a call (it clears asleep, under the lock) */
+            atomic_store(&before->asleep, true);
+            if (souk_now_ns() - atomic_load(&before->last_call) >= QUIET_MS * 1000000ull &&
+                atomic_load(&before->held_since) == 0)
+                pthread_cond_wait(&helper_cond, &helper_lock);
+            atomic_store(&before->asleep, false);
             continue;
-        struct tag *t = ev.tag;
-        switch (t->kind) {
-        case TAG_REQUEST:
-            on_request(container_of(t, struct slot, tag), ev.success);
-            break;
-        case TAG_GENERIC:
-            on_generic(container_of(t, struct generic_slot, tag), ev.success);
-            break;
-        case TAG_DONE:
-            on_done(container_of(t, struct souk_rpc, tag));
-            break;
-        case TAG_WATCH_SEND:
-            watch_event(container_of(t, struct stream, send_tag), TAG_WATCH_SEND);
-            break;
-        case TAG_WATCH_CLOSE:
-            watch_event(container_of(t, struct stream, close_tag), TAG_WATCH_CLOSE);
-            break;
-        case TAG_REFLECT:
-            reflect_event(container_of(t, struct stream, send_tag), ev.success);
-            break;
-        case TAG_SHUTDOWN:
-            pthread_mutex_lock(&life_lock);
-            shutdown_done = true;
-            pthread_cond_broadcast(&life_cond);
-            pthread_mutex_unlock(&life_lock);
-            break;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += HELP_AFTER_MS * 1000000l;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&helper_cond, &helper_lock, &ts);
+    }
+    pthread_mutex_unlock(&helper_lock);
+    return held;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    for (;;) {
+        if (w->index > 0 && !wait_held(w))
+            return NULL;
+        for (;;) {
+            gpr_timespec until =
+                w->index == 0 ? gpr_inf_future(GPR_CLOCK_REALTIME)
+                              : gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                             gpr_time_from_millis(HELP_AFTER_MS, GPR_TIMESPAN));
+            grpc_event ev = grpc_completion_queue_next(cq, until, NULL);
+            if (ev.type == GRPC_QUEUE_SHUTDOWN)
+                return NULL;
+            if (ev.type == GRPC_OP_COMPLETE)
+                dispatch(w, ev);
+            if (w->index > 0 && !before_held(w, souk_now_ns()))
+                break; /* the worker before is free again: this one leaves the queue */
         }
     }
-    return NULL;
 }
 
 /* ---- start and stop ---- */
@@ -1233,7 +1315,11 @@ int souk__grpc_start(const struct souk_service *svc)
     nworkers = (size_t)cfg_threads;
     workers = souk_xcalloc(nworkers, sizeof(*workers));
     for (size_t i = 0; i < nworkers; i++) {
-        if (pthread_create(&workers[i], NULL, worker, NULL) != 0) {
+        workers[i].index = i;
+        workers[i].last_call = souk_now_ns();
+    }
+    for (size_t i = 0; i < nworkers; i++) {
+        if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
             souk_error("cannot start gRPC workers", NULL);
             nworkers = i;
             return SOUK_EIO;
@@ -1287,9 +1373,13 @@ void souk__grpc_drain_end(uint64_t deadline_ns)
             return;
         }
     }
+    pthread_mutex_lock(&helper_lock);
+    atomic_store(&workers_stop, true);
+    pthread_cond_broadcast(&helper_cond);
+    pthread_mutex_unlock(&helper_lock);
     grpc_completion_queue_shutdown(cq);
     for (size_t i = 0; i < nworkers; i++)
-        pthread_join(workers[i], NULL);
+        pthread_join(workers[i].thread, NULL);
     grpc_server_destroy(server);
     grpc_completion_queue_destroy(cq);
     server = NULL;

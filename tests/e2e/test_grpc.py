@@ -219,6 +219,25 @@ def test_deadlines(rig):
     assert 5000 < ping(Echo(), timeout=60).deadline_ms <= 7000
 
 
+def test_a_held_worker_does_not_hold_the_calls_behind_it(rig):
+    # one worker waits in the core's queue; a second joins while a handler holds it
+    ping = stub(rig["front"].target, "/souk.test.v1.Test/Ping")
+
+    def sleeping():
+        with open(rig["front"].log_path) as f:
+            return f.read().count("rpc sleeping")
+
+    before = sleeping()
+    slow = ping.future(Echo(text="slow", sleep_ms=4000), timeout=10)
+    deadline = time.monotonic() + 10
+    while sleeping() == before:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert ping(Echo(text="quick"), timeout=3.5).text == "quick"
+    assert not slow.done()  # answered while the slow one still ran
+    assert slow.result().text == "slow"
+
+
 def test_unknown_method_is_unimplemented(rig):
     ch = grpc.insecure_channel(rig["front"].target)
     for path in ("/souk.test.v1.Test/Nope", "/souk.nope.v1.Nope/Ping", "/x"):
