@@ -35,6 +35,7 @@
 #define NAME_MAX_           96
 #define TEARDOWN_WAIT_MS    1000 /* after cancelling the stragglers */
 #define HELP_AFTER_MS       2    /* a worker held by a handler this long: the next one joins */
+#define HELP_TICK_MAX_MS    16   /* how often a helper looks at a worker with no handler */
 #define QUIET_MS            1000 /* no call this long: helpers sleep without a timer */
 
 #define container_of(p, type, member) ((type *)(void *)((char *)(p)-offsetof(type, member)))
@@ -1017,8 +1018,9 @@ static void on_generic(struct generic_slot *g, bool ok)
     souk_rpc_finish(c, souk_rpc_problem(c, 501, "unimplemented", "no method %s here", c->path));
 }
 
-/* A worker. The first always waits in the queue; each other one looks every
- * HELP_AFTER_MS at the worker before it and joins the queue while that one has been
+/* A worker. The first always waits in the queue; each other one looks at the worker
+ * before it (every HELP_AFTER_MS while that one runs a handler, up to every
+ * HELP_TICK_MAX_MS while it runs none) and joins the queue while that one has been
  * held by a handler for HELP_AFTER_MS or more (a slow database, a peer, a lock), until
  * it is free again; after QUIET_MS without a call it sleeps until the next one, so an
  * idle service wakes no thread. Two threads waiting in the core's queue hand its
@@ -1093,8 +1095,13 @@ static bool wait_held(struct worker *w)
 {
     struct worker *before = &workers[w->index - 1];
     bool held = false;
+    long tick_ms = HELP_AFTER_MS;
     pthread_mutex_lock(&helper_lock);
     while (!atomic_load(&workers_stop) && !(held = before_held(w, souk_now_ns()))) {
+        /* look again soon while it runs a handler, less often while it has none */
+        tick_ms = atomic_load(&before->held_since) != 0 ? HELP_AFTER_MS
+                  : tick_ms * 2 > HELP_TICK_MAX_MS      ? HELP_TICK_MAX_MS
+                                                        : tick_ms * 2;
         if (souk_now_ns() - atomic_load(&before->last_call) >= QUIET_MS * 1000000ull) {
             /* quiet: no timer until it takes a call (it clears asleep, under the lock) */
             atomic_store(&before->asleep, true);
@@ -1106,7 +1113,7 @@ static bool wait_held(struct worker *w)
         }
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += HELP_AFTER_MS * 1000000l;
+        ts.tv_nsec += tick_ms * 1000000l;
         if (ts.tv_nsec >= 1000000000) {
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000;
