@@ -151,7 +151,8 @@ static bool cfg_reflection;
 static const struct souk_conf grpc_config[] = {
     {"SOUK_GRPC_LISTEN", SOUK_CONF_STR, NULL, 0, 256, &cfg_listen,
      "host:port for gRPC (port 0: any free one); \"off\" serves no gRPC"},
-    {"SOUK_GRPC_THREADS", SOUK_CONF_INT, "2", 1, 256, &cfg_threads, "gRPC worker threads"},
+    {"SOUK_GRPC_THREADS", SOUK_CONF_INT, "2", 1, 256, &cfg_threads,
+     "gRPC worker threads (one takes calls, the others while a handler holds it)"},
     {"SOUK_GRPC_MAX_MESSAGE", SOUK_CONF_INT, "65536", 1024, 67108864, &cfg_max_message,
      "request message bytes"},
     {"SOUK_GRPC_DEADLINE_MS", SOUK_CONF_INT, "30000", 100, 3600000, &cfg_deadline_ms,
