@@ -228,12 +228,12 @@ def test_a_held_worker_does_not_hold_the_calls_behind_it(rig):
             return f.read().count("rpc sleeping")
 
     before = sleeping()
-    slow = ping.future(Echo(text="slow", sleep_ms=4000), timeout=10)
+    slow = ping.future(Echo(text="slow", sleep_ms=3000), timeout=10)
     deadline = time.monotonic() + 10
     while sleeping() == before:
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    assert ping(Echo(text="quick"), timeout=3.5).text == "quick"
+    assert ping(Echo(text="quick"), timeout=2.5).text == "quick"
     assert not slow.done()  # answered while the slow one still ran
     assert slow.result().text == "slow"
 
