@@ -16,28 +16,16 @@
 
 void souk__tbuf_put(struct souk__tbuf *b, const char *s, size_t n)
 {
-    if (b->over || b->len + n + 1 > b->max) {
+    if (!b->over && souk_buf_put(&b->b, s, n) != 0)
         b->over = true;
-        return;
-    }
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 4096;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        b->s = souk_xrealloc(b->s, cap);
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
 }
 
 void souk__tbuf_str(struct souk__tbuf *b, const char *s) { souk__tbuf_put(b, s, strlen(s)); }
 
 void souk__tbuf_free(struct souk__tbuf *b)
 {
-    free(b->s);
-    memset(b, 0, sizeof(*b));
+    souk_buf_free(&b->b);
+    b->over = false;
 }
 
 /* "s" as a JSON string, escaped (UTF-8 kept, anything else U+FFFD). */

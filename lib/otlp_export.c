@@ -182,8 +182,8 @@ static int post(CURL *h, const struct souk__tbuf *body, uint64_t *rejected, char
     curl_easy_reset(h);
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_POST, 1L);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body->s);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body->len);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body->b.p);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body->b.len);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hs);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)cfg.timeout_ms);
@@ -218,7 +218,7 @@ static int post(CURL *h, const struct souk__tbuf *body, uint64_t *rejected, char
 static void export_batch(CURL *h, const unsigned char *recs, size_t len, size_t n, bool last)
 {
     static bool failing; /* log the change, not every failed batch */
-    struct souk__tbuf body = {NULL, 0, 0, JSON_MAX, false};
+    struct souk__tbuf body = SOUK__TBUF_INIT(JSON_MAX);
     char why[128] = "";
     uint64_t rejected = 0;
     int rc = -1;
@@ -335,10 +335,10 @@ char *souk_otlp_collect(const char *id, size_t *nspans)
     unsigned char *recs;
     size_t len;
     *nspans = souk__trace_ring_find(ctx.trace_id, &recs, &len);
-    struct souk__tbuf b = {NULL, 0, 0, SIZE_MAX, false};
+    struct souk__tbuf b = SOUK__TBUF_INIT(SIZE_MAX);
     souk__otlp_encode(&b, recs, len);
     free(recs);
-    return b.s;
+    return b.b.p;
 }
 
 static int trace_route(struct souk_req *r)

@@ -9,16 +9,23 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "souk/buf.h"
+
 struct souk_route;
 
 /* ---- OTLP JSON (otlp.c) ---- */
 
-/* A growable text buffer with a cap: past it, over is set and nothing more is added. */
+/* The encoder's text: the kit's buffer (souk/buf.h), whose first refusal sets over
+ * for good, so a document that lost a piece is never finished as if whole. max counts
+ * the NUL: at most max - 1 bytes of text. */
 struct souk__tbuf {
-    char *s;
-    size_t len, cap, max;
+    struct souk_buf b;
     bool over;
 };
+#define SOUK__TBUF_INIT(max)                                                                       \
+    {                                                                                              \
+        {NULL, 0, 0, (size_t)(max)-1}, false                                                       \
+    }
 void souk__tbuf_put(struct souk__tbuf *b, const char *s, size_t n);
 void souk__tbuf_str(struct souk__tbuf *b, const char *s); /* plain text */
 void souk__tbuf_free(struct souk__tbuf *b);

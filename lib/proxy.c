@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "souk/breaker.h"
+#include "souk/buf.h"
 #include "souk/log.h"
 #include "souk/metrics.h"
 #include "souk/proxy.h"
@@ -32,7 +33,6 @@
 #define BASE_MAX          256
 #define HEADER_VALUE_MAX  8192 /* one forwarded header; longer ones are refused */
 #define PASS_HEADERS_MAX  12   /* upstream response headers passed on */
-#define BODY_INITIAL      4096
 #define HEALTH_TIMEOUT_MS 1000
 #define WARM_PROBE_MS     100 /* at start: re-probe instances not yet seen up this often */
 #define POLL_MAX_MS       1000
@@ -98,8 +98,7 @@ struct job {
     uint64_t t0;
     /* the response of the current attempt */
     long status;
-    char *buf;
-    size_t len, cap;
+    struct souk_buf body_in; /* capped by SOUK_UPSTREAM_MAX_RESPONSE */
     bool too_big;
     char *content_type;
     struct pass_header pass[PASS_HEADERS_MAX];
@@ -401,6 +400,7 @@ int souk_proxy_forward(struct souk_req *r, struct souk_upstream *u)
     struct job *j = souk_req_alloc(r, sizeof(*j));
     memset(j, 0, sizeof(*j));
     j->kind = JOB;
+    souk_buf_init(&j->body_in, conf.max_response);
     j->r = r;
     j->up = u;
     j->method = souk_req_method(r);
@@ -504,19 +504,10 @@ static size_t on_body(char *data, size_t size, size_t n, void *arg)
 {
     struct job *j = arg;
     size_t len = size * n;
-    if (j->len + len > conf.max_response) {
+    if (souk_buf_put(&j->body_in, data, len) != 0) {
         j->too_big = true;
         return 0; /* aborts the transfer */
     }
-    if (j->len + len + 1 > j->cap) {
-        size_t cap = j->cap ? j->cap : BODY_INITIAL;
-        while (cap < j->len + len + 1)
-            cap *= 2;
-        j->buf = souk_xrealloc(j->buf, cap);
-        j->cap = cap;
-    }
-    memcpy(j->buf + j->len, data, len);
-    j->len += len;
     return len;
 }
 
@@ -569,10 +560,8 @@ static size_t on_header(char *data, size_t size, size_t n, void *arg)
         j->content_type = souk_arena_strndup(souk_req_arena(r), v, (size_t)(end - v));
     } else if (nlen == 14 && strncasecmp(data, "content-length", 14) == 0) {
         size_t want = strtoull(v, NULL, 10);
-        if (want > 0 && want <= conf.max_response && want + 1 > j->cap) {
-            j->buf = souk_xrealloc(j->buf, want + 1);
-            j->cap = want + 1;
-        }
+        if (want > 0)
+            souk_buf_reserve(&j->body_in, want); /* one allocation; over the cap: on_body refuses */
     } else if (!souk_proxy_hop_header(data, nlen) && j->npass < PASS_HEADERS_MAX) {
         j->pass[j->npass].name = souk_arena_strndup(souk_req_arena(r), data, nlen);
         j->pass[j->npass].value = souk_arena_strndup(souk_req_arena(r), v, (size_t)(end - v));
@@ -591,8 +580,7 @@ static void answer(struct job *j, int status, const char *error)
 
 static void fail(struct job *j, int status, const char *code, const char *detail)
 {
-    free(j->buf);
-    j->buf = NULL;
+    souk_buf_free(&j->body_in);
     souk_problem(j->r, status, code, "%s: %s", j->up->name, detail);
     answer(j, status, code);
 }
@@ -702,7 +690,7 @@ static void launch(struct job *j, struct instance *in)
     j->tried |= 1u << (in - j->up->inst);
     j->attempts++;
     j->status = 0;
-    j->len = 0;
+    souk_buf_reset(&j->body_in);
     j->npass = 0;
     j->content_type = NULL;
     j->too_big = false;
@@ -761,16 +749,13 @@ static void finish_job(struct loop *lp, struct job *j, CURLcode rc, uint64_t now
         struct souk_req *r = j->r;
         for (size_t i = 0; i < j->npass; i++)
             souk_reply_header(r, j->pass[i].name, j->pass[i].value);
-        if (j->len > 0 || j->content_type != NULL) {
-            if (j->buf == NULL)
-                j->buf = souk_xmalloc(1);
-            j->buf[j->len] = '\0';
-            souk_reply_raw(r, j->content_type ? j->content_type : "application/octet-stream",
-                           j->buf, j->len, true);
-            j->buf = NULL;
+        if (j->body_in.len > 0 || j->content_type != NULL) {
+            size_t len;
+            char *body = souk_buf_take(&j->body_in, &len);
+            souk_reply_raw(r, j->content_type ? j->content_type : "application/octet-stream", body,
+                           len, true);
         }
-        free(j->buf); /* an empty final answer after a retried attempt */
-        j->buf = NULL;
+        souk_buf_free(&j->body_in); /* an empty final answer after a retried attempt */
         answer(j, (int)j->status, NULL);
         return;
     }

@@ -140,8 +140,8 @@ static int on_headers(http_parser *p)
     long cap = q->on_head != NULL ? q->on_head(q, q->arg) : 0;
     if (cap < 0)
         return fail(q, (int)-cap);
-    q->body_max = (size_t)cap;
-    if (p->content_length != ULLONG_MAX && p->content_length > q->body_max)
+    q->body.max = (size_t)cap; /* the buffer is empty: any cap holds */
+    if (p->content_length != ULLONG_MAX && p->content_length > q->body.max)
         return fail(q, 413);
     return 0;
 }
@@ -149,18 +149,8 @@ static int on_headers(http_parser *p)
 static int on_body(http_parser *p, const char *at, size_t n)
 {
     struct gw_request *q = req_of(p);
-    if (q->body_len + n > q->body_max)
+    if (souk_buf_put(&q->body, at, n) != 0)
         return fail(q, 413);
-    if (q->body_len + n + 1 > q->body_cap) {
-        size_t cap = q->body_cap ? q->body_cap : 1024;
-        while (cap < q->body_len + n + 1)
-            cap *= 2;
-        q->body = souk_xrealloc(q->body, cap);
-        q->body_cap = cap;
-    }
-    memcpy(q->body + q->body_len, at, n);
-    q->body_len += n;
-    q->body[q->body_len] = '\0';
     return 0;
 }
 
@@ -188,8 +178,7 @@ void gw_request_init(struct gw_request *q, gw_head_fn on_head, void *arg)
     q->p.data = q;
     q->on_head = on_head;
     q->arg = arg;
-    q->body = NULL;
-    q->body_cap = 0;
+    souk_buf_init(&q->body, 0);
     gw_request_next(q);
 }
 
@@ -208,18 +197,11 @@ void gw_request_next(struct gw_request *q)
     q->in_value = false;
     q->expect_continue = false;
     q->keep_alive = false;
-    q->body_max = 0;
-    q->body_len = 0;
-    if (q->body != NULL)
-        q->body[0] = '\0';
+    souk_buf_reset(&q->body);
+    q->body.max = 0;
 }
 
-void gw_request_free(struct gw_request *q)
-{
-    free(q->body);
-    q->body = NULL;
-    q->body_cap = 0;
-}
+void gw_request_free(struct gw_request *q) { souk_buf_free(&q->body); }
 
 size_t gw_request_feed(struct gw_request *q, const char *data, size_t n)
 {

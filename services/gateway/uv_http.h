@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "souk/buf.h"
+
 #define GW_URL_MAX     8192  /* the request target; longer is 414 */
 #define GW_HEAD_MAX    32768 /* the target and every header name and value; more is 431 */
 #define GW_HEADERS_MAX 64    /* headers in one request; more is 431 */
@@ -47,9 +49,7 @@ struct gw_request {
     bool in_value; /* the last piece was a header value */
     bool expect_continue;
     bool keep_alive;
-    size_t body_max;
-    char *body; /* NUL-terminated, capped by body_max */
-    size_t body_len, body_cap;
+    struct souk_buf body; /* NUL-terminated; body.max is this request's cap (on_head's) */
 };
 
 /* Start a connection's parser: every request on it calls on_head(q, arg). */

@@ -21,6 +21,7 @@
 
 #include "gateway.h"
 #include "souk/auth.h"
+#include "souk/buf.h"
 #include "souk/id.h"
 #include "souk/log.h"
 #include "souk/proxy.h"
@@ -42,29 +43,13 @@
 #define CONTENT_TYPE_MAX 256
 #define LINGER_S         2 /* reading after an answer that closes the connection */
 
-struct buf {
-    char *p;
-    size_t len, cap;
-};
-
-static void put(struct buf *b, const void *s, size_t n)
-{
-    if (n == 0)
-        return;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n)
-            cap *= 2;
-        b->p = souk_xrealloc(b->p, cap);
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-}
+/* Text into the buffers without a cap of their own (the answer, the upstream head):
+ * every piece put there is capped where it comes from. */
+static void put(struct souk_buf *b, const void *s, size_t n) { souk_buf_put(b, s, n); }
 #define PUTS(b, s) put((b), (s), strlen(s))
 
-static void putf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void putf(struct buf *b, const char *fmt, ...)
+static void putf(struct souk_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void putf(struct souk_buf *b, const char *fmt, ...)
 {
     char line[512];
     va_list ap;
@@ -92,7 +77,7 @@ struct conn {
     bool working, free_pending; /* the trace view runs on libuv's thread pool */
     char trace_id[80];
     uv_shutdown_t shut;
-    struct buf rest;
+    struct souk_buf rest; /* capped REST_MAX + READ_BUF: reading stops past REST_MAX */
     /* the request being answered */
     uint64_t t0;
     long route;
@@ -104,14 +89,14 @@ struct conn {
     bool spanning;                /* span started for this request */
     struct edge_headers eh;
     struct souk_identity who;
-    struct buf uphead; /* what goes upstream: the head (the body is q.body) */
+    struct souk_buf uphead; /* what goes upstream: the head (the body is q.body) */
     struct upconn *up;
     struct souk_proxy_target t;
     unsigned tried;
     int attempts;
     bool retryable, stale_retried, head_only;
     uint64_t attempt_t0;
-    struct buf out; /* the answer */
+    struct souk_buf out; /* the answer */
     int status;
     size_t body_bytes;
     uv_write_t wr;
@@ -131,9 +116,9 @@ struct upconn {
     int handles; /* open libuv handles; freed at 0 */
     http_parser p;
     bool fresh, got_bytes, done, in_value, idle, closing;
-    bool extra;   /* bytes came after the answer: not reused */
-    bool writing; /* a uv_write of the request is pending */
-    struct buf field, value, pass, body;
+    bool extra;                               /* bytes came after the answer: not reused */
+    bool writing;                             /* a uv_write of the request is pending */
+    struct souk_buf field, value, pass, body; /* FIELD_MAX, FIELD_MAX, PASS_MAX, max_response */
     char content_type[CONTENT_TYPE_MAX];
     bool has_type;
 };
@@ -238,9 +223,9 @@ static void conn_free(uv_handle_t *h)
         return;
     }
     gw_request_free(&c->q);
-    free(c->rest.p);
-    free(c->uphead.p);
-    free(c->out.p);
+    souk_buf_free(&c->rest);
+    souk_buf_free(&c->uphead);
+    souk_buf_free(&c->out);
     free(c);
 }
 
@@ -303,14 +288,14 @@ static void request_over(struct conn *c)
     }
     c->busy = false;
     atomic_fetch_sub(&c->lp->inflight, 1);
-    c->out.len = 0;
+    souk_buf_reset(&c->out);
     c->deadline_ns = souk_now_ns() + secs_ns(srv.idle_timeout_s + srv.header_timeout_s);
     gw_request_next(&c->q);
     if (c->rest.len > 0) {
-        struct buf r = c->rest;
-        c->rest = (struct buf){0};
-        feed(c, r.p, r.len);
-        free(r.p);
+        size_t len;
+        char *r = souk_buf_take(&c->rest, &len);
+        feed(c, r, len);
+        free(r);
         if (c->closing)
             return;
     }
@@ -398,7 +383,7 @@ static const char *http_date(struct loop *lp)
 static void answer(struct conn *c, int status, const char *type, const char *body, size_t len,
                    const char *extra)
 {
-    c->out.len = 0;
+    souk_buf_reset(&c->out);
     c->status = status;
     putf(&c->out, "HTTP/1.1 %d %s\r\n", status, souk_status_title(status));
     if (type != NULL)
@@ -452,10 +437,10 @@ static void up_handle_closed(uv_handle_t *h)
     struct upconn *u = h->data;
     if (--u->handles > 0)
         return;
-    free(u->field.p);
-    free(u->value.p);
-    free(u->pass.p);
-    free(u->body.p);
+    souk_buf_free(&u->field);
+    souk_buf_free(&u->value);
+    souk_buf_free(&u->pass);
+    souk_buf_free(&u->body);
     free(u);
 }
 
@@ -588,7 +573,8 @@ static void up_header_done(struct upconn *u)
         put(&u->pass, u->value.p, u->value.len);
         put(&u->pass, "\r\n", 2);
     }
-    u->field.len = u->value.len = 0;
+    souk_buf_reset(&u->field);
+    souk_buf_reset(&u->value);
     u->in_value = false;
 }
 
@@ -597,7 +583,10 @@ static struct upconn *up_of(http_parser *p) { return p->data; }
 static int rs_begin(http_parser *p)
 {
     struct upconn *u = up_of(p);
-    u->field.len = u->value.len = u->pass.len = u->body.len = 0;
+    souk_buf_reset(&u->field);
+    souk_buf_reset(&u->value);
+    souk_buf_reset(&u->pass);
+    souk_buf_reset(&u->body);
     u->in_value = u->done = u->has_type = false;
     return 0;
 }
@@ -607,20 +596,14 @@ static int rs_field(http_parser *p, const char *at, size_t n)
     struct upconn *u = up_of(p);
     if (u->in_value)
         up_header_done(u);
-    if (u->field.len + n > FIELD_MAX)
-        return 1;
-    put(&u->field, at, n);
-    return 0;
+    return souk_buf_put(&u->field, at, n) != 0;
 }
 
 static int rs_value(http_parser *p, const char *at, size_t n)
 {
     struct upconn *u = up_of(p);
     u->in_value = true;
-    if (u->value.len + n > FIELD_MAX)
-        return 1;
-    put(&u->value, at, n);
-    return 0;
+    return souk_buf_put(&u->value, at, n) != 0;
 }
 
 static int rs_headers(http_parser *p)
@@ -637,17 +620,14 @@ static int rs_headers(http_parser *p)
 static int rs_body(http_parser *p, const char *at, size_t n)
 {
     struct upconn *u = up_of(p);
-    if (u->body.len + n > souk_proxy_config()->max_response)
-        return 1;
-    put(&u->body, at, n);
-    return 0;
+    return souk_buf_put(&u->body, at, n) != 0;
 }
 
 static int rs_complete(http_parser *p)
 {
     struct upconn *u = up_of(p);
     if (p->status_code / 100 == 1) { /* 1xx: the real answer follows */
-        u->pass.len = 0;
+        souk_buf_reset(&u->pass);
         u->has_type = false;
         return 0;
     }
@@ -706,11 +686,11 @@ static void up_send(struct upconn *u)
     u->got_bytes = u->done = u->extra = false;
     uv_timer_start(&u->timer, up_timeout, (uint64_t)souk_proxy_config()->timeout_ms, 0);
     uv_buf_t bufs[2] = {uv_buf_init(c->uphead.p, (unsigned)c->uphead.len),
-                        uv_buf_init(c->q.body, (unsigned)c->q.body_len)};
-    unsigned nb = c->q.body_len > 0 ? 2 : 1;
+                        uv_buf_init(c->q.body.p, (unsigned)c->q.body.len)};
+    unsigned nb = c->q.body.len > 0 ? 2 : 1;
     int n = uv_try_write((uv_stream_t *)&u->tcp, bufs, nb);
     size_t done = n > 0 ? (size_t)n : 0;
-    if (done == c->uphead.len + c->q.body_len)
+    if (done == c->uphead.len + c->q.body.len)
         return;
     if (n < 0 && n != UV_EAGAIN) {
         up_failed(u, SOUK_PROXY_LOST);
@@ -784,6 +764,10 @@ static void attempt(struct conn *c)
     }
     u = souk_xcalloc(1, sizeof(*u));
     u->lp = lp;
+    souk_buf_init(&u->field, FIELD_MAX);
+    souk_buf_init(&u->value, FIELD_MAX);
+    souk_buf_init(&u->pass, PASS_MAX);
+    souk_buf_init(&u->body, souk_proxy_config()->max_response);
     u->c = c;
     u->up_id = up_id;
     u->index = idx;
@@ -829,18 +813,16 @@ static void respond(struct conn *c, struct upconn *u)
     if (c->attempts > 1)
         souk_span_set_int(&c->cspan, "http.request.resend_count", c->attempts - 1);
     souk_span_end(&c->cspan);
-    struct buf extra = u->pass;
-    u->pass = (struct buf){0};
-    put(&extra, "", 1); /* NUL-terminated for answer() */
+    char *extra = souk_buf_take(&u->pass, NULL); /* NUL-terminated for answer() */
     const char *type = u->has_type       ? u->content_type
                        : u->body.len > 0 ? "application/octet-stream"
                                          : NULL;
-    struct buf body = u->body;
-    u->body = (struct buf){0};
+    size_t len;
+    char *body = souk_buf_take(&u->body, &len);
     up_release(u, keep);
-    answer(c, status, type, body.p, body.len, extra.p);
-    free(extra.p);
-    free(body.p);
+    answer(c, status, type, body, len, extra);
+    free(extra);
+    free(body);
 }
 
 /* ---- the request ---- */
@@ -891,8 +873,8 @@ static void forward(struct conn *c)
                 souk_upstream_name(ups[c->target->up_id]));
         return;
     }
-    struct buf *h = &c->uphead;
-    h->len = 0;
+    struct souk_buf *h = &c->uphead;
+    souk_buf_reset(h);
     putf(h, "%s ", q->method);
     PUTS(h, pathq);
     putf(h, " HTTP/1.1\r\nHost: %s\r\n", c->t.hostport);
@@ -910,10 +892,10 @@ static void forward(struct conn *c)
     souk_span_set_str(&c->cspan, "souk.upstream", souk_upstream_name(ups[c->target->up_id]));
     putf(h, "X-Request-Id: %s\r\ntraceparent: %s\r\nX-Forwarded-For: %s\r\n", c->rid,
          c->cspan.traceparent, c->client);
-    bool has_body = q->body_len > 0 || strcmp(q->method, "POST") == 0 ||
+    bool has_body = q->body.len > 0 || strcmp(q->method, "POST") == 0 ||
                     strcmp(q->method, "PUT") == 0 || strcmp(q->method, "PATCH") == 0;
     if (has_body)
-        putf(h, "Content-Length: %zu\r\n", q->body_len);
+        putf(h, "Content-Length: %zu\r\n", q->body.len);
     put(h, "\r\n", 2);
     c->retryable = idempotent(q->method, gw_request_header(q, "Idempotency-Key") != NULL);
     c->tried = 0;
@@ -1165,7 +1147,7 @@ static void refuse(struct conn *c, int status)
     switch (status) {
     case 413:
         problem(c, 413, "body_too_large", NULL, "the request body exceeds %zu bytes",
-                c->q.body_max ? c->q.body_max : srv.max_body);
+                c->q.body.max ? c->q.body.max : srv.max_body);
         break;
     case 414:
         problem(c, 414, "uri_too_long", NULL, "the request target is too long");
@@ -1198,8 +1180,10 @@ static void feed(struct conn *c, const char *data, size_t n)
     }
     if (c->q.state != GW_DONE)
         return;
-    if (used < n)
-        put(&c->rest, data + used, n - used);
+    if (used < n && souk_buf_put(&c->rest, data + used, n - used) != 0) {
+        conn_close(c); /* cannot happen: reading stops at REST_MAX */
+        return;
+    }
     c->deadline_ns = 0;
     if (!c->q.keep_alive || atomic_load(&draining))
         c->close_after = true;
@@ -1218,7 +1202,10 @@ static void client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     if (c->lingering)
         return; /* read and dropped until the client closes, or LINGER_S */
     if (c->busy && c->q.state != GW_READING) { /* pipelined: after the answer */
-        put(&c->rest, b->base, (size_t)n);
+        if (souk_buf_put(&c->rest, b->base, (size_t)n) != 0) {
+            conn_close(c); /* cannot happen: reading stops at REST_MAX */
+            return;
+        }
         if (c->rest.len > REST_MAX) {
             uv_read_stop(s); /* enough held: the kernel buffers the rest */
             c->stopped = true;
@@ -1235,6 +1222,9 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     struct conn *c = souk_xcalloc(1, sizeof(*c));
     c->lp = lp;
+    souk_buf_init(&c->rest, REST_MAX + READ_BUF);
+    souk_buf_init(&c->uphead, SIZE_MAX);
+    souk_buf_init(&c->out, SIZE_MAX);
     uv_tcp_init(&lp->uv, &c->tcp);
     c->tcp.data = c;
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {

@@ -17,7 +17,7 @@ static long on_head(struct gw_request *q, void *arg)
 static void check(const struct gw_request *q)
 {
     if (q->method == NULL || q->url_len > GW_URL_MAX || q->nh > GW_HEADERS_MAX ||
-        q->head_len > GW_HEAD_MAX || q->body_len > q->body_max || strlen(q->url) != q->url_len)
+        q->head_len > GW_HEAD_MAX || q->body.len > q->body.max || strlen(q->url) != q->url_len)
         abort();
     for (size_t i = 0; i < q->nh; i++)
         if (q->h[i].name < q->head || q->h[i].value < q->head ||

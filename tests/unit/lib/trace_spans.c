@@ -270,11 +270,11 @@ static void test_otlp_json(void **state)
 static void test_tbuf_cap(void **state)
 {
     (void)state;
-    struct souk__tbuf b = {NULL, 0, 0, 10, false};
+    struct souk__tbuf b = SOUK__TBUF_INIT(10);
     souk__tbuf_str(&b, "12345");
     souk__tbuf_str(&b, "67890");
     assert_true(b.over);
-    assert_string_equal(b.s, "12345");
+    assert_string_equal(b.b.p, "12345");
     souk__tbuf_free(&b);
 }
 

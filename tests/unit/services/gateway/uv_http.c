@@ -72,15 +72,15 @@ static void test_pipelined_requests_and_bodies(void **state)
     size_t used = gw_request_feed(q, two, strlen(two));
     assert_int_equal(q->state, GW_DONE);
     assert_string_equal(q->method, "POST");
-    assert_string_equal(q->body, "hello");
+    assert_string_equal(q->body.p, "hello");
     gw_request_next(q);
     size_t more = gw_request_feed(q, two + used, strlen(two) - used);
     assert_int_equal(used + more, strlen(two));
     assert_int_equal(q->state, GW_DONE);
     assert_string_equal(q->method, "PUT");
     assert_string_equal(q->url, "/b");
-    assert_int_equal(q->body_len, 5);
-    assert_string_equal(q->body, "abcde");
+    assert_int_equal(q->body.len, 5);
+    assert_string_equal(q->body.p, "abcde");
     gw_request_free(q);
     free(q);
 }
