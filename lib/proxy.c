@@ -5,8 +5,10 @@
  * over every transfer in flight). Upstream state (health, breakers, outstanding
  * counts) is shared by the loops under one short lock. Bodies pass through as bytes:
  * nothing is parsed or re-encoded. */
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -17,6 +19,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "souk/breaker.h"
@@ -38,6 +41,8 @@
 #define POLL_MAX_MS       1000
 #define LOOPS_MAX         64
 #define EVENTS_MAX        64        /* epoll events taken per wakeup */
+#define RESOLVE_SOON_MS   1000      /* a failed connection re-resolves at most this often */
+#define RESOLVE_START_MS  3000      /* start waits this long at most for the first lookups */
 #define EASY_FREE_MAX     256       /* idle easy handles kept per loop */
 #define REG_FDS_MAX       (1 << 20) /* sockets whose epoll state a loop remembers */
 #define REG_IN            0x01      /* in reg[fd]: registered for EPOLLIN */
@@ -53,8 +58,15 @@ struct instance {
     char base[BASE_MAX]; /* "http://127.0.0.1:8082" */
     size_t base_len;
     const char *label;   /* "127.0.0.1:8082", for metrics and logs */
-    char host[BASE_MAX]; /* "127.0.0.1" */
+    char host[BASE_MAX]; /* "127.0.0.1", "::1", "catalog" */
     int port;
+    /* where to connect (state_lock): the literal address, or the host name's last good
+     * resolution (resolver thread); one that failed is moved last */
+    bool named; /* host is a name: resolved at start, then again and again */
+    union souk_proxy_addr addr[SOUK_PROXY_ADDRS_MAX];
+    size_t naddr;
+    uint64_t resolve_at, resolved_ns; /* resolve_lock: the next lookup, the last one's start */
+    bool resolve_failing;             /* resolver thread's: the last lookup failed */
     CURL *health;
     bool health_busy;
     bool healthy; /* last probe answered 200, or no connection error since */
@@ -145,6 +157,49 @@ static struct souk_metric *m_requests, *m_duration, *m_retries, *m_up;
 
 /* ---- upstream declarations ---- */
 
+/* in->label's host and port ("127.0.0.1:8082", "[::1]:8082", "catalog"): an address
+ * literal becomes in->addr at once; a name is left to the resolver (in->named). 0, or
+ * -1 for an empty host, an unclosed bracket or a port out of range. */
+static int parse_host(struct instance *in, int default_port)
+{
+    const char *lab = in->label, *hs = lab, *he, *port = NULL;
+    size_t hl = strcspn(lab, "/");
+    if (hl > 0 && lab[0] == '[') {
+        const char *rb = memchr(lab, ']', hl);
+        if (rb == NULL || (rb + 1 < lab + hl && rb[1] != ':'))
+            return -1;
+        hs = lab + 1;
+        he = rb;
+        port = rb + 1 < lab + hl ? rb + 2 : NULL;
+    } else {
+        const char *colon = memchr(lab, ':', hl);
+        he = colon != NULL ? colon : lab + hl;
+        port = colon != NULL ? colon + 1 : NULL;
+    }
+    char *end = NULL;
+    long p = port != NULL ? strtol(port, &end, 10) : default_port;
+    if (he == hs || p < 1 || p > 65535 || (port != NULL && end != lab + hl))
+        return -1;
+    in->port = (int)p;
+    snprintf(in->host, sizeof(in->host), "%.*s", (int)(he - hs), hs);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    char ps[8];
+    snprintf(ps, sizeof(ps), "%d", in->port);
+    if (getaddrinfo(in->host, ps, &hints, &res) != 0 || res == NULL) { /* a name, no lookup */
+        in->named = true;
+        return 0;
+    }
+    if (res->ai_addrlen <= sizeof(in->addr[0])) {
+        memcpy(&in->addr[0], res->ai_addr, res->ai_addrlen);
+        in->naddr = 1;
+    }
+    freeaddrinfo(res);
+    return in->naddr == 1 ? 0 : -1;
+}
+
 struct souk_upstream *souk_upstream_new(const char *name, const char *urls)
 {
     if (nupstreams == MAX_UPSTREAMS || urls == NULL)
@@ -176,11 +231,13 @@ struct souk_upstream *souk_upstream_new(const char *name, const char *urls)
         in->base[len] = '\0';
         in->base_len = len;
         in->label = in->base + (http ? 7 : 8);
-        size_t hl = strcspn(in->label, "/");
-        const char *colon = memchr(in->label, ':', hl);
-        in->port = colon != NULL ? (int)strtol(colon + 1, NULL, 10) : http ? 80 : 443;
-        snprintf(in->host, sizeof(in->host), "%.*s",
-                 (int)(colon != NULL ? (size_t)(colon - in->label) : hl), in->label);
+        if (parse_host(in, http ? 80 : 443) != 0) {
+            char shown[BASE_MAX * 2];
+            souk_error("bad upstream url", "{s:s,s:s}", "upstream", name, "urls",
+                       souk_config_redact_url(urls, shown, sizeof(shown)));
+            free(u);
+            return NULL;
+        }
         in->healthy = true; /* until a probe or a request says otherwise */
         in->available = true;
         p += strcspn(p, ",");
@@ -618,16 +675,19 @@ bool souk_proxy_pick(struct souk_upstream *u, unsigned tried, struct souk_proxy_
 {
     pthread_mutex_lock(&state_lock);
     struct instance *in = pick(u, (uint32_t)tried, souk_now_ns());
-    if (in != NULL)
+    if (in != NULL) {
         in->outstanding++;
+        t->naddr = in->naddr; /* under the lock: the resolver may be replacing them */
+        memcpy(t->addr, in->addr, in->naddr * sizeof(in->addr[0]));
+    }
     pthread_mutex_unlock(&state_lock);
     if (in == NULL)
         return false;
-    *t = (struct souk_proxy_target){.index = (int)(in - u->inst),
-                                    .host = in->host,
-                                    .port = in->port,
-                                    .hostport = in->label,
-                                    .https = strncmp(in->base, "https://", 8) == 0};
+    t->index = (int)(in - u->inst);
+    t->host = in->host;
+    t->port = in->port;
+    t->hostport = in->label;
+    t->https = strncmp(in->base, "https://", 8) == 0;
     return true;
 }
 
@@ -645,6 +705,217 @@ void souk_proxy_report(struct souk_upstream *u, int index, enum souk_proxy_outco
 }
 
 void souk_proxy_count_retry(struct souk_upstream *u) { souk_metric_inc(m_retries, u->name); }
+
+/* ---- host names: a thread of its own resolves them (getaddrinfo blocks), never a loop
+ * or a request ---- */
+
+static pthread_mutex_t resolve_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t resolve_cond; /* on CLOCK_MONOTONIC: a lookup is due, or stop */
+static pthread_t resolver;
+static bool resolver_started, first_pass_done;
+
+static socklen_t addr_len(const union souk_proxy_addr *a)
+{
+    return a->sa.sa_family == AF_INET6 ? sizeof(a->in6) : sizeof(a->in4);
+}
+
+static bool addr_equal(const union souk_proxy_addr *a, const union souk_proxy_addr *b)
+{
+    return a->sa.sa_family == b->sa.sa_family && memcmp(a, b, addr_len(a)) == 0;
+}
+
+/* "10.0.0.7:8082 [fd00::7]:8082" for the log */
+static void addrs_text(const union souk_proxy_addr *a, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n && o < cap; i++) {
+        char ip[INET6_ADDRSTRLEN] = "?";
+        bool v6 = a[i].sa.sa_family == AF_INET6;
+        inet_ntop(a[i].sa.sa_family, v6 ? (const void *)&a[i].in6.sin6_addr : &a[i].in4.sin_addr,
+                  ip, sizeof(ip));
+        int port = ntohs(v6 ? a[i].in6.sin6_port : a[i].in4.sin_port);
+        int k = snprintf(out + o, cap - o, "%s%s%s%s:%d", i ? " " : "", v6 ? "[" : "", ip,
+                         v6 ? "]" : "", port);
+        if (k < 0)
+            break;
+        o += (size_t)k;
+    }
+}
+
+/* One lookup of in's host name (blocking: the resolver thread's). A new answer
+ * replaces the addresses (the order kept when it is the same set), a failure keeps
+ * the last good one; changes are logged, a failing name once per streak. */
+static void resolve(struct instance *in)
+{
+    struct addrinfo hints = {
+        .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    char port[8];
+    snprintf(port, sizeof(port), "%d", in->port);
+    int rc = getaddrinfo(in->host, port, &hints, &res);
+    union souk_proxy_addr got[SOUK_PROXY_ADDRS_MAX];
+    size_t n = 0;
+    for (struct addrinfo *ai = rc == 0 ? res : NULL; ai != NULL && n < SOUK_PROXY_ADDRS_MAX;
+         ai = ai->ai_next) {
+        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
+            ai->ai_addrlen > sizeof(got[0]))
+            continue;
+        memset(&got[n], 0, sizeof(got[n]));
+        memcpy(&got[n], ai->ai_addr, ai->ai_addrlen);
+        bool dup = false;
+        for (size_t k = 0; k < n && !dup; k++)
+            dup = addr_equal(&got[k], &got[n]);
+        n += !dup;
+    }
+    if (res != NULL)
+        freeaddrinfo(res);
+    if (n == 0) {
+        pthread_mutex_lock(&state_lock);
+        bool kept = in->naddr > 0;
+        pthread_mutex_unlock(&state_lock);
+        if (!in->resolve_failing)
+            souk_warn("upstream host does not resolve", "{s:s,s:s,s:s,s:s,s:s}", "upstream",
+                      in->up->name, "instance", in->label, "host", in->host, "error",
+                      rc != 0 ? gai_strerror(rc) : "no IPv4 or IPv6 address", "addresses",
+                      kept ? "the last good ones, kept"
+                           : "none yet: 503 no_upstream until it resolves");
+        in->resolve_failing = true;
+        return;
+    }
+    pthread_mutex_lock(&state_lock);
+    bool same = n == in->naddr;
+    for (size_t i = 0; i < n && same; i++) {
+        bool found = false;
+        for (size_t k = 0; k < in->naddr && !found; k++)
+            found = addr_equal(&got[i], &in->addr[k]);
+        same = found;
+    }
+    if (!same) {
+        memcpy(in->addr, got, n * sizeof(got[0]));
+        in->naddr = n;
+    }
+    pthread_mutex_unlock(&state_lock);
+    if (!same || in->resolve_failing) {
+        char text[SOUK_PROXY_ADDRS_MAX * (INET6_ADDRSTRLEN + 10)];
+        addrs_text(got, n, text, sizeof(text));
+        souk_info("upstream host resolved", "{s:s,s:s,s:s,s:s,s:b}", "upstream", in->up->name,
+                  "instance", in->label, "host", in->host, "addresses", text, "changed", !same);
+    }
+    in->resolve_failing = false;
+}
+
+static void *resolve_loop(void *arg)
+{
+    SOUK_UNUSED(arg);
+    uint64_t every =
+        (uint64_t)(conf.resolve_interval_ms > 0 ? conf.resolve_interval_ms : 10000) * 1000000u;
+    pthread_mutex_lock(&resolve_lock);
+    while (!atomic_load(&stopping)) {
+        uint64_t next = UINT64_MAX;
+        for (size_t u = 0; u < nupstreams; u++) {
+            for (size_t i = 0; i < upstreams[u]->n; i++) {
+                struct instance *in = &upstreams[u]->inst[i];
+                if (!in->named)
+                    continue;
+                uint64_t now = souk_now_ns();
+                if (in->resolve_at <= now) {
+                    in->resolved_ns = now;
+                    in->resolve_at = now + every;
+                    pthread_mutex_unlock(&resolve_lock);
+                    resolve(in);
+                    pthread_mutex_lock(&resolve_lock);
+                }
+                if (in->resolve_at < next)
+                    next = in->resolve_at;
+            }
+        }
+        if (!first_pass_done) {
+            first_pass_done = true;
+            pthread_cond_broadcast(&resolve_cond);
+        }
+        if (atomic_load(&stopping))
+            break;
+        struct timespec ts = {.tv_sec = (time_t)(next / 1000000000u),
+                              .tv_nsec = (long)(next % 1000000000u)};
+        pthread_cond_timedwait(&resolve_cond, &resolve_lock, &ts);
+    }
+    pthread_mutex_unlock(&resolve_lock);
+    return NULL;
+}
+
+/* Start the resolver when an instance is named, and wait a little for its first pass,
+ * so that requests find addresses from the start; a slow resolver delays nothing
+ * more than RESOLVE_START_MS (its instances answer 503 meanwhile). */
+static int resolver_start(void)
+{
+    bool any = false;
+    for (size_t u = 0; u < nupstreams && !any; u++)
+        for (size_t i = 0; i < upstreams[u]->n && !any; i++)
+            any = upstreams[u]->inst[i].named;
+    if (!any)
+        return 0;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&resolve_cond, &ca);
+    pthread_condattr_destroy(&ca);
+    if (pthread_create(&resolver, NULL, resolve_loop, NULL) != 0)
+        return SOUK_EIO;
+    resolver_started = true;
+    uint64_t until = souk_now_ns() + (uint64_t)RESOLVE_START_MS * 1000000u;
+    struct timespec ts = {.tv_sec = (time_t)(until / 1000000000u),
+                          .tv_nsec = (long)(until % 1000000000u)};
+    pthread_mutex_lock(&resolve_lock);
+    while (!first_pass_done)
+        if (pthread_cond_timedwait(&resolve_cond, &resolve_lock, &ts) == ETIMEDOUT)
+            break;
+    pthread_mutex_unlock(&resolve_lock);
+    return 0;
+}
+
+/* Stop asking; a lookup under way is left to finish (or to the process's exit: one may
+ * block for seconds, longer than a drain should wait). */
+static void resolver_stop(void)
+{
+    if (!resolver_started)
+        return;
+    pthread_mutex_lock(&resolve_lock);
+    pthread_cond_broadcast(&resolve_cond);
+    pthread_mutex_unlock(&resolve_lock);
+    pthread_detach(resolver);
+    resolver_started = false;
+}
+
+void souk_proxy_address_failed(struct souk_upstream *u, int index, const struct sockaddr *addr)
+{
+    if (index < 0 || (size_t)index >= u->n)
+        return;
+    struct instance *in = &u->inst[index];
+    if (addr != NULL) {
+        union souk_proxy_addr a;
+        memset(&a, 0, sizeof(a));
+        memcpy(&a, addr, addr->sa_family == AF_INET6 ? sizeof(a.in6) : sizeof(a.in4));
+        pthread_mutex_lock(&state_lock);
+        for (size_t i = 0; i + 1 < in->naddr; i++) {
+            if (addr_equal(&in->addr[i], &a)) { /* to the end, the others keep their order */
+                memmove(&in->addr[i], &in->addr[i + 1], (in->naddr - i - 1) * sizeof(a));
+                in->addr[in->naddr - 1] = a;
+                break;
+            }
+        }
+        pthread_mutex_unlock(&state_lock);
+    }
+    if (!in->named || !resolver_started)
+        return;
+    pthread_mutex_lock(&resolve_lock);
+    uint64_t soon = in->resolved_ns + (uint64_t)RESOLVE_SOON_MS * 1000000u;
+    if (soon < in->resolve_at) {
+        in->resolve_at = soon;
+        pthread_cond_broadcast(&resolve_cond);
+    }
+    pthread_mutex_unlock(&resolve_lock);
+}
 
 const struct souk_proxy_conf *souk_proxy_config(void) { return &conf; }
 
@@ -1084,18 +1355,14 @@ static int probe_url(struct instance *in)
         memcpy(in->probe_url + in->base_len, "/readyz", sizeof("/readyz"));
         return 0;
     }
-    const char *host = in->label, *colon = strrchr(host, ':');
-    bool https = strncmp(in->base, "https://", 8) == 0;
-    long port = https ? 443 : 80;
-    size_t hlen = strcspn(host, "/");
-    if (colon != NULL && (size_t)(colon - host) < hlen) {
-        port = strtol(colon + 1, NULL, 10);
-        hlen = (size_t)(colon - host);
-    }
-    port += conf.probe_port_offset;
+    long port = in->port + conf.probe_port_offset;
     if (port < 1 || port > 65535)
         return -1;
-    snprintf(in->probe_url, sizeof(in->probe_url), "http://%.*s:%ld/readyz", (int)hlen, host, port);
+    bool v6 = strchr(in->host, ':') != NULL; /* an IPv6 literal goes in brackets */
+    char url[sizeof(in->probe_url)];
+    snprintf(url, sizeof(url), "http://%s%s%s:%ld/readyz", v6 ? "[" : "", in->host, v6 ? "]" : "",
+             port);
+    memcpy(in->probe_url, url, sizeof(url));
     return 0;
 }
 
@@ -1138,6 +1405,9 @@ int souk_proxy_start(const struct souk_proxy_conf *c)
         if (rc != 0)
             return rc;
     }
+    int rc = resolver_start();
+    if (rc != 0)
+        return rc;
     running = true;
     for (size_t i = 0; i < nloops; i++) {
         if (pthread_create(&loops[i].thread, NULL, loop, &loops[i]) != 0) {
@@ -1155,6 +1425,7 @@ void souk_proxy_stop(void)
     if (!running)
         return;
     atomic_store(&stopping, true);
+    resolver_stop();
     for (size_t i = 0; i < nloops; i++) {
         if (loops[i].started) {
             wake(&loops[i]); /* unconditionally: the loop may be between checks */

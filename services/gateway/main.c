@@ -5,7 +5,6 @@
  * The upstreams and their routes are services.txt's (build/gen/services.h). */
 #include <string.h>
 
-#include <arpa/inet.h>
 #include <string.h>
 
 #include "gateway.h"
@@ -27,8 +26,8 @@ static const char *const up_names[UP_COUNT] = {SOUK_UPSTREAMS(UPSTREAM_NAME)};
 
 static const char *cfg_web_dir, *cfg_cors, *cfg_engine;
 static int64_t cfg_timeout, cfg_connect_timeout, cfg_retries, cfg_breaker_failures, cfg_breaker_ms,
-    cfg_health_ms, cfg_probe_offset, cfg_ready_wait_ms, cfg_max_response, cfg_max_conns,
-    cfg_proxy_threads;
+    cfg_health_ms, cfg_probe_offset, cfg_ready_wait_ms, cfg_resolve_ms, cfg_max_response,
+    cfg_max_conns, cfg_proxy_threads;
 static struct edge_conf edge;
 
 /* SOUK_<NAME>_URL for each upstream, by default its port on loopback. (clang-format
@@ -43,7 +42,8 @@ static const struct souk_conf config[] = {
     {"SOUK_GATEWAY_ENGINE", SOUK_CONF_STR, "auto", 2, 4, &cfg_engine,
      "the public listener's engine: uv (libuv loops, one per SOUK_THREADS, with "
      "http-parser and pooled upstream connections), mhd (the kit's server, curl-multi "
-     "proxy), or auto: uv, and mhd when SOUK_TLS_CERT/KEY are set (uv serves no TLS yet)"},
+     "proxy), or auto: uv, and mhd when SOUK_TLS_CERT/KEY are set or an upstream is https:// "
+     "(uv serves neither yet)"},
     {"SOUK_WEB_DIR", SOUK_CONF_STR, "web", 1, 4096, &cfg_web_dir, "storefront files served at /"},
     {"SOUK_CORS_ORIGINS", SOUK_CONF_STR, "", 0, 4096, &cfg_cors,
      "allowed origins, comma-separated, or *"},
@@ -63,6 +63,9 @@ static const struct souk_conf config[] = {
      "probe each instance on its port + this (its SOUK_PROBE_LISTEN); 0 its own port"},
     {"SOUK_UPSTREAM_READY_WAIT_MS", SOUK_CONF_INT, "30000", 0, 600000, &cfg_ready_wait_ms,
      "at start, /readyz waits this long for every upstream; 0 not at all"},
+    {"SOUK_UPSTREAM_RESOLVE_MS", SOUK_CONF_INT, "10000", 1000, 3600000, &cfg_resolve_ms,
+     "upstreams named by host name are resolved again this often (and soon after a failed "
+     "connection); the last good answer is kept while resolution fails"},
     {"SOUK_UPSTREAM_MAX_RESPONSE", SOUK_CONF_INT, "16777216", 1024, 1073741824, &cfg_max_response,
      "upstream body cap"},
     {"SOUK_UPSTREAM_MAX_CONNECTIONS", SOUK_CONF_INT, "512", 1, 100000, &cfg_max_conns,
@@ -183,30 +186,23 @@ static int start(void)
         .max_response = (size_t)cfg_max_response,
         .max_connections = (size_t)cfg_max_conns,
         .threads = (size_t)cfg_proxy_threads,
+        .resolve_interval_ms = cfg_resolve_ms,
     };
     return souk_proxy_start(&pc);
 }
 
 static void stop(void) { souk_proxy_stop(); }
 
-/* The first upstream the uv engine cannot reach: it connects to http:// instances
- * named by an IPv4 address and resolves no host names yet. NULL when it reaches all. */
+/* The first upstream the uv engine cannot reach: one with an https:// instance (it
+ * speaks plain HTTP to upstreams; host names it resolves through lib/proxy.c). NULL
+ * when it reaches all. */
 static const char *uv_unreachable(void)
 {
     for (int i = 0; i < UP_COUNT; i++) {
         const char *p = urls[i];
         while (*p != '\0') {
             size_t len = strcspn(p, ","), skip = strspn(p, " ");
-            const char *u = p + skip, *host = u + 7;
-            size_t hlen = strcspn(host, ":/,"), ulen = len - skip;
-            char addr[INET_ADDRSTRLEN];
-            struct in_addr a;
-            if (ulen < 7 || strncmp(u, "http://", 7) != 0 || hlen >= sizeof(addr) ||
-                hlen > ulen - 7)
-                return up_names[i];
-            memcpy(addr, host, hlen);
-            addr[hlen] = '\0';
-            if (inet_pton(AF_INET, addr, &a) != 1)
+            if (len - skip < 7 || strncmp(p + skip, "http://", 7) != 0)
                 return up_names[i];
             p += len + (p[len] == ',');
         }
@@ -215,9 +211,9 @@ static const char *uv_unreachable(void)
 }
 
 /* SOUK_GATEWAY_ENGINE=uv: the public listener is uv_serve.c's; mhd leaves it to the kit.
- * auto, the default, is uv unless TLS is asked for or an upstream is named by host name
- * (Kubernetes, compose), which only mhd serves so far; the start line says which. An
- * explicit uv that cannot serve the configuration is refused, never served by mhd. */
+ * auto, the default, is uv unless TLS is asked for or an upstream is https://, which
+ * only mhd serves so far; the start line says which. An explicit uv that cannot serve
+ * the configuration is refused, never served by mhd. */
 static int serve(const struct souk_serve *s)
 {
     bool is_auto = strcmp(cfg_engine, "auto") == 0;
@@ -225,8 +221,8 @@ static int serve(const struct souk_serve *s)
     if (is_auto && (s->tls || named != NULL))
         souk_info("public listener on libmicrohttpd", "{s:s,s:s}", "why",
                   s->tls ? "SOUK_GATEWAY_ENGINE=auto with TLS: the uv engine serves no TLS yet"
-                         : "SOUK_GATEWAY_ENGINE=auto with an upstream by host name or https: "
-                           "the uv engine reaches IPv4 http:// instances only",
+                         : "SOUK_GATEWAY_ENGINE=auto with an https:// upstream: "
+                           "the uv engine reaches http:// instances only",
                   "upstream", named != NULL ? named : "");
     if (strcmp(cfg_engine, "mhd") == 0 || (is_auto && (s->tls || named != NULL)))
         return 0;
@@ -240,8 +236,8 @@ static int serve(const struct souk_serve *s)
         return SOUK_EINVAL;
     }
     if (named != NULL) {
-        souk_log_config_error("SOUK_GATEWAY_ENGINE=uv reaches http:// instances by IPv4 address "
-                              "only, and %s's are not: use SOUK_GATEWAY_ENGINE=mhd or auto",
+        souk_log_config_error("SOUK_GATEWAY_ENGINE=uv reaches http:// instances only, and %s "
+                              "has an https:// one: use SOUK_GATEWAY_ENGINE=mhd or auto",
                               named);
         return SOUK_EINVAL;
     }

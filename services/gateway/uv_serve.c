@@ -113,6 +113,7 @@ struct upconn {
     struct conn *c;
     struct upconn *next_idle;
     int up_id, index;
+    size_t ai;   /* the address of c->t connected to (while connecting) */
     int handles; /* open libuv handles; freed at 0 */
     http_parser p;
     bool fresh, got_bytes, done, in_value, idle, closing;
@@ -713,12 +714,25 @@ static void up_send(struct upconn *u)
     }
 }
 
+static void connect_to(struct conn *c, size_t ai);
+
 static void up_connected(uv_connect_t *cr, int status)
 {
     struct upconn *u = cr->data;
     if (u->closing)
         return;
     if (status != 0) {
+        struct conn *c = u->c;
+        if (c != NULL) /* this address goes last, and a host name is looked up again */
+            souk_proxy_address_failed(ups[u->up_id], u->index, &c->t.addr[u->ai].sa);
+        if (c != NULL && status != UV_ETIMEDOUT && u->ai + 1 < c->t.naddr) {
+            size_t next = u->ai + 1; /* the name's next address (::1 refused, 127.0.0.1 next) */
+            u->c = NULL;
+            c->up = NULL;
+            up_close(u);
+            connect_to(c, next);
+            return;
+        }
         up_failed(u, status == UV_ETIMEDOUT ? SOUK_PROXY_TIMEOUT : SOUK_PROXY_REFUSED);
         return;
     }
@@ -733,7 +747,35 @@ static void up_connected(uv_connect_t *cr, int status)
 static void connect_timeout(uv_timer_t *t)
 {
     struct upconn *u = t->data;
+    if (u->c != NULL)
+        souk_proxy_address_failed(ups[u->up_id], u->index, &u->c->t.addr[u->ai].sa);
     up_failed(u, SOUK_PROXY_REFUSED); /* never sent: another instance may take it */
+}
+
+/* A new connection to c->t's instance, at its address ai (IPv4 or IPv6). */
+static void connect_to(struct conn *c, size_t ai)
+{
+    struct loop *lp = c->lp;
+    struct upconn *u = souk_xcalloc(1, sizeof(*u));
+    u->lp = lp;
+    souk_buf_init(&u->field, FIELD_MAX);
+    souk_buf_init(&u->value, FIELD_MAX);
+    souk_buf_init(&u->pass, PASS_MAX);
+    souk_buf_init(&u->body, souk_proxy_config()->max_response);
+    u->c = c;
+    u->up_id = c->target->up_id;
+    u->index = c->t.index;
+    u->ai = ai;
+    u->fresh = true;
+    c->up = u;
+    uv_tcp_init(&lp->uv, &u->tcp);
+    uv_timer_init(&lp->uv, &u->timer);
+    u->handles = 2;
+    u->tcp.data = u->timer.data = u->connect.data = u;
+    uv_timer_start(&u->timer, connect_timeout, (uint64_t)souk_proxy_config()->connect_timeout_ms,
+                   0);
+    if (uv_tcp_connect(&u->connect, &u->tcp, &c->t.addr[ai].sa, up_connected) != 0)
+        up_failed(u, SOUK_PROXY_REFUSED);
 }
 
 /* One attempt on c->t's instance: a pooled connection, or a new one. */
@@ -755,32 +797,20 @@ static void attempt(struct conn *c)
         up_send(u);
         return;
     }
-    struct sockaddr_in a;
-    if (c->t.https || uv_ip4_addr(c->t.host, c->t.port, &a) != 0) {
+    if (c->t.https) { /* main.c refuses this configuration: never reached */
         souk_proxy_report(ups[up_id], idx, SOUK_PROXY_FAILED, 0, 0);
-        exchange_failed(c, 502, "bad_gateway",
-                        "the libuv engine reaches only IPv4 http:// upstreams");
+        exchange_failed(c, 502, "bad_gateway", "the libuv engine reaches only http:// upstreams");
         return;
     }
-    u = souk_xcalloc(1, sizeof(*u));
-    u->lp = lp;
-    souk_buf_init(&u->field, FIELD_MAX);
-    souk_buf_init(&u->value, FIELD_MAX);
-    souk_buf_init(&u->pass, PASS_MAX);
-    souk_buf_init(&u->body, souk_proxy_config()->max_response);
-    u->c = c;
-    u->up_id = up_id;
-    u->index = idx;
-    u->fresh = true;
-    c->up = u;
-    uv_tcp_init(&lp->uv, &u->tcp);
-    uv_timer_init(&lp->uv, &u->timer);
-    u->handles = 2;
-    u->tcp.data = u->timer.data = u->connect.data = u;
-    uv_timer_start(&u->timer, connect_timeout, (uint64_t)souk_proxy_config()->connect_timeout_ms,
-                   0);
-    if (uv_tcp_connect(&u->connect, &u->tcp, (const struct sockaddr *)&a, up_connected) != 0)
-        up_failed(u, SOUK_PROXY_REFUSED);
+    if (c->t.naddr == 0) { /* a host name not resolved yet: as a refused connection */
+        souk_proxy_address_failed(ups[up_id], idx, NULL);
+        souk_proxy_report(ups[up_id], idx, SOUK_PROXY_REFUSED, 0, 0);
+        if (retry(c, true))
+            return;
+        exchange_failed(c, 503, "no_upstream", "the instance's host name does not resolve yet");
+        return;
+    }
+    connect_to(c, 0);
 }
 
 /* The upstream's answer, as the client's: status, its end-to-end headers, ours. */

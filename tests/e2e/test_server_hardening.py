@@ -502,23 +502,6 @@ def test_tls_needs_the_mhd_engine(tmp_path, pki):
     assert out.returncode == 2 and "expected auto, uv or mhd" in out.stderr, out.stderr
 
 
-def test_upstreams_by_host_name_take_the_mhd_engine(tmp_path, echo):
-    """The uv engine resolves no host names (Kubernetes and compose name their services):
-    auto serves such a gateway on MHD, saying so, and an explicit uv is refused at start."""
-    named = echo.url.replace("127.0.0.1", "localhost")
-    gw = gateway(tmp_path, {"catalog": named}, SOUK_GATEWAY_ENGINE="auto")
-    try:
-        r = requests.get(gw.url + "/api/v1/products?q=tea", timeout=5)
-        assert r.status_code == 200 and r.json()["path"] == "/api/v1/products?q=tea", r.text
-        assert any("upstream by host name" in str(l) for l in gw.log_lines()), gw.log_tail()
-    finally:
-        gw.kill()
-    svc = Service("gateway", tmp_path, {"SOUK_CATALOG_URL": named, "SOUK_GATEWAY_ENGINE": "uv",
-                                        "SOUK_ADMIN_LISTEN": "off"})
-    out = subprocess.run([BIN + "/gateway"], env=svc.env, capture_output=True, text=True, timeout=30)
-    assert out.returncode == 2 and "by IPv4 address only, and catalog" in out.stderr, out.stderr
-
-
 def test_tls_settings_are_checked_at_start(tmp_path, pki):
     cases = [({"SOUK_TLS_CERT": pki["cert"]}, "SOUK_TLS_KEY"),
              ({"SOUK_TLS_KEY": pki["key"]}, "SOUK_TLS_CERT"),

@@ -5,13 +5,18 @@
  * Instances are chosen by least outstanding requests (ties round robin), probed on
  * /readyz, ejected on connection errors, and guarded by a circuit breaker each. An
  * instance ejected only because its probe timed out still takes requests while no
- * instance of its upstream is healthy (a slow instance is not a dead one). */
+ * instance of its upstream is healthy (a slow instance is not a dead one). An instance
+ * named by host name is resolved by a thread of the proxy's (at start, every
+ * resolve_interval_ms, and soon after a connection to it fails), keeping the last good
+ * answer while resolution fails, for a data path that connects by address. */
 #ifndef SOUK_PROXY_H
 #define SOUK_PROXY_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 struct souk_req;
 struct souk_upstream;
@@ -19,15 +24,16 @@ struct souk_upstream;
 struct souk_proxy_conf {
     long timeout_ms; /* one attempt, connect to last byte */
     long connect_timeout_ms;
-    int retries;             /* extra attempts, on another instance, for retryable requests */
-    int breaker_failures;    /* consecutive failures that open an instance's breaker */
-    long breaker_open_ms;    /* how long it stays open before one trial request */
-    long health_interval_ms; /* GET /readyz on every instance this often; 0: never */
-    long probe_port_offset;  /* probe on the instance's port + this (plain HTTP); 0: its own */
-    long ready_wait_ms;      /* at start, souk_proxy_ready() waits this long at most */
-    size_t max_response;     /* cap on an upstream response body, bytes */
-    size_t max_connections;  /* keep-alive connections kept open across all upstreams */
-    size_t threads;          /* event loops, each its own curl multi and pool; 0: 1 */
+    int retries;              /* extra attempts, on another instance, for retryable requests */
+    int breaker_failures;     /* consecutive failures that open an instance's breaker */
+    long breaker_open_ms;     /* how long it stays open before one trial request */
+    long health_interval_ms;  /* GET /readyz on every instance this often; 0: never */
+    long probe_port_offset;   /* probe on the instance's port + this (plain HTTP); 0: its own */
+    long ready_wait_ms;       /* at start, souk_proxy_ready() waits this long at most */
+    size_t max_response;      /* cap on an upstream response body, bytes */
+    size_t max_connections;   /* keep-alive connections kept open across all upstreams */
+    size_t threads;           /* event loops, each its own curl multi and pool; 0: 1 */
+    long resolve_interval_ms; /* instances named by host name are resolved again this often */
 };
 
 /* Declare an upstream before souk_proxy_start(): name is for logs and metrics
@@ -68,12 +74,25 @@ int souk_proxy_forward(struct souk_req *r, struct souk_upstream *u);
  * (the gateway's libuv engine: services/gateway/uv_serve.c). One implementation of
  * balancing: souk_proxy_forward() goes through these too. Thread-safe. */
 
+#define SOUK_PROXY_ADDRS_MAX 8 /* addresses kept per instance */
+
+union souk_proxy_addr {
+    struct sockaddr sa;
+    struct sockaddr_in in4;
+    struct sockaddr_in6 in6;
+};
+
 struct souk_proxy_target {
     int index;            /* the instance within its upstream (a bit in a tried mask) */
-    const char *host;     /* as written in the URL: "127.0.0.1" */
+    const char *host;     /* as written in the URL, without brackets: "127.0.0.1", "::1" */
     int port;             /* 80 when the URL names none */
     const char *hostport; /* "127.0.0.1:8082": the Host header, the metrics' label */
     bool https;
+    /* where to connect, port included, in the order to try them (one that failed
+     * goes last): the literal address, or the host name's last good resolution.
+     * naddr 0: a host name that has not resolved yet. */
+    union souk_proxy_addr addr[SOUK_PROXY_ADDRS_MAX];
+    size_t naddr;
 };
 
 /* How an attempt ended. */
@@ -93,6 +112,11 @@ bool souk_proxy_pick(struct souk_upstream *u, unsigned tried, struct souk_proxy_
  * refused or lost connection), metrics. status is the answer's when ANSWERED. */
 void souk_proxy_report(struct souk_upstream *u, int index, enum souk_proxy_outcome o, int status,
                        uint64_t duration_ns);
+/* Connecting to addr, one of a target's, failed (refused, unreachable, timed out): it
+ * goes last in the instance's list, and a host name is resolved again soon (at most
+ * once a second). addr NULL: the target had no address at all. Thread-safe; never
+ * blocks on a lookup. */
+void souk_proxy_address_failed(struct souk_upstream *u, int index, const struct sockaddr *addr);
 /* A request sent again on another instance (the retries metric). */
 void souk_proxy_count_retry(struct souk_upstream *u);
 /* The decoded path and raw query as sent upstream: path percent-encoded again (RFC
