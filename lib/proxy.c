@@ -712,7 +712,8 @@ void souk_proxy_count_retry(struct souk_upstream *u) { souk_metric_inc(m_retries
 static pthread_mutex_t resolve_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t resolve_cond; /* on CLOCK_MONOTONIC: a lookup is due, or stop */
 static pthread_t resolver;
-static bool resolver_started, first_pass_done;
+static atomic_bool resolver_started; /* read by the loops (souk_proxy_address_failed) */
+static bool first_pass_done;
 
 static socklen_t addr_len(const union souk_proxy_addr *a)
 {
