@@ -113,8 +113,9 @@ struct upconn {
     struct conn *c;
     struct upconn *next_idle;
     int up_id, index;
-    size_t ai;   /* the address of c->t connected to (while connecting) */
-    int handles; /* open libuv handles; freed at 0 */
+    size_t ai;                  /* the address of c->t connected to (while connecting) */
+    union souk_proxy_addr addr; /* ...and a copy: pooled, used while the name has it */
+    int handles;                /* open libuv handles; freed at 0 */
     http_parser p;
     bool fresh, got_bytes, done, in_value, idle, closing;
     bool extra;                               /* bytes came after the answer: not reused */
@@ -766,6 +767,7 @@ static void connect_to(struct conn *c, size_t ai)
     u->up_id = c->target->up_id;
     u->index = c->t.index;
     u->ai = ai;
+    u->addr = c->t.addr[ai];
     u->fresh = true;
     c->up = u;
     uv_tcp_init(&lp->uv, &u->tcp);
@@ -778,6 +780,15 @@ static void connect_to(struct conn *c, size_t ai)
         up_failed(u, SOUK_PROXY_REFUSED);
 }
 
+/* Is a among t's addresses? (Copies of the proxy's zero-filled ones: bytewise.) */
+static bool addr_current(const struct souk_proxy_target *t, const union souk_proxy_addr *a)
+{
+    for (size_t i = 0; i < t->naddr; i++)
+        if (memcmp(&t->addr[i], a, sizeof(*a)) == 0)
+            return true;
+    return false;
+}
+
 /* One attempt on c->t's instance: a pooled connection, or a new one. */
 static void attempt(struct conn *c)
 {
@@ -786,11 +797,17 @@ static void attempt(struct conn *c)
     c->tried |= 1u << idx;
     c->attempts++;
     c->attempt_t0 = souk_now_ns();
-    struct upconn *u = c->stale_retried ? NULL : lp->idle[up_id][idx];
-    if (u != NULL) {
+    struct upconn *u = NULL;
+    while (!c->stale_retried && (u = lp->idle[up_id][idx]) != NULL) {
         lp->idle[up_id][idx] = u->next_idle;
         lp->nidle--;
         u->idle = false;
+        if (addr_current(&c->t, &u->addr))
+            break;
+        up_close(u); /* to an address its host name no longer has (a Service moved) */
+        u = NULL;
+    }
+    if (u != NULL) {
         u->fresh = false;
         u->c = c;
         c->up = u;

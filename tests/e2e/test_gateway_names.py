@@ -3,9 +3,10 @@ IPv6 address, on the gateway's default engine: auto takes the libuv engine for e
 http:// upstream, resolving names through the kit's proxy (lib/proxy.c), and keeps
 libmicrohttpd for https:// ones. A name that does not resolve is no reason to refuse
 the start: its routes answer 503 no_upstream until it resolves, and the log says why
-once. The resolver's re-resolution, kept answers and address order are unit-tested
-(tests/unit/services/gateway/resolve.c): no test here can change what a name resolves
-to."""
+once. A name this file moves resolves through gateway_hosts_shim.c (a getaddrinfo
+preloaded into the gateway that reads a hosts file of the test's); the resolver's kept
+answers and address order are unit-tested too (tests/unit/services/gateway/resolve.c)."""
+import os
 import socket
 import subprocess
 import threading
@@ -15,7 +16,7 @@ import pytest
 import requests
 
 from conftest import BIN, Service, assert_problem, free_port
-from gateway_helpers import Echo, EchoHandler, gateway
+from gateway_helpers import Echo, EchoHandler, gateway, wait_until
 
 
 @pytest.fixture
@@ -113,3 +114,69 @@ def test_https_upstreams_take_the_mhd_engine(tmp_path, echo):
                                         "SOUK_ADMIN_LISTEN": "off"})
     out = subprocess.run([BIN + "/gateway"], env=svc.env, capture_output=True, text=True, timeout=30)
     assert out.returncode == 2 and "cart has an https:// one" in out.stderr, out.stderr
+
+
+@pytest.fixture(scope="module")
+def hosts_shim(tmp_path_factory):
+    """gateway_hosts_shim.c built: a getaddrinfo that reads SOUK_TEST_HOSTS for *.test."""
+    out = str(tmp_path_factory.mktemp("shim") / "hosts_shim.so")
+    src = os.path.join(os.path.dirname(__file__), "gateway_hosts_shim.c")
+    subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-o", out, src, "-ldl"], check=True,
+                   capture_output=True, timeout=60)
+    return out
+
+
+class EchoAt(Echo):
+    """The echo upstream on a given loopback address and port."""
+
+    def __init__(self, host, port, name):
+        self.port = port
+        self.url = f"http://{host}:{port}"
+        self.server = ThreadingHTTPServer((host, port), EchoHandler)
+        self.server.name, self.server.status, self.server.hits = name, 200, 0
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_a_name_follows_its_addresses(tmp_path, hosts_shim):
+    """A name with two addresses, the first refusing ([::1], where nothing listens): the
+    request is served through the second. Then the name moves to another address (a
+    Service recreated, 127.0.0.2) while the old instance stops accepting: the gateway
+    resolves it again and serves from the new address, and says so."""
+    a = Echo("old")
+    hosts = tmp_path / "hosts"
+    hosts.write_text(f"svc.test ::1 127.0.0.1\n")
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    gw = gateway(tmp_path, {"catalog": f"http://svc.test:{a.port}"}, SOUK_GATEWAY_ENGINE="auto",
+                 SOUK_UPSTREAM_RESOLVE_MS=1000, LD_PRELOAD=hosts_shim, SOUK_TEST_HOSTS=hosts,
+                 # the shim goes before a sanitizer build's runtime
+                 ASAN_OPTIONS=(asan + ":" if asan else "") + "verify_asan_link_order=0")
+    b = None
+    try:
+        r = requests.get(gw.url + "/api/v1/products/1", timeout=5)
+        assert r.status_code == 200 and r.json()["who"] == "old", r.text
+        assert "public listener on libuv" in messages(gw), gw.log_tail()
+        first = [l for l in gw.log_lines() if l.get("message") == "upstream host resolved"]
+        assert first[0]["souk.addresses"] == f"[::1]:{a.port} 127.0.0.1:{a.port}", gw.log_tail()
+        b = EchoAt("127.0.0.2", a.port, "new")
+        hosts.write_text(f"svc.test 127.0.0.2\n")
+        a.close()
+
+        def served_by_new():
+            try:
+                r = requests.get(gw.url + "/api/v1/products/1", timeout=5)
+                return r.status_code == 200 and r.json()["who"] == "new"
+            except requests.RequestException:
+                return False
+        wait_until(served_by_new, 15, "the gateway to follow the name to 127.0.0.2")
+        # and only there: a pooled connection to the old address (whose instance still
+        # answers on it) is not used again once the name has moved
+        who = [requests.get(gw.url + "/api/v1/products/1", timeout=5).json()["who"]
+               for _ in range(20)]
+        assert who == ["new"] * 20, who
+        moved = [l for l in gw.log_lines() if l.get("message") == "upstream host resolved"
+                 and l.get("souk.addresses") == f"127.0.0.2:{a.port}"]
+        assert moved and moved[0]["souk.changed"] is True, gw.log_tail()
+    finally:
+        gw.kill()
+        if b is not None:
+            b.close()
