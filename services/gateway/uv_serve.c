@@ -1,8 +1,9 @@
 /* uv_serve.c: the gateway's public data path on libuv (SOUK_GATEWAY_ENGINE=uv): one
  * loop per SOUK_THREADS, each with its own SO_REUSEPORT listener and its own keep-alive
  * upstream pool, so a request is read, checked (auth, limits, CORS: edge.c), sent
- * upstream and answered on one thread. Instances, balancing, breakers and health are
- * lib/proxy.c's (souk_proxy_pick/report); framing is http-parser's (uv_http.c). */
+ * upstream and answered on one thread. Instances, balancing, breakers, health and the
+ * addresses to connect to (host names resolved there, IPv4 and IPv6) are lib/proxy.c's
+ * (souk_proxy_pick/report/address_failed); framing is http-parser's (uv_http.c). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
