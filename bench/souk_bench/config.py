@@ -3,8 +3,10 @@
 BIN is reassigned once at start (main points it at a snapshot of the binaries), so
 other modules read it as config.BIN at call time, never import the name.
 """
+import contextlib
 import os
 import sys
+import threading
 import time
 
 BENCH = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -70,3 +72,43 @@ T0 = time.time()
 
 def log(msg):
     print("bench [%5.1fs] %s" % (time.time() - T0, msg), flush=True)
+
+
+class Phases:
+    """The wall time of each phase of a run, printed at the end and in RESULTS.md's
+    header. A phase that ran in a background thread beside others is marked, so that
+    nobody adds it to the total (the total is the wall clock from the start)."""
+
+    def __init__(self):
+        self.done = []   # (name, seconds, background)
+        self.lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def __call__(self, name, background=False):
+        t = time.monotonic()
+        try:
+            yield
+        finally:
+            self.add(name, time.monotonic() - t, background)
+
+    def add(self, name, secs, background=False):
+        with self.lock:
+            self.done.append((name, secs, background))
+
+    def total(self):
+        return time.time() - T0
+
+    def lines(self):
+        """'name  12.3 s' lines, then the total."""
+        out = ["%-48s %6.1f s%s" % (n, s, "  (in the background, beside the others)" if b else "")
+               for n, s, b in self.done]
+        out.append("%-48s %6.1f s" % ("total (wall clock)", self.total()))
+        return out
+
+    def inline(self):
+        """One line for the report: 'name 12 s; …'."""
+        return "; ".join("%s %.0f s%s" % (n, s, " (background)" if b else "")
+                         for n, s, b in self.done)
+
+
+PHASES = Phases()

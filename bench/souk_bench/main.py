@@ -1,6 +1,7 @@
 """main: one benchmark run, step by step: snapshot the binaries, time cold starts,
 start the platform and the peers, set up the scenarios' data, run interleaved wrk
 rounds, profile where an aim was missed, write bench/RESULTS.md."""
+import concurrent.futures
 import datetime
 import json
 import os
@@ -13,12 +14,12 @@ import tempfile
 import time
 
 from . import config, peers, rpc, scale, scenarios, sizes
-from .config import (AIM_CEILING, AIM_CHECKOUTS, AIM_EXPRESS, BENCH, COLD_RUNS, IDLE_SETTLE_S,
-                     PER_SERVICE, QUICK,
+from .config import (AIM_CEILING, AIM_CHECKOUTS, AIM_EXPRESS, BENCH, COLD_RUNS, DURATION,
+                     IDLE_SETTLE_S, PER_SERVICE, PHASES, QUICK,
                      QUICK_RESULTS, QUICK_SCENARIOS, RESULTS, ROOT, ROUNDS, SERVICES, WARMUP, WRK,
                      log)
 from .measurement import (TICKS, RssSampler, cpu_ticks, group_rss_kb, loadavg, machine,
-                          mem_detail_kb, profile, rss_kb, wait_idle, wrk)
+                          mem_detail_kb, profile, profile_each, rss_kb, wait_idle, wrk)
 from .net import http
 from .procs import CLEAN, install
 from .report import fmt_ms, write_results
@@ -156,10 +157,16 @@ def measure_once(ctx, s, pids, plat, watched, wrk_log):
 
 
 def run_rounds(ctx, live, serving, plat, watched, wrk_log):
-    for s in live:
-        if s.key != "journey":   # the journey warms up in its first round
-            subprocess.run(WARMUP + ["-s", os.path.join(BENCH, s.script), s.url, "--"] + s.args,
-                           capture_output=True, timeout=60)
+    with PHASES("warm-ups (1 s per scenario)"):
+        for s in live:
+            if s.key != "journey":   # the journey warms up in its first round
+                subprocess.run(WARMUP + ["-s", os.path.join(BENCH, s.script), s.url, "--"] + s.args,
+                               capture_output=True, timeout=60)
+    with PHASES("rounds: %d × %d scenarios × %s" % (ROUNDS, len(live), DURATION)):
+        rounds(ctx, live, serving, plat, watched, wrk_log)
+
+
+def rounds(ctx, live, serving, plat, watched, wrk_log):
     for rnd in range(ROUNDS):
         for s in live:
             pids = [p for p in serving.get(s.key, []) if p]
@@ -173,8 +180,10 @@ def run_rounds(ctx, live, serving, plat, watched, wrk_log):
                 (" non-2xx %d" % r["non2xx"]) if r["non2xx"] else ""))
 
 
-def profile_missed(ctx, plat, tmp, ids_file, token, journey_file, tag):
-    """Profile the serving process of each aim this run missed."""
+def profile_missed(ctx, plat, tmp, ids_file, token, journey_file, tag, pool):
+    """Profile the serving process of each aim this run missed. The recordings are made
+    now; `perf report` of each is left to pool (ctx["profiles"] holds futures until
+    finish_profiles)."""
     S = ctx["scenarios"]
     catalog = plat.url("catalog")
     gw = plat.url("gateway") if "gateway" in plat.ports else ""
@@ -183,21 +192,37 @@ def profile_missed(ctx, plat, tmp, ids_file, token, journey_file, tag):
                   and direct / S["express"].median("rps") >= AIM_EXPRESS)
     if (direct and ceiling and direct / ceiling < AIM_CEILING) or (not S["express"].why_not and not express_ok):
         ctx["profiles"]["catalog GET /products/{id}"] = profile(
-            plat.pids.get("catalog"), "catalog", catalog, "product.lua", [ids_file], tmp)
+            plat.pids.get("catalog"), "catalog", catalog, "product.lua", [ids_file], tmp, pool)
     eq = S["express_q"].median("rps")
     if not S["express_q"].why_not and eq and (S["catalog_q"].median("rps") or 0) < AIM_EXPRESS * eq:
         ctx["profiles"]["catalog GET /products?q=coffee"] = profile(
-            plat.pids.get("catalog"), "catalog-q", catalog, "path.lua", [scenarios.Q], tmp)
+            plat.pids.get("catalog"), "catalog-q", catalog, "path.lua", [scenarios.Q], tmp, pool)
     if not S["gateway"].why_not and S["gateway"].median("rps") and S["nginx_proxy"].median("rps") \
             and S["gateway"].median("rps") < S["nginx_proxy"].median("rps"):
         ctx["profiles"]["gateway"] = profile(plat.pids.get("gateway"), "gateway", gw, "product.lua",
-                                             [ids_file, token], tmp)
+                                             [ids_file, token], tmp, pool)
     j = S["journey"]
     if not j.why_not and (j.median("cps") or 0) < AIM_CHECKOUTS and ctx["journey_cpu"]:
         top = sorted(ctx["journey_cpu"], key=lambda n: -statistics.median(ctx["journey_cpu"][n]))
-        for name in top[:2]:
-            ctx["profiles"]["%s during the journey" % name] = profile(
-                plat.pids.get(name), name + "-journey", gw, "journey.lua", [journey_file, tag + "p"], tmp)
+        # the two under one journey load, each by its own perf record
+        top = top[:2]
+        got = profile_each([(plat.pids.get(name), name + "-journey") for name in top], gw,
+                           "journey.lua", [journey_file, tag + "p"], tmp, pool)
+        for name, f in zip(top, got):
+            ctx["profiles"]["%s during the journey" % name] = f
+
+
+def finish_profiles(ctx, pool, started):
+    """Wait for the `perf report`s left to pool; ctx["profiles"] as the report wants it.
+    Once: a second call does nothing."""
+    if ctx.get("profiles_done"):
+        return
+    ctx["profiles_done"] = True
+    pool.shutdown(wait=True)
+    if started is not None and ctx["profiles"]:
+        PHASES.add("profiles: perf report", time.monotonic() - started, background=True)
+    ctx["profiles"] = {k: (f.result() if hasattr(f, "result") else f)
+                       for k, f in ctx["profiles"].items()}
 
 
 def main():
@@ -211,7 +236,8 @@ def main():
     CLEAN.actions.insert(0, lambda: shutil.rmtree(tmp, ignore_errors=True))
     # a snapshot of the binaries: a rebuild during the run cannot mix versions or
     # confuse perf's symbols
-    config.BIN, skipped = snapshot_bins(config.BIN, os.path.join(tmp, "bin"))
+    with PHASES("binaries snapshot"):
+        config.BIN, skipped = snapshot_bins(config.BIN, os.path.join(tmp, "bin"))
     wrk_log = os.path.join(tmp, "wrk.log")
     tag = secrets.token_hex(4)
     admin = ("admin-%s@bench.local" % tag, "bench-admin-" + secrets.token_hex(8))
@@ -227,16 +253,21 @@ def main():
     if only and not any(k.startswith("express") for k in only):
         express_err = "left out by %s" % ("QUICK=1" if QUICK else "BENCH_ONLY")
     else:
-        express_err = peers.prepare_express(tmp) if shutil.which("node") else "node is not installed"
-    cold_starts(ctx, tmp, admin)
+        with PHASES("Express peer: npm (cached after the first run)"):
+            express_err = peers.prepare_express(tmp) if shutil.which("node") else "node is not installed"
+    with PHASES("cold starts (%d, up and down)" % COLD_RUNS):
+        cold_starts(ctx, tmp, admin)
 
     # the platform under load: seeded, then started
-    plat = Platform(os.path.join(tmp, "var"), admin)
-    plat.seed()
-    plat.up()
+    with PHASES("platform: seed, up"):
+        plat = Platform(os.path.join(tmp, "var"), admin)
+        plat.seed()
+        plat.up()
     ctx["platform_mode"], ctx["port_base"] = plat.mode, plat.base
     log("platform up (%s) on base port %d: %s" % (plat.mode, plat.base, plat.pids))
-    fresh_memory(ctx, plat)
+    with PHASES("memory, freshly started (quiet + %.1f s)" % IDLE_SETTLE_S):
+        fresh_memory(ctx, plat)
+    setup_t = time.monotonic()
     catalog = plat.url("catalog")
     products = scenarios.fetch_products(catalog)
     ids_file = os.path.join(tmp, "ids.lua")
@@ -245,12 +276,15 @@ def main():
     ctx["body_len"] = len(json.dumps(sample, separators=(",", ":")).encode())
     log("%d products, a product is about %d bytes" % (len(products), ctx["body_len"]))
 
-    nginx, ceiling_port, proxy_port = peers.start_nginx(tmp, plat.ports["catalog"], ctx["body_len"])
-    express, express_port, express_err = start_express(ctx, tmp, plat, express_err)
+    with PHASES("peers: nginx, Express"):
+        nginx, ceiling_port, proxy_port = peers.start_nginx(tmp, plat.ports["catalog"], ctx["body_len"])
+        express, express_port, express_err = start_express(ctx, tmp, plat, express_err)
     ctx["failed"] = plat.failed
     token, gw_err = user_token(ctx, plat, tag)
     journey_file = os.path.join(tmp, "journey-data.lua")
     journey_err = journey_data(ctx, plat, tag, products, admin, journey_file)
+    PHASES.add("setup: product ids, a token, %d journey users" % config.JOURNEY_USERS,
+               time.monotonic() - setup_t)
 
     u = lambda port: "http://127.0.0.1:%d" % port
     gw = plat.url("gateway") if "gateway" in plat.ports else ""
@@ -267,19 +301,29 @@ def main():
     watched["nginx (master + workers)"] = nginx.pid
     if express:
         watched["express (node)"] = express.pid
-    idle_memory(ctx, watched, plat)
+    with PHASES("memory, idle after the setup (quiet + %.1f s)" % IDLE_SETTLE_S):
+        idle_memory(ctx, watched, plat)
     serving = scenarios.serving_pids(plat.pids, nginx.pid, express.pid if express else None)
     if any(s.key in PER_SERVICE for s in live):
-        idle_cpu(ctx, plat)
+        with PHASES("idle CPU (5 s)"):
+            idle_cpu(ctx, plat)
     run_rounds(ctx, live, serving, plat, watched, wrk_log)
+    # perf report reads the recordings back while the size axis sets up (nothing is
+    # measured then); it is done before the axis's first round
+    reports = concurrent.futures.ThreadPoolExecutor(2)
+    reports_t = None
     if not QUICK:
-        profile_missed(ctx, plat, tmp, ids_file, token, journey_file, tag)
+        with PHASES("profiles: perf record (%d s each)" % config.PROFILE_SECONDS):
+            reports_t = time.monotonic()
+            profile_missed(ctx, plat, tmp, ids_file, token, journey_file, tag, reports)
+    joined = lambda: finish_profiles(ctx, reports, reports_t)
     if not only or "sizes" in only:
         try:
-            sizes.run(ctx, tmp, wrk_log)
+            sizes.run(ctx, tmp, wrk_log, before_rounds=joined)
         except Exception as e:   # report what was measured, and why the rest was not
             ctx["size_error"] = str(e)
             log("catalog-size axis: %s" % e)
+    joined()   # a no-op when the axis did it
     if not only or "rpc" in only:   # gRPC vs REST between services: two platforms of its own
         try:
             ctx["rpc"] = rpc.measure(tmp, admin)
@@ -294,5 +338,9 @@ def main():
             log("the scale-out journey: %s" % e)
     out = QUICK_RESULTS if QUICK else RESULTS
     os.makedirs(os.path.dirname(out), exist_ok=True)
+    ctx["phases"] = PHASES
     write_results(ctx, out)
     log("wrote %s" % os.path.relpath(out, ROOT))
+    log("wall time by phase:")
+    for line in PHASES.lines():
+        print("    " + line, flush=True)

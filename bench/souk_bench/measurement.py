@@ -1,5 +1,6 @@
 """measurement: what a run reads off the machine. wrk's output, the CPU time and
 memory of the serving processes (/proc), perf profiles, and the machine itself."""
+import concurrent.futures
 import os
 import platform
 import re
@@ -170,24 +171,64 @@ def wrk(base_args, url, script, args, log_to):
 
 # ---- profiling ----
 
-def profile(pid, name, url, script, args, tmp):
-    """perf record -g on one process under a short load: the top symbols, or a reason."""
+def profile(pid, name, url, script, args, tmp, pool=None):
+    """perf record -g on one process under a short load: the top symbols, or a reason.
+    With pool (an executor), the recording is done at once and `perf report` (reading
+    the samples back, no measuring) is submitted to it: then a future of that pair."""
+    return profile_each([(pid, name)], url, script, args, tmp, pool)[0]
+
+
+def profile_each(targets, url, script, args, tmp, pool=None):
+    """profile() of each (pid, name) of targets, all recorded under the same load (one
+    perf record per process): a list in the order of targets."""
+    out = []
+    for data, err in profile_record(targets, url, script, args, tmp):
+        if err is not None:
+            result = (None, err)
+        elif pool is not None:
+            out.append(pool.submit(perf_report, data))
+            continue
+        else:
+            result = perf_report(data)
+        if pool is not None:
+            f = concurrent.futures.Future()
+            f.set_result(result)
+            result = f
+        out.append(result)
+    return out
+
+
+def profile_record(targets, url, script, args, tmp):
+    """[(perf data file, None) or (None, why not)] of each (pid, name) of targets under
+    one short load."""
     if shutil.which("perf") is None:
-        return None, "perf is not installed"
-    data = os.path.join(tmp, "perf-%s.data" % name)
-    rec = subprocess.Popen(["perf", "record", "-F", "999", "--call-graph", "dwarf,16384", "-o",
-                            data, "-p", str(pid), "--",
-                            "sleep", str(PROFILE_SECONDS)], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True, start_new_session=True)
-    CLEAN.procs.append(rec)
+        return [(None, "perf is not installed")] * len(targets)
+    recs = []
+    for pid, name in targets:
+        data = os.path.join(tmp, "perf-%s.data" % name)
+        rec = subprocess.Popen(["perf", "record", "-F", "999", "--call-graph", "dwarf,16384", "-o",
+                                data, "-p", str(pid), "--",
+                                "sleep", str(PROFILE_SECONDS)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+        CLEAN.procs.append(rec)
+        recs.append((rec, data))
     time.sleep(0.3)
     cmd = ["wrk", "-t1", "-c%d" % CONNECTIONS, "-d%ds" % (PROFILE_SECONDS - 1), "-s",
            os.path.join(BENCH, script), url, "--"] + args
     subprocess.run(cmd, capture_output=True, timeout=60)
-    _, err = rec.communicate(timeout=60)
-    CLEAN.procs.remove(rec)
-    if rec.returncode != 0:
-        return None, "perf record failed: %s" % err.strip()[-200:]
+    out = []
+    for rec, data in recs:
+        _, err = rec.communicate(timeout=60)
+        CLEAN.procs.remove(rec)
+        if rec.returncode != 0:
+            out.append((None, "perf record failed: %s" % err.strip()[-200:]))
+        else:
+            out.append((data, None))
+    return out
+
+
+def perf_report(data):
+    """(the top user-space symbols of a perf data file, None)."""
     rep = subprocess.run(["perf", "report", "-i", data, "--stdio", "--children", "-g", "none",
                           "--percent-limit", "1.5", "--sort", "sym"],
                          capture_output=True, text=True, timeout=300)

@@ -84,7 +84,10 @@ def machine_section(L, ctx):
              "to a file); Express %s + better-sqlite3 %s on Node %s, one process, reading the "
              "catalog's SQLite file read-only |" % (ctx["body_len"], ctx.get("express_ver", "?"),
                                                      ctx.get("bsql_ver", "?"), m["node"]))
-    L.append("| total time | %.0f s |" % (time.time() - T0))
+    L.append("| total time | %.0f s (wall clock, `make bench`'s build and setup not included) |"
+             % (time.time() - T0))
+    if ctx.get("phases"):
+        L.append("| wall time by phase | %s |" % ctx["phases"].inline())
     L.append("")
 
 

@@ -7,6 +7,7 @@ checkout, CPU per checkout of each service, the internal calls each checkout mad
 the server's time per internal call (grpc_server_handling_seconds against
 http_request_duration_seconds of the REST twins); and each service's idle Pss.
 Alone: `python3 -m souk_bench.rpc` from bench/ (markdown on stdout)."""
+import concurrent.futures
 import json
 import os
 import secrets
@@ -15,7 +16,7 @@ import threading
 import time
 
 from . import scenarios
-from .config import SERVICES, log
+from .config import PHASES, SERVICES, log
 from .measurement import TICKS, cpu_ticks, mem_detail_kb, wait_idle
 from .net import http
 from .stack import Platform
@@ -92,7 +93,7 @@ class Side:
             raise RuntimeError("admin token: %s" % err)
         for pid in self.products:
             http("PUT", gw + "/api/v1/products/%s/stock" % pid, {"on_hand": 1000000}, token=admin_token)
-        self.users = [scenarios.journey_user(gw, tag + self.mode, i) for i in range(USERS)]
+        self.users = scenarios.make_users(gw, tag + self.mode, USERS)
         scenarios.trial_checkout(gw, tag + self.mode, self.users[0], self.products[0])
         self.seq = 0
 
@@ -160,17 +161,23 @@ def measure(tmp, admin):
     tag = secrets.token_hex(3)
     sides = [Side(tmp, admin, m) for m in MODES]
     try:
-        for s in sides:
-            s.up(admin, tag)
-        idle = {s.mode: {svc: mem_detail_kb(pid) for svc, pid in s.plat.pids.items()} for s in sides}
-        before = {s.mode: call_stats(s.plat, s.mode) for s in sides}
-        for _ in range(ROUNDS):
-            for s in sides:
-                s.round(CHECKOUTS)
-        after = {s.mode: call_stats(s.plat, s.mode) for s in sides}
+        with PHASES("rpc: two platforms seeded, up, shoppers (side by side)"):
+            # setup, nothing measured: both sides at once
+            with concurrent.futures.ThreadPoolExecutor(len(sides)) as pool:
+                for f in [pool.submit(s.up, admin, tag) for s in sides]:
+                    f.result()
+            wait_idle([p for s in sides for p in s.plat.pids.values()])
+        with PHASES("rpc: idle memory, %d rounds" % ROUNDS):
+            idle = {s.mode: {svc: mem_detail_kb(pid) for svc, pid in s.plat.pids.items()} for s in sides}
+            before = {s.mode: call_stats(s.plat, s.mode) for s in sides}
+            for _ in range(ROUNDS):
+                for s in sides:
+                    s.round(CHECKOUTS)
+            after = {s.mode: call_stats(s.plat, s.mode) for s in sides}
     finally:
-        for s in sides:
-            s.plat.down()
+        with PHASES("rpc: teardown"):
+            for s in sides:
+                s.plat.down()
     out = {"rounds": ROUNDS, "checkouts": CHECKOUTS, "threads": THREADS, "idle": idle, "modes": {}}
     for s in sides:
         done = sum(r[0] for r in s.runs)

@@ -8,6 +8,7 @@ bench/journey.lua under wrk against each side's gateway. Per side: checkouts/s,
 confirmed/rejected/pending, req/s, p50/p99, CPU per confirmed checkout of each
 service (its replicas summed), of PostgreSQL and of RabbitMQ, idle CPU, idle Pss.
 Alone: `python3 -m souk_bench.scale` from bench/ (markdown on stdout)."""
+import concurrent.futures
 import os
 import random
 import secrets
@@ -19,7 +20,7 @@ import sys
 import time
 
 from . import config, scenarios
-from .config import CONNECTIONS, DEFAULT_PORTS, PORT_INDEX, ROOT, SERVICES, log
+from .config import CONNECTIONS, DEFAULT_PORTS, PHASES, PORT_INDEX, ROOT, SERVICES, log
 from .measurement import TICKS, cpu_ticks, loadavg, mem_detail_kb, tree_pids, wait_idle, wrk
 from .net import USED_PORTS, port_free
 from .procs import CLEAN
@@ -410,6 +411,20 @@ def measure(tmp, admin, wrk_log=None):
                 log("scale: cleanup: %s" % e)
 
 
+def start_engines(tmp):
+    """The scale-out side's own binaries, its PostgreSQL cluster and RabbitMQ node, started
+    (each registered for cleanup); (cluster, broker, bin dir)."""
+    bin_scale = os.path.join(tmp, "bin-scale")
+    shutil.copytree(config.BIN, bin_scale)
+    t = time.monotonic()
+    cluster = Cluster(os.path.join(tmp, "scale-pg")).start()
+    log("scale: PostgreSQL up in %.1fs (postmaster %d)" % (time.monotonic() - t, cluster.pid))
+    t = time.monotonic()
+    broker = Broker(os.path.join(tmp, "scale-rabbitmq")).start()
+    log("scale: RabbitMQ up in %.1fs" % (time.monotonic() - t))
+    return cluster, broker, bin_scale
+
+
 def _measure(tmp, admin, tag, wrk_log, load_before):
     # the local side: one of each on SQLite, as main's journey runs
     local = Platform(os.path.join(tmp, "scale-local"), admin)
@@ -422,32 +437,38 @@ def _measure(tmp, admin, tag, wrk_log, load_before):
     local.env["SOUK_BIN_DIR"] = os.path.join(tmp, "bin-local")
     shutil.copytree(config.BIN, local.env["SOUK_BIN_DIR"])
     sides = [Side("local", local)]
-    local.seed()
-    sides[0].startup = local.up()
-    sides[0].prepare(tag, admin, tmp)
-    sides[0].measure_idle()   # before the scale-out side exists: it shares no page with it
-    # the scale-out side: make run-scale's steps under tmp, with its own binaries
-    bin_scale = os.path.join(tmp, "bin-scale")
-    shutil.copytree(config.BIN, bin_scale)
-    t = time.monotonic()
-    cluster = Cluster(os.path.join(tmp, "scale-pg")).start()
-    log("scale: PostgreSQL up in %.1fs (postmaster %d)" % (time.monotonic() - t, cluster.pid))
-    t = time.monotonic()
-    broker = Broker(os.path.join(tmp, "scale-rabbitmq")).start()
-    log("scale: RabbitMQ up in %.1fs" % (time.monotonic() - t))
-    plat = ScalePlatform(os.path.join(tmp, "scale-var"), admin, bin_scale, cluster, broker)
-    scale = Side("scale", plat, {"postgresql": lambda: [cluster.pid], "rabbitmq": broker.pids}, cluster)
-    sides.append(scale)
-    plat.seed()
-    scale.startup = plat.up()
-    log("scale: %s" % plat.souk_line)
-    scale.prepare(tag, admin, tmp)
-    scale.measure_idle()
-    for s in sides:
-        s.warm_up(tag)
-    for n in range(ROUNDS):
-        for s in (sides if n % 2 == 0 else sides[::-1]):
-            s.round(tag, n, wrk_log)
+    with PHASES("scale: local side seeded, up"):
+        local.seed()
+        sides[0].startup = local.up()
+    # the scale-out side's engines boot in the background from here, while the local side's
+    # shoppers register (nothing is measured meanwhile: the local side's start is timed
+    # above, its idle reading comes once both engines are up)
+    boot_pool = concurrent.futures.ThreadPoolExecutor(1)
+    boot = boot_pool.submit(start_engines, tmp)
+    boot_pool.shutdown(wait=False)
+    with PHASES("scale: local side's journey users (PostgreSQL, RabbitMQ booting beside)"):
+        sides[0].prepare(tag, admin, tmp)
+    with PHASES("scale: waiting for PostgreSQL and RabbitMQ"):
+        cluster, broker, bin_scale = boot.result()
+    with PHASES("scale: local side idle (memory, 5 s CPU)"):
+        sides[0].measure_idle()   # before the scale-out side's services exist: they share no page
+    with PHASES("scale: scale-out side seeded, up, journey users"):
+        plat = ScalePlatform(os.path.join(tmp, "scale-var"), admin, bin_scale, cluster, broker)
+        scale = Side("scale", plat, {"postgresql": lambda: [cluster.pid], "rabbitmq": broker.pids},
+                     cluster)
+        sides.append(scale)
+        plat.seed()
+        scale.startup = plat.up()
+        log("scale: %s" % plat.souk_line)
+        scale.prepare(tag, admin, tmp)
+    with PHASES("scale: scale-out side idle (memory, 5 s CPU)"):
+        scale.measure_idle()
+    with PHASES("scale: warm-ups, %d rounds × 2 sides × %s" % (ROUNDS, DURATION)):
+        for s in sides:
+            s.warm_up(tag)
+        for n in range(ROUNDS):
+            for s in (sides if n % 2 == 0 else sides[::-1]):
+                s.round(tag, n, wrk_log)
     return {"rounds": ROUNDS, "duration": DURATION, "connections": CONNECTIONS, "replicas": REPLICAS,
             "load_before": load_before, "load_after": loadavg(),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -535,7 +556,8 @@ def section(r):
                                                    sum(sc["cpu"][g] or 0 for g in split)))
     L += ["", "Idle memory (MiB, after the journey's setup, before the rounds; Pss: each process's share "
           "of the pages it maps, summed over a group's processes; anon: anonymous memory. The "
-          "local side is measured before the scale-out side starts, and each side runs its own copy of "
+          "local side is measured before the scale-out side's services start (its PostgreSQL and RabbitMQ "
+          "already run, idle: they map none of souk's files, only system libraries), and each side runs its own copy of "
           "the binaries, so neither shares an executable page with the other or with another platform "
           "of a full run; anon is RssAnon, "
           "which counts a page a forked process still shares copy-on-write with its parent in each of "

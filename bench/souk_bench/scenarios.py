@@ -1,6 +1,7 @@
 """scenarios: what is measured, and the data each needs. A Scenario is one wrk
 command (URL, Lua script, arguments) with its rounds; the setup writes the Lua data
 files (product ids, the journey's users with tokens, cards and addresses)."""
+import concurrent.futures
 import json
 import os
 import statistics
@@ -135,6 +136,16 @@ def journey_user(gw, tag, i):
     return {"token": tok, "checkout": json.dumps(checkout, separators=(",", ":"))}
 
 
+SETUP_THREADS = 4   # users registered at once: setup, not measured (password hashing, round trips)
+
+
+def make_users(gw, tag, n):
+    """n journey users (in order of i), registered SETUP_THREADS at a time: the setup's
+    longest step, and nothing is measured meanwhile."""
+    with concurrent.futures.ThreadPoolExecutor(SETUP_THREADS) as pool:
+        return list(pool.map(lambda i: journey_user(gw, tag, i), range(n)))
+
+
 def trial_checkout(gw, tag, user, product):
     """One checkout by hand: the journey is measured only if it can succeed."""
     st, body = http("PUT", gw + "/api/v1/cart/items/%s" % product, {"quantity": 1},
@@ -157,7 +168,7 @@ def prepare_journey(gw, tag, products, admin):
     if admin_token:
         for pid in cart:
             http("PUT", gw + "/api/v1/products/%s/stock" % pid, {"on_hand": 1000000}, token=admin_token)
-    users = [journey_user(gw, tag, i) for i in range(JOURNEY_USERS)]
+    users = make_users(gw, tag, JOURNEY_USERS)
     trial_checkout(gw, tag, users[0], cart[0])
     empty_carts(gw, users)
     return {"products": [p["id"] for p in products], "cart_products": cart, "users": users}

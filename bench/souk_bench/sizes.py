@@ -6,6 +6,7 @@ twice what it costs at 1.2k, and a search for a common term serves 1,000 req/s.
 A seeded database depends only on the catalog's sources, so it is kept between runs in
 build/bench-cache/ under a hash of services/catalog/ and copied for each run.
 """
+import concurrent.futures
 import glob
 import hashlib
 import os
@@ -16,7 +17,7 @@ import time
 import urllib.parse
 
 from . import config
-from .config import BENCH, BUILD, ROOT, SIZE_ROUNDS, SIZE_WRK, SIZE_WARMUP, SIZES, log
+from .config import BENCH, BUILD, PHASES, ROOT, SIZE_DURATION, SIZE_ROUNDS, SIZE_WRK, SIZE_WARMUP, SIZES, log
 from .measurement import TICKS, cpu_ticks, rss_kb, wait_idle, wrk
 from .net import free_port, http, wait_ready
 from .procs import CLEAN
@@ -156,21 +157,27 @@ class SizedCatalog:
 
 
 def setup(ctx, tmp):
-    """Start a catalog per size and make the scenarios; [] when the axis is left out."""
-    catalogs = []
-    for n in SIZES:
+    """Start a catalog per size and make the scenarios; [] when the axis is left out.
+    The sizes are set up side by side (seeding on a cache miss, start, the sample ids, the
+    deep pages' tokens): nothing is measured yet."""
+    def one(n):
         c = SizedCatalog(n, tmp)
-        catalogs.append(c)
-        ctx["size_seed_secs"][n] = c.seed_secs
-    scenarios = []
-    for c in catalogs:
         ids = c.sample_ids(os.path.join(tmp, "ids-%d.lua" % c.n))
-        for key, label, path, deep in PAGES:
+        deep = {path: c.deep_path(path) for _, _, path, d in PAGES if d}
+        return c, ids, deep
+    with concurrent.futures.ThreadPoolExecutor(max(1, len(SIZES))) as pool:
+        futures = [pool.submit(one, n) for n in SIZES]
+        made = [f.result() for f in futures]
+    catalogs = [c for c, _, _ in made]
+    scenarios = []
+    for c, ids, deep in made:
+        ctx["size_seed_secs"][c.n] = c.seed_secs
+        for key, label, path, is_deep in PAGES:
             depth = None
             if path is None:
                 script, args = "product.lua", [ids]
-            elif deep:
-                deep_path, depth = c.deep_path(path)
+            elif is_deep:
+                deep_path, depth = deep[path]
                 script, args = "path.lua", [deep_path]
             else:
                 script, args = "path.lua", [path]
@@ -181,16 +188,24 @@ def setup(ctx, tmp):
     return catalogs, scenarios
 
 
-def run(ctx, tmp, wrk_log):
-    """Measure every page at every size, rounds interleaved; results in ctx."""
+def run(ctx, tmp, wrk_log, before_rounds=None):
+    """Measure every page at every size, rounds interleaved; results in ctx.
+    before_rounds: called once the catalogs are up and warm, before the first round
+    (a full run finishes its background work there)."""
     t = time.monotonic()
-    catalogs, scenarios = setup(ctx, tmp)
+    with PHASES("sizes: %s seeded (cache misses only), up, deep pages" %
+                "/".join(size_label(n) for n in SIZES)):
+        catalogs, scenarios = setup(ctx, tmp)
     ctx["size_scenarios"] = scenarios
-    for s in scenarios:   # the first page of each: caches and prepared statements
-        if s.page in ("newest", "search", "product"):
-            subprocess.run(SIZE_WARMUP + ["-s", os.path.join(BENCH, s.script), s.url, "--"] +
-                           s.args, capture_output=True, timeout=60)
+    with PHASES("sizes: warm-ups"):
+        for s in scenarios:   # the first page of each: caches and prepared statements
+            if s.page in ("newest", "search", "product"):
+                subprocess.run(SIZE_WARMUP + ["-s", os.path.join(BENCH, s.script), s.url, "--"] +
+                               s.args, capture_output=True, timeout=60)
+    if before_rounds is not None:
+        before_rounds()
     pids = [c.proc.pid for c in catalogs]
+    rounds_t = time.monotonic()
     for rnd in range(SIZE_ROUNDS):
         for page in PAGES:   # the sizes of one page back to back: the same machine state
             for s in [x for x in scenarios if x.page == page[0]]:
@@ -205,6 +220,8 @@ def run(ctx, tmp, wrk_log):
                     "%.1f ms" % r["p99"] if r["p99"] else "–",
                     "%.0f" % r["cpu_us"] if r.get("cpu_us") else "–",
                     (" non-2xx %d" % r["non2xx"]) if r["non2xx"] else ""))
+    PHASES.add("sizes: %d rounds × %d pages × %d sizes × %s" % (
+        SIZE_ROUNDS, len(PAGES), len(SIZES), SIZE_DURATION), time.monotonic() - rounds_t)
     for c in catalogs:
         ctx["size_rss_kb"][c.n] = rss_kb(c.proc.pid)
         ctx["size_db_mb"][c.n] = os.path.getsize(c.db) / 1e6
