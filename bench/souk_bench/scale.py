@@ -404,11 +404,13 @@ def measure(tmp, admin, wrk_log=None):
     try:
         return _measure(tmp, admin, tag, wrk_log, load_before)
     finally:   # everything this started, stopped now (a full run goes on after it)
+        t = time.monotonic()
         while len(CLEAN.actions) > n0:
             try:
                 CLEAN.actions.pop()()
             except Exception as e:
                 log("scale: cleanup: %s" % e)
+        PHASES.add("scale: teardown", time.monotonic() - t)
 
 
 def start_engines(tmp):
