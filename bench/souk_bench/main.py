@@ -162,7 +162,7 @@ def run_rounds(ctx, live, serving, plat, watched, wrk_log):
             if s.key != "journey":   # the journey warms up in its first round
                 subprocess.run(WARMUP + ["-s", os.path.join(BENCH, s.script), s.url, "--"] + s.args,
                                capture_output=True, timeout=60)
-    with PHASES("rounds: %d × %d scenarios × %s" % (ROUNDS, len(live), DURATION)):
+    with PHASES("rounds: %d round(s) × %d scenarios × %s" % (ROUNDS, len(live), DURATION)):
         rounds(ctx, live, serving, plat, watched, wrk_log)
 
 

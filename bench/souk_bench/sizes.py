@@ -229,7 +229,7 @@ def run(ctx, tmp, wrk_log, before_rounds=None):
                     "%.1f ms" % r["p99"] if r["p99"] else "–",
                     "%.0f" % r["cpu_us"] if r.get("cpu_us") else "–",
                     (" non-2xx %d" % r["non2xx"]) if r["non2xx"] else ""))
-    PHASES.add("sizes: %d rounds × %d pages × %d sizes × %s" % (
+    PHASES.add("sizes: %d round(s) × %d pages × %d sizes × %s" % (
         SIZE_ROUNDS, len(PAGES), len(SIZES), SIZE_DURATION), time.monotonic() - rounds_t)
     t_down = time.monotonic()
     for c in catalogs:
