@@ -448,8 +448,13 @@ def _measure(tmp, admin, tag, wrk_log, load_before):
     boot_pool = concurrent.futures.ThreadPoolExecutor(1)
     boot = boot_pool.submit(start_engines, tmp)
     boot_pool.shutdown(wait=False)
-    with PHASES("scale: local side's journey users (PostgreSQL, RabbitMQ booting beside)"):
-        sides[0].prepare(tag, admin, tmp)
+    try:
+        with PHASES("scale: local side's journey users (PostgreSQL, RabbitMQ booting beside)"):
+            sides[0].prepare(tag, admin, tmp)
+    except BaseException:
+        # the engines registered for cleanup before measure() stops what this started
+        concurrent.futures.wait([boot])
+        raise
     with PHASES("scale: waiting for PostgreSQL and RabbitMQ"):
         cluster, broker, bin_scale = boot.result()
     with PHASES("scale: local side idle (memory, 5 s CPU)"):
