@@ -43,13 +43,44 @@ class EchoHandler(BaseHTTPRequestHandler):
         pass
 
 
+class UpstreamServer(ThreadingHTTPServer):
+    """A threading HTTP server whose stop() is an upstream's death: the listener and
+    every open connection closed (shutdown() alone leaves the handler threads serving
+    the kept-alive connections a gateway pools, so the upstream would still answer)."""
+    daemon_threads = True
+
+    def __init__(self, addr, handler):
+        self.conns, self.conns_lock = set(), threading.Lock()
+        super().__init__(addr, handler)
+
+    def process_request(self, request, client_address):
+        with self.conns_lock:
+            self.conns.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        with self.conns_lock:
+            self.conns.discard(request)
+        super().shutdown_request(request)
+
+    def stop(self):
+        self.shutdown()
+        self.server_close()
+        with self.conns_lock:
+            for c in list(self.conns):
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
 class Echo:
     """An upstream on a free port answering every request with what it saw."""
 
     def __init__(self, name="echo", status=200):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), EchoHandler)
+        self.server = UpstreamServer(("127.0.0.1", self.port), EchoHandler)
         self.server.name, self.server.status, self.server.hits = name, status, 0
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -59,8 +90,7 @@ class Echo:
         return self.server.hits
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
 
 def wait_until(cond, timeout, what):

@@ -3,12 +3,11 @@ ready only once every upstream has answered a probe, so a route works the moment
 the gateway is ready; later outages of an upstream cost only its own routes."""
 import threading
 import time
-from http.server import ThreadingHTTPServer
 
 import requests
 
 from conftest import UPSTREAMS, Service, free_port
-from gateway_helpers import Echo, EchoHandler, wait_until, web_copy
+from gateway_helpers import Echo, EchoHandler, UpstreamServer, wait_until, web_copy
 
 
 
@@ -28,14 +27,13 @@ class Late:
         self.server = None
 
     def start(self):
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), EchoHandler)
+        self.server = UpstreamServer(("127.0.0.1", self.port), EchoHandler)
         self.server.name, self.server.status, self.server.hits = "late", 200, 0
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def close(self):
         if self.server:
-            self.server.shutdown()
-            self.server.server_close()
+            self.server.stop()  # and its open connections: the gateway's pool must not reach it
             self.server = None
 
 
