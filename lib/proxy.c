@@ -68,6 +68,7 @@ struct instance {
     uint64_t resolve_at, resolved_ns; /* resolve_lock: the next lookup, the last one's start */
     bool resolve_failing;             /* resolver thread's: the last lookup failed */
     CURL *health;
+    struct curl_slist *probe_to; /* a named instance's probe: its addresses (CURLOPT_RESOLVE) */
     bool health_busy;
     bool healthy; /* last probe answered 200, or no connection error since */
     bool slow;    /* unhealthy only because its probe timed out (not refused, not 503) */
@@ -1076,6 +1077,37 @@ static size_t discard(char *data, size_t size, size_t n, void *arg)
     return size * n;
 }
 
+/* A named instance's probe goes to the addresses the resolver found, in its order,
+ * where requests go, not through curl's own look-up and its minute-long cache: a
+ * Service that moved is probed, and so seen up again, at its new address as soon as
+ * the resolver has it. */
+static void probe_target(struct instance *in)
+{
+    int port = in->port + conf.probe_port_offset;
+    char entry[2 * BASE_MAX + SOUK_PROXY_ADDRS_MAX * (INET6_ADDRSTRLEN + 3)];
+    int n = snprintf(entry, sizeof(entry), "%s:%d:", in->host, port);
+    size_t o = n > 0 ? (size_t)n : 0, naddr = 0;
+    pthread_mutex_lock(&state_lock);
+    for (size_t i = 0; i < in->naddr && o < sizeof(entry); i++, naddr++) {
+        char ip[INET6_ADDRSTRLEN] = "";
+        bool v6 = in->addr[i].sa.sa_family == AF_INET6;
+        inet_ntop(in->addr[i].sa.sa_family,
+                  v6 ? (const void *)&in->addr[i].in6.sin6_addr : &in->addr[i].in4.sin_addr, ip,
+                  sizeof(ip));
+        n = snprintf(entry + o, sizeof(entry) - o, "%s%s%s%s", i ? "," : "", v6 ? "[" : "", ip,
+                     v6 ? "]" : "");
+        o += n > 0 ? (size_t)n : 0;
+    }
+    pthread_mutex_unlock(&state_lock);
+    char drop[BASE_MAX + 16]; /* the entry set before, replaced */
+    snprintf(drop, sizeof(drop), "-%s:%d", in->host, port);
+    curl_slist_free_all(in->probe_to);
+    in->probe_to = curl_slist_append(NULL, drop);
+    if (naddr > 0 && o < sizeof(entry) && in->probe_to != NULL)
+        in->probe_to = curl_slist_append(in->probe_to, entry);
+    curl_easy_setopt(in->health, CURLOPT_RESOLVE, in->probe_to);
+}
+
 /* Health probes run on the first loop only; unseen_only probes just the instances
  * no probe has found up yet (the quick rounds at start). */
 static void probe_all(struct loop *lp, bool unseen_only)
@@ -1097,6 +1129,8 @@ static void probe_all(struct loop *lp, bool unseen_only)
                 curl_easy_setopt(in->health, CURLOPT_TIMEOUT_MS, (long)HEALTH_TIMEOUT_MS);
                 curl_easy_setopt(in->health, CURLOPT_WRITEFUNCTION, discard);
             }
+            if (in->named)
+                probe_target(in);
             if (curl_multi_add_handle(lp->multi, in->health) == CURLM_OK)
                 in->health_busy = true;
         }
@@ -1444,6 +1478,8 @@ void souk_proxy_stop(void)
                 curl_multi_remove_handle(loops[0].multi, in->health);
                 curl_easy_cleanup(in->health);
                 in->health = NULL;
+                curl_slist_free_all(in->probe_to);
+                in->probe_to = NULL;
             }
         }
     }

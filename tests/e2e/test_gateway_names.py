@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from conftest import BIN, Service, assert_problem, free_port
-from gateway_helpers import Echo, EchoHandler, gateway, wait_until
+from gateway_helpers import Echo, EchoHandler, UpstreamServer, gateway, wait_until
 
 
 @pytest.fixture
@@ -132,16 +132,18 @@ class EchoAt(Echo):
     def __init__(self, host, port, name):
         self.port = port
         self.url = f"http://{host}:{port}"
-        self.server = ThreadingHTTPServer((host, port), EchoHandler)
+        self.server = UpstreamServer((host, port), EchoHandler)
         self.server.name, self.server.status, self.server.hits = name, 200, 0
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-def test_a_name_follows_its_addresses(tmp_path, hosts_shim):
+@pytest.mark.parametrize("old_dies", [False, True], ids=["old-stops-accepting", "old-dies"])
+def test_a_name_follows_its_addresses(tmp_path, hosts_shim, old_dies):
     """A name with two addresses, the first refusing ([::1], where nothing listens): the
     request is served through the second. Then the name moves to another address (a
-    Service recreated, 127.0.0.2) while the old instance stops accepting: the gateway
-    resolves it again and serves from the new address, and says so."""
+    Service recreated, 127.0.0.2) while the old instance stops accepting (its open
+    connections still answering) or dies with them: the gateway resolves it again,
+    probes and serves the new address, and says so."""
     a = Echo("old")
     hosts = tmp_path / "hosts"
     hosts.write_text(f"svc.test ::1 127.0.0.1\n")
@@ -159,7 +161,11 @@ def test_a_name_follows_its_addresses(tmp_path, hosts_shim):
         assert first[0]["souk.addresses"] == f"[::1]:{a.port} 127.0.0.1:{a.port}", gw.log_tail()
         b = EchoAt("127.0.0.2", a.port, "new")
         hosts.write_text(f"svc.test 127.0.0.2\n")
-        a.close()
+        if old_dies:
+            a.close()
+        else:
+            a.server.shutdown()
+            a.server.server_close()
 
         def served_by_new():
             try:
@@ -168,8 +174,8 @@ def test_a_name_follows_its_addresses(tmp_path, hosts_shim):
             except requests.RequestException:
                 return False
         wait_until(served_by_new, 15, "the gateway to follow the name to 127.0.0.2")
-        # and only there: a pooled connection to the old address (whose instance still
-        # answers on it) is not used again once the name has moved
+        # and only there: a pooled connection to the old address (whose instance may
+        # still answer on it) is not used again once the name has moved
         who = [requests.get(gw.url + "/api/v1/products/1", timeout=5).json()["who"]
                for _ in range(20)]
         assert who == ["new"] * 20, who
