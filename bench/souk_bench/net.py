@@ -23,12 +23,18 @@ def port_free(port):
         s.close()
 
 
+# The bench's ports: below the test suite's (20000-32700, tests/e2e/brokers.py), so a
+# bench run beside the tests cannot take a port a test found free before its service
+# binds it; below the kernel's ephemeral range (32768+) for the same reason.
+PORTS_LO, PORTS_HI = 10000, 19900
+
+
 def free_block(n, offsets=(0,)):
-    """n consecutive free ports below the ephemeral range, never 8080-8086; with
-    offsets, the block moved by each of them too (souk up's gRPC ports at + 1000, the
-    gateway's admin and the services' probe listeners at + 1100)."""
+    """n consecutive free ports in the bench's range, never 8080-8086; with offsets,
+    the block moved by each of them too (souk up's gRPC ports at + 1000, the gateway's
+    admin and the services' probe listeners at + 1100)."""
     for _ in range(2000):
-        base = random.randrange(20000, 32000 - n - max(offsets))
+        base = random.randrange(PORTS_LO, PORTS_HI - n - max(offsets))
         block = [p + o for o in offsets for p in range(base, base + n)]
         if any(p in USED_PORTS or p in DEFAULT_PORTS for p in block):
             continue

@@ -22,7 +22,7 @@ import time
 from . import config, scenarios
 from .config import CONNECTIONS, DEFAULT_PORTS, PHASES, PORT_INDEX, ROOT, SERVICES, log
 from .measurement import TICKS, cpu_ticks, loadavg, mem_detail_kb, tree_pids, wait_idle, wrk
-from .net import USED_PORTS, port_free
+from .net import PORTS_HI, PORTS_LO, USED_PORTS, port_free
 from .procs import CLEAN
 from .stack import Platform
 
@@ -111,9 +111,9 @@ def layout(base, replicas):
 
 
 def free_layout(replicas):
-    """A base whose whole layout is free, below the ephemeral range, never 8080-8086."""
+    """A base whose whole layout is free, in the bench's port range, never 8080-8086."""
     for _ in range(2000):
-        base = random.randrange(20000, 32000 - 1400)
+        base = random.randrange(PORTS_LO, PORTS_HI - 1400)
         ports = layout(base, replicas)
         if any(p in USED_PORTS or p in DEFAULT_PORTS for p in ports):
             continue
