@@ -25,8 +25,11 @@ static void check(const struct gw_request *q)
             abort();
     char path[GW_URL_MAX + 2];
     const char *query;
+    /* the path is decoded (a %3F in it is a '?' of the path's, which the proxy encodes
+     * again), the raw query right after its NUL */
     if (gw_split_target(q->url, path, sizeof(path), &query) == 0 &&
-        (path[0] != '/' || query < path || query > path + sizeof(path) || strchr(path, '?')))
+        (path[0] != '/' || query != path + strlen(path) + 1 || query > path + sizeof(path) ||
+         strlen(query) >= (size_t)(path + sizeof(path) - query)))
         abort();
 }
 
