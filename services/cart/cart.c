@@ -1,7 +1,7 @@
 /* cart.c: the cart's handlers. A line keeps the catalog's name and unit price as
- * of when it was written (refreshed by events.c); a PUT asks the catalog for the
- * product first, so an unknown or archived product is a 404 and the price is
- * current. */
+ * of when it was written (refreshed by events.c); a PUT takes them from the
+ * catalog's answer, kept in cart_products for SOUK_CART_PRODUCT_TTL_MS and dropped
+ * by product.updated (README's "Freshness"): an unknown product is always asked. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -243,28 +243,72 @@ static int remove_line(struct souk_req *r, const char *user, const char *product
 }
 
 struct line {
-    const char *user, *product, *name, *currency, *now;
+    const char *user, *product, *now;
+    const char *name, *currency; /* the catalog's answer; NULL: price it from cart_products */
     int64_t price, qty;
+    int64_t asked_ms; /* the cart's clock when the catalog was asked for that answer */
+    bool cache;       /* keep the answer in cart_products (and refuse one older than an event) */
 };
 
-/* The size check and the write in one transaction, run again by souk_db_tx when
- * PostgreSQL saw a concurrent write to the same cart. 1 when the cart is full. */
+/* What write_line_tx says besides 0 (written) and the database's errors; with any of
+ * them nothing was written and the commit is a no-op. */
+enum { TX_FULL = 1, TX_MISS = 2, TX_RACED = 3 };
+
+/* The size check, the product (the catalog's answer in l, or else cart_products' row
+ * when it is younger than the TTL) and the write in one transaction, run again by
+ * souk_db_tx when PostgreSQL saw a concurrent write. TX_MISS: no fresh row, ask the
+ * catalog; TX_RACED: a product.updated was heard since the catalog was asked, so
+ * its answer may be older than the event: ask again (the race of README's
+ * "Freshness"); TX_FULL: the cart is full. */
 static int write_line_tx(struct souk_db *db, void *arg)
 {
     const struct line *l = arg;
-    /* the cart's size, and whether the line is one of it, in one statement: the size
-     * check needs both (FILTER is in both engines) */
+    int64_t now_ms = souk_wall_ms();
+    /* the cart's size, whether the line is one of it (the size check needs both),
+     * and what cart_products knows of the product, in one statement */
     struct souk_stmt *st = souk_db_query(db,
-                                         "SELECT count(*), count(*) FILTER (WHERE product_id = ?)"
-                                         " FROM cart_items WHERE user_id = ?",
-                                         "ss", l->product, l->user);
+                                         "SELECT c.n, c.e, p.fetched_ms, p.invalidated_ms FROM"
+                                         " (SELECT count(*) AS n, count(*) FILTER"
+                                         " (WHERE product_id = ?) AS e"
+                                         " FROM cart_items WHERE user_id = ?) c"
+                                         " LEFT JOIN cart_products p ON p.product_id = ?",
+                                         "sss", l->product, l->user, l->product);
     int rc = st != NULL ? souk_stmt_step(st) : SOUK_EDB;
     if (rc != SOUK_ROW)
         return rc < 0 ? rc : SOUK_EDB;
     int64_t lines = souk_stmt_int(st, 0), exists = souk_stmt_int(st, 1);
+    bool cached = !souk_stmt_null(st, 2);
+    int64_t fetched = cached ? souk_stmt_int(st, 2) : 0;
+    int64_t invalidated = souk_stmt_null(st, 3) ? 0 : souk_stmt_int(st, 3);
     souk_stmt_done(st);
+    if (l->name == NULL && (!cached || fetched < now_ms - cart_product_ttl_ms))
+        return TX_MISS;
+    if (l->name != NULL && l->cache && invalidated >= l->asked_ms)
+        return TX_RACED;
     if (exists == 0 && lines >= CART_LINES_MAX)
-        return 1; /* nothing written: the commit is a no-op */
+        return TX_FULL;
+    if (l->name == NULL) { /* priced from the row just read, in this transaction */
+        rc = souk_db_run(
+            db,
+            "INSERT INTO cart_items (user_id, product_id, name, unit_price_cents, currency,"
+            " quantity, added_at, updated_at) SELECT ?, product_id, name, unit_price_cents,"
+            " currency, ?, ?, ? FROM cart_products WHERE product_id = ?"
+            " ON CONFLICT (user_id, product_id) DO UPDATE SET name = excluded.name,"
+            " unit_price_cents = excluded.unit_price_cents, currency = excluded.currency,"
+            " quantity = excluded.quantity, updated_at = excluded.updated_at",
+            "sisss", l->user, l->qty, l->now, l->now, l->product);
+        return rc < 0 ? rc : rc == 1 ? 0 : SOUK_EDB;
+    }
+    if (l->cache && (!cached || fetched < l->asked_ms)) { /* a newer answer stays */
+        rc = souk_db_run(db,
+                         "INSERT INTO cart_products (product_id, name, unit_price_cents, currency,"
+                         " fetched_ms) VALUES (?, ?, ?, ?, ?) ON CONFLICT (product_id) DO UPDATE"
+                         " SET name = excluded.name, unit_price_cents = excluded.unit_price_cents,"
+                         " currency = excluded.currency, fetched_ms = excluded.fetched_ms",
+                         "ssisi", l->product, l->name, l->price, l->currency, l->asked_ms);
+        if (rc < 0)
+            return rc;
+    }
     rc = souk_db_run(
         db,
         "INSERT INTO cart_items (user_id, product_id, name, unit_price_cents, currency, quantity,"
@@ -276,28 +320,11 @@ static int write_line_tx(struct souk_db *db, void *arg)
     return rc < 0 ? rc : 0;
 }
 
-/* Insert or update one line; 0, or a problem status. */
-static int write_line(struct souk_req *r, const char *user, const char *product, json_t *p,
-                      int64_t qty)
-{
-    const char *name = json_string_value(json_object_get(p, "name"));
-    const char *currency = json_string_value(json_object_get(p, "currency"));
-    json_t *price = json_object_get(p, "price_cents");
-    if (name == NULL || currency == NULL || !json_is_integer(price) ||
-        json_integer_value(price) < 0)
-        return souk_problem(r, 502, "bad_gateway", "the catalog sent a malformed product");
-    char now[SOUK_TIME_MAX];
-    souk_time_now(now);
-    struct line l = {user, product, name, currency, now, json_integer_value(price), qty};
-    int rc = souk_db_tx(souk_req_db(r), write_line_tx, &l);
-    if (rc == 1)
-        return souk_problem(r, 409, "cart_full", "a cart holds at most %d different products",
-                            CART_LINES_MAX);
-    if (rc < 0)
-        return souk_handler_db_error(r, rc, "cannot write the cart");
-    return 0;
-}
+#define ASK_MAX 3 /* catalog answers raced by events before the line is written uncached */
 
+/* PUT: priced from cart_products when the cart asked the catalog for this product
+ * less than SOUK_CART_PRODUCT_TTL_MS ago and no product.updated came since, else
+ * from the catalog (404 and 503 come from there: unknown products are never kept). */
 int cart_put_item(struct souk_req *r)
 {
     const char *user = souk_req_identity(r)->sub;
@@ -314,15 +341,47 @@ int cart_put_item(struct souk_req *r)
         return souk_problem(r, 404, "product_not_found", "no product %.64s", product);
     if (qty == 0)
         return remove_line(r, user, product);
+    char now[SOUK_TIME_MAX];
+    souk_time_now(now);
+    struct line l = {.user = user, .product = product, .now = now, .qty = qty};
+    struct souk_db *db = souk_req_db(r);
+    int rc = cart_product_ttl_ms > 0 ? souk_db_tx(db, write_line_tx, &l) : TX_MISS, status = 0;
     json_t *p = NULL;
-    int status = fetch_product(r, product, &p);
-    if (status == 404)
-        return souk_problem(r, 404, "product_not_found", "no product %s", product);
-    if (status != 200)
-        return souk_problem(r, 503, "catalog_unavailable", "the catalog cannot be reached; retry");
-    status = write_line(r, user, product, p, qty);
+    for (int ask = 1; rc == TX_MISS || rc == TX_RACED; ask++) {
+        json_decref(p);
+        l.asked_ms = souk_wall_ms();
+        status = fetch_product(r, product, &p);
+        if (status == 404) {
+            status = souk_problem(r, 404, "product_not_found", "no product %s", product);
+            goto out;
+        }
+        if (status != 200) {
+            status =
+                souk_problem(r, 503, "catalog_unavailable", "the catalog cannot be reached; retry");
+            goto out;
+        }
+        json_t *price = json_object_get(p, "price_cents");
+        l.name = json_string_value(json_object_get(p, "name"));
+        l.currency = json_string_value(json_object_get(p, "currency"));
+        if (l.name == NULL || l.currency == NULL || !json_is_integer(price) ||
+            json_integer_value(price) < 0) {
+            status = souk_problem(r, 502, "bad_gateway", "the catalog sent a malformed product");
+            goto out;
+        }
+        l.price = json_integer_value(price);
+        l.cache = cart_product_ttl_ms > 0 && ask < ASK_MAX;
+        rc = souk_db_tx(db, write_line_tx, &l);
+    }
+    if (rc == TX_FULL)
+        status = souk_problem(r, 409, "cart_full", "a cart holds at most %d different products",
+                              CART_LINES_MAX);
+    else if (rc < 0)
+        status = souk_handler_db_error(r, rc, "cannot write the cart");
+    else
+        status = reply_cart(r, user, 200);
+out:
     json_decref(p);
-    return status != 0 ? status : reply_cart(r, user, 200);
+    return status;
 }
 
 int cart_delete_item(struct souk_req *r)

@@ -9,6 +9,7 @@
 #define CART_LINES_MAX 50 /* distinct products in one cart */
 
 extern const char *cart_catalog_url, *cart_catalog_rpc; /* rpc: "" or a grpc:// list */
+extern int64_t cart_product_ttl_ms; /* SOUK_CART_PRODUCT_TTL_MS: 0, every PUT asks the catalog */
 
 int cart_get(struct souk_req *r);
 int cart_put_item(struct souk_req *r);

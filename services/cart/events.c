@@ -1,5 +1,6 @@
 /* events.c: what the cart hears: product.updated (catalog) refreshes the name and
- * price on every line of that product, or drops the lines of an archived one;
+ * price on every line of that product, or drops the lines of an archived one, and
+ * drops what cart_products knew of it;
  * order.confirmed (orders) takes the ordered products out of the buyer's cart
  * (unless the buyer changed that line after placing the order). */
 #include <string.h>
@@ -18,6 +19,15 @@ int cart_on_product_updated(struct souk_db *db, const struct souk_event *ev)
         id = json_string_value(json_object_get(d, "id"));
     if (id == NULL || !souk_id_valid(id, "prd"))
         return SOUK_EINVAL;
+    /* what cart_products knew of it is dropped, and a PUT whose catalog answer is
+     * older than now will ask again (cart.c, write_line_tx) */
+    if (souk_db_run(db,
+                    "INSERT INTO cart_products (product_id, invalidated_ms) VALUES (?, ?)"
+                    " ON CONFLICT (product_id) DO UPDATE SET name = NULL, unit_price_cents = NULL,"
+                    " currency = NULL, fetched_ms = NULL, invalidated_ms = " SOUK_SQL_GREATEST
+                    "(cart_products.invalidated_ms, excluded.invalidated_ms)",
+                    "si", id, souk_wall_ms()) < 0)
+        return SOUK_EDB;
     if (json_is_true(json_object_get(d, "archived")))
         return souk_db_run(db, "DELETE FROM cart_items WHERE product_id = ?", "s", id) < 0
                    ? SOUK_EDB

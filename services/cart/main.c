@@ -7,6 +7,7 @@
 #include "souk/souk.h"
 
 const char *cart_catalog_url, *cart_catalog_rpc;
+int64_t cart_product_ttl_ms;
 
 static const struct souk_conf config[] = {
     {"SOUK_CATALOG_URL", SOUK_CONF_STR, "http://127.0.0.1:8082", 1, 4096, &cart_catalog_url,
@@ -14,6 +15,9 @@ static const struct souk_conf config[] = {
     /* SOUK_CATALOG_URL is also where the catalog's feed is (HTTP) */
     {"SOUK_CATALOG_GRPC_URL", SOUK_CONF_STR, "", 0, 4096, &cart_catalog_rpc,
      "the catalog over gRPC (grpc://…): product lookups go there; empty: SOUK_CATALOG_URL"},
+    {"SOUK_CART_PRODUCT_TTL_MS", SOUK_CONF_INT, "30000", 0, 3600000, &cart_product_ttl_ms,
+     "how long a product the catalog named prices PUTs without asking it again, unless"
+     " product.updated came first (ms; 0: every PUT asks)"},
     {NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 

@@ -43,9 +43,9 @@ def bearer(token):
 class Shop:
     """The platform (souk up -d) seen by customers, an admin and the tests."""
 
-    def __init__(self, var_dir):
+    def __init__(self, var_dir, env=None):
         self.platform = Platform(var_dir, env={"SOUK_ADMIN_EMAIL": ADMIN_EMAIL,
-                                               "SOUK_ADMIN_PASSWORD": ADMIN_PASSWORD})
+                                               "SOUK_ADMIN_PASSWORD": ADMIN_PASSWORD, **(env or {})})
         self.var = str(var_dir)
 
     def up(self):

@@ -208,6 +208,68 @@ def test_bad_requests(shop):
     assert r.status_code == 200 and r.json()["items"] == []
 
 
+CART_TTL_MS = 3000
+
+
+def test_cart_product_table_freshness(tmp_path):
+    """The cart prices a PUT from its own table of products (services/cart/README.md,
+    "Freshness"): product.updated drops a row before any later PUT reads it, an
+    archived or unknown product is 404, and a change the cart never heard of reaches
+    a PUT within SOUK_CART_PRODUCT_TTL_MS."""
+    shop = Shop(tmp_path, env={"SOUK_CART_PRODUCT_TTL_MS": str(CART_TTL_MS)}).up()
+    try:
+        cart = shop.url("cart")
+        a, b = shop.customer(), shop.customer()
+
+        def put(c, pid, qty=1):
+            return requests.put(cart + f"/api/v1/cart/items/{pid}", headers=bearer(c["token"]),
+                                json={"quantity": qty}, timeout=10)
+
+        def price(c, pid):
+            r = requests.get(cart + "/api/v1/cart", headers=bearer(c["token"]), timeout=5)
+            return {i["product_id"]: i["unit_price_cents"] for i in r.json()["items"]}.get(pid)
+
+        pid = shop.product(price_cents=1000, stock=5)
+        assert shop.add_to_cart(a["token"], pid)["items"][0]["unit_price_cents"] == 1000
+        cat = shop.url("catalog") + f"/api/v1/products/{pid}"
+        etag = requests.get(cat, timeout=5).headers["ETag"]
+        r = requests.patch(cat, headers={**bearer(shop.admin), "If-Match": etag}, json={"price_cents": 1250},
+                           timeout=5)
+        assert r.status_code == 200, r.text
+        # the event that refreshed a's line dropped the row in the same transaction
+        wait_until(lambda: price(a, pid) == 1250, 15, "a's line repriced")
+        r = put(b, pid)
+        assert r.status_code == 200 and r.json()["items"][0]["unit_price_cents"] == 1250, r.text
+        # archived: its lines go, and a PUT after the event is 404 however fresh the row was
+        assert requests.delete(cat, headers=bearer(shop.admin), timeout=5).status_code == 204
+        wait_until(lambda: price(a, pid) is None, 15, "archived product's line removed")
+        assert_problem(put(b, pid, 2), 404, "product_not_found")
+        # unknown ids are asked every time, never kept
+        unknown = "prd_01J00000000000000000000000"
+        for _ in range(2):
+            assert_problem(put(a, unknown), 404, "product_not_found")
+        assert shop.platform.query("cart", "SELECT count(*) FROM cart_products WHERE product_id = ?",
+                                   (unknown,)) == [(0,)]
+        # a change the cart hears nothing of (written under the catalog, no event) is
+        # seen once the row is older than the TTL, never later
+        pid = shop.product(price_cents=500, stock=5)
+        # the product's creation is a product.updated too: heard first, so that it
+        # cannot drop the row under the test
+        wait_until(lambda: shop.platform.query("cart", "SELECT count(*) FROM cart_products WHERE product_id = ?"
+                                               " AND invalidated_ms > 0", (pid,)) == [(1,)], 15, "creation heard")
+        t0 = time.monotonic()
+        assert shop.add_to_cart(a["token"], pid)["items"][-1]["unit_price_cents"] == 500
+        assert shop.platform.query("catalog", "UPDATE products SET price_cents = 700 WHERE id = ?", (pid,)) == 1
+        r = put(b, pid)
+        assert r.status_code == 200, r.text
+        if time.monotonic() - t0 < CART_TTL_MS / 1000:   # a machine slower than the TTL: no claim
+            assert r.json()["items"][-1]["unit_price_cents"] == 500, "priced from the cart's table"
+        wait_until(lambda: put(b, pid).json()["items"][-1]["unit_price_cents"] == 700,
+                   CART_TTL_MS / 1000 + 10, "the TTL bounds a missed change")
+    finally:
+        shop.down()
+
+
 def test_oversell_fifty_customers_ten_units(shop):
     pid = shop.product(price_cents=1000, stock=10)
     with cf.ThreadPoolExecutor(8) as ex:

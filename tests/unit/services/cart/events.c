@@ -1,7 +1,7 @@
 /* Unit tests for services/cart/events.c on an in-memory cart: product.updated reprices
  * a line without making it look like the buyer's own later change, so the order that
  * took the line still empties it (order.confirmed), while a line the buyer really
- * changed after placing the order stays. */
+ * changed after placing the order stays; product.updated clears cart_products. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -19,6 +19,7 @@
 
 const char *cart_catalog_url = "http://127.0.0.1:9"; /* main.c's, not linked here */
 const char *cart_catalog_rpc = "";                   /* REST: the test answers no gRPC */
+int64_t cart_product_ttl_ms = 30000;
 
 static struct souk_db *db;
 
@@ -97,12 +98,46 @@ static void test_a_line_changed_after_the_order_stays(void **state)
     assert_int_equal(lines(), 1);
 }
 
+/* product.updated clears the product's row in cart_products (a PUT then asks the
+ * catalog) and records when, also for a product no PUT has asked about yet (a PUT
+ * in flight then asks again, cart.c); an archived product's too. */
+static void test_product_updated_clears_the_product_table(void **state)
+{
+    (void)state;
+    assert_int_equal(souk_db_run(db,
+                                 "INSERT INTO cart_products (product_id, name, unit_price_cents,"
+                                 " currency, fetched_ms) VALUES (?, 'Mug', 1200, 'USD', 1)",
+                                 "s", PRODUCT),
+                     1);
+    deliver(cart_on_product_updated, "product.updated",
+            json_pack("{s:s,s:i}", "id", PRODUCT, "price_cents", 1500));
+    int64_t n = -1;
+    assert_int_equal(souk_db_int(db, &n,
+                                 "SELECT count(*) FROM cart_products WHERE name IS NULL AND"
+                                 " unit_price_cents IS NULL AND fetched_ms IS NULL AND"
+                                 " invalidated_ms > 1",
+                                 NULL),
+                     1);
+    assert_int_equal(n, 1);
+    const char *other = "prd_01JB9ZQ7R1X3T9V2K8M4N6P0QE";
+    deliver(cart_on_product_updated, "product.updated",
+            json_pack("{s:s,s:b}", "product_id", other, "archived", 1));
+    assert_int_equal(souk_db_int(db, &n,
+                                 "SELECT count(*) FROM cart_products WHERE product_id = ? AND"
+                                 " fetched_ms IS NULL AND invalidated_ms > 0",
+                                 "s", other),
+                     1);
+    assert_int_equal(n, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_a_repriced_line_still_leaves_with_its_order, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_a_line_changed_after_the_order_stays, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_product_updated_clears_the_product_table, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
