@@ -248,7 +248,18 @@ struct line {
     int64_t price, qty;
     int64_t asked_ms; /* the cart's clock when the catalog was asked for that answer */
     bool cache;       /* keep the answer in cart_products (and refuse one older than an event) */
+    char *doc;        /* out: the cart after the write, rendered in its transaction */
+    size_t len;
 };
+
+/* The cart as the write left it, read in the write's transaction (one transaction
+ * per PUT, not a second one to read it back): 0 or cart_render's error. A run again
+ * by souk_db_tx renders again. */
+static int render_in_tx(struct souk_db *db, struct line *l)
+{
+    free(l->doc);
+    return cart_render(db, l->user, &l->doc, &l->len);
+}
 
 /* What write_line_tx says besides 0 (written) and the database's errors; with any of
  * them nothing was written and the commit is a no-op. */
@@ -262,7 +273,7 @@ enum { TX_FULL = 1, TX_MISS = 2, TX_RACED = 3 };
  * "Freshness"); TX_FULL: the cart is full. */
 static int write_line_tx(struct souk_db *db, void *arg)
 {
-    const struct line *l = arg;
+    struct line *l = arg;
     int64_t now_ms = souk_wall_ms();
     /* the cart's size, whether the line is one of it (the size check needs both),
      * and what cart_products knows of the product, in one statement */
@@ -297,7 +308,9 @@ static int write_line_tx(struct souk_db *db, void *arg)
             " unit_price_cents = excluded.unit_price_cents, currency = excluded.currency,"
             " quantity = excluded.quantity, updated_at = excluded.updated_at",
             "sisss", l->user, l->qty, l->now, l->now, l->product);
-        return rc < 0 ? rc : rc == 1 ? 0 : SOUK_EDB;
+        if (rc != 1)
+            return rc < 0 ? rc : SOUK_EDB;
+        return render_in_tx(db, l);
     }
     if (l->cache && (!cached || fetched < l->asked_ms)) { /* a newer answer stays */
         rc = souk_db_run(db,
@@ -317,7 +330,7 @@ static int write_line_tx(struct souk_db *db, void *arg)
         " unit_price_cents = excluded.unit_price_cents, currency = excluded.currency,"
         " quantity = excluded.quantity, updated_at = excluded.updated_at",
         "sssisiss", l->user, l->product, l->name, l->price, l->currency, l->qty, l->now, l->now);
-    return rc < 0 ? rc : 0;
+    return rc < 0 ? rc : render_in_tx(db, l);
 }
 
 #define ASK_MAX 3 /* catalog answers raced by events before the line is written uncached */
@@ -377,9 +390,13 @@ int cart_put_item(struct souk_req *r)
                               CART_LINES_MAX);
     else if (rc < 0)
         status = souk_handler_db_error(r, rc, "cannot write the cart");
-    else
-        status = reply_cart(r, user, 200);
+    else {
+        souk_reply_raw(r, "application/json", l.doc, l.len, true);
+        l.doc = NULL;
+        status = 200;
+    }
 out:
+    free(l.doc);
     json_decref(p);
     return status;
 }
