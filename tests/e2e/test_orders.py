@@ -225,6 +225,14 @@ def test_cart_product_table_freshness(tmp_path):
             return requests.put(cart + f"/api/v1/cart/items/{pid}", headers=bearer(c["token"]),
                                 json={"quantity": qty}, timeout=10)
 
+        def heard(pid):
+            """pid once the cart has heard of its creation (a product.updated too), which
+            would otherwise drop its row under the test"""
+            wait_until(lambda: shop.platform.query("cart", "SELECT count(*) FROM cart_products"
+                                                   " WHERE product_id = ? AND invalidated_ms > 0", (pid,)) == [(1,)],
+                       15, "creation heard")
+            return pid
+
         def price(c, pid):
             r = requests.get(cart + "/api/v1/cart", headers=bearer(c["token"]), timeout=5)
             return {i["product_id"]: i["unit_price_cents"] for i in r.json()["items"]}.get(pid)
@@ -252,11 +260,7 @@ def test_cart_product_table_freshness(tmp_path):
                                    (unknown,)) == [(0,)]
         # a change the cart hears nothing of (written under the catalog, no event) is
         # seen once the row is older than the TTL, never later
-        pid = shop.product(price_cents=500, stock=5)
-        # the product's creation is a product.updated too: heard first, so that it
-        # cannot drop the row under the test
-        wait_until(lambda: shop.platform.query("cart", "SELECT count(*) FROM cart_products WHERE product_id = ?"
-                                               " AND invalidated_ms > 0", (pid,)) == [(1,)], 15, "creation heard")
+        pid = heard(shop.product(price_cents=500, stock=5))
         t0 = time.monotonic()
         assert shop.add_to_cart(a["token"], pid)["items"][-1]["unit_price_cents"] == 500
         assert shop.platform.query("catalog", "UPDATE products SET price_cents = 700 WHERE id = ?", (pid,)) == 1
@@ -266,6 +270,18 @@ def test_cart_product_table_freshness(tmp_path):
             assert r.json()["items"][-1]["unit_price_cents"] == 500, "priced from the cart's table"
         wait_until(lambda: put(b, pid).json()["items"][-1]["unit_price_cents"] == 700,
                    CART_TTL_MS / 1000 + 10, "the TTL bounds a missed change")
+        # a full cart takes no new product, priced from the table or not, but its lines change
+        assert shop.platform.query(
+            "cart", "INSERT INTO cart_items (user_id, product_id, name, unit_price_cents, currency, quantity,"
+            " added_at, updated_at) WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 49)"
+            " SELECT ?, 'prd_filler' || n, 'filler', 1, 'USD', 1, '2000-01-01T00:00:00Z', '2000-01-01T00:00:00Z'"
+            " FROM s", (b["id"],)) == 49
+        assert_problem(put(b, shop.product()), 409, "cart_full")   # asked of the catalog
+        p3 = heard(shop.product())
+        shop.add_to_cart(a["token"], p3)
+        assert_problem(put(b, p3), 409, "cart_full")   # priced from the table (within the TTL)
+        r = put(b, pid, 3)
+        assert r.status_code == 200 and len(r.json()["items"]) == 50, r.text
     finally:
         shop.down()
 
