@@ -26,6 +26,7 @@ DURATION = os.environ.get("BENCH_DURATION", "3s" if QUICK else "5s")
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "64"))
 WRK = ["wrk", "-t1", "-c%d" % CONNECTIONS, "-d" + DURATION, "--latency"]
 WARMUP = ["wrk", "-t1", "-c%d" % CONNECTIONS, "-d1s"]
+WARMUP_AT_ONCE = int(os.environ.get("BENCH_WARMUP_AT_ONCE", "3"))   # warm-ups side by side
 QUICK_SCENARIOS = ["ceiling", "catalog", "gateway", "nginx_proxy", "catalog_q", "catalog_cat",
                    "route_browse", "route_cart", "journey", "sizes"]
 # scenarios whose CPU is also counted per service (the per-route table of the journey)
@@ -53,7 +54,7 @@ READY_TIMEOUT = 30.0
 COLD_RUNS = 1 if QUICK else 3
 JOURNEY_USERS = 64                  # see bench/journey.lua for why 64
 CART_PRODUCTS = 20
-PROFILE_SECONDS = 4
+PROFILE_SECONDS = 4                 # perf attaches, then PROFILE_SECONDS - 1 of wrk load
 TEST_CARD = "4242424242424242"
 
 # Aims (DESIGN issue 8): reported, never asserted.

@@ -16,8 +16,8 @@ import time
 from . import config, peers, rpc, scale, scenarios, sizes
 from .config import (AIM_CEILING, AIM_CHECKOUTS, AIM_EXPRESS, BENCH, COLD_RUNS, DURATION,
                      IDLE_SETTLE_S, PER_SERVICE, PHASES, QUICK,
-                     QUICK_RESULTS, QUICK_SCENARIOS, RESULTS, ROOT, ROUNDS, SERVICES, WARMUP, WRK,
-                     log)
+                     QUICK_RESULTS, QUICK_SCENARIOS, RESULTS, ROOT, ROUNDS, SERVICES, WARMUP,
+                     WARMUP_AT_ONCE, WRK, log)
 from .measurement import (TICKS, RssSampler, cpu_ticks, group_rss_kb, loadavg, machine,
                           mem_detail_kb, profile, profile_each, rss_kb, wait_idle, wrk)
 from .net import http
@@ -156,12 +156,27 @@ def measure_once(ctx, s, pids, plat, watched, wrk_log):
     return r
 
 
+def warm_ups(live):
+    """1 s of load on each scenario but the journey (it warms up in its first round):
+    caches, prepared statements, pools, threads. WARMUP_AT_ONCE side by side (nothing is
+    measured: each still gets thousands of requests, where a cache needs one), so no
+    server gets more than a few scenarios' connections at a time."""
+    todo = [s for s in live if s.key != "journey"]
+    for i in range(0, len(todo), WARMUP_AT_ONCE):
+        ws = [subprocess.Popen(WARMUP + ["-s", os.path.join(BENCH, s.script), s.url, "--"] + s.args,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+              for s in todo[i:i + WARMUP_AT_ONCE]]
+        for w in ws:
+            try:
+                w.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                w.kill()
+                w.wait()
+
+
 def run_rounds(ctx, live, serving, plat, watched, wrk_log):
-    with PHASES("warm-ups (1 s per scenario)"):
-        for s in live:
-            if s.key != "journey":   # the journey warms up in its first round
-                subprocess.run(WARMUP + ["-s", os.path.join(BENCH, s.script), s.url, "--"] + s.args,
-                               capture_output=True, timeout=60)
+    with PHASES("warm-ups (1 s, %d scenarios side by side)" % WARMUP_AT_ONCE):
+        warm_ups(live)
     with PHASES("rounds: %d round(s) × %d scenarios × %s" % (ROUNDS, len(live), DURATION)):
         rounds(ctx, live, serving, plat, watched, wrk_log)
 
@@ -336,7 +351,7 @@ def main():
     reports = concurrent.futures.ThreadPoolExecutor(2)
     reports_t = None
     if not QUICK:
-        with PHASES("profiles: perf record (%d s each)" % config.PROFILE_SECONDS):
+        with PHASES("profiles: perf record (%d s of load each)" % (config.PROFILE_SECONDS - 1)):
             later = Later(reports)
             profile_missed(ctx, plat, tmp, ids_file, token, journey_file, tag, later)
         reports_t = time.monotonic()

@@ -293,8 +293,8 @@ def profiles_section(L, ctx):
     if not ctx["profiles"]:
         L.append("No aim that a profile could explain was missed in this run.\n")
     for name, (lines, err) in ctx["profiles"].items():
-        L.append("### %s under load (`perf record -F 999 --call-graph dwarf`, %d s; time including callees, user-space frames)\n" % (
-            name, PROFILE_SECONDS))
+        L.append("### %s under load (`perf record -F 999 --call-graph dwarf` over %d s of wrk; time including callees, user-space frames)\n" % (
+            name, PROFILE_SECONDS - 1))
         if err:
             L.append("Not profiled: %s\n" % err)
         else:

@@ -175,9 +175,9 @@ def measure(tmp, admin):
                     s.round(CHECKOUTS)
             after = {s.mode: call_stats(s.plat, s.mode) for s in sides}
     finally:
-        with PHASES("rpc: teardown"):
-            for s in sides:
-                s.plat.down()
+        with PHASES("rpc: teardown"):   # side by side, as they came up
+            with concurrent.futures.ThreadPoolExecutor(len(sides)) as pool:
+                list(pool.map(lambda s: s.plat.down(), sides))
     out = {"rounds": ROUNDS, "checkouts": CHECKOUTS, "threads": THREADS, "idle": idle, "modes": {}}
     for s in sides:
         done = sum(r[0] for r in s.runs)

@@ -34,6 +34,7 @@ WARMUP = ["wrk", "-t1", "-c%d" % CONNECTIONS, "-d2s"]
 PG = os.path.join(ROOT, "scripts", "pg")
 SIDES = ("local", "scale")
 ENGINES = ("postgresql", "rabbitmq")   # the scale side's shared engines, measured as services are
+STATS_FLUSH_S = 1.2   # PostgreSQL 15 reports a backend's counts at most once a second
 
 
 # ---- process trees and what they cost ----
@@ -295,6 +296,7 @@ class Side:
         self.idle_cpu = {}             # group -> CPU seconds per second at rest
         self.mem = {}                  # group -> {pss, anon, rss, procs}
         self.startup = None
+        self.busy_until = time.monotonic()   # when its last load (wrk) ended
 
     def groups(self):
         """group -> (pids, is_engine): each service's replicas, then the engines."""
@@ -310,7 +312,9 @@ class Side:
         if self.cluster is None:
             return {}
         wait_idle(self.all_pids(), timeout=5)
-        time.sleep(1.2)   # PostgreSQL 15 flushes a backend's counts at most once a second
+        # PostgreSQL 15 flushes a backend's counts at most once a second: read 1.2 s after
+        # this side's last load (a round that follows the other side's has waited enough)
+        time.sleep(max(0.0, self.busy_until + STATS_FLUSH_S - time.monotonic()))
         return self.cluster.xacts()
 
     def refresh_backends(self):
@@ -347,6 +351,7 @@ class Side:
     def warm_up(self, tag):
         subprocess.run(WARMUP + ["-s", os.path.join(config.BENCH, "journey.lua"), self.gw, "--",
                                  self.data_file, tag + self.name + "w"], capture_output=True, timeout=60)
+        self.busy_until = time.monotonic()
 
     def round(self, tag, n, wrk_log):
         wait_idle(self.all_pids(), timeout=5)
@@ -355,6 +360,7 @@ class Side:
         c0, t0 = self.ticks(), time.monotonic()
         r = wrk(WRK, self.gw, "journey.lua", [self.data_file, "%s%s%d" % (tag, self.name, n)], wrk_log)
         c1, wall = self.ticks(), time.monotonic() - t0
+        self.busy_until = time.monotonic()
         done = r.get("checkouts") or 0
         x1 = self.xacts()
         r["xacts"] = {db: (x1[db] - x0[db]) / done for db in x1 if db in x0} if done else {}
@@ -405,7 +411,8 @@ def measure(tmp, admin, wrk_log=None):
         return _measure(tmp, admin, tag, wrk_log, load_before)
     finally:   # everything this started, stopped now (a full run goes on after it)
         t = time.monotonic()
-        while len(CLEAN.actions) > n0:
+        teardown(CLEAN.actions[n0:])
+        while len(CLEAN.actions) > n0:   # whatever a step added meanwhile, last first
             try:
                 CLEAN.actions.pop()()
             except Exception as e:
@@ -413,18 +420,52 @@ def measure(tmp, admin, wrk_log=None):
         PHASES.add("scale: teardown", time.monotonic() - t)
 
 
-def start_engines(tmp):
-    """The scale-out side's own binaries, its PostgreSQL cluster and RabbitMQ node, started
-    (each registered for cleanup); (cluster, broker, bin dir)."""
-    bin_scale = os.path.join(tmp, "bin-scale")
-    shutil.copytree(config.BIN, bin_scale)
+def teardown(actions):
+    """Run the cleanup actions this section registered: the platforms (souk down) side by
+    side first, then the rest (PostgreSQL, RabbitMQ) side by side. Each leaves
+    CLEAN.actions once done, so a signal meanwhile still runs what is left."""
+    def one(a):
+        try:
+            a()
+        except Exception as e:
+            log("scale: cleanup: %s" % e)
+        if a in CLEAN.actions:
+            CLEAN.actions.remove(a)
+    downs = [a for a in actions if isinstance(getattr(a, "__self__", None), Platform)]
+    for group in (downs, [a for a in actions if a not in downs]):
+        with concurrent.futures.ThreadPoolExecutor(max(1, len(group))) as pool:
+            list(pool.map(one, group))
+
+
+def start_engines(tmp, admin):
+    """The scale-out side's own binaries, its PostgreSQL cluster and RabbitMQ node started
+    side by side (each registered for cleanup), and its platform seeded as soon as
+    PostgreSQL is up (`souk seed` needs the databases, not the broker: a service's seed
+    only configures its events); (cluster, broker, platform)."""
     t = time.monotonic()
-    cluster = Cluster(os.path.join(tmp, "scale-pg")).start()
-    log("scale: PostgreSQL up in %.1fs (postmaster %d)" % (time.monotonic() - t, cluster.pid))
-    t = time.monotonic()
-    broker = Broker(os.path.join(tmp, "scale-rabbitmq")).start()
-    log("scale: RabbitMQ up in %.1fs" % (time.monotonic() - t))
-    return cluster, broker, bin_scale
+    broker = Broker(os.path.join(tmp, "scale-rabbitmq"))   # its ports and URL, not started
+
+    def pg_and_seed():
+        bin_scale = os.path.join(tmp, "bin-scale")
+        shutil.copytree(config.BIN, bin_scale)
+        cluster = Cluster(os.path.join(tmp, "scale-pg")).start()
+        log("scale: PostgreSQL up in %.1fs (postmaster %d)" % (time.monotonic() - t, cluster.pid))
+        t_seed = time.monotonic()
+        plat = ScalePlatform(os.path.join(tmp, "scale-var"), admin, bin_scale, cluster, broker)
+        plat.seed()
+        log("scale: scale-out side seeded in %.1fs" % (time.monotonic() - t_seed))
+        return cluster, plat
+
+    def rabbit():
+        broker.start()
+        log("scale: RabbitMQ up in %.1fs" % (time.monotonic() - t))
+    # each waits mostly on its own start-up
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(pg_and_seed), pool.submit(rabbit)]
+        concurrent.futures.wait(futures)
+    futures[1].result()
+    cluster, plat = futures[0].result()
+    return cluster, broker, plat
 
 
 def _measure(tmp, admin, tag, wrk_log, load_before):
@@ -442,37 +483,40 @@ def _measure(tmp, admin, tag, wrk_log, load_before):
     with PHASES("scale: local side seeded, up"):
         local.seed()
         sides[0].startup = local.up()
-    # the scale-out side's engines boot in the background from here, while the local side's
-    # shoppers register (nothing is measured meanwhile: the local side's start is timed
-    # above, its idle reading comes once both engines are up)
+    # the scale-out side's engines boot in the background from here, and its databases are
+    # seeded, while the local side's shoppers register (nothing is measured meanwhile: the
+    # local side's start is timed above, its idle reading comes once the engines are up
+    # and the seed is done, before any scale-out service starts)
     boot_pool = concurrent.futures.ThreadPoolExecutor(1)
-    boot = boot_pool.submit(start_engines, tmp)
+    boot = boot_pool.submit(start_engines, tmp, admin)
     boot_pool.shutdown(wait=False)
     try:
-        with PHASES("scale: local side's journey users (PostgreSQL, RabbitMQ booting beside)"):
+        with PHASES("scale: local side's journey users (beside: PostgreSQL and RabbitMQ "
+                    "booting, then the scale-out side's seed)"):
             sides[0].prepare(tag, admin, tmp)
     except BaseException:
         # the engines registered for cleanup before measure() stops what this started
         concurrent.futures.wait([boot])
         raise
-    with PHASES("scale: waiting for PostgreSQL and RabbitMQ"):
-        cluster, broker, bin_scale = boot.result()
+    with PHASES("scale: waiting for PostgreSQL, RabbitMQ, the scale-out side's seed"):
+        cluster, broker, plat = boot.result()
     with PHASES("scale: local side idle (memory, 5 s CPU)"):
         sides[0].measure_idle()   # before the scale-out side's services exist: they share no page
-    with PHASES("scale: scale-out side seeded, up, journey users"):
-        plat = ScalePlatform(os.path.join(tmp, "scale-var"), admin, bin_scale, cluster, broker)
+    with PHASES("scale: scale-out side up, journey users"):
         scale = Side("scale", plat, {"postgresql": lambda: [cluster.pid], "rabbitmq": broker.pids},
                      cluster)
         sides.append(scale)
-        plat.seed()
         scale.startup = plat.up()
         log("scale: %s" % plat.souk_line)
         scale.prepare(tag, admin, tmp)
     with PHASES("scale: scale-out side idle (memory, 5 s CPU)"):
         scale.measure_idle()
     with PHASES("scale: warm-ups, %d rounds × 2 sides × %s" % (ROUNDS, DURATION)):
-        for s in sides:
-            s.warm_up(tag)
+        # the two sides' warm-ups side by side (nothing is measured; each platform is its
+        # own: each still checks out hundreds of times)
+        with concurrent.futures.ThreadPoolExecutor(len(sides)) as pool:
+            for f in [pool.submit(s.warm_up, tag) for s in sides]:
+                f.result()
         for n in range(ROUNDS):
             for s in (sides if n % 2 == 0 else sides[::-1]):
                 s.round(tag, n, wrk_log)
