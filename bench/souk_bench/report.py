@@ -376,6 +376,12 @@ def sizes_section(L, ctx):
                  if seeded else "seeded by an earlier run, kept in build/bench-cache/",
                  labels[0], ", ".join("%s %s" % (sizes.size_label(n), mb(kb)) for n, kb in
                                       sorted(ctx["size_rss_kb"].items()))))
+    left = [label for key, label, _, _ in sizes.ALL_PAGES
+            if key in sizes.SAME_AS_DEEP and key not in {p[0] for p in sizes.PAGES}]
+    if left:
+        L.append("Left out: %s, first pages whose deep page above runs the same statement from "
+                 "a later position (bench/README.md, step 7; `BENCH_SIZE_PAGES=all` runs them).\n"
+                 % ", ".join(left))
     ctx["size_worst"] = worst
     if ctx.get("size_error"):
         L.append("The axis stopped early: %s.\n" % ctx["size_error"])

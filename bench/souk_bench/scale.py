@@ -34,7 +34,7 @@ WARMUP = ["wrk", "-t1", "-c%d" % CONNECTIONS, "-d2s"]
 PG = os.path.join(ROOT, "scripts", "pg")
 SIDES = ("local", "scale")
 ENGINES = ("postgresql", "rabbitmq")   # the scale side's shared engines, measured as services are
-STATS_FLUSH_S = 1.2   # PostgreSQL 15 reports a backend's counts at most once a second
+STATS_FLUSH_S = 1.2   # PostgreSQL 15 reports an idle backend's counts at most a second late
 
 
 # ---- process trees and what they cost ----
@@ -296,7 +296,7 @@ class Side:
         self.idle_cpu = {}             # group -> CPU seconds per second at rest
         self.mem = {}                  # group -> {pss, anon, rss, procs}
         self.startup = None
-        self.busy_until = time.monotonic()   # when its last load (wrk) ended
+        self.quiet_at = None   # when it went quiet after its last load; None: not seen yet
 
     def groups(self):
         """group -> (pids, is_engine): each service's replicas, then the engines."""
@@ -313,8 +313,11 @@ class Side:
             return {}
         wait_idle(self.all_pids(), timeout=5)
         # PostgreSQL 15 flushes a backend's counts at most once a second: read 1.2 s after
-        # this side's last load (a round that follows the other side's has waited enough)
-        time.sleep(max(0.0, self.busy_until + STATS_FLUSH_S - time.monotonic()))
+        # this side went quiet after its last load (a round that follows this side's own
+        # reading after its previous round, or the other side's round, waits no more)
+        if self.quiet_at is None:
+            self.quiet_at = time.monotonic()
+        time.sleep(max(0.0, self.quiet_at + STATS_FLUSH_S - time.monotonic()))
         return self.cluster.xacts()
 
     def refresh_backends(self):
@@ -351,7 +354,7 @@ class Side:
     def warm_up(self, tag):
         subprocess.run(WARMUP + ["-s", os.path.join(config.BENCH, "journey.lua"), self.gw, "--",
                                  self.data_file, tag + self.name + "w"], capture_output=True, timeout=60)
-        self.busy_until = time.monotonic()
+        self.quiet_at = None
 
     def round(self, tag, n, wrk_log):
         wait_idle(self.all_pids(), timeout=5)
@@ -360,7 +363,7 @@ class Side:
         c0, t0 = self.ticks(), time.monotonic()
         r = wrk(WRK, self.gw, "journey.lua", [self.data_file, "%s%s%d" % (tag, self.name, n)], wrk_log)
         c1, wall = self.ticks(), time.monotonic() - t0
-        self.busy_until = time.monotonic()
+        self.quiet_at = None
         done = r.get("checkouts") or 0
         x1 = self.xacts()
         r["xacts"] = {db: (x1[db] - x0[db]) / done for db in x1 if db in x0} if done else {}

@@ -215,20 +215,19 @@ def run(ctx, tmp, wrk_log, before_rounds=None):
                 "/".join(size_label(n) for n in SIZES)):
         catalogs, scenarios = setup(ctx, tmp)
     ctx["size_scenarios"] = scenarios
-    with PHASES("sizes: warm-ups (the sizes side by side)"):
-        # the first page of each: caches and prepared statements. Each size is its own
-        # process, so their warm-ups run at once, a page at a time (nothing is measured;
-        # each still gets hundreds of requests or more, where a cache needs one)
-        for page in [p for p in WARM_PAGES if any(s.page == p for s in scenarios)]:
-            ws = [subprocess.Popen(SIZE_WARMUP + ["-s", os.path.join(BENCH, s.script), s.url, "--"] +
-                                   s.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                  for s in scenarios if s.page == page]
-            for w in ws:
-                try:
-                    w.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    w.kill()
-                    w.wait()
+    with PHASES("sizes: warm-ups (every size and page at once)"):
+        # a few pages of each: caches and prepared statements. Each size is its own
+        # process, so every warm-up runs at once (nothing is measured; each still gets
+        # hundreds of requests or more, where a cache needs one)
+        ws = [subprocess.Popen(SIZE_WARMUP + ["-s", os.path.join(BENCH, s.script), s.url, "--"] +
+                               s.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+              for s in scenarios if s.page in WARM_PAGES]
+        for w in ws:
+            try:
+                w.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                w.kill()
+                w.wait()
     if before_rounds is not None:
         before_rounds()
     pids = [c.proc.pid for c in catalogs]
