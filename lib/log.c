@@ -86,10 +86,29 @@ static size_t utf8_len(const unsigned char *s)
     return 0;
 }
 
+/* Printable ASCII but '"' and '\\': copied as it is, a run at a time. */
+static bool plain(unsigned char ch) { return ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\'; }
+
 size_t souk__json_escape(char *buf, size_t len, size_t cap, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
     while (*s != '\0') {
+        /* the common case (ids, paths, routes): a run of plain bytes, one byte each,
+         * as many as the cap leaves room for */
+        size_t run = 0;
+        while (plain((unsigned char)s[run]))
+            run++;
+        if (run > 0) {
+            size_t room = cap > len + 1 ? cap - len - 1 : 0;
+            if (run > room) {
+                memcpy(buf + len, s, room);
+                return len + room;
+            }
+            memcpy(buf + len, s, run);
+            len += run;
+            s += run;
+            continue;
+        }
         unsigned char ch = (unsigned char)*s;
         char esc[7];
         const char *out = esc;
@@ -101,8 +120,6 @@ size_t souk__json_escape(char *buf, size_t len, size_t cap, const char *s)
         } else if (ch < 0x20 || ch == 0x7f) {
             memcpy(esc, "\\u00", 4);
             esc[4] = hex[ch >> 4], esc[5] = hex[ch & 15], n = 6;
-        } else if (ch < 0x80) {
-            esc[0] = (char)ch, n = 1;
         } else if ((in = utf8_len((const unsigned char *)s)) > 0) {
             out = s, n = in; /* JSON carries UTF-8 as it is */
         } else {
@@ -164,14 +181,62 @@ static size_t put_str(char *buf, size_t len, size_t cap, const char *name, const
     return put(buf, len, cap, "\"");
 }
 
+/* value in decimal into num (room for any long long); its length */
+static size_t format_int(char num[32], long long value)
+{
+    char digits[24];
+    size_t n = 0, len = 0;
+    /* negated as unsigned: LLONG_MIN has no positive twin */
+    unsigned long long u = value < 0 ? 0 - (unsigned long long)value : (unsigned long long)value;
+    do
+        digits[n++] = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (value < 0)
+        num[len++] = '-';
+    while (n > 0)
+        num[len++] = digits[--n];
+    num[len] = '\0';
+    return len;
+}
+
 static size_t put_int(char *buf, size_t len, size_t cap, const char *name, long long value)
 {
     char num[32];
-    snprintf(num, sizeof(num), "%lld", value);
+    format_int(num, value);
     len = put(buf, len, cap, ",\"");
     len = put(buf, len, cap, name);
     len = put(buf, len, cap, "\":");
     return put(buf, len, cap, num);
+}
+
+/* souk_time_now's text, "2026-11-29T19:30:05.371Z", with the date and time of day
+ * formatted once a second per thread (gmtime and printf cost more than the rest of
+ * an access line) and only the milliseconds each time. */
+static void time_now(char out[SOUK_TIME_MAX])
+{
+    static _Thread_local int64_t cached_sec = -1;
+    static _Thread_local char cached[SOUK_TIME_MAX];
+    static _Thread_local size_t cached_len; /* up to and with the '.' */
+    int64_t ms = souk_wall_ms();
+    int64_t sec = ms / 1000;
+    int frac = (int)(ms % 1000);
+    if (ms < 0 || sec != cached_sec) {
+        souk_time_rfc3339(ms, out);
+        size_t n = strlen(out);
+        /* keep the second's part when the text is the usual one ending ".mmmZ" */
+        if (ms >= 0 && n >= 5 && out[n - 5] == '.' && out[n - 1] == 'Z') {
+            memcpy(cached, out, n - 4);
+            cached_len = n - 4;
+            cached_sec = sec;
+        }
+        return;
+    }
+    memcpy(out, cached, cached_len);
+    out[cached_len] = (char)('0' + frac / 100);
+    out[cached_len + 1] = (char)('0' + frac / 10 % 10);
+    out[cached_len + 2] = (char)('0' + frac % 10);
+    out[cached_len + 3] = 'Z';
+    out[cached_len + 4] = '\0';
 }
 
 /* What every line starts with, in the order the ecs-logging spec asks for: @timestamp,
@@ -181,7 +246,7 @@ static size_t put_head(char *buf, size_t cap, enum souk_log_level level, const c
 {
     char ts[SOUK_TIME_MAX];
     size_t len = 0;
-    souk_time_now(ts);
+    time_now(ts);
     len = put(buf, len, cap, "{\"@timestamp\":\"");
     len = put(buf, len, cap, ts);
     len = put(buf, len, cap, "\",\"log.level\":\"");
@@ -330,18 +395,36 @@ void souk_log_config_error(const char *fmt, ...)
     (void)w;
 }
 
+/* At most max bytes of s (stopping at its end) into out at len; the new length. */
+static size_t cat_n(char *out, size_t len, const char *s, size_t max)
+{
+    size_t n = strnlen(s, max);
+    memcpy(out + len, s, n);
+    return len + n;
+}
+
 void souk__log_access(const struct souk__access *a)
 {
     char line[ACCESS_LINE_MAX];
     const size_t cap = sizeof(line) - 2;
     char path[MESSAGE_MAX / 2], msg[MESSAGE_MAX];
-    snprintf(path, sizeof(path), "%s", a->path);
+    size_t plen = cat_n(path, 0, a->path, sizeof(path) - 1);
+    path[plen] = '\0';
     souk__redact_digits(path);
-    /* what a person reads first in Kibana's log view: "GET /api/v1/products 200" */
-    if (a->grpc_status != NULL) /* "POST /souk.users.v1.Users/GetAddress NOT_FOUND" */
-        snprintf(msg, sizeof(msg), "%.16s %s %.24s", a->method, path, a->grpc_status);
+    /* what a person reads first in Kibana's log view: "GET /api/v1/products 200", or
+     * for gRPC "POST /souk.users.v1.Users/GetAddress NOT_FOUND". Built by hand, not
+     * printf (a tenth of the access line's cost): method 16, path 511 and status 24
+     * bytes at most always fit msg. */
+    size_t m = cat_n(msg, 0, a->method, 16);
+    msg[m++] = ' ';
+    memcpy(msg + m, path, plen);
+    m += plen;
+    msg[m++] = ' ';
+    if (a->grpc_status != NULL)
+        m = cat_n(msg, m, a->grpc_status, 24);
     else
-        snprintf(msg, sizeof(msg), "%.16s %s %d", a->method, path, a->status);
+        m += format_int(msg + m, a->status);
+    msg[m] = '\0';
     size_t len = put_head(line, cap, SOUK_LOG_INFO, msg, access_dataset);
     len = put_str(line, len, cap, "http.request.id", a->request_id, ID_MAX);
     len = put_trace(line, len, cap, a->traceparent);
