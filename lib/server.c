@@ -390,12 +390,15 @@ static void trace_begin(struct souk_req *r)
 {
     const char *route = r->route >= 0 ? souk__srv.routes[r->route].pattern : NULL;
     char name[SOUK_SPAN_NAME_MAX], path[SOUK_SPAN_VALUE_MAX];
-    snprintf(name, sizeof(name), route ? "%s %s" : "%s", r->method, route);
-    souk_span_start_from(&r->span, SOUK_SPAN_SERVER, name, souk_req_header(r, "traceparent"));
+    /* named only once it is known to record: most spans are not (no collector, or
+     * sampled out), and then the name would be formatted for nothing */
+    souk_span_start_from(&r->span, SOUK_SPAN_SERVER, NULL, souk_req_header(r, "traceparent"));
     if (r->route >= 0 && (size_t)r->route >= souk__srv.kit_routes_from)
         souk_span_mute(&r->span);
     if (!souk_span_recording(&r->span))
         return;
+    snprintf(name, sizeof(name), route ? "%s %s" : "%s", r->method, route);
+    souk_span_set_name(&r->span, name);
     snprintf(path, sizeof(path), "%s", r->path);
     souk__redact_digits(path); /* as in the access log: a URL may carry what it should not */
     souk_span_set_str(&r->span, "http.request.method", r->method);
@@ -442,19 +445,34 @@ static enum MHD_Result gather_xff(void *cls, enum MHD_ValueKind kind, const char
 
 /* The client's address: the TCP peer, or, when the peer is a trusted proxy
  * (SOUK_TRUSTED_PROXIES), the client it vouches for in X-Forwarded-For. */
-static void client_address(struct souk_req *r)
+void souk__server_peer(struct MHD_Connection *c, char peer[INET6_ADDRSTRLEN])
 {
     const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    char peer[INET6_ADDRSTRLEN] = "-";
-    strcpy(r->client, "-");
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    strcpy(peer, "-");
     if (ci == NULL || ci->client_addr == NULL)
         return;
     const struct sockaddr *sa = ci->client_addr;
     if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, peer, sizeof(peer));
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, peer, INET6_ADDRSTRLEN);
     else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, peer, sizeof(peer));
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, peer, INET6_ADDRSTRLEN);
+}
+
+static void client_address(struct souk_req *r)
+{
+    /* the guard worked the peer out when the connection opened: a peer that is no
+     * trusted proxy is the client, and nothing of the request can change that */
+    const char *known;
+    if (souk__conn_peer(r->conn, &known)) {
+        strcpy(r->client, known);
+        return;
+    }
+    char peer[INET6_ADDRSTRLEN];
+    strcpy(r->client, "-");
+    souk__server_peer(r->conn, peer);
+    if (strcmp(peer, "-") == 0)
+        return;
     struct xff_lines x = {r, NULL};
     if (souk_realip_trusted(souk__srv.trusted_proxies, peer))
         MHD_get_connection_values(r->conn, MHD_HEADER_KIND, gather_xff, &x);

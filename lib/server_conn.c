@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "server_int.h"
+#include "souk/realip.h"
 #include "souk/log.h"
 #include "souk/metrics.h"
 #include "souk/souk.h"
@@ -31,6 +32,9 @@ struct conn {
     int fd;
     _Atomic uint64_t deadline_ms; /* headers due by then; 0: none */
     atomic_bool linger;
+    /* set when the connection opens, read by its requests (same MHD thread) */
+    char peer[INET6_ADDRSTRLEN];
+    bool peer_is_client; /* no trusted proxy: peer is every request's client address */
 };
 
 struct lingering {
@@ -57,6 +61,15 @@ static struct conn *conn_of(struct MHD_Connection *c)
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     return ci != NULL ? ci->socket_context : NULL;
+}
+
+bool souk__conn_peer(struct MHD_Connection *c, const char **client)
+{
+    struct conn *k = conn_of(c);
+    if (k == NULL || !k->peer_is_client)
+        return false;
+    *client = k->peer;
+    return true;
 }
 
 void souk__conn_headers_done(struct MHD_Connection *c)
@@ -166,6 +179,8 @@ void souk__conn_notify(void *cls, struct MHD_Connection *c, void **socket_contex
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
         struct conn *k = souk_xcalloc(1, sizeof(*k));
         k->fd = ci != NULL ? ci->connect_fd : -1;
+        souk__server_peer(c, k->peer);
+        k->peer_is_client = !souk_realip_trusted(souk__srv.trusted_proxies, k->peer);
         atomic_store(&k->deadline_ms, now_ms() + header_ms);
         pthread_mutex_lock(&mu);
         k->next = conns;

@@ -5,6 +5,7 @@
 #ifndef SOUK_SERVER_INT_H
 #define SOUK_SERVER_INT_H
 
+#include <arpa/inet.h>
 #include <jansson.h>
 #include <microhttpd.h>
 #include <stdatomic.h>
@@ -92,6 +93,12 @@ void souk__conn_stop(void);
 /* MHD_OPTION_NOTIFY_CONNECTION callback for the listeners the guard watches. */
 void souk__conn_notify(void *cls, struct MHD_Connection *c, void **socket_context,
                        enum MHD_ConnectionNotificationCode toe);
+/* The client address of every request on c, worked out when it opened: true with
+ * *client set (c's peer, which is no trusted proxy), or false when it depends on the
+ * request (a trusted proxy's X-Forwarded-For) or c is not watched by the guard. */
+bool souk__conn_peer(struct MHD_Connection *c, const char **client);
+/* c's peer address as text (inet_ntop), or "-" when unknown (server.c). */
+void souk__server_peer(struct MHD_Connection *c, char peer[INET6_ADDRSTRLEN]);
 /* A request's headers have arrived: no deadline until its answer is done. */
 void souk__conn_headers_done(struct MHD_Connection *c);
 /* A request on c is over (answered or abandoned): the next one's deadline starts. */
