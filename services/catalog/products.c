@@ -31,76 +31,100 @@ static const struct {
     {"attributes", COL_JSON}, {"stock_available", COL_INT},
     {"created_at", COL_TEXT}, {"updated_at", COL_TEXT},
 };
-#define PRODUCT_VERSION_COL ((int)SOUK_ARRAY_LEN(product_cols))
+#define PRODUCT_VERSION_COL ((int)SOUK_ARRAY_LEN(product_cols)) /* p.version, after them */
 
 static const char product_get_sql[] =
     "SELECT p.id, p.sku, p.name, p.description, p.price_cents, p.currency, p.category,"
     " p.image_url, p.attributes, p.on_hand - p.reserved, p.created_at, p.updated_at, p.version"
     " FROM products p WHERE p.id = ? AND p.archived = 0";
 
-/* s as a JSON string at out (room for 6 bytes per byte of s, and 2); past its end */
-static char *put_json_string(char *out, const char *s)
+/* Bytes SQLite's json_object writes as they are: all but '"', '\\' and controls. */
+static bool plain(unsigned char c) { return c >= 0x20 && c != '"' && c != '\\'; }
+
+/* s (n bytes) as a JSON string at out, room for 6 bytes per byte and 2; past its end */
+static char *put_json_string(char *out, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
+    static const char short_form[32] = {
+        ['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n', ['\f'] = 'f', ['\r'] = 'r'};
     *out++ = '"';
-    for (; *s != '\0'; s++) {
-        unsigned char c = (unsigned char)*s;
+    for (size_t i = 0; i < n;) {
+        size_t run = i;
+        while (run < n && plain((unsigned char)s[run]))
+            run++;
+        memcpy(out, s + i, run - i); /* UTF-8 as stored */
+        out += run - i;
+        if (run == n)
+            break;
+        unsigned char c = (unsigned char)s[run];
+        *out++ = '\\';
         if (c == '"' || c == '\\') {
-            *out++ = '\\';
             *out++ = (char)c;
-        } else if (c < 0x20) {
-            static const char short_form[32] = {
-                ['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n', ['\f'] = 'f', ['\r'] = 'r'};
-            *out++ = '\\';
-            if (short_form[c] != 0) {
-                *out++ = short_form[c];
-            } else {
-                memcpy(out, "u00", 3);
-                out[3] = hex[c >> 4];
-                out[4] = hex[c & 15];
-                out += 5;
-            }
+        } else if (short_form[c] != 0) {
+            *out++ = short_form[c];
         } else {
-            *out++ = (char)c; /* UTF-8 as stored */
+            memcpy(out, "u00", 3);
+            out[3] = hex[c >> 4];
+            out[4] = hex[c & 15];
+            out += 5;
         }
+        i = run + 1;
     }
     *out++ = '"';
+    return out;
+}
+
+/* v in decimal at out (room for 21 bytes); past its end */
+static char *put_int(char *out, int64_t v)
+{
+    char digits[24];
+    size_t n = 0;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do
+        digits[n++] = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        *out++ = '-';
+    while (n > 0)
+        *out++ = digits[--n];
     return out;
 }
 
 /* The product on st's row as a JSON object: malloc'd, its length in *len. */
 static char *product_json(struct souk_stmt *st, size_t *len)
 {
-    const char *text[SOUK_ARRAY_LEN(product_cols)];
+    enum { NCOLS = SOUK_ARRAY_LEN(product_cols) };
+    const char *text[NCOLS];
+    size_t tlen[NCOLS];
     size_t need = 3; /* {}, NUL */
-    for (int i = 0; i < PRODUCT_VERSION_COL; i++) {
+    for (int i = 0; i < NCOLS; i++) {
         need += strlen(product_cols[i].key) + 4; /* "key":, */
         text[i] = product_cols[i].kind == COL_INT ? NULL : souk_stmt_text(st, i);
+        tlen[i] = text[i] != NULL ? strlen(text[i]) : 0;
         if (product_cols[i].kind == COL_INT)
             need += 24;
         else if (text[i] == NULL)
             need += 4; /* null: never, the columns are NOT NULL */
         else
-            need += (product_cols[i].kind == COL_TEXT ? 6 : 1) * strlen(text[i]) + 2;
+            need += (product_cols[i].kind == COL_TEXT ? 6 : 1) * tlen[i] + 2;
     }
     char *doc = souk_xmalloc(need), *o = doc;
     *o++ = '{';
-    for (int i = 0; i < PRODUCT_VERSION_COL; i++) {
+    for (int i = 0; i < NCOLS; i++) {
         if (i > 0)
             *o++ = ',';
-        o = put_json_string(o, product_cols[i].key);
+        o = put_json_string(o, product_cols[i].key, strlen(product_cols[i].key));
         *o++ = ':';
         if (product_cols[i].kind == COL_INT) {
-            o += sprintf(o, "%lld", (long long)souk_stmt_int(st, i));
+            o = put_int(o, souk_stmt_int(st, i));
         } else if (text[i] == NULL) {
             memcpy(o, "null", 4);
             o += 4;
         } else if (product_cols[i].kind == COL_TEXT) {
-            o = put_json_string(o, text[i]);
+            o = put_json_string(o, text[i], tlen[i]);
         } else {
-            size_t n = strlen(text[i]);
-            memcpy(o, text[i], n);
-            o += n;
+            memcpy(o, text[i], tlen[i]);
+            o += tlen[i];
         }
     }
     *o++ = '}';
