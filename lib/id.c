@@ -21,17 +21,14 @@ char *souk_id_make(char out[SOUK_ID_MAX], const char *prefix, int64_t ms, const 
     memcpy(out, prefix, plen);
     out[plen] = '_';
     char *u = out + plen + 1;
-    /* 128 bits as 26 characters of 5 bits: the first carries the top 3 bits. */
-    for (int i = 0; i < SOUK_ULID_LEN; i++) {
-        int bit = 128 - 5 * (SOUK_ULID_LEN - i); /* position of this char's first bit */
-        unsigned v = 0;
-        for (int k = 0; k < 5; k++, bit++) {
-            v <<= 1;
-            if (bit >= 0)
-                v |= (b[bit / 8] >> (7 - bit % 8)) & 1;
-        }
-        u[i] = crockford[v];
-    }
+    /* 128 bits as 26 characters of 5 bits, the last from the lowest bits: the first
+     * carries the top 3 (a shift per character, not a loop per bit: ids are made per
+     * request) */
+    unsigned __int128 v = 0;
+    for (int i = 0; i < 16; i++)
+        v = v << 8 | b[i];
+    for (int i = SOUK_ULID_LEN - 1; i >= 0; i--, v >>= 5)
+        u[i] = crockford[(unsigned)v & 31];
     u[SOUK_ULID_LEN] = '\0';
     return out;
 }
@@ -43,11 +40,14 @@ char *souk_id_new(char out[SOUK_ID_MAX], const char *prefix)
     return souk_id_make(out, prefix, souk_wall_ms(), rnd);
 }
 
-static int decode_char(char c)
-{
-    const char *p = strchr(crockford, c);
-    return (c != '\0' && p != NULL) ? (int)(p - crockford) : -1;
-}
+/* The value of each Crockford character plus one (0: not one); crockford[] read back. */
+static const unsigned char decode_table[256] = {
+    ['0'] = 1,  ['1'] = 2,  ['2'] = 3,  ['3'] = 4,  ['4'] = 5,  ['5'] = 6,  ['6'] = 7,  ['7'] = 8,
+    ['8'] = 9,  ['9'] = 10, ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
+    ['G'] = 17, ['H'] = 18, ['J'] = 19, ['K'] = 20, ['M'] = 21, ['N'] = 22, ['P'] = 23, ['Q'] = 24,
+    ['R'] = 25, ['S'] = 26, ['T'] = 27, ['V'] = 28, ['W'] = 29, ['X'] = 30, ['Y'] = 31, ['Z'] = 32};
+
+static int decode_char(char c) { return (int)decode_table[(unsigned char)c] - 1; }
 
 bool souk_id_valid(const char *s, const char *prefix)
 {
