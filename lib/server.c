@@ -457,8 +457,6 @@ static enum MHD_Result gather_xff(void *cls, enum MHD_ValueKind kind, const char
     return MHD_YES;
 }
 
-/* The client's address: the TCP peer, or, when the peer is a trusted proxy
- * (SOUK_TRUSTED_PROXIES), the client it vouches for in X-Forwarded-For. */
 void souk__server_peer(struct MHD_Connection *c, char peer[INET6_ADDRSTRLEN])
 {
     const union MHD_ConnectionInfo *ci =
@@ -473,6 +471,8 @@ void souk__server_peer(struct MHD_Connection *c, char peer[INET6_ADDRSTRLEN])
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, peer, INET6_ADDRSTRLEN);
 }
 
+/* The client's address: the TCP peer, or, when the peer is a trusted proxy
+ * (SOUK_TRUSTED_PROXIES), the client it vouches for in X-Forwarded-For. */
 static void client_address(struct souk_req *r)
 {
     /* the guard worked the peer out when the connection opened: a peer that is no

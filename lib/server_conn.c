@@ -3,7 +3,9 @@
  * idle: the guard gives each connection an absolute deadline for its next request's
  * headers and shuts down those past it. It also closes gracefully after an answer
  * sent before the body was read (a lingering close, as nginx does), so the client
- * reads the answer instead of a reset. One thread does both, on a short tick. */
+ * reads the answer instead of a reset. One thread does both, on a short tick. And it
+ * keeps each connection's peer address, worked out once when the connection opens
+ * rather than for each of its requests. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -17,9 +19,9 @@
 #include <unistd.h>
 
 #include "server_int.h"
-#include "souk/realip.h"
 #include "souk/log.h"
 #include "souk/metrics.h"
+#include "souk/realip.h"
 #include "souk/souk.h"
 
 #define TICK_MS      200    /* deadlines are checked this often */
