@@ -48,6 +48,17 @@ def test_create_then_read(env):
     fields = {e["field"] for e in assert_problem(bad, 400, "validation_failed")["errors"]}
     assert fields == {"category", "price_cents"}
 
+    # GET writes the product's JSON itself (products.c), the create answer and the
+    # lists come from elsewhere: the same object whatever the text holds
+    name = 'Lamp "Q" \\ back\tslash\n\u0001\u001f\u007f é ☃ 😀'
+    attrs = {"s": 'x"y\\z\n\u0001', "n": 2.5, "b": True, "u": "é☃"}
+    p = create(catalog, adm, sku="TEST-AWK", name=name, description="d\r\b\f", attributes=attrs).json()
+    g = requests.get(catalog.url + f"/api/v1/products/{p['id']}", timeout=5)
+    assert g.status_code == 200 and g.json() == p
+    assert g.json()["name"] == name and g.json()["attributes"] == attrs
+    listed = requests.get(catalog.url + "/api/v1/products", params={"page_size": 5}, timeout=5).json()
+    assert [i for i in listed["items"] if i["id"] == p["id"]] == [g.json()]
+
 
 def test_patch_with_if_match(env):
     users, catalog, adm = env
