@@ -360,6 +360,33 @@ struct utf8_case {
     const char *in, *out;
 };
 
+/* Long plain runs go 8 bytes at a time: a byte that needs care at any offset of a
+ * word, and caps anywhere in a run, come out as a byte at a time would make them. */
+static void test_escape_long_runs(void **state)
+{
+    (void)state;
+    static const char *const odd[] = {"\"", "\\", "\n", "\x01", "\x7f", "\xc3\xa9", "\xff"};
+    static const char *const want[] = {"\\\"",    "\\\\",     "\\n",    "\\u0001",
+                                       "\\u007f", "\xc3\xa9", "\\ufffd"};
+    for (size_t k = 0; k < sizeof(odd) / sizeof(odd[0]); k++) {
+        for (size_t at = 0; at < 20; at++) {
+            char in[64], expect[96], buf[96];
+            memset(in, 'a', at);
+            snprintf(in + at, sizeof(in) - at, "%s%s", odd[k], "bcdefghijklmnopq");
+            memset(expect, 'a', at);
+            snprintf(expect + at, sizeof(expect) - at, "%s%s", want[k], "bcdefghijklmnopq");
+            size_t n = souk__json_escape(buf, 0, sizeof(buf), in);
+            buf[n] = '\0';
+            assert_string_equal(buf, expect);
+            /* cut inside the leading run: exactly cap - 1 plain bytes */
+            if (at > 2) {
+                n = souk__json_escape(buf, 0, at - 1, in);
+                assert_int_equal(n, at - 2);
+            }
+        }
+    }
+}
+
 static void test_escape_keeps_utf8_and_replaces_the_rest(void **state)
 {
     (void)state;
@@ -420,6 +447,7 @@ int main(void)
         cmocka_unit_test(test_config_error_line),
         cmocka_unit_test(test_out_of_memory_line),
         cmocka_unit_test(test_escape),
+        cmocka_unit_test(test_escape_long_runs),
         cmocka_unit_test(test_escape_keeps_utf8_and_replaces_the_rest),
         cmocka_unit_test(test_redact),
     };
