@@ -8,7 +8,6 @@ import os
 import secrets
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -19,7 +18,8 @@ from .config import (AIM_CEILING, AIM_CHECKOUTS, AIM_EXPRESS, BENCH, COLD_RUNS, 
                      QUICK_RESULTS, QUICK_SCENARIOS, RESULTS, ROOT, ROUNDS, SERVICES, WARMUP,
                      WARMUP_AT_ONCE, WRK, log)
 from .measurement import (TICKS, RssSampler, cpu_ticks, group_rss_kb, loadavg, machine,
-                          mem_detail_kb, profile, profile_each, rss_kb, wait_idle, wrk)
+                          mem_detail_kb, profile, profile_each, rss_kb, run_at_once, wait_idle,
+                          wrk)
 from .net import http
 from .procs import CLEAN, install
 from .report import fmt_ms, write_results
@@ -163,15 +163,8 @@ def warm_ups(live):
     server gets more than a few scenarios' connections at a time."""
     todo = [s for s in live if s.key != "journey"]
     for i in range(0, len(todo), WARMUP_AT_ONCE):
-        ws = [subprocess.Popen(WARMUP + ["-s", os.path.join(BENCH, s.script), s.url, "--"] + s.args,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-              for s in todo[i:i + WARMUP_AT_ONCE]]
-        for w in ws:
-            try:
-                w.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                w.kill()
-                w.wait()
+        run_at_once([WARMUP + ["-s", os.path.join(BENCH, s.script), s.url, "--"] + s.args
+                     for s in todo[i:i + WARMUP_AT_ONCE]])
 
 
 def run_rounds(ctx, live, serving, plat, watched, wrk_log):

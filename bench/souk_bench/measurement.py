@@ -162,6 +162,19 @@ def parse_wrk(out):
     return r
 
 
+def run_at_once(cmds, timeout=60):
+    """Start every command at once (output discarded: warm-ups, nothing measured) and
+    wait for all of them; one still running after timeout seconds is killed."""
+    ps = [subprocess.Popen(c, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+          for c in cmds]
+    for p in ps:
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 def wrk(base_args, url, script, args, log_to):
     cmd = base_args + ["-s", os.path.join(BENCH, script), url, "--"] + list(args)
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)

@@ -18,7 +18,7 @@ import urllib.parse
 
 from . import config
 from .config import BENCH, BUILD, PHASES, ROOT, SIZE_DURATION, SIZE_ROUNDS, SIZE_WRK, SIZE_WARMUP, SIZES, log
-from .measurement import TICKS, cpu_ticks, rss_kb, wait_idle, wrk
+from .measurement import TICKS, cpu_ticks, rss_kb, run_at_once, wait_idle, wrk
 from .net import free_port, http, wait_ready
 from .procs import CLEAN
 from .scenarios import Scenario, write_lua
@@ -220,15 +220,8 @@ def run(ctx, tmp, wrk_log, before_rounds=None):
         # a few pages of each: caches and prepared statements. Each size is its own
         # process, so every warm-up runs at once (nothing is measured; each still gets
         # hundreds of requests or more, where a cache needs one)
-        ws = [subprocess.Popen(SIZE_WARMUP + ["-s", os.path.join(BENCH, s.script), s.url, "--"] +
-                               s.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-              for s in scenarios if s.page in WARM_PAGES]
-        for w in ws:
-            try:
-                w.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                w.kill()
-                w.wait()
+        run_at_once([SIZE_WARMUP + ["-s", os.path.join(BENCH, s.script), s.url, "--"] + s.args
+                     for s in scenarios if s.page in WARM_PAGES])
     if before_rounds is not None:
         before_rounds()
     pids = [c.proc.pid for c in catalogs]
